@@ -1,0 +1,61 @@
+package svid
+
+import (
+	"encoding/asn1"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// DefaultOID is the X.509 extension OID under which the claims travel unless
+// configured otherwise: 1.3.6.1.4.1.32473.1.1.
+//
+// agentid has no IANA Private Enterprise Number of its own. 32473 is the
+// number IANA reserves for documentation (RFC 5612), so the default cannot
+// collide with any vendor's extension and fits Go's asn1.ObjectIdentifier
+// (2.25.<uuid> arcs do not: x509.ParseCertificate rejects arcs above an int).
+// Deployments that own a PEN should set their own OID, in the composer and
+// in every verifier alike ("extension_oid").
+var DefaultOID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}
+
+// Option configures decoding and validation.
+type Option interface{ apply(*config) }
+
+type config struct {
+	oid          asn1.ObjectIdentifier
+	now          func() time.Time
+	trustDomains []spiffeid.TrustDomain
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithOID sets the X.509 extension OID (default DefaultOID).
+func WithOID(oid asn1.ObjectIdentifier) Option {
+	return optionFunc(func(c *config) { c.oid = oid })
+}
+
+// WithTime pins the clock used to check the deadline (default time.Now).
+func WithTime(now time.Time) Option {
+	return optionFunc(func(c *config) { c.now = func() time.Time { return now } })
+}
+
+// WithClock sets the clock used to check the deadline (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.now = now })
+}
+
+// WithTrustDomains restricts the SVID's and the chain members' trust domains.
+// Without it the SVID's own trust domain is the only one allowed.
+func WithTrustDomains(tds ...spiffeid.TrustDomain) Option {
+	return optionFunc(func(c *config) { c.trustDomains = append(c.trustDomains, tds...) })
+}
+
+func newConfig(opts []Option) config {
+	c := config{oid: DefaultOID, now: time.Now}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return c
+}
