@@ -1,0 +1,55 @@
+package svid_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/agentid/agentid/svid"
+)
+
+func TestSelectorsContract(t *testing.T) {
+	c := researcher()
+	c.Chain = []string{"spiffe://example.org/agent/root/task/R", plannerID}
+	want := []string{
+		"task:T-42", "agent:researcher", "model:openai/gpt-4o", "prompt:" + digest,
+		"scope:kb:read", "principal:spiffe://example.org/user/alice",
+		"delegator:0:spiffe://example.org/agent/root/task/R", "delegator:1:" + plannerID, "depth:2",
+	}
+	if got := c.Selectors(); !slices.Equal(got, want) {
+		t.Fatalf("selectors\n got %q\nwant %q", got, want)
+	}
+	shuffled := slices.Clone(want)
+	slices.Reverse(shuffled)
+	back, err := svid.FromSelectors(shuffled, deadline)
+	if err != nil || !back.Equal(c) {
+		t.Fatalf("FromSelectors = %+v, %v", back, err)
+	}
+}
+
+func TestFromSelectorsRejects(t *testing.T) {
+	base := researcher().Selectors()
+	without := func(prefix string) []string {
+		return slices.DeleteFunc(slices.Clone(base), func(s string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix })
+	}
+	tests := []struct {
+		name   string
+		in     []string
+		reason svid.Reason
+	}{
+		{"unknown key", append(slices.Clone(base), "admin:yes"), svid.ReasonMalformed},
+		{"task twice", append(slices.Clone(base), "task:T-43"), svid.ReasonMalformed},
+		{"depth missing", without("depth:"), svid.ReasonMalformed},
+		{"depth disagrees", append(without("depth:"), "depth:2"), svid.ReasonMalformed},
+		{"delegator gap", append(without("delegator:"), "delegator:1:"+plannerID), svid.ReasonMalformed},
+		{"delegator index not a number", append(without("delegator:"), "delegator:x:"+plannerID), svid.ReasonMalformed},
+		{"delegator repeated", append(slices.Clone(base), "delegator:0:"+plannerID), svid.ReasonMalformed},
+		{"model missing", without("model:"), svid.ReasonInvalidField},
+		{"delegator not a task ID", append(without("delegator:"), "delegator:0:spiffe://example.org/user/bob"), svid.ReasonBadChainEntry},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := svid.FromSelectors(tc.in, deadline)
+			wantReason(t, err, tc.reason)
+		})
+	}
+}
