@@ -2,6 +2,9 @@ package svid
 
 import (
 	"encoding/asn1"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -58,4 +61,25 @@ func newConfig(opts []Option) config {
 		o.apply(&c)
 	}
 	return c
+}
+
+// ParseOID parses a dotted OID such as "1.3.6.1.4.1.32473.1.1", as written
+// in the "extension_oid" settings. Every arc must fit an int.
+func ParseOID(s string) (asn1.ObjectIdentifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("svid: extension OID %q: need at least two arcs", s)
+	}
+	oid := make(asn1.ObjectIdentifier, len(parts))
+	for i, part := range parts {
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 0 || part != strconv.Itoa(n) {
+			return nil, fmt.Errorf("svid: extension OID %q: arc %q is not a non-negative int without leading zeros", s, part)
+		}
+		oid[i] = n
+	}
+	if oid[0] > 2 || oid[0] < 2 && oid[1] > 39 {
+		return nil, fmt.Errorf("svid: extension OID %q: invalid first arcs", s)
+	}
+	return oid, nil
 }

@@ -106,3 +106,15 @@ func TestTaskID(t *testing.T) {
 		}
 	}
 }
+
+func TestParseOID(t *testing.T) {
+	oid, err := svid.ParseOID("1.3.6.1.4.1.32473.1.1")
+	if err != nil || !oid.Equal(svid.DefaultOID) {
+		t.Fatalf("ParseOID = %v, %v", oid, err)
+	}
+	for _, bad := range []string{"", "1", "1.x", "1.-2", "1.02", "3.1", "1.40", "2.25.329800735698586629295641978511506172918"} {
+		if _, err := svid.ParseOID(bad); err == nil {
+			t.Errorf("ParseOID(%q) accepted", bad)
+		}
+	}
+}

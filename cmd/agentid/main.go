@@ -132,3 +132,13 @@ func (env *cli) subcommands(group string, args []string, subs map[string]func(*c
 	}
 	return run(env, args[1:])
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
