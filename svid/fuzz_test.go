@@ -2,14 +2,17 @@ package svid_test
 
 import (
 	"crypto/x509/pkix"
+	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/agentid/agentid/svid"
 )
 
-// FuzzParse: the JSON decoder never panics, and whatever it accepts
-// re-encodes canonically to something it accepts as the same claims.
-// Seeds live in testdata/fuzz/FuzzParse; `make fuzz` runs it longer.
+// FuzzParse: the JSON decoder never panics, accepts only what
+// encoding/json reads as the same values, and whatever it accepts re-encodes
+// canonically to something it accepts as the same claims. Seeds live in
+// testdata/fuzz/FuzzParse; `make fuzz` runs it longer.
 func FuzzParse(f *testing.F) {
 	good, _ := researcher().MarshalJSON()
 	f.Add(good)
@@ -17,6 +20,16 @@ func FuzzParse(f *testing.F) {
 		c, err := svid.Parse(data)
 		if err != nil {
 			return
+		}
+		var ref struct {
+			Agent, Task, Model, Prompt, Principal string
+			Scope, Chain                          []string
+		}
+		if err := json.Unmarshal(data, &ref); err != nil {
+			t.Fatalf("accepted what encoding/json rejects (%v): %q", err, data)
+		}
+		if ref.Agent != c.Agent || ref.Principal != c.Principal || !slices.Equal(ref.Scope, c.Scope) || !slices.Equal(ref.Chain, c.Chain) {
+			t.Fatalf("decoded differently from encoding/json: %+v vs %+v", c, ref)
 		}
 		again, err := svid.Parse(c.AppendJSON(nil))
 		if err != nil {
