@@ -59,5 +59,18 @@ demo: spire build
 	 else echo "agentid demo: nothing to show yet: the end-to-end story lands with the e2e issue."; \
 	 echo "Built: $$(ls $(BIN) | tr '\n' ' ')"; echo "SPIRE: $$($(SPIRE_BIN)/spire-server --version 2>&1)"; fi
 
+## generate: regenerate the gRPC code under proto/ (protoc from apt, plugins from the module proxy)
+PROTOC_GEN_GO := $(CACHE)/tools/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(CACHE)/tools/protoc-gen-go-grpc
+generate: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+	@which protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	PATH=$(CACHE)/tools:$$PATH protoc -I proto --go_out=paths=source_relative:proto --go-grpc_out=paths=source_relative:proto \
+	  $$(find proto -name '*.proto')
+
+$(PROTOC_GEN_GO):
+	GOBIN=$(CACHE)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+$(PROTOC_GEN_GO_GRPC):
+	GOBIN=$(CACHE)/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+
 clean:
 	rm -rf $(BIN)
