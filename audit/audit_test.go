@@ -1,0 +1,286 @@
+package audit_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+var (
+	td  = spiffeid.RequireTrustDomainFromString("example.org")
+	t0  = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	vid = spiffeid.RequireFromString("spiffe://example.org/verifier")
+)
+
+// clock returns a deterministic clock that ticks one millisecond per call.
+func clock() func() time.Time {
+	n := 0
+	return func() time.Time { n++; return t0.Add(time.Duration(n) * time.Millisecond) }
+}
+
+func decision(i int) audit.Record {
+	return audit.Record{
+		Type: audit.TypeDecision, Peer: "spiffe://example.org/agent/researcher/task/T-42", Serial: "2a",
+		Claims:   []byte(`{"v":1,"agent":"researcher"}`),
+		Action:   &audit.Action{Kind: "http", Method: "GET", Path: "/kb/" + strconv.Itoa(i)},
+		Decision: "allow", Rules: []string{"read-kb (kb.hcl:3)"}, PolicyDigest: "sha256:00",
+	}
+}
+
+func write(t *testing.T, path string, opts audit.Options, n int) {
+	t.Helper()
+	w, err := audit.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := w.Append(decision(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChainVerifies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	write(t, path, audit.Options{Clock: clock()}, 10)
+	write(t, path, audit.Options{Clock: clock()}, 5) // reopen continues the chain
+	sum, err := audit.Verify([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Records != 15 || sum.LastSeq != 15 || sum.Unsigned != 15 || sum.Checkpoints != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestTamperingNamesFirstBrokenLine(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(lines []string) []string
+		line   int
+		reason string
+	}{
+		{"edited decision", func(l []string) []string {
+			l[3] = strings.Replace(l[3], `"decision":"allow"`, `"decision":"deny"`, 1)
+			return l
+		}, 5, "prev hash does not match"},
+		{"removed line", func(l []string) []string { return append(l[:2], l[3:]...) }, 3, "sequence number 4, expected 3"},
+		{"swapped lines", func(l []string) []string { l[1], l[2] = l[2], l[1]; return l }, 2, "sequence number 3, expected 2"},
+		{"garbage line", func(l []string) []string { l[6] = "{not json"; return l }, 7, "not a record"},
+		{"unknown field", func(l []string) []string {
+			l[0] = strings.Replace(l[0], `{"seq":1`, `{"seq":1,"x":1`, 1)
+			return l
+		}, 1, "not a record"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			write(t, path, audit.Options{Clock: clock()}, 8)
+			data, _ := os.ReadFile(path)
+			lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+			os.WriteFile(path, []byte(strings.Join(tc.edit(lines), "\n")+"\n"), 0o600)
+			_, err := audit.Verify([]string{path}, nil)
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Verify = %v, want a VerifyError", err)
+			}
+			if ve.Line != tc.line || !strings.Contains(ve.Reason, tc.reason) {
+				t.Fatalf("got line %d %q, want line %d %q", ve.Line, ve.Reason, tc.line, tc.reason)
+			}
+		})
+	}
+}
+
+func TestSignedCheckpoints(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	signer := ca.CreateX509SVID(vid)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	write(t, path, audit.Options{Clock: clock(), Signer: signer, CheckpointEvery: 4}, 10)
+
+	sum, err := audit.Verify([]string{path}, ca.X509Bundle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 + ckpt + 4 + ckpt + 2 + final ckpt on Close.
+	if sum.Records != 13 || sum.Checkpoints != 3 || sum.Unsigned != 0 || len(sum.Signers) != 1 || sum.Signers[0] != vid.String() {
+		t.Fatalf("summary %+v", sum)
+	}
+
+	// Another CA's bundle: the checkpoints are not vouched for.
+	other := testca.New(t, td, t0)
+	_, err = audit.Verify([]string{path}, other.X509Bundle())
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || ve.Line != 5 || !strings.Contains(ve.Reason, "checkpoint: x509svid: could not verify leaf certificate") {
+		t.Fatalf("foreign bundle: %v", err)
+	}
+
+	// A checkpoint re-signed by a key the bundle does not trust, with the
+	// chain of the trusted one: the signature fails.
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	forged := strings.Replace(lines[4], `"sig":"`, `"sig":"AAAA`, 1)
+	os.WriteFile(path, []byte(strings.Join(append(append(lines[:4:4], forged), lines[5:]...), "\n")+"\n"), 0o600)
+	_, err = audit.Verify([]string{path}, ca.X509Bundle())
+	if !errors.As(err, &ve) || ve.Line != 5 || !strings.Contains(ve.Reason, "signature does not verify") {
+		t.Fatalf("forged signature: %v", err)
+	}
+}
+
+func TestTornTailIsTruncatedOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	write(t, path, audit.Options{Clock: clock()}, 3)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"seq":4,"time":"2026-11-29T10:00:00Z","type":"deci`)
+	f.Close()
+	w, err := audit.Open(path, audit.Options{Clock: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.RecoveredBytes() == 0 {
+		t.Fatal("torn tail not reported")
+	}
+	w.Append(decision(4))
+	w.Close()
+	sum, err := audit.Verify([]string{path}, nil)
+	if err != nil || sum.Records != 4 {
+		t.Fatalf("after recovery: %+v %v", sum, err)
+	}
+}
+
+func TestRotationKeepsChain(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	opts := audit.Options{Clock: clock(), MaxBytes: 2000, Signer: ca.CreateX509SVID(vid), CheckpointEvery: 7}
+	write(t, path, opts, 20)
+	write(t, path, opts, 20)
+	files, err := audit.Files(path)
+	if err != nil || len(files) < 4 || files[len(files)-1] != path {
+		t.Fatalf("files %v %v", files, err)
+	}
+	sum, err := audit.Verify(files, ca.X509Bundle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Files != len(files) || sum.Records < 40 || sum.Unsigned != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	// Dropping a middle file breaks the chain at the next file's first line.
+	_, err = audit.Verify(append(files[:1:1], files[2:]...), ca.X509Bundle())
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || ve.File != files[2] || ve.Line != 1 {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestAppendAfterClose(t *testing.T) {
+	w, err := audit.Open(filepath.Join(t.TempDir(), "a.log"), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := w.Append(decision(0)); !errors.Is(err, audit.ErrClosed) {
+		t.Fatalf("Append after Close = %v", err)
+	}
+	if err := w.Flush(); !errors.Is(err, audit.ErrClosed) {
+		t.Fatalf("Flush after Close = %v", err)
+	}
+}
+
+func TestParseDurability(t *testing.T) {
+	for in, want := range map[string]audit.Durability{"": audit.SyncBatch, "batch": audit.SyncBatch, "every": audit.SyncEvery, "none": audit.SyncNone} {
+		if got, err := audit.ParseDurability(in); err != nil || got != want {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	if _, err := audit.ParseDurability("sometimes"); err == nil {
+		t.Error("bad durability accepted")
+	}
+}
+
+// TestCrashLosesOnlyTheUnsyncedBatch kills a writer process with SIGKILL
+// while it appends; every record it had flushed must survive and the log
+// must verify and continue after reopening.
+func TestCrashLosesOnlyTheUnsyncedBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriter$")
+	cmd.Env = append(os.Environ(), "AUDIT_HELPER_PATH="+path)
+	var out bytes.Buffer
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The helper prints the number of records it has flushed, one line per
+	// flush; kill it after it reported 300.
+	acked := 0
+	buf := make([]byte, 64)
+	var line []byte
+	for acked < 300 {
+		n, err := stdout.Read(buf)
+		if err != nil {
+			t.Fatalf("helper ended early: %v\n%s", err, out.String())
+		}
+		for _, b := range buf[:n] {
+			if b == '\n' {
+				acked, _ = strconv.Atoi(string(line))
+				line = line[:0]
+				continue
+			}
+			line = append(line, b)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	w, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append(decision(-1))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := audit.Verify([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Records < acked+1 {
+		t.Fatalf("%d records after the crash, but %d were acknowledged as synced", sum.Records, acked)
+	}
+}
+
+// TestHelperWriter is the process killed by TestCrashLosesOnlyTheUnsyncedBatch.
+func TestHelperWriter(t *testing.T) {
+	path := os.Getenv("AUDIT_HELPER_PATH")
+	if path == "" {
+		return // only runs as the helper process
+	}
+	w, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; ; i++ {
+		w.Append(decision(i))
+		if i%10 == 0 {
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Println(i)
+		}
+	}
+}

@@ -1,0 +1,39 @@
+package audit_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/agentid/agentid/audit"
+)
+
+// BenchmarkAppend measures appends per second with the default durability
+// (fsync per batch) from concurrent callers; the final Flush is included.
+func BenchmarkAppend(b *testing.B) {
+	for _, d := range []struct {
+		name string
+		d    audit.Durability
+	}{{"batch", audit.SyncBatch}, {"none", audit.SyncNone}} {
+		b.Run(d.name, func(b *testing.B) {
+			w, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), audit.Options{Durability: d.d})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec := decision(1)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := w.Append(rec); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+			w.Close()
+		})
+	}
+}

@@ -1,0 +1,29 @@
+// Package audit is agentid's tamper-evident decision log.
+//
+// Every decision of the verifier (and every registrar action) is one JSON
+// line. Each line carries, in "prev", the SHA-256 of the previous line's
+// bytes, so that removing, reordering or editing any line breaks the chain
+// at the next one. Periodically the writer appends a checkpoint line signed
+// with the verifier's own X.509-SVID key (the certificate chain travels in
+// the line), so that the chain up to that point is bound to an identity the
+// trust bundle vouches for: an attacker who rewrites the file must re-sign
+// every checkpoint with a key the bundle trusts.
+//
+// # Durability
+//
+// [Writer.Append] queues the record and returns; a background loop writes
+// queued records in batches and, with the default [SyncBatch] durability,
+// calls fsync once per batch before acknowledging the batch to
+// [Writer.Flush]. A crash (kill -9) loses at most the batch that was being
+// written; never an earlier line, because a reopened log truncates a torn
+// last line and continues the chain from the last complete one.
+// [SyncEvery] syncs every record (batches of one); [SyncNone] leaves syncing
+// to the operating system.
+//
+// # Rotation
+//
+// When the file grows beyond MaxBytes it is renamed to
+// <name>.<first-seq>.<ext> and a new file starts whose first line's "prev"
+// is the hash of the last line of the previous file, so the chain spans
+// files. [Files] lists a log's files in order for [Verify].
+package audit

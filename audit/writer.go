@@ -1,0 +1,426 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Durability says when appended records reach the disk.
+type Durability int
+
+const (
+	// SyncBatch (default) fsyncs once per written batch.
+	SyncBatch Durability = iota
+	// SyncEvery writes and fsyncs every record on its own.
+	SyncEvery
+	// SyncNone never fsyncs; the OS writes back when it likes.
+	SyncNone
+)
+
+// ParseDurability reads "batch", "every" or "none".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "", "batch":
+		return SyncBatch, nil
+	case "every":
+		return SyncEvery, nil
+	case "none":
+		return SyncNone, nil
+	}
+	return 0, fmt.Errorf("audit: durability %q: want batch, every or none", s)
+}
+
+// Options configure a Writer. Zero values take the documented defaults.
+type Options struct {
+	Durability Durability
+	// MaxBatch is the most records written per batch (default 256).
+	MaxBatch int
+	// MaxBytes rotates the file when it grows beyond this size (0: 64 MiB;
+	// negative: never).
+	MaxBytes int64
+	// Signer, when set, provides the X.509-SVID whose key signs
+	// checkpoints (e.g. a workloadapi.X509Source).
+	Signer x509svid.Source
+	// CheckpointEvery appends a checkpoint after this many records
+	// (default 1000), and CheckpointInterval at least this often while
+	// records arrive (default 1 minute). Only with a Signer.
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+	// Clock stamps records (default time.Now).
+	Clock func() time.Time
+	// QueueSize bounds the records waiting to be written (default 8192);
+	// Append blocks when it is full.
+	QueueSize int
+}
+
+func (o *Options) defaults() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.Durability == SyncEvery {
+		o.MaxBatch = 1
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 64 << 20
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 1000
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 8192
+	}
+}
+
+// ErrClosed is returned by Append and Flush after Close.
+var ErrClosed = errors.New("audit: log closed")
+
+// Writer appends records to a hash-chained log file. It is safe for
+// concurrent use.
+type Writer struct {
+	path string
+	opts Options
+
+	queue   chan item
+	done    chan struct{}
+	closed  atomic.Bool
+	closeMu sync.RWMutex
+	pending atomic.Int64
+	err     atomic.Pointer[error]
+
+	// Owned by the loop goroutine.
+	f              *os.File
+	buf            *bufio.Writer
+	size           int64
+	seq            uint64 // of the last written record
+	firstSeq       uint64 // of the current file's first record
+	prev           string
+	sinceCkpt      int
+	lastCkpt       time.Time
+	recoveredBytes int64
+}
+
+type item struct {
+	rec   *Record
+	flush chan error // a barrier: answered once everything before it is synced
+}
+
+// Open opens (or creates) the log at path and starts its writer loop. It
+// continues the chain of an existing log, truncating a torn last line left
+// by a crash.
+func Open(path string, opts Options) (*Writer, error) {
+	opts.defaults()
+	w := &Writer{path: path, opts: opts, queue: make(chan item, opts.QueueSize), done: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if err := w.recover(); err != nil {
+		return nil, err
+	}
+	w.lastCkpt = opts.Clock()
+	go w.loop()
+	return w, nil
+}
+
+// RecoveredBytes is the size of the torn tail that Open removed (0 after a
+// clean shutdown).
+func (w *Writer) RecoveredBytes() int64 { return w.recoveredBytes }
+
+// Pending is the number of records queued but not yet written: the audit lag.
+func (w *Writer) Pending() int64 { return w.pending.Load() }
+
+// Append queues rec for writing; it fills Seq, Prev and (when zero) Time.
+// It returns before the record is on disk; call Flush to wait.
+func (w *Writer) Append(rec Record) error {
+	w.closeMu.RLock()
+	defer w.closeMu.RUnlock()
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	if err := w.err.Load(); err != nil {
+		return *err
+	}
+	w.pending.Add(1)
+	w.queue <- item{rec: &rec}
+	return nil
+}
+
+// Flush waits until every record appended before it is written and, unless
+// the durability is SyncNone, synced.
+func (w *Writer) Flush() error {
+	ch := make(chan error, 1)
+	w.closeMu.RLock()
+	if w.closed.Load() {
+		w.closeMu.RUnlock()
+		return ErrClosed
+	}
+	w.queue <- item{flush: ch}
+	w.closeMu.RUnlock()
+	return <-ch
+}
+
+// Close writes what is queued, appends a final checkpoint when a Signer is
+// set, syncs and closes the file.
+func (w *Writer) Close() error {
+	w.closeMu.Lock()
+	if w.closed.Swap(true) {
+		w.closeMu.Unlock()
+		return ErrClosed
+	}
+	close(w.queue)
+	w.closeMu.Unlock()
+	<-w.done
+	if err := w.err.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	for it := range w.queue {
+		batch := []item{it}
+	drain:
+		for len(batch) < w.opts.MaxBatch {
+			select {
+			case next, ok := <-w.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, next)
+			default:
+				break drain
+			}
+		}
+		w.writeBatch(batch)
+	}
+	if w.opts.Signer != nil && w.sinceCkpt > 0 {
+		w.fail(w.checkpoint())
+	}
+	w.fail(w.sync())
+	w.fail(w.f.Close())
+}
+
+func (w *Writer) writeBatch(batch []item) {
+	var flushes []chan error
+	for _, it := range batch {
+		if it.flush != nil {
+			flushes = append(flushes, it.flush)
+			continue
+		}
+		w.pending.Add(-1)
+		w.fail(w.write(it.rec))
+		if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
+			w.fail(w.checkpoint())
+		}
+	}
+	err := w.sync()
+	w.fail(err)
+	if e := w.err.Load(); e != nil {
+		err = *e
+	}
+	for _, ch := range flushes {
+		ch <- err
+	}
+}
+
+func (w *Writer) fail(err error) {
+	if err != nil {
+		w.err.CompareAndSwap(nil, &err)
+	}
+}
+
+func (w *Writer) write(rec *Record) error {
+	if rec.Time.IsZero() {
+		rec.Time = w.opts.Clock()
+	}
+	rec.Time = rec.Time.UTC()
+	rec.Seq = w.seq + 1
+	rec.Prev = w.prev
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("audit: encoding record %d: %w", rec.Seq, err)
+	}
+	if w.opts.MaxBytes > 0 && w.size > 0 && w.size+int64(len(line))+1 > w.opts.MaxBytes {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	if w.size == 0 {
+		w.firstSeq = rec.Seq
+	}
+	if _, err := w.buf.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	w.size += int64(len(line)) + 1
+	w.seq, w.prev = rec.Seq, lineHash(line)
+	if rec.Type != TypeCheckpoint {
+		w.sinceCkpt++
+	}
+	return nil
+}
+
+func (w *Writer) sync() error {
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if w.opts.Durability == SyncNone {
+		return nil
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("audit: fsync: %w", err)
+	}
+	return nil
+}
+
+// checkpoint appends a line signed with the current SVID's key over the
+// hash of the previous line (which commits to the whole chain before it).
+func (w *Writer) checkpoint() error {
+	s, err := w.opts.Signer.GetX509SVID()
+	if err != nil {
+		return fmt.Errorf("audit: checkpoint: no SVID to sign with: %w", err)
+	}
+	rec := &Record{Type: TypeCheckpoint, Time: w.opts.Clock().UTC(), Signer: s.ID.String()}
+	for _, c := range s.Certificates {
+		rec.Chain = append(rec.Chain, c.Raw)
+	}
+	rec.Signature, err = signCheckpoint(s.PrivateKey, w.seq+1, rec.Time, w.prev)
+	if err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	w.sinceCkpt, w.lastCkpt = 0, w.opts.Clock()
+	return w.write(rec)
+}
+
+// checkpointPayload is what a checkpoint signs: its seq, time and the hash
+// of the line before it.
+func checkpointPayload(seq uint64, t time.Time, prev string) []byte {
+	return []byte("agentid-audit-checkpoint-v1\n" + strconv.FormatUint(seq, 10) + "\n" + t.UTC().Format(time.RFC3339Nano) + "\n" + prev + "\n")
+}
+
+func signCheckpoint(key crypto.Signer, seq uint64, t time.Time, prev string) ([]byte, error) {
+	payload := checkpointPayload(seq, t, prev)
+	if _, ok := key.(ed25519.PrivateKey); ok {
+		return key.Sign(rand.Reader, payload, crypto.Hash(0))
+	}
+	digest := sha256.Sum256(payload)
+	return key.Sign(rand.Reader, digest[:], crypto.SHA256)
+}
+
+// rotate renames the current file to <stem>.<first-seq><ext> and starts a
+// new one; the chain continues.
+func (w *Writer) rotate() error {
+	if err := w.sync(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := os.Rename(w.path, rotatedName(w.path, w.firstSeq)); err != nil {
+		return fmt.Errorf("audit: rotating: %w", err)
+	}
+	return w.openFile(0)
+}
+
+func (w *Writer) openFile(truncateTo int64) error {
+	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := f.Truncate(truncateTo); err != nil {
+		f.Close()
+		return fmt.Errorf("audit: %w", err)
+	}
+	if _, err := f.Seek(truncateTo, io.SeekStart); err != nil {
+		f.Close()
+		return fmt.Errorf("audit: %w", err)
+	}
+	w.f, w.buf, w.size = f, bufio.NewWriterSize(f, 64<<10), truncateTo
+	return nil
+}
+
+// recover finds the last complete line of the log (current file, else the
+// newest rotated file) and continues the chain from it.
+func (w *Writer) recover() error {
+	w.prev = GenesisPrev
+	data, err := os.ReadFile(w.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("audit: %w", err)
+	}
+	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
+	w.recoveredBytes = int64(len(data)) - keep
+	data = data[:keep]
+	if len(data) == 0 {
+		if err := w.continueFromRotated(); err != nil {
+			return err
+		}
+		return w.openFile(0)
+	}
+	first, last := firstAndLastLine(data)
+	if err := w.resume(first, last); err != nil {
+		return err
+	}
+	return w.openFile(keep)
+}
+
+func (w *Writer) continueFromRotated() error {
+	files, err := Files(w.path)
+	if err != nil || len(files) < 2 { // only the (empty) current file
+		return err
+	}
+	data, err := os.ReadFile(files[len(files)-2])
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
+	if len(data) == 0 {
+		return nil
+	}
+	_, last := firstAndLastLine(data)
+	var rec Record
+	if err := json.Unmarshal(last, &rec); err != nil {
+		return fmt.Errorf("audit: last line of %s: %w", files[len(files)-2], err)
+	}
+	w.seq, w.prev = rec.Seq, lineHash(last)
+	return nil
+}
+
+func (w *Writer) resume(first, last []byte) error {
+	var f, l Record
+	if err := json.Unmarshal(first, &f); err != nil {
+		return fmt.Errorf("audit: first line of %s: %w", w.path, err)
+	}
+	if err := json.Unmarshal(last, &l); err != nil {
+		return fmt.Errorf("audit: last line of %s: %w", w.path, err)
+	}
+	w.firstSeq, w.seq, w.prev = f.Seq, l.Seq, lineHash(last)
+	return nil
+}
+
+// firstAndLastLine splits complete lines (data ends with '\n').
+func firstAndLastLine(data []byte) (first, last []byte) {
+	body := data[:len(data)-1]
+	first, _, _ = bytes.Cut(body, []byte{'\n'})
+	return first, body[bytes.LastIndexByte(body, '\n')+1:]
+}
