@@ -1,0 +1,141 @@
+package verifier_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/verifier"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+)
+
+// mcpPolicy adds MCP: the "search" tool is allowed for kb:read holders.
+var mcpPolicy = verifier.PolicyFunc(func(in *verifier.Input) verifier.Decision {
+	if in.Action.Kind == "mcp" && in.Action.Name == "search" && in.Peer.IsTask() && in.Peer.Claims.HasScope("kb:read") {
+		return verifier.Decision{Allow: true, Rules: []string{"mcp-search (mcp.hcl:1)"}}
+	}
+	return scopePolicy(in)
+})
+
+func startExtAuthz(t *testing.T) (authv3.AuthorizationClient, *grpc.ClientConn, *testca.CA) {
+	t.Helper()
+	ca := testca.New(t, td, time.Now())
+	v := &verifier.Verifier{
+		Auth:   verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle(), JWTBundles: ca.JWTBundle(), Audiences: []string{"kb"}}),
+		Policy: mcpPolicy,
+	}
+	srv := grpc.NewServer()
+	(&verifier.ExtAuthz{V: v, MCPPaths: []string{"/mcp"}}).Register(srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn), conn, ca
+}
+
+func checkReq(cert, method, path string, headers map[string]string, body string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{
+			Certificate: cert,
+			Address:     &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}},
+		},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Headers: headers, Body: body}},
+	}}
+}
+
+func TestExtAuthzCheck(t *testing.T) {
+	client, conn, ca := startExtAuthz(t)
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	certPEM, _ := testca.SVIDPEM(t, ca.CreateX509SVID(taskID, ext(t, c)))
+	cert := url.PathEscape(string(certPEM))
+	forged, _ := testca.SVIDPEM(t, testca.New(t, td, time.Now()).CreateX509SVID(taskID, ext(t, c)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	tests := []struct {
+		name   string
+		req    *authv3.CheckRequest
+		code   code.Code
+		detail string
+	}{
+		{"allowed", checkReq(cert, "GET", "/kb/doc-1?x=1", map[string]string{"x-agentid-agent": "admin"}, ""), code.Code_OK, ""},
+		{"denied by scope", checkReq(cert, "POST", "/tickets", nil, ""), code.Code_PERMISSION_DENIED, "no rule allows POST /tickets"},
+		{"MCP tool allowed", checkReq(cert, "POST", "/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}}`), code.Code_OK, ""},
+		{"MCP tool denied", checkReq(cert, "POST", "/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all"}}`), code.Code_PERMISSION_DENIED, ""},
+		{"forged certificate", checkReq(url.PathEscape(string(forged)), "GET", "/kb/doc-1", nil, ""), code.Code_UNAUTHENTICATED, "untrusted"},
+		{"principal only", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source:  &authv3.AttributeContext_Peer{Principal: taskID.String()},
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/kb/x"}}}}, code.Code_UNAUTHENTICATED, "include_peer_certificate"},
+		{"garbage certificate", checkReq("%%%garbage", "GET", "/kb/doc-1", nil, ""), code.Code_UNAUTHENTICATED, "bad_credential"},
+		{"oversized headers", checkReq(cert, "GET", "/kb/doc-1", map[string]string{"x-big": strings.Repeat("a", verifier.MaxHeaderBytes)}, ""), code.Code_INVALID_ARGUMENT, "exceed"},
+		{"empty request", &authv3.CheckRequest{}, code.Code_INVALID_ARGUMENT, "no HTTP request attributes"},
+		{"JWT bearer", checkReq("", "GET", "/kb/doc-2", map[string]string{"authorization": "Bearer " + ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims())}, ""), code.Code_OK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := client.Check(ctx, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := code.Code(resp.GetStatus().GetCode()); got != tc.code || !strings.Contains(resp.GetStatus().GetMessage(), tc.detail) {
+				t.Fatalf("status %v %q, want %v containing %q", got, resp.GetStatus().GetMessage(), tc.code, tc.detail)
+			}
+			if tc.code != code.Code_OK {
+				if resp.GetDeniedResponse() == nil {
+					t.Fatal("no denied response")
+				}
+				return
+			}
+			ok := resp.GetOkResponse()
+			hdr := map[string]string{}
+			for _, h := range ok.GetHeaders() {
+				hdr[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			if hdr[verifier.HeaderSPIFFEID] != taskID.String() || hdr[verifier.HeaderAgent] != "researcher" || hdr[verifier.HeaderClaims] == "" {
+				t.Fatalf("identity headers %v", hdr)
+			}
+			if tc.name == "allowed" && (len(ok.GetHeadersToRemove()) != 1 || ok.GetHeadersToRemove()[0] != "x-agentid-agent") {
+				t.Fatalf("incoming identity header not removed: %v", ok.GetHeadersToRemove())
+			}
+		})
+	}
+
+	// Garbage bytes on the wire: the call fails, the server keeps serving.
+	err := conn.Invoke(ctx, "/envoy.service.auth.v3.Authorization/Check", &[]byte{0xff, 0xff, 0xff, 0x07, 0x01}, new([]byte), grpc.ForceCodecV2(rawCodec{}))
+	if err == nil || status.Code(err) == 0 {
+		t.Fatalf("garbage request: %v", err)
+	}
+	if resp, err := client.Check(ctx, tests[0].req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatalf("after garbage: %v %v", resp, err)
+	}
+}
+
+// rawCodec sends bytes as they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
