@@ -99,8 +99,13 @@ func HTTPAction(r *http.Request) Action {
 // DecisionFromContext) or answers 403 with the reason (401 when the peer did
 // not authenticate).
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return v.MiddlewareFunc(HTTPAction, next)
+}
+
+// MiddlewareFunc is Middleware with the request-to-action mapping given.
+func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		action := HTTPAction(r)
+		action := action(r)
 		p, err := v.Auth.AuthenticateHTTP(r)
 		if err != nil {
 			d := v.Denied(action, err)
