@@ -1,0 +1,189 @@
+package registrar
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var errNoPolicy = errors.New("registrar: no issuance policy configured")
+
+// Create creates a root task: it checks the request against the issuance
+// policy and writes the task's registration entry. A task whose SPIFFE ID
+// already has an entry is refused with ReasonConflict; Create never leaves
+// a second entry for one task, even when two registrars race.
+func (r *Registrar) Create(ctx context.Context, req Request) (Task, error) {
+	p, now := r.currentPolicy(), r.cfg.now()
+	if p == nil {
+		return Task{}, errNoPolicy
+	}
+	c, extra, err := r.claims(req)
+	if err != nil {
+		return Task{}, err
+	}
+	rule, ok := p.Rule(c.Agent)
+	if !ok {
+		return Task{}, refuse(ReasonUnknownAgent, "", "no policy block for agent %q", c.Agent)
+	}
+	if c.Deadline, err = deadline(req, now, now.Add(rule.MaxTTL)); err != nil {
+		return Task{}, err
+	}
+	if err := c.Check(); err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	if err := r.admit(rule, c, now); err != nil {
+		return Task{}, err
+	}
+	if req.ParentID == "" {
+		return Task{}, refuse(ReasonInvalidRequest, "", "parent ID (the SPIRE agent's SPIFFE ID) required")
+	}
+	node, err := spiffeid.FromString(req.ParentID)
+	if err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + req.ParentID, Err: err}
+	}
+	return r.put(ctx, c, node, extra, now)
+}
+
+func (r *Registrar) currentPolicy() *Policy {
+	if r.policy == nil {
+		return nil
+	}
+	return r.policy.Policy()
+}
+
+// claims builds the request's claims without chain and deadline.
+func (r *Registrar) claims(req Request) (svid.Claims, []*types.Selector, error) {
+	c := svid.Claims{V: svid.Version, Agent: req.Agent, Task: req.Task, Model: req.Model,
+		Prompt: req.Prompt, Scope: slices.Clone(req.Scope), Principal: req.Principal}
+	if c.Task == "" {
+		id, err := NewTaskID(r.cfg.rand)
+		if err != nil {
+			return c, nil, err
+		}
+		c.Task = id
+	}
+	if !svid.ValidName(c.Agent) {
+		return c, nil, refuse(ReasonInvalidRequest, "", "agent %q is not [A-Za-z0-9._-]{1,128}", c.Agent)
+	}
+	extra, err := r.extraSelectors(req.Selectors)
+	return c, extra, err
+}
+
+// deadline resolves the request's deadline (def when it gives none),
+// truncated to whole seconds as the entry's expiry is.
+func deadline(req Request, now, def time.Time) (time.Time, error) {
+	d := def
+	switch {
+	case req.TTL != 0 && !req.Deadline.IsZero():
+		return time.Time{}, refuse(ReasonInvalidRequest, "", "give a deadline or a TTL, not both")
+	case req.TTL < 0:
+		return time.Time{}, refuse(ReasonInvalidRequest, "", "TTL %s is negative", req.TTL)
+	case req.TTL > 0:
+		d = now.Add(req.TTL)
+	case !req.Deadline.IsZero():
+		d = req.Deadline
+	}
+	return time.Unix(d.Unix(), 0).UTC(), nil
+}
+
+// admit checks checked claims against the minimum TTL and the agent's
+// rule.
+func (r *Registrar) admit(rule AgentRule, c svid.Claims, now time.Time) error {
+	if left := c.Deadline.Sub(now); left < r.cfg.minTTL {
+		return refuse(ReasonTTLTooShort, "", "deadline %s is %s away, less than the minimum %s",
+			c.Deadline.Format(time.RFC3339), left, r.cfg.minTTL)
+	}
+	return rule.admit(c, now)
+}
+
+func (rule AgentRule) admit(c svid.Claims, now time.Time) error {
+	if _, ok := matchAny(rule.Models, c.Model); !ok {
+		return refuse(ReasonModelNotAllowed, rule.Pos, "model %q matches none of %q", c.Model, rule.Models)
+	}
+	if _, ok := matchAny(rule.Prompts, c.Prompt); !ok {
+		return refuse(ReasonPromptNotAllowed, rule.Pos, "prompt %s matches none of the allowed prompts", c.Prompt)
+	}
+	for _, s := range c.Scope {
+		if _, ok := matchAny(rule.Scopes, s); !ok {
+			return refuse(ReasonScopeNotAllowed, rule.Pos, "scope %q matches none of %q", s, rule.Scopes)
+		}
+	}
+	if _, ok := matchAny(rule.Principals, c.Principal); !ok {
+		return refuse(ReasonPrincipalNotAllowed, rule.Pos, "principal %q matches none of %q", c.Principal, rule.Principals)
+	}
+	if ttl := c.Deadline.Sub(now); ttl > rule.MaxTTL {
+		return refuse(ReasonTTLExceeded, rule.Pos, "deadline %s is %s away, more than max_ttl %s",
+			c.Deadline.Format(time.RFC3339), ttl, rule.MaxTTL)
+	}
+	return nil
+}
+
+// put writes the task's entry unless the task exists.
+func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time) (Task, error) {
+	id, err := svid.TaskID(r.td, c.Agent, c.Task)
+	if err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	existing, err := r.entriesOf(ctx, id)
+	if err != nil {
+		return Task{}, err
+	}
+	if len(existing) > 0 {
+		return Task{}, conflict(id, existing[0].GetId())
+	}
+	resp, err := r.client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{
+		Entries: []*types.Entry{r.entry(id, node, c, extra, now)},
+	})
+	if err != nil {
+		return Task{}, wrapErr("create entry", err)
+	}
+	if len(resp.GetResults()) != 1 {
+		return Task{}, wrapErr("create entry", errors.New("SPIRE answered with no result"))
+	}
+	res := resp.GetResults()[0]
+	switch code := codes.Code(res.GetStatus().GetCode()); code {
+	case codes.OK:
+	case codes.AlreadyExists:
+		return Task{}, conflict(id, res.GetEntry().GetId())
+	default:
+		return Task{}, wrapErr("create entry", status.Error(code, res.GetStatus().GetMessage()))
+	}
+	if err := r.settle(ctx, id, res.GetEntry().GetId()); err != nil {
+		return Task{}, err
+	}
+	return r.task(res.GetEntry())
+}
+
+func conflict(id spiffeid.ID, entryID string) error {
+	return refuse(ReasonConflict, "", "task %s exists (entry %s)", id, entryID)
+}
+
+// settle resolves a race between registrars that created entries for the
+// same task at once (with different parent IDs or selectors, SPIRE accepts
+// both): the oldest entry, by (created_at, id), stays; the others are
+// deleted by their creators, who report a conflict.
+func (r *Registrar) settle(ctx context.Context, id spiffeid.ID, mine string) error {
+	all, err := r.entriesOf(ctx, id)
+	if err != nil || len(all) < 2 {
+		return err
+	}
+	first := slices.MinFunc(all, func(a, b *types.Entry) int {
+		return cmp.Or(cmp.Compare(a.GetCreatedAt(), b.GetCreatedAt()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	if first.GetId() == mine {
+		return nil
+	}
+	if _, err := r.delete(ctx, []string{mine}); err != nil {
+		return err
+	}
+	return conflict(id, first.GetId())
+}

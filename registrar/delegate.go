@@ -1,0 +1,182 @@
+package registrar
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// CreateChild creates a task delegated by the task parent. The parent's
+// claims come from its registration entry, never from the caller, and the
+// child is attenuated: its scopes are a subset of the parent's, its
+// deadline is no later (default: the parent's), its principal is the
+// parent's, its depth is within the max_depth of every agent of the chain,
+// no agent appears twice in the chain, the child agent's policy names the
+// parent's agent among its delegators, and the child's model, prompt,
+// scopes, principal and TTL pass the child agent's rule. The child's chain
+// is the parent's chain followed by the parent's SPIFFE ID.
+//
+// If the parent is revoked while the child is being created, the child's
+// entry is deleted again and ReasonParentNotFound returned, so a revoke
+// cannot miss a child created concurrently.
+func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Request) (Task, error) {
+	p, now := r.currentPolicy(), r.cfg.now()
+	if p == nil {
+		return Task{}, errNoPolicy
+	}
+	pt, err := r.parentTask(ctx, parent, now)
+	if err != nil {
+		return Task{}, err
+	}
+	c, extra, err := r.claims(req)
+	if err != nil {
+		return Task{}, err
+	}
+	if c.Principal == "" {
+		c.Principal = pt.Claims.Principal
+	}
+	c.Chain = append(slices.Clone(pt.Claims.Chain), parent.String())
+	if c.Deadline, err = deadline(req, now, pt.Claims.Deadline); err != nil {
+		return Task{}, err
+	}
+	if c.Depth() > svid.MaxChain {
+		return Task{}, refuse(ReasonDepthExceeded, "", "depth %d exceeds the contract's limit %d", c.Depth(), svid.MaxChain)
+	}
+	if err := c.Check(); err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	rule, err := attenuate(p, pt, c)
+	if err != nil {
+		return Task{}, err
+	}
+	if err := r.admit(rule, c, now); err != nil {
+		return Task{}, err
+	}
+	node, err := r.childNode(req, pt)
+	if err != nil {
+		return Task{}, err
+	}
+	child, err := r.put(ctx, c, node, extra, now)
+	if err != nil {
+		return Task{}, err
+	}
+	if err := r.parentStillThere(ctx, pt, child); err != nil {
+		return Task{}, err
+	}
+	return child, nil
+}
+
+// parentTask reads the parent's entry and rebuilds its claims.
+func (r *Registrar) parentTask(ctx context.Context, parent spiffeid.ID, now time.Time) (Task, error) {
+	entries, err := r.entriesOf(ctx, parent)
+	if err != nil {
+		return Task{}, err
+	}
+	switch len(entries) {
+	case 0:
+		return Task{}, refuse(ReasonParentNotFound, "", "no entry for %s", parent)
+	case 1:
+	default:
+		return Task{}, refuse(ReasonParentInvalid, "", "%d entries for %s", len(entries), parent)
+	}
+	pt, err := r.task(entries[0])
+	if err != nil {
+		return Task{}, &Error{Reason: ReasonParentInvalid, Err: err}
+	}
+	if !now.Before(pt.Claims.Deadline) {
+		return Task{}, refuse(ReasonParentInvalid, "", "parent %s expired at %s", parent, pt.Claims.Deadline.Format(time.RFC3339))
+	}
+	return pt, nil
+}
+
+// attenuate checks the child's claims against its parent's and the
+// delegation rules of the policy, and returns the child agent's rule.
+func attenuate(p *Policy, parent Task, c svid.Claims) (AgentRule, error) {
+	pc := parent.Claims
+	rule, ok := p.Rule(c.Agent)
+	if !ok {
+		return rule, refuse(ReasonUnknownAgent, "", "no policy block for agent %q", c.Agent)
+	}
+	if _, ok := matchAny(rule.Delegators, pc.Agent); !ok {
+		return rule, refuse(ReasonDelegatorNotAllowed, rule.Pos, "agent %q does not list %q among its delegators %q", c.Agent, pc.Agent, rule.Delegators)
+	}
+	if c.Principal != pc.Principal {
+		return rule, refuse(ReasonPrincipalMismatch, "", "principal %q differs from the parent's %q", c.Principal, pc.Principal)
+	}
+	if err := checkChain(p, rule, c); err != nil {
+		return rule, err
+	}
+	for _, s := range c.Scope {
+		if !pc.HasScope(s) {
+			return rule, refuse(ReasonScopeEscalation, "", "scope %q is not held by the parent %s (holds %q)", s, parent.ID, pc.Scope)
+		}
+	}
+	if c.Deadline.After(pc.Deadline) {
+		return rule, refuse(ReasonDeadlineExtension, "", "deadline %s is after the parent's %s",
+			c.Deadline.Format(time.RFC3339), pc.Deadline.Format(time.RFC3339))
+	}
+	return rule, nil
+}
+
+// checkChain refuses a chain in which an agent (or a task) appears twice or
+// whose depth exceeds the max_depth of one of its agents.
+func checkChain(p *Policy, rule AgentRule, c svid.Claims) error {
+	depth := c.Depth()
+	self := c.Agent + "/" + c.Task
+	seen := make(map[string]bool, depth)
+	for i, member := range c.Chain {
+		id, err := spiffeid.FromString(member)
+		agent, task, ok := svid.ParseTaskID(id)
+		if err != nil || !ok {
+			return refuse(ReasonParentInvalid, "", "chain[%d] %q is not a task SPIFFE ID", i, member)
+		}
+		if agent == c.Agent || seen[agent] || agent+"/"+task == self {
+			return refuse(ReasonAgentCycle, "", "agent %q appears twice in the chain %q + %s", agent, c.Chain, self)
+		}
+		seen[agent] = true
+		r, ok := p.Rule(agent)
+		if !ok {
+			return refuse(ReasonUnknownAgent, "", "no policy block for agent %q of the chain (chain[%d])", agent, i)
+		}
+		if depth > r.MaxDepth {
+			return refuse(ReasonDepthExceeded, r.Pos, "depth %d exceeds max_depth %d of agent %q (chain[%d])", depth, r.MaxDepth, agent, i)
+		}
+	}
+	if depth > rule.MaxDepth {
+		return refuse(ReasonDepthExceeded, rule.Pos, "depth %d exceeds max_depth %d of agent %q", depth, rule.MaxDepth, c.Agent)
+	}
+	return nil
+}
+
+func (r *Registrar) childNode(req Request, parent Task) (spiffeid.ID, error) {
+	s := req.ParentID
+	if s == "" {
+		s = parent.ParentID
+	}
+	node, err := spiffeid.FromString(s)
+	if err != nil {
+		return node, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + s, Err: err}
+	}
+	return node, nil
+}
+
+// parentStillThere deletes the child again if its parent's entry was
+// removed (revoked) while the child was being created.
+func (r *Registrar) parentStillThere(ctx context.Context, parent, child Task) error {
+	entries, err := r.entriesOf(ctx, parent.ID)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.GetId() == parent.EntryID {
+			return nil
+		}
+	}
+	if _, err := r.delete(ctx, []string{child.EntryID}); err != nil {
+		return err
+	}
+	return refuse(ReasonParentNotFound, "", "parent %s was removed while %s was being created", parent.ID, child.ID)
+}

@@ -1,0 +1,143 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+)
+
+// entry renders a task as a registration entry.
+func (r *Registrar) entry(id spiffeid.ID, parent spiffeid.ID, c svid.Claims, extra []*types.Selector, now time.Time) *types.Entry {
+	left := c.Deadline.Sub(now)
+	sels := make([]*types.Selector, 0, 8+len(c.Scope)+len(c.Chain)+len(extra))
+	for _, v := range c.Selectors() {
+		sels = append(sels, &types.Selector{Type: r.cfg.selectorType, Value: v})
+	}
+	return &types.Entry{
+		SpiffeId:    spiffeIDProto(id),
+		ParentId:    spiffeIDProto(parent),
+		Selectors:   append(sels, extra...),
+		ExpiresAt:   c.Deadline.Unix(),
+		X509SvidTtl: ttlSeconds(min(r.cfg.maxX509TTL, left)),
+		JwtSvidTtl:  ttlSeconds(min(r.cfg.maxJWTTTL, left)),
+	}
+}
+
+func ttlSeconds(d time.Duration) int32 {
+	return int32(max(d/time.Second, 1))
+}
+
+func spiffeIDProto(id spiffeid.ID) *types.SPIFFEID {
+	return &types.SPIFFEID{TrustDomain: id.TrustDomain().Name(), Path: id.Path()}
+}
+
+func idFromProto(p *types.SPIFFEID) (spiffeid.ID, error) {
+	if p == nil {
+		return spiffeid.ID{}, errors.New("no SPIFFE ID")
+	}
+	return spiffeid.FromString("spiffe://" + p.TrustDomain + p.Path)
+}
+
+// extraSelectors parses "type:value" selectors. The task selector type is
+// refused: such a selector would add to or contradict the task record.
+func (r *Registrar) extraSelectors(in []string) ([]*types.Selector, error) {
+	out := make([]*types.Selector, 0, len(in))
+	seen := make(map[string]bool, len(in))
+	for _, s := range in {
+		typ, val, ok := strings.Cut(s, ":")
+		switch {
+		case !ok || typ == "" || val == "":
+			return nil, refuse(ReasonInvalidRequest, "", "selector %q is not type:value", s)
+		case typ == r.cfg.selectorType:
+			return nil, refuse(ReasonInvalidRequest, "", "selector %q has the task selector type %q, which the registrar alone writes", s, typ)
+		case seen[s]:
+			return nil, refuse(ReasonInvalidRequest, "", "selector %q repeated", s)
+		}
+		seen[s] = true
+		out = append(out, &types.Selector{Type: typ, Value: val})
+	}
+	return out, nil
+}
+
+// task decodes a registration entry as a task: its SPIFFE ID must be a
+// task ID and its task selectors must rebuild claims that agree with it.
+func (r *Registrar) task(e *types.Entry) (Task, error) {
+	id, err := idFromProto(e.GetSpiffeId())
+	if err != nil {
+		return Task{}, fmt.Errorf("entry %s: %w", e.GetId(), err)
+	}
+	t := Task{ID: id, EntryID: e.GetId(), X509SVIDTTL: time.Duration(e.GetX509SvidTtl()) * time.Second,
+		JWTSVIDTTL: time.Duration(e.GetJwtSvidTtl()) * time.Second}
+	if p, err := idFromProto(e.GetParentId()); err == nil {
+		t.ParentID = p.String()
+	}
+	if e.GetCreatedAt() != 0 {
+		t.CreatedAt = time.Unix(e.GetCreatedAt(), 0).UTC()
+	}
+	var values []string
+	for _, s := range e.GetSelectors() {
+		if s.GetType() == r.cfg.selectorType {
+			values = append(values, s.GetValue())
+		} else {
+			t.Selectors = append(t.Selectors, s.GetType()+":"+s.GetValue())
+		}
+	}
+	agent, task, ok := svid.ParseTaskID(id)
+	if !ok {
+		return t, fmt.Errorf("entry %s: %s is not a task SPIFFE ID", e.GetId(), id)
+	}
+	if e.GetExpiresAt() == 0 {
+		return t, fmt.Errorf("entry %s of %s has no expiry", e.GetId(), id)
+	}
+	c, err := svid.FromSelectors(values, time.Unix(e.GetExpiresAt(), 0))
+	if err != nil {
+		return t, fmt.Errorf("entry %s of %s: %w", e.GetId(), id, err)
+	}
+	if c.Agent != agent || c.Task != task {
+		return t, fmt.Errorf("entry %s of %s: selectors name agent %q task %q", e.GetId(), id, c.Agent, c.Task)
+	}
+	t.Claims = c
+	return t, nil
+}
+
+// list runs ListEntries page by page.
+func (r *Registrar) list(ctx context.Context, f *entryv1.ListEntriesRequest_Filter) ([]*types.Entry, error) {
+	var out []*types.Entry
+	req := &entryv1.ListEntriesRequest{Filter: f, PageSize: r.cfg.pageSize}
+	for {
+		resp, err := r.client.ListEntries(ctx, req)
+		if err != nil {
+			return nil, wrapErr("list entries", err)
+		}
+		out = append(out, resp.GetEntries()...)
+		if resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+func (r *Registrar) entriesOf(ctx context.Context, id spiffeid.ID) ([]*types.Entry, error) {
+	return r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySpiffeId: spiffeIDProto(id)})
+}
+
+// withSelectors lists the entries that carry every given task selector.
+func (r *Registrar) withSelectors(ctx context.Context, values ...string) ([]*types.Entry, error) {
+	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET}
+	for _, v := range values {
+		m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: v})
+	}
+	return r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySelectors: m})
+}
+
+func delegatorSelector(i int, id string) string {
+	return "delegator:" + strconv.Itoa(i) + ":" + id
+}

@@ -1,0 +1,255 @@
+package registrar
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Get returns the task with SPIFFE ID id, read from its entry.
+func (r *Registrar) Get(ctx context.Context, id spiffeid.ID) (Task, error) {
+	if !svid.IsTaskID(id) {
+		return Task{}, refuse(ReasonInvalidRequest, "", "%s is not a task SPIFFE ID", id)
+	}
+	entries, err := r.entriesOf(ctx, id)
+	if err != nil {
+		return Task{}, err
+	}
+	switch len(entries) {
+	case 0:
+		return Task{}, refuse(ReasonNotFound, "", "no entry for %s", id)
+	case 1:
+		t, err := r.task(entries[0])
+		if err != nil {
+			return Task{}, wrapErr("get", err)
+		}
+		return t, nil
+	}
+	return Task{}, wrapErr("get", fmt.Errorf("%d entries for %s", len(entries), id))
+}
+
+// TaskID returns the SPIFFE ID of a task of the registrar's trust domain.
+func (r *Registrar) TaskID(agent, task string) (spiffeid.ID, error) {
+	id, err := svid.TaskID(r.td, agent, task)
+	if err != nil {
+		return id, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	return id, nil
+}
+
+// Filter selects tasks in List; empty fields match any task.
+type Filter struct {
+	Agent     string
+	Principal string
+	Model     string
+	// ParentTask is the SPIFFE ID of the direct delegator.
+	ParentTask string
+	// ParentID is the SPIRE agent (node) the entries hang under.
+	ParentID string
+}
+
+// List returns the tasks that match every field of f, ordered by SPIFFE
+// ID. Entries of other workloads are skipped; a task entry that does not
+// decode is an error.
+func (r *Registrar) List(ctx context.Context, f Filter) ([]Task, error) {
+	filter, err := r.listFilter(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := r.list(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	tasks := make([]Task, 0, len(entries))
+	for _, e := range entries {
+		if !r.isTaskEntry(e) {
+			continue
+		}
+		t, err := r.task(e)
+		if err != nil {
+			return nil, wrapErr("list", err)
+		}
+		tasks = append(tasks, t)
+	}
+	slices.SortFunc(tasks, func(a, b Task) int {
+		return cmp.Or(cmp.Compare(a.ID.String(), b.ID.String()), cmp.Compare(a.EntryID, b.EntryID))
+	})
+	return tasks, nil
+}
+
+func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, error) {
+	var values []string
+	for _, kv := range [...][2]string{{"agent", f.Agent}, {"principal", f.Principal}, {"model", f.Model}} {
+		if kv[1] != "" {
+			values = append(values, kv[0]+":"+kv[1])
+		}
+	}
+	if f.ParentTask != "" {
+		parent, err := r.parentByString(ctx, f.ParentTask)
+		if err != nil {
+			return nil, err
+		}
+		d := parent.Claims.Depth()
+		values = append(values, delegatorSelector(d, parent.ID.String()), "depth:"+strconv.Itoa(d+1))
+	}
+	filter := &entryv1.ListEntriesRequest_Filter{}
+	if len(values) > 0 {
+		m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET}
+		for _, v := range values {
+			m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: v})
+		}
+		filter.BySelectors = m
+	}
+	if f.ParentID != "" {
+		node, err := spiffeid.FromString(f.ParentID)
+		if err != nil {
+			return nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + f.ParentID, Err: err}
+		}
+		filter.ByParentId = spiffeIDProto(node)
+	}
+	return filter, nil
+}
+
+func (r *Registrar) parentByString(ctx context.Context, s string) (Task, error) {
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Detail: "parent task " + s, Err: err}
+	}
+	t, err := r.Get(ctx, id)
+	if ReasonOf(err) == ReasonNotFound {
+		return Task{}, refuse(ReasonParentNotFound, "", "no entry for %s", id)
+	}
+	return t, err
+}
+
+// isTaskEntry reports whether an entry is a task of the registrar's trust
+// domain: a task SPIFFE ID with task selectors.
+func (r *Registrar) isTaskEntry(e *types.Entry) bool {
+	id, err := idFromProto(e.GetSpiffeId())
+	if err != nil || id.TrustDomain() != r.td || !svid.IsTaskID(id) {
+		return false
+	}
+	return slices.ContainsFunc(e.GetSelectors(), func(s *types.Selector) bool { return s.GetType() == r.cfg.selectorType })
+}
+
+// Revoke deletes the task's entry and, in the same BatchDeleteEntry call,
+// the entries of all its descendants, and returns what it removed: the
+// task first, then its descendants by depth and SPIFFE ID. A descendant's
+// chain holds the revoked task at the index of the task's own depth, so
+// one ListEntries on the selector delegator:<depth>:<id> finds children,
+// grandchildren and further descendants alike. Descendants whose entries
+// do not decode are removed all the same and reported with zero Claims.
+func (r *Registrar) Revoke(ctx context.Context, id spiffeid.ID) ([]Task, error) {
+	if !svid.IsTaskID(id) {
+		return nil, refuse(ReasonInvalidRequest, "", "%s is not a task SPIFFE ID", id)
+	}
+	own, err := r.entriesOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(own) == 0 {
+		return nil, refuse(ReasonNotFound, "", "no entry for %s", id)
+	}
+	descendants, err := r.descendants(ctx, id, own)
+	if err != nil {
+		return nil, err
+	}
+	victims := append(r.lenientTasks(own), descendants...)
+	ids := make([]string, len(victims))
+	for i, t := range victims {
+		ids[i] = t.EntryID
+	}
+	deleted, err := r.delete(ctx, ids)
+	removed := slices.DeleteFunc(victims, func(t Task) bool { return !deleted[t.EntryID] })
+	return removed, err
+}
+
+// descendants lists the entries whose chain holds id, at the depth of each
+// of id's entries (one, unless the datastore was edited by hand; an entry
+// that does not decode makes every index a candidate).
+func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*types.Entry) ([]Task, error) {
+	depths := map[int]bool{}
+	for _, e := range own {
+		t, err := r.task(e)
+		if err != nil {
+			for i := range svid.MaxChain {
+				depths[i] = true
+			}
+			break
+		}
+		depths[t.Claims.Depth()] = true
+	}
+	seen := map[string]bool{}
+	for _, e := range own {
+		seen[e.GetId()] = true
+	}
+	var out []*types.Entry
+	for _, d := range slices.Sorted(maps.Keys(depths)) {
+		entries, err := r.withSelectors(ctx, delegatorSelector(d, id.String()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if !seen[e.GetId()] {
+				seen[e.GetId()] = true
+				out = append(out, e)
+			}
+		}
+	}
+	tasks := r.lenientTasks(out)
+	slices.SortFunc(tasks, func(a, b Task) int {
+		return cmp.Or(cmp.Compare(a.Claims.Depth(), b.Claims.Depth()), cmp.Compare(a.ID.String(), b.ID.String()))
+	})
+	return tasks, nil
+}
+
+// lenientTasks decodes entries, keeping those that do not decode with
+// zero Claims.
+func (r *Registrar) lenientTasks(entries []*types.Entry) []Task {
+	out := make([]Task, len(entries))
+	for i, e := range entries {
+		t, err := r.task(e)
+		if err != nil {
+			t.Claims = svid.Claims{}
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// delete removes entries in one call and reports which are gone. An entry
+// already gone (NotFound) counts as removed by someone else: it is neither
+// reported nor an error.
+func (r *Registrar) delete(ctx context.Context, ids []string) (map[string]bool, error) {
+	resp, err := r.client.BatchDeleteEntry(ctx, &entryv1.BatchDeleteEntryRequest{Ids: ids})
+	if err != nil {
+		return nil, wrapErr("delete entries", err)
+	}
+	deleted := make(map[string]bool, len(ids))
+	var failed []string
+	for _, res := range resp.GetResults() {
+		switch code := codes.Code(res.GetStatus().GetCode()); code {
+		case codes.OK:
+			deleted[res.GetId()] = true
+		case codes.NotFound:
+		default:
+			failed = append(failed, res.GetId()+": "+status.Error(code, res.GetStatus().GetMessage()).Error())
+		}
+	}
+	if len(failed) > 0 {
+		return deleted, wrapErr("delete entries", errors.New(strings.Join(failed, "; ")))
+	}
+	return deleted, nil
+}

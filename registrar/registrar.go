@@ -1,0 +1,156 @@
+package registrar
+
+import (
+	"crypto/rand"
+	"io"
+	"time"
+
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"google.golang.org/grpc"
+)
+
+// Defaults of the registrar's options.
+const (
+	DefaultMaxX509TTL = time.Hour
+	DefaultMaxJWTTTL  = 5 * time.Minute
+	DefaultMinTTL     = 30 * time.Second
+	DefaultPageSize   = 500
+)
+
+// Registrar manages tasks as SPIRE registration entries through the Entry
+// API. It keeps no state besides its configuration: the SPIRE datastore is
+// the only store, so any number of registrars may serve the same server.
+// A Registrar is safe for concurrent use.
+type Registrar struct {
+	client entryv1.EntryClient
+	td     spiffeid.TrustDomain
+	policy PolicySource
+	cfg    config
+}
+
+// New returns a registrar for trust domain td that talks to SPIRE's Entry
+// API over conn (typically the server's local API socket). policy decides
+// Create and CreateChild; it may be nil for a registrar that only shows,
+// lists and revokes.
+func New(conn grpc.ClientConnInterface, td spiffeid.TrustDomain, policy PolicySource, opts ...Option) *Registrar {
+	cfg := config{
+		now:          time.Now,
+		rand:         rand.Reader,
+		selectorType: svid.DefaultSelectorType,
+		maxX509TTL:   DefaultMaxX509TTL,
+		maxJWTTTL:    DefaultMaxJWTTTL,
+		minTTL:       DefaultMinTTL,
+		pageSize:     DefaultPageSize,
+	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	return &Registrar{client: entryv1.NewEntryClient(conn), td: td, policy: policy, cfg: cfg}
+}
+
+// TrustDomain is the trust domain of the tasks the registrar manages.
+func (r *Registrar) TrustDomain() spiffeid.TrustDomain { return r.td }
+
+// Option configures a Registrar.
+type Option interface{ apply(*config) }
+
+type config struct {
+	now          func() time.Time
+	rand         io.Reader
+	selectorType string
+	maxX509TTL   time.Duration
+	maxJWTTTL    time.Duration
+	minTTL       time.Duration
+	pageSize     int32
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.now = now })
+}
+
+// WithRandom sets the source of generated task IDs (default crypto/rand).
+func WithRandom(r io.Reader) Option {
+	return optionFunc(func(c *config) { c.rand = r })
+}
+
+// WithSelectorType sets the selector type of the task selectors: the
+// attestor plugin's name in agent.conf (default svid.DefaultSelectorType).
+func WithSelectorType(t string) Option {
+	return optionFunc(func(c *config) { c.selectorType = t })
+}
+
+// WithMaxSVIDTTL bounds the entries' x509_svid_ttl and jwt_svid_ttl
+// (defaults DefaultMaxX509TTL and DefaultMaxJWTTTL). Both are also bounded
+// by the time left to the task's deadline.
+func WithMaxSVIDTTL(x509, jwt time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxX509TTL, c.maxJWTTTL = x509, jwt })
+}
+
+// WithMinTTL sets the shortest time from creation to a deadline that is
+// accepted (default DefaultMinTTL): SVIDs live at most until the deadline,
+// and shorter ones would expire before they are of use.
+func WithMinTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.minTTL = d })
+}
+
+// WithPageSize sets the page size of ListEntries calls (default
+// DefaultPageSize).
+func WithPageSize(n int32) Option {
+	return optionFunc(func(c *config) { c.pageSize = n })
+}
+
+// Request asks for a task.
+type Request struct {
+	// Agent is the agent name.
+	Agent string
+	// Task is the task ID; one is generated (NewTaskID) when empty.
+	Task string
+	// Model identifies the model the agent runs.
+	Model string
+	// Prompt is the system prompt's digest, "sha256:<hex>".
+	Prompt string
+	// Scope lists the requested scope tokens.
+	Scope []string
+	// Principal is on whose behalf the task runs. A child inherits its
+	// parent's: leave it empty or give the same.
+	Principal string
+	// Deadline ends the task. At most one of Deadline and TTL; with
+	// neither, a root task gets the agent's max_ttl and a child its
+	// parent's deadline. It is truncated to whole seconds.
+	Deadline time.Time
+	// TTL sets the deadline to now + TTL.
+	TTL time.Duration
+	// Selectors are extra selectors "type:value" (e.g. "unix:uid:1001",
+	// "k8s:ns:agents") that the workload must also present.
+	Selectors []string
+	// ParentID is the SPIFFE ID of the SPIRE agent (node) the entry hangs
+	// under. Required for a root task; a child defaults to its parent's.
+	ParentID string
+}
+
+// Task is a task's registration entry.
+type Task struct {
+	// ID is the task's SPIFFE ID.
+	ID spiffeid.ID
+	// EntryID is the SPIRE registration entry ID.
+	EntryID string
+	// ParentID is the SPIFFE ID of the SPIRE agent (node) the entry hangs
+	// under.
+	ParentID string
+	// Claims is the task record; Claims.Deadline is the entry's expiry.
+	// Zero for an entry that does not decode (only in Revoke's report).
+	Claims svid.Claims
+	// Selectors are the extra selectors, "type:value".
+	Selectors []string
+	// X509SVIDTTL and JWTSVIDTTL are the entry's SVID lifetimes.
+	X509SVIDTTL, JWTSVIDTTL time.Duration
+	// CreatedAt is when SPIRE created the entry (zero if it did not say).
+	CreatedAt time.Time
+}
