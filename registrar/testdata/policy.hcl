@@ -41,5 +41,6 @@ agent "looper" {
   prompts    = ["*"]
   scopes     = ["*"]
   principals = ["*"]
+  max_ttl    = "2h"
   delegators = ["planner"]
 }
