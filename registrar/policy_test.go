@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -202,6 +203,18 @@ func TestMatch(t *testing.T) {
 	for _, tt := range tests {
 		if got := match(tt.p, tt.s); got != tt.want {
 			t.Errorf("match(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestExamplePolicyLoads(t *testing.T) {
+	p, err := LoadPolicy("../examples/issuance/policy.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for agent, pos := range map[string]string{"researcher": ":18", "anything": ":40"} {
+		if r, ok := p.Rule(agent); !ok || !strings.HasSuffix(r.Pos, pos) {
+			t.Errorf("%s: %+v", agent, r)
 		}
 	}
 }

@@ -74,9 +74,9 @@ func (c *taskConn) open(policy registrar.PolicySource) (*registrar.Registrar, fu
 type createFlags struct {
 	taskConn
 	policy, parentID, agent, task, model, prompt, principal string
-	deadline, parentTask, output                           string
-	ttl                                                    time.Duration
-	promptFiles, scopes, selectors                         []string
+	deadline, parentTask, output                            string
+	ttl                                                     time.Duration
+	promptFiles, scopes, selectors                          []string
 }
 
 func (env *cli) taskCreate(args []string) error {
