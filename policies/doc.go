@@ -1,0 +1,18 @@
+// Package policies is agentid's policy language and engine: operators write
+// HCL files that decide which agent actions are admissible.
+//
+// A policy directory holds .hcl files with variable and rule blocks (test
+// files, *_test.hcl or under tests/, hold test cases). [Load] parses,
+// checks and compiles them all-or-nothing into an immutable [Set]: patterns
+// are parsed, rules are indexed by action and agent, and condition
+// expressions are type-checked once. [Set.Decide] answers one [Input] with
+// a [Decision] that names the deciding rules; [Set.Explain] also lists why
+// every rule considered did or did not match. Decisions are default deny,
+// and any matching deny rule wins over every allow rule.
+//
+// A [Store] holds the current Set for concurrent readers and swaps it
+// atomically on [Store.Reload], keeping the last good set when the new
+// sources have errors.
+//
+// The language is documented in docs/policy.md.
+package policies

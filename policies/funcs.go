@@ -1,0 +1,195 @@
+package policies
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// functions is the condition function library (docs/policy.md lists it).
+// It is read-only and shared by every evaluation.
+var functions = map[string]function.Function{
+	// agentid functions
+	"glob":          globFunc,
+	"subset":        subsetFunc,
+	"has_scope":     hasScopeFunc,
+	"duration":      durationFunc,
+	"unix":          unixFunc,
+	"hour":          hourFunc,
+	"weekday":       weekdayFunc,
+	"before":        beforeFunc,
+	"cidr_contains": cidrContainsFunc,
+	"startswith":    startsWithFunc,
+	"endswith":      endsWithFunc,
+	"anytrue":       anyTrueFunc,
+	"alltrue":       allTrueFunc,
+	// from go-cty's standard library
+	"contains":   stdlib.ContainsFunc,
+	"length":     stdlib.LengthFunc,
+	"lower":      stdlib.LowerFunc,
+	"upper":      stdlib.UpperFunc,
+	"lookup":     stdlib.LookupFunc,
+	"keys":       stdlib.KeysFunc,
+	"coalesce":   stdlib.CoalesceFunc,
+	"concat":     stdlib.ConcatFunc,
+	"distinct":   stdlib.DistinctFunc,
+	"element":    stdlib.ElementFunc,
+	"join":       stdlib.JoinFunc,
+	"split":      stdlib.SplitFunc,
+	"regex":      stdlib.RegexFunc,
+	"replace":    stdlib.ReplaceFunc,
+	"setunion":   stdlib.SetUnionFunc,
+	"timeadd":    stdlib.TimeAddFunc,
+	"formatdate": stdlib.FormatDateFunc,
+	"min":        stdlib.MinFunc,
+	"max":        stdlib.MaxFunc,
+	"abs":        stdlib.AbsoluteFunc,
+}
+
+func strParam(name string) function.Parameter { return function.Parameter{Name: name, Type: cty.String} }
+
+func boolFunc(params []function.Parameter, f func(args []cty.Value) (bool, error)) function.Function {
+	return function.New(&function.Spec{Params: params, Type: function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			for _, a := range args {
+				if !a.IsWhollyKnown() {
+					return cty.UnknownVal(cty.Bool), nil
+				}
+			}
+			ok, err := f(args)
+			return cty.BoolVal(ok), err
+		}})
+}
+
+var globFunc = boolFunc([]function.Parameter{strParam("pattern"), strParam("s")}, func(args []cty.Value) (bool, error) {
+	g, err := compileGlob(args[0].AsString())
+	if err != nil {
+		return false, function.NewArgError(0, err)
+	}
+	return g.match(args[1].AsString()), nil
+})
+
+var subsetFunc = boolFunc([]function.Parameter{
+	{Name: "a", Type: cty.Set(cty.String)}, {Name: "b", Type: cty.Set(cty.String)},
+}, func(args []cty.Value) (bool, error) {
+	for it := args[0].ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		if !args[1].HasElement(v).True() {
+			return false, nil
+		}
+	}
+	return true, nil
+})
+
+var hasScopeFunc = boolFunc([]function.Parameter{{Name: "peer", Type: cty.DynamicPseudoType}, strParam("scope")}, func(args []cty.Value) (bool, error) {
+	p := args[0]
+	if !p.Type().IsObjectType() || !p.Type().HasAttribute("scopes") {
+		return false, function.NewArgErrorf(0, "has_scope wants the peer object, e.g. has_scope(peer, %q)", args[1].AsString())
+	}
+	scopes := p.GetAttr("scopes")
+	if scopes.IsNull() {
+		return false, function.NewArgErrorf(0, "the peer is not an agent task: it has no scopes")
+	}
+	for it := scopes.ElementIterator(); it.Next(); {
+		if _, v := it.Element(); v.AsString() == args[1].AsString() {
+			return true, nil
+		}
+	}
+	return false, nil
+})
+
+var durationFunc = function.New(&function.Spec{
+	Params: []function.Parameter{strParam("d")}, Type: function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		d, err := parseDuration(args[0].AsString())
+		if err != nil {
+			return cty.NilVal, function.NewArgError(0, err)
+		}
+		return cty.NumberFloatVal(d.Seconds()), nil
+	},
+})
+
+func parseTime(v cty.Value) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v.AsString())
+	if err != nil {
+		return t, fmt.Errorf("%q is not an RFC 3339 time", v.AsString())
+	}
+	return t, nil
+}
+
+func timeFunc(ret cty.Type, f func(t time.Time) cty.Value) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{strParam("time")}, Type: function.StaticReturnType(ret),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			t, err := parseTime(args[0])
+			if err != nil {
+				return cty.NilVal, function.NewArgError(0, err)
+			}
+			return f(t), nil
+		},
+	})
+}
+
+var (
+	unixFunc    = timeFunc(cty.Number, func(t time.Time) cty.Value { return cty.NumberIntVal(t.Unix()) })
+	hourFunc    = timeFunc(cty.Number, func(t time.Time) cty.Value { return cty.NumberIntVal(int64(t.UTC().Hour())) })
+	weekdayFunc = timeFunc(cty.String, func(t time.Time) cty.Value { return cty.StringVal(t.UTC().Weekday().String()) })
+)
+
+var beforeFunc = boolFunc([]function.Parameter{strParam("a"), strParam("b")}, func(args []cty.Value) (bool, error) {
+	a, err := parseTime(args[0])
+	if err != nil {
+		return false, function.NewArgError(0, err)
+	}
+	b, err := parseTime(args[1])
+	if err != nil {
+		return false, function.NewArgError(1, err)
+	}
+	return a.Before(b), nil
+})
+
+var cidrContainsFunc = boolFunc([]function.Parameter{strParam("cidr"), strParam("ip")}, func(args []cty.Value) (bool, error) {
+	p, err := netip.ParsePrefix(args[0].AsString())
+	if err != nil {
+		return false, function.NewArgError(0, err)
+	}
+	a, err := netip.ParseAddr(args[1].AsString())
+	if err != nil {
+		return false, function.NewArgError(1, err)
+	}
+	return p.Contains(a.Unmap()), nil
+})
+
+var (
+	startsWithFunc = boolFunc([]function.Parameter{strParam("s"), strParam("prefix")}, func(args []cty.Value) (bool, error) {
+		return strings.HasPrefix(args[0].AsString(), args[1].AsString()), nil
+	})
+	endsWithFunc = boolFunc([]function.Parameter{strParam("s"), strParam("suffix")}, func(args []cty.Value) (bool, error) {
+		return strings.HasSuffix(args[0].AsString(), args[1].AsString()), nil
+	})
+)
+
+func boolsFunc(want bool) function.Function {
+	return boolFunc([]function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}}, func(args []cty.Value) (bool, error) {
+		for it := args[0].ElementIterator(); it.Next(); {
+			_, v := it.Element()
+			if v.IsNull() {
+				return false, function.NewArgErrorf(0, "the list holds a null value")
+			}
+			if v.True() == want {
+				return want, nil
+			}
+		}
+		return !want, nil
+	})
+}
+
+var (
+	anyTrueFunc = boolsFunc(true)
+	allTrueFunc = boolsFunc(false)
+)

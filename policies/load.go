@@ -1,0 +1,226 @@
+package policies
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// File is one policy source.
+type File struct {
+	// Name is used in diagnostics and rule references, e.g. "kb.hcl".
+	Name string
+	Src  []byte
+}
+
+// Load reads, checks and compiles every policy file (*.hcl except
+// *_test.hcl) in dir. Loading is all-or-nothing: when the diagnostics hold
+// an error the Set is nil. Warnings come with a non-nil Set.
+func Load(dir string) (*Set, hcl.Diagnostics) {
+	files, err := ReadDir(dir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy directory", Detail: err.Error()}}
+	}
+	return LoadFiles(files)
+}
+
+// ReadDir returns the policy files of dir (not the test files), sorted by
+// name.
+func ReadDir(dir string) ([]File, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.hcl"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
+	}
+	var files []File
+	for _, p := range names {
+		if IsTestFile(p) {
+			continue
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Name: filepath.Base(p), Src: src})
+	}
+	return files, nil
+}
+
+// IsTestFile reports whether a path names a test file: *_test.hcl or a
+// file under a tests/ directory.
+func IsTestFile(path string) bool {
+	p := filepath.ToSlash(path)
+	return strings.HasSuffix(p, "_test.hcl") || strings.HasPrefix(p, "tests/") || strings.Contains(p, "/tests/")
+}
+
+// LoadFiles checks and compiles policy sources; see [Load].
+func LoadFiles(files []File) (*Set, hcl.Diagnostics) {
+	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}}
+	sorted := slices.Clone(files)
+	slices.SortFunc(sorted, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
+	var bodies []*hcl.BodyContent
+	for _, f := range sorted {
+		if c := l.parse(f); c != nil {
+			bodies = append(bodies, c)
+		}
+	}
+	for _, c := range bodies {
+		l.variables(c)
+	}
+	l.varObj = cty.ObjectVal(l.vars)
+	for _, c := range bodies {
+		l.rules(c)
+	}
+	if len(sorted) > 0 && len(l.compiled) == 0 && !l.diags.HasErrors() {
+		l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No rules",
+			Detail: "The policy files define no rule: every request is denied."})
+	}
+	if !l.diags.HasErrors() {
+		l.lint()
+	}
+	sortDiags(l.diags)
+	if l.diags.HasErrors() {
+		return nil, l.diags
+	}
+	return l.build(sorted), l.diags
+}
+
+type loader struct {
+	diags    hcl.Diagnostics
+	vars     map[string]cty.Value
+	varObj   cty.Value
+	varDefs  map[string]hcl.Range
+	varUsed  map[string]bool
+	ruleDefs map[string]hcl.Range
+	compiled []*rule
+}
+
+var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "variable", LabelNames: []string{"name"}},
+	{Type: "rule", LabelNames: []string{"name"}},
+}}
+
+func (l *loader) parse(f File) *hcl.BodyContent {
+	file, diags := hclsyntax.ParseConfig(f.Src, f.Name, hcl.InitialPos)
+	l.diags = append(l.diags, diags...)
+	if diags.HasErrors() {
+		return nil
+	}
+	content, diags := file.Body.Content(fileSchema)
+	l.diags = append(l.diags, diags...)
+	return content
+}
+
+var variableSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "value", Required: true},
+	{Name: "description"},
+}}
+
+func (l *loader) variables(c *hcl.BodyContent) {
+	for _, b := range c.Blocks {
+		if b.Type != "variable" {
+			continue
+		}
+		name := b.Labels[0]
+		if !l.checkName("variable", name, b, l.varDefs) {
+			continue
+		}
+		content, diags := b.Body.Content(variableSchema)
+		l.diags = append(l.diags, diags...)
+		if diags.HasErrors() {
+			continue
+		}
+		v, diags := content.Attributes["value"].Expr.Value(&hcl.EvalContext{Functions: functions})
+		l.diags = append(l.diags, diags...)
+		if diags.HasErrors() {
+			continue
+		}
+		if !v.IsWhollyKnown() || v.IsNull() {
+			l.errorf(content.Attributes["value"].Expr.Range(), "Invalid variable value", "The value of variable %q must be a known, non-null value.", name)
+			continue
+		}
+		l.vars[name] = v
+	}
+}
+
+// checkName rejects invalid and duplicate block names.
+func (l *loader) checkName(kind, name string, b *hcl.Block, defs map[string]hcl.Range) bool {
+	if kind == "test" && strings.TrimSpace(name) == "" || kind != "test" && !hclsyntax.ValidIdentifier(name) {
+		l.errorf(b.LabelRanges[0], "Invalid "+kind+" name", "%q is not a valid name: use letters, digits, underscores and dashes, starting with a letter.", name)
+		return false
+	}
+	if prev, dup := defs[name]; dup {
+		l.errorf(b.LabelRanges[0], "Duplicate "+kind, "A %s named %q was already defined at %s.", kind, name, prev)
+		return false
+	}
+	defs[name] = b.DefRange
+	return true
+}
+
+func (l *loader) errorf(rng hcl.Range, summary, format string, args ...any) {
+	r := rng
+	l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: &r})
+}
+
+func (l *loader) warnf(rng hcl.Range, summary, format string, args ...any) {
+	r := rng
+	l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: &r})
+}
+
+func (l *loader) rules(c *hcl.BodyContent) {
+	for _, b := range c.Blocks {
+		if b.Type != "rule" || !l.checkName("rule", b.Labels[0], b, l.ruleDefs) {
+			continue
+		}
+		if r := l.rule(b); r != nil {
+			r.index = int32(len(l.compiled))
+			l.compiled = append(l.compiled, r)
+		}
+	}
+}
+
+func (l *loader) build(files []File) *Set {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Src))
+		h.Write(f.Src)
+	}
+	s := &Set{rules: l.compiled, vars: l.varObj, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+	for _, r := range l.compiled {
+		if r.cond != nil {
+			s.conds = true
+		}
+	}
+	s.deny = buildIndex(l.compiled, Deny)
+	s.allow = buildIndex(l.compiled, Allow)
+	return s
+}
+
+func sortDiags(d hcl.Diagnostics) {
+	slices.SortStableFunc(d, func(a, b *hcl.Diagnostic) int {
+		if a.Subject == nil || b.Subject == nil {
+			return cmp.Compare(boolInt(a.Subject != nil), boolInt(b.Subject != nil))
+		}
+		return cmp.Or(cmp.Compare(a.Subject.Filename, b.Subject.Filename),
+			cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte),
+			cmp.Compare(a.Severity, b.Severity))
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,155 @@
+package policies
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Set is a compiled, immutable policy set, safe for concurrent use.
+type Set struct {
+	rules       []*rule // load order
+	deny, allow index
+	vars        cty.Value
+	conds       bool
+	digest      string
+}
+
+// Digest is "sha256:<hex>" over the policy sources, for the audit log.
+func (s *Set) Digest() string { return s.digest }
+
+// Rules lists the rules in load order (files by name, then position).
+func (s *Set) Rules() []RuleRef {
+	out := make([]RuleRef, len(s.rules))
+	for i, r := range s.rules {
+		out[i] = r.ref
+	}
+	return out
+}
+
+// Reasons of decisions that no rule decided.
+const (
+	ReasonNoRule   = "no rule allows this request (default deny)"
+	ReasonNoPolicy = "no policy loaded"
+)
+
+// Decide answers in. The common path (rules without conditions) does not
+// allocate.
+func (s *Set) Decide(in *Input) Decision { return s.decide(in, false) }
+
+// Explain answers in like Decide and lists every rule considered in
+// Decision.Trace, with every matching rule in Decision.Rules.
+func (s *Set) Explain(in *Input) Decision { return s.decide(in, true) }
+
+// evalState is the per-decision state: the lazily built condition context.
+type evalState struct {
+	in     *Input
+	now    time.Time
+	vars   cty.Value
+	ctx    *hcl.EvalContext
+	errors []string
+}
+
+func (s *Set) decide(in *Input, explain bool) Decision {
+	if s == nil {
+		return Decision{Reason: ReasonNoPolicy}
+	}
+	st := evalState{in: in, now: in.Now, vars: s.vars}
+	if st.now.IsZero() {
+		st.now = time.Now()
+	}
+	var d Decision
+	if first := s.scan(&s.deny, &st, &d, explain); first != nil {
+		d.Reason = first.reason
+		if explain { // the trace lists the allow rules too
+			var a Decision
+			s.scan(&s.allow, &st, &a, true)
+			d.Trace = append(d.Trace, a.Trace...)
+		}
+	} else if first := s.scan(&s.allow, &st, &d, explain); first != nil {
+		d.Allow, d.Reason = true, first.reason
+	} else {
+		d.Reason = ReasonNoRule
+	}
+	d.Errors = st.errors
+	return d
+}
+
+// scan evaluates the candidates of one effect. Without explain it stops
+// at the first allow; denies are all collected.
+func (s *Set) scan(ix *index, st *evalState, d *Decision, explain bool) (first *rule) {
+	var lists [6][]int32
+	n := 1
+	if explain {
+		lists[0] = ix.all
+	} else {
+		n = ix.lists(st.in, &lists)
+	}
+	last := int32(-1)
+	for {
+		i, ok := next(&lists, n, last)
+		if !ok {
+			return first
+		}
+		last = i
+		r := s.rules[i]
+		why := r.mismatch(st, explain)
+		if explain {
+			d.Trace = append(d.Trace, traceEntry(r, why))
+		}
+		if why != "" {
+			continue
+		}
+		if first == nil {
+			first = r
+		}
+		if d.Rules == nil {
+			d.Rules = r.refs // shared: no allocation for one deciding rule
+		} else {
+			d.Rules = append(d.Rules[:len(d.Rules):len(d.Rules)], r.ref)
+		}
+		if r.effect == Allow && !explain {
+			return first
+		}
+	}
+}
+
+func traceEntry(r *rule, why string) TraceEntry {
+	if why == "" {
+		why = "matched"
+	}
+	return TraceEntry{Rule: r.ref, Matched: why == "matched", Why: why}
+}
+
+// mismatch returns "" when the rule matches st, else why not.
+func (r *rule) mismatch(st *evalState, explain bool) string {
+	if r.action != nil {
+		if w := r.action.mismatch(&st.in.Action, explain); w != "" {
+			return w
+		}
+	}
+	if r.peer != nil {
+		if w := r.peer.mismatch(&st.in.Peer, st.now, explain); w != "" {
+			return w
+		}
+	}
+	if r.cond == nil {
+		return ""
+	}
+	if st.ctx == nil {
+		st.ctx = evalContext(st.in, st.now, st.vars)
+	}
+	ok, err := r.cond.root.eval(st.ctx)
+	if err != "" {
+		st.errors = append(st.errors, r.ref.Name+": "+err)
+		if r.effect == Deny {
+			return "" // fail closed: an erring deny rule matches
+		}
+		return why(explain, "condition error: %s", err)
+	}
+	if !ok {
+		return why(explain, "condition is false")
+	}
+	return ""
+}

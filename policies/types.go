@@ -1,0 +1,127 @@
+package policies
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentid/agentid/svid"
+)
+
+// Peer is the authenticated caller.
+type Peer struct {
+	// ID is the caller's SPIFFE ID.
+	ID spiffeid.ID
+	// Claims are the caller's task claims; nil when the caller is not an
+	// agent task (a plain SVID). Such a peer only matches rules whose peer
+	// block requires no claims.
+	Claims *svid.Claims
+}
+
+// Action kinds with dedicated matchers. Any other kind is generic.
+const (
+	KindHTTP = "http"
+	KindGRPC = "grpc"
+	KindMCP  = "mcp"
+)
+
+// Action is what the peer asks to do.
+type Action struct {
+	// Kind is "http", "grpc", "mcp" or an application's own kind.
+	Kind string
+	// Method is the HTTP method (http).
+	Method string
+	// Path is the HTTP path (http) or the full gRPC method
+	// "/package.Service/Method" (grpc).
+	Path string
+	// Name is the MCP tool name (mcp) or the generic action name.
+	Name string
+}
+
+// Request is the context of the action that conditions may look at.
+type Request struct {
+	// Headers with lower-case names.
+	Headers map[string][]string
+	// Source is the peer's address, when known.
+	Source netip.AddrPort
+}
+
+// Input is one question to a Set.
+type Input struct {
+	Peer    Peer
+	Action  Action
+	Request Request
+	// Now is the decision time; the zero value means time.Now().
+	Now time.Time
+}
+
+// Effect is what a matching rule decides.
+type Effect uint8
+
+// Effects. Deny wins over allow; nothing matching means deny.
+const (
+	Deny Effect = iota
+	Allow
+)
+
+func (e Effect) String() string {
+	if e == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// RuleRef names a rule and where it is defined.
+type RuleRef struct {
+	Name   string
+	Effect Effect
+	File   string // as given to Load, relative to the policy directory
+	Line   int
+}
+
+// String is "name (file:line)".
+func (r RuleRef) String() string { return fmt.Sprintf("%s (%s:%d)", r.Name, r.File, r.Line) }
+
+// Decision is a Set's answer.
+type Decision struct {
+	Allow bool
+	// Rules are the deciding rules: every matching deny rule for a deny, the
+	// first matching allow rule (in load order) for an allow, none for the
+	// default deny. Explain lists every matching allow rule. The slice may
+	// be shared with the Set: do not modify it.
+	Rules []RuleRef
+	// Reason is the deciding rule's reason text, or why nothing matched.
+	Reason string
+	// Errors are condition evaluation errors, "rule: message". An error
+	// makes an allow rule not match and a deny rule match (fail closed).
+	Errors []string
+	// Trace lists every rule considered, in trace mode (Explain) only.
+	Trace []TraceEntry
+}
+
+// RuleNames returns the names of the deciding rules.
+func (d Decision) RuleNames() []string {
+	names := make([]string, len(d.Rules))
+	for i, r := range d.Rules {
+		names[i] = r.Name
+	}
+	return names
+}
+
+// TraceEntry tells whether one rule matched and why.
+type TraceEntry struct {
+	Rule    RuleRef
+	Matched bool
+	// Why is the first unmet requirement, or "matched".
+	Why string
+}
+
+func (t TraceEntry) String() string {
+	mark := "no "
+	if t.Matched {
+		mark = "YES"
+	}
+	return fmt.Sprintf("%s %-5s %s: %s", mark, t.Rule.Effect, t.Rule, t.Why)
+}
