@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -20,9 +21,9 @@ import (
 )
 
 // mcpPolicy adds MCP: the "search" tool is allowed for kb:read holders.
-var mcpPolicy = verifier.PolicyFunc(func(in *verifier.Input) verifier.Decision {
-	if in.Action.Kind == "mcp" && in.Action.Name == "search" && in.Peer.IsTask() && in.Peer.Claims.HasScope("kb:read") {
-		return verifier.Decision{Allow: true, Rules: []string{"mcp-search (mcp.hcl:1)"}}
+var mcpPolicy = verifier.PolicyFunc(func(in *policies.Input) policies.Decision {
+	if in.Action.Kind == "mcp" && in.Action.Name == "search" && in.Peer.Claims != nil && in.Peer.Claims.HasScope("kb:read") {
+		return policies.Decision{Allow: true, Rules: []policies.RuleRef{{Name: "mcp-search", File: "mcp.hcl", Line: 1}}}
 	}
 	return scopePolicy(in)
 })

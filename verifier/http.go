@@ -149,7 +149,7 @@ func StripIdentityHeaders(h http.Header) {
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
 	out := map[string]string{HeaderSPIFFEID: p.ID.String()}
 	if len(d.Rules) > 0 {
-		out[HeaderRule] = headerSafe(strings.Join(d.Rules, ", "))
+		out[HeaderRule] = headerSafe(strings.Join(d.RuleStrings(), ", "))
 	}
 	if c := p.Claims; c != nil {
 		out[HeaderAgent] = c.Agent

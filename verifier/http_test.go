@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -28,16 +29,16 @@ import (
 
 // scopePolicy allows http GET under /kb/ to peers holding kb:read, and the
 // gRPC health check to any task; everything else is denied.
-var scopePolicy = verifier.PolicyFunc(func(in *verifier.Input) verifier.Decision {
+var scopePolicy = verifier.PolicyFunc(func(in *policies.Input) policies.Decision {
 	switch {
-	case !in.Peer.IsTask():
-		return verifier.Decision{Reason: "not an agent task"}
+	case in.Peer.Claims == nil:
+		return policies.Decision{Reason: "not an agent task"}
 	case in.Action.Kind == "http" && strings.HasPrefix(in.Action.Path, "/kb/") && in.Peer.Claims.HasScope("kb:read"):
-		return verifier.Decision{Allow: true, Rules: []string{"read-kb (kb.hcl:1)"}, Reason: "kb:read"}
+		return policies.Decision{Allow: true, Rules: []policies.RuleRef{{Name: "read-kb", File: "kb.hcl", Line: 1}}, Reason: "kb:read"}
 	case in.Action.Kind == "grpc" && in.Action.Path == "/grpc.health.v1.Health/Check":
-		return verifier.Decision{Allow: true, Rules: []string{"health (kb.hcl:9)"}}
+		return policies.Decision{Allow: true, Rules: []policies.RuleRef{{Name: "health", File: "kb.hcl", Line: 9}}}
 	}
-	return verifier.Decision{Reason: "no rule allows " + in.Action.Method + " " + in.Action.Path}
+	return policies.Decision{Reason: "no rule allows " + in.Action.Method + " " + in.Action.Path}
 })
 
 type stack struct {
@@ -65,7 +66,7 @@ func newStack(t *testing.T) *stack {
 	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := verifier.PeerFromContext(r.Context())
 		d, _ := verifier.DecisionFromContext(r.Context())
-		io.WriteString(w, p.Claims.Agent+" "+strings.Join(d.Rules, ","))
+		io.WriteString(w, p.Claims.Agent+" "+strings.Join(d.RuleStrings(), ","))
 	}))
 	// Not httptest's StartTLS: it installs its own certificate, which
 	// would shadow the SVID for clients that send no SNI.
@@ -167,7 +168,7 @@ func TestIdentityHeadersReplaceForgedOnes(t *testing.T) {
 	h := http.Header{}
 	h.Set("X-Agentid-Agent", "admin")
 	h.Set("X-Agentid-Forged", "1")
-	verifier.SetIdentityHeaders(h, p, verifier.Decision{Allow: true, Rules: []string{"r (a.hcl:1)"}})
+	verifier.SetIdentityHeaders(h, p, verifier.Decision{Decision: policies.Decision{Allow: true, Rules: []policies.RuleRef{{Name: "r", File: "a.hcl", Line: 1}}}})
 	if h.Get(verifier.HeaderAgent) != "researcher" || h.Get("X-Agentid-Forged") != "" || h.Get(verifier.HeaderRule) != "r (a.hcl:1)" {
 		t.Fatalf("headers %v", h)
 	}

@@ -330,3 +330,6 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// X509Bundles is the X.509 bundle source the Authenticator verifies with.
+func (a *Authenticator) X509Bundles() x509bundle.Source { return a.cfg.X509Bundles }

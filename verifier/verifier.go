@@ -2,64 +2,71 @@ package verifier
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/policies"
 )
 
-// Action is what a peer asks to do.
-type Action struct {
-	// Kind is "http", "grpc", "mcp" or an application's own kind.
-	Kind string
-	// Method is the HTTP method (http).
-	Method string
-	// Path is the HTTP path (http) or the full gRPC method
-	// "/package.Service/Method" (grpc).
-	Path string
-	// Name is the MCP tool name (mcp) or the generic action name.
-	Name string
-}
+// Action, Request and Input are the policy engine's: the verifier asks
+// policies the same questions the CLI's "agentid policy eval" does.
+type (
+	Action  = policies.Action
+	Request = policies.Request
+)
 
-// Request is the context of the action that policies may look at.
-type Request struct {
-	// Headers with lower-case names.
-	Headers map[string][]string
-	// Source is the peer's address, when known.
-	Source netip.AddrPort
-}
-
-// Input is one question to the policy.
-type Input struct {
-	Peer    *Peer
-	Action  Action
-	Request Request
-	Now     time.Time
-}
-
-// Decision is the policy's answer.
+// Decision is the policy's answer plus the digest of the policy set that
+// gave it (for the audit log).
 type Decision struct {
-	Allow bool
-	// Rules are the deciding rules, "name (file:line)".
-	Rules []string
-	// Reason is a short human-readable explanation.
-	Reason string
-	// PolicyDigest identifies the policy set that decided.
+	policies.Decision
 	PolicyDigest string
 }
 
-// Policy decides. Implementations must be safe for concurrent use; the
-// policies package provides one over HCL policy directories.
+// RuleStrings renders the deciding rules as "name (file:line)".
+func (d Decision) RuleStrings() []string {
+	out := make([]string, len(d.Rules))
+	for i, r := range d.Rules {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// Policy decides. *policies.Set and *policies.Store (through StorePolicy)
+// implement it; implementations must be safe for concurrent use.
 type Policy interface {
-	Decide(in *Input) Decision
+	Decide(in *policies.Input) policies.Decision
 }
 
 // PolicyFunc adapts a function to Policy.
-type PolicyFunc func(in *Input) Decision
+type PolicyFunc func(in *policies.Input) policies.Decision
 
 // Decide calls f.
-func (f PolicyFunc) Decide(in *Input) Decision { return f(in) }
+func (f PolicyFunc) Decide(in *policies.Input) policies.Decision { return f(in) }
+
+// digester is implemented by policies that can name their version.
+type digester interface{ Digest() string }
+
+// StorePolicy decides with the current Set of a Store, so that a reload
+// takes effect on the next request; with no Set loaded it denies.
+type StorePolicy struct{ Store *policies.Store }
+
+// Decide implements Policy.
+func (p StorePolicy) Decide(in *policies.Input) policies.Decision {
+	set := p.Store.Set()
+	if set == nil {
+		return policies.Decision{Reason: "no policy loaded"}
+	}
+	return set.Decide(in)
+}
+
+// Digest is the current Set's digest.
+func (p StorePolicy) Digest() string {
+	if set := p.Store.Set(); set != nil {
+		return set.Digest()
+	}
+	return ""
+}
 
 // Verifier combines an Authenticator, a Policy and an optional audit log.
 type Verifier struct {
@@ -77,7 +84,10 @@ func (v *Verifier) Check(ctx context.Context, p *Peer, a Action, r Request) Deci
 	if v.Clock != nil {
 		now = v.Clock
 	}
-	d := v.Policy.Decide(&Input{Peer: p, Action: a, Request: r, Now: now()})
+	d := Decision{Decision: v.Policy.Decide(&policies.Input{Peer: policies.Peer{ID: p.ID, Claims: p.Claims}, Action: a, Request: r, Now: now()})}
+	if dg, ok := v.Policy.(digester); ok {
+		d.PolicyDigest = dg.Digest()
+	}
 	v.record(p, a, d)
 	return d
 }
@@ -85,7 +95,7 @@ func (v *Verifier) Check(ctx context.Context, p *Peer, a Action, r Request) Deci
 // Denied records a request denied before the policy was asked (the peer did
 // not authenticate) and returns the decision.
 func (v *Verifier) Denied(a Action, err error) Decision {
-	d := Decision{Reason: err.Error()}
+	d := Decision{Decision: policies.Decision{Reason: err.Error()}}
 	v.record(nil, a, d)
 	return d
 }
@@ -98,7 +108,7 @@ func (v *Verifier) record(p *Peer, a Action, d Decision) {
 		Type:         audit.TypeDecision,
 		Action:       &audit.Action{Kind: a.Kind, Method: a.Method, Path: a.Path, Name: a.Name},
 		Decision:     decisionWord(d.Allow),
-		Rules:        d.Rules,
+		Rules:        d.RuleStrings(),
 		Reason:       d.Reason,
 		PolicyDigest: d.PolicyDigest,
 	}

@@ -1,0 +1,230 @@
+// Package daemon runs agentid-verifier: it loads the HCL configuration,
+// keeps the trust bundles and its own SVID current (Workload API or files),
+// loads and hot-reloads the policy directory (file watch and SIGHUP, keeping
+// the last good set), and serves any combination of the three front-ends —
+// Envoy ext_authz, the mTLS reverse proxy and the check API — plus
+// Prometheus metrics and /healthz and /readyz.
+package daemon
+
+import (
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/svid"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// fileConfig is the HCL file as written; Config is the validated form.
+type fileConfig struct {
+	TrustDomain  string   `hcl:"trust_domain"`
+	TrustDomains []string `hcl:"trust_domains,optional"`
+	ExtensionOID string   `hcl:"extension_oid,optional"`
+	PolicyDir    string   `hcl:"policy_dir"`
+	JWTAudiences []string `hcl:"jwt_audiences,optional"`
+
+	WorkloadAPI *struct {
+		Socket string `hcl:"socket"`
+	} `hcl:"workload_api,block"`
+	Files *struct {
+		X509Bundle string `hcl:"x509_bundle"`
+		JWTBundle  string `hcl:"jwt_bundle,optional"`
+		SVIDCert   string `hcl:"svid_cert,optional"`
+		SVIDKey    string `hcl:"svid_key,optional"`
+	} `hcl:"files,block"`
+	Audit *struct {
+		Path               string `hcl:"path"`
+		Durability         string `hcl:"durability,optional"`
+		MaxBytes           int64  `hcl:"max_bytes,optional"`
+		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
+		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
+	} `hcl:"audit,block"`
+	ExtAuthz *struct {
+		Listen   string   `hcl:"listen"`
+		MCPPaths []string `hcl:"mcp_paths,optional"`
+	} `hcl:"ext_authz,block"`
+	Proxy *struct {
+		Listen   string   `hcl:"listen"`
+		Upstream string   `hcl:"upstream"`
+		MCPPaths []string `hcl:"mcp_paths,optional"`
+	} `hcl:"proxy,block"`
+	CheckAPI *struct {
+		Listen string `hcl:"listen"`
+	} `hcl:"check_api,block"`
+	Metrics *struct {
+		Listen string `hcl:"listen"`
+	} `hcl:"metrics,block"`
+}
+
+// Config is a validated verifier configuration.
+type Config struct {
+	TrustDomain  spiffeid.TrustDomain
+	TrustDomains []spiffeid.TrustDomain
+	ExtensionOID asn1.ObjectIdentifier
+	PolicyDir    string
+	JWTAudiences []string
+
+	// Exactly one of WorkloadAPISocket and Files is set.
+	WorkloadAPISocket string
+	Files             *Files
+
+	Audit *AuditConfig
+
+	ExtAuthzListen   string
+	ExtAuthzMCPPaths []string
+	ProxyListen      string
+	ProxyUpstream    *url.URL
+	ProxyMCPPaths    []string
+	CheckAPIListen   string
+	MetricsListen    string
+}
+
+// Files are bundle and SVID files, for deployments without a Workload API.
+type Files struct {
+	X509Bundle, JWTBundle, SVIDCert, SVIDKey string
+}
+
+// AuditConfig configures the decision log.
+type AuditConfig struct {
+	Path    string
+	Options audit.Options
+}
+
+// LoadConfig reads and validates the configuration file. Errors are
+// hcl.Diagnostics naming file:line:col.
+func LoadConfig(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(src, path)
+}
+
+// ParseConfig is LoadConfig on a file's contents.
+func ParseConfig(src []byte, filename string) (*Config, error) {
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, allDiags(diags)
+	}
+	var raw fileConfig
+	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
+		return nil, allDiags(diags)
+	}
+	cfg, err := build(&raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filename, err)
+	}
+	return cfg, nil
+}
+
+func build(raw *fileConfig) (*Config, error) {
+	cfg := &Config{PolicyDir: raw.PolicyDir, JWTAudiences: raw.JWTAudiences, ExtensionOID: svid.DefaultOID}
+	var err error
+	if cfg.TrustDomain, err = spiffeid.TrustDomainFromString(raw.TrustDomain); err != nil {
+		return nil, fmt.Errorf("trust_domain: %w", err)
+	}
+	for _, s := range raw.TrustDomains {
+		td, err := spiffeid.TrustDomainFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("trust_domains: %w", err)
+		}
+		cfg.TrustDomains = append(cfg.TrustDomains, td)
+	}
+	if len(cfg.TrustDomains) == 0 {
+		cfg.TrustDomains = []spiffeid.TrustDomain{cfg.TrustDomain}
+	}
+	if raw.ExtensionOID != "" {
+		if cfg.ExtensionOID, err = svid.ParseOID(raw.ExtensionOID); err != nil {
+			return nil, fmt.Errorf("extension_oid: %w", err)
+		}
+	}
+	if err := cfg.buildSources(raw); err != nil {
+		return nil, err
+	}
+	if err := cfg.buildAudit(raw); err != nil {
+		return nil, err
+	}
+	return cfg, cfg.buildFrontEnds(raw)
+}
+
+func (cfg *Config) buildSources(raw *fileConfig) error {
+	switch {
+	case raw.WorkloadAPI != nil && raw.Files != nil:
+		return fmt.Errorf("give either a workload_api block or a files block, not both")
+	case raw.WorkloadAPI != nil:
+		cfg.WorkloadAPISocket = raw.WorkloadAPI.Socket
+	case raw.Files != nil:
+		f := raw.Files
+		if (f.SVIDCert == "") != (f.SVIDKey == "") {
+			return fmt.Errorf("files: svid_cert and svid_key go together")
+		}
+		cfg.Files = &Files{X509Bundle: f.X509Bundle, JWTBundle: f.JWTBundle, SVIDCert: f.SVIDCert, SVIDKey: f.SVIDKey}
+	default:
+		return fmt.Errorf("a workload_api block or a files block is required (where the trust bundles come from)")
+	}
+	return nil
+}
+
+func (cfg *Config) buildAudit(raw *fileConfig) error {
+	a := raw.Audit
+	if a == nil {
+		return nil
+	}
+	d, err := audit.ParseDurability(a.Durability)
+	if err != nil {
+		return fmt.Errorf("audit.durability: %w", err)
+	}
+	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery}
+	if a.CheckpointInterval != "" {
+		if opts.CheckpointInterval, err = time.ParseDuration(a.CheckpointInterval); err != nil {
+			return fmt.Errorf("audit.checkpoint_interval: %w", err)
+		}
+	}
+	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts}
+	return nil
+}
+
+func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
+	if raw.ExtAuthz != nil {
+		cfg.ExtAuthzListen, cfg.ExtAuthzMCPPaths = raw.ExtAuthz.Listen, raw.ExtAuthz.MCPPaths
+	}
+	if raw.Proxy != nil {
+		u, err := url.Parse(raw.Proxy.Upstream)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("proxy.upstream %q is not an absolute URL", raw.Proxy.Upstream)
+		}
+		cfg.ProxyListen, cfg.ProxyUpstream, cfg.ProxyMCPPaths = raw.Proxy.Listen, u, raw.Proxy.MCPPaths
+		if cfg.Files != nil && cfg.Files.SVIDCert == "" {
+			return fmt.Errorf("proxy needs the verifier's own SVID: set files.svid_cert and files.svid_key, or use workload_api")
+		}
+	}
+	if raw.CheckAPI != nil {
+		cfg.CheckAPIListen = raw.CheckAPI.Listen
+	}
+	if raw.Metrics != nil {
+		cfg.MetricsListen = raw.Metrics.Listen
+	}
+	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" {
+		return fmt.Errorf("nothing to serve: add an ext_authz, proxy or check_api block")
+	}
+	return nil
+}
+
+// allDiags reports every error diagnostic, one per line (hcl.Diagnostics'
+// own Error names only the first).
+func allDiags(diags hcl.Diagnostics) error {
+	var errs []error
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			errs = append(errs, d)
+		}
+	}
+	return errors.Join(errs...)
+}

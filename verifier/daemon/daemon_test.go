@@ -1,0 +1,204 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/verifier/daemon"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+const kbPolicy = `
+rule "kb-read" {
+  effect = "allow"
+  reason = "kb:read holders read the knowledge base"
+  peer {
+    scopes_all = ["kb:read"]
+  }
+  action {
+    http {
+      methods = ["GET"]
+      paths   = ["/kb/**"]
+    }
+  }
+}
+`
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3,1-12: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},
+		{"missing policy_dir", "trust_domain = \"example.org\"\n", `v.hcl:1,1-1: Missing required argument; The argument "policy_dir" is required`},
+		{"no bundle source", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\next_authz {\n listen = \":0\"\n}\n", "v.hcl: a workload_api block or a files block is required"},
+		{"nothing to serve", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\n", "v.hcl: nothing to serve"},
+		{"bad durability", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n durability = \"often\"\n}\n", `audit.durability: audit: durability "often"`},
+		{"syntax", "trust_domain = \n", "v.hcl:1,16-2,1: Invalid expression"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := daemon.ParseConfig([]byte(tc.src), "v.hcl")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+type fixture struct {
+	dir, policyDir, auditPath string
+	ca                        *testca.CA
+	d                         *daemon.Daemon
+}
+
+func start(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{dir: dir, policyDir: filepath.Join(dir, "policies"), auditPath: filepath.Join(dir, "audit", "audit.log"), ca: testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())}
+	os.Mkdir(f.policyDir, 0o755)
+	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy)
+	write(t, filepath.Join(dir, "bundle.pem"), string(f.ca.BundlePEM()))
+	certs, key := testca.SVIDPEM(t, f.ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/verifier")))
+	write(t, filepath.Join(dir, "svid.pem"), string(certs))
+	write(t, filepath.Join(dir, "key.pem"), string(key))
+	cfgSrc := `
+trust_domain = "example.org"
+policy_dir   = "` + f.policyDir + `"
+files {
+  x509_bundle = "` + filepath.Join(dir, "bundle.pem") + `"
+  svid_cert   = "` + filepath.Join(dir, "svid.pem") + `"
+  svid_key    = "` + filepath.Join(dir, "key.pem") + `"
+}
+audit {
+  path             = "` + f.auditPath + `"
+  checkpoint_every = 2
+}
+check_api { listen = "127.0.0.1:0" }
+ext_authz { listen = "127.0.0.1:0" }
+metrics   { listen = "127.0.0.1:0" }
+`
+	cfg, err := daemon.ParseConfig([]byte(cfgSrc), "verifier.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d, err = daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) check(t *testing.T, cert, method, path string) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"certificate": cert, "action": map[string]string{"Kind": "http", "Method": method, "Path": path}})
+	resp, err := http.Post("http://"+f.d.Addr("check_api").String()+"/v1/check", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (f *fixture) taskCert(t *testing.T, scope ...string) string {
+	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
+		Prompt: svid.PromptDigest([]byte("p")), Scope: scope, Principal: "spiffe://example.org/user/alice",
+		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
+	ext, err := c.Extension(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, _ := testca.SVIDPEM(t, f.ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42"), testca.WithExtensions(ext)))
+	return string(certs)
+}
+
+func metricsText(t *testing.T, f *fixture) string {
+	resp, err := http.Get("http://" + f.d.Addr("metrics").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestDaemonCheckReloadAndAudit(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.d.Run(ctx) }()
+
+	reader := f.taskCert(t, "kb:read")
+	if out := f.check(t, reader, "GET", "/kb/doc"); out["allow"] != true || out["rules"].([]any)[0] != "kb-read (kb.hcl:2)" {
+		t.Fatalf("allowed check: %v", out)
+	}
+	if out := f.check(t, f.taskCert(t, "tickets:write"), "GET", "/kb/doc"); out["allow"] != false {
+		t.Fatalf("denied check: %v", out)
+	}
+	if out := f.check(t, "garbage", "GET", "/kb/doc"); out["allow"] != false || out["deny_code"] != "bad_credential" {
+		t.Fatalf("garbage credential: %v", out)
+	}
+
+	// A broken policy keeps the last good one, and says so.
+	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy+"\nrule \"broken\" {\n  effect = \"maybe\"\n}\n")
+	if err := f.d.Reload(); err == nil {
+		t.Fatal("broken policy reloaded")
+	}
+	if out := f.check(t, reader, "GET", "/kb/doc"); out["allow"] != true {
+		t.Fatalf("after a failed reload the old policy must stay: %v", out)
+	}
+	m := metricsText(t, f)
+	for _, want := range []string{`agentid_policy_reloads_total{result="error"} 1`, "agentid_policy_last_reload_ok 0", `agentid_decisions_total{decision="allow",frontend="check_api",rule="kb-read"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// A good change is picked up by the file watch (no SIGHUP).
+	write(t, filepath.Join(f.policyDir, "kb.hcl"), strings.Replace(kbPolicy, `"GET"`, `"POST"`, 1))
+	deadline := time.Now().Add(10 * time.Second)
+	for f.check(t, reader, "GET", "/kb/doc")["allow"] == true {
+		if time.Now().After(deadline) {
+			t.Fatal("the file watch did not reload the policy")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	resp, err := http.Get("http://" + f.d.Addr("metrics").String() + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Every decision is in the log, signed by the verifier's SVID.
+	files, _ := audit.Files(f.auditPath)
+	sum, err := audit.Verify(files, f.ca.X509Bundle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Checkpoints == 0 || sum.Unsigned != 0 || sum.Signers[0] != "spiffe://example.org/verifier" {
+		t.Fatalf("audit summary %+v", sum)
+	}
+}
