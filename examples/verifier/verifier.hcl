@@ -1,0 +1,37 @@
+# agentid-verifier configuration: see docs/verifier.md.
+trust_domain  = "example.org"
+trust_domains = ["example.org"]            # peers and delegation chains must stay inside these
+policy_dir    = "/etc/agentid/policies"    # *.hcl, reloaded on change and on SIGHUP
+jwt_audiences = ["kb"]                      # JWT-SVIDs must name one of these
+
+# Where the trust bundles and the verifier's own SVID come from.
+workload_api {
+  socket = "/run/spire/agent/public/api.sock"
+}
+
+audit {
+  path                = "/var/log/agentid/audit.log"
+  durability          = "batch"   # fsync per batch; "every" or "none"
+  max_bytes           = 67108864  # rotate at 64 MiB, the chain continues
+  checkpoint_every    = 1000      # signed checkpoint every 1000 records…
+  checkpoint_interval = "1m"      # …and at least once a minute
+}
+
+ext_authz {
+  listen    = "127.0.0.1:9191"    # Envoy's ext_authz gRPC cluster
+  mcp_paths = ["/mcp"]
+}
+
+proxy {
+  listen    = "0.0.0.0:8443"      # SPIFFE mTLS
+  upstream  = "http://127.0.0.1:8080"
+  mcp_paths = ["/mcp"]
+}
+
+check_api {
+  listen = "127.0.0.1:9192"       # POST /v1/check
+}
+
+metrics {
+  listen = "127.0.0.1:9090"       # /metrics, /healthz, /readyz
+}
