@@ -1,0 +1,182 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/agentid/agentid/registrar"
+	"github.com/agentid/agentid/svid"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// fileConfig is the HCL file as written; Config is the validated form.
+type fileConfig struct {
+	TrustDomain        string `hcl:"trust_domain"`
+	ServerAPISocket    string `hcl:"server_api_socket"`
+	IssuancePolicy     string `hcl:"issuance_policy"`
+	ParentID           string `hcl:"parent_id,optional"`
+	OperatorSocket     string `hcl:"operator_socket,optional"`
+	OperatorSocketMode string `hcl:"operator_socket_mode,optional"`
+	Listen             string `hcl:"listen,optional"`
+	WorkloadAPISocket  string `hcl:"workload_api_socket,optional"`
+	JWTAudience        string `hcl:"jwt_audience,optional"`
+	SelectorType       string `hcl:"selector_type,optional"`
+	MaxX509SVIDTTL     string `hcl:"max_x509_svid_ttl,optional"`
+	MaxJWTSVIDTTL      string `hcl:"max_jwt_svid_ttl,optional"`
+}
+
+// Config is a validated agentid-registrar configuration.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// ServerAPISocket is the SPIRE server's local API socket (a path, or
+	// a gRPC target "unix://…").
+	ServerAPISocket string
+	// IssuancePolicy is the issuance policy file, reloaded on SIGHUP.
+	IssuancePolicy string
+	// ParentID is the SPIRE parent ID of root tasks created without one
+	// (empty: CreateTask must give parent_id).
+	ParentID string
+	// OperatorSocket is the unix socket of the operator API (every RPC),
+	// created with OperatorSocketMode (default 0660).
+	OperatorSocket     string
+	OperatorSocketMode fs.FileMode
+	// Listen is the TCP address of the SPIFFE mTLS listener for agent
+	// tasks (DelegateTask only); WorkloadAPISocket, the SPIRE agent's
+	// socket, gives the registrar's own SVID and the bundles.
+	Listen            string
+	WorkloadAPISocket string
+	// JWTAudience, when set, accepts JWT-SVID bearers with this audience
+	// on DelegateTask.
+	JWTAudience string
+	// SelectorType, MaxX509SVIDTTL and MaxJWTSVIDTTL configure the
+	// registrar (defaults: svid.DefaultSelectorType,
+	// registrar.DefaultMaxX509TTL, registrar.DefaultMaxJWTTTL).
+	SelectorType                  string
+	MaxX509SVIDTTL, MaxJWTSVIDTTL time.Duration
+}
+
+// DefaultOperatorSocketMode is the operator socket's mode unless the
+// configuration sets operator_socket_mode.
+const DefaultOperatorSocketMode fs.FileMode = 0o660
+
+// LoadConfig reads and validates a configuration file. Syntax errors and
+// unknown or missing keys are hcl diagnostics naming file:line:col.
+func LoadConfig(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("registrar config: %w", err)
+	}
+	return ParseConfig(src, path)
+}
+
+// ParseConfig is LoadConfig on a file's contents; filename names it in
+// errors.
+func ParseConfig(src []byte, filename string) (*Config, error) {
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	var raw fileConfig
+	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	cfg, err := raw.build()
+	if err != nil {
+		return nil, fmt.Errorf("registrar config %s: %w", filename, err)
+	}
+	return cfg, nil
+}
+
+func (raw *fileConfig) build() (*Config, error) {
+	cfg := &Config{ServerAPISocket: raw.ServerAPISocket, IssuancePolicy: raw.IssuancePolicy,
+		OperatorSocket: raw.OperatorSocket, OperatorSocketMode: DefaultOperatorSocketMode,
+		Listen: raw.Listen, WorkloadAPISocket: raw.WorkloadAPISocket, JWTAudience: raw.JWTAudience,
+		SelectorType: raw.SelectorType, MaxX509SVIDTTL: registrar.DefaultMaxX509TTL, MaxJWTSVIDTTL: registrar.DefaultMaxJWTTTL}
+	var err error
+	if cfg.TrustDomain, err = spiffeid.TrustDomainFromString(raw.TrustDomain); err != nil {
+		return nil, fmt.Errorf("trust_domain: %w", err)
+	}
+	if raw.ParentID != "" {
+		id, err := spiffeid.FromString(raw.ParentID)
+		if err != nil {
+			return nil, fmt.Errorf("parent_id: %w", err)
+		}
+		cfg.ParentID = id.String()
+	}
+	if cfg.SelectorType == "" {
+		cfg.SelectorType = svid.DefaultSelectorType
+	}
+	if err := cfg.buildListeners(raw); err != nil {
+		return nil, err
+	}
+	if cfg.MaxX509SVIDTTL, err = positiveDuration("max_x509_svid_ttl", raw.MaxX509SVIDTTL, cfg.MaxX509SVIDTTL); err != nil {
+		return nil, err
+	}
+	if cfg.MaxJWTSVIDTTL, err = positiveDuration("max_jwt_svid_ttl", raw.MaxJWTSVIDTTL, cfg.MaxJWTSVIDTTL); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (cfg *Config) buildListeners(raw *fileConfig) error {
+	if raw.OperatorSocketMode != "" {
+		m, err := strconv.ParseUint(raw.OperatorSocketMode, 8, 32)
+		if err != nil || (m != 0o600 && m != 0o660) {
+			return fmt.Errorf("operator_socket_mode %q: want \"0600\" or \"0660\"", raw.OperatorSocketMode)
+		}
+		cfg.OperatorSocketMode = fs.FileMode(m)
+	}
+	switch {
+	case cfg.OperatorSocket == "" && cfg.Listen == "":
+		return errors.New("nothing to serve: set operator_socket, listen or both")
+	case cfg.Listen != "" && cfg.WorkloadAPISocket == "":
+		return errors.New("listen needs workload_api_socket (the SPIRE agent socket giving the registrar's SVID and bundles)")
+	case cfg.JWTAudience != "" && cfg.WorkloadAPISocket == "":
+		return errors.New("jwt_audience needs workload_api_socket (the SPIRE agent socket giving the JWT bundles)")
+	}
+	if cfg.Listen != "" {
+		if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	return nil
+}
+
+func positiveDuration(name, s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive duration such as \"1h\" or \"5m\"", name, s)
+	}
+	return d, nil
+}
+
+// diagError reports every error diagnostic, one per line, as
+// "file:line:col: summary; detail".
+func diagError(diags hcl.Diagnostics) error {
+	var errs []error
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += "; " + d.Detail
+		}
+		if d.Subject != nil {
+			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return fmt.Errorf("registrar config:\n%w", errors.Join(errs...))
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigExample(t *testing.T) {
+	cfg, err := LoadConfig("../../examples/registrar/registrar.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{TrustDomain: testTD, ServerAPISocket: "/tmp/spire-server/private/api.sock",
+		IssuancePolicy: "/etc/agentid/issuance.hcl", ParentID: testNode,
+		OperatorSocket: "/run/agentid-registrar/operator.sock", OperatorSocketMode: 0o660,
+		Listen: "0.0.0.0:8444", WorkloadAPISocket: "/tmp/spire-agent/public/api.sock",
+		JWTAudience: "spiffe://example.org/registrar", SelectorType: "agentid",
+		MaxX509SVIDTTL: time.Hour, MaxJWTSVIDTTL: 5 * time.Minute}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	const base = "trust_domain = \"example.org\"\nserver_api_socket = \"/s\"\nissuance_policy = \"/p\"\n"
+	tests := []struct {
+		name, src, err string
+	}{
+		{"unknown key", base + "operator_sokcet = \"/o\"\n", "registrar config:\nr.hcl:4:1: Unsupported argument; " +
+			`An argument named "operator_sokcet" is not expected here. Did you mean "operator_socket"?`},
+		{"missing key", "trust_domain = \"example.org\"\noperator_socket = \"/o\"\n", "registrar config:\n" +
+			`r.hcl:1:1: Missing required argument; The argument "issuance_policy" is required, but no definition was found.` + "\n" +
+			`r.hcl:1:1: Missing required argument; The argument "server_api_socket" is required, but no definition was found.`},
+		{"syntax", base + "listen = \n", "registrar config:\nr.hcl:4:10: Invalid expression; Expected the start of an expression, but found an invalid expression token."},
+		{"nothing to serve", base, "registrar config r.hcl: nothing to serve: set operator_socket, listen or both"},
+		{"listen without workload API", base + "listen = \":8444\"\n",
+			"registrar config r.hcl: listen needs workload_api_socket (the SPIRE agent socket giving the registrar's SVID and bundles)"},
+		{"jwt without workload API", base + "operator_socket = \"/o\"\njwt_audience = \"x\"\n",
+			"registrar config r.hcl: jwt_audience needs workload_api_socket (the SPIRE agent socket giving the JWT bundles)"},
+		{"bad listen", base + "listen = \"8444\"\nworkload_api_socket = \"/w\"\n",
+			"registrar config r.hcl: listen: address 8444: missing port in address"},
+		{"bad trust domain", strings.Replace(base, "example.org", "Example Org", 1) + "operator_socket = \"/o\"\n",
+			"registrar config r.hcl: trust_domain: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores"},
+		{"bad parent id", base + "operator_socket = \"/o\"\nparent_id = \"node1\"\n", "registrar config r.hcl: parent_id: scheme is missing or invalid"},
+		{"bad mode", base + "operator_socket = \"/o\"\noperator_socket_mode = \"0666\"\n",
+			`registrar config r.hcl: operator_socket_mode "0666": want "0600" or "0660"`},
+		{"bad ttl", base + "operator_socket = \"/o\"\nmax_jwt_svid_ttl = \"-5m\"\n",
+			`registrar config r.hcl: max_jwt_svid_ttl "-5m": want a positive duration such as "1h" or "5m"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.src), "r.hcl")
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("got  %v\nwant %s", err, tt.err)
+			}
+		})
+	}
+	cfg, err := ParseConfig([]byte(base+"operator_socket = \"/o\"\n"), "r.hcl")
+	if err != nil || cfg.OperatorSocketMode != DefaultOperatorSocketMode || cfg.SelectorType != "agentid" || cfg.ParentID != "" {
+		t.Errorf("defaults: %+v %v", cfg, err)
+	}
+}
+
+func TestListenUnix(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "op.sock")
+	l, err := ListenUnix(path, 0o660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o660 || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("socket %v %v", fi, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("leftovers beside the socket: %v", entries)
+	}
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	if _, err := ListenUnix(path, 0o600); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second listener: %v", err)
+	}
+	l.Close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("socket left after Close: %v", err)
+	}
+
+	// A stale socket (its server died without removing it) is replaced.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	l, err = ListenUnix(path, 0o600)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	l.Close()
+
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := ListenUnix(file, 0o600); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Errorf("over a file: %v", err)
+	}
+	if _, err := ListenUnix(path, 0o666); err == nil || !strings.Contains(err.Error(), "want 0600 or 0660") {
+		t.Errorf("mode 0666: %v", err)
+	}
+}

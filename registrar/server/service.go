@@ -1,0 +1,234 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
+	"github.com/agentid/agentid/registrar"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Service implements the task API (registrarv1.RegistrarServer) on a
+// *registrar.Registrar. It keeps no state of its own. Register it on an
+// operator server ([Service.OperatorServer]: every RPC, no authentication
+// beyond the socket's permissions) and an agent server
+// ([Service.AgentServer]: SPIFFE mTLS, DelegateTask only).
+type Service struct {
+	registrarv1.UnimplementedRegistrarServer
+
+	r   *registrar.Registrar
+	cfg config
+}
+
+var _ registrarv1.RegistrarServer = (*Service)(nil)
+
+type config struct {
+	parentID    string
+	jwtBundles  jwtbundle.Source
+	jwtAudience string
+	log         *slog.Logger
+}
+
+// Option configures a Service.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithDefaultParentID sets the SPIRE parent ID (a node's SPIFFE ID) of root
+// tasks created without one.
+func WithDefaultParentID(id string) Option {
+	return optionFunc(func(c *config) { c.parentID = id })
+}
+
+// WithJWTSVIDs accepts DelegateTask callers that send a JWT-SVID as
+// "authorization: Bearer <token>": the token is validated against bundles
+// and must name audience. Without this option a bearer token is refused.
+func WithJWTSVIDs(bundles jwtbundle.Source, audience string) Option {
+	return optionFunc(func(c *config) { c.jwtBundles, c.jwtAudience = bundles, audience })
+}
+
+// WithLogger sets the logger of the service's decisions (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.log = l })
+}
+
+// New returns the task API on r.
+func New(r *registrar.Registrar, opts ...Option) *Service {
+	cfg := config{log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	return &Service{r: r, cfg: cfg}
+}
+
+// CreateTask creates a root task, or with parent_task a delegated child of
+// that task. Operators only.
+func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequest) (*registrarv1.Task, error) {
+	req, err := request(in.GetAgent(), in.GetTask(), in.GetModel(), in.GetPrompt(), in.GetScope(),
+		in.GetDeadline(), in.GetTtlSeconds(), in.GetSelectors(), in.GetParentId())
+	if err != nil {
+		return nil, err
+	}
+	req.Principal = in.GetPrincipal()
+	var task registrar.Task
+	if in.GetParentTask() == "" {
+		if req.ParentID == "" {
+			req.ParentID = s.cfg.parentID
+		}
+		task, err = s.r.Create(ctx, req)
+	} else {
+		parent, perr := spiffeid.FromString(in.GetParentTask())
+		if perr != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid_request: parent_task %q: %v", in.GetParentTask(), perr)
+		}
+		task, err = s.r.CreateChild(ctx, parent, req)
+	}
+	return s.answer(ctx, "CreateTask", "", task, err)
+}
+
+// DelegateTask creates a child of the calling task: the parent is the
+// caller's SPIFFE ID (its verified X.509-SVID, or a JWT-SVID bearer), and
+// the registrar reads the parent's record from its entry.
+func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTaskRequest) (*registrarv1.Task, error) {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		s.cfg.log.Info("delegation refused", "err", err)
+		return nil, err
+	}
+	req, err := request(in.GetAgent(), in.GetTask(), in.GetModel(), in.GetPrompt(), in.GetScope(),
+		in.GetDeadline(), in.GetTtlSeconds(), in.GetSelectors(), in.GetParentId())
+	if err != nil {
+		return nil, err
+	}
+	task, err := s.r.CreateChild(ctx, caller.id, req)
+	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
+}
+
+// GetTask returns one task. Operators only.
+func (s *Service) GetTask(ctx context.Context, in *registrarv1.GetTaskRequest) (*registrarv1.Task, error) {
+	id, err := taskIDArg(in.GetSpiffeId())
+	if err != nil {
+		return nil, err
+	}
+	task, err := s.r.Get(ctx, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return taskProto(task)
+}
+
+// ListTasks lists the tasks that match every filter given. Operators only.
+func (s *Service) ListTasks(ctx context.Context, in *registrarv1.ListTasksRequest) (*registrarv1.ListTasksResponse, error) {
+	tasks, err := s.r.List(ctx, registrar.Filter{Agent: in.GetAgent(), Principal: in.GetPrincipal(),
+		Model: in.GetModel(), ParentTask: in.GetParentTask()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &registrarv1.ListTasksResponse{Tasks: make([]*registrarv1.Task, len(tasks))}
+	for i, t := range tasks {
+		if out.Tasks[i], err = taskProto(t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// RevokeTask deletes a task's entry and its descendants'. Operators only.
+// Tasks removed before an error are reported in the log.
+func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequest) (*registrarv1.RevokeTaskResponse, error) {
+	id, err := taskIDArg(in.GetSpiffeId())
+	if err != nil {
+		return nil, err
+	}
+	removed, err := s.r.Revoke(ctx, id)
+	for _, t := range removed {
+		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())
+	}
+	if err != nil {
+		s.cfg.log.Warn("revoke failed", "task", id.String(), "err", err)
+		return nil, toStatus(err)
+	}
+	out := &registrarv1.RevokeTaskResponse{Removed: make([]*registrarv1.Task, len(removed))}
+	for i, t := range removed {
+		out.Removed[i] = lenientTaskProto(t)
+	}
+	return out, nil
+}
+
+// answer logs a create's outcome and converts it.
+func (s *Service) answer(ctx context.Context, method, caller string, task registrar.Task, err error) (*registrarv1.Task, error) {
+	if err != nil {
+		reason := registrar.ReasonOf(err)
+		s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task refused", slog.String("method", method),
+			slog.String("caller", caller), slog.String("reason", reasonName(reason)), slog.String("err", err.Error()))
+		return nil, toStatus(err)
+	}
+	s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task created", slog.String("method", method), slog.String("caller", caller),
+		slog.String("task", task.ID.String()), slog.String("entry", task.EntryID),
+		slog.String("deadline", task.Claims.Deadline.Format(time.RFC3339)))
+	return taskProto(task)
+}
+
+func reasonName(r registrar.Reason) string {
+	if r == 0 {
+		return "error"
+	}
+	return r.String()
+}
+
+// request builds a registrar request from the fields common to
+// CreateTaskRequest and DelegateTaskRequest.
+func request(agent, task, model, prompt string, scope []string, deadline string, ttl int64, selectors []string, parentID string) (registrar.Request, error) {
+	req := registrar.Request{Agent: agent, Task: task, Model: model, Prompt: prompt, Scope: scope,
+		TTL: time.Duration(ttl) * time.Second, Selectors: selectors, ParentID: parentID}
+	if ttl > int64(maxTTL/time.Second) || ttl < -int64(maxTTL/time.Second) {
+		return req, status.Errorf(codes.InvalidArgument, "invalid_request: ttl_seconds %d out of range", ttl)
+	}
+	if deadline != "" {
+		d, err := time.Parse(time.RFC3339, deadline)
+		if err != nil {
+			return req, status.Errorf(codes.InvalidArgument, "invalid_request: deadline %q is not RFC 3339: %v", deadline, err)
+		}
+		req.Deadline = d
+	}
+	return req, nil
+}
+
+// maxTTL keeps ttl_seconds clear of time.Duration overflow (the issuance
+// policy bounds it far more tightly).
+const maxTTL = 100 * 365 * 24 * time.Hour
+
+func taskIDArg(s string) (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return id, status.Errorf(codes.InvalidArgument, "invalid_request: spiffe_id %q: %v", s, err)
+	}
+	return id, nil
+}
+
+// taskProto converts a task; its claims are the canonical claims JSON.
+func taskProto(t registrar.Task) (*registrarv1.Task, error) {
+	claims, err := t.Claims.MarshalJSON()
+	if err != nil {
+		return nil, status.Error(codes.Internal, fmt.Sprintf("task %s: claims: %v", t.ID, err))
+	}
+	return &registrarv1.Task{SpiffeId: t.ID.String(), EntryId: t.EntryID, ClaimsJson: string(claims),
+		ExpiresAt: t.Claims.Deadline.Unix(), ParentId: t.ParentID, Selectors: t.Selectors}, nil
+}
+
+// lenientTaskProto converts a task of a revoke report, whose claims are
+// zero when its entry did not decode: it then has no claims_json.
+func lenientTaskProto(t registrar.Task) *registrarv1.Task {
+	if p, err := taskProto(t); err == nil && t.Claims.V != 0 {
+		return p
+	}
+	return &registrarv1.Task{SpiffeId: t.ID.String(), EntryId: t.EntryID, ParentId: t.ParentID, Selectors: t.Selectors}
+}
