@@ -51,7 +51,9 @@ var functions = map[string]function.Function{
 	"abs":        stdlib.AbsoluteFunc,
 }
 
-func strParam(name string) function.Parameter { return function.Parameter{Name: name, Type: cty.String} }
+func strParam(name string) function.Parameter {
+	return function.Parameter{Name: name, Type: cty.String}
+}
 
 func boolFunc(params []function.Parameter, f func(args []cty.Value) (bool, error)) function.Function {
 	return function.New(&function.Spec{Params: params, Type: function.StaticReturnType(cty.Bool),

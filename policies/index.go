@@ -16,11 +16,11 @@ type actionKey struct {
 // filed under one dimension, the most selective it allows: the action, the
 // agent named by its SPIFFE ID patterns, the agent claim, or none (rest).
 type index struct {
-	byAction   map[actionKey][]int32
-	byIDAgent  map[string][]int32
-	byAgent    map[string][]int32
-	rest       []int32
-	all        []int32 // every rule of this effect, for Explain
+	byAction  map[actionKey][]int32
+	byIDAgent map[string][]int32
+	byAgent   map[string][]int32
+	rest      []int32
+	all       []int32 // every rule of this effect, for Explain
 }
 
 func buildIndex(rules []*rule, eff Effect) index {

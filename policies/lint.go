@@ -18,16 +18,33 @@ func (l *loader) lint() {
 			l.warnf(l.varDefs[name], "Unused variable", "The variable %q is not used by any rule.", name)
 		}
 	}
-	for _, x := range l.compiled {
+	keys := make([][]actionKey, len(l.compiled))
+	byKey := map[actionKey][]*rule{}
+	var wild []*rule
+	for i, r := range l.compiled {
+		keys[i] = r.actionKeys()
+		if keys[i] == nil {
+			wild = append(wild, r)
+		}
+		for _, k := range keys[i] {
+			byKey[k] = append(byKey[k], r)
+		}
+	}
+	for i, x := range l.compiled {
 		if x.effect == Allow && x.peer == nil && x.action == nil && x.cond == nil {
 			l.warnf(x.def, "Rule allows everything", "The rule %q has no peer, action or condition: it allows every request that no deny rule matches.", x.ref.Name)
 		}
-		l.shadowed(x)
+		// Only rules sharing an index key, or without one, can cover x.
+		cands := wild
+		if k := keys[i]; k != nil {
+			cands = append(append(slices.Clip(wild), byKey[k[0]]...), byKey[actionKey{k[0].kind, "", k[0].key}]...)
+		}
+		l.shadowed(x, cands)
 	}
 }
 
-func (l *loader) shadowed(x *rule) {
-	for _, y := range l.compiled {
+func (l *loader) shadowed(x *rule, cands []*rule) {
+	for _, y := range cands {
 		if y == x || y.cond != nil || !y.covers(x) {
 			continue
 		}

@@ -66,7 +66,7 @@ func IsTestFile(path string) bool {
 
 // LoadFiles checks and compiles policy sources; see [Load].
 func LoadFiles(files []File) (*Set, hcl.Diagnostics) {
-	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}}
+	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}, srcs: map[string][]byte{}}
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
 	var bodies []*hcl.BodyContent
@@ -104,6 +104,8 @@ type loader struct {
 	varUsed  map[string]bool
 	ruleDefs map[string]hcl.Range
 	compiled []*rule
+	srcs     map[string][]byte
+	evalCtx  *hcl.EvalContext // load-time context, built once varObj is set
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -112,6 +114,7 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 func (l *loader) parse(f File) *hcl.BodyContent {
+	l.srcs[f.Name] = f.Src
 	file, diags := hclsyntax.ParseConfig(f.Src, f.Name, hcl.InitialPos)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {

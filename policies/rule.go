@@ -102,7 +102,7 @@ func (l *loader) peerBlock(b *hcl.Block, eff Effect) (*peerMatcher, map[string]s
 	m := &peerMatcher{minDepth: -1, maxDepth: -1}
 	text := map[string]string{}
 	for name, a := range content.Attributes {
-		text[name] = canonical(a.Expr, l.varObj)
+		text[name] = l.sourceText(a.Expr.Range())
 		if name != "spiffe_id" && name != "trust_domain" && name != "task_required" {
 			m.needClaims = true
 		}

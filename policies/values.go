@@ -20,7 +20,10 @@ type strItem struct {
 }
 
 func (l *loader) ctx() *hcl.EvalContext {
-	return &hcl.EvalContext{Variables: map[string]cty.Value{"var": l.varObj}, Functions: functions}
+	if l.evalCtx == nil { // varObj is set before the first use
+		l.evalCtx = &hcl.EvalContext{Variables: map[string]cty.Value{"var": l.varObj}, Functions: functions}
+	}
+	return l.evalCtx
 }
 
 // value evaluates an attribute that does not depend on the request.
@@ -223,13 +226,14 @@ func (l *loader) boolean(a *hcl.Attribute) bool {
 	return v.True()
 }
 
-// canonical renders an expression's value for lint comparisons.
-func canonical(e hcl.Expression, vars cty.Value) string {
-	v, diags := e.Value(&hcl.EvalContext{Variables: map[string]cty.Value{"var": vars}, Functions: functions})
-	if diags.HasErrors() || !v.IsWhollyKnown() {
-		return fmt.Sprintf("?%p", e)
+// sourceText is the source of a range without spaces, for lint
+// comparisons of attribute values.
+func (l *loader) sourceText(r hcl.Range) string {
+	src := l.srcs[r.Filename]
+	if r.End.Byte > len(src) || r.Start.Byte > r.End.Byte {
+		return ""
 	}
-	return v.GoString()
+	return strings.Join(strings.Fields(string(src[r.Start.Byte:r.End.Byte])), "")
 }
 
 // didYouMean returns ` Did you mean "x"?` for the closest candidate.
