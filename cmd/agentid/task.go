@@ -77,6 +77,7 @@ type createFlags struct {
 	deadline, parentTask, output                            string
 	ttl                                                     time.Duration
 	promptFiles, scopes, selectors                          []string
+	remote                                                  delegateFlags // --delegate: task_delegate.go
 }
 
 func (env *cli) taskCreate(args []string) error {
@@ -96,8 +97,12 @@ func (env *cli) taskCreate(args []string) error {
 	fs.Var((*stringList)(&f.selectors), "selector", "extra selector type:value, e.g. unix:uid:1001 (repeatable)")
 	fs.StringVar(&f.parentTask, "parent-task", "", "SPIFFE ID of the delegating task")
 	fs.StringVar(&f.output, "output", "", "write the task record (canonical claims JSON, for 'agentid run --task-file') to this file")
+	f.remote.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if f.remote.delegate {
+		return env.taskDelegate(&f, fs)
 	}
 	req, err := f.request(fs)
 	if err != nil {
