@@ -76,6 +76,9 @@ func TestListenUnix(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o660 || fi.Mode().Type() != os.ModeSocket {
 		t.Errorf("socket %v %v", fi, err)
 	}
+	if l.Addr().String() != path {
+		t.Errorf("Addr %s", l.Addr())
+	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("leftovers beside the socket: %v", entries)
 	}
