@@ -82,11 +82,11 @@ func TestListenUnix(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("leftovers beside the socket: %v", entries)
 	}
-	go func() {
+	go func(l net.Listener) {
 		if c, err := l.Accept(); err == nil {
 			c.Close()
 		}
-	}()
+	}(l)
 	if _, err := ListenUnix(path, 0o600); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Errorf("second listener: %v", err)
 	}
