@@ -210,8 +210,13 @@ plugins {
 		indent(opts.Config, "    "),
 		strconv.Quote(filepath.Join(data, "datastore.sqlite3")),
 		strconv.Quote(filepath.Join(data, "keys.json")),
-		indent(opts.Plugins, "    "))
+		indent(strings.ReplaceAll(opts.Plugins, SocketPlaceholder, s.SocketPath), "    "))
 }
+
+// SocketPlaceholder in Options.Plugins is replaced by the server's local API
+// socket path, which is only chosen when the server starts — for plugins
+// that talk back to the server (the agentid composer's server_api_socket).
+const SocketPlaceholder = "@SERVER_SOCKET@"
 
 func logLevel(l string) string {
 	if l == "" {
