@@ -124,7 +124,12 @@ plugins {
         }
     }
     WorkloadAttestor "unix" {
-        plugin_data {}
+        plugin_data {
+            # unix:path:<binary> selectors, so that tests can register a
+            # daemon by its executable; never hash the binary.
+            discover_workload_path = true
+            workload_size_limit = -1
+        }
     }
 %s}
 `, strconv.Quote(filepath.Join(a.Dir, "data")), strconv.Quote(logLevel(opts.LogLevel)), s.Port,
