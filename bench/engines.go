@@ -14,8 +14,9 @@ import (
 )
 
 // Rego renders the generated rules as one Rego module. Every rule checks
-// the method and path with equality and glob.match, which OPA's rule
-// indexer understands.
+// the method with equality and the SPIFFE ID with a single-segment
+// glob.match, which OPA's rule indexer understands (it does not index
+// "**" patterns, used for the path).
 func Rego(rules []policygen.Rule) string {
 	var b strings.Builder
 	b.WriteString("package authz\n\ndefault allow := false\n\nallow if {\n\tcount(deny_rules) == 0\n\tcount(allow_rules) > 0\n}\n\n")
@@ -43,7 +44,7 @@ func Rego(rules []policygen.Rule) string {
 func Cedar(rules []policygen.Rule) string {
 	var b strings.Builder
 	for _, r := range rules {
-		id := strings.TrimSuffix(r.IDPattern, "**") + "*"
+		id := r.IDPattern // a task ID has no "/": Cedar's * matches like ours here
 		path := r.PathPrefix + "*"
 		if r.Deny {
 			fmt.Fprintf(&b, "@id(%q)\nforbid (principal, action, resource)\nwhen { context.id like %q && context.path like %q };\n\n", r.Name, id, path)

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,6 +106,9 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
 	}}
 	v, diags := n.expr.Value(ctx)
+	for _, d := range diags {
+		l.suggestAttr(d)
+	}
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		return
@@ -227,4 +231,25 @@ func requestValue(r *Request) cty.Value {
 		src, port = cty.StringVal(r.Source.Addr().Unmap().String()), cty.NumberIntVal(int64(r.Source.Port()))
 	}
 	return cty.ObjectVal(map[string]cty.Value{"headers": h, "source": src, "source_port": port})
+}
+
+// suggestAttr adds "Did you mean" to HCL's unsupported-attribute errors on
+// the condition objects, whose values are unknown at load.
+func (l *loader) suggestAttr(d *hcl.Diagnostic) {
+	const marker = `does not have an attribute named "`
+	i := strings.Index(d.Detail, marker)
+	if d.Summary != "Unsupported attribute" || i < 0 || strings.Contains(d.Detail, "Did you mean") {
+		return
+	}
+	name, _, _ := strings.Cut(d.Detail[i+len(marker):], `"`)
+	var cands []string
+	for _, t := range []cty.Type{peerType, actionType, requestType, l.varObj.Type()} {
+		for a := range t.AttributeTypes() {
+			cands = append(cands, a)
+		}
+	}
+	slices.Sort(cands)
+	if s := didYouMean(name, cands); s != "" {
+		d.Detail = strings.TrimSuffix(d.Detail, ".") + "." + s
+	}
 }

@@ -44,18 +44,22 @@ func (l *loader) lint() {
 }
 
 func (l *loader) shadowed(x *rule, cands []*rule) {
-	for _, y := range cands {
-		if y == x || y.cond != nil || !y.covers(x) {
-			continue
+	covering := func(ok func(y *rule) bool) *rule {
+		for _, y := range cands {
+			if y != x && y.cond == nil && ok(y) && y.covers(x) {
+				return y
+			}
 		}
-		switch {
-		case y.effect == Deny && x.effect == Allow:
+		return nil
+	}
+	if x.effect == Allow {
+		if y := covering(func(y *rule) bool { return y.effect == Deny }); y != nil {
 			l.warnf(x.def, "Unreachable rule", "The allow rule %q can never allow: the deny rule %q at %s matches every request it matches.", x.ref.Name, y.ref.Name, y.def)
 			return
-		case y.effect == x.effect && y.index < x.index:
-			l.warnf(x.def, "Shadowed rule", "The %s rule %q never decides anything new: the rule %q at %s matches every request it matches.", x.effect, x.ref.Name, y.ref.Name, y.def)
-			return
 		}
+	}
+	if y := covering(func(y *rule) bool { return y.effect == x.effect && y.index < x.index }); y != nil {
+		l.warnf(x.def, "Shadowed rule", "The %s rule %q never decides anything new: the rule %q at %s matches every request it matches.", x.effect, x.ref.Name, y.ref.Name, y.def)
 	}
 }
 

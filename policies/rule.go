@@ -29,13 +29,12 @@ var ruleSchema = &hcl.BodySchema{
 func (l *loader) rule(b *hcl.Block) *rule {
 	content, diags := b.Body.Content(ruleSchema)
 	l.diags = append(l.diags, diags...)
-	if diags.HasErrors() {
-		return nil
-	}
 	r := &rule{def: b.DefRange}
 	r.ref = RuleRef{Name: b.Labels[0], File: b.DefRange.Filename, Line: b.DefRange.Start.Line}
-	before := len(l.diags)
-	l.effect(r, content.Attributes["effect"])
+	before := len(l.diags) - len(diags)
+	if a := content.Attributes["effect"]; a != nil {
+		l.effect(r, a)
+	}
 	r.ref.Effect = r.effect
 	r.refs = []RuleRef{r.ref}
 	r.reason = r.effect.String() + " by rule " + r.ref.Name

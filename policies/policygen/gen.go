@@ -23,7 +23,7 @@ const TrustDomain = "example.org"
 type Rule struct {
 	Name string
 	Deny bool
-	// IDPattern is a SPIFFE ID pattern ending in "/**".
+	// IDPattern is a SPIFFE ID pattern ".../agent/<name>/task/*".
 	IDPattern string
 	// Scope must be granted (allow rules only).
 	Scope string
@@ -57,7 +57,7 @@ func Rules(n int) []Rule {
 }
 
 func agentPattern(i int) string {
-	return fmt.Sprintf("spiffe://%s/agent/agent-%d/**", TrustDomain, i)
+	return fmt.Sprintf("spiffe://%s/agent/agent-%d/task/*", TrustDomain, i)
 }
 
 // HCL renders rules in the policy language.

@@ -1,0 +1,108 @@
+package policies_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentid/agentid/policies"
+	"github.com/agentid/agentid/svid"
+)
+
+func Example() {
+	set, diags := policies.LoadFiles([]policies.File{{Name: "kb.hcl", Src: []byte(`
+rule "kb-read" {
+  effect = "allow"
+  reason = "researchers may read the knowledge base"
+  peer {
+    spiffe_id  = ["spiffe://example.org/agent/researcher/**"]
+    scopes_all = ["kb:read"]
+    max_depth  = 2
+  }
+  action {
+    http {
+      methods = ["GET"]
+      paths   = ["/kb/**"]
+    }
+  }
+}
+`)}})
+	if diags.HasErrors() {
+		fmt.Println(diags)
+		return
+	}
+	in := &policies.Input{
+		Peer: policies.Peer{
+			ID:     spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42"),
+			Claims: &svid.Claims{V: 1, Agent: "researcher", Task: "T-42", Scope: []string{"kb:read"}},
+		},
+		Action: policies.Action{Kind: policies.KindHTTP, Method: "GET", Path: "/kb/docs/1"},
+		Now:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	d := set.Decide(in)
+	fmt.Println(d.Allow, d.Rules[0], d.Reason)
+
+	in.Action.Method = "DELETE"
+	d = set.Decide(in)
+	fmt.Println(d.Allow, d.Reason)
+	// Output:
+	// true kb-read (kb.hcl:2) researchers may read the knowledge base
+	// false no rule allows this request (default deny)
+}
+
+func ExampleSet_Explain() {
+	set, _ := policies.LoadFiles([]policies.File{{Name: "p.hcl", Src: []byte(`
+rule "no-shell" {
+  effect = "deny"
+  action {
+    mcp { tools = ["shell"] }
+  }
+}
+rule "tools" {
+  effect = "allow"
+  peer { scopes_any = ["tools:use"] }
+}
+`)}})
+	d := set.Explain(&policies.Input{
+		Peer:   policies.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/service/web")},
+		Action: policies.Action{Kind: policies.KindMCP, Name: "search"},
+	})
+	for _, t := range d.Trace {
+		fmt.Println(t)
+	}
+	// Output:
+	// no  deny  no-shell (p.hcl:2): action: mcp search matches none of mcp ["shell"]
+	// no  allow tools (p.hcl:8): peer: not an agent task (no task claims)
+}
+
+func ExampleStore() {
+	var store policies.Store // zero value: no set, everything denied
+	fmt.Println(store.Decide(&policies.Input{}).Reason)
+
+	diags := store.Reload("testdata/diags") // has errors: nothing is installed
+	fmt.Println(diags.HasErrors(), store.Set() == nil)
+
+	diags = store.Reload("../examples/policies")
+	fmt.Println(diags.HasErrors(), store.Set() != nil)
+
+	diags = store.Reload("testdata/diags") // the last good set stays
+	fmt.Println(diags.HasErrors(), store.Set() != nil)
+	// Output:
+	// no policy loaded
+	// true true
+	// false true
+	// true true
+}
+
+func ExampleParseAction() {
+	for _, s := range []string{"http GET /kb/docs/1", "grpc /kb.v1.KB/Get", "mcp search_docs", "queue orders.created"} {
+		a, _ := policies.ParseAction(s)
+		fmt.Printf("%+v\n", a)
+	}
+	// Output:
+	// {Kind:http Method:GET Path:/kb/docs/1 Name:}
+	// {Kind:grpc Method: Path:/kb.v1.KB/Get Name:}
+	// {Kind:mcp Method: Path: Name:search_docs}
+	// {Kind:queue Method: Path: Name:orders.created}
+}

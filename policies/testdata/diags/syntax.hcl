@@ -1,0 +1,4 @@
+rule "r" {
+  effect = "allow"
+  condition = peer.agent == 
+}

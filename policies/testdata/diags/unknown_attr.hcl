@@ -1,0 +1,8 @@
+rule "r" {
+  efect = "allow"
+  peer {
+    scopes_al = ["kb:read"]
+  }
+  acton {
+  }
+}
