@@ -1,0 +1,173 @@
+package attestor
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// rawConfig is the plugin's HCL as written; unknown keys are rejected by
+// gohcl, naming the key.
+type rawConfig struct {
+	ManifestDir      *string `hcl:"manifest_dir,optional"`
+	InheritDepth     *int    `hcl:"inherit_depth,optional"`
+	AllowedOwnerUIDs []int64 `hcl:"allowed_owner_uids,optional"`
+	RequireExeSHA256 bool    `hcl:"require_exe_sha256,optional"`
+}
+
+// ConfigError is a configuration that does not load. Its diagnostics name
+// the key at fault and where it is.
+type ConfigError struct {
+	Diagnostics hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("attestor: configuration:")
+	for _, d := range e.Diagnostics {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		b.WriteString(" ")
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString("; " + d.Detail)
+		}
+	}
+	return b.String()
+}
+
+// ParseConfig parses the attestor's HCL configuration (the plugin_data of
+// the SPIRE agent's WorkloadAttestor "agentid" block):
+//
+//	manifest_dir       = "/run/agentid/tasks"  # default
+//	inherit_depth      = 0                     # 0..8
+//	allowed_owner_uids = [0, 1001]             # default: root and the attestor's euid
+//	require_exe_sha256 = false
+//
+// Unknown keys, wrong types and out-of-range values are errors; the error is
+// a *[ConfigError]. The returned Config is what [New] accepts.
+func ParseConfig(src string) (Config, error) {
+	file, diags := hclsyntax.ParseConfig([]byte(src), "plugin_data", hcl.InitialPos)
+	if diags.HasErrors() {
+		return Config{}, &ConfigError{diags}
+	}
+	body := file.Body.(*hclsyntax.Body)
+	var raw rawConfig
+	if diags := gohcl.DecodeBody(body, nil, &raw); diags.HasErrors() {
+		return Config{}, &ConfigError{suggestKeys(nameKeys(body, diags))}
+	}
+	cfg, diags := raw.build(body)
+	if diags.HasErrors() {
+		return Config{}, &ConfigError{diags}
+	}
+	return cfg, nil
+}
+
+// nameKeys adds the key to gohcl's diagnostics about a value ("Unsuitable
+// value type"), which point at the value but do not name the key.
+func nameKeys(body *hclsyntax.Body, diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil {
+			continue
+		}
+		for name, attr := range body.Attributes {
+			if attr.Expr.Range().Overlaps(*d.Subject) {
+				d.Summary += " for " + name
+			}
+		}
+	}
+	return diags
+}
+
+// configKeys are the keys of rawConfig, for "Did you mean" hints.
+var configKeys = []string{"manifest_dir", "inherit_depth", "allowed_owner_uids", "require_exe_sha256"}
+
+// suggestKeys adds a "Did you mean" hint to gohcl's unknown-key errors.
+func suggestKeys(diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		name, ok := strings.CutPrefix(d.Detail, `An argument named "`)
+		if !ok || d.Summary != "Unsupported argument" {
+			continue
+		}
+		name, _, _ = strings.Cut(name, `"`)
+		best, bestDist := "", 3 // at most two edits away
+		for _, k := range configKeys {
+			if dist := editDistance(name, k); dist < bestDist {
+				best, bestDist = k, dist
+			}
+		}
+		if best != "" {
+			d.Detail += fmt.Sprintf(" Did you mean %q?", best)
+		}
+	}
+	return diags
+}
+
+// editDistance is the Levenshtein distance of two short ASCII keys.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (r *rawConfig) build(body *hclsyntax.Body) (Config, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	fail := func(key, format string, args ...any) {
+		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + key, Detail: fmt.Sprintf(format, args...)}
+		if attr, ok := body.Attributes[key]; ok {
+			rng := attr.Expr.Range()
+			d.Subject = &rng
+		}
+		diags = append(diags, d)
+	}
+	cfg := Config{ManifestDir: DefaultManifestDir, RequireExeSHA256: r.RequireExeSHA256}
+	if r.ManifestDir != nil {
+		if !filepath.IsAbs(*r.ManifestDir) {
+			fail("manifest_dir", "%q is not an absolute path", *r.ManifestDir)
+		}
+		cfg.ManifestDir = filepath.Clean(*r.ManifestDir)
+	}
+	if r.InheritDepth != nil {
+		if *r.InheritDepth < 0 || *r.InheritDepth > MaxInheritDepth {
+			fail("inherit_depth", "%d is not 0..%d", *r.InheritDepth, MaxInheritDepth)
+		}
+		cfg.InheritDepth = *r.InheritDepth
+	}
+	if r.AllowedOwnerUIDs != nil {
+		cfg.AllowedOwnerUIDs = make([]uint32, 0, len(r.AllowedOwnerUIDs))
+		for _, uid := range r.AllowedOwnerUIDs {
+			if uid < 0 || uid >= math.MaxUint32 {
+				fail("allowed_owner_uids", "%d is not a uid", uid)
+				continue
+			}
+			cfg.AllowedOwnerUIDs = append(cfg.AllowedOwnerUIDs, uint32(uid))
+		}
+		if len(cfg.AllowedOwnerUIDs) == 0 && len(r.AllowedOwnerUIDs) == 0 {
+			fail("allowed_owner_uids", "empty: no manifest could ever be accepted")
+		}
+	}
+	return cfg, diags
+}

@@ -1,0 +1,90 @@
+package attestor
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNoProcess is returned when the PID names no running process.
+var ErrNoProcess = errors.New("no such process")
+
+// Reason says why a manifest was refused or skipped.
+type Reason int
+
+const (
+	// ReasonUnsafeDir: the manifest directory is a symlink or not a
+	// directory, is owned by a uid outside the allowed set, or is
+	// world-writable.
+	ReasonUnsafeDir Reason = iota + 1
+	// ReasonNotRegular: the manifest is a symlink, a FIFO, a directory or
+	// anything else than a regular file.
+	ReasonNotRegular
+	// ReasonOwner: the manifest's owner uid is not in the allowed set.
+	ReasonOwner
+	// ReasonWritable: the manifest is writable by its group or by others.
+	ReasonWritable
+	// ReasonHardLinked: the manifest has more than one link (manifests are
+	// written by rename and have exactly one).
+	ReasonHardLinked
+	// ReasonMalformed: not a manifest: bad JSON, unknown keys, an unknown
+	// version, too large, or claims that fail svid's checks.
+	ReasonMalformed
+	// ReasonPIDMismatch: the manifest's "pid" disagrees with its file name.
+	ReasonPIDMismatch
+	// ReasonStale: the manifest's start time is not the process's: the PID
+	// was reused. The manifest is skipped (and removed), not an attack.
+	ReasonStale
+	// ReasonExpired: the task's deadline has passed.
+	ReasonExpired
+	// ReasonExeMismatch: require_exe_sha256 is set and the process's
+	// executable does not match the manifest's exe_sha256 (or the manifest
+	// has none).
+	ReasonExeMismatch
+)
+
+var reasonNames = [...]string{
+	ReasonUnsafeDir:   "unsafe manifest directory",
+	ReasonNotRegular:  "not a regular file",
+	ReasonOwner:       "owner not allowed",
+	ReasonWritable:    "group- or world-writable",
+	ReasonHardLinked:  "hard-linked",
+	ReasonMalformed:   "malformed",
+	ReasonPIDMismatch: "pid mismatch",
+	ReasonStale:       "stale (start time mismatch)",
+	ReasonExpired:     "task expired",
+	ReasonExeMismatch: "executable digest mismatch",
+}
+
+// String returns a short lower-case name, stable for logs.
+func (r Reason) String() string {
+	if r > 0 && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}
+
+// ManifestError is a manifest the attestor refused, in the style of
+// x509.CertificateInvalidError.
+type ManifestError struct {
+	Path   string
+	Reason Reason
+	Detail string
+}
+
+func (e *ManifestError) Error() string {
+	s := "attestor: manifest " + e.Path + " refused: " + e.Reason.String()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Is makes errors.Is(err, &ManifestError{Reason: r}) match on the reason.
+func (e *ManifestError) Is(target error) bool {
+	t, ok := target.(*ManifestError)
+	return ok && t.Reason == e.Reason
+}
+
+func refuse(path string, r Reason, format string, args ...any) *ManifestError {
+	return &ManifestError{Path: path, Reason: r, Detail: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,80 @@
+package attestor
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLaunchPrepare writes the manifest of the test process itself, as the
+// launcher does just before exec, and attests it.
+func TestLaunchPrepare(t *testing.T) {
+	dir := manifestDir(t)
+	stale := writeFor(t, dir, 0x7ffffff0, 1) // removed on the way
+	sleepPath, _ := exec.LookPath("sleep")
+	l := &Launch{Dir: dir, Claims: testClaims(), Path: sleepPath, ExeDigest: true,
+		Now: func() time.Time { return testNow }}
+	path, err := l.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	if exists(stale) {
+		t.Error("stale manifest not removed by the launcher")
+	}
+	data, _ := os.ReadFile(path)
+	m, err := ParseManifest(data)
+	if err != nil || m.PID != os.Getpid() || m.StartTime != mustStat(t, os.Getpid()).StartTime {
+		t.Fatalf("manifest %s = %+v, %v", data, m, err)
+	}
+	if want, _ := ExecutableDigest(sleepPath); m.ExeSHA256 != want {
+		t.Errorf("exe_sha256 = %q, want %q", m.ExeSHA256, want)
+	}
+	a, _ := newTest(t, Config{ManifestDir: dir})
+	if sel, err := a.Attest(os.Getpid()); err != nil || !slices.Equal(sel, wantSelectors) {
+		t.Errorf("Attest(self) = %q, %v", sel, err)
+	}
+}
+
+func TestLaunchRefuses(t *testing.T) {
+	unsafe := manifestDir(t)
+	chmod(t, unsafe, 0o777)
+	expired := testClaims()
+	expired.Deadline = testNow.Add(-time.Second)
+	for name, tt := range map[string]struct {
+		l    Launch
+		want string
+	}{
+		"unsafe dir": {Launch{Dir: unsafe, Claims: testClaims()}, "is world-writable (mode 0777); fix: chmod o-w"},
+		"expired":    {Launch{Dir: manifestDir(t), Claims: expired}, "deadline 2026-11-29T10:59:59Z has passed"},
+		"invalid":    {Launch{Dir: manifestDir(t)}, "task record: svid: claims rejected"},
+	} {
+		tt.l.Now = func() time.Time { return testNow }
+		if _, err := tt.l.Prepare(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Prepare = %v, want %q", name, err, tt.want)
+		}
+	}
+}
+
+func TestExecutableDigestScript(t *testing.T) {
+	dir := t.TempDir()
+	sh, _ := exec.LookPath("sh")
+	want, err := ExecutableDigest(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, line := range map[string]string{
+		"direct": "#!" + sh + " -e\n",
+		"env":    "#!/usr/bin/env sh\n",
+		"env -S": "#!/usr/bin/env -S sh -e\n",
+	} {
+		script := dir + "/" + strings.ReplaceAll(name, " ", "")
+		os.WriteFile(script, []byte(line+"echo hi\n"), 0o755)
+		if got, err := ExecutableDigest(script); err != nil || got != want {
+			t.Errorf("%s: ExecutableDigest = %q, %v; want the interpreter's %q", name, got, err, want)
+		}
+	}
+}

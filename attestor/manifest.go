@@ -1,0 +1,135 @@
+package attestor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/agentid/agentid/svid"
+)
+
+// ManifestVersion is the version of the manifest format this package reads
+// and writes.
+const ManifestVersion = 1
+
+// MaxManifestSize bounds a manifest file: the claims' limit plus room for
+// the envelope.
+const MaxManifestSize = svid.MaxJSONSize + 1024
+
+// Manifest binds a task record to one process: the launcher writes it for
+// its own PID and start time, then execs the agent, which keeps both.
+//
+// On disk it is one JSON object, keys in this order:
+//
+//	{"version":1,"pid":4242,"start_time":987654,"exe_sha256":"<64 hex>","claims":{…}}
+//
+// "exe_sha256" is optional; "claims" is the canonical svid claims JSON.
+type Manifest struct {
+	// PID is the launched process's ID; the file is named [ManifestName](PID).
+	PID int
+	// StartTime is field 22 of /proc/<pid>/stat at launch: clock ticks
+	// since boot. A different start time means the PID was reused.
+	StartTime uint64
+	// ExeSHA256 is the lower-case hex SHA-256 of the executable the
+	// launcher exec'd (what /proc/<pid>/exe shows after the exec), or "".
+	ExeSHA256 string
+	// Claims is the task record.
+	Claims svid.Claims
+}
+
+// ManifestName is the file name of the manifest of pid: "<pid>.json".
+func ManifestName(pid int) string { return strconv.Itoa(pid) + ".json" }
+
+// Selectors returns the selector values of the manifest's claims, without
+// the selector type (SPIRE prefixes them with the plugin's name).
+func (m Manifest) Selectors() []string { return m.Claims.Selectors() }
+
+// Check validates the manifest: a positive PID and start time, a well-formed
+// exe digest if any, and claims that pass [svid.Claims.Check].
+func (m Manifest) Check() error {
+	switch {
+	case m.PID <= 0:
+		return fmt.Errorf("attestor: manifest: pid %d is not positive", m.PID)
+	case m.StartTime == 0:
+		return errors.New("attestor: manifest: start_time missing")
+	case m.ExeSHA256 != "" && !validHexDigest(m.ExeSHA256):
+		return fmt.Errorf("attestor: manifest: exe_sha256 %q is not 64 lower-case hex digits", m.ExeSHA256)
+	}
+	if err := m.Claims.Check(); err != nil {
+		return fmt.Errorf("attestor: manifest: %w", err)
+	}
+	return nil
+}
+
+// MarshalJSON returns the manifest's canonical JSON (no spaces, keys in the
+// documented order). It does not validate; see [Manifest.Check].
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 512)
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, ManifestVersion, 10)
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendInt(b, int64(m.PID), 10)
+	b = append(b, `,"start_time":`...)
+	b = strconv.AppendUint(b, m.StartTime, 10)
+	if m.ExeSHA256 != "" {
+		b = append(b, `,"exe_sha256":`...)
+		b = strconv.AppendQuote(b, m.ExeSHA256)
+	}
+	b = append(b, `,"claims":`...)
+	b = m.Claims.AppendJSON(b)
+	return append(b, '}'), nil
+}
+
+// manifestJSON is the decoding shape; pointers tell missing from zero.
+type manifestJSON struct {
+	Version   *int            `json:"version"`
+	PID       *int            `json:"pid"`
+	StartTime *uint64         `json:"start_time"`
+	ExeSHA256 string          `json:"exe_sha256"`
+	Claims    json.RawMessage `json:"claims"`
+}
+
+// ParseManifest decodes a manifest strictly: unknown keys, trailing data, a
+// version other than [ManifestVersion], missing fields and claims that fail
+// [svid.Parse] are errors.
+func ParseManifest(data []byte) (Manifest, error) {
+	if len(data) > MaxManifestSize {
+		return Manifest{}, fmt.Errorf("attestor: manifest: %d bytes, at most %d", len(data), MaxManifestSize)
+	}
+	var raw manifestJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return Manifest{}, fmt.Errorf("attestor: manifest: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Manifest{}, errors.New("attestor: manifest: trailing data after the object")
+	}
+	switch {
+	case raw.Version == nil || *raw.Version != ManifestVersion:
+		return Manifest{}, fmt.Errorf("attestor: manifest: version missing or not %d", ManifestVersion)
+	case raw.PID == nil || raw.StartTime == nil || raw.Claims == nil:
+		return Manifest{}, errors.New("attestor: manifest: pid, start_time and claims are required")
+	}
+	claims, err := svid.Parse(raw.Claims)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("attestor: manifest: claims: %w", err)
+	}
+	m := Manifest{PID: *raw.PID, StartTime: *raw.StartTime, ExeSHA256: raw.ExeSHA256, Claims: claims}
+	return m, m.Check()
+}
+
+func validHexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
