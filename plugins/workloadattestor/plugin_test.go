@@ -249,4 +249,3 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 		t.Errorf("after reconfiguration: %q, %v", sel, err)
 	}
 }
-
