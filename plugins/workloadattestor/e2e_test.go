@@ -1,0 +1,62 @@
+package workloadattestor_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/attestor"
+	"github.com/agentid/agentid/internal/spiretest"
+	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestSPIRE loads agentid-attestor into a real SPIRE 1.13.3 agent (with
+// plugin_checksum) and checks that a process with a manifest gets its task's
+// SVID through the Workload API, and loses it when the manifest goes.
+// The workload is this test process: its manifest is written by the
+// launcher's own code (Launch.Prepare), as `agentid run` does before exec.
+func TestSPIRE(t *testing.T) {
+	srv := spiretest.StartServer(t, spiretest.Options{})
+	bin := spiretest.BuildCmd(t, "./cmd/agentid-attestor")
+	dir := manifestDir(t)
+	agent := srv.StartAgent(t, spiretest.AgentOptions{
+		Plugins: spiretest.PluginBlock(t, "WorkloadAttestor", svid.DefaultSelectorType, bin,
+			fmt.Sprintf("manifest_dir = %q\ninherit_depth = 1\n", dir)),
+	})
+
+	claims := testClaims()
+	claims.Deadline = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	id := fmt.Sprintf("spiffe://%s/agent/%s/task/%s", srv.TrustDomain, claims.Agent, claims.Task)
+	var selectors []string
+	for _, v := range claims.Selectors() {
+		selectors = append(selectors, svid.DefaultSelectorType+":"+v)
+	}
+	srv.CreateEntry(t, id, agent.NodeID.String(), selectors...)
+
+	self, _ := os.Executable()
+	path, err := (&attestor.Launch{Dir: dir, Claims: claims, Path: self}).Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := agent.WaitX509SVID(t, 20*time.Second, func(s *x509svid.SVID) bool { return s.ID.String() == id })
+	t.Logf("SVID %s for pid %d", got.ID, os.Getpid())
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s, err := agent.FetchX509SVID(ctx); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("without the manifest: %v, %v; want PermissionDenied", s, err)
+	}
+	log, _ := os.ReadFile(agent.LogPath)
+	if !strings.Contains(string(log), "manifest_dir="+dir) || strings.Contains(string(log), "Refusing agentid task manifest") {
+		t.Errorf("agent log: want the plugin's Configured line and no refusal:\n%s", log)
+	}
+}
