@@ -158,7 +158,7 @@ func (c *Composer) load(ctx context.Context, id spiffeid.ID, key string) (*task,
 	case len(entries) == 0:
 		return nil, refuse(key, ReasonNoEntry, nil, "no registration entry (never created or revoked)")
 	case len(entries) > 1:
-		return nil, refuse(key, ReasonDuplicateEntry, nil, "%d registration entries, a task has exactly one", len(entries))
+		return nil, refuse(key, ReasonDuplicateEntry, nil, "more than one registration entry, a task has exactly one")
 	}
 	return c.decode(id, key, entries[0])
 }

@@ -99,7 +99,7 @@ func TestRefusals(t *testing.T) {
 		{name: "other tasks only", entries: []*types.Entry{entryOf(root("T-2"), "agentid")}, reason: composer.ReasonNoEntry},
 		{name: "duplicate", entries: []*types.Entry{entryOf(root("T-1"), "agentid"), entryOf(root("T-1"), "agentid")},
 			reason: composer.ReasonDuplicateEntry,
-			msg:    "composer: spiffe://example.org/agent/planner/task/T-1: duplicate_entry: 2 registration entries, a task has exactly one"},
+			msg:    "composer: spiffe://example.org/agent/planner/task/T-1: duplicate_entry: more than one registration entry, a task has exactly one"},
 		{name: "expired", entries: []*types.Entry{entryOf(expired, "agentid")}, reason: composer.ReasonExpired,
 			msg: `composer: spiffe://example.org/agent/planner/task/T-1: expired: entry "entry-1" expired at 2026-11-29T09:59:59Z`},
 		{name: "no expires_at", entries: []*types.Entry{noExpiry}, reason: composer.ReasonExpired},
