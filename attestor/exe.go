@@ -35,7 +35,7 @@ type DigestCache struct {
 type fileKey struct {
 	dev, ino     uint64
 	size         int64
-	mtime, ctime syscall.Timespec
+	mtime, ctime int64 // Unix nanoseconds
 }
 
 // NewDigestCache returns a cache of at most max digests (max <= 0 means
@@ -69,7 +69,7 @@ func (c *DigestCache) FileDigest(path string) (string, error) {
 		return "", fmt.Errorf("attestor: %w", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	key := fileKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	key := fileKey{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: fi.ModTime().UnixNano(), ctime: ctimeOf(st)}
 	c.mu.Lock()
 	d, ok := c.digests[key]
 	c.mu.Unlock()
