@@ -93,9 +93,13 @@ workload_api_socket = "`+s.agent.SocketPath+`"
 }
 
 // buildDaemon builds a command into its own path so that a unix:path
-// selector names it alone.
+// selector names it alone. The path is resolved as /proc/<pid>/exe shows it.
 func (s *stack) buildDaemon(pkg string) string {
-	return buildCmd(s.t, pkg)
+	bin, err := filepath.EvalSymlinks(buildCmd(s.t, pkg))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return bin
 }
 
 func writeFile(t *testing.T, path, content string) {
