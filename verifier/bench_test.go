@@ -1,0 +1,349 @@
+package verifier_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/policies"
+	"github.com/agentid/agentid/policies/policygen"
+	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/verifier"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// benchRules is the size of the generated policy set every benchmark here
+// decides with.
+const benchRules = 1000
+
+var serverID = spiffeid.RequireFromString("spiffe://example.org/kb")
+
+// genPolicy compiles policygen's set of n rules.
+func genPolicy(tb testing.TB, n int) *policies.Set {
+	tb.Helper()
+	set, diags := policies.LoadFiles([]policies.File{{Name: "gen.hcl", Src: []byte(policygen.HCL(policygen.Rules(n)))}})
+	if diags.HasErrors() {
+		tb.Fatal(diags)
+	}
+	return set
+}
+
+// genPeer is the SPIFFE ID and claims of task T-<task> of policygen's
+// agent-<agent>, which its allow-<agent> rule lets GET /svc<agent>/docs/*.
+func genPeer(agent, task int, deadline time.Time) (spiffeid.ID, svid.Claims) {
+	r := policygen.Request{Agent: fmt.Sprintf("agent-%d", agent), Task: fmt.Sprintf("T-%d", task)}
+	c := svid.Claims{
+		V: svid.Version, Agent: r.Agent, Task: r.Task, Model: "openai/gpt-4o",
+		Prompt: svid.PromptDigest([]byte("prompt")), Scope: []string{fmt.Sprintf("svc%d:read", agent), "kb:read"},
+		Principal: "spiffe://" + policygen.TrustDomain + "/user/alice",
+		Deadline:  deadline.Truncate(time.Second).UTC(),
+	}
+	return spiffeid.RequireFromString(r.ID()), c
+}
+
+// genSVID issues the task SVID of genPeer.
+func genSVID(tb testing.TB, ca *testca.CA, agent, task int, deadline time.Time) *x509svid.SVID {
+	tb.Helper()
+	id, c := genPeer(agent, task, deadline)
+	e, err := c.Extension(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ca.CreateX509SVID(id, testca.WithExtensions(e))
+}
+
+// benchVerifier is the verifier as the daemon runs it: the generated
+// 1,000-rule set, the default Authenticator cache and an audit log with the
+// default durability (fsync per batch) in a temporary directory.
+func benchVerifier(b *testing.B, ca *testca.CA) *verifier.Verifier {
+	b.Helper()
+	w, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	return &verifier.Verifier{
+		Auth:   verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}),
+		Policy: genPolicy(b, benchRules),
+		Audit:  w,
+	}
+}
+
+// serveTLS serves h over TLS on a loopback port and returns its base URL.
+func serveTLS(b *testing.B, cfg *tls.Config, h http.Handler) string {
+	b.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(l)
+	b.Cleanup(func() { srv.Close() })
+	return "https://" + l.Addr().String()
+}
+
+// BenchmarkMTLS compares a plain go-spiffe mTLS HTTP server
+// (tlsconfig.MTLSServerConfig and a handler that writes "ok") with the same
+// server behind Verifier.Middleware (1,000-rule policy, audit log with
+// batched fsync), for keep-alive requests (one connection per goroutine)
+// and for a full handshake per request (DisableKeepAlives, no session
+// resumption). Client and server share the machine. The last sub-benchmark
+// reports the ratios with/without of the same run.
+func BenchmarkMTLS(b *testing.B) {
+	ca := testca.New(b, td, time.Now())
+	serverSVID := ca.CreateX509SVID(serverID)
+	clients := make([]*x509svid.SVID, 8)
+	for i := range clients {
+		clients[i] = genSVID(b, ca, i, i, time.Now().Add(time.Hour))
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	v := benchVerifier(b, ca)
+	servers := []struct {
+		name string
+		url  string
+	}{
+		{"plain", serveTLS(b, tlsconfig.MTLSServerConfig(serverSVID, ca.X509Bundle(), tlsconfig.AuthorizeAny()), ok)},
+		{"verifier", serveTLS(b, verifier.ServerTLSConfig(serverSVID, ca.X509Bundle()), v.Middleware(ok))},
+	}
+	rates := map[string]float64{}
+	modes := []struct {
+		name      string
+		keepAlive bool
+	}{{"keepalive", true}, {"handshake", false}}
+	for _, m := range modes {
+		for _, s := range servers {
+			b.Run(m.name+"/"+s.name, func(b *testing.B) {
+				var next atomic.Int64
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(next.Add(1)) % len(clients)
+					c := mtlsClient(ca, clients[i], m.keepAlive)
+					defer c.CloseIdleConnections()
+					path := fmt.Sprintf("%s/svc%d/docs/1", s.url, i)
+					for pb.Next() {
+						if err := getOK(c, path); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				if err := v.Audit.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				rate := float64(b.N) / b.Elapsed().Seconds()
+				rates[m.name+"/"+s.name] = rate
+				b.ReportMetric(rate, "req/s")
+			})
+		}
+	}
+	b.Run("ratio", func(b *testing.B) {
+		for b.Loop() {
+		}
+		for _, m := range modes {
+			plain, with := rates[m.name+"/plain"], rates[m.name+"/verifier"]
+			if plain > 0 && with > 0 {
+				b.ReportMetric(with/plain, m.name+"-with/without")
+				b.Logf("%s: %.0f req/s plain, %.0f req/s with verifier+audit: ratio %.3f", m.name, plain, with, with/plain)
+			}
+		}
+	})
+}
+
+// mtlsClient is an HTTP client with its own transport presenting s.
+func mtlsClient(ca *testca.CA, s *x509svid.SVID, keepAlive bool) *http.Client {
+	cfg := tlsconfig.MTLSClientConfig(s, ca.X509Bundle(), tlsconfig.AuthorizeID(serverID))
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: !keepAlive}, Timeout: 10 * time.Second}
+}
+
+func getOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return nil
+}
+
+// extAuthzStreams is how many Check calls the load generator keeps in
+// flight.
+const extAuthzStreams = 64
+
+// BenchmarkExtAuthz measures Check latency on a real gRPC server (loopback
+// TCP, no TLS, as Envoy talks to a local ext_authz sidecar) with the
+// verifier of the daemon (1,000-rule policy, audit with batched fsync).
+// 64 goroutines each keep one call in flight ("sequential": one goroutine,
+// the unloaded round trip), each request carrying one of 8 peers'
+// URL-encoded PEM SVIDs in source.certificate; "shared" multiplexes
+// them as HTTP/2 streams over one connection (Envoy's gRPC client per
+// worker), "perconn" gives each goroutine its own connection. "closed"
+// sends the next call as soon as the last one returns (saturation: latency
+// is then 64 / throughput, Little's law); "paced-R" has the 64 goroutines
+// start R calls/s in all, an offered load below saturation. p50 and p99
+// are of the individual call latencies, client side.
+func BenchmarkExtAuthz(b *testing.B) {
+	ca := testca.New(b, td, time.Now())
+	v := benchVerifier(b, ca)
+	addr := serveExtAuthz(b, v)
+	reqs := make([]*authv3.CheckRequest, 8)
+	for i := range reqs {
+		certPEM, _ := testca.SVIDPEM(b, genSVID(b, ca, i, i, time.Now().Add(time.Hour)))
+		reqs[i] = checkReq(url.PathEscape(string(certPEM)), "GET", fmt.Sprintf("/svc%d/docs/1?q=x", i), map[string]string{":authority": "kb", "user-agent": "bench"}, "")
+	}
+	for _, bc := range []struct {
+		name           string
+		streams, conns int
+		rate           int // calls per second in all; 0: closed loop
+	}{
+		{"sequential", 1, 1, 0},
+		{"closed/shared", extAuthzStreams, 1, 0},
+		{"closed/perconn", extAuthzStreams, extAuthzStreams, 0},
+		{"paced-1000/shared", extAuthzStreams, 1, 1000},
+		{"paced-4000/shared", extAuthzStreams, 1, 4000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			clients := make([]authv3.AuthorizationClient, bc.conns)
+			for i := range clients {
+				conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				clients[i] = authv3.NewAuthorizationClient(conn)
+				if _, err := clients[i].Check(context.Background(), reqs[0]); err != nil { // connect outside the timing
+					b.Fatal(err)
+				}
+			}
+			var interval time.Duration
+			if bc.rate > 0 {
+				interval = time.Second * time.Duration(bc.streams) / time.Duration(bc.rate)
+			}
+			lat := checkLoad(b, bc.streams, clients, reqs, interval)
+			if err := v.Audit.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+		})
+	}
+}
+
+func serveExtAuthz(b *testing.B, v *verifier.Verifier) string {
+	b.Helper()
+	srv := grpc.NewServer()
+	(&verifier.ExtAuthz{V: v}).Register(srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(srv.Stop)
+	return l.Addr().String()
+}
+
+// checkLoad runs b.N allowed Checks from streams goroutines spread over
+// clients and returns every call's latency. With a non-zero interval
+// each goroutine starts a call every interval (the first ones staggered),
+// else as soon as its last call returned.
+func checkLoad(b *testing.B, streams int, clients []authv3.AuthorizationClient, reqs []*authv3.CheckRequest, interval time.Duration) []time.Duration {
+	var (
+		next int64
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		all  = make([]time.Duration, 0, b.N)
+	)
+	ctx := context.Background()
+	b.ResetTimer()
+	begin := time.Now()
+	for g := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := clients[g%len(clients)]
+			due := begin.Add(interval * time.Duration(g) / time.Duration(streams))
+			var lat []time.Duration
+			for n := atomic.AddInt64(&next, 1); n <= int64(b.N); n = atomic.AddInt64(&next, 1) {
+				if interval > 0 {
+					time.Sleep(time.Until(due))
+					due = due.Add(interval)
+				}
+				start := time.Now()
+				resp, err := client.Check(ctx, reqs[int(n)%len(reqs)])
+				lat = append(lat, time.Since(start))
+				if err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+					b.Errorf("check: %v %v", resp.GetStatus(), err)
+					return
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	return all
+}
+
+// BenchmarkMiddleware is the verifier's own cost per request, without
+// network or TLS: Verifier.Middleware around a handler that writes "ok",
+// for a request whose (already verified) client certificate is cached, with
+// and without the audit log.
+func BenchmarkMiddleware(b *testing.B) {
+	ca := testca.New(b, td, time.Now())
+	client := genSVID(b, ca, 7, 7, time.Now().Add(time.Hour))
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	withAudit := benchVerifier(b, ca)
+	noAudit := *withAudit
+	noAudit.Audit = nil
+	for _, bc := range []struct {
+		name string
+		v    *verifier.Verifier
+	}{{"audit", withAudit}, {"noaudit", &noAudit}} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := bc.v.Middleware(ok)
+			r := httptest.NewRequest("GET", "https://kb/svc7/docs/1", nil)
+			r.TLS = &tls.ConnectionState{PeerCertificates: client.Certificates}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+			if bc.v.Audit != nil {
+				if err := bc.v.Audit.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
