@@ -182,3 +182,5 @@ func claimsOf(t *testing.T, r report) svid.Claims {
 	}
 	return c
 }
+
+func spiretestBin(t *testing.T) string { return spiretest.Bin(t) }

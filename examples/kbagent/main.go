@@ -1,0 +1,72 @@
+// Command kbagent is a minimal agent: it calls a service over SPIFFE mTLS
+// with the SVID the Workload API gives it — the task identity when it was
+// started with `agentid run`. It prints the HTTP status and the body.
+//
+//	agentid run --task-file researcher.json -- kbagent -url https://127.0.0.1:8443/kb/doc-1
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+func main() {
+	url := flag.String("url", "", "URL to call (https)")
+	method := flag.String("method", "GET", "HTTP method")
+	body := flag.String("body", "", "request body")
+	socket := flag.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API socket (unix:///path or a path)")
+	server := flag.String("server-id", "", "the service's SPIFFE ID (default: any ID of the trust domain)")
+	flag.Parse()
+	if err := run(*url, *method, *body, *socket, *server); err != nil {
+		fmt.Fprintln(os.Stderr, "kbagent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(url, method, body, socket, server string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if !strings.Contains(socket, "://") {
+		socket = "unix://" + socket
+	}
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(socket)))
+	if err != nil {
+		return fmt.Errorf("no SVID from the Workload API: %w", err)
+	}
+	defer src.Close()
+	me, err := src.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	authorizer := tlsconfig.AuthorizeMemberOf(me.ID.TrustDomain())
+	if server != "" {
+		id, err := spiffeid.FromString(server)
+		if err != nil {
+			return err
+		}
+		authorizer = tlsconfig.AuthorizeID(id)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(src, src, authorizer)}}
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	fmt.Printf("%d %s\n", resp.StatusCode, strings.TrimSpace(string(b)))
+	return nil
+}
