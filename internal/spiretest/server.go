@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/internal/devstack"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // KeepEnv names the environment variable that, when set, keeps the scratch
@@ -88,7 +87,7 @@ func StartServer(t testing.TB, opts Options) *Server {
 	mkdirs(t, filepath.Join(root, "tmp"), filepath.Join(s.Dir, "data"))
 	dumpLogOnFailure(t, "spire-server", s.LogPath)
 	if err := s.start(t, opts); err != nil {
-		// A port picked by freePort can be taken before the server binds it.
+		// A port picked by FreePort can be taken before the server binds it.
 		if !logContains(s.LogPath, "address already in use") {
 			t.Fatalf("spiretest: %v", err)
 		}
@@ -147,7 +146,7 @@ func mkdirs(t testing.TB, dirs ...string) {
 // its stop and waits until it is healthy.
 func (s *Server) start(t testing.TB, opts Options) error {
 	t.Helper()
-	port, err := freePort()
+	port, err := devstack.FreePort()
 	if err != nil {
 		return err
 	}
@@ -225,19 +224,9 @@ func logLevel(l string) string {
 	return l
 }
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // stopOrFail stops p and fails the test if it had to be killed.
 func stopOrFail(t testing.TB, p *proc) {
-	if err := p.stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		t.Errorf("spiretest: %v", err)
 	}
 }
@@ -246,47 +235,15 @@ func stopOrFail(t testing.TB, p *proc) {
 // healthcheck` and `spire-agent healthcheck` do, until it reports SERVING;
 // it gives up at once if the process exits.
 func waitHealthy(p *proc, socket string) error {
-	err := poll(startTimeout, 50*time.Millisecond, func() (bool, error) {
-		if ok, err := p.exited(); ok {
-			return true, fmt.Errorf("exited during start-up: %v", err)
-		}
-		err := checkHealth(socket)
-		return err == nil, err
-	})
-	if err != nil {
-		return fmt.Errorf("%s is not healthy: %w", p.name, err)
-	}
-	return nil
-}
-
-// checkHealth makes one health check on a new connection (a reused one
-// would back off after the first refused dial).
-func checkHealth(socket string) error {
-	if _, err := os.Stat(socket); err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	resp, err := grpc_health_v1.NewHealthClient(conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
-	if err != nil {
-		return err
-	}
-	if resp.Status != grpc_health_v1.HealthCheckResponse_SERVING {
-		return fmt.Errorf("health status %v", resp.Status)
-	}
-	return nil
+	ctx := context.Background()
+	return p.WaitReady(ctx, startTimeout, func() error { return devstack.CheckHealth(ctx, socket) })
 }
 
 // Signal sends sig to the server, e.g. syscall.SIGUSR1 to make plugins
 // configured with plugin_data_file re-read it.
 func (s *Server) Signal(t testing.TB, sig os.Signal) {
 	t.Helper()
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		t.Fatalf("spiretest: signal spire-server: %v", err)
 	}
 }
