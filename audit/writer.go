@@ -119,6 +119,7 @@ type Writer struct {
 	sinceCkpt      int
 	lastCkpt       time.Time
 	recoveredBytes int64
+	line           []byte // encoding buffer
 }
 
 type item struct {
@@ -258,10 +259,8 @@ func (w *Writer) write(rec *Record) error {
 	rec.Time = rec.Time.UTC()
 	rec.Seq = w.seq + 1
 	rec.Prev = w.prev
-	line, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("audit: encoding record %d: %w", rec.Seq, err)
-	}
+	w.line = rec.appendJSON(w.line[:0])
+	line := w.line
 	if w.opts.MaxBytes > 0 && w.size > 0 && w.size+int64(len(line))+1 > w.opts.MaxBytes {
 		if err := w.rotate(); err != nil {
 			return err

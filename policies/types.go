@@ -42,7 +42,8 @@ type Action struct {
 
 // Request is the context of the action that conditions may look at.
 type Request struct {
-	// Headers with lower-case names.
+	// Headers by name, in any case (http.Header works as it is);
+	// conditions see them with lower-case names.
 	Headers map[string][]string
 	// Source is the peer's address, when known.
 	Source netip.AddrPort

@@ -2,11 +2,14 @@ package verifier
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 	"time"
 )
 
-// cache is a bounded LRU of values that expire.
+// cache is a bounded LRU of values that expire, keyed by the credential
+// itself (DER certificate, PEM or token): Go's map hash is far cheaper than
+// a cryptographic digest, and equal keys are equal credentials.
 type cache[V any] struct {
 	mu    sync.Mutex
 	max   int
@@ -50,6 +53,7 @@ func (c *cache[V]) put(key string, v V, expires time.Time) {
 		c.ll.MoveToFront(el)
 		return
 	}
+	key = strings.Clone(key) // lookups may pass views of callers' bytes
 	c.items[key] = c.ll.PushFront(&cacheEntry[V]{key, v, expires})
 	for c.ll.Len() > c.max {
 		old := c.ll.Back()

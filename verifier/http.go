@@ -112,7 +112,7 @@ func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.H
 			refuse(w, http.StatusUnauthorized, d.Reason)
 			return
 		}
-		d := v.Check(r.Context(), &p, action, Request{Headers: lowerHeaders(r.Header), Source: remoteAddr(r.RemoteAddr)})
+		d := v.Check(r.Context(), &p, action, Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)})
 		if !d.Allow {
 			refuse(w, http.StatusForbidden, d.Reason)
 			return

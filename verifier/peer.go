@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -35,6 +36,9 @@ type Peer struct {
 	// Expires is when this authentication stops being valid: the SVID's
 	// expiry or the task deadline, whichever is first.
 	Expires time.Time
+	// ClaimsJSON is the canonical JSON of Claims (nil without claims),
+	// computed once per authentication for the audit log.
+	ClaimsJSON []byte
 }
 
 // IsTask reports whether the peer is an agent task.
@@ -119,7 +123,7 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if len(chain) == 0 {
 		return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate"))
 	}
-	key := certKey(chain[0].Raw)
+	key := bytesKey(chain[0].Raw)
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -139,7 +143,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if leaf == nil {
 		return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate"))
 	}
-	key := certKey(leaf.Raw)
+	key := bytesKey(leaf.Raw)
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -162,7 +166,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 // PEM authenticates a peer from a PEM certificate chain, optionally
 // URL-encoded as Envoy sends it in ext_authz's source.certificate.
 func (a *Authenticator) PEM(data string) (Peer, error) {
-	key := certKey([]byte(data))
+	key := data
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -185,7 +189,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
 		return Peer{}, deny(ReasonBadCredential, errors.New("JWT-SVIDs are not accepted here (no JWT bundle or audience configured)"))
 	}
-	key := "jwt:" + certKey([]byte(token))
+	key := token
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -206,7 +210,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.Claims = &c
+		p.Claims, p.ClaimsJSON = &c, c.AppendJSON(nil)
 		p.Expires = minTime(p.Expires, c.Deadline)
 	}
 	a.cache.put(key, p, minTime(p.Expires, now.Add(a.cfg.CacheTTL)))
@@ -238,7 +242,7 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.Claims = &c
+		p.Claims, p.ClaimsJSON = &c, c.AppendJSON(nil)
 		p.Expires = minTime(p.Expires, c.Deadline)
 	}
 	return p, nil
@@ -318,6 +322,10 @@ func parsePEMChain(data string) ([]*x509.Certificate, error) {
 	}
 	return chain, nil
 }
+
+// bytesKey views raw as a string for a cache lookup without copying; the
+// cache copies keys it keeps.
+func bytesKey(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
 
 func certKey(raw []byte) string {
 	sum := sha256.Sum256(raw)

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/agentid/agentid/audit"
@@ -114,7 +113,8 @@ func (v *Verifier) record(p *Peer, a Action, d Decision) {
 	}
 	if p != nil {
 		rec.Peer, rec.Serial, rec.JWTID = p.ID.String(), p.Serial, p.JWTID
-		if p.Claims != nil {
+		rec.Claims = p.ClaimsJSON
+		if rec.Claims == nil && p.Claims != nil { // a Peer built by hand
 			rec.Claims = p.Claims.AppendJSON(nil)
 		}
 	}
@@ -126,13 +126,4 @@ func decisionWord(allow bool) string {
 		return "allow"
 	}
 	return "deny"
-}
-
-// lowerHeaders copies headers with lower-case names.
-func lowerHeaders(h map[string][]string) map[string][]string {
-	out := make(map[string][]string, len(h))
-	for k, v := range h {
-		out[strings.ToLower(k)] = v
-	}
-	return out
 }
