@@ -33,6 +33,9 @@ $(SPIRE_BIN)/spire-server $(SPIRE_BIN)/spire-agent: tools/spire/go.mod tools/spi
 ## test: unit tests, fuzz seed corpora and integration tests on a real SPIRE
 test: spire build
 	@which openssl >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq openssl) || echo "openssl not installed: the openssl check will say it was skipped"
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "PostgreSQL not installed: the scale-out e2e test (two SPIRE servers on one PostgreSQL) will fail"
 	$(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	@passed=$$(grep -c '^ok ' $(CACHE)/test.log); failed=$$(grep -c '^FAIL' $(CACHE)/test.log); \
 	  echo "packages: $$passed passed, $$failed failed"

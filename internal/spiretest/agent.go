@@ -27,6 +27,10 @@ type AgentOptions struct {
 	// Env holds extra KEY=value environment variables for the agent and its
 	// plugins.
 	Env []string
+	// NodeName is the last path segment of the agent's NodeID; default
+	// "node-<n>" for the server's n-th agent. Servers sharing a datastore
+	// (Options.DataStore) need distinct names for their agents.
+	NodeName string
 }
 
 // Agent is a running spire-agent attested to a Server with a join token.
@@ -41,8 +45,9 @@ type Agent struct {
 	// ConfigPath and LogPath are the agent's config and log files; the log
 	// is appended to across restarts.
 	ConfigPath, LogPath string
-	// NodeID is spiffe://<td>/agent/node-<n>, the node alias that the join
-	// token registers for this agent: the parent ID of its workload entries.
+	// NodeID is spiffe://<td>/agent/node-<n> (or /agent/<NodeName>), the
+	// node alias that the join token registers for this agent: the parent
+	// ID of its workload entries.
 	// (The agent's own SVID is spiffe://<td>/spire/agent/join_token/<token>.)
 	NodeID spiffeid.ID
 
@@ -74,8 +79,12 @@ func (s *Server) StartAgent(t testing.TB, opts AgentOptions) *Agent {
 		bin:             filepath.Join(s.bin, "spire-agent"),
 		env:             procEnv(filepath.Join(s.Root, "tmp"), opts.Env),
 	}
+	name := opts.NodeName
+	if name == "" {
+		name = fmt.Sprintf("node-%d", n)
+	}
 	var err error
-	a.NodeID, err = spiffeid.FromSegments(s.TrustDomain, "agent", fmt.Sprintf("node-%d", n))
+	a.NodeID, err = spiffeid.FromSegments(s.TrustDomain, "agent", name)
 	if err != nil {
 		t.Fatalf("spiretest: %v", err)
 	}

@@ -23,6 +23,10 @@
 //			`manifest_dir = "/some/dir"`),
 //	})
 //
+// Several servers of one trust domain given the same shared database in
+// Options.DataStore (e.g. PostgreSQL) form a SPIRE HA cluster; their
+// agents then need distinct AgentOptions.NodeName values.
+//
 // The SPIRE binaries come from [Bin]: $AGENTID_SPIRE_BIN, or the
 // repository's .cache/spire/v1.13.3/bin, built with `make spire` on first use.
 //

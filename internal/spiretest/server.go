@@ -45,6 +45,15 @@ type Options struct {
 	// Env holds extra KEY=value environment variables for the server and
 	// its plugins.
 	Env []string
+	// DataStore holds the HCL lines of the `plugin_data { }` of the
+	// server's DataStore "sql" plugin; default an sqlite3 database in the
+	// server's data folder. Servers given the same shared database (e.g.
+	// `database_type = "postgres"` and one connection_string) and the same
+	// trust domain form a SPIRE HA cluster: entries, agents, join tokens and
+	// the bundle live in the datastore, each server keeps its own keys. Give
+	// their agents distinct AgentOptions.NodeName values then, since each
+	// server numbers its own agents from 1.
+	DataStore string
 }
 
 // Server is a running spire-server. Its fields are read-only.
@@ -191,9 +200,7 @@ func (s *Server) config(opts Options) string {
 plugins {
     DataStore "sql" {
         plugin_data {
-            database_type = "sqlite3"
-            connection_string = %s
-        }
+%s        }
     }
     KeyManager "disk" {
         plugin_data {
@@ -207,9 +214,19 @@ plugins {
 `, s.Port, strconv.Quote(s.SocketPath), strconv.Quote(s.TrustDomain.Name()),
 		strconv.Quote(data), strconv.Quote(logLevel(opts.LogLevel)), x509TTL, jwtTTL,
 		indent(opts.Config, "    "),
-		strconv.Quote(filepath.Join(data, "datastore.sqlite3")),
+		indent(dataStore(opts.DataStore, data), "            "),
 		strconv.Quote(filepath.Join(data, "keys.json")),
 		indent(strings.ReplaceAll(opts.Plugins, SocketPlaceholder, s.SocketPath), "    "))
+}
+
+// dataStore returns the DataStore plugin_data lines: ds, or the default
+// sqlite3 database in the data folder.
+func dataStore(ds, data string) string {
+	if strings.TrimSpace(ds) != "" {
+		return ds
+	}
+	return "database_type = \"sqlite3\"\nconnection_string = " +
+		strconv.Quote(filepath.Join(data, "datastore.sqlite3"))
 }
 
 // SocketPlaceholder in Options.Plugins is replaced by the server's local API

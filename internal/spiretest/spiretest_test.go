@@ -162,3 +162,25 @@ func TestBuildCmd(t *testing.T) {
 		t.Errorf("second BuildCmd = %q, want the cached %q", again, path)
 	}
 }
+
+// TestDataStoreAndNodeName: Options.DataStore replaces the default sqlite
+// database and AgentOptions.NodeName the default node alias.
+func TestDataStoreAndNodeName(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "custom.sqlite3")
+	srv := spiretest.StartServer(t, spiretest.Options{
+		DataStore: "database_type = \"sqlite3\"\nconnection_string = \"" + db + "\"",
+	})
+	agent := srv.StartAgent(t, spiretest.AgentOptions{NodeName: "edge-a"})
+	if want := "spiffe://example.org/agent/edge-a"; agent.NodeID.String() != want {
+		t.Fatalf("NodeID = %s, want %s", agent.NodeID, want)
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("the server did not use the configured datastore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.Dir, "data", "datastore.sqlite3")); !os.IsNotExist(err) {
+		t.Errorf("the default datastore was created too: %v", err)
+	}
+	me := spiffeid.RequireFromString("spiffe://example.org/workload/me")
+	srv.CreateEntry(t, me.String(), agent.NodeID.String(), fmt.Sprintf("unix:uid:%d", os.Getuid()))
+	agent.WaitX509SVID(t, wait, hasID(me))
+}
