@@ -8,6 +8,7 @@ BIN := $(CURDIR)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/agentid/agentid/internal/version.Version=$(VERSION)
 CMDS := $(notdir $(wildcard cmd/*))
+EXAMPLE_CMDS := kbagent kbservice
 FUZZTIME ?= 30s
 
 export AGENTID_SPIRE_BIN := $(SPIRE_BIN)
@@ -19,7 +20,7 @@ all: build
 ## build: every binary into bin/
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) $(addprefix ./examples/,$(EXAMPLE_CMDS))
 
 ## spire: spire-server and spire-agent v$(SPIRE_VERSION) from the pinned tools module, cached
 spire: $(SPIRE_BIN)/spire-server $(SPIRE_BIN)/spire-agent
@@ -58,9 +59,7 @@ lint:
 
 ## demo: the end-to-end story on a real SPIRE
 demo: spire build
-	@if [ -x examples/delegation/run.sh ]; then examples/delegation/run.sh; \
-	 else echo "agentid demo: nothing to show yet: the end-to-end story lands with the e2e issue."; \
-	 echo "Built: $$(ls $(BIN) | tr '\n' ' ')"; echo "SPIRE: $$($(SPIRE_BIN)/spire-server --version 2>&1)"; fi
+	$(GO) run ./examples/delegation -bin-dir $(BIN) -spire-bin $(SPIRE_BIN)
 
 ## generate: regenerate the gRPC code under proto/ (protoc from apt, plugins from the module proxy)
 PROTOC_GEN_GO := $(CACHE)/tools/protoc-gen-go

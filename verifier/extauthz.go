@@ -59,7 +59,7 @@ func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	}
 	d := e.V.Check(ctx, &p, action, Request{Headers: headerMap(httpReq.GetHeaders()), Source: sourceAddr(req.GetAttributes().GetSource())})
 	if !d.Allow {
-		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, d.Reason), nil
+		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, d.Explanation()), nil
 	}
 	return okResponse(&p, d, httpReq.GetHeaders()), nil
 }

@@ -47,7 +47,7 @@ func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (contex
 	}
 	d := v.Check(ctx, &p, action, req)
 	if !d.Allow {
-		return nil, status.Error(codes.PermissionDenied, d.Reason)
+		return nil, status.Error(codes.PermissionDenied, d.Explanation())
 	}
 	return withPeer(ctx, &p, d), nil
 }

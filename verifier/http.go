@@ -114,7 +114,7 @@ func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.H
 		}
 		d := v.Check(r.Context(), &p, action, Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)})
 		if !d.Allow {
-			refuse(w, http.StatusForbidden, d.Reason)
+			refuse(w, http.StatusForbidden, d.Explanation())
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &p, d)))

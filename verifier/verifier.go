@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/agentid/agentid/audit"
@@ -20,6 +21,15 @@ type (
 type Decision struct {
 	policies.Decision
 	PolicyDigest string
+}
+
+// Explanation is the reason followed by the deciding rules, as denials
+// show it: "opening a ticket needs tickets:write (rule t (a.hcl:3))".
+func (d Decision) Explanation() string {
+	if len(d.Rules) == 0 {
+		return d.Reason
+	}
+	return d.Reason + " (rule " + strings.Join(d.RuleStrings(), ", ") + ")"
 }
 
 // RuleStrings renders the deciding rules as "name (file:line)".

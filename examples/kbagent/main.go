@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
@@ -39,15 +41,15 @@ func run(url, method, body, socket, server string) error {
 	if !strings.Contains(socket, "://") {
 		socket = "unix://" + socket
 	}
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(socket)))
+	// One fetch: a process that is not a task hears "no identity issued" at
+	// once (a workloadapi.X509Source would keep retrying).
+	x509ctx, err := workloadapi.FetchX509Context(ctx, workloadapi.WithAddr(socket))
 	if err != nil {
 		return fmt.Errorf("no SVID from the Workload API: %w", err)
 	}
-	defer src.Close()
-	me, err := src.GetX509SVID()
-	if err != nil {
-		return err
-	}
+	me := x509ctx.DefaultSVID()
+	var svids x509svid.Source = me
+	var bundles x509bundle.Source = x509ctx.Bundles
 	authorizer := tlsconfig.AuthorizeMemberOf(me.ID.TrustDomain())
 	if server != "" {
 		id, err := spiffeid.FromString(server)
@@ -56,7 +58,7 @@ func run(url, method, body, socket, server string) error {
 		}
 		authorizer = tlsconfig.AuthorizeID(id)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(src, src, authorizer)}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(svids, bundles, authorizer)}}
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return err

@@ -1,10 +1,17 @@
-// Command kbservice is a small knowledge-base service protected by the
-// verifier library: SPIFFE mTLS with its own SVID from the Workload API,
-// verifier.Middleware deciding every request with an HCL policy directory
-// (reloaded on SIGHUP), and an audit log. Allowed requests see the caller's
-// task in the request context.
+// Command kbservice is a small knowledge-base and ticket service.
+//
+// With -listen it protects itself with the verifier library: SPIFFE mTLS
+// with its own SVID from the Workload API, verifier.Middleware deciding
+// every request with an HCL policy directory (reloaded on SIGHUP), and an
+// audit log. Allowed requests see the caller's task in the request context.
 //
 //	kbservice -listen 127.0.0.1:8444 -policies ./policies -audit kb-audit.log
+//
+// With -behind-proxy it serves plain HTTP on loopback for an
+// agentid-verifier proxy in front of it, and reads the caller's identity
+// from the x-agentid-* headers the proxy sets (and strips from callers).
+//
+//	kbservice -behind-proxy 127.0.0.1:8080
 package main
 
 import (
@@ -31,7 +38,14 @@ func main() {
 	policyDir := flag.String("policies", "policies", "HCL policy directory")
 	auditPath := flag.String("audit", "", "audit log file (optional)")
 	socket := flag.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API socket")
+	behind := flag.String("behind-proxy", "", "serve plain HTTP on this loopback address behind an agentid-verifier proxy")
 	flag.Parse()
+	if *behind != "" {
+		if err := runBehindProxy(*behind); err != nil {
+			log.Fatal("kbservice: ", err)
+		}
+		return
+	}
 	if err := run(*listen, *policyDir, *auditPath, *socket); err != nil {
 		log.Fatal("kbservice: ", err)
 	}
@@ -101,4 +115,29 @@ func reloadOnHUP(ctx context.Context, store *policies.Store, dir string) {
 			}
 		}
 	}
+}
+
+// runBehindProxy serves the same routes in plain HTTP, trusting the identity
+// headers of the agentid-verifier proxy (listen on loopback only).
+func runBehindProxy(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /kb/{doc}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "document %s for %s (task %s on behalf of %s; allowed by %s)\n", r.PathValue("doc"),
+			r.Header.Get(verifier.HeaderAgent), r.Header.Get(verifier.HeaderTask), r.Header.Get(verifier.HeaderPrincipal), r.Header.Get(verifier.HeaderRule))
+	})
+	mux.HandleFunc("POST /tickets", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ticket created by %s (allowed by %s)\n", r.Header.Get(verifier.HeaderSPIFFEID), r.Header.Get(verifier.HeaderRule))
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
+	log.Printf("kbservice: serving http://%s behind the agentid-verifier proxy", addr)
+	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
 }

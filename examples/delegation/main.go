@@ -1,0 +1,300 @@
+// Command delegation runs the agentid delegation story end to end on a real
+// SPIRE (started by internal/devstack, as `agentid dev` does) and prints a
+// short narrative and a final table. It is what `make demo` runs; it exits 1
+// when any step does not turn out as the story says, so it doubles as a
+// check (e2e.TestDemo runs it).
+//
+//  1. alice starts a planner task through the registrar, launched with
+//     `agentid run`;
+//  2. the planner delegates a researcher task with kb:read only, over the
+//     registrar's mTLS API, authenticated by its own SVID;
+//  3. the researcher reads the knowledge base behind the agentid-verifier
+//     proxy (allowed), tries to open a ticket (denied, with the deciding
+//     rule), the planner opens it (allowed), and a process that was not
+//     launched as a task gets no identity at all;
+//  4. the planner's task is revoked: the researcher's entry goes with it and
+//     its next SVID fetch fails;
+//  5. `agentid audit verify` checks the verifier's decision log.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentid/agentid/internal/devstack"
+)
+
+func main() {
+	binDir := flag.String("bin-dir", "", "folder of the agentid binaries and the example programs (default: found like `agentid dev` does)")
+	spireBin := flag.String("spire-bin", "", "folder of spire-server and spire-agent (default: $AGENTID_SPIRE_BIN or .cache/spire/v1.13.3/bin)")
+	examples := flag.String("examples", "examples/delegation", "this example's folder (policies, prompts)")
+	keep := flag.Bool("keep", false, "keep the stack's directory afterwards")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s := &story{examples: *examples}
+	err := s.run(ctx, devstack.Options{BinDir: *binDir, SpireBin: *spireBin, Keep: *keep})
+	s.table(os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo FAILED:", err)
+		os.Exit(1)
+	}
+	fmt.Println("\nEvery step turned out as the story says.")
+}
+
+type story struct {
+	examples string
+	st       *devstack.Stack
+	dir      string
+	rows     [][5]string
+	failed   []string
+}
+
+func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+
+func (s *story) run(ctx context.Context, opts devstack.Options) error {
+	say("== Starting SPIRE 1.13.3 with the agentid attestor and composer, a registrar and a verifier ...")
+	st, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	s.st, s.dir = st, st.Dir
+	say("   trust domain %s, node %s, working in %s\n", st.TrustDomain, st.NodeID, st.Dir)
+
+	// The service: kbservice behind an agentid-verifier proxy with the
+	// story's policies.
+	kbAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	kb := exec.CommandContext(ctx, filepath.Join(st.BinDir, "kbservice"), "-behind-proxy", kbAddr)
+	kb.Stdout, kb.Stderr = io.Discard, io.Discard
+	if err := kb.Start(); err != nil {
+		return fmt.Errorf("kbservice: %w (run `make build`)", err)
+	}
+	defer func() { kb.Process.Signal(syscall.SIGTERM); kb.Wait() }()
+	policyDir, _ := filepath.Abs(filepath.Join(s.examples, "policies"))
+	v, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: "kb", PolicyDir: policyDir, ProxyUpstream: "http://" + kbAddr})
+	if err != nil {
+		return err
+	}
+	say("   knowledge-base service behind the verifier proxy at %s (policies: %s)\n", v.ProxyURL, policyDir)
+
+	steps := []func(context.Context, *devstack.Verifier) error{s.step1, s.step2, s.step3, s.step4, s.step5}
+	for _, step := range steps {
+		if err := step(ctx, v); err != nil {
+			return err
+		}
+	}
+	if len(s.failed) > 0 {
+		return errors.New(strings.Join(s.failed, "; "))
+	}
+	return nil
+}
+
+func (s *story) step1(ctx context.Context, _ *devstack.Verifier) error {
+	say("== 1. alice starts a planner task through the registrar")
+	out, err := s.agentid(ctx, "task", "create", "--server-socket", s.st.ServerSocket, "--policy", s.st.IssuancePolicy,
+		"--parent-id", s.st.NodeID, "--agent", "planner", "--task", "T-planner", "--model", "openai/gpt-4o",
+		"--prompt-file", filepath.Join(s.examples, "prompts", "planner.txt"),
+		"--scope", "tickets:read", "--scope", "tickets:write", "--scope", "kb:read",
+		"--principal", "spiffe://example.org/user/alice", "--ttl", "1h", "--output", s.file("planner.json"))
+	if err != nil {
+		return err
+	}
+	say("%s", indent(out))
+	reps, err := s.as(ctx, "planner", "agentid", "svid", "inspect", "--socket", s.st.AgentSocket)
+	s.expect("1", "planner", "launched with `agentid run`: fetch its X.509-SVID", err == nil && strings.Contains(reps, "Agent:"), "SVID with task claims", "", reps+errText(err))
+	say("   the planner, launched with `agentid run`, holds its task identity:\n%s", indent(reps))
+	return nil
+}
+
+func (s *story) step2(ctx context.Context, _ *devstack.Verifier) error {
+	say("== 2. the planner delegates a researcher task with kb:read only")
+	out, err := s.as(ctx, "planner", "agentid", "task", "create", "--delegate", "--registrar", s.st.RegistrarAddr,
+		"--socket", s.st.AgentSocket, "--agent", "researcher", "--task", "T-researcher", "--model", "openai/gpt-4o",
+		"--prompt-file", filepath.Join(s.examples, "prompts", "researcher.txt"), "--scope", "kb:read", "--ttl", "30m",
+		"--output", s.file("researcher.json"))
+	s.expect("2", "planner", "delegate researcher (kb:read) over the registrar's mTLS API", err == nil, "child task created", "", out+errText(err))
+	if err != nil {
+		return err
+	}
+	say("%s", indent(out))
+	_, err = s.as(ctx, "planner", "agentid", "task", "create", "--delegate", "--registrar", s.st.RegistrarAddr,
+		"--socket", s.st.AgentSocket, "--agent", "researcher", "--task", "T-greedy", "--model", "openai/gpt-4o",
+		"--prompt-file", filepath.Join(s.examples, "prompts", "researcher.txt"), "--scope", "kb:write", "--ttl", "30m")
+	s.expect("2", "planner", "delegate with kb:write, a scope it does not hold", err != nil && strings.Contains(err.Error(), "scope_escalation"), "refused", "scope_escalation", errText(err))
+	say("   asking for a scope the planner does not hold is refused:\n%s", indent(lastLine(errText(err))))
+	return nil
+}
+
+func (s *story) step3(ctx context.Context, v *devstack.Verifier) error {
+	say("== 3. the tasks call the knowledge-base service through the verifier")
+	call := func(who, method, path, want string) {
+		out, err := s.as(ctx, who, "kbagent", "-socket", s.st.AgentSocket, "-method", method, "-url", v.ProxyURL+path)
+		got := firstWord(out)
+		rule := ruleOf(out)
+		s.expect("3", who, method+" "+path, err == nil && got == want, want, rule, out+errText(err))
+		say("   %-10s %-6s %-18s -> %s", who, method, path, strings.TrimSpace(out+errText(err)))
+	}
+	call("researcher", "GET", "/kb/onboarding", "200")
+	call("researcher", "POST", "/tickets", "403")
+	call("planner", "POST", "/tickets", "200")
+
+	out, err := s.bin(ctx, "kbagent", "-socket", s.st.AgentSocket, "-url", v.ProxyURL+"/kb/onboarding")
+	s.expect("3", "(no task)", "GET /kb/onboarding from a process not launched as a task", err != nil && strings.Contains(err.Error(), "no identity issued"), "no identity", "", out+errText(err))
+	say("   %-10s %-6s %-18s -> %s\n", "(no task)", "GET", "/kb/onboarding", lastLine(errText(err)))
+	return nil
+}
+
+func (s *story) step4(ctx context.Context, _ *devstack.Verifier) error {
+	say("== 4. the planner's task is revoked")
+	out, err := s.agentid(ctx, "task", "revoke", "--server-socket", s.st.ServerSocket, "spiffe://"+s.st.TrustDomain+"/agent/planner/task/T-planner")
+	s.expect("4", "operator", "revoke the planner", err == nil && strings.Contains(out, "researcher/task/T-researcher"), "planner and researcher removed", "", out+errText(err))
+	say("%s", indent(out))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err = s.as(ctx, "researcher", "agentid", "svid", "inspect", "--socket", s.st.AgentSocket)
+		if err != nil && strings.Contains(err.Error(), "no identity issued") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s.expect("4", "researcher", "fetch its SVID after the revocation", err != nil && strings.Contains(err.Error(), "no identity issued"), "no identity", "", errText(err))
+	say("   the researcher's next SVID fetch: %s\n", lastLine(errText(err)))
+	return nil
+}
+
+func (s *story) step5(ctx context.Context, v *devstack.Verifier) error {
+	say("== 5. the verifier's decision log is checked end to end")
+	// Stopping the verifier flushes its log and signs a final checkpoint
+	// with its SVID key.
+	if err := v.Stop(); err != nil {
+		return fmt.Errorf("stopping the verifier: %w", err)
+	}
+	bundle := s.file("bundle.pem")
+	cmd := exec.CommandContext(ctx, filepath.Join(s.st.SpireBin, "spire-server"), "bundle", "show", "-socketPath", s.st.ServerSocket)
+	pem, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("spire-server bundle show: %w", err)
+	}
+	if err := os.WriteFile(bundle, pem, 0o600); err != nil {
+		return err
+	}
+	out, err := s.agentid(ctx, "audit", "verify", "--bundle", bundle, v.AuditPath)
+	ok := err == nil && strings.HasPrefix(out, "OK: 4 records") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
+	s.expect("5", "auditor", "agentid audit verify (hash chain + signed checkpoints)", ok, "3 decisions, log intact", "", out+errText(err))
+	say("%s", indent(out))
+	return nil
+}
+
+// expect records a step's outcome for the table.
+func (s *story) expect(step, actor, action string, ok bool, want, rule, detail string) {
+	result := want
+	if !ok {
+		result = "UNEXPECTED"
+		s.failed = append(s.failed, fmt.Sprintf("step %s %s %q: wanted %s, got %s", step, actor, action, want, strings.TrimSpace(detail)))
+	}
+	s.rows = append(s.rows, [5]string{step, actor, action, result, rule})
+}
+
+func (s *story) table(w io.Writer) {
+	if len(s.rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n== Summary")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "step\tactor\taction\tresult\tdeciding rule")
+	for _, r := range s.rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r[0], r[1], r[2], r[3], r[4])
+	}
+	tw.Flush()
+}
+
+// as runs a command as a task, through `agentid run`, retrying while the
+// task's entry is still on its way to the SPIRE agent.
+func (s *story) as(ctx context.Context, task string, argv ...string) (string, error) {
+	args := append([]string{"run", "--task-file", s.file(task + ".json"), "--manifest-dir", s.st.ManifestDir, "--",
+		filepath.Join(s.st.BinDir, argv[0])}, argv[1:]...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := s.agentid(ctx, args...)
+		if err == nil || !strings.Contains(err.Error(), "no identity issued") || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (s *story) agentid(ctx context.Context, args ...string) (string, error) {
+	return s.bin(ctx, "agentid", args...)
+}
+
+func (s *story) bin(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.st.BinDir, name), args...)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(errb.String()))
+	}
+	return string(out), nil
+}
+
+func (s *story) file(name string) string { return filepath.Join(s.dir, name) }
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return "     " + strings.ReplaceAll(s, "\n", "\n     ")
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func firstWord(s string) string {
+	w, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	return w
+}
+
+// ruleOf pulls "allowed by <rule>" or the deny reason out of a response.
+func ruleOf(out string) string {
+	if _, r, ok := strings.Cut(out, "allowed by "); ok {
+		return strings.TrimSuffix(strings.TrimSpace(r), ")")
+	}
+	if _, r, ok := strings.Cut(out, "(rule "); ok {
+		r, _, _ = strings.Cut(r, ")")
+		return r + ")"
+	}
+	return ""
+}
