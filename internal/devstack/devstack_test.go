@@ -434,7 +434,7 @@ func TestMissingSpire(t *testing.T) {
 func TestMissingAgentidBinaries(t *testing.T) {
 	spire := fakeDir(t, "spire-server", "spire-agent")
 	bin := fakeDir(t, "agentid-registrar", "agentid-verifier")
-	_, err := devstack.Start(context.Background(), devstack.Options{SpireBin: spire, BinDir: bin})
+	_, err := devstack.Start(context.Background(), devstack.Options{SpireBin: spire, BinDir: bin, PluginDir: bin})
 	if want := "agentid-attestor not found in "; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("got %v, want %s… make build", err, want)
 	}
