@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -27,22 +28,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString("attestor: configuration:")
-	for _, d := range e.Diagnostics {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		b.WriteString(" ")
-		if d.Subject != nil {
-			fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-		}
-		b.WriteString(d.Summary)
-		if d.Detail != "" {
-			b.WriteString("; " + d.Detail)
-		}
-	}
-	return b.String()
+	return hclconf.Format("attestor: configuration:", e.Diagnostics, true)
 }
 
 // ParseConfig parses the attestor's HCL configuration (the plugin_data of
@@ -63,29 +49,13 @@ func ParseConfig(src string) (Config, error) {
 	body := file.Body.(*hclsyntax.Body)
 	var raw rawConfig
 	if diags := gohcl.DecodeBody(body, nil, &raw); diags.HasErrors() {
-		return Config{}, &ConfigError{suggestKeys(nameKeys(body, diags))}
+		return Config{}, &ConfigError{suggestKeys(hclconf.NameKeys(body, diags))}
 	}
 	cfg, diags := raw.build(body)
 	if diags.HasErrors() {
 		return Config{}, &ConfigError{diags}
 	}
 	return cfg, nil
-}
-
-// nameKeys adds the key to gohcl's diagnostics about a value ("Unsuitable
-// value type"), which point at the value but do not name the key.
-func nameKeys(body *hclsyntax.Body, diags hcl.Diagnostics) hcl.Diagnostics {
-	for _, d := range diags {
-		if d.Subject == nil {
-			continue
-		}
-		for name, attr := range body.Attributes {
-			if attr.Expr.Range().Overlaps(*d.Subject) {
-				d.Summary += " for " + name
-			}
-		}
-	}
-	return diags
 }
 
 // configKeys are the keys of rawConfig, for "Did you mean" hints.

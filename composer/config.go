@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -69,22 +70,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString("composer: configuration:")
-	for _, d := range e.Diagnostics {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		b.WriteString(" ")
-		if d.Subject != nil {
-			fmt.Fprintf(&b, "%d:%d: ", d.Subject.Start.Line, d.Subject.Start.Column)
-		}
-		b.WriteString(d.Summary)
-		if d.Detail != "" {
-			b.WriteString("; " + d.Detail)
-		}
-	}
-	return b.String()
+	return hclconf.Format("composer: configuration:", e.Diagnostics, false)
 }
 
 // ParseConfig parses the plugin's HCL configuration and validates it
@@ -99,29 +85,13 @@ func ParseConfig(src, serverTrustDomain string) (*Config, error) {
 	body := file.Body.(*hclsyntax.Body)
 	var raw rawConfig
 	if diags := gohcl.DecodeBody(body, nil, &raw); diags.HasErrors() {
-		return nil, &ConfigError{nameKeys(body, diags)}
+		return nil, &ConfigError{hclconf.NameKeys(body, diags)}
 	}
 	cfg, diags := raw.build(serverTrustDomain, body)
 	if diags.HasErrors() {
 		return nil, &ConfigError{diags}
 	}
 	return cfg, nil
-}
-
-// nameKeys adds the key to gohcl's diagnostics about a value ("Unsuitable
-// value type"), which point at the value but do not name the key.
-func nameKeys(body *hclsyntax.Body, diags hcl.Diagnostics) hcl.Diagnostics {
-	for _, d := range diags {
-		if d.Subject == nil {
-			continue
-		}
-		for name, attr := range body.Attributes {
-			if attr.Expr.Range().Overlaps(*d.Subject) {
-				d.Summary += " for " + name
-			}
-		}
-	}
-	return diags
 }
 
 func (r *rawConfig) build(serverTD string, body *hclsyntax.Body) (*Config, hcl.Diagnostics) {

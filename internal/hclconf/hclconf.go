@@ -1,0 +1,52 @@
+// Package hclconf holds the small pieces the HCL configurations of the
+// plugins share: reporting every error diagnostic with its position, and
+// naming the key in gohcl's diagnostics about a value.
+package hclconf
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Format renders every error diagnostic after prefix, each as
+// " [file:]line:col: summary; detail". withFile includes the file name.
+func Format(prefix string, diags hcl.Diagnostics, withFile bool) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		b.WriteString(" ")
+		if s := d.Subject; s != nil {
+			if withFile {
+				fmt.Fprintf(&b, "%s:", s.Filename)
+			}
+			fmt.Fprintf(&b, "%d:%d: ", s.Start.Line, s.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString("; " + d.Detail)
+		}
+	}
+	return b.String()
+}
+
+// NameKeys adds the key to gohcl's diagnostics about a value ("Unsuitable
+// value type"), which point at the value but do not name the key.
+func NameKeys(body *hclsyntax.Body, diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil {
+			continue
+		}
+		for name, attr := range body.Attributes {
+			if attr.Expr.Range().Overlaps(*d.Subject) {
+				d.Summary += " for " + name
+			}
+		}
+	}
+	return diags
+}
