@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/internal/hclconf"
+	"github.com/agentid/agentid/svid"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
