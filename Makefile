@@ -38,6 +38,7 @@ test: spire build
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "PostgreSQL not installed: the scale-out e2e test (two SPIRE servers on one PostgreSQL) will fail"
 	$(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
+	cd bench && $(GO) test -count=1 ./... 2>&1 | tee -a $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	@passed=$$(grep -c '^ok ' $(CACHE)/test.log); failed=$$(grep -c '^FAIL' $(CACHE)/test.log); \
 	  echo "packages: $$passed passed, $$failed failed"
 
@@ -48,9 +49,10 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
-## bench: all benchmarks
+## bench: all benchmarks, then agentid vs OPA vs cedar-go (bench/, its own module)
 bench: spire build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem
 
 ## lint: go vet and gofmt
 lint:
