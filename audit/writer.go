@@ -51,6 +51,11 @@ type Options struct {
 	Durability Durability
 	// MaxBatch is the most records written per batch (default 256).
 	MaxBatch int
+	// BatchDelay is how long the writer waits after a batch's first record
+	// for more before writing and syncing it (group commit; default 2 ms,
+	// negative: do not wait). A crash loses at most the records of the
+	// batch being gathered or written; Flush ends a batch at once.
+	BatchDelay time.Duration
 	// MaxBytes rotates the file when it grows beyond this size (0: 64 MiB;
 	// negative: never).
 	MaxBytes int64
@@ -75,6 +80,9 @@ func (o *Options) defaults() {
 	}
 	if o.Durability == SyncEvery {
 		o.MaxBatch = 1
+	}
+	if o.BatchDelay == 0 {
+		o.BatchDelay = 2 * time.Millisecond
 	}
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 64 << 20
@@ -200,20 +208,11 @@ func (w *Writer) Close() error {
 
 func (w *Writer) loop() {
 	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	batch := make([]item, 0, w.opts.MaxBatch)
 	for it := range w.queue {
-		batch := []item{it}
-	drain:
-		for len(batch) < w.opts.MaxBatch {
-			select {
-			case next, ok := <-w.queue:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, next)
-			default:
-				break drain
-			}
-		}
+		batch = w.collect(append(batch[:0], it), timer)
 		w.writeBatch(batch)
 	}
 	if w.opts.Signer != nil && w.sinceCkpt > 0 {
@@ -221,6 +220,47 @@ func (w *Writer) loop() {
 	}
 	w.fail(w.sync())
 	w.fail(w.f.Close())
+}
+
+// collect gathers a batch: what is queued, and what arrives within
+// BatchDelay of the first record (group commit), up to MaxBatch; a Flush
+// ends the batch at once.
+func (w *Writer) collect(batch []item, timer *time.Timer) []item {
+	waiting := false
+	defer func() {
+		if waiting && !timer.Stop() {
+			<-timer.C
+		}
+	}()
+	for len(batch) < w.opts.MaxBatch && batch[len(batch)-1].flush == nil {
+		select {
+		case next, ok := <-w.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, next)
+			continue
+		default:
+		}
+		if w.opts.BatchDelay <= 0 {
+			return batch
+		}
+		if !waiting {
+			timer.Reset(w.opts.BatchDelay)
+			waiting = true
+		}
+		select {
+		case next, ok := <-w.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, next)
+		case <-timer.C:
+			waiting = false
+			return batch
+		}
+	}
+	return batch
 }
 
 func (w *Writer) writeBatch(batch []item) {
