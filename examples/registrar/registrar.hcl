@@ -33,3 +33,11 @@ jwt_audience = "spiffe://example.org/registrar"
 selector_type     = "agentid"
 max_x509_svid_ttl = "1h"
 max_jwt_svid_ttl  = "5m"
+
+# Every task action — created, delegated, refused, revoked — as a
+# "registrar" record in a hash-chained audit log (optional), checkpoints
+# signed with the registrar's SVID; check it with `agentid audit verify`.
+audit {
+  path       = "/var/log/agentid/registrar-audit.log"
+  durability = "batch"
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
 	"github.com/hashicorp/hcl/v2"
@@ -31,6 +32,10 @@ type fileConfig struct {
 	SelectorType       string `hcl:"selector_type,optional"`
 	MaxX509SVIDTTL     string `hcl:"max_x509_svid_ttl,optional"`
 	MaxJWTSVIDTTL      string `hcl:"max_jwt_svid_ttl,optional"`
+	Audit              *struct {
+		Path       string `hcl:"path"`
+		Durability string `hcl:"durability,optional"`
+	} `hcl:"audit,block"`
 }
 
 // Config is a validated agentid-registrar configuration.
@@ -61,6 +66,11 @@ type Config struct {
 	// registrar.DefaultMaxX509TTL, registrar.DefaultMaxJWTTTL).
 	SelectorType                  string
 	MaxX509SVIDTTL, MaxJWTSVIDTTL time.Duration
+	// AuditPath, when set, is the hash-chained log of every task action
+	// (package audit), written with AuditDurability and signed with the
+	// registrar's SVID when it has one.
+	AuditPath       string
+	AuditDurability audit.Durability
 }
 
 // DefaultOperatorSocketMode is the operator socket's mode unless the
@@ -116,6 +126,12 @@ func (raw *fileConfig) build() (*Config, error) {
 	}
 	if err := cfg.buildListeners(raw); err != nil {
 		return nil, err
+	}
+	if a := raw.Audit; a != nil {
+		if cfg.AuditDurability, err = audit.ParseDurability(a.Durability); err != nil {
+			return nil, fmt.Errorf("audit.durability: %w", err)
+		}
+		cfg.AuditPath = a.Path
 	}
 	if cfg.MaxX509SVIDTTL, err = positiveDuration("max_x509_svid_ttl", raw.MaxX509SVIDTTL, cfg.MaxX509SVIDTTL); err != nil {
 		return nil, err

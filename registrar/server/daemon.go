@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -88,6 +89,18 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 		}
 	}
 	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log)}
+	if cfg.AuditPath != "" {
+		aopts := audit.Options{Durability: cfg.AuditDurability}
+		if src != nil {
+			aopts.Signer = src.X509SVID
+		}
+		w, err := audit.Open(cfg.AuditPath, aopts)
+		if err != nil {
+			return err
+		}
+		d.closers = append(d.closers, w.Close)
+		opts = append(opts, WithAudit(w))
+	}
 	if cfg.JWTAudience != "" {
 		if src == nil || src.JWTBundles == nil {
 			return errors.New("jwt_audience: no JWT bundle source")

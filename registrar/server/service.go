@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/agentid/agentid/audit"
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
 	"github.com/agentid/agentid/registrar"
+	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -29,6 +32,7 @@ type Service struct {
 var _ registrarv1.RegistrarServer = (*Service)(nil)
 
 type config struct {
+	audit       *audit.Writer
 	parentID    string
 	jwtBundles  jwtbundle.Source
 	jwtAudience string
@@ -53,6 +57,12 @@ func WithDefaultParentID(id string) Option {
 // and must name audience. Without this option a bearer token is refused.
 func WithJWTSVIDs(bundles jwtbundle.Source, audience string) Option {
 	return optionFunc(func(c *config) { c.jwtBundles, c.jwtAudience = bundles, audience })
+}
+
+// WithAudit appends every task action — created, delegated, refused,
+// revoked — to the audit log as a "registrar" record.
+func WithAudit(w *audit.Writer) Option {
+	return optionFunc(func(c *config) { c.audit = w })
 }
 
 // WithLogger sets the logger of the service's decisions (default: discard).
@@ -151,6 +161,7 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 	removed, err := s.r.Revoke(ctx, id)
 	for _, t := range removed {
 		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())
+		s.record("RevokeTask", "operator", t.ID.String(), t.Claims, "allow", "", "revoked with "+id.String())
 	}
 	if err != nil {
 		s.cfg.log.Warn("revoke failed", "task", id.String(), "err", err)
@@ -169,8 +180,15 @@ func (s *Service) answer(ctx context.Context, method, caller string, task regist
 		reason := registrar.ReasonOf(err)
 		s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task refused", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", reasonName(reason)), slog.String("err", err.Error()))
+		var re *registrar.Error
+		rule := ""
+		if errors.As(err, &re) {
+			rule = re.Rule
+		}
+		s.record(method, caller, "", svid.Claims{}, "deny", rule, err.Error())
 		return nil, toStatus(err)
 	}
+	s.record(method, caller, task.ID.String(), task.Claims, "allow", "", "task created")
 	s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task created", slog.String("method", method), slog.String("caller", caller),
 		slog.String("task", task.ID.String()), slog.String("entry", task.EntryID),
 		slog.String("deadline", task.Claims.Deadline.Format(time.RFC3339)))
@@ -231,4 +249,29 @@ func lenientTaskProto(t registrar.Task) *registrarv1.Task {
 		return p
 	}
 	return &registrarv1.Task{SpiffeId: t.ID.String(), EntryId: t.EntryID, ParentId: t.ParentID, Selectors: t.Selectors}
+}
+
+// record appends a registrar action to the audit log, when there is one.
+// The peer is the caller (a task SPIFFE ID, or "operator"); the action's
+// path names the task acted on and the claims are that task's.
+func (s *Service) record(method, caller, target string, c svid.Claims, decision, rule, reason string) {
+	if s.cfg.audit == nil {
+		return
+	}
+	rec := audit.Record{
+		Type:     audit.TypeRegistrar,
+		Peer:     caller,
+		Action:   &audit.Action{Kind: "registrar", Name: method, Path: target},
+		Decision: decision,
+		Reason:   reason,
+	}
+	if rule != "" {
+		rec.Rules = []string{rule}
+	}
+	if c.V != 0 {
+		rec.Claims = c.AppendJSON(nil)
+	}
+	if err := s.cfg.audit.Append(rec); err != nil {
+		s.cfg.log.Error("audit log", "err", err)
+	}
 }
