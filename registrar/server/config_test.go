@@ -20,7 +20,8 @@ func TestLoadConfigExample(t *testing.T) {
 		OperatorSocket: "/run/agentid-registrar/operator.sock", OperatorSocketMode: 0o660,
 		Listen: "0.0.0.0:8444", WorkloadAPISocket: "/tmp/spire-agent/public/api.sock",
 		JWTAudience: "spiffe://example.org/registrar", SelectorType: "agentid",
-		MaxX509SVIDTTL: time.Hour, MaxJWTSVIDTTL: 5 * time.Minute}
+		MaxX509SVIDTTL: time.Hour, MaxJWTSVIDTTL: 5 * time.Minute,
+		AuditPath: "/var/log/agentid/registrar-audit.log"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
 	}
