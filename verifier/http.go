@@ -44,28 +44,36 @@ func ClientTLSConfig(svid x509svid.Source, bundle x509bundle.Source, authorizer 
 	return tlsconfig.MTLSClientConfig(svid, bundle, authorizer)
 }
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	peerKey ctxKey = iota
-	decisionKey
-)
+// authorized is what the middleware and the interceptors put in the
+// request context: one value, one allocation.
+type authorized struct {
+	peer     Peer
+	decision Decision
+}
 
 // PeerFromContext returns the authenticated peer that the middleware or an
 // interceptor stored.
 func PeerFromContext(ctx context.Context) (*Peer, bool) {
-	p, ok := ctx.Value(peerKey).(*Peer)
-	return p, ok
+	a, ok := ctx.Value(ctxKey{}).(*authorized)
+	if !ok {
+		return nil, false
+	}
+	return &a.peer, true
 }
 
 // DecisionFromContext returns the decision that allowed the request.
 func DecisionFromContext(ctx context.Context) (Decision, bool) {
-	d, ok := ctx.Value(decisionKey).(Decision)
-	return d, ok
+	a, ok := ctx.Value(ctxKey{}).(*authorized)
+	if !ok {
+		return Decision{}, false
+	}
+	return a.decision, true
 }
 
 func withPeer(ctx context.Context, p *Peer, d Decision) context.Context {
-	return context.WithValue(context.WithValue(ctx, peerKey, p), decisionKey, d)
+	return context.WithValue(ctx, ctxKey{}, &authorized{*p, d})
 }
 
 // AuthenticateHTTP authenticates the peer of r: its TLS client certificate
