@@ -46,6 +46,7 @@ func (c *cache[V]) get(key string, now time.Time) (V, bool) {
 }
 
 func (c *cache[V]) put(key string, v V, expires time.Time) {
+	key = strings.Clone(key) // lookups may pass views of callers' bytes
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -53,7 +54,6 @@ func (c *cache[V]) put(key string, v V, expires time.Time) {
 		c.ll.MoveToFront(el)
 		return
 	}
-	key = strings.Clone(key) // lookups may pass views of callers' bytes
 	c.items[key] = c.ll.PushFront(&cacheEntry[V]{key, v, expires})
 	for c.ll.Len() > c.max {
 		old := c.ll.Back()
