@@ -118,6 +118,10 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 	if err != nil {
 		return nil, err
 	}
+	if err := s.sameNode(ctx, caller.id, req.ParentID); err != nil {
+		s.record("DelegateTask", caller.String(), "", svid.Claims{}, "deny", "", err.Error())
+		return nil, err
+	}
 	task, err := s.r.CreateChild(ctx, caller.id, req)
 	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
 }
@@ -172,6 +176,23 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 		out.Removed[i] = lenientTaskProto(t)
 	}
 	return out, nil
+}
+
+// sameNode refuses a delegating task's request to place the child's entry
+// under another node than its own: which node runs a task is the
+// operator's call (CreateTask with parent_task), not the delegating agent's.
+func (s *Service) sameNode(ctx context.Context, parent spiffeid.ID, nodeID string) error {
+	if nodeID == "" {
+		return nil
+	}
+	p, err := s.r.Get(ctx, parent)
+	if err != nil {
+		return toStatus(err)
+	}
+	if p.ParentID != nodeID {
+		return status.Errorf(codes.PermissionDenied, "node_not_allowed: a delegated task runs under its parent's node %s, not %s", p.ParentID, nodeID)
+	}
+	return nil
 }
 
 // answer logs a create's outcome and converts it.

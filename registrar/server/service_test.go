@@ -156,6 +156,15 @@ func TestDelegateOverMTLS(t *testing.T) {
 	if ReasonOf(err) != registrar.ReasonScopeEscalation {
 		t.Errorf("ReasonOf = %v", ReasonOf(err))
 	}
+	// The child runs on the parent's node: naming it is fine, another is not.
+	_, err = planner.DelegateTask(ctxT(t), &registrarv1.DelegateTaskRequest{Agent: "researcher", Task: "R2",
+		Model: "openai/gpt-4o", Prompt: testPrompt, Scope: []string{"kb:read"}, TtlSeconds: 1800, ParentId: testNode})
+	if err != nil {
+		t.Errorf("delegation naming the parent's own node: %v", err)
+	}
+	_, err = planner.DelegateTask(ctxT(t), &registrarv1.DelegateTaskRequest{Agent: "researcher", Task: "R3",
+		Model: "openai/gpt-4o", Prompt: testPrompt, Scope: []string{"kb:read"}, TtlSeconds: 1800, ParentId: "spiffe://example.org/agent/other-node"})
+	wantStatus(t, err, codes.PermissionDenied, "node_not_allowed: a delegated task runs under its parent's node "+testNode+", not spiffe://example.org/agent/other-node")
 	err = delegate(asTask("spiffe://example.org/agent/planner/task/ghost"), "kb:read")
 	wantStatus(t, err, codes.NotFound, "parent_not_found: no entry for spiffe://example.org/agent/planner/task/ghost")
 	err = delegate(asTask("spiffe://example.org/workload/web"), "kb:read")
@@ -200,7 +209,7 @@ func TestDelegateOverMTLS(t *testing.T) {
 	if err := delegate(agentClient(t, fedAddr, ca.CreateX509SVID(spiffeid.RequireFromString(plannerP)), ca.X509Bundle()), "kb:read"); err != nil {
 		t.Errorf("own trust domain on the federated server: %v", err)
 	}
-	if n := len(fe.Entries()); n != 3 {
-		t.Errorf("%d entries, want P, R and one more child", n)
+	if n := len(fe.Entries()); n != 4 {
+		t.Errorf("%d entries, want P, R, R2 and one more child", n)
 	}
 }
