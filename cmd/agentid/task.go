@@ -209,23 +209,34 @@ func (ref *taskRef) id(r *registrar.Registrar, fs *flag.FlagSet) (spiffeid.ID, e
 	return spiffeid.ID{}, fmt.Errorf("%w: give a task SPIFFE ID or --agent and --task", errUsage)
 }
 
-func (env *cli) taskShow(args []string) error {
-	var c taskConn
+// taskTarget parses the flags of a command that acts on one task (show,
+// revoke), opens the registrar and resolves the task's SPIFFE ID.
+func (env *cli) taskTarget(name, usage string, args []string) (*taskConn, *registrar.Registrar, spiffeid.ID, func(), error) {
+	c := new(taskConn)
 	var ref taskRef
-	fs := env.taskFlags("task show", "task show [flags] SPIFFE-ID | --agent NAME --task ID", &c)
+	fs := env.taskFlags(name, usage, c)
 	ref.flags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, nil, spiffeid.ID{}, nil, err
 	}
 	r, done, err := c.open(nil)
+	if err != nil {
+		return nil, nil, spiffeid.ID{}, nil, err
+	}
+	id, err := ref.id(r, fs)
+	if err != nil {
+		done()
+		return nil, nil, spiffeid.ID{}, nil, err
+	}
+	return c, r, id, done, nil
+}
+
+func (env *cli) taskShow(args []string) error {
+	c, r, id, done, err := env.taskTarget("task show", "task show [flags] SPIFFE-ID | --agent NAME --task ID", args)
 	if err != nil {
 		return err
 	}
 	defer done()
-	id, err := ref.id(r, fs)
-	if err != nil {
-		return err
-	}
 	task, err := r.Get(context.Background(), id)
 	if err != nil {
 		return err
@@ -277,22 +288,11 @@ func (env *cli) taskList(args []string) error {
 }
 
 func (env *cli) taskRevoke(args []string) error {
-	var c taskConn
-	var ref taskRef
-	fs := env.taskFlags("task revoke", "task revoke [flags] SPIFFE-ID | --agent NAME --task ID\n\nDeletes the task's entry and the entries of all its descendants.", &c)
-	ref.flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	r, done, err := c.open(nil)
+	c, r, id, done, err := env.taskTarget("task revoke", "task revoke [flags] SPIFFE-ID | --agent NAME --task ID\n\nDeletes the task's entry and the entries of all its descendants.", args)
 	if err != nil {
 		return err
 	}
 	defer done()
-	id, err := ref.id(r, fs)
-	if err != nil {
-		return err
-	}
 	removed, err := r.Revoke(context.Background(), id)
 	if c.asJSON {
 		views := make([]taskJSON, len(removed))
