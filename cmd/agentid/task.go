@@ -356,8 +356,10 @@ func printTask(w io.Writer, t registrar.Task) {
 		line(fmt.Sprintf("Chain[%d]", i), d)
 	}
 	line("Deadline", c.Deadline.Format(time.RFC3339))
-	line("X509-SVID TTL", t.X509SVIDTTL.String())
-	line("JWT-SVID TTL", t.JWTSVIDTTL.String())
+	if t.X509SVIDTTL != 0 || t.JWTSVIDTTL != 0 { // the daemon's API does not return them
+		line("X509-SVID TTL", t.X509SVIDTTL.String())
+		line("JWT-SVID TTL", t.JWTSVIDTTL.String())
+	}
 	for _, s := range t.Selectors {
 		line("Selector", s)
 	}

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
+	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/registrar/server"
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -181,29 +179,10 @@ func (env *cli) printDelegated(f *createFlags, t *registrarv1.Task) error {
 		return printJSON(env.stdout, delegatedJSON{SPIFFEID: t.GetSpiffeId(), EntryID: t.GetEntryId(), ParentID: t.GetParentId(),
 			ExpiresAt: t.GetExpiresAt(), Selectors: t.GetSelectors(), Claims: &c})
 	}
-	printDelegatedTask(env.stdout, t, c)
+	id, err := spiffeid.FromString(t.GetSpiffeId())
+	if err != nil {
+		return fmt.Errorf("registrar answered with task ID %q: %w", t.GetSpiffeId(), err)
+	}
+	printTask(env.stdout, registrar.Task{ID: id, EntryID: t.GetEntryId(), ParentID: t.GetParentId(), Claims: c, Selectors: t.GetSelectors()})
 	return nil
-}
-
-func printDelegatedTask(w io.Writer, t *registrarv1.Task, c svid.Claims) {
-	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	line("SPIFFE ID", t.GetSpiffeId())
-	line("Entry ID", t.GetEntryId())
-	line("Parent ID", t.GetParentId())
-	line("Agent", c.Agent)
-	line("Task", c.Task)
-	line("Model", c.Model)
-	line("Prompt", c.Prompt)
-	line("Scope", strings.Join(c.Scope, " "))
-	line("Principal", c.Principal)
-	line("Depth", fmt.Sprint(c.Depth()))
-	for i, d := range c.Chain {
-		line(fmt.Sprintf("Chain[%d]", i), d)
-	}
-	line("Deadline", c.Deadline.Format(time.RFC3339))
-	for _, s := range t.GetSelectors() {
-		line("Selector", s)
-	}
-	tw.Flush()
 }
