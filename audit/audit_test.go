@@ -284,3 +284,68 @@ func TestHelperWriter(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentAppendsAndFlushes has 8 goroutines append 500 records each
+// through a queue of 16 (so Append blocks and resumes) in batches of at most
+// 7, each goroutine flushing every 50 records: every record must be in
+// the log once, the chain intact, and every Flush must return only after
+// its caller's earlier records are written.
+func TestConcurrentAppendsAndFlushes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{QueueSize: 16, MaxBatch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 8, 500
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		go func() {
+			for i := range each {
+				if err := w.Append(decision(g*each + i)); err != nil {
+					errs <- err
+					return
+				}
+				if i%50 == 49 {
+					if err := w.Flush(); err != nil {
+						errs <- err
+						return
+					}
+					data, err := os.ReadFile(path)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Contains(data, []byte(`"path":"/kb/`+strconv.Itoa(g*each+i)+`"`)) {
+						errs <- fmt.Errorf("record %d not in the file after Flush returned", g*each+i)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range goroutines {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := audit.Verify([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Records != goroutines*each || sum.LastSeq != goroutines*each {
+		t.Fatalf("summary %+v, want %d records", sum, goroutines*each)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range goroutines * each {
+		if n := bytes.Count(data, []byte(`"path":"/kb/`+strconv.Itoa(i)+`"`)); n != 1 {
+			t.Fatalf("record %d is in the log %d times", i, n)
+		}
+	}
+}

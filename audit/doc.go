@@ -15,7 +15,9 @@
 // queued records in batches — what is queued plus what arrives within
 // Options.BatchDelay (default 2 ms) of the batch's first record — and, with
 // the default [SyncBatch] durability, calls fsync once per batch before
-// acknowledging the batch to [Writer.Flush]. A crash (kill -9) loses at most the batch that was being
+// acknowledging the batch to [Writer.Flush]. Appending takes a lock and
+// wakes the writer only when the queue was empty, so callers do not pay a
+// goroutine switch per record. A crash (kill -9) loses at most the batch that was being
 // written; never an earlier line, because a reopened log truncates a torn
 // last line and continues the chain from the last complete one.
 // [SyncEvery] syncs every record (batches of one); [SyncNone] leaves syncing

@@ -110,10 +110,16 @@ type Writer struct {
 	path string
 	opts Options
 
-	queue   chan item
+	// The queue: Append adds under mu and wakes the loop only when the queue
+	// was empty, so a busy writer costs its callers one lock and no
+	// goroutine switch per record.
+	mu      sync.Mutex
+	notFull sync.Cond // signalled when the loop takes the queue
+	q       []item
+	closed  bool
+	wake    chan struct{} // cap 1: the queue became non-empty
+	urgent  chan struct{} // cap 1: write now (Flush, Close, a full batch)
 	done    chan struct{}
-	closed  atomic.Bool
-	closeMu sync.RWMutex
 	pending atomic.Int64
 	err     atomic.Pointer[error]
 
@@ -131,7 +137,7 @@ type Writer struct {
 }
 
 type item struct {
-	rec   *Record
+	rec   Record
 	flush chan error // a barrier: answered once everything before it is synced
 }
 
@@ -140,7 +146,8 @@ type item struct {
 // by a crash.
 func Open(path string, opts Options) (*Writer, error) {
 	opts.defaults()
-	w := &Writer{path: path, opts: opts, queue: make(chan item, opts.QueueSize), done: make(chan struct{})}
+	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{})}
+	w.notFull.L = &w.mu
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -160,18 +167,30 @@ func (w *Writer) RecoveredBytes() int64 { return w.recoveredBytes }
 func (w *Writer) Pending() int64 { return w.pending.Load() }
 
 // Append queues rec for writing; it fills Seq, Prev and (when zero) Time.
-// It returns before the record is on disk; call Flush to wait.
+// It returns before the record is on disk; call Flush to wait. It blocks
+// while QueueSize records are waiting.
 func (w *Writer) Append(rec Record) error {
-	w.closeMu.RLock()
-	defer w.closeMu.RUnlock()
-	if w.closed.Load() {
-		return ErrClosed
-	}
 	if err := w.err.Load(); err != nil {
 		return *err
 	}
+	w.mu.Lock()
+	for len(w.q) >= w.opts.QueueSize && !w.closed {
+		w.notFull.Wait()
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.q = append(w.q, item{rec: rec})
+	n := len(w.q)
+	w.mu.Unlock()
 	w.pending.Add(1)
-	w.queue <- item{rec: &rec}
+	if n == 1 {
+		signal(w.wake)
+	}
+	if n == w.opts.MaxBatch {
+		signal(w.urgent)
+	}
 	return nil
 }
 
@@ -179,26 +198,31 @@ func (w *Writer) Append(rec Record) error {
 // the durability is SyncNone, synced.
 func (w *Writer) Flush() error {
 	ch := make(chan error, 1)
-	w.closeMu.RLock()
-	if w.closed.Load() {
-		w.closeMu.RUnlock()
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
 		return ErrClosed
 	}
-	w.queue <- item{flush: ch}
-	w.closeMu.RUnlock()
+	w.q = append(w.q, item{flush: ch})
+	w.mu.Unlock()
+	signal(w.wake)
+	signal(w.urgent)
 	return <-ch
 }
 
 // Close writes what is queued, appends a final checkpoint when a Signer is
 // set, syncs and closes the file.
 func (w *Writer) Close() error {
-	w.closeMu.Lock()
-	if w.closed.Swap(true) {
-		w.closeMu.Unlock()
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
 		return ErrClosed
 	}
-	close(w.queue)
-	w.closeMu.Unlock()
+	w.closed = true
+	w.notFull.Broadcast()
+	w.mu.Unlock()
+	signal(w.wake)
+	signal(w.urgent)
 	<-w.done
 	if err := w.err.Load(); err != nil {
 		return *err
@@ -206,14 +230,60 @@ func (w *Writer) Close() error {
 	return nil
 }
 
+// signal sets a one-slot notification without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// loop writes batches: once something is queued it waits BatchDelay for
+// more (group commit) unless told to write now, then takes the whole queue
+// and writes it MaxBatch records per sync.
 func (w *Writer) loop() {
 	defer close(w.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	batch := make([]item, 0, w.opts.MaxBatch)
-	for it := range w.queue {
-		batch = w.collect(append(batch[:0], it), timer)
-		w.writeBatch(batch)
+	var spare []item
+	for {
+		now := false
+		select {
+		case <-w.wake:
+		case <-w.urgent:
+			now = true
+		}
+		if w.opts.BatchDelay > 0 && !now {
+			timer.Reset(w.opts.BatchDelay)
+			select {
+			case <-timer.C:
+			case <-w.urgent:
+				timer.Stop()
+			}
+		}
+		w.mu.Lock()
+		taken, closed := w.q, w.closed
+		w.q = spare
+		w.notFull.Broadcast()
+		w.mu.Unlock()
+		for batch := taken; len(batch) > 0; {
+			n := min(len(batch), w.opts.MaxBatch)
+			// A flush ends its chunk so that it is answered once the
+			// records before it are synced.
+			for i := range n {
+				if batch[i].flush != nil {
+					n = i + 1
+					break
+				}
+			}
+			w.writeBatch(batch[:n])
+			batch = batch[n:]
+		}
+		clear(taken)
+		spare = taken[:0]
+		if closed {
+			break
+		}
 	}
 	if w.opts.Signer != nil && w.sinceCkpt > 0 {
 		w.fail(w.checkpoint())
@@ -222,56 +292,16 @@ func (w *Writer) loop() {
 	w.fail(w.f.Close())
 }
 
-// collect gathers a batch: what is queued, and what arrives within
-// BatchDelay of the first record (group commit), up to MaxBatch; a Flush
-// ends the batch at once.
-func (w *Writer) collect(batch []item, timer *time.Timer) []item {
-	waiting := false
-	defer func() {
-		if waiting && !timer.Stop() {
-			<-timer.C
-		}
-	}()
-	for len(batch) < w.opts.MaxBatch && batch[len(batch)-1].flush == nil {
-		select {
-		case next, ok := <-w.queue:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, next)
-			continue
-		default:
-		}
-		if w.opts.BatchDelay <= 0 {
-			return batch
-		}
-		if !waiting {
-			timer.Reset(w.opts.BatchDelay)
-			waiting = true
-		}
-		select {
-		case next, ok := <-w.queue:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, next)
-		case <-timer.C:
-			waiting = false
-			return batch
-		}
-	}
-	return batch
-}
-
 func (w *Writer) writeBatch(batch []item) {
 	var flushes []chan error
-	for _, it := range batch {
+	for i := range batch {
+		it := &batch[i]
 		if it.flush != nil {
 			flushes = append(flushes, it.flush)
 			continue
 		}
 		w.pending.Add(-1)
-		w.fail(w.write(it.rec))
+		w.fail(w.write(&it.rec))
 		if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
 			w.fail(w.checkpoint())
 		}
