@@ -28,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -270,6 +271,7 @@ func BenchmarkExtAuthz(b *testing.B) {
 	ca := testca.New(b, td, time.Now())
 	v := benchVerifier(b, ca)
 	addr := serveExtAuthz(b, v)
+	minimal := serveMinimalCheck(b)
 	reqs := make([]*authv3.CheckRequest, 8)
 	for i := range reqs {
 		certPEM, _ := testca.SVIDPEM(b, genSVID(b, ca, i, i, time.Now().Add(time.Hour)))
@@ -279,17 +281,24 @@ func BenchmarkExtAuthz(b *testing.B) {
 		name           string
 		streams, conns int
 		rate           int // calls per second in all; 0: closed loop
+		addr           string
 	}{
-		{"sequential", 1, 1, 0},
-		{"closed/shared", extAuthzStreams, 1, 0},
-		{"closed/perconn", extAuthzStreams, extAuthzStreams, 0},
-		{"paced-1000/shared", extAuthzStreams, 1, 1000},
-		{"paced-4000/shared", extAuthzStreams, 1, 4000},
+		{"sequential", 1, 1, 0, addr},
+		{"closed/shared", extAuthzStreams, 1, 0, addr},
+		{"closed/perconn", extAuthzStreams, extAuthzStreams, 0, addr},
+		{"paced-1000/shared", extAuthzStreams, 1, 1000, addr},
+		{"paced-4000/shared", extAuthzStreams, 1, 4000, addr},
+		// The same loads on a Check server that does nothing (no parsing,
+		// no policy, no audit, a fixed OK): what gRPC and this machine
+		// cost by themselves, to compare with in the same run.
+		{"minimal/sequential", 1, 1, 0, minimal},
+		{"minimal/closed/shared", extAuthzStreams, 1, 0, minimal},
+		{"minimal/paced-1000/shared", extAuthzStreams, 1, 1000, minimal},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			clients := make([]authv3.AuthorizationClient, bc.conns)
 			for i := range clients {
-				conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				conn, err := grpc.NewClient(bc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -319,6 +328,30 @@ func serveExtAuthz(b *testing.B, v *verifier.Verifier) string {
 	b.Helper()
 	srv := grpc.NewServer()
 	(&verifier.ExtAuthz{V: v}).Register(srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(srv.Stop)
+	return l.Addr().String()
+}
+
+// minimalCheck answers every Check with a fixed OK.
+type minimalCheck struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+var minimalOK = &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(code.Code_OK)}}
+
+func (minimalCheck) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return minimalOK, nil
+}
+
+func serveMinimalCheck(b *testing.B) string {
+	b.Helper()
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, minimalCheck{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -100,13 +100,13 @@ func okResponse(p *Peer, d Decision, incoming map[string]string) *authv3.CheckRe
 		}
 	}
 	slices.Sort(ok.HeadersToRemove)
-	for k, v := range IdentityHeaders(p, d) {
+	ok.Headers = make([]*corev3.HeaderValueOption, 0, 6)
+	identityHeaders(p, d, func(k, v string) { // in key order
 		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: k, Value: v},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
-	}
-	slices.SortFunc(ok.Headers, func(a, b *corev3.HeaderValueOption) int { return strings.Compare(a.Header.Key, b.Header.Key) })
+	})
 	return &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},

@@ -155,17 +155,32 @@ func StripIdentityHeaders(h http.Header) {
 
 // IdentityHeaders renders the peer's identity as upstream headers.
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
-	out := map[string]string{HeaderSPIFFEID: p.ID.String()}
-	if len(d.Rules) > 0 {
-		out[HeaderRule] = headerSafe(strings.Join(d.RuleStrings(), ", "))
-	}
-	if c := p.Claims; c != nil {
-		out[HeaderAgent] = c.Agent
-		out[HeaderTask] = c.Task
-		out[HeaderPrincipal] = headerSafe(c.Principal)
-		out[HeaderClaims] = base64.RawURLEncoding.EncodeToString(c.AppendJSON(nil))
-	}
+	out := make(map[string]string, 6)
+	identityHeaders(p, d, func(k, v string) { out[k] = v })
 	return out
+}
+
+// identityHeaders calls f for each identity header, in key order.
+func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
+	c := p.Claims
+	if c != nil {
+		f(HeaderAgent, c.Agent)
+		js := p.ClaimsJSON
+		if js == nil { // a Peer built by hand
+			js = c.AppendJSON(nil)
+		}
+		f(HeaderClaims, base64.RawURLEncoding.EncodeToString(js))
+		f(HeaderPrincipal, headerSafe(c.Principal))
+	}
+	if len(d.Rules) == 1 {
+		f(HeaderRule, headerSafe(d.Rules[0].String()))
+	} else if len(d.Rules) > 1 {
+		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", ")))
+	}
+	f(HeaderSPIFFEID, p.ID.String())
+	if c != nil {
+		f(HeaderTask, c.Task)
+	}
 }
 
 // headerSafe keeps printable ASCII only and bounds the length.
