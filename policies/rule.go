@@ -10,6 +10,7 @@ import (
 type rule struct {
 	ref    RuleRef
 	refs   []RuleRef // []RuleRef{ref}, shared by decisions
+	strs   []string  // []string{ref.String()}, shared by decisions
 	index  int32
 	effect Effect
 	reason string
@@ -37,6 +38,7 @@ func (l *loader) rule(b *hcl.Block) *rule {
 	}
 	r.ref.Effect = r.effect
 	r.refs = []RuleRef{r.ref}
+	r.strs = []string{r.ref.String()}
 	r.reason = r.effect.String() + " by rule " + r.ref.Name
 	if a := content.Attributes["reason"]; a != nil {
 		if s, ok := l.str(a); ok && s != "" {

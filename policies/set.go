@@ -106,6 +106,7 @@ func (s *Set) scan(ix *index, st *evalState, d *Decision, explain bool) (first *
 		}
 		if d.Rules == nil {
 			d.Rules = r.refs // shared: no allocation for one deciding rule
+			d.ruleStrs = r.strs
 		} else {
 			d.Rules = append(d.Rules[:len(d.Rules):len(d.Rules)], r.ref)
 		}

@@ -103,6 +103,21 @@ type Decision struct {
 	Errors []string
 	// Trace lists every rule considered, in trace mode (Explain) only.
 	Trace []TraceEntry
+
+	ruleStrs []string // Rules rendered, when the Set had them ready
+}
+
+// RuleStrings renders the deciding rules as "name (file:line)". The slice
+// may be shared with the Set: do not modify it.
+func (d Decision) RuleStrings() []string {
+	if len(d.ruleStrs) == len(d.Rules) && len(d.Rules) > 0 {
+		return d.ruleStrs
+	}
+	out := make([]string, len(d.Rules))
+	for i, r := range d.Rules {
+		out[i] = r.String()
+	}
+	return out
 }
 
 // RuleNames returns the names of the deciding rules.

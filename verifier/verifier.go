@@ -32,15 +32,6 @@ func (d Decision) Explanation() string {
 	return d.Reason + " (rule " + strings.Join(d.RuleStrings(), ", ") + ")"
 }
 
-// RuleStrings renders the deciding rules as "name (file:line)".
-func (d Decision) RuleStrings() []string {
-	out := make([]string, len(d.Rules))
-	for i, r := range d.Rules {
-		out[i] = r.String()
-	}
-	return out
-}
-
 // Policy decides. *policies.Set and *policies.Store (through StorePolicy)
 // implement it; implementations must be safe for concurrent use.
 type Policy interface {
