@@ -194,4 +194,3 @@ func mkTaskDir(b *testing.B, srv *spiretest.Server) string {
 	}
 	return dir
 }
-
