@@ -19,14 +19,17 @@ import (
 
 // postgres is a private PostgreSQL cluster for one test: its own data
 // folder, TCP port on 127.0.0.1 and unix socket folder, trust
-// authentication, run by the postgres user and stopped with
-// `pg_ctl stop -m fast` when the test ends.
+// authentication, run by the postgres user as a child of the test process
+// (so that it dies with it, even on SIGKILL: Pdeathsig) and shut down
+// (fast) when the test ends.
 type postgres struct {
 	Port     int
 	Database string
 	dir      string // scratch folder owned by postgres: data/, postgres.log, sockets
-	bin      string // folder of initdb, pg_ctl, pg_isready, createdb
+	bin      string // folder of initdb, postgres, pg_isready, createdb
 	cred     *syscall.Credential
+	server   *exec.Cmd
+	exited   chan error // the server's exit, once
 }
 
 // postgresUser is the system account that owns and runs the cluster
@@ -68,7 +71,7 @@ func startPostgres(t *testing.T, db string) *postgres {
 	// A port picked by freePort may be taken before the server binds it:
 	// one retry on another port.
 	for attempt := 1; ; attempt++ {
-		err := pg.start()
+		err := pg.start(30 * time.Second)
 		if err == nil {
 			break
 		}
@@ -78,7 +81,6 @@ func startPostgres(t *testing.T, db string) *postgres {
 		t.Logf("postgres: retrying on another port: %v", err)
 	}
 	t.Cleanup(func() { pg.stop(t) })
-	pg.waitReady(t, 30*time.Second)
 	if out, err := pg.cmd(30*time.Second, "createdb", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port),
 		"-U", postgresUser, db); err != nil {
 		t.Fatalf("createdb: %v\n%s", err, out)
@@ -106,55 +108,75 @@ func (pg *postgres) log() string {
 	return string(b)
 }
 
-// start runs `pg_ctl start` on a fresh port. pg_ctl -w returns once the
-// server accepts connections, or at once with an error when it exits.
-func (pg *postgres) start() error {
+// start runs the postgres server on a fresh port, as a child that gets
+// SIGQUIT (immediate shutdown) when the test process dies, and waits until
+// it accepts connections or exits.
+func (pg *postgres) start(timeout time.Duration) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	pg.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	// Durability is useless for a throw-away cluster: no fsync.
-	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-		pg.Port, pg.dir)
-	out, err := pg.cmd(60*time.Second, "pg_ctl", "start", "-D", pg.dataDir(), "-l", pg.logPath(),
-		"-o", opts, "-w", "-t", "30")
+	logf, err := os.OpenFile(pg.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("pg_ctl start: %v\n%s", err, out)
+		return err
 	}
-	return nil
-}
-
-// waitReady polls pg_isready on the TCP address SPIRE uses.
-func (pg *postgres) waitReady(t *testing.T, timeout time.Duration) {
-	t.Helper()
+	// Durability is useless for a throw-away cluster: no fsync.
+	c := exec.Command(filepath.Join(pg.bin, "postgres"), "-D", pg.dataDir(),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-k", pg.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	c.Dir = pg.dir
+	c.Env = append(os.Environ(), "HOME="+pg.dir, "LC_ALL=C")
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred, Pdeathsig: syscall.SIGQUIT}
+	c.Stdout, c.Stderr = logf, logf
+	if err := c.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("postgres: %w", err)
+	}
+	pg.server, pg.exited = c, make(chan error, 1)
+	go func() {
+		pg.exited <- c.Wait()
+		logf.Close()
+	}()
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := pg.cmd(5*time.Second, "pg_isready", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-t", "1")
-		if err == nil {
-			return
+		select {
+		case err := <-pg.exited:
+			pg.exited <- err // for stop
+			return fmt.Errorf("postgres exited: %v", err)
+		default:
+		}
+		if _, err := pg.cmd(5*time.Second, "pg_isready", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-t", "1"); err == nil {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("postgres not ready after %v: %v %s", timeout, err, out)
+			return fmt.Errorf("postgres not accepting connections after %v", timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// stop runs `pg_ctl stop -m fast`; if that fails, it kills the postmaster
-// whose PID is in postmaster.pid so that nothing is left running.
+// stop asks for a fast shutdown (SIGINT) and waits; if the server is still
+// running after 20 s it is killed, so that nothing is left running.
 func (pg *postgres) stop(t *testing.T) {
-	out, err := pg.cmd(30*time.Second, "pg_ctl", "stop", "-D", pg.dataDir(), "-m", "fast", "-w", "-t", "20")
-	if err == nil {
+	if pg.server == nil {
 		return
 	}
-	t.Errorf("pg_ctl stop: %v\n%s", err, out)
-	if b, rerr := os.ReadFile(filepath.Join(pg.dataDir(), "postmaster.pid")); rerr == nil {
-		if pid, perr := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])); perr == nil {
-			syscall.Kill(pid, syscall.SIGQUIT) // immediate shutdown
-		}
+	select {
+	case <-pg.exited: // already gone
+		return
+	default:
 	}
+	pg.server.Process.Signal(syscall.SIGINT)
+	select {
+	case <-pg.exited:
+		return
+	case <-time.After(20 * time.Second):
+	}
+	t.Errorf("postgres did not shut down within 20 s: killing it")
+	pg.server.Process.Kill()
+	<-pg.exited
 }
 
 // cmd runs a PostgreSQL program from pg.bin as the postgres user, in the
@@ -170,9 +192,6 @@ func (pg *postgres) cmd(timeout time.Duration, name string, args ...string) (str
 	}
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
-	// pg_ctl start leaves the postmaster holding the output pipe: a log
-	// file (-l) takes the server's output, so only wait for pg_ctl itself.
-	c.WaitDelay = time.Second
 	err := c.Run()
 	return out.String(), err
 }
@@ -187,7 +206,7 @@ func postgresBin(t *testing.T) string {
 			p = real
 		}
 		dir := filepath.Dir(p)
-		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
 			return dir
 		}
 	}
@@ -198,7 +217,7 @@ func postgresBin(t *testing.T) string {
 			return dir
 		}
 	}
-	t.Fatal("the PostgreSQL server programs (initdb, pg_ctl) are not installed: " +
+	t.Fatal("the PostgreSQL server programs (initdb, postgres) are not installed: " +
 		"`make test` installs them, or run `apt-get install -y postgresql`")
 	return ""
 }
