@@ -1,7 +1,8 @@
 // Command agentid-registrar serves agentid's task API: every RPC to
 // operators on a local unix socket, DelegateTask to agent tasks over SPIFFE
-// mTLS, on the SPIRE server's Entry API. SIGHUP reloads the issuance
-// policy; SIGTERM and SIGINT stop gracefully. See docs/registrar.md.
+// mTLS, on the SPIRE server's Entry API; optionally Prometheus metrics,
+// /healthz and /readyz over HTTP. SIGHUP reloads the issuance policy;
+// SIGTERM and SIGINT stop gracefully. See docs/registrar.md.
 package main
 
 import (

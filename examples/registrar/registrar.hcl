@@ -41,3 +41,10 @@ audit {
   path       = "/var/log/agentid/registrar-audit.log"
   durability = "batch"
 }
+
+# Prometheus metrics at /metrics, liveness at /healthz and readiness at
+# /readyz over plain HTTP (optional; absent: not served). Keep it on
+# loopback or a monitoring network: it is not authenticated.
+metrics {
+  listen = "127.0.0.1:9091"
+}

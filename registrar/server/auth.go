@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
@@ -32,13 +33,15 @@ func (s *Service) OperatorServer(opts ...grpc.ServerOption) *grpc.Server {
 // AgentServer returns a gRPC server for agent tasks: SPIFFE mTLS with svids
 // as the registrar's own SVID, accepting clients of the registrar's trust
 // domain whose chains verify against bundles. Only DelegateTask is served;
-// the other RPCs answer PermissionDenied.
+// the other RPCs answer PermissionDenied. Interceptors in opts run outside
+// the one that refuses those RPCs, so they see every call; the mTLS
+// credentials override any in opts.
 func (s *Service) AgentServer(svids x509svid.Source, bundles x509bundle.Source, opts ...grpc.ServerOption) *grpc.Server {
 	tc := tlsconfig.MTLSServerConfig(svids, bundles, tlsconfig.AuthorizeMemberOf(s.r.TrustDomain()))
 	// A resumed session skips VerifyPeerCertificate (crypto/tls): without
 	// tickets every connection verifies the client's current chain.
 	tc.SessionTicketsDisabled = true
-	opts = append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc)), grpc.ChainUnaryInterceptor(delegateOnly)}, opts...)
+	opts = append(slices.Clip(opts), grpc.Creds(credentials.NewTLS(tc)), grpc.ChainUnaryInterceptor(delegateOnly))
 	g := grpc.NewServer(opts...)
 	registrarv1.RegisterRegistrarServer(g, s)
 	return g

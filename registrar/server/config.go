@@ -36,6 +36,9 @@ type fileConfig struct {
 		Path       string `hcl:"path"`
 		Durability string `hcl:"durability,optional"`
 	} `hcl:"audit,block"`
+	Metrics *struct {
+		Listen string `hcl:"listen"`
+	} `hcl:"metrics,block"`
 }
 
 // Config is a validated agentid-registrar configuration.
@@ -71,6 +74,9 @@ type Config struct {
 	// registrar's SVID when it has one.
 	AuditPath       string
 	AuditDurability audit.Durability
+	// MetricsListen, when set, is the TCP address of the HTTP listener
+	// serving /metrics (Prometheus), /healthz and /readyz.
+	MetricsListen string
 }
 
 // DefaultOperatorSocketMode is the operator socket's mode unless the
@@ -162,6 +168,12 @@ func (cfg *Config) buildListeners(raw *fileConfig) error {
 		if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
+	}
+	if m := raw.Metrics; m != nil {
+		if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+		cfg.MetricsListen = m.Listen
 	}
 	return nil
 }

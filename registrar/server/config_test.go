@@ -21,7 +21,7 @@ func TestLoadConfigExample(t *testing.T) {
 		Listen: "0.0.0.0:8444", WorkloadAPISocket: "/tmp/spire-agent/public/api.sock",
 		JWTAudience: "spiffe://example.org/registrar", SelectorType: "agentid",
 		MaxX509SVIDTTL: time.Hour, MaxJWTSVIDTTL: 5 * time.Minute,
-		AuditPath: "/var/log/agentid/registrar-audit.log"}
+		AuditPath: "/var/log/agentid/registrar-audit.log", MetricsListen: "127.0.0.1:9091"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
 	}
@@ -50,6 +50,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad parent id", base + "operator_socket = \"/o\"\nparent_id = \"node1\"\n", "registrar config r.hcl: parent_id: scheme is missing or invalid"},
 		{"bad mode", base + "operator_socket = \"/o\"\noperator_socket_mode = \"0666\"\n",
 			`registrar config r.hcl: operator_socket_mode "0666": want "0600" or "0660"`},
+		{"unknown key in metrics", base + "operator_socket = \"/o\"\nmetrics {\n  lisen = \":9091\"\n}\n", "registrar config:\n" +
+			`r.hcl:5:9: Missing required argument; The argument "listen" is required, but no definition was found.` + "\n" +
+			`r.hcl:6:3: Unsupported argument; An argument named "lisen" is not expected here. Did you mean "listen"?`},
+		{"bad metrics listen", base + "operator_socket = \"/o\"\nmetrics {\n  listen = \"9091\"\n}\n",
+			"registrar config r.hcl: metrics.listen: address 9091: missing port in address"},
 		{"bad ttl", base + "operator_socket = \"/o\"\nmax_jwt_svid_ttl = \"-5m\"\n",
 			`registrar config r.hcl: max_jwt_svid_ttl "-5m": want a positive duration such as "1h" or "5m"`},
 	}
@@ -62,7 +67,7 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 	cfg, err := ParseConfig([]byte(base+"operator_socket = \"/o\"\n"), "r.hcl")
-	if err != nil || cfg.OperatorSocketMode != DefaultOperatorSocketMode || cfg.SelectorType != "agentid" || cfg.ParentID != "" {
+	if err != nil || cfg.OperatorSocketMode != DefaultOperatorSocketMode || cfg.SelectorType != "agentid" || cfg.ParentID != "" || cfg.MetricsListen != "" {
 		t.Errorf("defaults: %+v %v", cfg, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -36,20 +37,25 @@ type Sources struct {
 
 // Daemon is a running agentid-registrar: the task API on the operator
 // socket and, optionally, the agent mTLS listener, over one registrar whose
-// issuance policy reloads on SIGHUP.
+// issuance policy reloads on SIGHUP; optionally metrics and health over
+// HTTP.
 type Daemon struct {
 	cfg     *Config
 	log     *slog.Logger
 	policy  *registrar.PolicyHolder
 	svc     *Service
+	conn    *grpc.ClientConn // to the SPIRE server's API socket
+	entry   entryHealth
+	metrics *metrics
 	closers []func() error
 
-	operator, agent     *grpc.Server
-	operatorL, agentL   net.Listener
-	stopOnce            sync.Once
-	serveErr            chan error
-	serving             sync.WaitGroup
-	gracefulStopTimeout time.Duration
+	operator, agent         *grpc.Server
+	ops                     *http.Server
+	operatorL, agentL, opsL net.Listener
+	stopOnce                sync.Once
+	serveErr                chan error
+	serving                 sync.WaitGroup
+	gracefulStopTimeout     time.Duration
 }
 
 // NewDaemon loads the issuance policy, connects to the SPIRE server's API
@@ -57,7 +63,7 @@ type Daemon struct {
 // nil: the Workload API at cfg.WorkloadAPISocket is then used when the
 // configuration needs an SVID or bundles.
 func NewDaemon(ctx context.Context, cfg *Config, log *slog.Logger, src *Sources) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 2), gracefulStopTimeout: 10 * time.Second}
+	d := &Daemon{cfg: cfg, log: log, metrics: newMetrics(), serveErr: make(chan error, 3), gracefulStopTimeout: 10 * time.Second}
 	if err := d.init(ctx, src); err != nil {
 		d.closeAll()
 		return nil, err
@@ -76,10 +82,12 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 	if !strings.HasPrefix(target, "unix:") {
 		target = "unix://" + target
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(d.entry.unary))
 	if err != nil {
 		return fmt.Errorf("server_api_socket %q: %w", cfg.ServerAPISocket, err)
 	}
+	d.conn = conn
 	d.closers = append(d.closers, conn.Close)
 	r := registrar.New(conn, cfg.TrustDomain, policy, registrar.WithSelectorType(cfg.SelectorType),
 		registrar.WithMaxSVIDTTL(cfg.MaxX509SVIDTTL, cfg.MaxJWTSVIDTTL))
@@ -88,7 +96,7 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 			return err
 		}
 	}
-	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log)}
+	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics)}
 	if cfg.AuditPath != "" {
 		aopts := audit.Options{Durability: cfg.AuditDurability}
 		if src != nil {
@@ -142,12 +150,13 @@ func (d *Daemon) workloadAPI(ctx context.Context) (*Sources, error) {
 }
 
 func (d *Daemon) listen(src *Sources) error {
+	count := grpc.ChainUnaryInterceptor(d.metrics.unary)
 	if p := d.cfg.OperatorSocket; p != "" {
 		l, err := ListenUnix(p, d.cfg.OperatorSocketMode)
 		if err != nil {
 			return err
 		}
-		d.operatorL, d.operator = l, d.svc.OperatorServer()
+		d.operatorL, d.operator = l, d.svc.OperatorServer(count)
 	}
 	if a := d.cfg.Listen; a != "" {
 		if src == nil || src.X509SVID == nil || src.X509Bundles == nil {
@@ -157,7 +166,15 @@ func (d *Daemon) listen(src *Sources) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", a, err)
 		}
-		d.agentL, d.agent = l, d.svc.AgentServer(src.X509SVID, src.X509Bundles)
+		d.agentL, d.agent = l, d.svc.AgentServer(src.X509SVID, src.X509Bundles, count)
+	}
+	if a := d.cfg.MetricsListen; a != "" {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("metrics listen %s: %w", a, err)
+		}
+		d.opsL, d.ops = l, &http.Server{Handler: d.opsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	}
 	return nil
 }
@@ -173,10 +190,21 @@ func (d *Daemon) AgentAddr() net.Addr {
 	return d.agentL.Addr()
 }
 
+// MetricsAddr is the bound address of the metrics and health listener (nil
+// without one).
+func (d *Daemon) MetricsAddr() net.Addr {
+	if d.opsL == nil {
+		return nil
+	}
+	return d.opsL.Addr()
+}
+
 // Reload loads the issuance policy file again. On error the policy in force
-// stays, and the error is logged and returned.
+// stays, and the error is logged, counted and returned.
 func (d *Daemon) Reload() error {
-	if err := d.policy.Reload(); err != nil {
+	err := d.policy.Reload()
+	d.metrics.reloaded(err)
+	if err != nil {
 		d.log.Error("issuance policy reload failed; keeping the last good policy", "file", d.policy.Path(), "err", err)
 		return err
 	}
@@ -190,8 +218,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	d.serve("operator", d.operator, d.operatorL)
-	d.serve("agent", d.agent, d.agentL)
+	if d.operator != nil {
+		d.serve("operator", d.operatorL, d.operator.Serve)
+	}
+	if d.agent != nil {
+		d.serve("agent", d.agentL, d.agent.Serve)
+	}
+	if d.ops != nil {
+		d.serve("metrics", d.opsL, d.ops.Serve)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -205,15 +240,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-func (d *Daemon) serve(name string, g *grpc.Server, l net.Listener) {
-	if g == nil {
-		return
-	}
+func (d *Daemon) serve(name string, l net.Listener, serve func(net.Listener) error) {
 	d.log.Info("serving", "listener", name, "addr", l.Addr().String())
 	d.serving.Add(1)
 	go func() {
 		defer d.serving.Done()
-		if err := g.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}()
@@ -234,7 +266,14 @@ func (d *Daemon) closeAll() error {
 			d.gracefulStop(g)
 		}
 	}
-	for _, l := range []net.Listener{d.operatorL, d.agentL} {
+	if d.ops != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), d.gracefulStopTimeout)
+		if d.ops.Shutdown(ctx) != nil {
+			d.ops.Close()
+		}
+		cancel()
+	}
+	for _, l := range []net.Listener{d.operatorL, d.agentL, d.opsL} {
 		if l != nil {
 			l.Close() // the server has closed it when it served
 		}

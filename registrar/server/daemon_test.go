@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +41,16 @@ agent "researcher" {
 }
 `
 
-// startDaemon runs a daemon on a fake SPIRE server with the policy above
-// (in a file the test may rewrite) and returns it, its operator client, the
-// policy path and its log.
+// startDaemon runs a daemon on a fake SPIRE server (unless cfg names a
+// server API socket) with the policy above (in a file the test may rewrite)
+// and returns it, its operator client, the policy path and its log.
 func startDaemon(t *testing.T, cfg *Config, src *Sources) (*Daemon, registrarv1.RegistrarClient, string, *syncBuffer) {
 	t.Helper()
-	fe := fakeentry.Start(t)
+	if cfg.ServerAPISocket == "" {
+		cfg.ServerAPISocket = fakeentry.Start(t).SocketPath
+	}
 	dir := shortDir(t)
-	cfg.TrustDomain, cfg.ServerAPISocket, cfg.ParentID = testTD, fe.SocketPath, testNode
+	cfg.TrustDomain, cfg.ParentID = testTD, testNode
 	cfg.IssuancePolicy = filepath.Join(dir, "issuance.hcl")
 	cfg.OperatorSocket, cfg.OperatorSocketMode = filepath.Join(dir, "op.sock"), DefaultOperatorSocketMode
 	cfg.SelectorType, cfg.MaxX509SVIDTTL, cfg.MaxJWTSVIDTTL = "agentid", time.Hour, 5*time.Minute
@@ -84,6 +89,9 @@ func writePolicy(t *testing.T, path, src string) {
 
 func TestDaemonReload(t *testing.T) {
 	d, op, policy, logs := startDaemon(t, &Config{}, nil)
+	if a := d.MetricsAddr(); a != nil {
+		t.Errorf("metrics served at %s without a metrics block", a)
+	}
 	create := func(task, scope string) error {
 		_, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "planner", Task: task, Model: "openai/gpt-4o",
 			Prompt: testPrompt, Scope: []string{scope}, Principal: alice, TtlSeconds: 600})
@@ -124,7 +132,7 @@ func TestDaemonReload(t *testing.T) {
 func TestDaemonAgentListener(t *testing.T) {
 	ca := testca.New(t, testTD, time.Now())
 	src := &Sources{X509SVID: ca.CreateX509SVID(spiffeid.RequireFromString(registrarID)), X509Bundles: ca.X509Bundle(), JWTBundles: ca.JWTBundle()}
-	d, op, _, logs := startDaemon(t, &Config{Listen: "127.0.0.1:0", JWTAudience: testAudience}, src)
+	d, op, _, logs := startDaemon(t, &Config{Listen: "127.0.0.1:0", JWTAudience: testAudience, MetricsListen: "127.0.0.1:0"}, src)
 	// Root tasks take the configured parent_id.
 	if p := createPlanner(t, op, "P"); p.ParentId != testNode {
 		t.Errorf("parent ID %q", p.ParentId)
@@ -139,5 +147,116 @@ func TestDaemonAgentListener(t *testing.T) {
 	wantStatus(t, err, codes.PermissionDenied, "operators only: use the local socket")
 	if !strings.Contains(logs.String(), `msg="task created" method=DelegateTask caller="`+plannerP+` (x509)" task=spiffe://example.org/agent/researcher/task/R`) {
 		t.Errorf("log:\n%s", logs)
+	}
+	// The mTLS listener's calls are counted, refused operator RPCs included.
+	wantMetrics(t, d, `agentid_registrar_requests_total{code="OK",method="DelegateTask"} 1`,
+		`agentid_registrar_requests_total{code="PermissionDenied",method="RevokeTask"} 1`,
+		`agentid_registrar_tasks_created_total 2`)
+}
+
+// TestDaemonMetrics: with a metrics block the daemon serves /healthz,
+// /readyz and /metrics, and the metrics count what the task API did.
+func TestDaemonMetrics(t *testing.T) {
+	fe := fakeentry.Start(t)
+	d, op, policy, _ := startDaemon(t, &Config{ServerAPISocket: fe.SocketPath, MetricsListen: "127.0.0.1:0"}, nil)
+	wantGet(t, d, "/healthz", http.StatusOK, "ok\n")
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n") // probed: no call yet
+	wantMetrics(t, d, `agentid_registrar_policy_last_reload_ok 1`, `agentid_registrar_tasks_created_total 0`,
+		`agentid_registrar_refusals_total{reason="scope_escalation"} 0`)
+
+	createPlanner(t, op, "P")
+	_, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "researcher", Task: "R1", Model: "openai/gpt-4o",
+		Prompt: testPrompt, Scope: []string{"kb:write"}, ParentTask: plannerP, TtlSeconds: 600})
+	if ReasonOf(err) != registrar.ReasonScopeEscalation {
+		t.Fatalf("escalating child: %v", err)
+	}
+	if _, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "researcher", Task: "R2", Model: "openai/gpt-4o",
+		Prompt: testPrompt, Scope: []string{"kb:read"}, ParentTask: plannerP, TtlSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := op.RevokeTask(ctxT(t), &registrarv1.RevokeTaskRequest{SpiffeId: plannerP}); err != nil || len(got.Removed) != 2 {
+		t.Fatalf("revoke: %v %v", got, err)
+	}
+	writePolicy(t, policy, "agent {")
+	if d.Reload() == nil {
+		t.Fatal("broken policy reloaded")
+	}
+	wantMetrics(t, d,
+		`agentid_registrar_tasks_created_total 2`,
+		`agentid_registrar_tasks_revoked_total 2`,
+		`agentid_registrar_refusals_total{reason="scope_escalation"} 1`,
+		`agentid_registrar_refusals_total{reason="depth_exceeded"} 0`,
+		`agentid_registrar_requests_total{code="OK",method="CreateTask"} 2`,
+		`agentid_registrar_requests_total{code="PermissionDenied",method="CreateTask"} 1`,
+		`agentid_registrar_requests_total{code="OK",method="RevokeTask"} 1`,
+		`agentid_registrar_request_duration_seconds_count{method="CreateTask"} 3`,
+		`agentid_registrar_policy_reloads_total{result="error"} 1`,
+		`agentid_registrar_policy_reloads_total{result="ok"} 0`,
+		`agentid_registrar_policy_last_reload_ok 0`)
+	// The last good policy is in force: still ready.
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n")
+
+	// A call SPIRE does not answer makes /readyz probe, which fails until
+	// SPIRE answers again.
+	fe.Fail(status.Error(codes.Unavailable, "datastore down"))
+	if _, err := op.GetTask(ctxT(t), &registrarv1.GetTaskRequest{SpiffeId: plannerP}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("get with SPIRE down: %v", err)
+	}
+	wantGet(t, d, "/readyz", http.StatusServiceUnavailable,
+		"not ready: SPIRE Entry API at "+fe.SocketPath+": rpc error: code = Unavailable desc = datastore down\n")
+	fe.Fail(nil)
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n")
+}
+
+// TestDaemonNotReadyWithoutSPIRE: nobody serves the server API socket;
+// the daemon is alive but not ready.
+func TestDaemonNotReadyWithoutSPIRE(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "none.sock")
+	d, _, _, _ := startDaemon(t, &Config{ServerAPISocket: sock, MetricsListen: "127.0.0.1:0"}, nil)
+	wantGet(t, d, "/healthz", http.StatusOK, "ok\n")
+	code, body := get(t, d, "/readyz")
+	if want := "not ready: SPIRE Entry API at " + sock + ": rpc error: code = Unavailable"; code != http.StatusServiceUnavailable || !strings.HasPrefix(body, want) {
+		t.Errorf("/readyz: %d %q\nwant %d %q…", code, body, http.StatusServiceUnavailable, want)
+	}
+}
+
+// get fetches path from the daemon's metrics listener.
+func get(t *testing.T, d *Daemon, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, "http://"+d.MetricsAddr().String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func wantGet(t *testing.T, d *Daemon, path string, code int, body string) {
+	t.Helper()
+	if gotCode, got := get(t, d, path); gotCode != code || got != body {
+		t.Errorf("%s: %d %q\nwant %d %q", path, gotCode, got, code, body)
+	}
+}
+
+// wantMetrics checks that /metrics has each of lines.
+func wantMetrics(t *testing.T, d *Daemon, lines ...string) {
+	t.Helper()
+	code, body := get(t, d, "/metrics")
+	have := strings.Split(body, "\n")
+	for _, l := range lines {
+		if !slices.Contains(have, l) {
+			t.Errorf("/metrics (%d) has no line %q", code, l)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
 	}
 }

@@ -25,5 +25,6 @@
 // [Daemon] runs both from an HCL [Config] ([LoadConfig]): the SPIRE
 // server's local API socket, the issuance policy (reloaded on SIGHUP,
 // keeping the last good one), the Workload API for the registrar's own SVID
-// and bundles. See docs/registrar.md, section "Daemon".
+// and bundles and, with a metrics block, Prometheus metrics, /healthz and
+// /readyz over HTTP. See docs/registrar.md, section "Daemon".
 package server

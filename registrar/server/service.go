@@ -37,6 +37,7 @@ type config struct {
 	jwtBundles  jwtbundle.Source
 	jwtAudience string
 	log         *slog.Logger
+	metrics     *metrics
 }
 
 // Option configures a Service.
@@ -70,6 +71,11 @@ func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
 }
 
+// withMetrics counts created, refused and revoked tasks (the daemon's).
+func withMetrics(m *metrics) Option {
+	return optionFunc(func(c *config) { c.metrics = m })
+}
+
 // New returns the task API on r.
 func New(r *registrar.Registrar, opts ...Option) *Service {
 	cfg := config{log: slog.New(slog.DiscardHandler)}
@@ -85,6 +91,7 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 	req, err := request(in.GetAgent(), in.GetTask(), in.GetModel(), in.GetPrompt(), in.GetScope(),
 		in.GetDeadline(), in.GetTtlSeconds(), in.GetSelectors(), in.GetParentId())
 	if err != nil {
+		s.countRefusal(registrar.ReasonInvalidRequest)
 		return nil, err
 	}
 	req.Principal = in.GetPrincipal()
@@ -97,6 +104,7 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 	} else {
 		parent, perr := spiffeid.FromString(in.GetParentTask())
 		if perr != nil {
+			s.countRefusal(registrar.ReasonInvalidRequest)
 			return nil, status.Errorf(codes.InvalidArgument, "invalid_request: parent_task %q: %v", in.GetParentTask(), perr)
 		}
 		task, err = s.r.CreateChild(ctx, parent, req)
@@ -116,6 +124,7 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 	req, err := request(in.GetAgent(), in.GetTask(), in.GetModel(), in.GetPrompt(), in.GetScope(),
 		in.GetDeadline(), in.GetTtlSeconds(), in.GetSelectors(), in.GetParentId())
 	if err != nil {
+		s.countRefusal(registrar.ReasonInvalidRequest)
 		return nil, err
 	}
 	if err := s.sameNode(ctx, caller.id, req.ParentID); err != nil {
@@ -163,6 +172,7 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 		return nil, err
 	}
 	removed, err := s.r.Revoke(ctx, id)
+	s.cfg.metrics.tasksRevoked(len(removed))
 	for _, t := range removed {
 		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())
 		s.record("RevokeTask", "operator", t.ID.String(), t.Claims, "allow", "", "revoked with "+id.String())
@@ -187,10 +197,12 @@ func (s *Service) sameNode(ctx context.Context, parent spiffeid.ID, nodeID strin
 	}
 	p, err := s.r.Get(ctx, parent)
 	if err != nil {
+		s.countRefusal(registrar.ReasonOf(err))
 		return toStatus(err)
 	}
 	if p.ParentID != nodeID {
-		return status.Errorf(codes.PermissionDenied, "node_not_allowed: a delegated task runs under its parent's node %s, not %s", p.ParentID, nodeID)
+		s.cfg.metrics.refused(reasonNodeNotAllowed)
+		return status.Errorf(codes.PermissionDenied, reasonNodeNotAllowed+": a delegated task runs under its parent's node %s, not %s", p.ParentID, nodeID)
 	}
 	return nil
 }
@@ -199,6 +211,7 @@ func (s *Service) sameNode(ctx context.Context, parent spiffeid.ID, nodeID strin
 func (s *Service) answer(ctx context.Context, method, caller string, task registrar.Task, err error) (*registrarv1.Task, error) {
 	if err != nil {
 		reason := registrar.ReasonOf(err)
+		s.countRefusal(reason)
 		s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task refused", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", reasonName(reason)), slog.String("err", err.Error()))
 		var re *registrar.Error
@@ -209,11 +222,20 @@ func (s *Service) answer(ctx context.Context, method, caller string, task regist
 		s.record(method, caller, "", svid.Claims{}, "deny", rule, err.Error())
 		return nil, toStatus(err)
 	}
+	s.cfg.metrics.taskCreated()
 	s.record(method, caller, task.ID.String(), task.Claims, "allow", "", "task created")
 	s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "task created", slog.String("method", method), slog.String("caller", caller),
 		slog.String("task", task.ID.String()), slog.String("entry", task.EntryID),
 		slog.String("deadline", task.Claims.Deadline.Format(time.RFC3339)))
 	return taskProto(task)
+}
+
+// countRefusal counts a refusal by its reason; an error without one (SPIRE
+// unreachable, internal) is no refusal.
+func (s *Service) countRefusal(r registrar.Reason) {
+	if r != 0 {
+		s.cfg.metrics.refused(r.String())
+	}
 }
 
 func reasonName(r registrar.Reason) string {
