@@ -53,7 +53,7 @@ func ReadTestDir(dir string) ([]File, error) {
 			return nil, err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		files = append(files, File{Name: filepath.ToSlash(rel), Src: src})
+		files = append(files, File{Name: filepath.ToSlash(rel), Src: src, Path: p})
 	}
 	slices.SortFunc(files, func(x, y File) int { return cmp.Compare(x.Name, y.Name) })
 	return files, nil
@@ -65,7 +65,7 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "now"}, {Name: "expect", Required: true}, {Name: "rule"}, {Name: "rules"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "request"}},
 	}
-	testPeerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "spiffe_id", Required: true}, {Name: "claims"}}}
+	testPeerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "spiffe_id"}, {Name: "claims"}, {Name: "certificate"}}}
 	testReqSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "headers"}, {Name: "source"}}}
 	claimKeys      = []string{"agent", "task", "model", "prompt", "scope", "principal", "chain", "deadline"}
 )
@@ -85,6 +85,10 @@ func (s *Set) LoadTests(files []File) ([]*TestCase, hcl.Diagnostics) {
 	l := &loader{varObj: s.vars, varUsed: map[string]bool{}, ruleDefs: map[string]hcl.Range{}}
 	var cases []*TestCase
 	for _, f := range files {
+		l.testDir = "."
+		if f.Path != "" {
+			l.testDir = filepath.Dir(f.Path)
+		}
 		file, diags := hclsyntax.ParseConfig(f.Src, f.Name, hcl.InitialPos)
 		l.diags = append(l.diags, diags...)
 		if diags.HasErrors() {
@@ -150,7 +154,7 @@ func (l *loader) testCase(s *Set, b *hcl.Block) *TestCase {
 		}
 	}
 	if tc.Input.Peer.ID.IsZero() && !hasErrors(l.diags[before:]) {
-		l.errorf(b.DefRange, "Missing peer block", "A test needs a peer block with at least spiffe_id.")
+		l.errorf(b.DefRange, "Missing peer block", "A test needs a peer block with spiffe_id or certificate.")
 	}
 	if hasErrors(l.diags[before:]) {
 		return nil
@@ -185,19 +189,61 @@ func (l *loader) testPeer(tc *TestCase, b *hcl.Block) {
 	if diags.HasErrors() {
 		return
 	}
-	str, ok := l.str(content.Attributes["spiffe_id"])
+	if a := content.Attributes["certificate"]; a != nil {
+		for _, other := range []string{"spiffe_id", "claims"} {
+			if o := content.Attributes[other]; o != nil {
+				l.errorf(o.NameRange, "Conflicting peer attributes", "certificate gives the SPIFFE ID and the claims: remove %s.", other)
+				return
+			}
+		}
+		l.testCertificate(tc, a)
+		return
+	}
+	a := content.Attributes["spiffe_id"]
+	if a == nil {
+		l.errorf(b.DefRange, "Missing peer attribute", "A peer block needs spiffe_id (with optional claims) or certificate.")
+		return
+	}
+	str, ok := l.str(a)
 	if !ok {
 		return
 	}
 	id, err := spiffeid.FromString(str)
 	if err != nil {
-		l.errorf(content.Attributes["spiffe_id"].Expr.Range(), "Invalid SPIFFE ID", "%v.", err)
+		l.errorf(a.Expr.Range(), "Invalid SPIFFE ID", "%v.", err)
 		return
 	}
 	tc.Input.Peer.ID = id
 	if a := content.Attributes["claims"]; a != nil {
 		tc.Input.Peer.Claims = l.testClaims(id, a)
 	}
+}
+
+// testCertificate reads the peer from a PEM file (relative to the test
+// file's folder): its SPIFFE ID and task claims, validated at the test's
+// now, or at the certificate's NotBefore when the test sets no now (so
+// that a saved SVID keeps working after its deadline; the decision still
+// sees the test's time). The certificate chain is not verified: tests are
+// about the policy, not about authentication.
+func (l *loader) testCertificate(tc *TestCase, a *hcl.Attribute) {
+	path, ok := l.str(a)
+	if !ok {
+		return
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(l.testDir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		l.errorf(a.Expr.Range(), "Unreadable certificate", "%v.", err)
+		return
+	}
+	p, err := PeerFromPEM(data, tc.Input.Now)
+	if err != nil {
+		l.errorf(a.Expr.Range(), "Invalid certificate", "%s: %v.", path, err)
+		return
+	}
+	tc.Input.Peer = p
 }
 
 func (l *loader) testClaims(id spiffeid.ID, a *hcl.Attribute) *svid.Claims {

@@ -20,6 +20,10 @@ type File struct {
 	// Name is used in diagnostics and rule references, e.g. "kb.hcl".
 	Name string
 	Src  []byte
+	// Path is where the file was read from, if from disk: a test's
+	// peer certificate path is relative to its folder (default: the
+	// current folder).
+	Path string
 }
 
 // Load reads, checks and compiles every policy file (*.hcl except
@@ -106,6 +110,7 @@ type loader struct {
 	compiled []*rule
 	srcs     map[string][]byte
 	evalCtx  *hcl.EvalContext // load-time context, built once varObj is set
+	testDir  string           // folder of the test file being read
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{

@@ -15,7 +15,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
@@ -273,7 +272,12 @@ func (f *evalFlags) input() (*policies.Input, error) {
 		}
 	}
 	if f.peer != "" {
-		in.Peer, err = peerFromPEM(f.peer)
+		var data []byte
+		if data, err = os.ReadFile(f.peer); err == nil {
+			if in.Peer, err = policies.PeerFromPEM(data, in.Now); err != nil {
+				err = fmt.Errorf("%s: %w", f.peer, err)
+			}
+		}
 	} else {
 		in.Peer, err = peerFromClaims(f.claims, f.id, f.td)
 	}
@@ -307,30 +311,6 @@ func (f *evalFlags) request() (policies.Request, error) {
 		r.Source = ap
 	}
 	return r, nil
-}
-
-func peerFromPEM(path string) (policies.Peer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return policies.Peer{}, err
-	}
-	certs, err := parseCerts(data)
-	if err != nil {
-		return policies.Peer{}, err
-	}
-	id, err := x509svid.IDFromCert(certs[0])
-	if err != nil {
-		return policies.Peer{}, fmt.Errorf("%s: %w", path, err)
-	}
-	c, found, err := svid.FromCertificate(certs[0])
-	if err != nil {
-		return policies.Peer{}, fmt.Errorf("%s: %w", path, err)
-	}
-	p := policies.Peer{ID: id}
-	if found {
-		p.Claims = &c
-	}
-	return p, nil
 }
 
 func peerFromClaims(arg, idArg, td string) (policies.Peer, error) {

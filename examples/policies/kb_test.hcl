@@ -118,3 +118,15 @@ test "writer delegated by an untrusted agent" {
   now    = "2030-01-01T09:30:00Z"
   expect = "deny"
 }
+
+# A saved X.509-SVID (e.g. from `agentid svid inspect` or the Workload API)
+# as the peer: its SPIFFE ID and task claims come from the certificate.
+test "saved researcher SVID reads a document" {
+  peer {
+    certificate = "testdata/researcher-T-42.pem"
+  }
+  action = "http GET /kb/docs/7"
+  now    = "2026-11-29T09:30:00Z"
+  expect = "allow"
+  rule   = "kb-read"
+}
