@@ -14,7 +14,7 @@ const examplePolicies = "../../examples/policies"
 // in-process, so that make test proves the examples pass.
 func TestPolicyTestExamples(t *testing.T) {
 	code, out, errOut := runCLI(t, "policy", "test", examplePolicies)
-	if code != 0 || !strings.HasSuffix(out, "19 passed, 0 failed\n") || errOut != "" {
+	if code != 0 || !strings.HasSuffix(out, "20 passed, 0 failed\n") || errOut != "" {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 }

@@ -4,6 +4,7 @@
 package hclconf
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -33,6 +34,27 @@ func Format(prefix string, diags hcl.Diagnostics, withFile bool) string {
 		}
 	}
 	return b.String()
+}
+
+// Errors returns the error diagnostics as one error (nil when there are
+// none), one "file:line:col: summary; detail" line each, in the order
+// given: the form the daemons print for a bad configuration file.
+func Errors(diags hcl.Diagnostics) error {
+	var errs []error
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += "; " + d.Detail
+		}
+		if s := d.Subject; s != nil {
+			msg = fmt.Sprintf("%s:%d:%d: %s", s.Filename, s.Start.Line, s.Start.Column, msg)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
 }
 
 // NameKeys adds the key to gohcl's diagnostics about a value ("Unsuitable

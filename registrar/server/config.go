@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
 	"github.com/hashicorp/hcl/v2"
@@ -192,19 +193,5 @@ func positiveDuration(name, s string, def time.Duration) (time.Duration, error) 
 // diagError reports every error diagnostic, one per line, as
 // "file:line:col: summary; detail".
 func diagError(diags hcl.Diagnostics) error {
-	var errs []error
-	for _, d := range diags {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		msg := d.Summary
-		if d.Detail != "" {
-			msg += "; " + d.Detail
-		}
-		if d.Subject != nil {
-			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
-		}
-		errs = append(errs, errors.New(msg))
-	}
-	return fmt.Errorf("registrar config:\n%w", errors.Join(errs...))
+	return fmt.Errorf("registrar config:\n%w", hclconf.Errors(diags))
 }

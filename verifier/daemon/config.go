@@ -8,13 +8,13 @@ package daemon
 
 import (
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/svid"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -111,11 +111,11 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(src []byte, filename string) (*Config, error) {
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
-		return nil, allDiags(diags)
+		return nil, hclconf.Errors(diags)
 	}
 	var raw fileConfig
 	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
-		return nil, allDiags(diags)
+		return nil, hclconf.Errors(diags)
 	}
 	cfg, err := build(&raw)
 	if err != nil {
@@ -219,12 +219,3 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 
 // allDiags reports every error diagnostic, one per line (hcl.Diagnostics'
 // own Error names only the first).
-func allDiags(diags hcl.Diagnostics) error {
-	var errs []error
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			errs = append(errs, d)
-		}
-	}
-	return errors.Join(errs...)
-}

@@ -38,12 +38,12 @@ rule "kb-read" {
 
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
-		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3,1-12: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},
-		{"missing policy_dir", "trust_domain = \"example.org\"\n", `v.hcl:1,1-1: Missing required argument; The argument "policy_dir" is required`},
+		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3:1: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},
+		{"missing policy_dir", "trust_domain = \"example.org\"\n", `v.hcl:1:1: Missing required argument; The argument "policy_dir" is required`},
 		{"no bundle source", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\next_authz {\n listen = \":0\"\n}\n", "v.hcl: a workload_api block or a files block is required"},
 		{"nothing to serve", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\n", "v.hcl: nothing to serve"},
 		{"bad durability", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n durability = \"often\"\n}\n", `audit.durability: audit: durability "often"`},
-		{"syntax", "trust_domain = \n", "v.hcl:1,16-2,1: Invalid expression"},
+		{"syntax", "trust_domain = \n", "v.hcl:1:16: Invalid expression"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
