@@ -3,6 +3,7 @@ package registrar
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,7 +29,7 @@ type AgentRule struct {
 	// Agent is the block label: an agent name, or "*" for the block that
 	// applies to agents without a block of their own.
 	Agent string
-	// Pos is where the block starts, "file:line".
+	// Pos is where the block starts, "file:line" (the file's base name).
 	Pos string
 	// Models, Prompts, Scopes, Principals and Delegators are patterns in
 	// which '*' matches any run of characters.
@@ -126,7 +127,9 @@ func ParsePolicy(src []byte, filename string) (*Policy, error) {
 	return p, nil
 }
 
-func pos(r hcl.Range) string { return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line) }
+// pos is "file:line" with the file's base name only: refusals carry it to
+// the delegating agents, which need the rule, not the server's file layout.
+func pos(r hcl.Range) string { return fmt.Sprintf("%s:%d", filepath.Base(r.Filename), r.Start.Line) }
 
 // agentBody is the raw block; attributes are decoded one by one so that
 // each diagnostic points at the value at fault.

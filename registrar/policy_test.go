@@ -19,7 +19,7 @@ func TestLoadPolicy(t *testing.T) {
 	if !ok {
 		t.Fatal("no researcher rule")
 	}
-	if r.Pos != "testdata/policy.hcl:12" || r.MaxTTL != 2*time.Hour || r.MaxDepth != 2 ||
+	if r.Pos != "policy.hcl:12" || r.MaxTTL != 2*time.Hour || r.MaxDepth != 2 ||
 		!slices.Equal(r.Delegators, []string{"planner"}) || !slices.Equal(r.Models, []string{"openai/gpt-4o*", "local/*"}) {
 		t.Errorf("researcher rule = %+v", r)
 	}

@@ -172,7 +172,7 @@ func TestTaskCreateErrors(t *testing.T) {
 		{"policy does not parse", []string{"--policy", bad}, 1,
 			"agentid task: registrar: issuance policy:\n  " + bad + `:2:3: Unsupported argument; An argument named "modles" is not expected here. Did you mean "models"?` + "\n"},
 		{"scope not allowed", []string{"--policy", policy, "--scope", "admin"}, 1,
-			`agentid task: registrar: scope_not_allowed: scope "admin" matches none of ["kb:read" "kb:write"] (rule ` + policy + ":1)\n"},
+			`agentid task: registrar: scope_not_allowed: scope "admin" matches none of ["kb:read" "kb:write"] (rule policy.hcl:1)` + "\n"},
 		{"scope escalation", []string{"--policy", policy, "--agent", "researcher", "--scope", "kb:write", "--task", "C",
 			"--parent-task", "spiffe://example.org/agent/planner/task/P"}, 1,
 			`agentid task: registrar: scope_escalation: scope "kb:write" is not held by the parent spiffe://example.org/agent/planner/task/P (holds ["kb:read"])` + "\n"},

@@ -47,7 +47,7 @@ func TestAuditLogsTaskActions(t *testing.T) {
 	}
 	want := []struct{ name, decision, path, rule string }{
 		{"CreateTask", "allow", plannerP, ""},
-		{"CreateTask", "deny", "", "../testdata/policy.hcl:2"},
+		{"CreateTask", "deny", "", "policy.hcl:2"},
 		{"RevokeTask", "allow", plannerP, ""},
 	}
 	for i, w := range want {

@@ -90,7 +90,7 @@ func TestOperatorRefusals(t *testing.T) {
 		reason registrar.Reason
 	}{
 		{"scope not allowed", func(r *registrarv1.CreateTaskRequest) { r.Scope = []string{"admin"} }, codes.PermissionDenied,
-			`scope_not_allowed: scope "admin" matches none of ["kb:read" "kb:write" "web:*"] (rule ../testdata/policy.hcl:2)`, registrar.ReasonScopeNotAllowed},
+			`scope_not_allowed: scope "admin" matches none of ["kb:read" "kb:write" "web:*"] (rule policy.hcl:2)`, registrar.ReasonScopeNotAllowed},
 		{"no parent id and no default", func(r *registrarv1.CreateTaskRequest) { r.ParentId = "" }, codes.InvalidArgument,
 			"invalid_request: parent ID (the SPIRE agent's SPIFFE ID) required", registrar.ReasonInvalidRequest},
 		{"bad deadline", func(r *registrarv1.CreateTaskRequest) { r.TtlSeconds, r.Deadline = 0, "tomorrow" }, codes.InvalidArgument,
