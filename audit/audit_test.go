@@ -349,3 +349,50 @@ func TestConcurrentAppendsAndFlushes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerify: whatever bytes an attacker leaves in a log file, Verify
+// answers with a summary or an error naming a line, never a panic; and a
+// file it accepts has at most as many records as lines.
+func FuzzVerify(f *testing.F) {
+	ca := testca.New(f, td, t0)
+	dir := f.TempDir()
+	path := filepath.Join(dir, "seed.log")
+	w, err := audit.Open(path, audit.Options{Clock: clock(), Signer: ca.CreateX509SVID(vid), CheckpointEvery: 2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 5 {
+		if err := w.Append(decision(i)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add(seed[:len(seed)/2])
+	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"seq":1,"prev":"","type":"checkpoint","sig":"AAAA","chain":["AAAA"]}` + "\n"))
+	bundle := ca.X509Bundle()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "fuzz.log") // one worker runs one input at a time
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := audit.Verify([]string{p}, bundle)
+		if err != nil {
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v is not a *VerifyError", err)
+			}
+			return
+		}
+		if lines := bytes.Count(data, []byte("\n")) + 1; sum.Records > lines {
+			t.Fatalf("%d records from %d lines", sum.Records, lines)
+		}
+	})
+}

@@ -218,3 +218,25 @@ func TestExamplePolicyLoads(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePolicy: any text as an issuance policy gives a policy or an
+// error naming a position, never a panic.
+func FuzzParsePolicy(f *testing.F) {
+	src, err := os.ReadFile("testdata/policy.hcl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(src)
+	f.Add([]byte("agent \"a\" {\n  models = [\"x/*\"]\n  max_ttl = \"1h\"\n}\n"))
+	f.Add([]byte("agent \"*\" {\n  scopes = [\"kb:*\"]\n  max_depth = 99\n}\n"))
+	f.Add([]byte("agent {"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		p, err := ParsePolicy(src, "p.hcl")
+		if err == nil && p == nil {
+			t.Fatal("no policy and no error")
+		}
+		if err != nil && p != nil {
+			t.Fatalf("a policy and an error: %v", err)
+		}
+	})
+}
