@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/agentid/agentid/svid"
@@ -125,7 +126,14 @@ func (c *Composer) task(ctx context.Context, id spiffeid.ID) (*task, error) {
 // does not end when one caller gives up; each caller waits at most until
 // its own context ends.
 func (c *Composer) fetch(ctx context.Context, id spiffeid.ID, key string) (*task, error) {
-	ch := c.group.DoChan(key, func() (any, error) {
+	ch := c.group.DoChan(key, func() (_ any, err error) {
+		// DoChan runs this in its own goroutine and re-panics there, where
+		// no caller can recover: a bug fails this lookup instead.
+		defer func() {
+			if r := recover(); r != nil {
+				err = refuse(key, ReasonLookupFailed, fmt.Errorf("panic: %v", r), "looking the entry up")
+			}
+		}()
 		start := c.now()
 		if t, ok := c.cache.get(key, start); ok {
 			return t, nil

@@ -3,6 +3,7 @@ package composer_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,6 +351,15 @@ func TestLookupFailed(t *testing.T) {
 			t.Fatalf("error = %v, want lookup_failed after the caller's deadline", err)
 		}
 	})
+	t.Run("source panics", func(t *testing.T) {
+		// The shared lookup runs in singleflight's goroutine, where a panic
+		// would take the whole plugin down: it fails the lookup instead.
+		c := composer.New(mustConfig(t, ""), panickingSource{}, composer.WithClock(newClock().Now))
+		_, err := c.Claims(context.Background(), taskID("planner", "T-1"))
+		if composer.ReasonOf(err) != composer.ReasonLookupFailed || !strings.Contains(err.Error(), "panic: entry source broke") {
+			t.Fatalf("error = %v, want lookup_failed naming the panic", err)
+		}
+	})
 	t.Run("lookup timeout", func(t *testing.T) {
 		c := composer.New(mustConfig(t, ""), blockingSource{}, composer.WithLookupTimeout(20*time.Millisecond))
 		_, err := c.Claims(context.Background(), taskID("planner", "T-1"))
@@ -357,6 +367,13 @@ func TestLookupFailed(t *testing.T) {
 			t.Fatalf("error = %v, want lookup_failed after the lookup timeout", err)
 		}
 	})
+}
+
+// panickingSource has a bug.
+type panickingSource struct{}
+
+func (panickingSource) EntriesByID(context.Context, spiffeid.ID) ([]*types.Entry, error) {
+	panic("entry source broke")
 }
 
 // blockingSource answers when the lookup's context ends.

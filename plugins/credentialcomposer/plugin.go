@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/agentid/agentid/internal/pluginsafe"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,8 @@ func (p *Plugin) logger() hclog.Logger {
 // Configure parses and validates the HCL configuration and swaps it in
 // atomically; lookups in flight finish on the previous configuration. It
 // may be called again at any time (SIGUSR1 with plugin_data_file).
-func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
+func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_ *configv1.ConfigureResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "Configure", &err)
 	cfg, err := composer.ParseConfig(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -111,7 +113,8 @@ func reuseConn(old *state, cfg *composer.Config) *grpc.ClientConn {
 
 // Validate checks a configuration with the same build function as
 // Configure. (SPIRE 1.13 does not call it.)
-func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*configv1.ValidateResponse, error) {
+func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (_ *configv1.ValidateResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "Validate", &err)
 	if _, err := composer.ParseConfig(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain()); err != nil {
 		return &configv1.ValidateResponse{Valid: false, Notes: []string{err.Error()}}, nil
 	}
@@ -129,24 +132,28 @@ func (p *Plugin) Close() error {
 }
 
 // ComposeServerX509CA keeps SPIRE's defaults: the CA is not a task.
-func (p *Plugin) ComposeServerX509CA(context.Context, *credentialcomposerv1.ComposeServerX509CARequest) (*credentialcomposerv1.ComposeServerX509CAResponse, error) {
+func (p *Plugin) ComposeServerX509CA(context.Context, *credentialcomposerv1.ComposeServerX509CARequest) (_ *credentialcomposerv1.ComposeServerX509CAResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "ComposeServerX509CA", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves the server CA alone")
 }
 
 // ComposeServerX509SVID keeps SPIRE's defaults: the server is not a task.
-func (p *Plugin) ComposeServerX509SVID(context.Context, *credentialcomposerv1.ComposeServerX509SVIDRequest) (*credentialcomposerv1.ComposeServerX509SVIDResponse, error) {
+func (p *Plugin) ComposeServerX509SVID(context.Context, *credentialcomposerv1.ComposeServerX509SVIDRequest) (_ *credentialcomposerv1.ComposeServerX509SVIDResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "ComposeServerX509SVID", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves the server SVID alone")
 }
 
 // ComposeAgentX509SVID keeps SPIRE's defaults: an agent is not a task.
-func (p *Plugin) ComposeAgentX509SVID(context.Context, *credentialcomposerv1.ComposeAgentX509SVIDRequest) (*credentialcomposerv1.ComposeAgentX509SVIDResponse, error) {
+func (p *Plugin) ComposeAgentX509SVID(context.Context, *credentialcomposerv1.ComposeAgentX509SVIDRequest) (_ *credentialcomposerv1.ComposeAgentX509SVIDResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "ComposeAgentX509SVID", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves agent SVIDs alone")
 }
 
 // ComposeWorkloadX509SVID adds the claims extension to a task's X.509-SVID,
 // after the extensions other composers added (an extension of the same OID
 // is replaced). Any other SVID is returned unchanged.
-func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadX509SVIDRequest) (*credentialcomposerv1.ComposeWorkloadX509SVIDResponse, error) {
+func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadX509SVIDRequest) (_ *credentialcomposerv1.ComposeWorkloadX509SVIDResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "ComposeWorkloadX509SVID", &err)
 	attrs := req.GetAttributes()
 	c, id, err := p.forTask(req.GetSpiffeId())
 	switch {
@@ -170,7 +177,8 @@ func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcom
 // task's JWT-SVID claims, keeping the others. For a root task an "act"
 // claim already present is removed: "act" renders the delegation chain.
 // Any other SVID is returned unchanged.
-func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
+func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (_ *credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "ComposeWorkloadJWTSVID", &err)
 	attrs := req.GetAttributes()
 	c, id, err := p.forTask(req.GetSpiffeId())
 	switch {

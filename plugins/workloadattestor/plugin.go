@@ -9,6 +9,7 @@ package workloadattestor
 
 import (
 	"context"
+	"github.com/agentid/agentid/internal/pluginsafe"
 	"sync"
 	"sync/atomic"
 
@@ -69,7 +70,8 @@ func (p *Plugin) logger() hclog.Logger {
 // Attest returns the selector values of the task the process runs, or none
 // for a process without an acceptable manifest (refusals are logged as
 // warnings). It fails only for a process that cannot be inspected.
-func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest) (*workloadattestorv1.AttestResponse, error) {
+func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest) (_ *workloadattestorv1.AttestResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "Attest", &err)
 	a := p.attestor.Load()
 	if a == nil {
 		return nil, status.Error(codes.FailedPrecondition, "agentid attestor: not configured")
@@ -84,7 +86,8 @@ func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest
 // Configure parses and validates the HCL configuration and swaps it in
 // atomically; attestations in flight finish on the previous one. It may be
 // called again at any time (SIGUSR1 with plugin_data_file).
-func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
+func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_ *configv1.ConfigureResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "Configure", &err)
 	a, err := p.build(req.GetHclConfiguration())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -101,7 +104,8 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 
 // Validate checks a configuration with the same build function as
 // Configure. (SPIRE 1.13 does not call it.)
-func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*configv1.ValidateResponse, error) {
+func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (_ *configv1.ValidateResponse, err error) {
+	defer pluginsafe.Recover(p.logger(), "Validate", &err)
 	if _, err := p.build(req.GetHclConfiguration()); err != nil {
 		return &configv1.ValidateResponse{Valid: false, Notes: []string{err.Error()}}, nil
 	}
