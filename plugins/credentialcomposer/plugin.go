@@ -8,7 +8,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"errors"
-	"github.com/agentid/agentid/internal/pluginsafe"
+	"github.com/agentid/agentid/internal/recovery"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -78,7 +78,7 @@ func (p *Plugin) logger() hclog.Logger {
 // atomically; lookups in flight finish on the previous configuration. It
 // may be called again at any time (SIGUSR1 with plugin_data_file).
 func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_ *configv1.ConfigureResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "Configure", &err)
+	defer recovery.Call(p.logger().Error, "Configure", &err)
 	cfg, err := composer.ParseConfig(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -114,7 +114,7 @@ func reuseConn(old *state, cfg *composer.Config) *grpc.ClientConn {
 // Validate checks a configuration with the same build function as
 // Configure. (SPIRE 1.13 does not call it.)
 func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (_ *configv1.ValidateResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "Validate", &err)
+	defer recovery.Call(p.logger().Error, "Validate", &err)
 	if _, err := composer.ParseConfig(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain()); err != nil {
 		return &configv1.ValidateResponse{Valid: false, Notes: []string{err.Error()}}, nil
 	}
@@ -133,19 +133,19 @@ func (p *Plugin) Close() error {
 
 // ComposeServerX509CA keeps SPIRE's defaults: the CA is not a task.
 func (p *Plugin) ComposeServerX509CA(context.Context, *credentialcomposerv1.ComposeServerX509CARequest) (_ *credentialcomposerv1.ComposeServerX509CAResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "ComposeServerX509CA", &err)
+	defer recovery.Call(p.logger().Error, "ComposeServerX509CA", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves the server CA alone")
 }
 
 // ComposeServerX509SVID keeps SPIRE's defaults: the server is not a task.
 func (p *Plugin) ComposeServerX509SVID(context.Context, *credentialcomposerv1.ComposeServerX509SVIDRequest) (_ *credentialcomposerv1.ComposeServerX509SVIDResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "ComposeServerX509SVID", &err)
+	defer recovery.Call(p.logger().Error, "ComposeServerX509SVID", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves the server SVID alone")
 }
 
 // ComposeAgentX509SVID keeps SPIRE's defaults: an agent is not a task.
 func (p *Plugin) ComposeAgentX509SVID(context.Context, *credentialcomposerv1.ComposeAgentX509SVIDRequest) (_ *credentialcomposerv1.ComposeAgentX509SVIDResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "ComposeAgentX509SVID", &err)
+	defer recovery.Call(p.logger().Error, "ComposeAgentX509SVID", &err)
 	return nil, status.Error(codes.Unimplemented, "agentid composer leaves agent SVIDs alone")
 }
 
@@ -153,7 +153,7 @@ func (p *Plugin) ComposeAgentX509SVID(context.Context, *credentialcomposerv1.Com
 // after the extensions other composers added (an extension of the same OID
 // is replaced). Any other SVID is returned unchanged.
 func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadX509SVIDRequest) (_ *credentialcomposerv1.ComposeWorkloadX509SVIDResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "ComposeWorkloadX509SVID", &err)
+	defer recovery.Call(p.logger().Error, "ComposeWorkloadX509SVID", &err)
 	attrs := req.GetAttributes()
 	c, id, err := p.forTask(req.GetSpiffeId())
 	switch {
@@ -178,7 +178,7 @@ func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcom
 // claim already present is removed: "act" renders the delegation chain.
 // Any other SVID is returned unchanged.
 func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (_ *credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "ComposeWorkloadJWTSVID", &err)
+	defer recovery.Call(p.logger().Error, "ComposeWorkloadJWTSVID", &err)
 	attrs := req.GetAttributes()
 	c, id, err := p.forTask(req.GetSpiffeId())
 	switch {

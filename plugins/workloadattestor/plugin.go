@@ -9,7 +9,7 @@ package workloadattestor
 
 import (
 	"context"
-	"github.com/agentid/agentid/internal/pluginsafe"
+	"github.com/agentid/agentid/internal/recovery"
 	"sync"
 	"sync/atomic"
 
@@ -71,7 +71,7 @@ func (p *Plugin) logger() hclog.Logger {
 // for a process without an acceptable manifest (refusals are logged as
 // warnings). It fails only for a process that cannot be inspected.
 func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest) (_ *workloadattestorv1.AttestResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "Attest", &err)
+	defer recovery.Call(p.logger().Error, "Attest", &err)
 	a := p.attestor.Load()
 	if a == nil {
 		return nil, status.Error(codes.FailedPrecondition, "agentid attestor: not configured")
@@ -87,7 +87,7 @@ func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest
 // atomically; attestations in flight finish on the previous one. It may be
 // called again at any time (SIGUSR1 with plugin_data_file).
 func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_ *configv1.ConfigureResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "Configure", &err)
+	defer recovery.Call(p.logger().Error, "Configure", &err)
 	a, err := p.build(req.GetHclConfiguration())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -105,7 +105,7 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_
 // Validate checks a configuration with the same build function as
 // Configure. (SPIRE 1.13 does not call it.)
 func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (_ *configv1.ValidateResponse, err error) {
-	defer pluginsafe.Recover(p.logger(), "Validate", &err)
+	defer recovery.Call(p.logger().Error, "Validate", &err)
 	if _, err := p.build(req.GetHclConfiguration()); err != nil {
 		return &configv1.ValidateResponse{Valid: false, Notes: []string{err.Error()}}, nil
 	}

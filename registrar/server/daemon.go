@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/recovery"
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -150,7 +151,9 @@ func (d *Daemon) workloadAPI(ctx context.Context) (*Sources, error) {
 }
 
 func (d *Daemon) listen(src *Sources) error {
-	count := grpc.ChainUnaryInterceptor(d.metrics.unary)
+	// The panic guard inside the metrics, so a panicking handler is
+	// counted as Internal.
+	count := grpc.ChainUnaryInterceptor(d.metrics.unary, recovery.UnaryServerInterceptor(d.log.Error))
 	if p := d.cfg.OperatorSocket; p != "" {
 		l, err := ListenUnix(p, d.cfg.OperatorSocketMode)
 		if err != nil {

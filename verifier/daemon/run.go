@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/recovery"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
 	"github.com/fsnotify/fsnotify"
@@ -148,7 +149,9 @@ func (d *Daemon) listen() error {
 		if err != nil {
 			return fmt.Errorf("ext_authz listen %s: %w", a, err)
 		}
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
+		s := grpc.NewServer(grpc.MaxRecvMsgSize(4<<20),
+			grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(d.log.Error)),
+			grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(d.log.Error)))
 		(&verifier.ExtAuthz{V: d.v, MCPPaths: d.cfg.ExtAuthzMCPPaths}).Register(s)
 		d.addrs["ext_authz"] = l.Addr()
 		d.serve(func() error { return s.Serve(l) }, func(context.Context) error { s.GracefulStop(); return nil })
