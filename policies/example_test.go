@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -105,4 +106,31 @@ func ExampleParseAction() {
 	// {Kind:grpc Method: Path:/kb.v1.KB/Get Name:}
 	// {Kind:mcp Method: Path: Name:search_docs}
 	// {Kind:queue Method: Path: Name:orders.created}
+}
+
+// PeerFromPEM asks the policy about a saved X.509-SVID, as `agentid policy
+// eval --peer` and test cases with `certificate` do.
+func ExamplePeerFromPEM() {
+	data, err := os.ReadFile("../examples/policies/testdata/researcher-T-42.pem")
+	if err != nil {
+		panic(err)
+	}
+	now := time.Date(2026, 11, 29, 9, 30, 0, 0, time.UTC)
+	peer, err := policies.PeerFromPEM(data, now)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(peer.ID)
+	fmt.Println(peer.Claims.Agent, peer.Claims.Scope, peer.Claims.Depth())
+
+	set, diags := policies.Load("../examples/policies")
+	if diags.HasErrors() {
+		panic(diags)
+	}
+	d := set.Decide(&policies.Input{Peer: peer, Action: policies.Action{Kind: "http", Method: "GET", Path: "/kb/docs/7"}, Now: now})
+	fmt.Println(d.Allow, d.RuleNames())
+	// Output:
+	// spiffe://example.org/agent/researcher/task/T-42
+	// researcher [kb:read] 1
+	// true [kb-read]
 }
