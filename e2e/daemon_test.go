@@ -72,12 +72,15 @@ func waitTCP(t *testing.T, addr string, timeout time.Duration) {
 }
 
 // startRegistrar runs agentid-registrar with its own SVID (an entry
-// selecting its binary by path) and returns its mTLS address.
+// selecting its binary by path) and a metrics listener (s.regMetrics), and
+// returns its mTLS address.
 func (s *stack) startRegistrar(t *testing.T) string {
 	t.Helper()
 	bin := s.buildDaemon("./cmd/agentid-registrar")
 	s.srv.CreateEntry(t, "spiffe://example.org/registrar", s.agent.NodeID.String(), "unix:path:"+bin)
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.regMetrics = "http://" + metrics
 	cfg := filepath.Join(s.dir, "registrar.hcl")
 	writeFile(t, cfg, `
 trust_domain        = "example.org"
@@ -86,6 +89,9 @@ issuance_policy     = "`+s.policy+`"
 operator_socket     = "`+filepath.Join(s.srv.Root, "reg.sock")+`"
 listen              = "`+addr+`"
 workload_api_socket = "`+s.agent.SocketPath+`"
+metrics {
+  listen = "`+metrics+`"
+}
 `)
 	startDaemon(t, bin, "-config", cfg)
 	waitTCP(t, addr, 30*time.Second)

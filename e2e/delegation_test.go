@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,24 @@ func TestDelegationAndRevocation(t *testing.T) {
 		t.Errorf("depth beyond the limit: want a refusal mentioning depth, got %v", err)
 	}
 
+	// The registrar's metrics and readiness, against the real SPIRE server.
+	if code, body := httpGet(t, s.regMetrics+"/readyz"); code != 200 || body != "ready\n" {
+		t.Errorf("/readyz = %d %q, want 200 ready", code, body)
+	}
+	_, metrics := httpGet(t, s.regMetrics+"/metrics")
+	for _, want := range []string{
+		"agentid_registrar_tasks_created_total 1\n",
+		`agentid_registrar_refusals_total{reason="scope_escalation"} 1` + "\n",
+		`agentid_registrar_refusals_total{reason="deadline_extension"} 1` + "\n",
+		`agentid_registrar_refusals_total{reason="depth_exceeded"} 1` + "\n",
+		`agentid_registrar_requests_total{code="OK",method="DelegateTask"} 1` + "\n",
+		`agentid_registrar_requests_total{code="PermissionDenied",method="DelegateTask"} 3` + "\n",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("registrar /metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+
 	// Revoking the planner takes the researcher with it.
 	out := s.mustRun("task", "revoke", "--server-socket", s.srv.SocketPath, "spiffe://example.org/agent/planner/task/P-1")
 	if !strings.Contains(out, "researcher/task/R-1") {
@@ -80,6 +100,21 @@ func TestDelegationAndRevocation(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// httpGet returns the status and body of a GET.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func lastLine(s string) string {

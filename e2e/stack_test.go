@@ -25,6 +25,7 @@ type stack struct {
 	manifestDir string
 	policy      string // issuance policy file
 	dir         string // scratch folder for task files
+	regMetrics  string // base URL of the registrar's metrics listener, once started
 }
 
 // newStack starts SPIRE with the composer on the server and the attestor on
