@@ -396,3 +396,39 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestFullQueueIsWrittenAtOnce: with a queue smaller than a batch and a
+// long BatchDelay, a full queue is written at once instead of after the
+// delay, so appenders blocked on it move on (100 appends through a queue of
+// 4 with an hour's delay).
+func TestFullQueueIsWrittenAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{QueueSize: 4, MaxBatch: 256, BatchDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 100 {
+			if err := w.Append(decision(i)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- w.Flush()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("appends through a full queue waited for BatchDelay")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := audit.Verify([]string{path}, nil); err != nil || sum.Records != 100 {
+		t.Fatalf("Verify = %+v, %v", sum, err)
+	}
+}

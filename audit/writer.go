@@ -175,6 +175,7 @@ func (w *Writer) Append(rec Record) error {
 	}
 	w.mu.Lock()
 	for len(w.q) >= w.opts.QueueSize && !w.closed {
+		signal(w.urgent) // a full queue is written now, not after BatchDelay
 		w.notFull.Wait()
 	}
 	if w.closed {
@@ -183,12 +184,12 @@ func (w *Writer) Append(rec Record) error {
 	}
 	w.q = append(w.q, item{rec: rec})
 	n := len(w.q)
+	w.pending.Add(1) // before the loop can take it
 	w.mu.Unlock()
-	w.pending.Add(1)
 	if n == 1 {
 		signal(w.wake)
 	}
-	if n == w.opts.MaxBatch {
+	if n == min(w.opts.MaxBatch, w.opts.QueueSize) {
 		signal(w.urgent)
 	}
 	return nil

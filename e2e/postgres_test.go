@@ -147,10 +147,14 @@ func (pg *postgres) start(timeout time.Duration) error {
 			return fmt.Errorf("postgres exited: %v", err)
 		default:
 		}
-		if _, err := pg.cmd(5*time.Second, "pg_isready", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-t", "1"); err == nil {
+		// Through the unix socket in our own folder: only our server
+		// makes it, so another cluster that took the port cannot answer.
+		if _, err := pg.cmd(5*time.Second, "pg_isready", "-h", pg.dir, "-p", strconv.Itoa(pg.Port), "-t", "1"); err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			pg.server.Process.Signal(syscall.SIGQUIT) // nothing left running
+			pg.exited <- <-pg.exited
 			return fmt.Errorf("postgres not accepting connections after %v", timeout)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -172,10 +172,8 @@ func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
 		f(HeaderClaims, base64.RawURLEncoding.EncodeToString(js))
 		f(HeaderPrincipal, headerSafe(c.Principal))
 	}
-	if len(d.Rules) == 1 {
-		f(HeaderRule, headerSafe(d.Rules[0].String()))
-	} else if len(d.Rules) > 1 {
-		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", ")))
+	if len(d.Rules) > 0 {
+		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", "))) // one rule: no allocation but headerSafe's
 	}
 	f(HeaderSPIFFEID, p.ID.String())
 	if c != nil {

@@ -22,7 +22,8 @@ type LogFunc func(msg string, keyvals ...any)
 const Msg = "Recovered from a panic; please report it"
 
 // Call, deferred by a handler with a named error result, turns a panic
-// into an Internal error for that one call and a log line with the stack.
+// into an Internal error for that one call and a log line with the panic
+// and its stack.
 // SPIRE plugins use it in each handler: the SDK serves them on go-plugin's
 // default gRPC server, which takes no interceptors, and a panic there
 // would kill the plugin process and fail every later call.
@@ -37,9 +38,11 @@ func Call(log LogFunc, method string, err *error) {
 	}
 }
 
+// recovered logs the panic with its stack and returns the caller's error:
+// it names the method only, as callers may be untrusted (agents, Envoy).
 func recovered(log LogFunc, method string, r any) error {
 	log(Msg, "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-	return status.Errorf(codes.Internal, "agentid: %s: internal error: %v", method, r)
+	return status.Errorf(codes.Internal, "agentid: %s: internal error (logged by the server)", method)
 }
 
 // UnaryServerInterceptor recovers panics of unary handlers.

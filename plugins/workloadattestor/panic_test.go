@@ -49,10 +49,10 @@ func TestPanicIsOneFailedCall(t *testing.T) {
 
 	broken.Store(true)
 	_, err := h.attest(pid)
-	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "internal error: clock broke") {
-		t.Fatalf("Attest with a panicking clock = %v, want Internal with the panic", err)
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "internal error") {
+		t.Fatalf("Attest with a panicking clock = %v, want Internal", err)
 	}
-	if logs := h.logs.String(); !strings.Contains(logs, "Recovered from a panic") || !strings.Contains(logs, "method=Attest") {
+	if logs := h.logs.String(); !strings.Contains(logs, "Recovered from a panic") || !strings.Contains(logs, "method=Attest") || !strings.Contains(logs, "clock broke") {
 		t.Fatalf("no log line for the panic:\n%s", logs)
 	}
 

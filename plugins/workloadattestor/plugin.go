@@ -9,11 +9,11 @@ package workloadattestor
 
 import (
 	"context"
-	"github.com/agentid/agentid/internal/recovery"
 	"sync"
 	"sync/atomic"
 
 	"github.com/agentid/agentid/attestor"
+	"github.com/agentid/agentid/internal/recovery"
 	"github.com/hashicorp/go-hclog"
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"

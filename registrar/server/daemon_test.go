@@ -206,6 +206,17 @@ func TestDaemonMetrics(t *testing.T) {
 		"not ready: SPIRE Entry API at "+fe.SocketPath+": rpc error: code = Unavailable desc = datastore down\n")
 	fe.Fail(nil)
 	wantGet(t, d, "/readyz", http.StatusOK, "ready\n")
+
+	// SPIRE answering, but failing (its datastore down: Internal), is not
+	// ready either.
+	fe.Fail(status.Error(codes.Internal, "datastore: connection refused"))
+	if _, err := op.GetTask(ctxT(t), &registrarv1.GetTaskRequest{SpiffeId: plannerP}); status.Code(err) == codes.OK {
+		t.Fatal("get with SPIRE failing succeeded")
+	}
+	wantGet(t, d, "/readyz", http.StatusServiceUnavailable,
+		"not ready: SPIRE Entry API at "+fe.SocketPath+": rpc error: code = Internal desc = datastore: connection refused\n")
+	fe.Fail(nil)
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n")
 }
 
 // TestDaemonNotReadyWithoutSPIRE: nobody serves the server API socket;

@@ -49,14 +49,17 @@ func (h *entryHealth) recent() bool {
 	return last != nil && time.Since(*last) < readyFresh
 }
 
-// answered says whether SPIRE answered a call: success, or any status but
-// Unavailable, DeadlineExceeded and Canceled (NotFound is an answer).
+// answered says whether SPIRE served a call: success, or an answer about
+// the request itself (NotFound, AlreadyExists, InvalidArgument,
+// FailedPrecondition). Anything else — the socket unreachable, a timeout,
+// SPIRE failing (Internal, Unknown: e.g. its datastore is down) or
+// refusing the registrar (PermissionDenied, Unauthenticated) — is not.
 func answered(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return false
+	case codes.OK, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition:
+		return true
 	}
-	return true
+	return false
 }
 
 // ready is nil when the daemon can issue tasks: an issuance policy is

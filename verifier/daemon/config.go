@@ -216,6 +216,3 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 	}
 	return nil
 }
-
-// allDiags reports every error diagnostic, one per line (hcl.Diagnostics'
-// own Error names only the first).
