@@ -325,9 +325,14 @@ func BenchmarkExtAuthz(b *testing.B) {
 }
 
 func serveExtAuthz(b *testing.B, v *verifier.Verifier) string {
+	return serveGRPC(b, (&verifier.ExtAuthz{V: v}).Register)
+}
+
+// serveGRPC serves what register adds on a loopback port.
+func serveGRPC(b *testing.B, register func(*grpc.Server)) string {
 	b.Helper()
 	srv := grpc.NewServer()
-	(&verifier.ExtAuthz{V: v}).Register(srv)
+	register(srv)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -349,16 +354,7 @@ func (minimalCheck) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckR
 }
 
 func serveMinimalCheck(b *testing.B) string {
-	b.Helper()
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, minimalCheck{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	b.Cleanup(srv.Stop)
-	return l.Addr().String()
+	return serveGRPC(b, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, minimalCheck{}) })
 }
 
 // checkLoad runs b.N allowed Checks from streams goroutines spread over

@@ -8,13 +8,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/composer"
-	"github.com/agentid/agentid/internal/fakeentry"
-	"github.com/agentid/agentid/plugins/credentialcomposer"
-	"github.com/hashicorp/go-hclog"
-	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
-	"github.com/spiffe/spire-plugin-sdk/plugintest"
 	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
-	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -24,25 +18,12 @@ import (
 // the plugin keeps serving and the next SVID gets its claims.
 func TestPanicIsOneFailedCall(t *testing.T) {
 	var broken atomic.Bool
-	h := &harness{
-		cc:  new(credentialcomposerv1.CredentialComposerPluginClient),
-		cfg: new(configv1.ConfigServiceClient),
-		fe:  fakeentry.Start(t),
-		log: new(syncBuffer),
-	}
-	p := credentialcomposer.New(composer.WithClock(func() time.Time {
+	h := serveWith(t, composer.WithClock(func() time.Time {
 		if broken.Load() {
 			panic("clock broke")
 		}
 		return testNow
 	}))
-	plugintest.ServeInBackground(t, plugintest.Config{
-		PluginServer:   credentialcomposerv1.CredentialComposerPluginServer(p),
-		PluginClient:   h.cc,
-		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(p)},
-		ServiceClients: []pluginsdk.ServiceClient{h.cfg},
-		Logger:         hclog.New(&hclog.LoggerOptions{Output: h.log, Level: hclog.Debug}),
-	})
 	h.mustConfigure(t, "")
 	c := rootClaims("T-1")
 	h.fe.Add(entryOf(c))

@@ -45,13 +45,19 @@ type harness struct {
 
 func serve(t *testing.T) *harness {
 	t.Helper()
+	return serveWith(t, composer.WithClock(func() time.Time { return testNow }))
+}
+
+// serveWith serves a plugin made with opts.
+func serveWith(t *testing.T, opts ...composer.Option) *harness {
+	t.Helper()
 	h := &harness{
 		cc:  new(credentialcomposerv1.CredentialComposerPluginClient),
 		cfg: new(configv1.ConfigServiceClient),
 		fe:  fakeentry.Start(t),
 		log: new(syncBuffer),
 	}
-	p := credentialcomposer.New(composer.WithClock(func() time.Time { return testNow }))
+	p := credentialcomposer.New(opts...)
 	plugintest.ServeInBackground(t, plugintest.Config{
 		PluginServer:   credentialcomposerv1.CredentialComposerPluginServer(p),
 		PluginClient:   h.cc,

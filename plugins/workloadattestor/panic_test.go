@@ -7,12 +7,6 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/attestor"
-	"github.com/agentid/agentid/plugins/workloadattestor"
-	"github.com/hashicorp/go-hclog"
-	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
-	"github.com/spiffe/spire-plugin-sdk/plugintest"
-	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"
-	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -22,24 +16,12 @@ import (
 // plugin keeps serving, and the next call succeeds.
 func TestPanicIsOneFailedCall(t *testing.T) {
 	var broken atomic.Bool
-	h := &harness{
-		wa:   new(workloadattestorv1.WorkloadAttestorPluginClient),
-		conf: new(configv1.ConfigServiceClient),
-		logs: new(syncBuffer),
-	}
-	p := workloadattestor.New(attestor.WithClock(func() time.Time {
+	h := serveWith(t, attestor.WithClock(func() time.Time {
 		if broken.Load() {
 			panic("clock broke")
 		}
 		return testNow
 	}))
-	plugintest.ServeInBackground(t, plugintest.Config{
-		PluginServer:   workloadattestorv1.WorkloadAttestorPluginServer(p),
-		PluginClient:   h.wa,
-		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(p)},
-		ServiceClients: []pluginsdk.ServiceClient{h.conf},
-		Logger:         hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Debug}),
-	})
 	dir := manifestDir(t)
 	if err := h.configure(`manifest_dir = "` + dir + `"`); err != nil {
 		t.Fatal(err)

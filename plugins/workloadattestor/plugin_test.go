@@ -62,12 +62,17 @@ type harness struct {
 }
 
 func serve(t *testing.T) *harness {
+	return serveWith(t, attestor.WithClock(func() time.Time { return testNow }))
+}
+
+// serveWith serves a plugin made with opts.
+func serveWith(t *testing.T, opts ...attestor.Option) *harness {
 	h := &harness{
 		wa:   new(workloadattestorv1.WorkloadAttestorPluginClient),
 		conf: new(configv1.ConfigServiceClient),
 		logs: new(syncBuffer),
 	}
-	p := workloadattestor.New(attestor.WithClock(func() time.Time { return testNow }))
+	p := workloadattestor.New(opts...)
 	plugintest.ServeInBackground(t, plugintest.Config{
 		PluginServer:   workloadattestorv1.WorkloadAttestorPluginServer(p),
 		PluginClient:   h.wa,
