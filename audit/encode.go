@@ -45,6 +45,8 @@ func (rec *Record) appendJSON(b []byte) []byte {
 	}
 	b = field(b, "reason", rec.Reason, true)
 	b = field(b, "policy_digest", rec.PolicyDigest, true)
+	b = field(b, "frontend", rec.Frontend, true)
+	b = field(b, "caller", rec.Caller, true)
 	b = field(b, "signer", rec.Signer, true)
 	if len(rec.Chain) > 0 {
 		b = append(b, `,"x5c":[`...)

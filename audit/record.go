@@ -34,6 +34,11 @@ type Record struct {
 	Rules        []string `json:"rules,omitempty"`    // deciding rules, "name (file:line)"
 	Reason       string   `json:"reason,omitempty"`
 	PolicyDigest string   `json:"policy_digest,omitempty"`
+	// Frontend is the verifier front-end that asked (ext_authz, proxy,
+	// http, grpc, check_api); Caller the SPIFFE ID of the authenticated
+	// client that asked on the peer's behalf (Envoy, a service), if any.
+	Frontend string `json:"frontend,omitempty"`
+	Caller   string `json:"caller,omitempty"`
 
 	// Checkpoint fields: the signer's SPIFFE ID, its certificate chain
 	// (DER) and the signature over the "prev" hash (ASN.1 ECDSA, PKCS#1 v1.5

@@ -72,6 +72,10 @@ type Options struct {
 	// QueueSize bounds the records waiting to be written (default 8192);
 	// Append blocks when it is full.
 	QueueSize int
+	// RetryInterval is how often a log that failed to write (disk full,
+	// I/O error) tries again (default 1 s); while it cannot write, Append
+	// refuses new records with ErrUnavailable.
+	RetryInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -99,10 +103,18 @@ func (o *Options) defaults() {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 8192
 	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = time.Second
+	}
 }
 
 // ErrClosed is returned by Append and Flush after Close.
 var ErrClosed = errors.New("audit: log closed")
+
+// ErrUnavailable is returned (wrapped, with the cause) by Append and Flush
+// while the log cannot write: the records it had accepted are kept and
+// written once it can again, new ones are refused.
+var ErrUnavailable = errors.New("audit: log cannot take records")
 
 // Writer appends records to a hash-chained log file. It is safe for
 // concurrent use.
@@ -121,7 +133,10 @@ type Writer struct {
 	urgent  chan struct{} // cap 1: write now (Flush, Close, a full batch)
 	done    chan struct{}
 	pending atomic.Int64
-	err     atomic.Pointer[error]
+	err     atomic.Pointer[error] // fatal: set by Close's last write
+	broken  atomic.Pointer[error] // the log cannot write now (retried)
+	errs    atomic.Uint64         // failed writes and syncs
+	ckptErr atomic.Pointer[error] // the last checkpoint that could not be signed
 
 	// Owned by the loop goroutine.
 	f              *os.File
@@ -134,6 +149,21 @@ type Writer struct {
 	lastCkpt       time.Time
 	recoveredBytes int64
 	line           []byte // encoding buffer
+	// mark is the state at the last successful sync, unsynced the records
+	// written to the buffer since: a failed write rolls back to mark and
+	// keeps unsynced (and what was queued) in retry, to write again.
+	mark     mark
+	unsynced []Record
+	retry    []Record
+}
+
+// mark is the part of the loop's state that a rollback restores.
+type mark struct {
+	size      int64
+	seq       uint64
+	firstSeq  uint64
+	prev      string
+	sinceCkpt int
 }
 
 type item struct {
@@ -154,6 +184,7 @@ func Open(path string, opts Options) (*Writer, error) {
 	if err := w.recover(); err != nil {
 		return nil, err
 	}
+	w.commit()
 	w.lastCkpt = opts.Clock()
 	go w.loop()
 	return w, nil
@@ -166,12 +197,37 @@ func (w *Writer) RecoveredBytes() int64 { return w.recoveredBytes }
 // Pending is the number of records queued but not yet written: the audit lag.
 func (w *Writer) Pending() int64 { return w.pending.Load() }
 
-// Append queues rec for writing; it fills Seq, Prev and (when zero) Time.
-// It returns before the record is on disk; call Flush to wait. It blocks
-// while QueueSize records are waiting.
-func (w *Writer) Append(rec Record) error {
+// Healthy is nil while the log takes records, else why it cannot.
+func (w *Writer) Healthy() error {
+	if err := w.broken.Load(); err != nil {
+		return *err
+	}
 	if err := w.err.Load(); err != nil {
 		return *err
+	}
+	return nil
+}
+
+// WriteErrors counts failed writes and syncs since Open (each is retried).
+func (w *Writer) WriteErrors() uint64 { return w.errs.Load() }
+
+// CheckpointError is the error of the last checkpoint that could not be
+// made (no SVID to sign with), nil once one succeeds. Records are written
+// all the same; the unsigned tail grows until a checkpoint succeeds.
+func (w *Writer) CheckpointError() error {
+	if err := w.ckptErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Append queues rec for writing; it fills Seq, Prev and (when zero) Time.
+// It returns before the record is on disk; call Flush to wait. It blocks
+// while QueueSize records are waiting, and refuses records with
+// ErrUnavailable while the log cannot write (see Healthy).
+func (w *Writer) Append(rec Record) error {
+	if err := w.Healthy(); err != nil {
+		return err
 	}
 	w.mu.Lock()
 	for len(w.q) >= w.opts.QueueSize && !w.closed {
@@ -246,12 +302,19 @@ func (w *Writer) loop() {
 	defer close(w.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	retry := time.NewTicker(w.opts.RetryInterval)
+	defer retry.Stop()
 	var spare []item
 	for {
 		now := false
 		select {
 		case <-w.wake:
 		case <-w.urgent:
+			now = true
+		case <-retry.C:
+			if w.broken.Load() == nil {
+				continue
+			}
 			now = true
 		}
 		if w.opts.BatchDelay > 0 && !now {
@@ -267,6 +330,9 @@ func (w *Writer) loop() {
 		w.q = spare
 		w.notFull.Broadcast()
 		w.mu.Unlock()
+		if len(taken) == 0 && w.broken.Load() != nil {
+			w.writeBatch(nil) // try the records kept for retry
+		}
 		for batch := taken; len(batch) > 0; {
 			n := min(len(batch), w.opts.MaxBatch)
 			// A flush ends its chunk so that it is answered once the
@@ -286,35 +352,136 @@ func (w *Writer) loop() {
 			break
 		}
 	}
-	if w.opts.Signer != nil && w.sinceCkpt > 0 {
-		w.fail(w.checkpoint())
+	if w.broken.Load() != nil {
+		w.writeBatch(nil) // a last try
 	}
-	w.fail(w.sync())
+	if err := w.broken.Load(); err != nil {
+		w.fail(fmt.Errorf("audit: %d record(s) could not be written: %w", len(w.retry), *err))
+	} else {
+		if w.opts.Signer != nil && w.sinceCkpt > 0 {
+			w.tryCheckpoint()
+		}
+		w.fail(w.sync())
+	}
 	w.fail(w.f.Close())
 }
 
+// writeBatch writes the records kept for retry, then batch, and syncs;
+// flush barriers in batch are answered with the outcome. On a failed write
+// or sync everything not yet synced is rolled back and kept for retry.
 func (w *Writer) writeBatch(batch []item) {
 	var flushes []chan error
+	todo := w.retry
+	w.retry = nil
 	for i := range batch {
-		it := &batch[i]
-		if it.flush != nil {
-			flushes = append(flushes, it.flush)
-			continue
-		}
-		w.pending.Add(-1)
-		w.fail(w.write(&it.rec))
-		if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
-			w.fail(w.checkpoint())
+		if batch[i].flush != nil {
+			flushes = append(flushes, batch[i].flush)
+		} else {
+			todo = append(todo, batch[i].rec)
 		}
 	}
-	err := w.sync()
-	w.fail(err)
-	if e := w.err.Load(); e != nil {
-		err = *e
+	var err error
+	if w.broken.Load() != nil {
+		err = w.reopen()
+	}
+	next := 0
+	for err == nil && next < len(todo) {
+		if err = w.writeRecord(&todo[next]); err == nil {
+			next++
+		}
+	}
+	if err == nil {
+		err = w.sync()
+	}
+	if err != nil {
+		w.errs.Add(1)
+		w.rollback() // the unsynced records go to retry first
+		w.retry = append(w.retry, todo[next:]...)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		w.broken.Store(&err)
+	} else {
+		w.pending.Add(-int64(len(todo)))
+		w.broken.Store(nil)
 	}
 	for _, ch := range flushes {
 		ch <- err
 	}
+}
+
+// writeRecord writes one record, and a checkpoint after it when due. A
+// checkpoint that cannot be signed is not a write failure: it is retried
+// with the next record.
+func (w *Writer) writeRecord(rec *Record) error {
+	if err := w.write(rec); err != nil {
+		return err
+	}
+	w.unsynced = append(w.unsynced, *rec)
+	if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
+		return w.tryCheckpoint()
+	}
+	return nil
+}
+
+// tryCheckpoint appends a checkpoint; only a write error is returned.
+func (w *Writer) tryCheckpoint() error {
+	err := w.checkpoint()
+	var se *signError
+	if errors.As(err, &se) {
+		w.ckptErr.Store(&err)
+		w.lastCkpt = w.opts.Clock() // not again for every record
+		return nil
+	}
+	if err == nil {
+		w.ckptErr.Store(nil)
+	}
+	return err
+}
+
+// rollback forgets what was written since the last sync: the file is cut
+// back to it and the records go to retry (their times kept, sequence
+// numbers given again when they are written).
+func (w *Writer) rollback() {
+	m := w.mark
+	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
+	for _, rec := range w.unsynced {
+		if rec.Type != TypeCheckpoint {
+			rec.Seq, rec.Prev = 0, ""
+			w.retry = append(w.retry, rec)
+		}
+	}
+	w.unsynced = w.unsynced[:0]
+	w.f.Truncate(m.size) // best effort: reopen truncates again
+	w.buf = bufio.NewWriterSize(w.f, 64<<10)
+	w.f.Seek(m.size, io.SeekStart)
+}
+
+// reopen opens the log file again before a retry (it may have been
+// replaced, or its file system remounted) at the last synced size.
+func (w *Writer) reopen() error {
+	w.f.Close()
+	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("audit: reopening: %w", err)
+	}
+	size := w.mark.size
+	if st, err := f.Stat(); err == nil && st.Size() < size {
+		size = 0 // a new file: the chain continues in it
+	}
+	w.f = f
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	w.buf, w.size, w.mark.size = bufio.NewWriterSize(f, 64<<10), size, size
+	return nil
+}
+
+// commit makes the current state the rollback mark.
+func (w *Writer) commit() {
+	w.mark = mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt}
+	w.unsynced = w.unsynced[:0]
 }
 
 func (w *Writer) fail(err error) {
@@ -355,21 +522,27 @@ func (w *Writer) sync() error {
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	if w.opts.Durability == SyncNone {
-		return nil
+	if w.opts.Durability != SyncNone {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("audit: fsync: %w", err)
+		}
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("audit: fsync: %w", err)
-	}
+	w.commit()
 	return nil
 }
+
+// signError is a checkpoint that could not be signed.
+type signError struct{ err error }
+
+func (e *signError) Error() string { return e.err.Error() }
+func (e *signError) Unwrap() error { return e.err }
 
 // checkpoint appends a line signed with the current SVID's key over the
 // hash of the previous line (which commits to the whole chain before it).
 func (w *Writer) checkpoint() error {
 	s, err := w.opts.Signer.GetX509SVID()
 	if err != nil {
-		return fmt.Errorf("audit: checkpoint: no SVID to sign with: %w", err)
+		return &signError{fmt.Errorf("audit: checkpoint: no SVID to sign with: %w", err)}
 	}
 	rec := &Record{Type: TypeCheckpoint, Time: w.opts.Clock().UTC(), Signer: s.ID.String()}
 	for _, c := range s.Certificates {
@@ -377,7 +550,7 @@ func (w *Writer) checkpoint() error {
 	}
 	rec.Signature, err = signCheckpoint(s.PrivateKey, w.seq+1, rec.Time, w.prev)
 	if err != nil {
-		return fmt.Errorf("audit: checkpoint: %w", err)
+		return &signError{fmt.Errorf("audit: checkpoint: %w", err)}
 	}
 	w.sinceCkpt, w.lastCkpt = 0, w.opts.Clock()
 	return w.write(rec)
@@ -410,7 +583,11 @@ func (w *Writer) rotate() error {
 	if err := os.Rename(w.path, rotatedName(w.path, w.firstSeq)); err != nil {
 		return fmt.Errorf("audit: rotating: %w", err)
 	}
-	return w.openFile(0)
+	if err := w.openFile(0); err != nil {
+		return err
+	}
+	w.commit()
+	return nil
 }
 
 func (w *Writer) openFile(truncateTo int64) error {

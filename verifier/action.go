@@ -1,36 +1,231 @@
 package verifier
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"strings"
+
+	"github.com/agentid/agentid/internal/strictjson"
+	"github.com/agentid/agentid/policies"
 )
 
-// MaxMCPBody bounds the request body inspected for an MCP tool call.
+// MaxMCPBody bounds an MCP request body; a larger one is refused (413),
+// never decided as something else.
 const MaxMCPBody = 1 << 20
 
-// MCPAction reads an MCP JSON-RPC request body; for a "tools/call" request
-// it returns the action {Kind: "mcp", Name: <tool>}. Other MCP methods
-// (initialize, tools/list, …) give {Kind: "mcp", Name: "", Method: <method>}.
-// ok is false when the body is not a JSON-RPC request.
-func MCPAction(body []byte) (a Action, ok bool) {
-	if len(body) == 0 || len(body) > MaxMCPBody {
-		return Action{}, false
+// maxMCPDepth bounds the nesting of an MCP message.
+const maxMCPDepth = 64
+
+// MCPMessage is one JSON-RPC message read the way a case-sensitive MCP
+// server reads it (the official Go, TypeScript and Python SDKs).
+type MCPMessage struct {
+	// Method is "" for a response (result or error).
+	Method string
+	// ID is the JSON of the id ("" for a notification).
+	ID []byte
+	// Name is params.name (tools/call, prompts/get) and URI params.uri
+	// (resources/read, resources/subscribe, resources/unsubscribe).
+	Name, URI string
+	// Arguments is the JSON of params.arguments (nil when absent).
+	Arguments json.RawMessage
+}
+
+// Action is the policy action for m on path: {mcp, method, tool name}.
+// Only tools/call carries a Name, so a tool pattern can never match a
+// prompt or a resource.
+func (m MCPMessage) Action(path string) Action {
+	a := Action{Kind: policies.KindMCP, Method: m.Method, Path: path}
+	if m.Method == "tools/call" {
+		a.Name = m.Name
 	}
-	var msg struct {
-		JSONRPC string `json:"jsonrpc"`
-		Method  string `json:"method"`
-		Params  struct {
-			Name string `json:"name"`
-		} `json:"params"`
+	return a
+}
+
+// ParseMCP reads exactly one JSON-RPC 2.0 message from body, strictly:
+// keys are matched case-sensitively, and a duplicate or case-variant key
+// anywhere in the message ({"name":…,"Name":…}) is refused, as are batches,
+// trailing data, bodies over MaxMCPBody and nesting over 64 levels — every
+// form that encoding/json and a case-sensitive server would read
+// differently. headers are the request's (any case): when they carry
+// Mcp-Method or Mcp-Name (MCP 2026-07-28, SEP-2243) these must agree with
+// the body, and from protocol version 2026-07-28 on they are required.
+func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
+	if len(body) > MaxMCPBody {
+		return MCPMessage{}, tooLarge("MCP body", len(body), MaxMCPBody)
 	}
-	if err := json.Unmarshal(body, &msg); err != nil || msg.JSONRPC != "2.0" || msg.Method == "" {
-		return Action{}, false
+	if len(bytes.TrimSpace(body)) == 0 {
+		return MCPMessage{}, badInput("MCP body", "empty: one JSON-RPC request expected")
 	}
-	a = Action{Kind: "mcp", Method: msg.Method}
-	if msg.Method == "tools/call" {
-		a.Name = msg.Params.Name
+	if bytes.TrimLeft(body, " \t\r\n")[0] == '[' {
+		return MCPMessage{}, badInput("MCP body", "JSON-RPC batches are refused: send one request per POST")
 	}
-	return a, true
+	v, err := strictjson.Decode(body, maxMCPDepth)
+	if err != nil {
+		return MCPMessage{}, badInput("MCP body", "%v", err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return MCPMessage{}, badInput("MCP body", "not a JSON object")
+	}
+	m, err := mcpFields(obj)
+	if err != nil {
+		return m, badInput("MCP message", "%v", err)
+	}
+	if err := checkMCPHeaders(m, headers); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+func mcpFields(obj map[string]any) (MCPMessage, error) {
+	var m MCPMessage
+	if id, ok := obj["id"]; ok {
+		switch id.(type) {
+		case string, json.Number:
+			m.ID, _ = json.Marshal(id)
+		default:
+			return m, errors.New(`"id" must be a string or a number`)
+		}
+	}
+	if v, _ := obj["jsonrpc"].(string); v != "2.0" {
+		return m, errors.New(`"jsonrpc" must be "2.0"`)
+	}
+	method, hasMethod := obj["method"]
+	if !hasMethod {
+		_, res := obj["result"]
+		_, rerr := obj["error"]
+		if m.ID == nil || res == rerr {
+			return m, errors.New(`neither a request ("method") nor a response ("id" and one of "result", "error")`)
+		}
+		return m, nil
+	}
+	s, ok := method.(string)
+	if !ok || s == "" {
+		return m, errors.New(`"method" must be a non-empty string`)
+	}
+	if len(s) > MaxNameLen {
+		return m, tooLarge("MCP method", len(s), MaxNameLen)
+	}
+	m.Method = s
+	params := map[string]any{}
+	if p, ok := obj["params"]; ok {
+		if params, ok = p.(map[string]any); !ok {
+			return m, errors.New(`"params" must be an object`)
+		}
+	}
+	str := func(key string) (string, error) {
+		v, ok := params[key].(string)
+		if !ok || v == "" {
+			return "", errors.New(`params."` + key + `" must be a non-empty string for ` + s)
+		}
+		if len(v) > MaxNameLen {
+			return "", tooLarge("MCP "+key, len(v), MaxNameLen)
+		}
+		return v, nil
+	}
+	var err error
+	switch s {
+	case "tools/call":
+		if m.Name, err = str("name"); err != nil {
+			return m, err
+		}
+		if args, ok := params["arguments"]; ok {
+			if _, isObj := args.(map[string]any); !isObj {
+				return m, errors.New(`params."arguments" must be an object`)
+			}
+			m.Arguments, _ = json.Marshal(args)
+		}
+	case "prompts/get":
+		m.Name, err = str("name")
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		m.URI, err = str("uri")
+	}
+	return m, err
+}
+
+// MCP headers of SEP-2243 (protocol 2026-07-28).
+const (
+	headerMCPMethod  = "Mcp-Method"
+	headerMCPName    = "Mcp-Name"
+	headerMCPVersion = "Mcp-Protocol-Version"
+	// mcpHeadersFrom is the first protocol version that requires them.
+	mcpHeadersFrom = "2026-07-28"
+)
+
+func checkMCPHeaders(m MCPMessage, headers map[string][]string) error {
+	method, hasMethod, err := mcpHeader(headers, headerMCPMethod)
+	if err != nil {
+		return err
+	}
+	name, hasName, err := mcpHeader(headers, headerMCPName)
+	if err != nil {
+		return err
+	}
+	version, _, _ := mcpHeader(headers, headerMCPVersion)
+	required := version >= mcpHeadersFrom && m.Method != ""
+	if hasMethod && method != m.Method {
+		return badInput("Mcp-Method", "header %q disagrees with the body's method %q", truncate(method), truncate(m.Method))
+	}
+	if required && !hasMethod {
+		return badInput("Mcp-Method", "required from protocol %s on", mcpHeadersFrom)
+	}
+	want := m.Name
+	if m.URI != "" {
+		want = m.URI
+	}
+	if hasName && name != want {
+		return badInput("Mcp-Name", "header %q disagrees with the body's %q", truncate(name), truncate(want))
+	}
+	if required && want != "" && !hasName {
+		return badInput("Mcp-Name", "required for %s from protocol %s on", m.Method, mcpHeadersFrom)
+	}
+	return nil
+}
+
+// mcpHeader reads one header in any case; more than one value is refused,
+// and a "=?base64?…?=" value is decoded (SEP-2243's form for non-ASCII).
+func mcpHeader(headers map[string][]string, name string) (string, bool, error) {
+	var vals []string
+	for k, v := range headers {
+		if strings.EqualFold(k, name) {
+			vals = append(vals, v...)
+		}
+	}
+	switch len(vals) {
+	case 0:
+		return "", false, nil
+	case 1:
+	default:
+		return "", true, badInput(name, "sent %d times", len(vals))
+	}
+	v := vals[0]
+	if enc, ok := strings.CutPrefix(v, "=?base64?"); ok {
+		enc, ok = strings.CutSuffix(enc, "?=")
+		raw, err := base64.StdEncoding.DecodeString(enc)
+		if !ok || err != nil {
+			return "", true, badInput(name, "malformed =?base64? value")
+		}
+		v = string(raw)
+	}
+	return v, true, nil
+}
+
+// readBody reads at most MaxMCPBody+1 bytes of an HTTP request body, so
+// that an oversized one is seen as such, and leaves exactly those bytes
+// as the body to forward.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMCPBody+1))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return body, err
 }
 
 // stripQuery drops a path's query string and fragment.

@@ -7,27 +7,35 @@ import (
 	"time"
 )
 
-// cache is a bounded LRU of values that expire, keyed by the credential
-// itself (DER certificate, PEM or token): Go's map hash is far cheaper than
-// a cryptographic digest, and equal keys are equal credentials.
+// cache is a bounded LRU of values that expire, keyed by the credential's
+// kind and the credential itself (DER certificate, PEM or token): Go's map
+// hash is far cheaper than a cryptographic digest, and equal keys are equal
+// credentials of the same kind.
 type cache[V any] struct {
 	mu    sync.Mutex
 	max   int
 	ll    *list.List
-	items map[string]*list.Element
+	items map[cacheKey]*list.Element
+}
+
+// cacheKey tags a credential with its kind: the same bytes presented as
+// another kind of credential are another key.
+type cacheKey struct {
+	kind CredentialKind
+	cred string
 }
 
 type cacheEntry[V any] struct {
-	key     string
+	key     cacheKey
 	val     V
 	expires time.Time
 }
 
 func newCache[V any](max int) *cache[V] {
-	return &cache[V]{max: max, ll: list.New(), items: make(map[string]*list.Element)}
+	return &cache[V]{max: max, ll: list.New(), items: make(map[cacheKey]*list.Element)}
 }
 
-func (c *cache[V]) get(key string, now time.Time) (V, bool) {
+func (c *cache[V]) get(key cacheKey, now time.Time) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var zero V
@@ -45,8 +53,8 @@ func (c *cache[V]) get(key string, now time.Time) (V, bool) {
 	return e.val, true
 }
 
-func (c *cache[V]) put(key string, v V, expires time.Time) {
-	key = strings.Clone(key) // lookups may pass views of callers' bytes
+func (c *cache[V]) put(key cacheKey, v V, expires time.Time) {
+	key.cred = strings.Clone(key.cred) // lookups may pass views of callers' bytes
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {

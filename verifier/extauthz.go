@@ -2,11 +2,15 @@ package verifier
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/agentid/agentid/policies"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -20,18 +24,22 @@ import (
 const MaxHeaderBytes = 64 << 10
 
 // ExtAuthz is an Envoy ext_authz v3 gRPC server
-// (envoy.service.auth.v3.Authorization/Check) in front of a Verifier.
+// (envoy.service.auth.v3.Authorization/Check), an adapter over the
+// Verifier's pipeline.
 //
 // The peer is identified from, in order: source.certificate (the
 // URL-encoded PEM chain Envoy sends with include_peer_certificate: true —
 // verified again against the bundles, cached per certificate), or a bearer
 // JWT-SVID in the authorization header. source.principal alone is not
 // enough: it carries no task claims and is refused. The action is
-// {http, method, path without query}; requests to one of MCPPaths whose
-// body (with_request_body) is an MCP JSON-RPC call become {mcp, tool}.
-// Allowed requests go upstream with the x-agentid-* identity headers
-// (incoming ones are removed); denied ones get 403 (401 unauthenticated)
-// with the reason.
+// {http, method, path without query}, accepted only in canonical form
+// (enable Envoy's normalize_path and merge_slashes so that clients'
+// paths arrive canonical); requests to one of MCPPaths must carry one MCP
+// JSON-RPC message in the body (with_request_body), decided as {mcp,
+// method, tool}. Allowed requests go upstream with the x-agentid-* identity
+// headers (overwriting incoming ones, and removing any other incoming
+// x-agentid-* header); refused ones get 401/403/400/413/414/503 with the
+// reason.
 type ExtAuthz struct {
 	authv3.UnimplementedAuthorizationServer
 	V        *Verifier
@@ -45,68 +53,92 @@ func (e *ExtAuthz) Register(s *grpc.Server) { authv3.RegisterAuthorizationServer
 func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	if httpReq == nil {
-		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "no HTTP request attributes"), nil
+		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes"), nil
 	}
-	action := e.action(httpReq)
-	if n := headerBytes(httpReq.GetHeaders()); n > MaxHeaderBytes {
-		d := e.V.Denied(action, fmt.Errorf("request headers of %d bytes exceed %d", n, MaxHeaderBytes))
-		return deniedResponse(typev3.StatusCode_RequestHeaderFieldsTooLarge, code.Code_INVALID_ARGUMENT, d.Reason), nil
+	headers := httpReq.GetHeaders()
+	q := Query{Frontend: FrontendExtAuthz, Caller: callerID(ctx),
+		Action: Action{Kind: policies.KindHTTP, Method: httpReq.GetMethod(), Path: stripQuery(httpReq.GetPath())}}
+	if n := headerBytes(headers); n > MaxHeaderBytes {
+		q.Invalid = &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}
+		res := e.V.Decide(ctx, &q)
+		return deniedResponse(typev3.StatusCode_RequestHeaderFieldsTooLarge, code.Code_INVALID_ARGUMENT, res.Message()), nil
 	}
-	p, err := e.peer(req.GetAttributes().GetSource(), httpReq.GetHeaders())
-	if err != nil {
-		d := e.V.Denied(action, err)
-		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, d.Reason), nil
+	q.Credential = extAuthzCredential(req.GetAttributes().GetSource(), headers)
+	q.Request = Request{Headers: headerMap(headers), Source: sourceAddr(req.GetAttributes().GetSource())}
+	if q.Action.Method == "POST" && slices.Contains(e.MCPPaths, q.Action.Path) {
+		q.MCP = true
+		q.Body = httpReq.GetRawBody()
+		if len(q.Body) == 0 {
+			q.Body = []byte(httpReq.GetBody())
+		}
+		if headers["x-envoy-auth-partial-body"] == "true" {
+			q.Body = make([]byte, MaxMCPBody+1) // truncated by Envoy: too large to decide
+		}
 	}
-	d := e.V.Check(ctx, &p, action, Request{Headers: headerMap(httpReq.GetHeaders()), Source: sourceAddr(req.GetAttributes().GetSource())})
-	if !d.Allow {
-		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, d.Explanation()), nil
+	res := e.V.Decide(ctx, &q)
+	switch res.Outcome {
+	case Allowed:
+		return okResponse(&res.Peer, res.Decision, headers), nil
+	case Unauthenticated:
+		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, res.Message()), nil
+	case Forbidden:
+		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, res.Message()), nil
+	case Unavailable:
+		return deniedResponse(typev3.StatusCode_ServiceUnavailable, code.Code_UNAVAILABLE, res.Message()), nil
 	}
-	return okResponse(&p, d, httpReq.GetHeaders()), nil
+	return deniedResponse(typev3.StatusCode(res.HTTPStatus()), code.Code_INVALID_ARGUMENT, res.Message()), nil
 }
 
-func (e *ExtAuthz) peer(src *authv3.AttributeContext_Peer, headers map[string]string) (Peer, error) {
+func extAuthzCredential(src *authv3.AttributeContext_Peer, headers map[string]string) Credential {
 	if cert := src.GetCertificate(); cert != "" {
-		return e.V.Auth.PEM(cert)
+		return Credential{Kind: CredentialPEM, Value: cert}
 	}
-	if tok, ok := bearer(headers["authorization"]); ok {
-		return e.V.Auth.JWT(tok)
+	if h, ok := headers["authorization"]; ok {
+		if c := bearerCredential([]string{h}); c.Kind != CredentialNone {
+			return c
+		}
 	}
 	if src.GetPrincipal() != "" {
-		return Peer{}, deny(ReasonNoCredential, errors.New("only source.principal was sent: enable include_peer_certificate in the ext_authz filter so the task claims can be read"))
+		return Credential{Kind: CredentialMalformed, Value: "only source.principal was sent: enable include_peer_certificate in the ext_authz filter so the task claims can be read"}
 	}
-	return Peer{}, deny(ReasonNoCredential, errors.New("no peer certificate or bearer JWT-SVID in the check request"))
+	return Credential{}
 }
 
-func (e *ExtAuthz) action(h *authv3.AttributeContext_HttpRequest) Action {
-	path := stripQuery(h.GetPath())
-	if h.GetMethod() == "POST" && slices.Contains(e.MCPPaths, path) {
-		body := h.GetRawBody()
-		if len(body) == 0 {
-			body = []byte(h.GetBody())
-		}
-		if a, ok := MCPAction(body); ok {
-			a.Path = path
-			return a
-		}
+// callerID is the SPIFFE ID of the mTLS client of a gRPC call (Envoy), or "".
+func callerID(ctx context.Context) string {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
 	}
-	return Action{Kind: "http", Method: h.GetMethod(), Path: path}
+	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return ""
+	}
+	id, err := x509svid.IDFromCert(ti.State.PeerCertificates[0])
+	if err != nil {
+		return ""
+	}
+	return id.String()
 }
 
+// okResponse lets the request through with the identity headers. They are
+// set with OVERWRITE_IF_EXISTS_OR_ADD, and only the other incoming
+// x-agentid-* headers are removed: Envoy applies removals after the
+// header mutations, so listing a header both ways would remove it.
 func okResponse(p *Peer, d Decision, incoming map[string]string) *authv3.CheckResponse {
-	ok := &authv3.OkHttpResponse{}
-	for k := range incoming {
-		if strings.HasPrefix(strings.ToLower(k), HeaderPrefix) {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
-		}
-	}
-	slices.Sort(ok.HeadersToRemove)
-	ok.Headers = make([]*corev3.HeaderValueOption, 0, 6)
+	ok := &authv3.OkHttpResponse{Headers: make([]*corev3.HeaderValueOption, 0, 6)}
 	identityHeaders(p, d, func(k, v string) { // in key order
 		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: k, Value: v},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	})
+	for k := range incoming {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, HeaderPrefix) && !slices.ContainsFunc(ok.Headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
+		}
+	}
+	slices.Sort(ok.HeadersToRemove)
 	return &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},

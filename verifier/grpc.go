@@ -2,7 +2,8 @@ package verifier
 
 import (
 	"context"
-	"errors"
+
+	"github.com/agentid/agentid/policies"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -12,44 +13,43 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// AuthenticateGRPC authenticates the peer of a gRPC call: its TLS client
-// certificate chain or else an "authorization: Bearer <JWT-SVID>" metadata
-// entry.
-func (a *Authenticator) AuthenticateGRPC(ctx context.Context) (Peer, error) {
+// GRPCCredential is the credential of a gRPC call: its TLS client
+// certificate chain or else an "authorization: Bearer <JWT-SVID>" entry.
+func GRPCCredential(ctx context.Context) Credential {
 	if pr, ok := peer.FromContext(ctx); ok {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			return a.Certificates(ti.State.PeerCertificates)
+			return Credential{Kind: CredentialX509, Chain: ti.State.PeerCertificates}
 		}
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get("authorization") {
-			if tok, ok := bearer(v); ok {
-				return a.JWT(tok)
-			}
-		}
-	}
-	return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate or bearer JWT-SVID"))
+	md, _ := metadata.FromIncomingContext(ctx)
+	return bearerCredential(md.Get("authorization"))
+}
+
+// AuthenticateGRPC authenticates the peer of a gRPC call (see GRPCCredential).
+func (a *Authenticator) AuthenticateGRPC(ctx context.Context) (Peer, error) {
+	return a.Authenticate(GRPCCredential(ctx))
 }
 
 func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (context.Context, error) {
-	action := Action{Kind: "grpc", Path: fullMethod}
-	p, err := v.Auth.AuthenticateGRPC(ctx)
-	if err != nil {
-		d := v.Denied(action, err)
-		return nil, status.Error(codes.Unauthenticated, d.Reason)
-	}
-	req := Request{}
+	q := Query{Frontend: FrontendGRPC, Credential: GRPCCredential(ctx), Action: Action{Kind: policies.KindGRPC, Path: fullMethod}}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		req.Headers = md
+		q.Request.Headers = md
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
-		req.Source = remoteAddr(pr.Addr.String())
+		q.Request.Source = remoteAddr(pr.Addr.String())
 	}
-	d := v.Check(ctx, &p, action, req)
-	if !d.Allow {
-		return nil, status.Error(codes.PermissionDenied, d.Explanation())
+	res := v.Decide(ctx, &q)
+	switch res.Outcome {
+	case Allowed:
+		return withPeer(ctx, &res), nil
+	case Unauthenticated:
+		return nil, status.Error(codes.Unauthenticated, res.Message())
+	case Forbidden:
+		return nil, status.Error(codes.PermissionDenied, res.Message())
+	case Unavailable:
+		return nil, status.Error(codes.Unavailable, res.Message())
 	}
-	return withPeer(ctx, &p, d), nil
+	return nil, status.Error(codes.InvalidArgument, res.Message())
 }
 
 // UnaryServerInterceptor authenticates and authorizes every unary call

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+
+	"github.com/agentid/agentid/policies"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -54,13 +58,14 @@ type authorized struct {
 }
 
 // PeerFromContext returns the authenticated peer that the middleware or an
-// interceptor stored.
+// interceptor stored. The Peer is immutable (its Claims are a copy).
 func PeerFromContext(ctx context.Context) (*Peer, bool) {
 	a, ok := ctx.Value(ctxKey{}).(*authorized)
 	if !ok {
 		return nil, false
 	}
-	return &a.peer, true
+	p := a.peer
+	return &p, true
 }
 
 // DecisionFromContext returns the decision that allowed the request.
@@ -72,61 +77,119 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 	return a.decision, true
 }
 
-func withPeer(ctx context.Context, p *Peer, d Decision) context.Context {
-	return context.WithValue(ctx, ctxKey{}, &authorized{*p, d})
+func withPeer(ctx context.Context, r *Result) context.Context {
+	return context.WithValue(ctx, ctxKey{}, &authorized{r.Peer, r.Decision})
 }
 
-// AuthenticateHTTP authenticates the peer of r: its TLS client certificate
-// chain (re-verified against the bundles, cached) or else an
-// "Authorization: Bearer <JWT-SVID>" header.
-func (a *Authenticator) AuthenticateHTTP(r *http.Request) (Peer, error) {
+// HTTPCredential is the credential of r: its TLS client certificate chain
+// (re-verified against the bundles, cached) or else an "Authorization:
+// Bearer <JWT-SVID>" header. An oversized or empty bearer is a malformed
+// credential, not an absent one.
+func HTTPCredential(r *http.Request) Credential {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return a.Certificates(r.TLS.PeerCertificates)
+		return Credential{Kind: CredentialX509, Chain: r.TLS.PeerCertificates}
 	}
-	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
-		return a.JWT(tok)
-	}
-	return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate or bearer JWT-SVID"))
+	return bearerCredential(r.Header.Values("Authorization"))
 }
 
-func bearer(h string) (string, bool) {
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" || len(tok) > MaxBearerLen {
-		return "", false
+// bearerCredential reads the Authorization header's values: none is no
+// credential, one Bearer token a JWT credential, anything else malformed.
+func bearerCredential(values []string) Credential {
+	if len(values) == 0 {
+		return Credential{}
 	}
-	return strings.TrimSpace(tok), true
+	if len(values) > 1 {
+		return Credential{Kind: CredentialMalformed, Value: "more than one Authorization header"}
+	}
+	scheme, tok, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return Credential{} // another scheme is not ours to judge
+	}
+	tok = strings.TrimSpace(tok)
+	switch {
+	case tok == "":
+		return Credential{Kind: CredentialMalformed, Value: "empty bearer token"}
+	case len(tok) > MaxBearerLen:
+		return Credential{Kind: CredentialMalformed, Value: fmt.Sprintf("bearer token of %d bytes exceeds %d", len(tok), MaxBearerLen)}
+	}
+	return Credential{Kind: CredentialJWT, Value: tok}
 }
 
-// HTTPAction maps a request to an http action: method and path.
+// AuthenticateHTTP authenticates the peer of r (see HTTPCredential).
+func (a *Authenticator) AuthenticateHTTP(r *http.Request) (Peer, error) {
+	return a.Authenticate(HTTPCredential(r))
+}
+
+// HTTPAction maps a request to an http action: method and the path as it
+// was sent (without the query), which the pipeline accepts only when
+// canonical.
 func HTTPAction(r *http.Request) Action {
-	return Action{Kind: "http", Method: r.Method, Path: r.URL.Path}
+	return Action{Kind: policies.KindHTTP, Method: r.Method, Path: requestPath(r)}
+}
+
+// requestPath is the path as the client sent it: the request-target of a
+// server request (not r.URL.Path, which Go has already decoded), else the
+// URL's escaped path.
+func requestPath(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return stripQuery(r.RequestURI)
+	}
+	return r.URL.EscapedPath()
 }
 
 // Middleware authenticates each request, asks the policy and either calls
 // next with the peer and decision in the context (PeerFromContext,
-// DecisionFromContext) or answers 403 with the reason (401 when the peer did
-// not authenticate).
+// DecisionFromContext) or refuses: 401 when the peer did not authenticate,
+// 403 when the policy denied, 400/414 for a request that cannot be decided
+// as sent, 503 when the decision could not be recorded.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return v.MiddlewareFunc(HTTPAction, next)
 }
 
 // MiddlewareFunc is Middleware with the request-to-action mapping given.
 func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.Handler) http.Handler {
+	return v.httpHandler(FrontendHTTP, action, nil, next)
+}
+
+// httpHandler is the HTTP adapter over the pipeline for the middleware and
+// the proxy: POSTs to one of mcpPaths are decided as MCP messages.
+func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		action := action(r)
-		p, err := v.Auth.AuthenticateHTTP(r)
-		if err != nil {
-			d := v.Denied(action, err)
-			refuse(w, http.StatusUnauthorized, d.Reason)
+		q := Query{Frontend: frontend, Credential: HTTPCredential(r), Action: action(r),
+			Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}}
+		if r.Method == http.MethodPost && slices.Contains(mcpPaths, q.Action.Path) {
+			q.MCP = true
+			var err error
+			if q.Body, err = readBody(r); err != nil {
+				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
+				return
+			}
+		}
+		res := v.Decide(r.Context(), &q)
+		if !res.Allowed() {
+			if q.MCP && (res.Outcome == BadRequest || res.Outcome == TooLarge) {
+				refuseJSONRPC(w, &res)
+				return
+			}
+			refuse(w, res.HTTPStatus(), res.Message())
 			return
 		}
-		d := v.Check(r.Context(), &p, action, Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)})
-		if !d.Allow {
-			refuse(w, http.StatusForbidden, d.Explanation())
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &p, d)))
+		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &res)))
 	})
+}
+
+// refuseJSONRPC answers a malformed MCP request with its HTTP status and a
+// JSON-RPC error (-32600 Invalid Request).
+func refuseJSONRPC(w http.ResponseWriter, res *Result) {
+	id := res.MCPID
+	if id == nil {
+		id = []byte("null")
+	}
+	msg, _ := json.Marshal(res.Message())
+	w.Header().Set(HeaderDenyReason, headerSafe(res.Message()))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(res.HTTPStatus())
+	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32600,"message":%s}}`+"\n", id, msg)
 }
 
 func refuse(w http.ResponseWriter, code int, reason string) {
@@ -162,20 +225,16 @@ func IdentityHeaders(p *Peer, d Decision) map[string]string {
 
 // identityHeaders calls f for each identity header, in key order.
 func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
-	c := p.Claims
+	c := p.claims
 	if c != nil {
 		f(HeaderAgent, c.Agent)
-		js := p.ClaimsJSON
-		if js == nil { // a Peer built by hand
-			js = c.AppendJSON(nil)
-		}
-		f(HeaderClaims, base64.RawURLEncoding.EncodeToString(js))
+		f(HeaderClaims, base64.RawURLEncoding.EncodeToString(p.claimsJSON))
 		f(HeaderPrincipal, headerSafe(c.Principal))
 	}
 	if len(d.Rules) > 0 {
 		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", "))) // one rule: no allocation but headerSafe's
 	}
-	f(HeaderSPIFFEID, p.ID.String())
+	f(HeaderSPIFFEID, p.id.String())
 	if c != nil {
 		f(HeaderTask, c.Task)
 	}

@@ -66,7 +66,7 @@ func newStack(t *testing.T) *stack {
 	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := verifier.PeerFromContext(r.Context())
 		d, _ := verifier.DecisionFromContext(r.Context())
-		io.WriteString(w, p.Claims.Agent+" "+strings.Join(d.RuleStrings(), ","))
+		io.WriteString(w, p.Agent()+" "+strings.Join(d.RuleStrings(), ","))
 	}))
 	// Not httptest's StartTLS: it installs its own certificate, which
 	// would shadow the SVID for clients that send no SNI.
@@ -164,7 +164,8 @@ func TestMiddlewareJWTAndNoCredential(t *testing.T) {
 
 func TestIdentityHeadersReplaceForgedOnes(t *testing.T) {
 	c := claims()
-	p := &verifier.Peer{ID: taskID, Claims: &c}
+	pp := verifier.NewPeer(taskID, &c)
+	p := &pp
 	h := http.Header{}
 	h.Set("X-Agentid-Agent", "admin")
 	h.Set("X-Agentid-Forged", "1")

@@ -74,13 +74,10 @@ func see(t *testing.T, ca *testca.CA, v *verifier.Verifier, first, n int) {
 	for i := first; i < first+n; i++ {
 		agent := i % 900
 		s := genSVID(t, ca, agent, i, deadline)
-		p, err := v.Auth.Certificates(s.Certificates)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := v.Check(context.Background(), &p, verifier.Action{Kind: "http", Method: "GET", Path: fmt.Sprintf("/svc%d/docs/%d", agent, i)}, verifier.Request{})
-		if !d.Allow {
-			t.Fatalf("peer %d denied: %s", i, d.Reason)
+		r := v.Decide(context.Background(), &verifier.Query{Credential: verifier.Credential{Kind: verifier.CredentialX509, Chain: s.Certificates},
+			Action: verifier.Action{Kind: "http", Method: "GET", Path: fmt.Sprintf("/svc%d/docs/%d", agent, i)}})
+		if !r.Allowed() {
+			t.Fatalf("peer %d denied: %s", i, r.Message())
 		}
 	}
 	if err := v.Audit.Flush(); err != nil {

@@ -1,18 +1,23 @@
 package verifier
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -21,28 +26,79 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
-// Peer is an authenticated caller.
+// Peer is an authenticated caller. It is immutable: its fields are read
+// through accessors, and Claims returns a copy, so a handler cannot change
+// what the next request with the same credential is authorized with (the
+// Authenticator caches one Peer per credential).
 type Peer struct {
-	// ID is the caller's SPIFFE ID.
-	ID spiffeid.ID
-	// Claims are the caller's task claims; nil when the caller is not an
-	// agent task (an SVID without claims).
-	Claims *svid.Claims
-	// Kind is "x509" or "jwt": how the caller authenticated.
-	Kind string
-	// Serial is the X.509-SVID's serial number (hex); JWTID the JWT-SVID's
-	// "jti" claim or, without one, the SHA-256 of the token.
-	Serial, JWTID string
-	// Expires is when this authentication stops being valid: the SVID's
-	// expiry or the task deadline, whichever is first.
-	Expires time.Time
-	// ClaimsJSON is the canonical JSON of Claims (nil without claims),
-	// computed once per authentication for the audit log.
-	ClaimsJSON []byte
+	id         spiffeid.ID
+	claims     *svid.Claims // shared with the cache: never handed out
+	kind       string
+	serial     string
+	jwtID      string
+	expires    time.Time
+	claimsJSON []byte
 }
 
+// NewPeer is a peer authenticated by other means (tests, adapters that
+// verified the credential themselves). claims may be nil; they are copied.
+func NewPeer(id spiffeid.ID, claims *svid.Claims) Peer {
+	p := Peer{id: id, kind: "other"}
+	if claims != nil {
+		c := claims.Clone()
+		p.claims, p.claimsJSON, p.expires = &c, c.AppendJSON(nil), c.Deadline
+	}
+	return p
+}
+
+// ID is the caller's SPIFFE ID.
+func (p *Peer) ID() spiffeid.ID { return p.id }
+
+// Claims returns a copy of the caller's task claims; ok is false when the
+// caller is not an agent task (an SVID without claims).
+func (p *Peer) Claims() (c svid.Claims, ok bool) {
+	if p == nil || p.claims == nil {
+		return svid.Claims{}, false
+	}
+	return p.claims.Clone(), true
+}
+
+// Agent, Task and Principal are the claims' fields ("" for a non-task peer),
+// without copying the claims.
+func (p *Peer) Agent() string     { return p.field(func(c *svid.Claims) string { return c.Agent }) }
+func (p *Peer) Task() string      { return p.field(func(c *svid.Claims) string { return c.Task }) }
+func (p *Peer) Principal() string { return p.field(func(c *svid.Claims) string { return c.Principal }) }
+
+// HasScope reports whether the task holds scope s.
+func (p *Peer) HasScope(s string) bool { return p.IsTask() && p.claims.HasScope(s) }
+
+func (p *Peer) field(f func(*svid.Claims) string) string {
+	if !p.IsTask() {
+		return ""
+	}
+	return f(p.claims)
+}
+
+// Kind is "x509" or "jwt": how the caller authenticated ("other" for NewPeer).
+func (p *Peer) Kind() string { return p.kind }
+
+// Serial is the X.509-SVID's serial number (hex); JWTID the JWT-SVID's
+// "jti" claim or, without one, the SHA-256 of the token.
+func (p *Peer) Serial() string { return p.serial }
+func (p *Peer) JWTID() string  { return p.jwtID }
+
+// Expires is when this authentication stops being valid: the SVID's expiry
+// or the task deadline, whichever is first.
+func (p *Peer) Expires() time.Time { return p.expires }
+
+// ClaimsJSON is a copy of the canonical JSON of the claims (nil without).
+func (p *Peer) ClaimsJSON() []byte { return slices.Clone(p.claimsJSON) }
+
 // IsTask reports whether the peer is an agent task.
-func (p *Peer) IsTask() bool { return p != nil && p.Claims != nil }
+func (p *Peer) IsTask() bool { return p != nil && p.claims != nil }
+
+// policyPeer is the peer as the policy sees it (read-only by contract).
+func (p *Peer) policyPeer() policies.Peer { return policies.Peer{ID: p.id, Claims: p.claims} }
 
 // DenyError says why a peer was not authenticated. Reason is a short,
 // stable code for metrics and headers; Err the cause.
@@ -70,7 +126,9 @@ func deny(reason string, err error) *DenyError { return &DenyError{Reason: reaso
 // Authenticator turns credentials into Peers: it verifies X.509-SVID chains
 // and JWT-SVID signatures against the bundles, decodes and validates the task
 // claims (svid), and enforces the allowed trust domains. Results are cached
-// per credential (bounded; see CacheSize and CacheTTL).
+// per credential kind and credential (bounded; see CacheSize and CacheTTL):
+// a credential is only ever found again as the kind it was verified as, so
+// a certificate's bytes cannot stand in for a bearer token.
 type Authenticator struct {
 	cfg   Config
 	cache *cache[Peer]
@@ -116,6 +174,26 @@ func NewAuthenticator(cfg Config) *Authenticator {
 	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize)}
 }
 
+// Authenticate verifies a credential of any kind.
+func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
+	switch c.Kind {
+	case CredentialX509:
+		return a.Certificates(c.Chain)
+	case CredentialX509Verified:
+		if len(c.Chain) == 0 {
+			return a.VerifiedCertificate(nil)
+		}
+		return a.VerifiedCertificate(c.Chain[0])
+	case CredentialPEM:
+		return a.PEM(c.Value)
+	case CredentialJWT:
+		return a.JWT(c.Value)
+	case CredentialMalformed:
+		return Peer{}, deny(ReasonBadCredential, errors.New(c.Value))
+	}
+	return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate or bearer JWT-SVID"))
+}
+
 // Certificates authenticates a peer by its certificate chain (leaf first),
 // verifying it against the X.509 bundles. Use it for chains the TLS stack
 // has not verified (ext_authz) or verified with other roots.
@@ -123,7 +201,7 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if len(chain) == 0 {
 		return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate"))
 	}
-	key := bytesKey(chain[0].Raw)
+	key := cacheKey{CredentialX509, bytesKey(chain[0].Raw)}
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -132,7 +210,7 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.Expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
 	return p, nil
 }
 
@@ -143,7 +221,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if leaf == nil {
 		return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate"))
 	}
-	key := bytesKey(leaf.Raw)
+	key := cacheKey{CredentialX509Verified, bytesKey(leaf.Raw)}
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -159,14 +237,14 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.Expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
 	return p, nil
 }
 
 // PEM authenticates a peer from a PEM certificate chain, optionally
 // URL-encoded as Envoy sends it in ext_authz's source.certificate.
 func (a *Authenticator) PEM(data string) (Peer, error) {
-	key := data
+	key := cacheKey{CredentialPEM, data}
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -179,42 +257,118 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.Expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
 	return p, nil
 }
 
-// JWT authenticates a peer by a JWT-SVID bearer token: signature against the
-// JWT bundles, one of the configured audiences, expiry, then the claims.
+// JWT authenticates a peer by a JWT-SVID bearer token: its form and
+// algorithm, one of the configured audiences and expiry (each refused with
+// its own reason), the signature against the JWT bundles, then the claims.
 func (a *Authenticator) JWT(token string) (Peer, error) {
 	if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
 		return Peer{}, deny(ReasonBadCredential, errors.New("JWT-SVIDs are not accepted here (no JWT bundle or audience configured)"))
 	}
-	key := token
+	key := cacheKey{CredentialJWT, token}
 	now := a.cfg.Clock()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	if err := a.precheckJWT(token, now); err != nil {
+		return Peer{}, err
+	}
 	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.cfg.Audiences)
 	if err != nil {
-		return Peer{}, classifyJWTError(err)
-	}
-	if !s.Expiry.IsZero() && !now.Before(s.Expiry) {
-		return Peer{}, deny(ReasonExpired, fmt.Errorf("JWT-SVID expired at %s", s.Expiry.UTC().Format(time.RFC3339)))
+		// Form, algorithm, audience and expiry were checked above: what
+		// is left is the signature and the key that made it.
+		return Peer{}, deny(ReasonUntrusted, err)
 	}
 	if err := a.checkDomain(s.ID); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{ID: s.ID, Kind: "jwt", Expires: s.Expiry, JWTID: jwtID(s, token)}
+	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token)}
 	c, found, err := svid.FromJWTSVID(s, a.claimOptions(now)...)
 	if err != nil {
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.Claims, p.ClaimsJSON = &c, c.AppendJSON(nil)
-		p.Expires = minTime(p.Expires, c.Deadline)
+		p.claims, p.claimsJSON = &c, c.AppendJSON(nil)
+		p.expires = minTime(p.expires, c.Deadline)
 	}
-	a.cache.put(key, p, minTime(p.Expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
 	return p, nil
+}
+
+// jwtAlgorithms are the JWS algorithms a JWT-SVID may use (the SPIFFE
+// JWT-SVID specification's list, as go-spiffe accepts them).
+var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+
+// precheckJWT classifies what can be told without the bundle, by type
+// rather than by error text: the compact form, the algorithm (none or a
+// MAC is untrusted), the required claims, the audience and the expiry.
+func (a *Authenticator) precheckJWT(token string, now time.Time) error {
+	if len(token) > MaxBearerLen {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT of %d bytes exceeds %d", len(token), MaxBearerLen))
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return deny(ReasonBadCredential, fmt.Errorf("not a compact JWS: %d parts", len(parts)))
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+		Typ string `json:"typ"`
+	}
+	if err := decodeSegment(parts[0], &hdr); err != nil {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT header: %w", err))
+	}
+	if !slices.Contains(jwtAlgorithms, hdr.Alg) {
+		return deny(ReasonUntrusted, fmt.Errorf("JWT algorithm %q is not accepted (unsigned or not an asymmetric signature)", hdr.Alg))
+	}
+	if parts[2] == "" {
+		return deny(ReasonUntrusted, errors.New("JWT has no signature"))
+	}
+	var claims struct {
+		Sub string          `json:"sub"`
+		Aud json.RawMessage `json:"aud"`
+		Exp *json.Number    `json:"exp"`
+	}
+	if err := decodeSegment(parts[1], &claims); err != nil {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT claims: %w", err))
+	}
+	if claims.Sub == "" {
+		return deny(ReasonBadCredential, errors.New("JWT has no sub claim"))
+	}
+	if claims.Exp == nil {
+		return deny(ReasonBadCredential, errors.New("JWT has no exp claim"))
+	}
+	exp, err := claims.Exp.Float64()
+	if err != nil {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT exp claim: %w", err))
+	}
+	var auds []string
+	if err := json.Unmarshal(claims.Aud, &auds); err != nil {
+		var one string
+		if err := json.Unmarshal(claims.Aud, &one); err != nil {
+			return deny(ReasonBadCredential, errors.New("JWT aud claim is not a string or a list of strings"))
+		}
+		auds = []string{one}
+	}
+	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
+		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.cfg.Audiences))
+	}
+	if e := time.Unix(int64(exp), 0); !now.Before(e) {
+		return deny(ReasonExpired, fmt.Errorf("JWT-SVID expired at %s", e.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+func decodeSegment(seg string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
 }
 
 func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (Peer, error) {
@@ -236,14 +390,14 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	if err := a.checkDomain(id); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{ID: id, Kind: "x509", Serial: leaf.SerialNumber.Text(16), Expires: leaf.NotAfter}
+	p := Peer{id: id, kind: "x509", serial: leaf.SerialNumber.Text(16), expires: leaf.NotAfter}
 	c, found, err := svid.FromCertificate(leaf, a.claimOptions(now)...)
 	if err != nil {
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.Claims, p.ClaimsJSON = &c, c.AppendJSON(nil)
-		p.Expires = minTime(p.Expires, c.Deadline)
+		p.claims, p.claimsJSON = &c, c.AppendJSON(nil)
+		p.expires = minTime(p.expires, c.Deadline)
 	}
 	return p, nil
 }
@@ -266,19 +420,6 @@ func (a *Authenticator) claimOptions(now time.Time) []svid.Option {
 		opts = append(opts, svid.WithTrustDomains(a.cfg.TrustDomains...))
 	}
 	return opts
-}
-
-func classifyJWTError(err error) *DenyError {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "audience"):
-		return deny(ReasonWrongAudience, err)
-	case strings.Contains(msg, "expired") || strings.Contains(msg, "exp"):
-		return deny(ReasonExpired, err)
-	case strings.Contains(msg, "no JWT authority") || strings.Contains(msg, "no bundle") || strings.Contains(msg, "signature") || strings.Contains(msg, "cryptographic"):
-		return deny(ReasonUntrusted, err)
-	}
-	return deny(ReasonBadCredential, err)
 }
 
 func jwtID(s *jwtsvid.SVID, token string) string {

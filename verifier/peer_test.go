@@ -43,6 +43,11 @@ func ext(t *testing.T, c svid.Claims) testca.SVIDOption {
 	return testca.WithExtensions(e)
 }
 
+func mustClaims(p verifier.Peer) svid.Claims {
+	c, _ := p.Claims()
+	return c
+}
+
 func wantDeny(t *testing.T, err error, reason, detail string) {
 	t.Helper()
 	var de *verifier.DenyError
@@ -64,15 +69,15 @@ func TestCertificates(t *testing.T) {
 		Clock: func() time.Time { return now }})
 
 	p, err := a.Certificates(ca.CreateX509SVID(taskID, ext(t, claims())).Certificates)
-	if err != nil || !p.IsTask() || p.ID != taskID || !p.Claims.Equal(claims()) || p.Kind != "x509" || p.Serial == "" {
+	if err != nil || !p.IsTask() || p.ID() != taskID || !mustClaims(p).Equal(claims()) || p.Kind() != "x509" || p.Serial() == "" {
 		t.Fatalf("task peer: %+v %v", p, err)
 	}
-	if !p.Expires.Equal(now.Add(time.Hour)) {
-		t.Errorf("expires %v, want the certificate's NotAfter", p.Expires)
+	if !p.Expires().Equal(now.Add(time.Hour)) {
+		t.Errorf("expires %v, want the certificate's NotAfter", p.Expires())
 	}
 
 	p, err = a.Certificates(ca.CreateX509SVID(plainID).Certificates)
-	if err != nil || p.IsTask() || p.ID != plainID {
+	if err != nil || p.IsTask() || p.ID() != plainID {
 		t.Fatalf("plain peer: %+v %v", p, err)
 	}
 
@@ -135,7 +140,7 @@ func TestJWT(t *testing.T) {
 	a := verifier.NewAuthenticator(verifier.Config{JWTBundles: ca.JWTBundle(), Audiences: []string{"kb"}})
 
 	p, err := a.JWT(ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims()))
-	if err != nil || !p.IsTask() || p.Kind != "jwt" || p.JWTID == "" || !p.Claims.Equal(c) {
+	if err != nil || !p.IsTask() || p.Kind() != "jwt" || p.JWTID() == "" || !mustClaims(p).Equal(c) {
 		t.Fatalf("JWT peer: %+v %v", p, err)
 	}
 

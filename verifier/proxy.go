@@ -1,20 +1,19 @@
 package verifier
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
 )
 
 // Proxy is an mTLS reverse proxy: serve it on a listener with
-// ServerTLSConfig; it authenticates every request, asks the policy and
-// forwards allowed requests to Upstream with the x-agentid-* identity
-// headers (any incoming ones are stripped first, allowed or not). POST
-// requests to one of MCPPaths whose body is an MCP JSON-RPC call are decided
-// as {mcp, tool name}.
+// ServerTLSConfig; it puts every request through the pipeline and forwards
+// allowed ones to Upstream with the x-agentid-* identity headers (any
+// incoming ones are stripped first, allowed or not). Only canonical paths
+// and upper-case methods are accepted, so the upstream serves exactly the
+// path that was decided. POST requests to one of MCPPaths must carry one
+// MCP JSON-RPC message, decided as {mcp, method, tool}; the proxy forwards
+// exactly the bytes it decided on.
 type Proxy struct {
 	V        *Verifier
 	Upstream *url.URL
@@ -38,7 +37,7 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 		},
 		Transport: p.Transport,
 	}
-	p.handler = v.MiddlewareFunc(p.action, rp)
+	p.handler = v.httpHandler(FrontendProxy, HTTPAction, mcpPaths, rp)
 	return p
 }
 
@@ -46,21 +45,4 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	StripIdentityHeaders(r.Header)
 	p.handler.ServeHTTP(w, r)
-}
-
-func (p *Proxy) action(r *http.Request) Action {
-	if r.Method != http.MethodPost || !slices.Contains(p.MCPPaths, r.URL.Path) || r.Body == nil {
-		return HTTPAction(r)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMCPBody+1))
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return HTTPAction(r)
-	}
-	if a, ok := MCPAction(body); ok {
-		a.Path = r.URL.Path
-		return a
-	}
-	return HTTPAction(r)
 }

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"context"
 	"strings"
 	"time"
 
@@ -68,58 +67,31 @@ func (p StorePolicy) Digest() string {
 	return ""
 }
 
-// Verifier combines an Authenticator, a Policy and an optional audit log.
+// Verifier is the decision pipeline: an Authenticator, a Policy and an
+// optional audit log, with hooks for task liveness and metrics. Every
+// front-end (Middleware, the gRPC interceptors, ExtAuthz, Proxy, the
+// daemon's check API) adapts its protocol to a Query and renders the
+// Result of Decide; none decides on its own.
 type Verifier struct {
 	Auth   *Authenticator
 	Policy Policy
 	// Audit, when set, receives one record per decision.
 	Audit *audit.Writer
+	// AuditFailOpen gives decisions that could not be recorded (the log
+	// cannot take records: disk full, I/O error) instead of refusing them
+	// with Unavailable. Default false: a decision that cannot be recorded
+	// is not given (audit { on_failure = "deny" }).
+	AuditFailOpen bool
+	// Liveness, when set, is asked after authentication whether the peer
+	// (and its delegation chain) is still live; a non-nil error (a
+	// *DenyError, e.g. reason "revoked") refuses the request as
+	// unauthenticated.
+	Liveness func(p *Peer, now time.Time) error
+	// Observe, when set, is called once per decision with the front-end's
+	// name, the result and the time the pipeline took (metrics).
+	Observe func(frontend string, r *Result, elapsed time.Duration)
 	// Clock (default time.Now).
 	Clock func() time.Time
-}
-
-// Check decides on an authenticated peer's action and records the decision.
-func (v *Verifier) Check(ctx context.Context, p *Peer, a Action, r Request) Decision {
-	now := time.Now
-	if v.Clock != nil {
-		now = v.Clock
-	}
-	d := Decision{Decision: v.Policy.Decide(&policies.Input{Peer: policies.Peer{ID: p.ID, Claims: p.Claims}, Action: a, Request: r, Now: now()})}
-	if dg, ok := v.Policy.(digester); ok {
-		d.PolicyDigest = dg.Digest()
-	}
-	v.record(p, a, d)
-	return d
-}
-
-// Denied records a request denied before the policy was asked (the peer did
-// not authenticate) and returns the decision.
-func (v *Verifier) Denied(a Action, err error) Decision {
-	d := Decision{Decision: policies.Decision{Reason: err.Error()}}
-	v.record(nil, a, d)
-	return d
-}
-
-func (v *Verifier) record(p *Peer, a Action, d Decision) {
-	if v.Audit == nil {
-		return
-	}
-	rec := audit.Record{
-		Type:         audit.TypeDecision,
-		Action:       &audit.Action{Kind: a.Kind, Method: a.Method, Path: a.Path, Name: a.Name},
-		Decision:     decisionWord(d.Allow),
-		Rules:        d.RuleStrings(),
-		Reason:       d.Reason,
-		PolicyDigest: d.PolicyDigest,
-	}
-	if p != nil {
-		rec.Peer, rec.Serial, rec.JWTID = p.ID.String(), p.Serial, p.JWTID
-		rec.Claims = p.ClaimsJSON
-		if rec.Claims == nil && p.Claims != nil { // a Peer built by hand
-			rec.Claims = p.Claims.AppendJSON(nil)
-		}
-	}
-	_ = v.Audit.Append(rec) // a closed log is reported by the daemon's health check
 }
 
 func decisionWord(allow bool) string {

@@ -24,7 +24,7 @@ func (env *cli) auditVerify(args []string) error {
 	bundlePath := fs.String("bundle", "", "trust bundle (PEM or SPIFFE bundle JSON) for the checkpoint signatures")
 	tdName := fs.String("trust-domain", "", "trust domain of the bundle (default: taken from the first checkpoint's signer)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

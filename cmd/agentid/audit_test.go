@@ -31,6 +31,12 @@ func TestAuditVerify(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "OK: 15 records in 1 file(s), last seq 15, 3 signed checkpoint(s) by spiffe://example.org/verifier") {
 		t.Fatalf("exit %d: %s\n%s", code, errs, out)
 	}
+	// The README's form: flags after the file (was ignored: the bundle
+	// flag was read as a second log file).
+	code, out2, errs := runCLI(t, "audit", "verify", path, "--bundle", bundle)
+	if code != 0 || out2 != out {
+		t.Fatalf("flags after FILE: exit %d: %s\n%s", code, errs, out2)
+	}
 
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, []byte(strings.Replace(string(data), `"decision":"allow"`, `"decision":"deny"`, 1)), 0o600)

@@ -45,7 +45,7 @@ func (env *cli) dev(ctx context.Context, args []string) error {
 	fs.StringVar(&opts.PluginDir, "plugin-dir", "", "folder holding agentid-attestor and agentid-composer (default: --bin-dir)")
 	fs.StringVar(&opts.TrustDomain, "trust-domain", "example.org", "trust domain")
 	fs.StringVar(&opts.LogLevel, "log-level", "INFO", "SPIRE log level (logs go to <dir>/logs)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

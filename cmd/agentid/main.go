@@ -116,6 +116,28 @@ func (env *cli) flags(name, usage string) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses flags anywhere among the arguments: "audit verify
+// FILE --bundle B" reads like "audit verify --bundle B FILE". After "--"
+// everything is an argument. fs.Args() then holds the arguments in order.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
 // subcommands dispatches "agentid <group> <sub> ..." to one of subs.
 func (env *cli) subcommands(group string, args []string, subs map[string]func(*cli, []string) error) error {
 	names := make([]string, 0, len(subs))

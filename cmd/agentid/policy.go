@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -85,7 +84,7 @@ func oneDir(fs interface {
 
 func (env *cli) policyLint(args []string) error {
 	fs := env.flags("policy lint", "policy lint DIR\n\nChecks the policy and test files of DIR: errors and warnings as file:line:col.")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	dir, err := oneDir(fs, "lint DIR")
@@ -114,7 +113,7 @@ func (env *cli) policyFmt(args []string) error {
 	write := fs.Bool("w", false, "write the result to the files")
 	check := fs.Bool("check", false, "list the files that are not formatted and exit 3 if any")
 	list := fs.Bool("l", false, "list the files whose formatting differs")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -207,10 +206,13 @@ func (env *cli) policyEval(args []string) error {
 	fs.StringVar(&f.now, "now", "", "decision time, RFC 3339 (default now)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the decision as JSON")
 	fs.BoolVar(&f.trace, "trace", false, "list every rule considered and why it did or did not match")
-	dir, err := parseInterspersed(fs, args)
-	if err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: agentid policy eval DIR --action ACTION (--peer PEM | --claims JSON)", errUsage)
+	}
+	dir := fs.Arg(0)
 	in, err := f.input()
 	if err != nil {
 		return err
@@ -232,29 +234,6 @@ func (env *cli) policyEval(args []string) error {
 	}
 	printDecision(env.stdout, d)
 	return nil
-}
-
-// parseInterspersed parses flags before and after the single positional
-// argument, as "agentid policy eval DIR --action ..." reads naturally.
-func parseInterspersed(fs interface {
-	Parse([]string) error
-	Args() []string
-}, args []string) (string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-	if len(pos) != 1 {
-		return "", fmt.Errorf("%w: agentid policy eval DIR --action ACTION (--peer PEM | --claims JSON)", errUsage)
-	}
-	return pos[0], nil
 }
 
 func (f *evalFlags) input() (*policies.Input, error) {
@@ -402,15 +381,16 @@ func (env *cli) policyTest(args []string) error {
 	fs := env.flags("policy test", "policy test [-v] [-run REGEXP] DIR\n\nRuns the test blocks of DIR's *_test.hcl files and tests/*.hcl.\nPrints one line per failure and the summary \"N passed, N failed\".")
 	verbose := fs.Bool("v", false, "print every test and the trace of failures")
 	run := fs.String("run", "", "run only the tests whose name matches this regular expression")
-	dir, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, errUsage) {
-			return fmt.Errorf("%w: agentid policy test [-v] [-run REGEXP] DIR", errUsage)
-		}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: agentid policy test [-v] [-run REGEXP] DIR", errUsage)
+	}
+	dir := fs.Arg(0)
 	var re *regexp.Regexp
 	if *run != "" {
+		var err error
 		if re, err = regexp.Compile(*run); err != nil {
 			return fmt.Errorf("%w: -run: %v", errUsage, err)
 		}

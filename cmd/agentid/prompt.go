@@ -14,7 +14,7 @@ func init() {
 
 func (env *cli) promptHash(args []string) error {
 	fs := env.flags("prompt hash", "prompt hash FILE...\n\nPrints sha256:<hex> of the prompt. Several files (a prompt built from parts)\ngive one digest that does not depend on their order: the SHA-256 of their sorted\nhex digests, one per line.")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

@@ -93,7 +93,7 @@ func (f *svidFlags) options() ([]svid.Option, time.Time, error) {
 func (env *cli) svidInspect(args []string) error {
 	var f svidFlags
 	fs := env.svidFlagSet("svid inspect", "svid inspect [flags] FILE | --socket SOCKET\n\nFILE holds an X.509-SVID (PEM certificates, a key is ignored) or a JWT-SVID.\nThe signature is not verified: use 'agentid svid verify' for that.", &f)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	opts, _, err := f.options()
@@ -120,7 +120,7 @@ func (env *cli) svidVerify(args []string) error {
 	var bundlePath string
 	fs := env.svidFlagSet("svid verify", "svid verify --bundle FILE [flags] SVID-FILE\n\nVerifies the SVID's signature chain against the bundle (PEM certificates, or a\nSPIFFE bundle / JWKS JSON for JWT-SVIDs) and validates its task claims. Exits 1\nwith the reason when either fails.", &f)
 	fs.StringVar(&bundlePath, "bundle", "", "trust bundle file (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if bundlePath == "" || fs.NArg() != 1 {

@@ -98,7 +98,7 @@ func (env *cli) taskCreate(args []string) error {
 	fs.StringVar(&f.parentTask, "parent-task", "", "SPIFFE ID of the delegating task")
 	fs.StringVar(&f.output, "output", "", "write the task record (canonical claims JSON, for 'agentid run --task-file') to this file")
 	f.remote.flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if f.remote.delegate {
@@ -216,7 +216,7 @@ func (env *cli) taskTarget(name, usage string, args []string) (*taskConn, *regis
 	var ref taskRef
 	fs := env.taskFlags(name, usage, c)
 	ref.flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, spiffeid.ID{}, nil, err
 	}
 	r, done, err := c.open(nil)
@@ -257,7 +257,7 @@ func (env *cli) taskList(args []string) error {
 	fs.StringVar(&f.Model, "model", "", "only tasks running this model")
 	fs.StringVar(&f.ParentTask, "parent-task", "", "only tasks delegated directly by this task (SPIFFE ID)")
 	fs.StringVar(&f.ParentID, "parent-id", "", "only tasks under this SPIRE agent (node)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

@@ -80,11 +80,11 @@ func run(listen, policyDir, auditPath, socket string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kb/{doc}", func(w http.ResponseWriter, r *http.Request) {
 		p, _ := verifier.PeerFromContext(r.Context())
-		fmt.Fprintf(w, "document %s for %s (task %s on behalf of %s)\n", r.PathValue("doc"), p.Claims.Agent, p.Claims.Task, p.Claims.Principal)
+		fmt.Fprintf(w, "document %s for %s (task %s on behalf of %s)\n", r.PathValue("doc"), p.Agent(), p.Task(), p.Principal())
 	})
 	mux.HandleFunc("POST /tickets", func(w http.ResponseWriter, r *http.Request) {
 		p, _ := verifier.PeerFromContext(r.Context())
-		fmt.Fprintf(w, "ticket created by %s\n", p.ID)
+		fmt.Fprintf(w, "ticket created by %s\n", p.ID())
 	})
 	l, err := net.Listen("tcp", listen)
 	if err != nil {

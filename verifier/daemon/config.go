@@ -45,10 +45,12 @@ type fileConfig struct {
 		MaxBytes           int64  `hcl:"max_bytes,optional"`
 		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
 		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
+		OnFailure          string `hcl:"on_failure,optional"`
 	} `hcl:"audit,block"`
 	ExtAuthz *struct {
-		Listen   string   `hcl:"listen"`
-		MCPPaths []string `hcl:"mcp_paths,optional"`
+		Listen         string   `hcl:"listen"`
+		MCPPaths       []string `hcl:"mcp_paths,optional"`
+		AllowedCallers []string `hcl:"allowed_callers,optional"`
 	} `hcl:"ext_authz,block"`
 	Proxy *struct {
 		Listen   string   `hcl:"listen"`
@@ -56,7 +58,8 @@ type fileConfig struct {
 		MCPPaths []string `hcl:"mcp_paths,optional"`
 	} `hcl:"proxy,block"`
 	CheckAPI *struct {
-		Listen string `hcl:"listen"`
+		Listen         string   `hcl:"listen"`
+		AllowedCallers []string `hcl:"allowed_callers,optional"`
 	} `hcl:"check_api,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -79,11 +82,15 @@ type Config struct {
 
 	ExtAuthzListen   string
 	ExtAuthzMCPPaths []string
-	ProxyListen      string
-	ProxyUpstream    *url.URL
-	ProxyMCPPaths    []string
-	CheckAPIListen   string
-	MetricsListen    string
+	// ExtAuthzCallers and CheckAPICallers, when set, make that front-end
+	// serve SPIFFE mTLS and accept only clients with one of these IDs.
+	ExtAuthzCallers []spiffeid.ID
+	ProxyListen     string
+	ProxyUpstream   *url.URL
+	ProxyMCPPaths   []string
+	CheckAPIListen  string
+	CheckAPICallers []spiffeid.ID
+	MetricsListen   string
 }
 
 // Files are bundle and SVID files, for deployments without a Workload API.
@@ -95,6 +102,9 @@ type Files struct {
 type AuditConfig struct {
 	Path    string
 	Options audit.Options
+	// FailOpen gives decisions that cannot be recorded (on_failure =
+	// "allow"); by default they are refused (on_failure = "deny").
+	FailOpen bool
 }
 
 // LoadConfig reads and validates the configuration file. Errors are
@@ -188,12 +198,23 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 		}
 	}
 	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts}
+	switch a.OnFailure {
+	case "", "deny":
+	case "allow":
+		cfg.Audit.FailOpen = true
+	default:
+		return fmt.Errorf("audit.on_failure %q: want \"deny\" (default) or \"allow\"", a.OnFailure)
+	}
 	return nil
 }
 
 func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
+	var err error
 	if raw.ExtAuthz != nil {
 		cfg.ExtAuthzListen, cfg.ExtAuthzMCPPaths = raw.ExtAuthz.Listen, raw.ExtAuthz.MCPPaths
+		if cfg.ExtAuthzCallers, err = cfg.callers("ext_authz", raw.ExtAuthz.AllowedCallers); err != nil {
+			return err
+		}
 	}
 	if raw.Proxy != nil {
 		u, err := url.Parse(raw.Proxy.Upstream)
@@ -207,6 +228,9 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 	}
 	if raw.CheckAPI != nil {
 		cfg.CheckAPIListen = raw.CheckAPI.Listen
+		if cfg.CheckAPICallers, err = cfg.callers("check_api", raw.CheckAPI.AllowedCallers); err != nil {
+			return err
+		}
 	}
 	if raw.Metrics != nil {
 		cfg.MetricsListen = raw.Metrics.Listen
@@ -215,4 +239,21 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 		return fmt.Errorf("nothing to serve: add an ext_authz, proxy or check_api block")
 	}
 	return nil
+}
+
+// callers parses an allowed_callers list; serving mTLS needs the
+// verifier's own SVID.
+func (cfg *Config) callers(block string, ids []string) ([]spiffeid.ID, error) {
+	var out []spiffeid.ID
+	for _, s := range ids {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s.allowed_callers: %q: %w", block, s, err)
+		}
+		out = append(out, id)
+	}
+	if len(out) > 0 && cfg.Files != nil && cfg.Files.SVIDCert == "" {
+		return nil, fmt.Errorf("%s.allowed_callers needs the verifier's own SVID for mTLS: set files.svid_cert and files.svid_key, or use workload_api", block)
+	}
+	return out, nil
 }

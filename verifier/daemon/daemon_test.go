@@ -44,6 +44,9 @@ func TestConfigErrors(t *testing.T) {
 		{"nothing to serve", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\n", "v.hcl: nothing to serve"},
 		{"bad durability", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n durability = \"often\"\n}\n", `audit.durability: audit: durability "often"`},
 		{"syntax", "trust_domain = \n", "v.hcl:1:16: Invalid expression"},
+		{"bad on_failure", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n on_failure = \"ignore\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `audit.on_failure "ignore": want "deny" (default) or "allow"`},
+		{"bad caller", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n allowed_callers = [\"envoy\"]\n}\n", `check_api.allowed_callers: "envoy"`},
+		{"callers without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\next_authz {\n listen = \":0\"\n allowed_callers = [\"spiffe://example.org/envoy\"]\n}\n", "ext_authz.allowed_callers needs the verifier's own SVID"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,7 +110,7 @@ func write(t *testing.T, path, s string) {
 
 func (f *fixture) check(t *testing.T, cert, method, path string) map[string]any {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"certificate": cert, "action": map[string]string{"Kind": "http", "Method": method, "Path": path}})
+	body, _ := json.Marshal(map[string]any{"certificate": cert, "action": map[string]string{"kind": "http", "method": method, "path": path}})
 	resp, err := http.Post("http://"+f.d.Addr("check_api").String()+"/v1/check", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)

@@ -13,21 +13,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/recovery"
+	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Daemon is a running verifier.
@@ -37,6 +42,7 @@ type Daemon struct {
 	store   *policies.Store
 	v       *verifier.Verifier
 	metrics *metrics
+	audit   *audit.Writer
 
 	svids   x509svid.Source // nil when the config gives no SVID
 	closers []func() error
@@ -69,20 +75,18 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		}
 		d.closers = append(d.closers, w.Close)
 	}
-	d.metrics = newMetrics(func() float64 {
-		if w == nil {
-			return 0
-		}
-		return float64(w.Pending())
-	})
+	d.audit = w
+	d.metrics = newMetrics(w)
 	d.metrics.policyOK.Set(1)
 	d.v = &verifier.Verifier{
 		Auth: verifier.NewAuthenticator(verifier.Config{
 			X509Bundles: x509s, JWTBundles: jwts, Audiences: cfg.JWTAudiences,
 			TrustDomains: cfg.TrustDomains, ExtensionOID: cfg.ExtensionOID,
 		}),
-		Policy: verifier.StorePolicy{Store: store},
-		Audit:  w,
+		Policy:        verifier.StorePolicy{Store: store},
+		Audit:         w,
+		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
+		Observe:       d.observe,
 	}
 	if err := d.listen(); err != nil {
 		d.Close()
@@ -149,9 +153,15 @@ func (d *Daemon) listen() error {
 		if err != nil {
 			return fmt.Errorf("ext_authz listen %s: %w", a, err)
 		}
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(4<<20),
+		opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(4 << 20),
 			grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(d.log.Error)),
-			grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(d.log.Error)))
+			grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(d.log.Error))}
+		if tc, err := d.callersTLS("ext_authz", d.cfg.ExtAuthzCallers); err != nil {
+			return err
+		} else if tc != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		}
+		s := grpc.NewServer(opts...)
 		(&verifier.ExtAuthz{V: d.v, MCPPaths: d.cfg.ExtAuthzMCPPaths}).Register(s)
 		d.addrs["ext_authz"] = l.Addr()
 		d.serve(func() error { return s.Serve(l) }, func(context.Context) error { s.GracefulStop(); return nil })
@@ -172,6 +182,14 @@ func (d *Daemon) listen() error {
 		if err != nil {
 			return fmt.Errorf("check_api listen %s: %w", a, err)
 		}
+		tc, err := d.callersTLS("check_api", d.cfg.CheckAPICallers)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		if tc != nil {
+			l = tls.NewListener(l, tc)
+		}
 		d.addrs["check_api"] = l.Addr()
 		d.httpServer(l, d.checkAPI())
 	}
@@ -184,6 +202,19 @@ func (d *Daemon) listen() error {
 		d.httpServer(l, d.opsHandler())
 	}
 	return nil
+}
+
+// callersTLS is the mTLS server config of a front-end with allowed
+// callers (nil without: plain, for loopback use).
+func (d *Daemon) callersTLS(name string, callers []spiffeid.ID) (*tls.Config, error) {
+	if len(callers) == 0 {
+		d.log.Warn(name+" serves without authenticating its callers: any process that reaches it can ask; listen on loopback only, or set allowed_callers", "frontend", name)
+		return nil, nil
+	}
+	if d.svids == nil {
+		return nil, fmt.Errorf("%s.allowed_callers needs the verifier's own SVID", name)
+	}
+	return tlsconfig.MTLSServerConfig(d.svids, d.v.Auth.X509Bundles(), tlsconfig.AuthorizeOneOf(callers...)), nil
 }
 
 func (d *Daemon) httpServer(l net.Listener, h http.Handler) {
@@ -304,19 +335,18 @@ func (d *Daemon) opsHandler() http.Handler {
 			http.Error(w, "no policy loaded", http.StatusServiceUnavailable)
 			return
 		}
+		if d.audit != nil {
+			if err := d.audit.Healthy(); err != nil {
+				http.Error(w, "decision log cannot take records: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintf(w, "ready: policy %s\n", d.store.Set().Digest())
 	})
 	return mux
 }
 
-// checkRequest is the check API's JSON body.
-type checkRequest struct {
-	// Certificate is a PEM chain (leaf first) or JWT a JWT-SVID.
-	Certificate string          `json:"certificate,omitempty"`
-	JWT         string          `json:"jwt,omitempty"`
-	Action      verifier.Action `json:"action"`
-}
-
+// checkResponse is the check API's JSON answer.
 type checkResponse struct {
 	Allow    bool     `json:"allow"`
 	Peer     string   `json:"peer,omitempty"`
@@ -327,61 +357,127 @@ type checkResponse struct {
 	DenyCode string   `json:"deny_code,omitempty"`
 }
 
+// maxCheckBody bounds a check API request.
+const maxCheckBody = 1 << 20
+
 // checkAPI serves POST /v1/check: credential + action → decision (JSON).
+// A decision is 200 whether allowed or not ("allow": false with the
+// reason); a malformed request is 400, an oversized one 413.
 func (d *Daemon) checkAPI() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) {
-		var req checkRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxCheckBody+1))
+		if err != nil {
 			http.Error(w, "bad check request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		writeJSON(w, d.check(r.Context(), &req))
+		if len(body) > maxCheckBody {
+			http.Error(w, fmt.Sprintf("check request over %d bytes", maxCheckBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		q, err := parseCheckRequest(body)
+		if err != nil {
+			http.Error(w, "bad check request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			if id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0]); err == nil {
+				q.Caller = id.String()
+			}
+		}
+		writeJSON(w, d.check(r.Context(), q))
 	})
 	return mux
 }
 
-func (d *Daemon) check(ctx context.Context, req *checkRequest) checkResponse {
-	start := time.Now()
-	var p verifier.Peer
-	var err error
-	switch {
-	case req.Certificate != "":
-		p, err = d.v.Auth.PEM(req.Certificate)
-	case req.JWT != "":
-		p, err = d.v.Auth.JWT(req.JWT)
-	default:
-		err = &verifier.DenyError{Reason: verifier.ReasonNoCredential, Err: errors.New("give certificate or jwt")}
+func (d *Daemon) check(ctx context.Context, q *verifier.Query) checkResponse {
+	res := d.v.Decide(ctx, q)
+	resp := checkResponse{Allow: res.Allowed(), Rules: res.Decision.RuleStrings(), Reason: res.Decision.Reason, Errors: res.Decision.Errors, Policy: res.Decision.PolicyDigest}
+	if res.Authenticated {
+		resp.Peer = res.Peer.ID().String()
 	}
-	if err != nil {
-		dd := d.v.Denied(req.Action, err)
-		d.observe("check_api", dd, start)
-		var de *verifier.DenyError
-		errors.As(err, &de)
-		resp := checkResponse{Reason: dd.Reason}
-		if de != nil {
-			resp.DenyCode = de.Reason
-		}
-		return resp
+	if !res.Allowed() && res.Outcome != verifier.Forbidden {
+		resp.DenyCode = res.Code
 	}
-	dd := d.v.Check(ctx, &p, req.Action, verifier.Request{})
-	d.observe("check_api", dd, start)
-	return checkResponse{Allow: dd.Allow, Peer: p.ID.String(), Rules: dd.RuleStrings(), Reason: dd.Reason, Errors: dd.Errors, Policy: dd.PolicyDigest}
+	return resp
 }
 
-func (d *Daemon) observe(frontend string, dd verifier.Decision, start time.Time) {
+// parseCheckRequest reads {"certificate"|"jwt", "action": {"kind",
+// "method", "path", "name"}} strictly: duplicate or case-variant keys and
+// unknown keys are refused. The capitalised action keys of the first
+// release ("Kind", "Method", "Path", "Name") are still read.
+func parseCheckRequest(body []byte) (*verifier.Query, error) {
+	v, err := strictjson.Decode(body, 8)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	q := &verifier.Query{Frontend: verifier.FrontendCheckAPI}
+	for k, v := range obj {
+		switch k {
+		case "certificate", "jwt":
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("%q must be a string", k)
+			}
+			if q.Credential.Kind != verifier.CredentialNone {
+				return nil, errors.New(`give one of "certificate" and "jwt"`)
+			}
+			q.Credential = verifier.Credential{Kind: verifier.CredentialPEM, Value: s}
+			if k == "jwt" {
+				q.Credential.Kind = verifier.CredentialJWT
+			}
+		case "action":
+			a, ok := v.(map[string]any)
+			if !ok {
+				return nil, errors.New(`"action" must be an object`)
+			}
+			for ak, av := range a {
+				s, ok := av.(string)
+				if !ok {
+					return nil, fmt.Errorf("action.%s must be a string", ak)
+				}
+				switch strings.ToLower(ak) {
+				case "kind":
+					q.Action.Kind = s
+				case "method":
+					q.Action.Method = s
+				case "path":
+					q.Action.Path = s
+				case "name":
+					q.Action.Name = s
+				default:
+					return nil, fmt.Errorf("unknown key action.%s (want kind, method, path, name)", ak)
+				}
+				if ak != strings.ToLower(ak) && ak != strings.ToUpper(ak[:1])+ak[1:] {
+					return nil, fmt.Errorf("action key %q: write %q", ak, strings.ToLower(ak))
+				}
+			}
+		default:
+			return nil, fmt.Errorf("unknown key %q (want certificate, jwt, action)", k)
+		}
+	}
+	return q, nil
+}
+
+// observe counts one decision of any front-end.
+func (d *Daemon) observe(frontend string, r *verifier.Result, elapsed time.Duration) {
 	rule := ""
-	if len(dd.Rules) > 0 {
-		rule = dd.Rules[0].Name
+	if len(r.Decision.Rules) > 0 {
+		rule = r.Decision.Rules[0].Name
 	}
 	word := "deny"
-	if dd.Allow {
+	if r.Allowed() {
 		word = "allow"
 	}
 	d.metrics.decisions.WithLabelValues(frontend, word, rule).Inc()
-	d.metrics.latency.WithLabelValues(frontend).Observe(time.Since(start).Seconds())
+	if r.Code != "" {
+		d.metrics.refusals.WithLabelValues(frontend, r.Code).Inc()
+	}
+	d.metrics.latency.WithLabelValues(frontend).Observe(elapsed.Seconds())
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -1,0 +1,93 @@
+package audit_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+)
+
+// limitFileSize sets RLIMIT_FSIZE for the test process (Go ignores
+// SIGXFSZ, so a write past it fails with EFBIG, as on a full disk) and
+// returns a function that lifts it again.
+func limitFileSize(t *testing.T, n uint64) func() {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: old.Max}); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	restore := func() { syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old) }
+	t.Cleanup(restore)
+	return restore
+}
+
+// A log that cannot write refuses new records, says so, keeps what it had
+// accepted and recovers by itself once it can write again.
+func TestWriteFailureIsVisibleAndRecovers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{RetryInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := 0; i < 3; i++ {
+		if err := w.Append(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "before"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	lift := limitFileSize(t, uint64(st.Size())+100)
+
+	// Accepted before the failure was known: kept, written later.
+	accepted := 0
+	for i := 0; i < 5; i++ {
+		if err := w.Append(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "during"}); err == nil {
+			accepted++
+		}
+	}
+	if err := w.Flush(); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("flush past the size limit: %v, want ErrUnavailable", err)
+	}
+	if err := w.Append(audit.Record{Type: audit.TypeDecision, Reason: "refused"}); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("append while the log cannot write: %v", err)
+	}
+	if w.Healthy() == nil || w.WriteErrors() == 0 {
+		t.Fatalf("healthy %v, write errors %d", w.Healthy(), w.WriteErrors())
+	}
+	time.Sleep(60 * time.Millisecond) // retries fail while the limit holds
+	if w.Healthy() == nil {
+		t.Fatal("healthy while still over the limit")
+	}
+
+	lift()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("did not recover: %v", w.Healthy())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := w.Append(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := audit.Verify([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3 + accepted + 1; sum.Records != want {
+		t.Fatalf("%d records in the log, want %d (3 before, %d accepted during, 1 after): nothing accepted may be lost", sum.Records, want, accepted)
+	}
+}

@@ -1,0 +1,238 @@
+package verifier
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/agentid/agentid/policies"
+)
+
+// Input limits, checked before anything is matched. A request over one is
+// refused: HTTP 414 for a path, 413 for an MCP body, 400 otherwise; ext_authz
+// answers the same status with INVALID_ARGUMENT.
+const (
+	// MaxPathLen bounds an HTTP path (without the query) and a gRPC full
+	// method name.
+	MaxPathLen = 8 << 10
+	// MaxMethodLen bounds an HTTP method.
+	MaxMethodLen = 32
+	// MaxNameLen bounds an MCP tool, prompt or resource name and a generic
+	// action's name.
+	MaxNameLen = 1 << 10
+)
+
+// InputError says why an action cannot be decided as sent. TooLarge marks
+// a limit (413/414) rather than a malformed input (400).
+type InputError struct {
+	What     string
+	Detail   string
+	TooLarge bool
+}
+
+func (e *InputError) Error() string { return e.What + ": " + e.Detail }
+
+func badInput(what, format string, args ...any) *InputError {
+	return &InputError{What: what, Detail: fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(what string, n, max int) *InputError {
+	return &InputError{What: what, Detail: fmt.Sprintf("%d bytes exceed the limit of %d", n, max), TooLarge: true}
+}
+
+// canonicalAction turns the front-end's action into the one the policy
+// decides, or says why it cannot.
+func canonicalAction(q *Query) (Action, []byte, error) {
+	a := q.Action
+	switch a.Kind {
+	case policies.KindHTTP:
+		if err := CheckMethod(a.Method); err != nil {
+			return Action{}, nil, err
+		}
+		if err := CheckPath(a.Path); err != nil {
+			return Action{}, nil, err
+		}
+		if q.MCP {
+			m, err := ParseMCP(q.Body, q.Request.Headers)
+			if err != nil {
+				return Action{}, m.ID, err
+			}
+			return m.Action(a.Path), m.ID, nil
+		}
+		return Action{Kind: a.Kind, Method: a.Method, Path: a.Path}, nil, nil
+	case policies.KindGRPC:
+		return a, nil, checkGRPCMethod(a.Path)
+	case "":
+		return Action{}, nil, badInput("action", "no kind")
+	}
+	if len(a.Kind) > MaxNameLen {
+		return Action{}, nil, tooLarge("action kind", len(a.Kind), MaxNameLen)
+	}
+	if len(a.Name) > MaxNameLen {
+		return Action{}, nil, tooLarge("action name", len(a.Name), MaxNameLen)
+	}
+	if a.Kind == policies.KindMCP && a.Path != "" {
+		if err := CheckPath(a.Path); err != nil {
+			return Action{}, nil, err
+		}
+	}
+	return a, nil, nil
+}
+
+// CheckMethod accepts an HTTP method that is an RFC 9110 token without
+// lower-case letters: "DELETE", not "delete" (which Envoy and Go pass on
+// and some frameworks route to the DELETE handler, past a deny on DELETE).
+func CheckMethod(m string) error {
+	if m == "" {
+		return badInput("method", "empty")
+	}
+	if len(m) > MaxMethodLen {
+		return tooLarge("method", len(m), MaxMethodLen)
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c >= 'a' && c <= 'z' {
+			return badInput("method", "%q is not upper case: send %q", m, strings.ToUpper(m))
+		}
+		if !isTchar(c) {
+			return badInput("method", "%q is not an RFC 9110 token", m)
+		}
+	}
+	return nil
+}
+
+func isTchar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// CheckPath accepts only a canonical path: the one form that the policy,
+// Envoy, the proxy and every upstream read alike. Canonical means no
+// percent-encoded unreserved characters (%61 for "a"), no encoded "/",
+// "\" or NUL at all, no dot segments, no empty segments ("//"), upper-case
+// hex in the escapes that remain, and nothing outside printable ASCII.
+// A refusal names the canonical form where there is one.
+func CheckPath(p string) error {
+	c, err := CanonicalPath(p)
+	if err != nil {
+		return err
+	}
+	if c != p {
+		return badInput("path", "%q is not canonical: send %q", truncate(p), truncate(c))
+	}
+	return nil
+}
+
+// CanonicalPath returns the canonical form of an absolute request path
+// (without its query): percent-encoded unreserved characters decoded, the
+// other escapes in upper-case hex, dot segments removed (RFC 3986 5.2.4)
+// and runs of slashes merged. Encoded "/", "\" and NUL, a literal "\",
+// bytes outside printable ASCII and malformed escapes are errors: they
+// mean different paths to different servers.
+func CanonicalPath(p string) (string, error) {
+	if len(p) > MaxPathLen {
+		return "", tooLarge("path", len(p), MaxPathLen)
+	}
+	if p == "" || p[0] != '/' {
+		return "", badInput("path", "%q does not start with /", truncate(p))
+	}
+	dec := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(p) || unhex(p[i+1]) < 0 || unhex(p[i+2]) < 0 {
+				return "", badInput("path", "malformed percent-encoding at byte %d", i)
+			}
+			d := byte(unhex(p[i+1])<<4 | unhex(p[i+2]))
+			switch {
+			case d == '/' || d == '\\' || d == 0:
+				return "", badInput("path", "encoded %q (%s) is refused", d, p[i:i+3])
+			case isUnreserved(d):
+				dec = append(dec, d)
+			default:
+				dec = append(dec, '%', upperHex[d>>4], upperHex[d&15])
+			}
+			i += 2
+		case c == '\\':
+			return "", badInput("path", "a backslash is refused")
+		case c <= ' ' || c >= 0x7f:
+			return "", badInput("path", "byte 0x%02x at %d must be percent-encoded", c, i)
+		default:
+			dec = append(dec, c)
+		}
+	}
+	return removeDotSegments(string(dec)), nil
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func isUnreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// removeDotSegments resolves "." and ".." and merges empty segments; a path
+// that ended in "/", "." or ".." keeps a trailing slash.
+func removeDotSegments(p string) string {
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	trailing := false
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case "", ".":
+			trailing = last
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			trailing = last
+		default:
+			out = append(out, s)
+			trailing = false
+		}
+	}
+	c := "/" + strings.Join(out, "/")
+	if trailing && len(out) > 0 {
+		c += "/"
+	}
+	return c
+}
+
+// checkGRPCMethod accepts "/package.Service/Method" in printable ASCII.
+func checkGRPCMethod(m string) error {
+	if len(m) > MaxPathLen {
+		return tooLarge("gRPC method", len(m), MaxPathLen)
+	}
+	svc, meth, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+	if !strings.HasPrefix(m, "/") || !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
+		return badInput("gRPC method", "%q is not /package.Service/Method", truncate(m))
+	}
+	for i := 0; i < len(m); i++ {
+		if m[i] <= ' ' || m[i] >= 0x7f {
+			return badInput("gRPC method", "byte 0x%02x is not printable ASCII", m[i])
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
+}
