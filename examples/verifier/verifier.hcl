@@ -15,11 +15,13 @@ audit {
   max_bytes           = 67108864  # rotate at 64 MiB, the chain continues
   checkpoint_every    = 1000      # signed checkpoint every 1000 records…
   checkpoint_interval = "1m"      # …and at least once a minute
+  on_failure          = "deny"    # a decision the log cannot take is refused (503); "allow" gives it unrecorded
 }
 
 ext_authz {
-  listen    = "127.0.0.1:9191"    # Envoy's ext_authz gRPC cluster
-  mcp_paths = ["/mcp"]
+  listen          = "127.0.0.1:9191"    # Envoy's ext_authz gRPC cluster
+  mcp_paths       = ["/mcp"]
+  allowed_callers = ["spiffe://example.org/envoy"] # SPIFFE mTLS: only Envoy may ask
 }
 
 proxy {
@@ -29,7 +31,8 @@ proxy {
 }
 
 check_api {
-  listen = "127.0.0.1:9192"       # POST /v1/check
+  listen          = "127.0.0.1:9192"  # POST /v1/check
+  allowed_callers = ["spiffe://example.org/kb"] # SPIFFE mTLS: only the service may ask (omit: plain HTTP, loopback only)
 }
 
 metrics {

@@ -18,6 +18,7 @@ import (
 	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/verifier/daemon"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 const kbPolicy = `
@@ -124,6 +125,11 @@ func (f *fixture) check(t *testing.T, cert, method, path string) map[string]any 
 }
 
 func (f *fixture) taskCert(t *testing.T, scope ...string) string {
+	certs, _ := testca.SVIDPEM(t, f.taskSVID(t, f.ca, scope...))
+	return string(certs)
+}
+
+func (f *fixture) taskSVID(t *testing.T, ca *testca.CA, scope ...string) *x509svid.SVID {
 	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
 		Prompt: svid.PromptDigest([]byte("p")), Scope: scope, Principal: "spiffe://example.org/user/alice",
 		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
@@ -131,8 +137,7 @@ func (f *fixture) taskCert(t *testing.T, scope ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, _ := testca.SVIDPEM(t, f.ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42"), testca.WithExtensions(ext)))
-	return string(certs)
+	return ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42"), testca.WithExtensions(ext))
 }
 
 func metricsText(t *testing.T, f *fixture) string {

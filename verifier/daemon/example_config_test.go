@@ -50,6 +50,9 @@ func TestExampleConfigParses(t *testing.T) {
 		{"proxy.upstream", upstream, "http://127.0.0.1:8080"},
 		{"proxy.mcp_paths", slices.Equal(cfg.ProxyMCPPaths, []string{"/mcp"}), true},
 		{"check_api.listen", cfg.CheckAPIListen, "127.0.0.1:9192"},
+		{"check_api.allowed_callers", fmt.Sprint(cfg.CheckAPICallers), "[spiffe://example.org/kb]"},
+		{"ext_authz.allowed_callers", fmt.Sprint(cfg.ExtAuthzCallers), "[spiffe://example.org/envoy]"},
+		{"audit.on_failure", cfg.Audit.FailOpen, false},
 		{"metrics.listen", cfg.MetricsListen, "127.0.0.1:9090"},
 	} {
 		if c.got != c.want {

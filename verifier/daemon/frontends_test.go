@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,10 +28,14 @@ import (
 
 // startWith starts a daemon of the fixture's files with extra front-end
 // blocks in place of the default ones.
-func startWith(t *testing.T, frontends string) *fixture {
+func startWith(t *testing.T, frontends string, extraPolicy ...string) *fixture {
 	t.Helper()
 	f := start(t) // writes the files; its daemon is replaced
 	f.d.Close()
+	os.Remove(f.auditPath)
+	for i, p := range extraPolicy {
+		write(t, filepath.Join(f.policyDir, "extra"+strconv.Itoa(i)+".hcl"), p)
+	}
 	cfgSrc := `
 trust_domain = "example.org"
 policy_dir   = "` + f.policyDir + `"
