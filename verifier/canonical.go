@@ -115,6 +115,9 @@ func isTchar(c byte) bool {
 // hex in the escapes that remain, and nothing outside printable ASCII.
 // A refusal names the canonical form where there is one.
 func CheckPath(p string) error {
+	if isPlainCanonical(p) {
+		return nil // the common case, without allocating
+	}
 	c, err := CanonicalPath(p)
 	if err != nil {
 		return err
@@ -165,6 +168,37 @@ func CanonicalPath(p string) (string, error) {
 		}
 	}
 	return removeDotSegments(string(dec)), nil
+}
+
+// isPlainCanonical reports, without allocating, whether p is canonical
+// and has no escapes: printable ASCII without "%" or "\\", starting with
+// "/", with no empty, "." or ".." segment (a final "/" is allowed).
+func isPlainCanonical(p string) bool {
+	if len(p) == 0 || len(p) > MaxPathLen || p[0] != '/' {
+		return false
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		switch seg := p[segStart:i]; seg {
+		case "":
+			if i < len(p) || (i == len(p) && len(p) > 1 && p[len(p)-1] != '/') {
+				return false
+			}
+		case ".", "..":
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
 }
 
 const upperHex = "0123456789ABCDEF"

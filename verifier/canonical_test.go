@@ -1,0 +1,98 @@
+package verifier
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+)
+
+func TestCanonicalPath(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"/", "/", ""},
+		{"/kb/doc", "/kb/doc", ""},
+		{"/kb/", "/kb/", ""},
+		{"/kb/%61dmin/keys", "/kb/admin/keys", ""},
+		{"/kb/x/../admin/keys", "/kb/admin/keys", ""},
+		{"/kb/./a", "/kb/a", ""},
+		{"/kb//a", "/kb/a", ""},
+		{"/kb/a/..", "/kb/", ""},
+		{"/..", "/", ""},
+		{"/kb/%2e%2e/x", "/x", ""},
+		{"/a%20b", "/a%20b", ""},
+		{"/a%3bb", "/a%3Bb", ""},
+		{"/kb/admin%2Fkeys", "", "encoded"},
+		{"/kb/%5c", "", "encoded"},
+		{"/kb/%00", "", "encoded"},
+		{"/kb\\admin", "", "backslash"},
+		{"/kb/%zz", "", "malformed"},
+		{"/kb/%4", "", "malformed"},
+		{"kb", "", "does not start"},
+		{"/a b", "", "percent-encoded"},
+		{"/caf\xc3\xa9", "", "percent-encoded"},
+	} {
+		got, err := CanonicalPath(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("CanonicalPath(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("CanonicalPath(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+		if err := CheckPath(tc.in); (err == nil) != (tc.in == tc.want) {
+			t.Errorf("CheckPath(%q) = %v", tc.in, err)
+		}
+	}
+	if _, err := CanonicalPath("/" + strings.Repeat("a", MaxPathLen)); err == nil || !err.(*InputError).TooLarge {
+		t.Errorf("long path: %v", err)
+	}
+}
+
+func TestCheckMethod(t *testing.T) {
+	for m, ok := range map[string]bool{"GET": true, "DELETE": true, "M-SEARCH": true, "delete": false, "Get": false, "": false, "GE T": false, "GET\x00": false, strings.Repeat("A", 33): false} {
+		if err := CheckMethod(m); (err == nil) != ok {
+			t.Errorf("CheckMethod(%q) = %v", m, err)
+		}
+	}
+}
+
+// FuzzCanonicalPath checks the properties the verifier relies on: the
+// fast path agrees with the full one, canonical forms are fixed points,
+// and a path the pipeline accepts means the same to a Go upstream after
+// decoding and path.Clean (what net/http's ServeMux and http.FileServer
+// do), so no upstream reading can reach another path than the decided one.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/", "/kb/doc", "/kb/%61dmin", "/kb/x/../a", "//a", "/a/./b/", "/a%2fb", "/a%20b", "/%2e%2e/", "/a/b/.."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if isPlainCanonical(p) {
+			if c, err := CanonicalPath(p); err != nil || c != p {
+				t.Fatalf("fast path accepts %q, full path gives %q, %v", p, c, err)
+			}
+		}
+		c, err := CanonicalPath(p)
+		if err != nil {
+			return
+		}
+		if c2, err := CanonicalPath(c); err != nil || c2 != c {
+			t.Fatalf("canonical %q of %q is not a fixed point: %q, %v", c, p, c2, err)
+		}
+		if CheckPath(c) != nil {
+			t.Fatalf("CheckPath refuses canonical %q", c)
+		}
+		dec, err := url.PathUnescape(c)
+		if err != nil {
+			t.Fatalf("canonical %q does not decode: %v", c, err)
+		}
+		clean := path.Clean(dec)
+		if strings.HasSuffix(dec, "/") && clean != "/" {
+			clean += "/"
+		}
+		if clean != dec {
+			t.Fatalf("accepted %q decodes to %q, which a Go upstream cleans to %q", c, dec, clean)
+		}
+	})
+}
