@@ -371,23 +371,33 @@ func (w *Writer) loop() {
 // or sync everything not yet synced is rolled back and kept for retry.
 func (w *Writer) writeBatch(batch []item) {
 	var flushes []chan error
-	todo := w.retry
-	w.retry = nil
+	records := 0
 	for i := range batch {
 		if batch[i].flush != nil {
 			flushes = append(flushes, batch[i].flush)
 		} else {
-			todo = append(todo, batch[i].rec)
+			records++
 		}
 	}
+	retry := w.retry
+	w.retry = nil
 	var err error
 	if w.broken.Load() != nil {
 		err = w.reopen()
 	}
-	next := 0
-	for err == nil && next < len(todo) {
-		if err = w.writeRecord(&todo[next]); err == nil {
-			next++
+	r := 0 // retry[:r] written
+	for err == nil && r < len(retry) {
+		if err = w.writeRecord(&retry[r]); err == nil {
+			r++
+		}
+	}
+	b := 0 // batch[:b] written
+	for err == nil && b < len(batch) {
+		if batch[b].flush == nil {
+			err = w.writeRecord(&batch[b].rec)
+		}
+		if err == nil {
+			b++
 		}
 	}
 	if err == nil {
@@ -396,11 +406,16 @@ func (w *Writer) writeBatch(batch []item) {
 	if err != nil {
 		w.errs.Add(1)
 		w.rollback() // the unsynced records go to retry first
-		w.retry = append(w.retry, todo[next:]...)
+		w.retry = append(w.retry, retry[r:]...)
+		for i := b; i < len(batch); i++ {
+			if batch[i].flush == nil {
+				w.retry = append(w.retry, batch[i].rec)
+			}
+		}
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		w.broken.Store(&err)
 	} else {
-		w.pending.Add(-int64(len(todo)))
+		w.pending.Add(-int64(len(retry) + records))
 		w.broken.Store(nil)
 	}
 	for _, ch := range flushes {

@@ -64,8 +64,7 @@ func PeerFromContext(ctx context.Context) (*Peer, bool) {
 	if !ok {
 		return nil, false
 	}
-	p := a.peer
-	return &p, true
+	return &a.peer, true // this request's copy; its fields cannot be changed
 }
 
 // DecisionFromContext returns the decision that allowed the request.

@@ -168,7 +168,9 @@ func (v *Verifier) Decide(ctx context.Context, q *Query) Result {
 	start := time.Now()
 	now := v.now()
 	r := v.decide(q, now)
-	v.observe(q, &r, start)
+	if v.Observe != nil {
+		v.Observe(q.Frontend, r, time.Since(start))
+	}
 	return r
 }
 
@@ -181,7 +183,8 @@ func (v *Verifier) decide(q *Query, now time.Time) Result {
 	}
 	p, err := v.Auth.Authenticate(q.Credential)
 	if err == nil && v.Liveness != nil {
-		err = v.Liveness(&p, now)
+		lp := p // escapes to the hook: only allocated with one
+		err = v.Liveness(&lp, now)
 	}
 	if err != nil {
 		r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
@@ -233,12 +236,6 @@ func (v *Verifier) finish(q *Query, r *Result) {
 		r.Outcome, r.Code = Unavailable, ReasonAuditUnavailable
 		r.Decision.Allow = false
 		r.Decision.Reason = ReasonAuditUnavailable + ": the decision log cannot take records: " + err.Error()
-	}
-}
-
-func (v *Verifier) observe(q *Query, r *Result, start time.Time) {
-	if v.Observe != nil {
-		v.Observe(q.Frontend, r, time.Since(start))
 	}
 }
 

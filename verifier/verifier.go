@@ -89,7 +89,7 @@ type Verifier struct {
 	Liveness func(p *Peer, now time.Time) error
 	// Observe, when set, is called once per decision with the front-end's
 	// name, the result and the time the pipeline took (metrics).
-	Observe func(frontend string, r *Result, elapsed time.Duration)
+	Observe func(frontend string, r Result, elapsed time.Duration)
 	// Clock (default time.Now).
 	Clock func() time.Time
 }

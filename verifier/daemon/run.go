@@ -464,7 +464,7 @@ func parseCheckRequest(body []byte) (*verifier.Query, error) {
 }
 
 // observe counts one decision of any front-end.
-func (d *Daemon) observe(frontend string, r *verifier.Result, elapsed time.Duration) {
+func (d *Daemon) observe(frontend string, r verifier.Result, elapsed time.Duration) {
 	rule := ""
 	if len(r.Decision.Rules) > 0 {
 		rule = r.Decision.Rules[0].Name
