@@ -165,12 +165,30 @@ func headerBytes(h map[string]string) int {
 	return n
 }
 
+// headerMap converts Envoy's header map for the policy, in two allocations
+// (Envoy sends header names in lower case already).
 func headerMap(h map[string]string) map[string][]string {
 	out := make(map[string][]string, len(h))
+	vals := make([]string, len(h))
+	i := 0
 	for k, v := range h {
-		out[strings.ToLower(k)] = []string{v}
+		vals[i] = v
+		if !isLower(k) {
+			k = strings.ToLower(k)
+		}
+		out[k] = vals[i : i+1 : i+1]
+		i++
 	}
 	return out
+}
+
+func isLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func sourceAddr(src *authv3.AttributeContext_Peer) netip.AddrPort {
