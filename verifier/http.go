@@ -3,7 +3,6 @@ package verifier
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -227,7 +226,7 @@ func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
 	c := p.claims
 	if c != nil {
 		f(HeaderAgent, c.Agent)
-		f(HeaderClaims, base64.RawURLEncoding.EncodeToString(p.claimsJSON))
+		f(HeaderClaims, p.claimsB64)
 		f(HeaderPrincipal, headerSafe(c.Principal))
 	}
 	if len(d.Rules) > 0 {
@@ -241,6 +240,13 @@ func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
 
 // headerSafe keeps printable ASCII only and bounds the length.
 func headerSafe(s string) string {
+	safe := len(s) <= 512
+	for i := 0; safe && i < len(s); i++ {
+		safe = s[i] >= 0x20 && s[i] < 0x7f
+	}
+	if safe {
+		return s // the common case, without a copy
+	}
 	b := make([]byte, 0, min(len(s), 512))
 	for i := 0; i < len(s) && len(b) < 512; i++ {
 		if c := s[i]; c >= 0x20 && c < 0x7f {

@@ -38,6 +38,14 @@ type Peer struct {
 	jwtID      string
 	expires    time.Time
 	claimsJSON []byte
+	claimsB64  string // base64url of claimsJSON: the x-agentid-claims header
+}
+
+// setClaims attaches c, rendered once for the audit log and the headers.
+func (p *Peer) setClaims(c *svid.Claims) {
+	p.claims, p.claimsJSON = c, c.AppendJSON(nil)
+	p.claimsB64 = base64.RawURLEncoding.EncodeToString(p.claimsJSON)
+	p.expires = minTime(p.expires, c.Deadline)
 }
 
 // NewPeer is a peer authenticated by other means (tests, adapters that
@@ -46,7 +54,8 @@ func NewPeer(id spiffeid.ID, claims *svid.Claims) Peer {
 	p := Peer{id: id, kind: "other"}
 	if claims != nil {
 		c := claims.Clone()
-		p.claims, p.claimsJSON, p.expires = &c, c.AppendJSON(nil), c.Deadline
+		p.expires = c.Deadline
+		p.setClaims(&c)
 	}
 	return p
 }
@@ -291,8 +300,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.claims, p.claimsJSON = &c, c.AppendJSON(nil)
-		p.expires = minTime(p.expires, c.Deadline)
+		p.setClaims(&c)
 	}
 	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
 	return p, nil
@@ -396,8 +404,7 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 		return Peer{}, deny(ReasonInvalidClaims, err)
 	}
 	if found {
-		p.claims, p.claimsJSON = &c, c.AppendJSON(nil)
-		p.expires = minTime(p.expires, c.Deadline)
+		p.setClaims(&c)
 	}
 	return p, nil
 }
