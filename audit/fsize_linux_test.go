@@ -4,29 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/fsize"
 )
-
-// limitFileSize sets RLIMIT_FSIZE for the test process (Go ignores
-// SIGXFSZ, so a write past it fails with EFBIG, as on a full disk) and
-// returns a function that lifts it again.
-func limitFileSize(t *testing.T, n uint64) func() {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: old.Max}); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	restore := func() { syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old) }
-	t.Cleanup(restore)
-	return restore
-}
 
 // A log that cannot write refuses new records, says so, keeps what it had
 // accepted and recovers by itself once it can write again.
@@ -46,7 +29,7 @@ func TestWriteFailureIsVisibleAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(path)
-	lift := limitFileSize(t, uint64(st.Size())+100)
+	lift := fsize.Limit(t, uint64(st.Size())+100)
 
 	// Accepted before the failure was known: kept, written later.
 	accepted := 0

@@ -6,11 +6,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/fsize"
 )
 
 // Hole 6: a decision that cannot be recorded is not given. With a real
@@ -44,12 +44,7 @@ func TestAttackAuditFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(path)
-	var old syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(st.Size()) + 64, Max: old.Max}); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	lift := fsize.Limit(t, uint64(st.Size())+64)
 
 	get()     // accepted before the failure is known: kept for retry
 	w.Flush() // the write fails
@@ -58,7 +53,7 @@ func TestAttackAuditFailsClosed(t *testing.T) {
 			t.Fatalf("while the log cannot write: %d, want 503", got)
 		}
 	}
-	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	lift()
 	deadline := time.Now().Add(5 * time.Second)
 	for get() != 200 {
 		if time.Now().After(deadline) {

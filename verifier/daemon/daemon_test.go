@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,10 +68,20 @@ type fixture struct {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
+	return startWith(t, "check_api {\n  listen = \"127.0.0.1:0\"\n}\next_authz {\n  listen = \"127.0.0.1:0\"\n}\n", "  checkpoint_every = 2\n")
+}
+
+// startWith starts a daemon with the given front-end blocks (metrics is
+// always on), extra lines in the audit block and extra policy files.
+func startWith(t *testing.T, frontends, auditExtra string, extraPolicy ...string) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, policyDir: filepath.Join(dir, "policies"), auditPath: filepath.Join(dir, "audit", "audit.log"), ca: testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())}
 	os.Mkdir(f.policyDir, 0o755)
 	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy)
+	for i, p := range extraPolicy {
+		write(t, filepath.Join(f.policyDir, "extra"+strconv.Itoa(i)+".hcl"), p)
+	}
 	write(t, filepath.Join(dir, "bundle.pem"), string(f.ca.BundlePEM()))
 	certs, key := testca.SVIDPEM(t, f.ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/verifier")))
 	write(t, filepath.Join(dir, "svid.pem"), string(certs))
@@ -84,21 +95,20 @@ files {
   svid_key    = "` + filepath.Join(dir, "key.pem") + `"
 }
 audit {
-  path             = "` + f.auditPath + `"
-  checkpoint_every = 2
+  path = "` + f.auditPath + `"
+` + auditExtra + `}
+metrics {
+  listen = "127.0.0.1:0"
 }
-check_api { listen = "127.0.0.1:0" }
-ext_authz { listen = "127.0.0.1:0" }
-metrics   { listen = "127.0.0.1:0" }
-`
+` + frontends
 	cfg, err := daemon.ParseConfig([]byte(cfgSrc), "verifier.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.d, err = daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
+	if f.d, err = daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.d.Close() })
 	return f
 }
 

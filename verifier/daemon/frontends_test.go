@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentid/agentid/audit"
-	"github.com/agentid/agentid/verifier/daemon"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -26,40 +22,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// startWith starts a daemon of the fixture's files with extra front-end
-// blocks in place of the default ones.
-func startWith(t *testing.T, frontends string, extraPolicy ...string) *fixture {
-	t.Helper()
-	f := start(t) // writes the files; its daemon is replaced
-	f.d.Close()
-	os.Remove(f.auditPath)
-	for i, p := range extraPolicy {
-		write(t, filepath.Join(f.policyDir, "extra"+strconv.Itoa(i)+".hcl"), p)
-	}
-	cfgSrc := `
-trust_domain = "example.org"
-policy_dir   = "` + f.policyDir + `"
-files {
-  x509_bundle = "` + filepath.Join(f.dir, "bundle.pem") + `"
-  svid_cert   = "` + filepath.Join(f.dir, "svid.pem") + `"
-  svid_key    = "` + filepath.Join(f.dir, "key.pem") + `"
-}
-audit {
-  path = "` + f.auditPath + `"
-}
-metrics { listen = "127.0.0.1:0" }
-` + frontends
-	cfg, err := daemon.ParseConfig([]byte(cfgSrc), "verifier.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.d, err = daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.d.Close() })
-	return f
-}
-
 // Hole 2: with allowed_callers the check API speaks SPIFFE mTLS and answers
 // only the listed callers; the audit record names who asked.
 func TestCheckAPIAllowedCallers(t *testing.T) {
@@ -67,7 +29,7 @@ func TestCheckAPIAllowedCallers(t *testing.T) {
   listen          = "127.0.0.1:0"
   allowed_callers = ["spiffe://example.org/envoy"]
 }
-`)
+`, "")
 	addr := f.d.Addr("check_api").String()
 	body := `{"certificate":` + jsonString(f.taskCert(t, "kb:read")) + `,"action":{"kind":"http","method":"GET","path":"/kb/doc"}}`
 	post := func(c *http.Client, scheme string) (*http.Response, error) {
@@ -127,7 +89,7 @@ func TestFrontEndsCountDecisionsAndStrictCheckJSON(t *testing.T) {
 ext_authz {
   listen = "127.0.0.1:0"
 }
-`)
+`, "")
 	cert := f.taskCert(t, "kb:read")
 	checkURL := "http://" + f.d.Addr("check_api").String() + "/v1/check"
 	for _, tc := range []struct {
@@ -182,7 +144,7 @@ func TestExtAuthzAllowedCallers(t *testing.T) {
   listen          = "127.0.0.1:0"
   allowed_callers = ["spiffe://example.org/envoy"]
 }
-`)
+`, "")
 	cert := f.taskCert(t, "kb:read")
 	ask := func(opt grpc.DialOption) (*authv3.CheckResponse, error) {
 		conn, err := grpc.NewClient(f.d.Addr("ext_authz").String(), opt)

@@ -92,7 +92,7 @@ proxy {
   upstream  = "`+upstream.URL+`"
   mcp_paths = ["/mcp"]
 }
-`, tablePolicy)
+`, "", tablePolicy)
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	svids := map[string]*x509svid.SVID{"task": f.taskSVID(t, f.ca, "kb:read"), "other": f.taskSVID(t, f.ca, "tickets:write"),
 		"forged": f.taskSVID(t, testca.New(t, td, time.Now()), "kb:read")}
