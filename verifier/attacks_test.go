@@ -353,3 +353,35 @@ func TestAttackJWTReasons(t *testing.T) {
 		t.Fatalf("middleware oversized bearer: %d %q", rec.Code, rec.Body)
 	}
 }
+
+// Hole 3 through the proxy: refused MCP bodies never reach the upstream
+// (an oversized one was cut to 1 MiB and forwarded), and an allowed one
+// arrives byte for byte.
+func TestAttackMCPThroughProxy(t *testing.T) {
+	e := newAttackEnv(t)
+	var got []byte
+	client, base, hits := proxyTo(t, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+	}))
+	call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"x"}}}`
+	if st, _ := rawRequest(t, client, "POST", base, "/mcp", call); st != 200 || string(got) != call {
+		t.Fatalf("allowed call: %d, upstream got %q", st, got)
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"shell","Name":"search_docs"}}`, 400},
+		{`[` + call + `]`, 400},
+		{`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"` + strings.Repeat("a", verifier.MaxMCPBody) + `"}}}`, 413},
+	} {
+		before := *hits
+		st, body := rawRequest(t, client, "POST", base, "/mcp", tc.body)
+		if st != tc.code || *hits != before {
+			t.Errorf("%.60s…: %d %.200q (upstream hit: %v), want %d", tc.body, st, body, *hits != before, tc.code)
+		}
+		if tc.code == 400 && !strings.Contains(body, `"error":{"code":-32600`) {
+			t.Errorf("refusal is not a JSON-RPC error: %q", body)
+		}
+	}
+}

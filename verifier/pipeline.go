@@ -121,6 +121,8 @@ type Result struct {
 	Action Action
 	// Decision is the policy's (or the refusal's) decision.
 	Decision Decision
+	// input names what was refused as BadRequest or TooLarge.
+	input string
 	// MCPID is the JSON-RPC id of an MCP request ("" for none), so a
 	// refusal can answer it as JSON-RPC.
 	MCPID []byte
@@ -148,8 +150,11 @@ func (r *Result) HTTPStatus() int {
 	case Forbidden:
 		return http.StatusForbidden
 	case TooLarge:
-		if r.Action.Kind == policies.KindHTTP || r.Action.Kind == "" {
+		switch r.input {
+		case "path":
 			return http.StatusRequestURITooLong
+		case "request headers":
+			return http.StatusRequestHeaderFieldsTooLarge
 		}
 		return http.StatusRequestEntityTooLarge
 	case Unavailable:
@@ -219,8 +224,11 @@ func refuseInput(r *Result, q *Query, err error) {
 	var ie *InputError
 	errors.As(err, &ie)
 	r.Outcome, r.Code, r.Action = BadRequest, ReasonBadRequest, boundedAction(q.Action)
-	if ie != nil && ie.TooLarge {
-		r.Outcome, r.Code = TooLarge, ReasonTooLarge
+	if ie != nil {
+		r.input = ie.What
+		if ie.TooLarge {
+			r.Outcome, r.Code = TooLarge, ReasonTooLarge
+		}
 	}
 	r.Decision.Reason = r.Code + ": " + err.Error()
 }

@@ -194,7 +194,7 @@ func TestStack(t *testing.T) {
 	}
 	token := strings.TrimSpace(lines[1])
 	for method, allow := range map[string]bool{"GET": true, "DELETE": false} {
-		body := fmt.Sprintf(`{"jwt":%q,"action":{"Kind":"http","Method":%q,"Path":"/kb/docs/1"}}`, token, method)
+		body := fmt.Sprintf(`{"jwt":%q,"action":{"kind":"http","method":%q,"path":"/kb/docs/1"}}`, token, method)
 		resp, err := http.Post(st.VerifierCheckURL, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
