@@ -49,7 +49,8 @@ func ParseDurability(s string) (Durability, error) {
 // Options configure a Writer. Zero values take the documented defaults.
 type Options struct {
 	Durability Durability
-	// MaxBatch is the most records written per batch (default 256).
+	// MaxBatch is the most records written per sync (default 4096): one
+	// fsync covers everything queued up to it (group commit).
 	MaxBatch int
 	// BatchDelay is how long the writer waits after a batch's first record
 	// for more before writing and syncing it (group commit; default 2 ms,
@@ -80,7 +81,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 256
+		o.MaxBatch = 4096
 	}
 	if o.Durability == SyncEvery {
 		o.MaxBatch = 1
