@@ -170,12 +170,16 @@ func (r *Result) HTTPStatus() int {
 // allowed only when every stage passed and the decision was recorded (or
 // the operator chose AuditFailOpen).
 func (v *Verifier) Decide(ctx context.Context, q *Query) Result {
-	start := time.Now()
-	now := v.now()
-	r := v.decide(q, now)
-	if v.Observe != nil {
-		v.Observe(q.Frontend, r, time.Since(start))
+	if v.Observe == nil {
+		return v.decide(q, v.now())
 	}
+	start := time.Now()
+	now := start
+	if v.Clock != nil {
+		now = v.Clock()
+	}
+	r := v.decide(q, now)
+	v.Observe(q.Frontend, r, time.Since(start))
 	return r
 }
 
