@@ -1,0 +1,116 @@
+package policies_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentid/agentid/policies"
+)
+
+// decideBudget is how long one adversarial decision may take in the
+// regression tests. The linear matcher takes tens of microseconds (see
+// BenchmarkDecideAdversarial); the backtracking matcher it replaced took
+// seconds for 800 bytes and would not finish for 8 KiB, so the bound
+// separates them by orders of magnitude and does not make the test flaky
+// on a loaded machine or under the race detector.
+const decideBudget = 50 * time.Millisecond
+
+// decideWithin runs set.Decide(in) and fails the test if it does not
+// return within decideBudget (a backtracking matcher would never return:
+// the goroutine is left behind and ends with the test binary).
+func decideWithin(t *testing.T, set *policies.Set, in *policies.Input) policies.Decision {
+	t.Helper()
+	done := make(chan policies.Decision, 1)
+	start := time.Now()
+	go func() { done <- set.Decide(in) }()
+	select {
+	case d := <-done:
+		if el := time.Since(start); el > decideBudget {
+			t.Errorf("decision took %v, want < %v", el, decideBudget)
+		}
+		return d
+	case <-time.After(decideBudget):
+		t.Fatalf("no decision after %v (backtracking matcher?)", decideBudget)
+		return policies.Decision{}
+	}
+}
+
+// repeatTo repeats unit until the string is n bytes long.
+func repeatTo(prefix, unit, suffix string, n int) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for b.Len()+len(unit)+len(suffix) <= n {
+		b.WriteString(unit)
+	}
+	for b.Len()+len(suffix) < n {
+		b.WriteByte(unit[len(unit)-1])
+	}
+	b.WriteString(suffix)
+	return b.String()
+}
+
+// TestAdversarialPatternsDecideFast is the regression test of issue 16:
+// patterns that made the backtracking matcher exponential, against inputs
+// of the maximum length, in every place a pattern matches request data.
+func TestAdversarialPatternsDecideFast(t *testing.T) {
+	const n = 8 << 10
+	xs := repeatTo("", "/x", "", n) // "/x/x/x…", 8 KiB
+	as := repeatTo("/", "a", "", n) // "/aaa…", 8 KiB
+	tests := []struct {
+		name, action, pattern string
+		in                    policies.Action
+		want                  bool
+	}{
+		{"http 4x** no match", "http { paths = [%q] }", "/**/x/**/x/**/x/**/y", policies.Action{Kind: "http", Method: "GET", Path: xs}, false},
+		{"http 4x** match", "http { paths = [%q] }", "/**/x/**/x/**/x/**/y", policies.Action{Kind: "http", Method: "GET", Path: xs[:n-2] + "/y"}, true},
+		{"http 5x** trailing", "http { paths = [%q] }", "/**/x/**/x/**/x/**/y/**", policies.Action{Kind: "http", Method: "GET", Path: xs}, false},
+		{"http 8 wildcards", "http { paths = [%q] }", "/**a**a**a**a**a**a**a**b", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
+		{"http 8 wildcards trailing", "http { paths = [%q] }", "/**a**a**a**a**a**a**ab**", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
+		{"http * segments", "http { paths = [%q] }", "/*a*a*a*a*a*a*a*b", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
+		{"grpc", "grpc { methods = [%q] }", "/**a**a**a**a**a**a**ab**", policies.Action{Kind: "grpc", Path: as[:256]}, false},
+		{"mcp", "mcp { tools = [%q] }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "mcp", Name: as[1:257]}, false},
+		{"generic", "generic {\n kind = \"queue\"\n names = [%q]\n }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "queue", Name: as[1:257]}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := fmt.Sprintf("rule \"r\" {\n effect = \"allow\"\n action {\n "+tt.action+"\n }\n}\n", tt.pattern)
+			set := mustLoad(t, src)
+			if d := decideWithin(t, set, &policies.Input{Action: tt.in, Now: now}); d.Allow != tt.want {
+				t.Errorf("allow = %v, want %v (%s)", d.Allow, tt.want, d.Reason)
+			}
+		})
+	}
+}
+
+// TestAdversarialConditionGlob: glob() in a condition, over a request path.
+func TestAdversarialConditionGlob(t *testing.T) {
+	const n = 8 << 10
+	set := mustLoad(t, allowIf("", `glob("/**/x/**/x/**/x/**/y", action.path) || glob("/**a**a**a**a**a**a**ab**", action.path)`))
+	for _, path := range []string{repeatTo("", "/x", "", n), repeatTo("/", "a", "", n)} {
+		in := input(func(in *policies.Input) { in.Action.Path = path })
+		if d := decideWithin(t, set, in); d.Allow {
+			t.Errorf("allowed: %s", d.Reason)
+		}
+	}
+}
+
+// TestAdversarialSPIFFEID: SPIFFE ID patterns and delegator patterns.
+func TestAdversarialSPIFFEID(t *testing.T) {
+	seg := repeatTo("", "a", "", 1800)
+	set := mustLoad(t, allowIf(`spiffe_id = "spiffe://example.org/**a**a**a**a**a**a**ab**"
+    delegators_allowed = ["spiffe://example.org/**a**a**a**a**a**a**ab**"]`, ""))
+	in := input()
+	id, err := spiffeid.FromString("spiffe://example.org/agent/" + seg + "/task/" + seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Peer.ID = id
+	in.Peer.Claims.Chain = []string{"spiffe://example.org/agent/" + seg + "/task/" + seg}
+	if d := decideWithin(t, set, in); d.Allow {
+		t.Errorf("allowed: %s", d.Reason)
+	}
+}
