@@ -14,7 +14,7 @@ import (
 // with wildcards is its literal prefix and suffix, compared directly, around
 // a middle part (from the first wildcard to the last) that runs as a
 // bit-parallel NFA, one step per input byte over at most maxSpan+1 states
-// (at most 4 machine words). There is no backtracking.
+// (one or two machine words). There is no backtracking.
 type glob struct {
 	raw    string
 	kind   globKind
@@ -36,11 +36,8 @@ const (
 const maxWildcards = 8
 
 // maxSpan is the longest part of a pattern from its first wildcard to its
-// last, in bytes: the NFA's states fit in maxWords words.
-const (
-	maxSpan  = 4*64 - 1
-	maxWords = (maxSpan + 64) / 64
-)
+// last, in bytes: the NFA's states fit in two words.
+const maxSpan = 2*64 - 1
 
 var (
 	errTripleStar    = errors.New(`"***" is not a wildcard: use "*" (one segment) or "**" (any suffix)`)
@@ -81,16 +78,23 @@ func compileGlob(p string) (glob, error) {
 
 // globNFA is the middle of a pattern as a sequence of elements (a literal
 // byte, "*" or "**"): state k means "the first k elements matched", bit k
-// of a word array. Wildcards are never adjacent ("***" is refused), so one
-// shift closes a state set under the wildcards' empty matches.
+// of a word array. The middle starts with a wildcard, and wildcards are
+// never adjacent ("***" is refused), so a state set closed under the
+// wildcards' empty matches steps on a byte to
+//
+//	(d & move)<<1 | (d & move2)<<2 | (d & stay)
+//
+// with move the literal states of that byte and the wildcards that match it
+// (to the next state), move2 those literal states followed by a wildcard
+// (over it, as it may match nothing) and stay the wildcards that match it.
 type globNFA struct {
 	words  int
 	accept int // the final state: the number of elements
 	minLen int // literal bytes: the shortest input the middle matches
-	class  [256]uint8
-	// masks holds, words each: the "*" states, the "**" states, then one
-	// mask per byte class of the states whose element is that byte (class
-	// 0: bytes the pattern does not have).
+	// class maps a byte to its class: 0 for the bytes that the middle does
+	// not have (other than "/"), 1 for "/", then one per literal byte.
+	class [256]uint8
+	// masks holds move, move2 and stay for each class, words words each.
 	masks []uint64
 }
 
@@ -112,27 +116,34 @@ func compileNFA(mid string) *globNFA {
 		}
 	}
 	n := &globNFA{accept: len(elems), words: len(elems)/64 + 1}
-	classes := 1
+	n.class['/'] = 1
+	classes := 2
 	for _, e := range elems {
 		if e.star == 0 {
 			n.minLen++
-			if n.class[e.c] == 0 {
+			if n.class[e.c] == 0 && e.c != '/' {
 				n.class[e.c] = uint8(classes)
 				classes++
 			}
 		}
 	}
 	w := n.words
-	n.masks = make([]uint64, (2+classes)*w)
+	n.masks = make([]uint64, 3*classes*w)
+	set := func(c, which, k int) { n.masks[(3*c+which)*w+k/64] |= 1 << (k % 64) }
 	for k, e := range elems {
-		word, bit := k/64, uint64(1)<<(k%64)
-		switch e.star {
-		case 1:
-			n.masks[word] |= bit
-		case 2:
-			n.masks[w+word] |= bit
-		default:
-			n.masks[(2+int(n.class[e.c]))*w+word] |= bit
+		if e.star == 0 {
+			c := int(n.class[e.c])
+			set(c, 0, k)
+			if k+1 < len(elems) && elems[k+1].star != 0 {
+				set(c, 1, k)
+			}
+			continue
+		}
+		for c := range classes {
+			if e.star == 2 || c != 1 { // "*" does not match "/"
+				set(c, 0, k)
+				set(c, 2, k)
+			}
 		}
 	}
 	return n
@@ -146,24 +157,16 @@ func (n *globNFA) match(s string) bool {
 	if n.words == 1 {
 		return n.match1(s)
 	}
-	return n.matchN(s)
+	return n.match2(s)
 }
 
 // match1 is match for at most 63 elements: one word.
 func (n *globNFA) match1(s string) bool {
-	star1, star2 := n.masks[0], n.masks[1]
-	stars := star1 | star2
-	lits := n.masks[2:]
-	d := uint64(1)
-	d |= (d & stars) << 1
+	masks, class := n.masks, &n.class
+	d := uint64(0b11) // state 0, a wildcard, and its empty match
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		self := d & star2
-		if c != '/' {
-			self = d & stars
-		}
-		x := (d&lits[n.class[c]])<<1 | self
-		d = x | (x&stars)<<1
+		m := masks[3*int(class[s[i]]):]
+		d = (d&m[0])<<1 | (d&m[1])<<2 | d&m[2]
 		if d == 0 {
 			return false
 		}
@@ -171,39 +174,20 @@ func (n *globNFA) match1(s string) bool {
 	return d>>n.accept&1 != 0
 }
 
-// matchN is match for more elements, in n.words words (on the stack).
-func (n *globNFA) matchN(s string) bool {
-	w := n.words
-	var dv, xv [maxWords]uint64
-	d, x := dv[:w], xv[:w]
-	star1, star2 := n.masks[:w], n.masks[w:2*w]
-	d[0] = 1 | (1&(star1[0]|star2[0]))<<1
+// match2 is match for 64 to 127 elements: two words.
+func (n *globNFA) match2(s string) bool {
+	masks, class := n.masks, &n.class
+	d0, d1 := uint64(0b11), uint64(0)
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		lit := n.masks[(2+int(n.class[c]))*w:][:w]
-		var carry uint64
-		for k := range w {
-			t := d[k] & lit[k]
-			self := d[k] & star2[k]
-			if c != '/' {
-				self |= d[k] & star1[k]
-			}
-			x[k] = t<<1 | carry | self
-			carry = t >> 63
-		}
-		carry = 0
-		var any uint64
-		for k := range w {
-			y := x[k] & (star1[k] | star2[k])
-			d[k] = x[k] | y<<1 | carry
-			carry = y >> 63
-			any |= d[k]
-		}
-		if any == 0 {
+		m := masks[6*int(class[s[i]]):]
+		m = m[:6]
+		a0, b0 := d0&m[0], d0&m[2]
+		d0, d1 = a0<<1|b0<<2|d0&m[4], (d1&m[1])<<1|a0>>63|(d1&m[3])<<2|b0>>62|d1&m[5]
+		if d0|d1 == 0 {
 			return false
 		}
 	}
-	return d[n.accept/64]>>(n.accept%64)&1 != 0
+	return [2]uint64{d0, d1}[n.accept/64]>>(n.accept%64)&1 != 0
 }
 
 func (g *glob) match(s string) bool {

@@ -1,6 +1,7 @@
 package policies_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -71,9 +72,9 @@ func TestAdversarialPatternsDecideFast(t *testing.T) {
 		{"http 8 wildcards", "http { paths = [%q] }", "/**a**a**a**a**a**a**a**b", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
 		{"http 8 wildcards trailing", "http { paths = [%q] }", "/**a**a**a**a**a**a**ab**", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
 		{"http * segments", "http { paths = [%q] }", "/*a*a*a*a*a*a*a*b", policies.Action{Kind: "http", Method: "GET", Path: as}, false},
-		{"grpc", "grpc { methods = [%q] }", "/**a**a**a**a**a**a**ab**", policies.Action{Kind: "grpc", Path: as[:256]}, false},
-		{"mcp", "mcp { tools = [%q] }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "mcp", Name: as[1:257]}, false},
-		{"generic", "generic {\n kind = \"queue\"\n names = [%q]\n }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "queue", Name: as[1:257]}, false},
+		{"grpc", "grpc { methods = [%q] }", "/**a**a**a**a**a**a**ab**", policies.Action{Kind: "grpc", Path: as[:policies.MaxMethodLen]}, false},
+		{"mcp", "mcp { tools = [%q] }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "mcp", Name: as[1 : policies.MaxNameLen+1]}, false},
+		{"generic", "generic {\n kind = \"queue\"\n names = [%q]\n }", "**a**a**a**a**a**a**ab**", policies.Action{Kind: "queue", Name: as[1 : policies.MaxNameLen+1]}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,5 +113,64 @@ func TestAdversarialSPIFFEID(t *testing.T) {
 	in.Peer.Claims.Chain = []string{"spiffe://example.org/agent/" + seg + "/task/" + seg}
 	if d := decideWithin(t, set, in); d.Allow {
 		t.Errorf("allowed: %s", d.Reason)
+	}
+}
+
+// TestInputLimits: inputs at the maximum length are decided, one byte more
+// is refused before matching, with a typed error.
+func TestInputLimits(t *testing.T) {
+	set := mustLoad(t, `rule "r" {
+  effect = "allow"
+  action {
+    http    { paths = ["/**"] }
+    grpc    { methods = ["/**"] }
+    mcp     { tools = ["**"] }
+    generic {
+      kind  = "q"
+      names = ["**"]
+    }
+  }
+}
+`)
+	long := func(prefix string, n int) string { return prefix + strings.Repeat("a", n-len(prefix)) }
+	tests := []struct {
+		a     policies.Action
+		field string // "" when within the limits
+		max   int
+	}{
+		{policies.Action{Kind: "http", Method: "GET", Path: long("/", policies.MaxPathLen)}, "", 0},
+		{policies.Action{Kind: "http", Method: "GET", Path: long("/", policies.MaxPathLen+1)}, "action.path", policies.MaxPathLen},
+		{policies.Action{Kind: "grpc", Path: long("/", policies.MaxMethodLen)}, "", 0},
+		{policies.Action{Kind: "grpc", Path: long("/", policies.MaxMethodLen+1)}, "action.path", policies.MaxMethodLen},
+		{policies.Action{Kind: "mcp", Name: long("", policies.MaxNameLen)}, "", 0},
+		{policies.Action{Kind: "mcp", Name: long("", policies.MaxNameLen+1)}, "action.name", policies.MaxNameLen},
+		{policies.Action{Kind: "q", Name: long("", policies.MaxNameLen+1)}, "action.name", policies.MaxNameLen},
+		{policies.Action{Kind: long("q", policies.MaxNameLen+1)}, "action.kind", policies.MaxNameLen},
+		{policies.Action{Kind: "http", Method: long("G", policies.MaxNameLen+1), Path: "/"}, "action.method", policies.MaxNameLen},
+	}
+	for _, tt := range tests {
+		err := tt.a.CheckLimits()
+		d := set.Decide(&policies.Input{Action: tt.a, Now: now})
+		e := set.Explain(&policies.Input{Action: tt.a, Now: now})
+		if tt.field == "" {
+			if err != nil || !d.Allow || d.Limit != nil || !e.Allow {
+				t.Errorf("%s %d bytes: err %v, allow %v, limit %v", tt.a.Kind, len(tt.a.Path+tt.a.Name), err, d.Allow, d.Limit)
+			}
+			continue
+		}
+		var le *policies.LimitError
+		if !errors.As(err, &le) || le.Field != tt.field || le.Max != tt.max || le.Len != tt.max+1 {
+			t.Errorf("%s: CheckLimits = %#v", tt.field, err)
+			continue
+		}
+		if d.Allow || d.Limit == nil || *d.Limit != *le || d.Reason != err.Error() || !strings.HasPrefix(d.Reason, policies.ReasonInputTooLong+": ") {
+			t.Errorf("%s: decision %+v", tt.field, d)
+		}
+		if e.Allow || e.Limit == nil || len(e.Trace) != 0 {
+			t.Errorf("%s: explain %+v", tt.field, e)
+		}
+	}
+	if got := (&policies.LimitError{Field: "action.path", Len: 9000, Max: 8192}).Error(); got != "input too long: action.path is 9000 bytes, more than 8192" {
+		t.Errorf("Error() = %q", got)
 	}
 }
