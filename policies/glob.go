@@ -205,6 +205,28 @@ func (g *glob) match(s string) bool {
 	return g.nfa.match(s[len(g.prefix) : len(s)-len(g.suffix)])
 }
 
+// Lint thresholds of a costly pattern (see costNote).
+const (
+	lintDoubleStars = 4
+	lintSpan        = 63 // one word of NFA states
+)
+
+// costNote says why matching g is costly, or "" when it is not: more than
+// lintDoubleStars "**", or a middle longer than one word of NFA states.
+// Matching is linear in the input either way; lint warns.
+func (g *glob) costNote() string {
+	if g.kind != globGeneral {
+		return ""
+	}
+	if n := strings.Count(g.raw, "**"); n > lintDoubleStars {
+		return fmt.Sprintf("has %d \"**\" (more than %d): each can match any run of the input, which makes the pattern costly to match and hard to read", n, lintDoubleStars)
+	}
+	if g.nfa.words > 1 {
+		return fmt.Sprintf("spans %d bytes from its first wildcard to its last (more than %d): matching costs twice as much per input byte", len(g.raw)-len(g.prefix)-len(g.suffix), lintSpan)
+	}
+	return ""
+}
+
 // literal reports whether the pattern has no wildcard.
 func (g *glob) literal() bool { return g.kind == globExact }
 

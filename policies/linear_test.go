@@ -174,3 +174,35 @@ func TestInputLimits(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// TestAdversarialLoad: lint compares every pattern with the others' text
+// (to find shadowed rules), so a costly pattern beside a long literal one
+// made loading itself exponential; FuzzLoad stalled on such files.
+func TestAdversarialLoad(t *testing.T) {
+	src := fmt.Sprintf(`rule "a" {
+  effect = "allow"
+  action {
+    http { paths = ["/**a**a**a**a**a**a**ab**"] }
+  }
+}
+rule "b" {
+  effect = "allow"
+  action {
+    http { paths = [%q] }
+  }
+}
+`, "/"+strings.Repeat("a", 100))
+	done := make(chan bool, 1)
+	go func() {
+		set, _ := policies.LoadFiles([]policies.File{{Name: "p.hcl", Src: []byte(src)}})
+		done <- set != nil
+	}()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("load failed")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("not loaded after 1s (backtracking matcher in lint?)")
+	}
+}

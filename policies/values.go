@@ -128,6 +128,9 @@ func (l *loader) globs(a *hcl.Attribute, prefix string) []glob {
 			l.errorf(it.rng, "Invalid pattern", "The pattern %q of %q: %v.", it.val, a.Name, err)
 			continue
 		}
+		if note := g.costNote(); note != "" {
+			l.warnf(it.rng, "Costly pattern", "The pattern %q of %q %s. Prefer a literal prefix and fewer wildcards, or several simpler patterns.", it.val, a.Name, note)
+		}
 		out = append(out, g)
 	}
 	return out
