@@ -123,7 +123,7 @@ var subsetFunc = boolFunc([]function.Parameter{
 })
 
 // distinctFunc is go-cty's distinct in linear time (go-cty compares every
-// element with every kept one): elements are told apart by their JSON.
+// element with every kept one): elements are told apart by distinctKey.
 var distinctFunc = function.New(&function.Spec{
 	Params: []function.Parameter{{Name: "list", Type: cty.List(cty.DynamicPseudoType)}},
 	Type:   func(args []cty.Value) (cty.Type, error) { return args[0].Type(), nil },
@@ -136,12 +136,12 @@ var distinctFunc = function.New(&function.Spec{
 		var out []cty.Value
 		for it := list.ElementIterator(); it.Next(); {
 			_, v := it.Element()
-			key, err := ctyjson.Marshal(v, v.Type())
+			key, err := distinctKey(v)
 			if err != nil {
 				return cty.NilVal, function.NewArgError(0, err)
 			}
-			if _, dup := seen[string(key)]; !dup {
-				seen[string(key)] = struct{}{}
+			if _, dup := seen[key]; !dup {
+				seen[key] = struct{}{}
 				out = append(out, v)
 			}
 		}
@@ -259,3 +259,13 @@ var (
 	anyTrueFunc = boolsFunc(true)
 	allTrueFunc = boolsFunc(false)
 )
+
+// distinctKey tells list elements apart: a string by its text, anything
+// else by its JSON (the elements of a list have one type).
+func distinctKey(v cty.Value) (string, error) {
+	if v.Type() == cty.String && !v.IsNull() {
+		return "s" + v.AsString(), nil
+	}
+	b, err := ctyjson.Marshal(v, v.Type())
+	return "j" + string(b), err
+}
