@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +87,53 @@ func compiledSize(files []policies.File) uint64 {
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(set)
 	return after.HeapAlloc - before.HeapAlloc
+}
+
+// worstPattern is the costliest pattern the language allows: 8 wildcards
+// (the most) and 127 bytes from the first to the last (the most), so the
+// matcher steps 2 words per input byte; it ends in "**" so that no literal
+// suffix check rejects the input first.
+func worstPattern() string {
+	lit := strings.Repeat("ab", 8)
+	var b strings.Builder
+	b.WriteString("/")
+	for i := range 8 {
+		b.WriteString(strings.Repeat("*", 1+i%2)) // "*" and "**" alternate
+		switch {
+		case i < 6:
+			b.WriteString(lit)
+		case i == 6:
+			b.WriteString(lit + "bab")
+		}
+	}
+	return b.String()
+}
+
+// BenchmarkDecideAdversarial measures one decision on inputs of the
+// maximum length (policies.MaxPathLen, MaxNameLen) against the costliest
+// patterns: the issue-16 patterns that made the backtracking matcher
+// exponential, and the worst the language allows.
+func BenchmarkDecideAdversarial(b *testing.B) {
+	xs := strings.Repeat("/x", policies.MaxPathLen/2)
+	as := "/" + strings.Repeat("a", policies.MaxPathLen-1)
+	for _, bc := range []struct {
+		name, pattern, path string
+	}{
+		{"issue16-4x**", "/**/x/**/x/**/x/**/y", xs[:len(xs)-2] + "/y"},
+		{"issue16-8-wildcards", "/**a**a**a**a**a**a**ab**", as},
+		{"worst-span-127", worstPattern(), as},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			src := fmt.Sprintf("rule \"r\" {\n effect = \"allow\"\n action {\n http { paths = [%q] }\n }\n}\n", bc.pattern)
+			set, diags := policies.LoadFiles([]policies.File{{Name: "a.hcl", Src: []byte(src)}})
+			if diags.HasErrors() {
+				b.Fatal(diags)
+			}
+			in := &policies.Input{Action: policies.Action{Kind: "http", Method: "GET", Path: bc.path}}
+			b.ReportAllocs()
+			for b.Loop() {
+				set.Decide(in)
+			}
+		})
+	}
 }

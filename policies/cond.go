@@ -58,6 +58,7 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 	if len(l.diags) > before {
 		return nil
 	}
+	l.checkCost(a.Expr)
 	c := &condition{root: splitCond(a.Expr)}
 	l.typecheck(c.root, a)
 	return c

@@ -10,6 +10,12 @@
 // every rule considered did or did not match. Decisions are default deny,
 // and any matching deny rule wins over every allow rule.
 //
+// Matching costs time linear in the request, whatever the policy: patterns
+// run as bit-parallel automata without backtracking, condition expressions
+// whose cost would grow faster than the request are refused at load, and
+// actions longer than [MaxPathLen], [MaxMethodLen] or [MaxNameLen] are
+// denied before matching ([Action.CheckLimits], [Decision.Limit]).
+//
 // A [Store] holds the current Set for concurrent readers and swaps it
 // atomically on [Store.Reload], keeping the last good set when the new
 // sources have errors.

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
 // functions is the condition function library (docs/policy.md lists it).
@@ -37,7 +39,7 @@ var functions = map[string]function.Function{
 	"keys":       stdlib.KeysFunc,
 	"coalesce":   stdlib.CoalesceFunc,
 	"concat":     stdlib.ConcatFunc,
-	"distinct":   stdlib.DistinctFunc,
+	"distinct":   distinctFunc,
 	"element":    stdlib.ElementFunc,
 	"join":       stdlib.JoinFunc,
 	"split":      stdlib.SplitFunc,
@@ -69,23 +71,85 @@ func boolFunc(params []function.Parameter, f func(args []cty.Value) (bool, error
 }
 
 var globFunc = boolFunc([]function.Parameter{strParam("pattern"), strParam("s")}, func(args []cty.Value) (bool, error) {
-	g, err := compileGlob(args[0].AsString())
+	g, err := cachedGlob(args[0].AsString())
 	if err != nil {
 		return false, function.NewArgError(0, err)
 	}
 	return g.match(args[1].AsString()), nil
 })
 
+// condGlobs caches the compiled patterns of glob(). The loader only
+// accepts patterns from the policy (see checkCost), so the cache holds no
+// more than the policies loaded hold.
+var condGlobs sync.Map // pattern → globResult
+
+type globResult struct {
+	g   *glob
+	err error
+}
+
+func cachedGlob(p string) (*glob, error) {
+	if r, ok := condGlobs.Load(p); ok {
+		return r.(globResult).g, r.(globResult).err
+	}
+	g, err := compileGlob(p)
+	condGlobs.Store(p, globResult{&g, err})
+	return &g, err
+}
+
+// subsetFunc takes lists (a set argument converts to one): go-cty sets
+// hash with CRC-32, which request data can make collide.
 var subsetFunc = boolFunc([]function.Parameter{
-	{Name: "a", Type: cty.Set(cty.String)}, {Name: "b", Type: cty.Set(cty.String)},
+	{Name: "a", Type: cty.List(cty.String)}, {Name: "b", Type: cty.List(cty.String)},
 }, func(args []cty.Value) (bool, error) {
+	b := make(map[string]struct{}, args[1].LengthInt())
+	for it := args[1].ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		if v.IsNull() {
+			return false, function.NewArgErrorf(1, "the list holds a null value")
+		}
+		b[v.AsString()] = struct{}{}
+	}
 	for it := args[0].ElementIterator(); it.Next(); {
 		_, v := it.Element()
-		if !args[1].HasElement(v).True() {
+		if v.IsNull() {
+			return false, function.NewArgErrorf(0, "the list holds a null value")
+		}
+		if _, ok := b[v.AsString()]; !ok {
 			return false, nil
 		}
 	}
 	return true, nil
+})
+
+// distinctFunc is go-cty's distinct in linear time (go-cty compares every
+// element with every kept one): elements are told apart by distinctKey.
+var distinctFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "list", Type: cty.List(cty.DynamicPseudoType)}},
+	Type:   func(args []cty.Value) (cty.Type, error) { return args[0].Type(), nil },
+	Impl: func(args []cty.Value, retType cty.Type) (cty.Value, error) {
+		list := args[0]
+		if !list.IsWhollyKnown() {
+			return cty.UnknownVal(retType), nil
+		}
+		seen := map[string]struct{}{}
+		var out []cty.Value
+		for it := list.ElementIterator(); it.Next(); {
+			_, v := it.Element()
+			key, err := distinctKey(v)
+			if err != nil {
+				return cty.NilVal, function.NewArgError(0, err)
+			}
+			if _, dup := seen[key]; !dup {
+				seen[key] = struct{}{}
+				out = append(out, v)
+			}
+		}
+		if len(out) == 0 {
+			return cty.ListValEmpty(retType.ElementType()), nil
+		}
+		return cty.ListVal(out), nil
+	},
 })
 
 var hasScopeFunc = boolFunc([]function.Parameter{{Name: "peer", Type: cty.DynamicPseudoType}, strParam("scope")}, func(args []cty.Value) (bool, error) {
@@ -195,3 +259,13 @@ var (
 	anyTrueFunc = boolsFunc(true)
 	allTrueFunc = boolsFunc(false)
 )
+
+// distinctKey tells list elements apart: a string by its text, anything
+// else by its JSON (the elements of a list have one type).
+func distinctKey(v cty.Value) (string, error) {
+	if v.Type() == cty.String && !v.IsNull() {
+		return "s" + v.AsString(), nil
+	}
+	b, err := ctyjson.Marshal(v, v.Type())
+	return "j" + string(b), err
+}

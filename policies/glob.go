@@ -2,17 +2,25 @@ package policies
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
 // glob is a compiled pattern: "*" matches any run of characters other than
 // "/", "**" matches any run of characters including "/". Everything else is
 // literal. A pattern without wildcards is an exact match.
+//
+// Matching takes time linear in the input whatever the pattern: a pattern
+// with wildcards is its literal prefix and suffix, compared directly, around
+// a middle part (from the first wildcard to the last) that runs as a
+// bit-parallel NFA, one step per input byte over at most maxSpan+1 states
+// (one or two machine words). There is no backtracking.
 type glob struct {
 	raw    string
 	kind   globKind
-	prefix string // literal text before the first wildcard
-	toks   []globTok
+	prefix string   // literal text before the first wildcard
+	suffix string   // general: literal text after the last wildcard
+	nfa    *globNFA // general: the middle part
 }
 
 type globKind uint8
@@ -24,17 +32,17 @@ const (
 	globGeneral
 )
 
-type globTok struct {
-	lit  string
-	star uint8 // 0 literal, 1 "*", 2 "**"
-}
-
-// maxWildcards bounds the backtracking of the general matcher.
+// maxWildcards is the most wildcards a pattern may have.
 const maxWildcards = 8
+
+// maxSpan is the longest part of a pattern from its first wildcard to its
+// last, in bytes: the NFA's states fit in two words.
+const maxSpan = 2*64 - 1
 
 var (
 	errTripleStar    = errors.New(`"***" is not a wildcard: use "*" (one segment) or "**" (any suffix)`)
 	errManyWildcards = errors.New("too many wildcards (at most 8)")
+	errLongSpan      = fmt.Errorf("too long between the first wildcard and the last (at most %d bytes)", maxSpan)
 )
 
 func compileGlob(p string) (glob, error) {
@@ -56,28 +64,130 @@ func compileGlob(p string) (glob, error) {
 		return g, nil
 	}
 	g.kind = globGeneral
-	n := 0
-	for rest := p; rest != ""; {
-		j := strings.IndexByte(rest, '*')
-		switch {
-		case j < 0:
-			g.toks = append(g.toks, globTok{lit: rest})
-			rest = ""
-		case j > 0:
-			g.toks = append(g.toks, globTok{lit: rest[:j]})
-			rest = rest[j:]
-		case strings.HasPrefix(rest, "**"):
-			g.toks = append(g.toks, globTok{star: 2})
-			rest, n = rest[2:], n+1
-		default:
-			g.toks = append(g.toks, globTok{star: 1})
-			rest, n = rest[1:], n+1
-		}
-	}
-	if n > maxWildcards {
+	if strings.Count(p, "*")-strings.Count(p, "**") > maxWildcards {
 		return g, errManyWildcards
 	}
+	j := strings.LastIndexByte(p, '*') + 1
+	g.suffix = p[j:]
+	if j-i > maxSpan {
+		return g, errLongSpan
+	}
+	g.nfa = compileNFA(p[i:j])
 	return g, nil
+}
+
+// globNFA is the middle of a pattern as a sequence of elements (a literal
+// byte, "*" or "**"): state k means "the first k elements matched", bit k
+// of a word array. The middle starts with a wildcard, and wildcards are
+// never adjacent ("***" is refused), so a state set closed under the
+// wildcards' empty matches steps on a byte to
+//
+//	(d & move)<<1 | (d & move2)<<2 | (d & stay)
+//
+// with move the literal states of that byte and the wildcards that match it
+// (to the next state), move2 those literal states followed by a wildcard
+// (over it, as it may match nothing) and stay the wildcards that match it.
+type globNFA struct {
+	words  int
+	accept int // the final state: the number of elements
+	minLen int // literal bytes: the shortest input the middle matches
+	// class maps a byte to its class: 0 for the bytes that the middle does
+	// not have (other than "/"), 1 for "/", then one per literal byte.
+	class [256]uint8
+	// masks holds move, move2 and stay for each class, words words each.
+	masks []uint64
+}
+
+func compileNFA(mid string) *globNFA {
+	type elem struct {
+		c    byte
+		star uint8
+	}
+	var elems []elem
+	for k := 0; k < len(mid); k++ {
+		switch {
+		case mid[k] != '*':
+			elems = append(elems, elem{c: mid[k]})
+		case k+1 < len(mid) && mid[k+1] == '*':
+			elems = append(elems, elem{star: 2})
+			k++
+		default:
+			elems = append(elems, elem{star: 1})
+		}
+	}
+	n := &globNFA{accept: len(elems), words: len(elems)/64 + 1}
+	n.class['/'] = 1
+	classes := 2
+	for _, e := range elems {
+		if e.star == 0 {
+			n.minLen++
+			if n.class[e.c] == 0 && e.c != '/' {
+				n.class[e.c] = uint8(classes)
+				classes++
+			}
+		}
+	}
+	w := n.words
+	n.masks = make([]uint64, 3*classes*w)
+	set := func(c, which, k int) { n.masks[(3*c+which)*w+k/64] |= 1 << (k % 64) }
+	for k, e := range elems {
+		if e.star == 0 {
+			c := int(n.class[e.c])
+			set(c, 0, k)
+			if k+1 < len(elems) && elems[k+1].star != 0 {
+				set(c, 1, k)
+			}
+			continue
+		}
+		for c := range classes {
+			if e.star == 2 || c != 1 { // "*" does not match "/"
+				set(c, 0, k)
+				set(c, 2, k)
+			}
+		}
+	}
+	return n
+}
+
+// match reports whether the middle matches all of s.
+func (n *globNFA) match(s string) bool {
+	if len(s) < n.minLen {
+		return false
+	}
+	if n.words == 1 {
+		return n.match1(s)
+	}
+	return n.match2(s)
+}
+
+// match1 is match for at most 63 elements: one word.
+func (n *globNFA) match1(s string) bool {
+	masks, class := n.masks, &n.class
+	d := uint64(0b11) // state 0, a wildcard, and its empty match
+	for i := 0; i < len(s); i++ {
+		m := masks[3*int(class[s[i]]):]
+		d = (d&m[0])<<1 | (d&m[1])<<2 | d&m[2]
+		if d == 0 {
+			return false
+		}
+	}
+	return d>>n.accept&1 != 0
+}
+
+// match2 is match for 64 to 127 elements: two words.
+func (n *globNFA) match2(s string) bool {
+	masks, class := n.masks, &n.class
+	d0, d1 := uint64(0b11), uint64(0)
+	for i := 0; i < len(s); i++ {
+		m := masks[6*int(class[s[i]]):]
+		m = m[:6]
+		a0, b0 := d0&m[0], d0&m[2]
+		d0, d1 = a0<<1|b0<<2|d0&m[4], (d1&m[1])<<1|a0>>63|(d1&m[3])<<2|b0>>62|d1&m[5]
+		if d0|d1 == 0 {
+			return false
+		}
+	}
+	return [2]uint64{d0, d1}[n.accept/64]>>(n.accept%64)&1 != 0
 }
 
 func (g *glob) match(s string) bool {
@@ -89,34 +199,32 @@ func (g *glob) match(s string) bool {
 	case globAny:
 		return true
 	}
-	return matchToks(g.toks, s)
-}
-
-func matchToks(toks []globTok, s string) bool {
-	for len(toks) > 0 {
-		t := toks[0]
-		toks = toks[1:]
-		if t.star == 0 {
-			if !strings.HasPrefix(s, t.lit) {
-				return false
-			}
-			s = s[len(t.lit):]
-			continue
-		}
-		if len(toks) == 0 { // trailing wildcard
-			return t.star == 2 || strings.IndexByte(s, '/') < 0
-		}
-		for i := 0; i <= len(s); i++ {
-			if matchToks(toks, s[i:]) {
-				return true
-			}
-			if i < len(s) && t.star == 1 && s[i] == '/' {
-				return false
-			}
-		}
+	if len(s) < len(g.prefix)+len(g.suffix) || !strings.HasPrefix(s, g.prefix) || !strings.HasSuffix(s, g.suffix) {
 		return false
 	}
-	return s == ""
+	return g.nfa.match(s[len(g.prefix) : len(s)-len(g.suffix)])
+}
+
+// Lint thresholds of a costly pattern (see costNote).
+const (
+	lintDoubleStars = 4
+	lintSpan        = 63 // one word of NFA states
+)
+
+// costNote says why matching g is costly, or "" when it is not: more than
+// lintDoubleStars "**", or a middle longer than one word of NFA states.
+// Matching is linear in the input either way; lint warns.
+func (g *glob) costNote() string {
+	if g.kind != globGeneral {
+		return ""
+	}
+	if n := strings.Count(g.raw, "**"); n > lintDoubleStars {
+		return fmt.Sprintf("has %d \"**\" (more than %d): each can match any run of the input, which makes the pattern costly to match and hard to read", n, lintDoubleStars)
+	}
+	if g.nfa.words > 1 {
+		return fmt.Sprintf("spans %d bytes from its first wildcard to its last (more than %d): matching costs twice as much per input byte", len(g.raw)-len(g.prefix)-len(g.suffix), lintSpan)
+	}
+	return ""
 }
 
 // literal reports whether the pattern has no wildcard.

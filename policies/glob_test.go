@@ -2,34 +2,42 @@ package policies
 
 import "testing"
 
+var globTests = []struct {
+	pattern, s string
+	want       bool
+}{
+	{"spiffe://example.org/agent/a/task/T", "spiffe://example.org/agent/a/task/T", true},
+	{"spiffe://example.org/agent/a/task/T", "spiffe://example.org/agent/a/task/T2", false},
+	{"spiffe://example.org/agent/*/task/T", "spiffe://example.org/agent/b/task/T", true},
+	{"spiffe://example.org/agent/*/task/T", "spiffe://example.org/agent/b/c/task/T", false},
+	{"spiffe://example.org/agent/*", "spiffe://example.org/agent/b", true},
+	{"spiffe://example.org/agent/*", "spiffe://example.org/agent/b/task/T", false},
+	{"spiffe://example.org/agent/**", "spiffe://example.org/agent/b/task/T", true},
+	{"spiffe://example.org/agent/**", "spiffe://example.org/agent", false},
+	{"spiffe://*/agent/a/**", "spiffe://other.org/agent/a/task/x", true},
+	{"**", "anything/at/all", true},
+	{"/kb/**/raw", "/kb/a/b/raw", true},
+	{"/kb/**/raw", "/kb/a/b/cooked", false},
+	{"search_*", "search_docs", true},
+	{"search_*", "fetch_docs", false},
+	{"*_docs", "search_docs", true},
+	{"a*b*c", "axxbyyc", true},
+	{"a*b*c", "axxbyy", false},
+	{"openai/*", "openai/gpt-4o", true},
+	{"openai/*", "anthropic/claude", false},
+	{"", "", true},
+	{"*", "", true},
+	{"/a/*/b/**/c*", "/a/x/b/y/z/cd", true},
+	{"/a/*/b/**/c*", "/a/x/b/y/z/cd/e", false},
+	{"/**/x/**/x/**/x/**/y", "/x/x/x/y", false},
+	{"/**/x/**/x/**/x/**/y", "/a/x/b/x/c/x/d/y", true},
+	{"**/a/**", "/a/", true},
+	{"*a*", "/a", false},
+	{"x**", "x", true},
+}
+
 func TestGlob(t *testing.T) {
-	tests := []struct {
-		pattern, s string
-		want       bool
-	}{
-		{"spiffe://example.org/agent/a/task/T", "spiffe://example.org/agent/a/task/T", true},
-		{"spiffe://example.org/agent/a/task/T", "spiffe://example.org/agent/a/task/T2", false},
-		{"spiffe://example.org/agent/*/task/T", "spiffe://example.org/agent/b/task/T", true},
-		{"spiffe://example.org/agent/*/task/T", "spiffe://example.org/agent/b/c/task/T", false},
-		{"spiffe://example.org/agent/*", "spiffe://example.org/agent/b", true},
-		{"spiffe://example.org/agent/*", "spiffe://example.org/agent/b/task/T", false},
-		{"spiffe://example.org/agent/**", "spiffe://example.org/agent/b/task/T", true},
-		{"spiffe://example.org/agent/**", "spiffe://example.org/agent", false},
-		{"spiffe://*/agent/a/**", "spiffe://other.org/agent/a/task/x", true},
-		{"**", "anything/at/all", true},
-		{"/kb/**/raw", "/kb/a/b/raw", true},
-		{"/kb/**/raw", "/kb/a/b/cooked", false},
-		{"search_*", "search_docs", true},
-		{"search_*", "fetch_docs", false},
-		{"*_docs", "search_docs", true},
-		{"a*b*c", "axxbyyc", true},
-		{"a*b*c", "axxbyy", false},
-		{"openai/*", "openai/gpt-4o", true},
-		{"openai/*", "anthropic/claude", false},
-		{"", "", true},
-		{"*", "", true},
-	}
-	for _, tt := range tests {
+	for _, tt := range globTests {
 		g, err := compileGlob(tt.pattern)
 		if err != nil {
 			t.Fatalf("compileGlob(%q): %v", tt.pattern, err)

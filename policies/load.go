@@ -109,8 +109,9 @@ type loader struct {
 	ruleDefs map[string]hcl.Range
 	compiled []*rule
 	srcs     map[string][]byte
-	evalCtx  *hcl.EvalContext // load-time context, built once varObj is set
-	testDir  string           // folder of the test file being read
+	evalCtx  *hcl.EvalContext    // load-time context, built once varObj is set
+	testDir  string              // folder of the test file being read
+	nfas     map[string]*globNFA // by pattern middle, shared by equal ones
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{

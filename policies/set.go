@@ -35,7 +35,8 @@ const (
 )
 
 // Decide answers in. The common path (rules without conditions) does not
-// allocate.
+// allocate. An action longer than the limits (see [Action.CheckLimits]) is
+// denied before any rule is looked at, with Decision.Limit set.
 func (s *Set) Decide(in *Input) Decision { return s.decide(in, false) }
 
 // Explain answers in like Decide and lists every rule considered in
@@ -54,6 +55,9 @@ type evalState struct {
 func (s *Set) decide(in *Input, explain bool) Decision {
 	if s == nil {
 		return Decision{Reason: ReasonNoPolicy}
+	}
+	if err := in.Action.CheckLimits(); err != nil {
+		return Decision{Reason: err.Error(), Limit: err.(*LimitError)}
 	}
 	st := evalState{in: in, now: in.Now, vars: s.vars}
 	if st.now.IsZero() {

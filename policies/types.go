@@ -103,6 +103,9 @@ type Decision struct {
 	Errors []string
 	// Trace lists every rule considered, in trace mode (Explain) only.
 	Trace []TraceEntry
+	// Limit is set when the decision is a refusal of an over-long input,
+	// decided before any rule (Reason is then Limit.Error()).
+	Limit *LimitError
 
 	ruleStrs []string // Rules rendered, when the Set had them ready
 }

@@ -128,6 +128,20 @@ func (l *loader) globs(a *hcl.Attribute, prefix string) []glob {
 			l.errorf(it.rng, "Invalid pattern", "The pattern %q of %q: %v.", it.val, a.Name, err)
 			continue
 		}
+		if g.nfa != nil { // one automaton per distinct middle: they are immutable
+			mid := g.raw[len(g.prefix) : len(g.raw)-len(g.suffix)]
+			if shared, ok := l.nfas[mid]; ok {
+				g.nfa = shared
+			} else {
+				if l.nfas == nil {
+					l.nfas = map[string]*globNFA{}
+				}
+				l.nfas[mid] = g.nfa
+			}
+		}
+		if note := g.costNote(); note != "" {
+			l.warnf(it.rng, "Costly pattern", "The pattern %q of %q %s. Prefer a literal prefix and fewer wildcards, or several simpler patterns.", it.val, a.Name, note)
+		}
 		out = append(out, g)
 	}
 	return out

@@ -58,6 +58,13 @@ func TestPolicyLint(t *testing.T) {
 	if code != 1 || out != want {
 		t.Fatalf("exit %d\n%s\nwant\n%s", code, out, want)
 	}
+	// a costly pattern is a warning, named by file:line:col (issue 16)
+	writeFile(t, dir, "p.hcl", []byte("rule \"r\" {\n  effect = \"allow\"\n  action {\n    http { paths = [\"/kb/**a**b**c**d**e\"] }\n  }\n}\n"))
+	code, out, _ = runCLI(t, "policy", "lint", dir)
+	want = filepath.Join(dir, "p.hcl") + `:4:21: warning: Costly pattern: The pattern "/kb/**a**b**c**d**e" of "paths" has 5 "**" (more than 4)`
+	if code != 0 || !strings.HasPrefix(out, want) || !strings.HasSuffix(out, "\n0 error(s), 1 warning(s)\n") {
+		t.Fatalf("costly pattern: exit %d\n%s\nwant\n%s…", code, out, want)
+	}
 }
 
 func TestPolicyFmt(t *testing.T) {
