@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -11,14 +12,16 @@ import (
 // refused: HTTP 414 for a path, 413 for an MCP body, 400 otherwise; ext_authz
 // answers the same status with INVALID_ARGUMENT.
 const (
-	// MaxPathLen bounds an HTTP path (without the query) and a gRPC full
-	// method name.
-	MaxPathLen = 8 << 10
+	// MaxPathLen bounds an HTTP path (without the query): the policy
+	// engine's policies.MaxPathLen.
+	MaxPathLen = policies.MaxPathLen
+	// MaxGRPCMethodLen bounds a gRPC full method name (policies.MaxMethodLen).
+	MaxGRPCMethodLen = policies.MaxMethodLen
 	// MaxMethodLen bounds an HTTP method.
 	MaxMethodLen = 32
-	// MaxNameLen bounds an MCP tool, prompt or resource name and a generic
-	// action's name.
-	MaxNameLen = 1 << 10
+	// MaxNameLen bounds an MCP method, tool, prompt or resource name and a
+	// generic action's kind and name (policies.MaxNameLen).
+	MaxNameLen = policies.MaxNameLen
 )
 
 // InputError says why an action cannot be decided as sent. TooLarge marks
@@ -42,6 +45,19 @@ func tooLarge(what string, n, max int) *InputError {
 // canonicalAction turns the front-end's action into the one the policy
 // decides, or says why it cannot.
 func canonicalAction(q *Query) (Action, []byte, error) {
+	a, id, err := canonicalActionOf(q)
+	if err != nil {
+		return a, id, err
+	}
+	// What the engine would refuse anyway, refused here in protocol terms.
+	var le *policies.LimitError
+	if errors.As(a.CheckLimits(), &le) {
+		return Action{}, id, &InputError{What: le.Field, Detail: le.Error(), TooLarge: true}
+	}
+	return a, id, nil
+}
+
+func canonicalActionOf(q *Query) (Action, []byte, error) {
 	a := q.Action
 	switch a.Kind {
 	case policies.KindHTTP:
@@ -249,8 +265,8 @@ func removeDotSegments(p string) string {
 
 // checkGRPCMethod accepts "/package.Service/Method" in printable ASCII.
 func checkGRPCMethod(m string) error {
-	if len(m) > MaxPathLen {
-		return tooLarge("gRPC method", len(m), MaxPathLen)
+	if len(m) > MaxGRPCMethodLen {
+		return tooLarge("gRPC method", len(m), MaxGRPCMethodLen)
 	}
 	svc, meth, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
 	if !strings.HasPrefix(m, "/") || !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
