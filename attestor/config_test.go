@@ -52,3 +52,17 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestParseConfigHintOnce: hcl's own "Did you mean" hint comes once, with
+// file:line:col, as in the registrar's and the verifier's configurations
+// (the attestor used to append a second copy of it).
+func TestParseConfigHintOnce(t *testing.T) {
+	_, err := ParseConfig("inherit_depth = 1\nmanifest_dirs = \"/run/y\"\n")
+	if err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	want := `attestor: configuration: plugin_data:2:1: Unsupported argument; An argument named "manifest_dirs" is not expected here. Did you mean "manifest_dir"?`
+	if got := err.Error(); got != want || strings.Count(got, "Did you mean") != 1 {
+		t.Errorf("error = %q\nwant    %q", got, want)
+	}
+}
