@@ -37,6 +37,12 @@ type Config struct {
 	RequireExeSHA256 bool
 	// ProcRoot is where proc is mounted ("" means /proc).
 	ProcRoot string
+	// AllowSameUser turns off the check that the attested process could
+	// not have forged its manifest ([CouldForge]): with it, a process
+	// running as the launcher's uid, in its group, or as root gets the
+	// selectors of the manifest it could have written itself. INSECURE:
+	// only for single-user development (agentid dev).
+	AllowSameUser bool
 }
 
 // Attestor maps PIDs to task selectors through manifests. It is safe for
@@ -145,6 +151,9 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 		res, found := a.lookup(st)
 		if found {
 			res.Depth = depth
+			if res.Refused == nil && !a.cfg.AllowSameUser {
+				res.Refused = a.checkForger(res.Path, pid, st.PID)
+			}
 			if res.Refused != nil {
 				return a.refused(res, res.Refused), nil
 			}
@@ -153,10 +162,41 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 		if depth == a.cfg.InheritDepth || st.PPID <= 0 {
 			return Result{}, nil
 		}
-		if st, err = ReadStat(a.cfg.ProcRoot, st.PPID); err != nil {
+		child := st
+		if st, err = ReadStat(a.cfg.ProcRoot, child.PPID); err != nil {
 			return Result{}, nil // the ancestor exited: nothing to inherit
 		}
+		if st.StartTime > child.StartTime {
+			// Not the child's parent: it exited and its PID was reused
+			// by a later process after the child's stat was read.
+			a.log.Debug("Not inheriting from a process younger than its child", "pid", st.PID,
+				"start_time", st.StartTime, "child", child.PID, "child_start_time", child.StartTime)
+			return Result{}, nil
+		}
 	}
+}
+
+// checkForger refuses the manifest at path when the attested process pid,
+// or the process holder whose manifest it inherits, could have written it
+// ([CouldForge]).
+func (a *Attestor) checkForger(path string, pid, holder int) *ManifestError {
+	d, err := StatDir(a.cfg.ManifestDir)
+	if err != nil {
+		return refuse(path, ReasonUnsafeDir, "%v", err)
+	}
+	for _, p := range []int{pid, holder} {
+		c, err := ReadCreds(a.cfg.ProcRoot, p)
+		if err != nil {
+			return refuse(path, ReasonAgentWritesDir, "credentials of pid %d: %v", p, err)
+		}
+		if f := CouldForge(c, d, a.owners); f != nil {
+			return refuse(path, f.Reason, "pid %d: %s; run the agent as a dedicated unprivileged uid with agentid run --user (see docs/attestor.md)", p, f.Detail)
+		}
+		if holder == pid {
+			break
+		}
+	}
+	return nil
 }
 
 func (a *Attestor) refused(res Result, err error) Result {

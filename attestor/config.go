@@ -18,6 +18,7 @@ type rawConfig struct {
 	InheritDepth     *int    `hcl:"inherit_depth,optional"`
 	AllowedOwnerUIDs []int64 `hcl:"allowed_owner_uids,optional"`
 	RequireExeSHA256 bool    `hcl:"require_exe_sha256,optional"`
+	AllowSameUser    bool    `hcl:"allow_same_user,optional"`
 }
 
 // ConfigError is a configuration that does not load. Its diagnostics name
@@ -41,6 +42,7 @@ func (e *ConfigError) Error() string {
 //	inherit_depth      = 0                     # 0..8
 //	allowed_owner_uids = [0, 1001]             # default: root and the attestor's euid
 //	require_exe_sha256 = false
+//	allow_same_user    = false                 # INSECURE, single-user development only
 //
 // Unknown keys, wrong types and out-of-range values are errors; the error is
 // a *[ConfigError]. The returned Config is what [New] accepts.
@@ -71,7 +73,7 @@ func (r *rawConfig) build(body *hclsyntax.Body) (Config, hcl.Diagnostics) {
 		}
 		diags = append(diags, d)
 	}
-	cfg := Config{ManifestDir: DefaultManifestDir, RequireExeSHA256: r.RequireExeSHA256}
+	cfg := Config{ManifestDir: DefaultManifestDir, RequireExeSHA256: r.RequireExeSHA256, AllowSameUser: r.AllowSameUser}
 	if r.ManifestDir != nil {
 		if !filepath.IsAbs(*r.ManifestDir) {
 			fail("manifest_dir", "%q is not an absolute path", *r.ManifestDir)

@@ -1,6 +1,7 @@
 package attestor
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -33,9 +34,18 @@ func TestLaunchPrepare(t *testing.T) {
 	if want, _ := ExecutableDigest(sleepPath); m.ExeSHA256 != want {
 		t.Errorf("exe_sha256 = %q, want %q", m.ExeSHA256, want)
 	}
-	a, _ := newTest(t, Config{ManifestDir: dir})
+	// The test process is the launcher itself: it wrote the manifest, so
+	// only allow_same_user accepts it.
+	a, _ := newTest(t, Config{ManifestDir: dir, AllowSameUser: true})
 	if sel, err := a.Attest(os.Getpid()); err != nil || !slices.Equal(sel, wantSelectors) {
 		t.Errorf("Attest(self) = %q, %v", sel, err)
+	}
+	if os.Geteuid() == 0 {
+		strict, _ := newTest(t, Config{ManifestDir: dir})
+		if res, err := strict.Resolve(os.Getpid()); err != nil || res.Selectors != nil ||
+			!errors.Is(res.Refused, &ManifestError{Reason: ReasonAgentWritesDir}) {
+			t.Errorf("Resolve(self) without allow_same_user = %+v, %v; want refused", res, err)
+		}
 	}
 }
 
