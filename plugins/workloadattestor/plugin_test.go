@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,10 +97,15 @@ func (h *harness) attest(pid int) ([]string, error) {
 	return resp.GetSelectorValues(), err
 }
 
-// startSleep starts `sleep 60`, killed when the test ends.
+// startSleep starts `sleep 60`, killed when the test ends. As root it runs
+// as an unprivileged uid without a passwd entry, as an agent must: the
+// attestor refuses processes that could write the manifest directory.
 func startSleep(t *testing.T) int {
 	t.Helper()
 	cmd := exec.Command("sleep", "60")
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 61001, Gid: 61001, Groups: []uint32{}}}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
