@@ -190,7 +190,7 @@ func (a *Attestor) checkForger(path string, pid, holder int) *ManifestError {
 			return refuse(path, ReasonAgentWritesDir, "credentials of pid %d: %v", p, err)
 		}
 		if f := CouldForge(c, d, a.owners); f != nil {
-			return refuse(path, f.Reason, "pid %d: %s; run the agent as a dedicated unprivileged uid with agentid run --user (see docs/attestor.md)", p, f.Detail)
+			return refuse(path, f.Reason, "pid %d: %s; fix: %s (agentid run --user, see docs/attestor.md)", p, f.Detail, f.Fix)
 		}
 		if holder == pid {
 			break

@@ -156,6 +156,8 @@ func StatDir(dir string) (DirStat, error) {
 type Forgery struct {
 	Reason Reason
 	Detail string
+	// Fix says how to repair it.
+	Fix string
 }
 
 // CouldForge reports whether a process with creds c could create, replace,
@@ -165,38 +167,42 @@ type Forgery struct {
 // group with g+w, d is world-writable, or it holds a capability that
 // bypasses or changes permissions. It returns nil when it could not.
 func CouldForge(c Creds, d DirStat, owners []uint32) *Forgery {
-	writes := func(format string, args ...any) *Forgery {
-		return &Forgery{Reason: ReasonAgentWritesDir, Detail: fmt.Sprintf(format, args...)}
+	const (
+		fixUID   = "run the agent as a dedicated unprivileged uid that owns neither the directory nor manifests"
+		fixGroup = "do not put the agent in the directory's group (the launchers'), or make the directory not group-writable (chmod g-w)"
+	)
+	writes := func(fix, format string, args ...any) *Forgery {
+		return &Forgery{Reason: ReasonAgentWritesDir, Detail: fmt.Sprintf(format, args...), Fix: fix}
 	}
 	for i, uid := range c.UIDs {
 		switch {
 		case uid == 0:
-			return writes("%s uid is 0 (root writes any directory)", uidNames[i])
+			return writes(fixUID, "%s uid is 0 (root writes any directory)", uidNames[i])
 		case uid == d.UID && d.Mode&0o200 != 0:
-			return writes("%s uid %d owns the directory (mode %04o)", uidNames[i], uid, d.Mode)
+			return writes(fixUID, "%s uid %d owns the directory (mode %04o)", uidNames[i], uid, d.Mode)
 		}
 	}
 	if d.Mode&0o020 != 0 {
 		for i, gid := range c.GIDs {
 			if gid == d.GID {
-				return writes("%s gid %d is the directory's group (mode %04o)", uidNames[i], gid, d.Mode)
+				return writes(fixGroup, "%s gid %d is the directory's group (mode %04o)", uidNames[i], gid, d.Mode)
 			}
 		}
 		if slices.Contains(c.Groups, d.GID) {
-			return writes("member of the directory's group %d (mode %04o)", d.GID, d.Mode)
+			return writes(fixGroup, "member of the directory's group %d (mode %04o)", d.GID, d.Mode)
 		}
 	}
 	if d.Mode&0o002 != 0 {
-		return writes("the directory is world-writable (mode %04o)", d.Mode)
+		return writes("chmod o-w the directory", "the directory is world-writable (mode %04o)", d.Mode)
 	}
 	for _, cp := range forgeCaps {
 		if (c.CapPrm|c.CapEff)&(1<<cp.bit) != 0 {
-			return writes("holds %s", cp.name)
+			return writes("start the agent without capabilities (agentid run --user drops them)", "holds %s", cp.name)
 		}
 	}
 	for i, uid := range c.UIDs {
 		if slices.Contains(owners, uid) {
-			return &Forgery{Reason: ReasonAgentOwnsManifests,
+			return &Forgery{Reason: ReasonAgentOwnsManifests, Fix: fixUID,
 				Detail: fmt.Sprintf("%s uid %d is an allowed manifest owner %v", uidNames[i], uid, owners)}
 		}
 	}

@@ -88,3 +88,30 @@ func TestExecutableDigestScript(t *testing.T) {
 		}
 	}
 }
+
+// TestLaunchCheckUser: a non-root launcher (uid 61002, with CAP_SETUID and
+// CAP_SETGID) owns the directory and its manifests; an agent sharing its
+// uid, or a uid among the manifest owners, is refused before anything is
+// written. (The CLI tests cover root, groups and unknown users.)
+func TestLaunchCheckUser(t *testing.T) {
+	needRoot(t)
+	dir := manifestDir(t)
+	chown(t, dir, launcherUID, 0)
+	policy := DirPolicy{Owners: []uint32{0, launcherUID, 61003}}
+	for _, tt := range []struct {
+		user Credential
+		want string
+	}{
+		{Credential{UID: launcherUID, GID: testAgentGID}, "could forge manifests in " + dir + ": real uid 61002 owns the directory (mode 0750)"},
+		{Credential{UID: 61003, GID: testAgentGID}, "real uid 61003 is an allowed manifest owner [0 61002 61003]"},
+		{Credential{UID: 0, GID: testAgentGID}, "refusing to run the agent as root (uid 0)"},
+		{Credential{UID: uint32(os.Getuid()), GID: testAgentGID}, "refusing to run the agent as root"},
+		{Credential{UID: testAgentUID, GID: testAgentGID}, ""},
+	} {
+		l := &Launch{Dir: dir, Policy: policy, Claims: testClaims(), User: &tt.user}
+		err := l.CheckUser()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckUser(%+v) = %v, want %q", tt.user, err, tt.want)
+		}
+	}
+}
