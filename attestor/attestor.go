@@ -8,6 +8,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/agentid/agentid/svid"
 )
 
 // MaxInheritDepth bounds Config.InheritDepth.
@@ -259,9 +261,16 @@ func (a *Attestor) lookup(st Stat) (res Result, found bool) {
 		removeStale(a.cfg.ManifestDir, a.cfg.ProcRoot, st.PID)
 		return Result{}, false
 	}
-	res.Refused = a.checkClaims(path, m)
+	exe, exeErr := a.cache.ProcessExeDigest(a.cfg.ProcRoot, m.PID)
+	res.Refused = a.checkClaims(path, m, exe, exeErr)
 	if res.Refused == nil {
 		res.Selectors = m.Selectors()
+		if exeErr == nil {
+			res.Selectors = append(res.Selectors, svid.ExeSelector(exe))
+		} else {
+			// Entries pinned to an executable do not match then.
+			a.log.Debug("No executable pin selector", "pid", m.PID, "error", exeErr.Error())
+		}
 	}
 	return res, true
 }
@@ -284,8 +293,9 @@ func (a *Attestor) checkFile(path string, st *syscall.Stat_t) *ManifestError {
 	return nil
 }
 
-// checkClaims checks the deadline and, if required, the executable.
-func (a *Attestor) checkClaims(path string, m Manifest) *ManifestError {
+// checkClaims checks the deadline and, if required, the executable (exe
+// is the digest of the process's executable, or exeErr why there is none).
+func (a *Attestor) checkClaims(path string, m Manifest, exe string, exeErr error) *ManifestError {
 	if now := a.now(); !now.Before(m.Claims.Deadline) {
 		return refuse(path, ReasonExpired, "deadline %s passed", m.Claims.Deadline.Format(time.RFC3339))
 	}
@@ -295,12 +305,11 @@ func (a *Attestor) checkClaims(path string, m Manifest) *ManifestError {
 	if m.ExeSHA256 == "" {
 		return refuse(path, ReasonExeMismatch, "require_exe_sha256 is set but the manifest has no exe_sha256")
 	}
-	got, err := a.cache.ProcessExeDigest(a.cfg.ProcRoot, m.PID)
-	if err != nil {
-		return refuse(path, ReasonExeMismatch, "%v", err)
+	if exeErr != nil {
+		return refuse(path, ReasonExeMismatch, "%v", exeErr)
 	}
-	if got != m.ExeSHA256 {
-		return refuse(path, ReasonExeMismatch, "process runs sha256 %s, manifest pins %s", got, m.ExeSHA256)
+	if exe != m.ExeSHA256 {
+		return refuse(path, ReasonExeMismatch, "process runs sha256 %s, manifest pins %s", exe, m.ExeSHA256)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func TestAttestRefusesForger(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.reason == 0 {
-				if !slices.Equal(res.Selectors, wantSelectors) || len(rec.warnings()) != 0 {
+				if !slices.Equal(res.Selectors, withExe(t, wantSelectors, "sleep")) || len(rec.warnings()) != 0 {
 					t.Errorf("Resolve = %+v, warnings %q; want the task's selectors", res, rec.warnings())
 				}
 				return
@@ -92,7 +92,7 @@ func TestAttestRefusesForger(t *testing.T) {
 			// The development opt-out accepts it.
 			cfg.AllowSameUser = true
 			dev, _ := newTest(t, cfg)
-			if sel, _ := dev.Attest(pid); !slices.Equal(sel, wantSelectors) {
+			if sel, _ := dev.Attest(pid); !slices.Equal(sel, withExe(t, wantSelectors, "sleep")) {
 				t.Errorf("allow_same_user: %q", sel)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,21 @@ func needRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it runs agents under distinct uids and gids (CI runs as root)")
 	}
+}
+
+// withExe is sel followed by the executable pin of the program name (as
+// the attestor emits it for a live process).
+func withExe(t testing.TB, sel []string, name string) []string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ExecutableDigest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(slices.Clone(sel), svid.ExeSelector(sum))
 }
 
 // startProcess starts name args in its own process group, as the test

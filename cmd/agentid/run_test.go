@@ -117,8 +117,8 @@ func TestRunExecsWithManifest(t *testing.T) {
 				t.Fatal(err)
 			}
 			sel, err := a.Attest(pid)
-			if err != nil || !slices.Equal(sel, want.Selectors()) {
-				t.Errorf("Attest(%d) = %q, %v; want %q", pid, sel, err, want.Selectors())
+			if want := append(want.Selectors(), svid.ExeSelector(m.ExeSHA256)); err != nil || !slices.Equal(sel, want) {
+				t.Errorf("Attest(%d) = %q, %v; want %q", pid, sel, err, want)
 			}
 		})
 	}

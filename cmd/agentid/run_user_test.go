@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/agentid/agentid/attestor"
+	"github.com/agentid/agentid/svid"
 )
 
 // needRoot skips a test that launches agents as other uids.
@@ -89,7 +90,7 @@ func TestRunDropsPrivileges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sel, err := a.Attest(pid); err != nil || !slices.Equal(sel, want.Selectors()) {
+			if sel, err := a.Attest(pid); err != nil || !slices.Equal(sel, append(want.Selectors(), svid.ExeSelector(m.ExeSHA256))) {
 				t.Errorf("Attest = %q, %v", sel, err)
 			}
 		})

@@ -116,6 +116,17 @@ func startSleep(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
+// sleepPin is the executable pin selector of sleep.
+func sleepPin(t *testing.T) string {
+	t.Helper()
+	path, _ := exec.LookPath("sleep")
+	sum, err := attestor.ExecutableDigest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid.ExeSelector(sum)
+}
+
 // manifestFor writes the manifest of testClaims for a live pid.
 func manifestFor(t *testing.T, dir string, pid int) string {
 	t.Helper()
@@ -190,8 +201,9 @@ func TestAttest(t *testing.T) {
 	manifestFor(t, dir, withManifest)
 
 	sel, err := h.attest(withManifest)
-	if err != nil || !slices.Equal(sel, testClaims().Selectors()) {
-		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, testClaims().Selectors())
+	want := append(testClaims().Selectors(), sleepPin(t))
+	if err != nil || !slices.Equal(sel, want) {
+		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, want)
 	}
 	if sel, err := h.attest(without); err != nil || len(sel) != 0 {
 		t.Errorf("Attest(without manifest) = %q, %v; want none", sel, err)
@@ -228,7 +240,7 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 	if err := h.configure(cfgA); err != nil {
 		t.Fatal(err)
 	}
-	want := testClaims().Selectors()
+	want := append(testClaims().Selectors(), sleepPin(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {
