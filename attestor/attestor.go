@@ -146,7 +146,8 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := a.checkDir(); err != nil {
+	dir, err := a.checkDir()
+	if err != nil {
 		return a.refused(Result{}, err), nil
 	}
 	for depth := 0; ; depth++ {
@@ -154,7 +155,7 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 		if found {
 			res.Depth = depth
 			if res.Refused == nil && !a.cfg.AllowSameUser {
-				res.Refused = a.checkForger(res.Path, pid, st.PID)
+				res.Refused = a.checkForger(res.Path, dir, pid, st.PID)
 			}
 			if res.Refused != nil {
 				return a.refused(res, res.Refused), nil
@@ -181,11 +182,7 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 // checkForger refuses the manifest at path when the attested process pid,
 // or the process holder whose manifest it inherits, could have written it
 // ([CouldForge]).
-func (a *Attestor) checkForger(path string, pid, holder int) *ManifestError {
-	d, err := StatDir(a.cfg.ManifestDir)
-	if err != nil {
-		return refuse(path, ReasonUnsafeDir, "%v", err)
-	}
+func (a *Attestor) checkForger(path string, d DirStat, pid, holder int) *ManifestError {
 	for _, p := range []int{pid, holder} {
 		c, err := ReadCreds(a.cfg.ProcRoot, p)
 		if err != nil {
@@ -214,16 +211,16 @@ func (a *Attestor) refused(res Result, err error) Result {
 // checkDir refuses a directory that is a symlink, owned by a uid outside
 // the allowed set (root is always allowed) or world-writable. Group write
 // is accepted: every manifest's owner and mode are checked.
-func (a *Attestor) checkDir() error {
-	err := DirPolicy{Owners: a.owners, GroupWritable: true}.Check(a.cfg.ManifestDir)
+func (a *Attestor) checkDir() (DirStat, error) {
+	d, err := DirPolicy{Owners: a.owners, GroupWritable: true}.check(a.cfg.ManifestDir)
 	var de *DirError
 	if errors.As(err, &de) && errors.Is(de.Err, fs.ErrNotExist) {
-		return nil // no directory, no manifests: lookups find nothing
+		return d, nil // no directory, no manifests: lookups find nothing
 	}
 	if err != nil {
-		return refuse(a.cfg.ManifestDir, ReasonUnsafeDir, "%v", err)
+		return d, refuse(a.cfg.ManifestDir, ReasonUnsafeDir, "%v", err)
 	}
-	return nil
+	return d, nil
 }
 
 // lookup reads the manifest of the process st describes. found is false

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -117,7 +118,8 @@ func ReadCreds(procRoot string, pid int) (Creds, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
-	var buf [4096]byte
+	buf := statusBufs.Get().(*[4096]byte)
+	defer statusBufs.Put(buf)
 	path := filepath.Join(procRoot, strconv.Itoa(pid), "status")
 	n, err := readSmall(path, buf[:])
 	if err != nil {
@@ -133,6 +135,9 @@ func ReadCreds(procRoot string, pid int) (Creds, error) {
 	return c, nil
 }
 
+// statusBufs recycles the buffers status files are read into.
+var statusBufs = sync.Pool{New: func() any { return new([4096]byte) }}
+
 // DirStat is what decides who may write the manifest directory: its real
 // owner, group and permission bits.
 type DirStat struct {
@@ -147,7 +152,7 @@ func StatDir(dir string) (DirStat, error) {
 	if err := syscall.Lstat(dir, &st); err != nil {
 		return DirStat{}, fmt.Errorf("attestor: lstat %s: %w", dir, err)
 	}
-	return DirStat{UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o7777}, nil
+	return DirStat{UID: st.Uid, GID: st.Gid, Mode: uint32(st.Mode) & 0o7777}, nil
 }
 
 // Forgery says why a process could forge manifests: [Reason] is
