@@ -141,6 +141,20 @@ exec "$AGENTID" run --task-file "$RECORD_A" --manifest-dir "$DIR" -- "$AGENTID" 
 		t.Errorf("fresh launch of A: %q", ids)
 	}
 
+	// A task pinned to the agentid binary: the binary gets it, a shell
+	// (whose tools would inherit) under the same record gets nothing.
+	recordP := share(t, shared, s.createTask("planner", "P-1", append(common, "--scope", "kb:read", "--exe", s.agentid)...))
+	pinned := s.inspectIDsAs(t, append(append([]string{"run", "--task-file", recordP}, as(victimUID)...), "--",
+		s.agentid, "svid", "inspect", "--json", "--socket", s.agent.SocketPath)...)
+	if !slices.Equal(pinned, []string{"spiffe://example.org/agent/planner/task/P-1"}) {
+		t.Errorf("pinned task, its binary: %q", pinned)
+	}
+	_, err = s.run(append(append([]string{"run", "--task-file", recordP, "--manifest-dir", s.manifestDir}, as(victimUID)...), "--",
+		"sh", "-c", `exec "$0" svid inspect --socket "$1" & wait $!`, s.agentid, s.agent.SocketPath)...)
+	if err == nil || !strings.Contains(err.Error(), "no identity issued") {
+		t.Errorf("pinned task under another binary: %v", err)
+	}
+
 	// Without --user the agent runs as the launcher (root): the attestor
 	// refuses it and SPIRE issues nothing.
 	_, err = s.run("run", "--task-file", recordI, "--manifest-dir", s.manifestDir, "--", s.agentid, "svid", "inspect", "--socket", s.agent.SocketPath)
