@@ -8,6 +8,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/agentid/agentid/svid"
 )
 
 // MaxInheritDepth bounds Config.InheritDepth.
@@ -37,6 +39,12 @@ type Config struct {
 	RequireExeSHA256 bool
 	// ProcRoot is where proc is mounted ("" means /proc).
 	ProcRoot string
+	// AllowSameUser turns off the check that the attested process could
+	// not have forged its manifest ([CouldForge]): with it, a process
+	// running as the launcher's uid, in its group, or as root gets the
+	// selectors of the manifest it could have written itself. INSECURE:
+	// only for single-user development (agentid dev).
+	AllowSameUser bool
 }
 
 // Attestor maps PIDs to task selectors through manifests. It is safe for
@@ -138,13 +146,17 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := a.checkDir(); err != nil {
+	dir, err := a.checkDir()
+	if err != nil {
 		return a.refused(Result{}, err), nil
 	}
 	for depth := 0; ; depth++ {
 		res, found := a.lookup(st)
 		if found {
 			res.Depth = depth
+			if res.Refused == nil && !a.cfg.AllowSameUser {
+				res.Refused = a.checkForger(res.Path, dir, pid, st.PID)
+			}
 			if res.Refused != nil {
 				return a.refused(res, res.Refused), nil
 			}
@@ -153,10 +165,37 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 		if depth == a.cfg.InheritDepth || st.PPID <= 0 {
 			return Result{}, nil
 		}
-		if st, err = ReadStat(a.cfg.ProcRoot, st.PPID); err != nil {
+		child := st
+		if st, err = ReadStat(a.cfg.ProcRoot, child.PPID); err != nil {
 			return Result{}, nil // the ancestor exited: nothing to inherit
 		}
+		if st.StartTime > child.StartTime {
+			// Not the child's parent: it exited and its PID was reused
+			// by a later process after the child's stat was read.
+			a.log.Debug("Not inheriting from a process younger than its child", "pid", st.PID,
+				"start_time", st.StartTime, "child", child.PID, "child_start_time", child.StartTime)
+			return Result{}, nil
+		}
 	}
+}
+
+// checkForger refuses the manifest at path when the attested process pid,
+// or the process holder whose manifest it inherits, could have written it
+// ([CouldForge]).
+func (a *Attestor) checkForger(path string, d DirStat, pid, holder int) *ManifestError {
+	for _, p := range []int{pid, holder} {
+		c, err := ReadCreds(a.cfg.ProcRoot, p)
+		if err != nil {
+			return refuse(path, ReasonAgentWritesDir, "credentials of pid %d: %v", p, err)
+		}
+		if f := CouldForge(c, d, a.owners); f != nil {
+			return refuse(path, f.Reason, "pid %d: %s; fix: %s (agentid run --user, see docs/attestor.md)", p, f.Detail, f.Fix)
+		}
+		if holder == pid {
+			break
+		}
+	}
+	return nil
 }
 
 func (a *Attestor) refused(res Result, err error) Result {
@@ -172,16 +211,16 @@ func (a *Attestor) refused(res Result, err error) Result {
 // checkDir refuses a directory that is a symlink, owned by a uid outside
 // the allowed set (root is always allowed) or world-writable. Group write
 // is accepted: every manifest's owner and mode are checked.
-func (a *Attestor) checkDir() error {
-	err := DirPolicy{Owners: a.owners, GroupWritable: true}.Check(a.cfg.ManifestDir)
+func (a *Attestor) checkDir() (DirStat, error) {
+	d, err := DirPolicy{Owners: a.owners, GroupWritable: true}.check(a.cfg.ManifestDir)
 	var de *DirError
 	if errors.As(err, &de) && errors.Is(de.Err, fs.ErrNotExist) {
-		return nil // no directory, no manifests: lookups find nothing
+		return d, nil // no directory, no manifests: lookups find nothing
 	}
 	if err != nil {
-		return refuse(a.cfg.ManifestDir, ReasonUnsafeDir, "%v", err)
+		return d, refuse(a.cfg.ManifestDir, ReasonUnsafeDir, "%v", err)
 	}
-	return nil
+	return d, nil
 }
 
 // lookup reads the manifest of the process st describes. found is false
@@ -219,9 +258,16 @@ func (a *Attestor) lookup(st Stat) (res Result, found bool) {
 		removeStale(a.cfg.ManifestDir, a.cfg.ProcRoot, st.PID)
 		return Result{}, false
 	}
-	res.Refused = a.checkClaims(path, m)
+	exe, exeErr := a.cache.ProcessExeDigest(a.cfg.ProcRoot, m.PID)
+	res.Refused = a.checkClaims(path, m, exe, exeErr)
 	if res.Refused == nil {
 		res.Selectors = m.Selectors()
+		if exeErr == nil {
+			res.Selectors = append(res.Selectors, svid.ExeSelector(exe))
+		} else {
+			// Entries pinned to an executable do not match then.
+			a.log.Debug("No executable pin selector", "pid", m.PID, "error", exeErr.Error())
+		}
 	}
 	return res, true
 }
@@ -244,8 +290,9 @@ func (a *Attestor) checkFile(path string, st *syscall.Stat_t) *ManifestError {
 	return nil
 }
 
-// checkClaims checks the deadline and, if required, the executable.
-func (a *Attestor) checkClaims(path string, m Manifest) *ManifestError {
+// checkClaims checks the deadline and, if required, the executable (exe
+// is the digest of the process's executable, or exeErr why there is none).
+func (a *Attestor) checkClaims(path string, m Manifest, exe string, exeErr error) *ManifestError {
 	if now := a.now(); !now.Before(m.Claims.Deadline) {
 		return refuse(path, ReasonExpired, "deadline %s passed", m.Claims.Deadline.Format(time.RFC3339))
 	}
@@ -255,12 +302,11 @@ func (a *Attestor) checkClaims(path string, m Manifest) *ManifestError {
 	if m.ExeSHA256 == "" {
 		return refuse(path, ReasonExeMismatch, "require_exe_sha256 is set but the manifest has no exe_sha256")
 	}
-	got, err := a.cache.ProcessExeDigest(a.cfg.ProcRoot, m.PID)
-	if err != nil {
-		return refuse(path, ReasonExeMismatch, "%v", err)
+	if exeErr != nil {
+		return refuse(path, ReasonExeMismatch, "%v", exeErr)
 	}
-	if got != m.ExeSHA256 {
-		return refuse(path, ReasonExeMismatch, "process runs sha256 %s, manifest pins %s", got, m.ExeSHA256)
+	if exe != m.ExeSHA256 {
+		return refuse(path, ReasonExeMismatch, "process runs sha256 %s, manifest pins %s", exe, m.ExeSHA256)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentid/agentid/svid"
 )
 
 func TestAttestMatchingStartTime(t *testing.T) {
@@ -22,8 +24,8 @@ func TestAttestMatchingStartTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Selectors, wantSelectors) {
-		t.Errorf("selectors = %q, want %q", res.Selectors, wantSelectors)
+	if want := withExe(t, wantSelectors, "sleep"); !slices.Equal(res.Selectors, want) {
+		t.Errorf("selectors = %q, want %q", res.Selectors, want)
 	}
 	if res.Path != path || res.Depth != 0 || res.Refused != nil || res.Manifest.PID != pid {
 		t.Errorf("result = %+v", res)
@@ -348,7 +350,7 @@ func TestAttestConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				if sel, err := a.Attest(pid); err != nil || len(sel) != len(wantSelectors) {
+				if sel, err := a.Attest(pid); err != nil || len(sel) != len(wantSelectors)+1 {
 					t.Errorf("Attest = %q, %v", sel, err)
 					return
 				}
@@ -381,5 +383,25 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAttestExeSelector: with an accepted manifest the attestor emits the
+// executable pin of the binary the process really runs, so that an entry
+// pinned to another binary (a re-launch of something else under a copied
+// task record) does not match.
+func TestAttestExeSelector(t *testing.T) {
+	dir := manifestDir(t)
+	pid, start := startSleep(t)
+	writeFor(t, dir, pid, start)
+	sleepPath, _ := exec.LookPath("sleep")
+	sum, err := ExecutableDigest(sleepPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newTest(t, Config{ManifestDir: dir})
+	sel, err := a.Attest(pid)
+	if want := append(slices.Clone(wantSelectors), svid.ExeSelector(sum)); err != nil || !slices.Equal(sel, want) {
+		t.Errorf("Attest = %q, %v\nwant %q", sel, err, want)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"strings"
 
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/hashicorp/hcl/v2"
@@ -13,12 +12,13 @@ import (
 )
 
 // rawConfig is the plugin's HCL as written; unknown keys are rejected by
-// gohcl, naming the key.
+// gohcl, naming the key (hcl adds its own "Did you mean" hint).
 type rawConfig struct {
 	ManifestDir      *string `hcl:"manifest_dir,optional"`
 	InheritDepth     *int    `hcl:"inherit_depth,optional"`
 	AllowedOwnerUIDs []int64 `hcl:"allowed_owner_uids,optional"`
 	RequireExeSHA256 bool    `hcl:"require_exe_sha256,optional"`
+	AllowSameUser    bool    `hcl:"allow_same_user,optional"`
 }
 
 // ConfigError is a configuration that does not load. Its diagnostics name
@@ -28,7 +28,11 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return hclconf.Format("attestor: configuration:", e.Diagnostics, true)
+	err := hclconf.Errors(e.Diagnostics)
+	if err == nil {
+		return "attestor: configuration: invalid"
+	}
+	return "attestor: configuration: " + err.Error()
 }
 
 // ParseConfig parses the attestor's HCL configuration (the plugin_data of
@@ -38,6 +42,7 @@ func (e *ConfigError) Error() string {
 //	inherit_depth      = 0                     # 0..8
 //	allowed_owner_uids = [0, 1001]             # default: root and the attestor's euid
 //	require_exe_sha256 = false
+//	allow_same_user    = false                 # INSECURE, single-user development only
 //
 // Unknown keys, wrong types and out-of-range values are errors; the error is
 // a *[ConfigError]. The returned Config is what [New] accepts.
@@ -49,58 +54,13 @@ func ParseConfig(src string) (Config, error) {
 	body := file.Body.(*hclsyntax.Body)
 	var raw rawConfig
 	if diags := gohcl.DecodeBody(body, nil, &raw); diags.HasErrors() {
-		return Config{}, &ConfigError{suggestKeys(hclconf.NameKeys(body, diags))}
+		return Config{}, &ConfigError{hclconf.NameKeys(body, diags)}
 	}
 	cfg, diags := raw.build(body)
 	if diags.HasErrors() {
 		return Config{}, &ConfigError{diags}
 	}
 	return cfg, nil
-}
-
-// configKeys are the keys of rawConfig, for "Did you mean" hints.
-var configKeys = []string{"manifest_dir", "inherit_depth", "allowed_owner_uids", "require_exe_sha256"}
-
-// suggestKeys adds a "Did you mean" hint to gohcl's unknown-key errors.
-func suggestKeys(diags hcl.Diagnostics) hcl.Diagnostics {
-	for _, d := range diags {
-		name, ok := strings.CutPrefix(d.Detail, `An argument named "`)
-		if !ok || d.Summary != "Unsupported argument" {
-			continue
-		}
-		name, _, _ = strings.Cut(name, `"`)
-		best, bestDist := "", 3 // at most two edits away
-		for _, k := range configKeys {
-			if dist := editDistance(name, k); dist < bestDist {
-				best, bestDist = k, dist
-			}
-		}
-		if best != "" {
-			d.Detail += fmt.Sprintf(" Did you mean %q?", best)
-		}
-	}
-	return diags
-}
-
-// editDistance is the Levenshtein distance of two short ASCII keys.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (r *rawConfig) build(body *hclsyntax.Body) (Config, hcl.Diagnostics) {
@@ -113,7 +73,7 @@ func (r *rawConfig) build(body *hclsyntax.Body) (Config, hcl.Diagnostics) {
 		}
 		diags = append(diags, d)
 	}
-	cfg := Config{ManifestDir: DefaultManifestDir, RequireExeSHA256: r.RequireExeSHA256}
+	cfg := Config{ManifestDir: DefaultManifestDir, RequireExeSHA256: r.RequireExeSHA256, AllowSameUser: r.AllowSameUser}
 	if r.ManifestDir != nil {
 		if !filepath.IsAbs(*r.ManifestDir) {
 			fail("manifest_dir", "%q is not an absolute path", *r.ManifestDir)

@@ -30,8 +30,9 @@ require_exe_sha256 = true
 
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
+		// hcl suggests only keys not set already.
 		{"unknown key", "manifest_dir = \"/run/x\"\nmanifest_dirs = \"/run/y\"\n",
-			`plugin_data:2:1: Unsupported argument; An argument named "manifest_dirs" is not expected here. Did you mean "manifest_dir"?`},
+			`plugin_data:2:1: Unsupported argument; An argument named "manifest_dirs" is not expected here.`},
 		{"unknown block", "policy {\n}\n", `plugin_data:1:1: Unsupported block type`},
 		{"syntax", "inherit_depth = = 1\n", `plugin_data:1:17: Invalid expression`},
 		{"wrong type", "inherit_depth = \"one\"\n", `plugin_data:1:18: Unsuitable value type for inherit_depth`},
@@ -50,5 +51,19 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("ParseConfig error = %v\nwant it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseConfigHintOnce: hcl's own "Did you mean" hint comes once, with
+// file:line:col, as in the registrar's and the verifier's configurations
+// (the attestor used to append a second copy of it).
+func TestParseConfigHintOnce(t *testing.T) {
+	_, err := ParseConfig("inherit_depth = 1\nmanifest_dirs = \"/run/y\"\n")
+	if err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	want := `attestor: configuration: plugin_data:2:1: Unsupported argument; An argument named "manifest_dirs" is not expected here. Did you mean "manifest_dir"?`
+	if got := err.Error(); got != want || strings.Count(got, "Did you mean") != 1 {
+		t.Errorf("error = %q\nwant    %q", got, want)
 	}
 }

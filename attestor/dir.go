@@ -52,37 +52,44 @@ func (e *DirError) Unwrap() error { return e.Err }
 
 // Check returns nil when dir is safe under the policy, or a *[DirError].
 func (p DirPolicy) Check(dir string) error {
+	_, err := p.check(dir)
+	return err
+}
+
+// check is Check returning the directory's owner, group and mode too.
+func (p DirPolicy) check(dir string) (DirStat, error) {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return &DirError{Dir: dir, Problem: "does not exist", Err: err,
+			return DirStat{}, &DirError{Dir: dir, Problem: "does not exist", Err: err,
 				Fix: "install -d -m 0750 -o root -g agentid " + dir + " (0770 if launchers write through the group)"}
 		}
-		return &DirError{Dir: dir, Problem: "cannot be inspected", Err: err}
+		return DirStat{}, &DirError{Dir: dir, Problem: "cannot be inspected", Err: err}
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		return &DirError{Dir: dir, Problem: "is a symlink", Fix: "point the manifest directory at the real directory"}
+		return DirStat{}, &DirError{Dir: dir, Problem: "is a symlink", Fix: "point the manifest directory at the real directory"}
 	}
 	if !fi.IsDir() {
-		return &DirError{Dir: dir, Problem: "is not a directory",
+		return DirStat{}, &DirError{Dir: dir, Problem: "is not a directory",
 			Fix: "rm " + dir + " && install -d -m 0750 -o root -g agentid " + dir}
 	}
 	st := fi.Sys().(*syscall.Stat_t)
+	d := DirStat{UID: st.Uid, GID: st.Gid, Mode: uint32(st.Mode) & 0o7777}
 	owners := p.owners()
 	if st.Uid != 0 && !slices.Contains(owners, st.Uid) {
-		return &DirError{Dir: dir, Problem: fmt.Sprintf("is owned by uid %d, want root or one of %v", st.Uid, owners),
+		return DirStat{}, &DirError{Dir: dir, Problem: fmt.Sprintf("is owned by uid %d, want root or one of %v", st.Uid, owners),
 			Fix: "chown root " + dir}
 	}
 	perm := fi.Mode().Perm()
 	if perm&0o002 != 0 {
-		return &DirError{Dir: dir, Problem: fmt.Sprintf("is world-writable (mode %04o)", perm),
+		return DirStat{}, &DirError{Dir: dir, Problem: fmt.Sprintf("is world-writable (mode %04o)", perm),
 			Fix: "chmod o-w " + dir}
 	}
 	if perm&0o020 != 0 && !p.GroupWritable {
-		return &DirError{Dir: dir, Problem: fmt.Sprintf("is group-writable (mode %04o)", perm),
+		return DirStat{}, &DirError{Dir: dir, Problem: fmt.Sprintf("is group-writable (mode %04o)", perm),
 			Fix: "chmod g-w " + dir + ", or accept it explicitly (agentid run --group-writable) when launchers write through a dedicated group"}
 	}
-	return nil
+	return d, nil
 }
 
 func (p DirPolicy) owners() []uint32 {

@@ -35,13 +35,29 @@
 //     if there were none;
 //  5. the task's deadline must not have passed;
 //  6. with RequireExeSHA256, the SHA-256 of /proc/<pid>/exe (cached by
-//     device, inode, size, mtime and ctime) must equal exe_sha256.
+//     device, inode, size, mtime and ctime) must equal exe_sha256;
+//  7. unless AllowSameUser (insecure, single-user development), the process
+//     and the one holding the manifest must not be able to forge manifests
+//     ([CouldForge], from /proc/<pid>/status: uids, gids, groups and
+//     capabilities against the directory's owner, group and mode, and the
+//     allowed manifest owners).
+//
+// An accepted manifest yields the task's selectors followed by the
+// executable pin ([svid.ExeSelector]) of the real /proc/<pid>/exe of the
+// process holding it.
 //
 // A process without a manifest of its own is searched for in its
 // ancestors, up to InheritDepth levels, so that the tools an agent spawns
-// share its task. The first manifest found decides: a refused manifest
-// (steps 1–3, 5, 6) yields no selectors and a warning naming the file and
-// the [Reason]; the walk does not go past it.
+// share its task; every ancestor on the walk must have started no later
+// than its child (else its PID was reused). The first manifest found
+// decides: a refused manifest (steps 1–3, 5–7) yields no selectors and a
+// warning naming the file and the [Reason]; the walk does not go past it.
+//
+// # Launching as another user
+//
+// [Launch] with User set drops to that unprivileged identity after writing
+// the manifest and before exec ([DropPrivileges]), and [Launch.CheckUser]
+// refuses identities that could forge manifests.
 //
 // # Stale manifests
 //

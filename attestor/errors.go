@@ -40,6 +40,17 @@ const (
 	// executable does not match the manifest's exe_sha256 (or the manifest
 	// has none).
 	ReasonExeMismatch
+	// ReasonAgentWritesDir: the attested process (or the ancestor whose
+	// manifest it inherits) could create, replace, rename or delete
+	// manifests: one of its uids is root or owns the writable directory,
+	// one of its groups is the directory's group with g+w, or it holds a
+	// capability that bypasses file permissions. Such a process could have
+	// written its own manifest.
+	ReasonAgentWritesDir
+	// ReasonAgentOwnsManifests: one of the process's uids is an allowed
+	// manifest owner (allowed_owner_uids), e.g. the owner of its own
+	// manifest: it could rewrite it.
+	ReasonAgentOwnsManifests
 )
 
 var reasonNames = [...]string{
@@ -53,6 +64,9 @@ var reasonNames = [...]string{
 	ReasonStale:       "stale (start time mismatch)",
 	ReasonExpired:     "task expired",
 	ReasonExeMismatch: "executable digest mismatch",
+	// The warning the issue names: operators grep for it.
+	ReasonAgentWritesDir:     "agent process can write the manifest directory",
+	ReasonAgentOwnsManifests: "agent process can own manifests",
 }
 
 // String returns a short lower-case name, stable for logs.

@@ -58,24 +58,27 @@ func (c *DigestCache) ProcessExeDigest(procRoot string, pid int) (string, error)
 }
 
 // FileDigest returns the hex SHA-256 of the file at path.
+// A hit costs an open and an fstat, without an *os.File.
 func (c *DigestCache) FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("attestor: %w", err)
+		return "", fmt.Errorf("attestor: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("attestor: %w", err)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return "", fmt.Errorf("attestor: %w", &os.PathError{Op: "fstat", Path: path, Err: err})
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	key := fileKey{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: fi.ModTime().UnixNano(), ctime: ctimeOf(st)}
+	key := fileKey{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: mtimeOf(&st), ctime: ctimeOf(&st)}
 	c.mu.Lock()
 	d, ok := c.digests[key]
 	c.mu.Unlock()
 	if ok {
+		syscall.Close(fd)
 		return d, nil
 	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("attestor: %w", err)

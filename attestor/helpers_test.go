@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,12 +39,59 @@ var wantSelectors = []string{
 	"delegator:0:spiffe://example.org/agent/planner/task/T-41", "depth:1",
 }
 
-// startProcess starts name args in its own process group and kills the
-// group when the test ends.
+// The test agents' uid and gid when the tests run as root: numeric ids
+// without a passwd entry (setuid needs none), so that the agents can write
+// neither the manifest directories nor the manifests.
+const (
+	testAgentUID = 61001
+	testAgentGID = 61001
+)
+
+// agentCred is the credential test agents run with: testAgentUID and
+// testAgentGID without supplementary groups when the tests run as root,
+// nil (the test's own) otherwise.
+func agentCred() *syscall.Credential {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return &syscall.Credential{Uid: testAgentUID, Gid: testAgentGID, Groups: []uint32{}}
+}
+
+// needRoot skips a test that switches to other uids.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it runs agents under distinct uids and gids (CI runs as root)")
+	}
+}
+
+// withExe is sel followed by the executable pin of the program name (as
+// the attestor emits it for a live process).
+func withExe(t testing.TB, sel []string, name string) []string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ExecutableDigest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(slices.Clone(sel), svid.ExeSelector(sum))
+}
+
+// startProcess starts name args in its own process group, as the test
+// agent (see agentCred), and kills the group when the test ends.
 func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	return startAs(t, agentCred(), name, args...)
+}
+
+// startAs is startProcess with the given credential (nil: the test's).
+func startAs(t testing.TB, cred *syscall.Credential, name string, args ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +185,14 @@ func (r *recorder) warnings() []string {
 }
 
 // newTest returns an attestor on cfg with the pinned clock and a recorder.
+// Not as root, the test agents run as the test's uid, which owns the
+// manifest directories: allow_same_user then lets the other checks be
+// tested.
 func newTest(t testing.TB, cfg Config) (*Attestor, *recorder) {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		cfg.AllowSameUser = true
+	}
 	rec := &recorder{}
 	a, err := New(cfg, WithLogger(rec), WithClock(func() time.Time { return testNow }))
 	if err != nil {

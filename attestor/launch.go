@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -33,17 +34,62 @@ type Launch struct {
 	ProcRoot string
 	// Now is the clock that checks the deadline (nil means time.Now).
 	Now func() time.Time
+	// User, when set, is who the agent runs as: after writing the
+	// manifest, Exec sets the supplementary groups, the gid and the uid
+	// and no_new_privs, then execs. [Launch.CheckUser] must accept it.
+	User *Credential
+}
+
+// Credential is the unprivileged identity a launcher execs an agent as.
+type Credential struct {
+	UID, GID uint32
+	// Groups are the supplementary groups; none clears them.
+	Groups []uint32
+}
+
+// CheckUser refuses an agent identity that could forge manifests in the
+// launch's directory: root, the launcher's own uid, a uid among the
+// allowed manifest owners (Policy.Owners, default root and the launcher's
+// effective uid), or a uid or group that could write the directory
+// according to its real owner, group and mode ([CouldForge]). The error
+// says how to fix it.
+func (l *Launch) CheckUser() error {
+	u := l.User
+	if u == nil {
+		return nil
+	}
+	if u.UID == 0 {
+		return errors.New("attestor: launch: refusing to run the agent as root (uid 0): root can write the manifest directory and forge any task's manifest; fix: create a dedicated unprivileged user (useradd --system --no-create-home --shell /usr/sbin/nologin agent-NAME) and pass it to --user")
+	}
+	if self := uint32(os.Getuid()); u.UID == self || u.UID == uint32(os.Geteuid()) {
+		return fmt.Errorf("attestor: launch: refusing to run the agent as the launcher's own uid %d: it writes manifests; fix: run the agent as a dedicated unprivileged uid with --user", u.UID)
+	}
+	d, err := StatDir(l.dir())
+	if err != nil {
+		return err
+	}
+	if f := CouldForge(UserCreds(u.UID, u.GID, u.Groups), d, l.Policy.owners()); f != nil {
+		return fmt.Errorf("attestor: launch: agent (uid %d) could forge manifests in %s: %s; fix: %s", u.UID, l.dir(), f.Detail, f.Fix)
+	}
+	return nil
+}
+
+func (l *Launch) dir() string {
+	if l.Dir == "" {
+		return DefaultManifestDir
+	}
+	return l.Dir
 }
 
 // Prepare checks the directory, removes stale manifests (unless another
 // launcher is writing), and writes the manifest of the calling process. It
 // returns the manifest's path.
 func (l *Launch) Prepare() (string, error) {
-	dir := l.Dir
-	if dir == "" {
-		dir = DefaultManifestDir
-	}
+	dir := l.dir()
 	if err := l.Policy.Check(dir); err != nil {
+		return "", err
+	}
+	if err := l.CheckUser(); err != nil {
 		return "", err
 	}
 	if err := l.Claims.Check(); err != nil {
@@ -73,8 +119,10 @@ func (l *Launch) Prepare() (string, error) {
 }
 
 // Exec prepares the manifest and replaces the calling process with the
-// program (execve(2): same PID, same start time). It returns only on error;
-// if the exec itself fails, the manifest is removed.
+// program (execve(2): same PID, same start time). With User set it drops
+// to that identity between the two (see [DropPrivileges]). It returns only
+// on error; if the exec itself fails, the manifest is removed (when the
+// dropped identity cannot, the garbage collection will).
 func (l *Launch) Exec() error {
 	if l.Path == "" || len(l.Args) == 0 {
 		return errors.New("attestor: launch: no program")
@@ -82,6 +130,15 @@ func (l *Launch) Exec() error {
 	path, err := l.Prepare()
 	if err != nil {
 		return err
+	}
+	// no_new_privs is per thread: set it on the thread that execs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if l.User != nil {
+		if err := DropPrivileges(*l.User); err != nil {
+			os.Remove(path)
+			return err
+		}
 	}
 	err = syscall.Exec(l.Path, l.Args, l.Env)
 	os.Remove(path)

@@ -1,6 +1,7 @@
 package attestor
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -33,9 +34,19 @@ func TestLaunchPrepare(t *testing.T) {
 	if want, _ := ExecutableDigest(sleepPath); m.ExeSHA256 != want {
 		t.Errorf("exe_sha256 = %q, want %q", m.ExeSHA256, want)
 	}
-	a, _ := newTest(t, Config{ManifestDir: dir})
-	if sel, err := a.Attest(os.Getpid()); err != nil || !slices.Equal(sel, wantSelectors) {
+	// The test process is the launcher itself: it wrote the manifest, so
+	// only allow_same_user accepts it.
+	a, _ := newTest(t, Config{ManifestDir: dir, AllowSameUser: true})
+	self, _ := os.Executable()
+	if sel, err := a.Attest(os.Getpid()); err != nil || !slices.Equal(sel, withExe(t, wantSelectors, self)) {
 		t.Errorf("Attest(self) = %q, %v", sel, err)
+	}
+	if os.Geteuid() == 0 {
+		strict, _ := newTest(t, Config{ManifestDir: dir})
+		if res, err := strict.Resolve(os.Getpid()); err != nil || res.Selectors != nil ||
+			!errors.Is(res.Refused, &ManifestError{Reason: ReasonAgentWritesDir}) {
+			t.Errorf("Resolve(self) without allow_same_user = %+v, %v; want refused", res, err)
+		}
 	}
 }
 
@@ -75,6 +86,33 @@ func TestExecutableDigestScript(t *testing.T) {
 		os.WriteFile(script, []byte(line+"echo hi\n"), 0o755)
 		if got, err := ExecutableDigest(script); err != nil || got != want {
 			t.Errorf("%s: ExecutableDigest = %q, %v; want the interpreter's %q", name, got, err, want)
+		}
+	}
+}
+
+// TestLaunchCheckUser: a non-root launcher (uid 61002, with CAP_SETUID and
+// CAP_SETGID) owns the directory and its manifests; an agent sharing its
+// uid, or a uid among the manifest owners, is refused before anything is
+// written. (The CLI tests cover root, groups and unknown users.)
+func TestLaunchCheckUser(t *testing.T) {
+	needRoot(t)
+	dir := manifestDir(t)
+	chown(t, dir, launcherUID, 0)
+	policy := DirPolicy{Owners: []uint32{0, launcherUID, 61003}}
+	for _, tt := range []struct {
+		user Credential
+		want string
+	}{
+		{Credential{UID: launcherUID, GID: testAgentGID}, "could forge manifests in " + dir + ": real uid 61002 owns the directory (mode 0750)"},
+		{Credential{UID: 61003, GID: testAgentGID}, "real uid 61003 is an allowed manifest owner [0 61002 61003]"},
+		{Credential{UID: 0, GID: testAgentGID}, "refusing to run the agent as root (uid 0)"},
+		{Credential{UID: uint32(os.Getuid()), GID: testAgentGID}, "refusing to run the agent as root"},
+		{Credential{UID: testAgentUID, GID: testAgentGID}, ""},
+	} {
+		l := &Launch{Dir: dir, Policy: policy, Claims: testClaims(), User: &tt.user}
+		err := l.CheckUser()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckUser(%+v) = %v, want %q", tt.user, err, tt.want)
 		}
 	}
 }

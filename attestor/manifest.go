@@ -122,14 +122,4 @@ func ParseManifest(data []byte) (Manifest, error) {
 	return m, m.Check()
 }
 
-func validHexDigest(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func validHexDigest(s string) bool { return svid.ValidSHA256Hex(s) }

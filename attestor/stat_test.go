@@ -2,6 +2,7 @@ package attestor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -74,7 +75,13 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-// fakeProc builds a proc root holding one stat file per process.
+// fakeStatus is the status file of the fake processes: the test agent's
+// ids, no capabilities.
+var fakeStatus = fmt.Sprintf("Name:\tx\nUid:\t%[1]d\t%[1]d\t%[1]d\t%[1]d\nGid:\t%[2]d\t%[2]d\t%[2]d\t%[2]d\nGroups:\t\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n",
+	testAgentUID, testAgentGID)
+
+// fakeProc builds a proc root holding one stat and one status file per
+// process.
 func fakeProc(t *testing.T, procs ...Stat) string {
 	t.Helper()
 	root := t.TempDir()
@@ -84,6 +91,9 @@ func fakeProc(t *testing.T, procs ...Stat) string {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(d, "stat"), []byte(statLine(p.PID, p.Comm, p.PPID, p.StartTime)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "status"), []byte(fakeStatus), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,5 +137,27 @@ func TestAttestFakeProc(t *testing.T) {
 		if tt.want && !slices.Equal(sel, wantSelectors) {
 			t.Errorf("pid %d: %q", tt.pid, sel)
 		}
+	}
+}
+
+// TestAttestInheritYoungerAncestor: a process whose parent PID now names a
+// process that started after it (the parent exited and its PID was reused
+// by a freshly launched task) inherits nothing from it.
+func TestAttestInheritYoungerAncestor(t *testing.T) {
+	dir := manifestDir(t)
+	root := fakeProc(t,
+		Stat{PID: 400, Comm: "tool", PPID: 401, StartTime: 5000},
+		Stat{PID: 401, Comm: "agent", PPID: 1, StartTime: 9000}, // reused PID
+		Stat{PID: 402, Comm: "tool", PPID: 403, StartTime: 9000},
+		Stat{PID: 403, Comm: "agent", PPID: 1, StartTime: 9000}, // same tick: still its parent
+	)
+	writeFor(t, dir, 401, 9000)
+	writeFor(t, dir, 403, 9000)
+	a, _ := newTest(t, Config{ManifestDir: dir, ProcRoot: root, InheritDepth: 2})
+	if sel, err := a.Attest(400); err != nil || sel != nil {
+		t.Errorf("child older than its parent: %q, %v; want nothing", sel, err)
+	}
+	if sel, err := a.Attest(402); err != nil || !slices.Equal(sel, wantSelectors) {
+		t.Errorf("child started in its parent's tick: %q, %v; want the parent's selectors", sel, err)
 	}
 }

@@ -60,13 +60,13 @@ func BenchmarkJWTMint(b *testing.B) {
 	plainSrv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN"})
 	plainDir := mkTaskDir(b, plainSrv)
 	plain := plainSrv.StartAgent(b, spiretest.AgentOptions{LogLevel: "WARN",
-		Plugins: spiretest.PluginBlock(b, "WorkloadAttestor", "agentid", att, `manifest_dir = "`+plainDir+`"`)})
+		Plugins: spiretest.PluginBlock(b, "WorkloadAttestor", "agentid", att, `manifest_dir = "`+plainDir+`"`+sameUser)})
 
 	srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN",
 		Plugins: spiretest.PluginBlock(b, "CredentialComposer", "agentid", composer, `server_api_socket = "`+spiretest.SocketPlaceholder+`"`)})
 	dir := mkTaskDir(b, srv)
 	agent := srv.StartAgent(b, spiretest.AgentOptions{LogLevel: "WARN",
-		Plugins: spiretest.PluginBlock(b, "WorkloadAttestor", "agentid", att, `manifest_dir = "`+dir+`"`)})
+		Plugins: spiretest.PluginBlock(b, "WorkloadAttestor", "agentid", att, `manifest_dir = "`+dir+`"`+sameUser)})
 
 	// The same task on both: created through the registrar, and this
 	// benchmark process launched as it (as `agentid run` would) in both

@@ -56,7 +56,7 @@ func TestScaleOutSharedDatastore(t *testing.T) {
 		}
 		agent := srv.StartAgent(t, spiretest.AgentOptions{
 			NodeName: name, // each server numbers its agents from 1: the datastore needs distinct names
-			Plugins:  spiretest.PluginBlock(t, "WorkloadAttestor", "agentid", attestor, `manifest_dir = "`+manifests+`"`),
+			Plugins:  spiretest.PluginBlock(t, "WorkloadAttestor", "agentid", attestor, `manifest_dir = "`+manifests+`"`+sameUser),
 		})
 		return &stack{t: t, srv: srv, agent: agent, agentid: agentid, manifestDir: manifests, policy: policy, dir: dir}
 	}

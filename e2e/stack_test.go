@@ -28,9 +28,20 @@ type stack struct {
 	regMetrics  string // base URL of the registrar's metrics listener, once started
 }
 
+// sameUser is the attestor configuration of the stacks whose agents run as
+// the test's own uid (root in CI), like `agentid dev`: INSECURE
+// allow_same_user. TestAttestEscape runs without it, with agents under
+// their own uids.
+const sameUser = "\nallow_same_user = true"
+
 // newStack starts SPIRE with the composer on the server and the attestor on
-// the agent, and writes the sample issuance policy.
-func newStack(t *testing.T) *stack {
+// the agent (allow_same_user: see sameUser), and writes the sample issuance
+// policy.
+func newStack(t *testing.T) *stack { return newStackWith(t, sameUser) }
+
+// newStackWith is newStack with attestorConf appended to the attestor's
+// plugin_data.
+func newStackWith(t *testing.T, attestorConf string) *stack {
 	t.Helper()
 	s := &stack{t: t, agentid: spiretest.BuildCmd(t, "./cmd/agentid"), dir: t.TempDir()}
 	composer := spiretest.BuildCmd(t, "./cmd/agentid-composer")
@@ -45,7 +56,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.agent = s.srv.StartAgent(t, spiretest.AgentOptions{
-		Plugins: spiretest.PluginBlock(t, "WorkloadAttestor", "agentid", attestor, `manifest_dir = "`+s.manifestDir+`"`),
+		Plugins: spiretest.PluginBlock(t, "WorkloadAttestor", "agentid", attestor, `manifest_dir = "`+s.manifestDir+`"`+attestorConf),
 	})
 	s.policy = filepath.Join(s.dir, "issuance.hcl")
 	if err := os.WriteFile(s.policy, []byte(issuancePolicy), 0o600); err != nil {

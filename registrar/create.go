@@ -75,7 +75,32 @@ func (r *Registrar) claims(req Request) (svid.Claims, []*types.Selector, error) 
 		return c, nil, refuse(ReasonInvalidRequest, "", "agent %q is not [A-Za-z0-9._-]{1,128}", c.Agent)
 	}
 	extra, err := r.extraSelectors(req.Selectors)
+	if err != nil {
+		return c, nil, err
+	}
+	extra, err = r.withExePin(extra, req.ExeSHA256)
 	return c, extra, err
+}
+
+// withExePin adds the executable pin exe to the extra selectors, unless
+// they hold it already; two different pins are refused.
+func (r *Registrar) withExePin(extra []*types.Selector, exe string) ([]*types.Selector, error) {
+	if exe == "" {
+		return extra, nil
+	}
+	if !svid.ValidSHA256Hex(exe) {
+		return nil, refuse(ReasonInvalidRequest, "", "executable digest %q is not 64 lower-case hex digits", exe)
+	}
+	pin := svid.ExeSelector(exe)
+	for _, s := range extra {
+		if s.GetType() == r.cfg.selectorType {
+			if s.GetValue() != pin {
+				return nil, refuse(ReasonInvalidRequest, "", "two executable pins: %s and %s", s.GetValue(), pin)
+			}
+			return extra, nil
+		}
+	}
+	return append(extra, &types.Selector{Type: r.cfg.selectorType, Value: pin}), nil
 }
 
 // deadline resolves the request's deadline (def when it gives none),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,5 +289,49 @@ func TestCreateSelectorType(t *testing.T) {
 	got := selectorSet(f.fe.Entries()[0].Selectors)
 	if !slices.Contains(got, "aid:task:T-1") || !slices.Contains(got, "agentid:x:y") || task.Claims.Task != "T-1" {
 		t.Errorf("selectors %q task %+v", got, task)
+	}
+}
+
+// TestCreateExePin: a request naming an executable digest gets the task
+// selector exe:sha256:<hex> (also accepted as an extra selector of the task
+// type, the gRPC API's way), which the attestor emits from the real
+// executable; it reads back as Task.ExeSHA256.
+func TestCreateExePin(t *testing.T) {
+	sum := strings.Repeat("0f", 32)
+	for name, mod := range map[string]func(*Request){
+		"field":    func(r *Request) { r.ExeSHA256 = sum },
+		"selector": func(r *Request) { r.Selectors = []string{"agentid:exe:sha256:" + sum, "unix:uid:1001"} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			req := plannerRequest("T-1")
+			mod(&req)
+			task := f.mustCreate(t, req)
+			if got := selectorSet(f.fe.Entries()[0].Selectors); !slices.Contains(got, "agentid:exe:sha256:"+sum) {
+				t.Errorf("entry selectors %q lack the pin", got)
+			}
+			if task.ExeSHA256 != sum || slices.ContainsFunc(task.Selectors, func(s string) bool { return strings.Contains(s, "exe:") }) {
+				t.Errorf("task = %+v", task)
+			}
+			got, err := f.r.Get(context.Background(), task.ID)
+			if err != nil || got.ExeSHA256 != sum {
+				t.Errorf("Get = %+v, %v", got, err)
+			}
+		})
+	}
+	f := newFixture(t, nil)
+	for name, mod := range map[string]func(*Request){
+		"bad digest":   func(r *Request) { r.ExeSHA256 = "abc" },
+		"bad selector": func(r *Request) { r.Selectors = []string{"agentid:exe:sha256:ABC"} },
+		"two pins": func(r *Request) {
+			r.ExeSHA256 = sum
+			r.Selectors = []string{"agentid:exe:sha256:" + strings.Repeat("1f", 32)}
+		},
+	} {
+		req := plannerRequest("T-2")
+		mod(&req)
+		if _, err := f.r.Create(context.Background(), req); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -17,7 +17,10 @@ import (
 // no agent appears twice in the chain, the child agent's policy names the
 // parent's agent among its delegators, and the child's model, prompt,
 // scopes, principal and TTL pass the child agent's rule. The child's chain
-// is the parent's chain followed by the parent's SPIFFE ID.
+// is the parent's chain followed by the parent's SPIFFE ID. The child keeps
+// the parent's extra (operator-set) selectors; req.Selectors may only
+// repeat them unless req.Operator is set. req.ExeSHA256 may pin the
+// child's executable.
 //
 // If the parent is revoked while the child is being created, the child's
 // entry is deleted again and ReasonParentNotFound returned, so a revoke
@@ -30,6 +33,14 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	pt, err := r.parentTask(ctx, parent, now)
 	if err != nil {
 		return Task{}, err
+	}
+	if !req.Operator {
+		// The child keeps the parent's operator-set selectors; the
+		// delegating agent may only pin the child's executable.
+		if err := sameSelectors(req.Selectors, pt); err != nil {
+			return Task{}, err
+		}
+		req.Selectors = pt.Selectors
 	}
 	c, extra, err := r.claims(req)
 	if err != nil {
@@ -67,6 +78,21 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 		return Task{}, err
 	}
 	return child, nil
+}
+
+// sameSelectors refuses a child request whose extra selectors are not
+// exactly the parent's (or none): only an operator may change them.
+func sameSelectors(req []string, parent Task) error {
+	if len(req) == 0 {
+		return nil
+	}
+	a, b := slices.Clone(req), slices.Clone(parent.Selectors)
+	slices.Sort(a)
+	slices.Sort(b)
+	if !slices.Equal(slices.Compact(a), slices.Compact(b)) {
+		return refuse(ReasonInvalidRequest, "", "selectors %q: a delegated task keeps its parent's selectors %q; only an operator may change them", req, parent.Selectors)
+	}
+	return nil
 }
 
 // parentTask reads the parent's entry and rebuilds its claims.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,11 +77,57 @@ func TestCreateChildOverrides(t *testing.T) {
 	req.Principal = alice // the same principal is fine
 	req.TTL = 30 * time.Minute
 	req.ParentID = "spiffe://example.org/spire/agent/node2"
-	req.Selectors = []string{"unix:uid:1001"}
 	c := f.mustChild(t, f.tasks["P"], req)
-	if !c.Claims.Deadline.Equal(testNow.Add(30*time.Minute)) || c.ParentID != req.ParentID ||
-		!slices.Equal(c.Selectors, req.Selectors) {
+	if !c.Claims.Deadline.Equal(testNow.Add(30*time.Minute)) || c.ParentID != req.ParentID {
 		t.Errorf("child = %+v", c)
+	}
+}
+
+// TestCreateChildKeepsOperatorSelectors: a delegated child carries the
+// operator-set selectors of its parent (unix:uid:…, k8s:…), down the whole
+// lineage; the delegating agent cannot drop or change them. It may pin the
+// child's executable, which only narrows what matches.
+func TestCreateChildKeepsOperatorSelectors(t *testing.T) {
+	f := newFixture(t, nil)
+	root := plannerRequest("P")
+	root.Selectors = []string{"unix:uid:1001", "k8s:ns:agents"}
+	root.Scope, root.TTL = []string{"kb:read"}, 90*time.Minute
+	p := f.mustCreate(t, root)
+	r := f.mustChild(t, p, childRequest("researcher", "R", "kb:read"))
+	sreq := childRequest("summarizer", "S", "kb:read")
+	sreq.TTL = 50 * time.Minute
+	s := f.mustChild(t, r, sreq)
+	for _, c := range []Task{r, s} {
+		if !slices.Equal(c.Selectors, root.Selectors) {
+			t.Errorf("%s selectors = %q, want the root's %q", c.ID, c.Selectors, root.Selectors)
+		}
+	}
+	for _, e := range f.fe.Entries() {
+		if got := selectorSet(e.Selectors); !slices.Contains(got, "unix:uid:1001") || !slices.Contains(got, "k8s:ns:agents") {
+			t.Errorf("entry %s selectors %q lack the operator's", idString(e.SpiffeId), got)
+		}
+	}
+	same := childRequest("researcher", "R2", "kb:read")
+	same.Selectors = []string{"k8s:ns:agents", "unix:uid:1001"} // the same set: fine
+	f.mustChild(t, p, same)
+	for name, sels := range map[string][]string{
+		"another uid": {"unix:uid:0"},
+		"one dropped": {"unix:uid:1001"},
+		"one added":   {"unix:uid:1001", "k8s:ns:agents", "k8s:sa:admin"},
+	} {
+		req := childRequest("researcher", "R-"+strings.ReplaceAll(name, " ", "-"), "kb:read")
+		req.Selectors = sels
+		_, err := f.r.CreateChild(context.Background(), p.ID, req)
+		var re *Error
+		if !errors.As(err, &re) || re.Reason != ReasonInvalidRequest || !strings.Contains(err.Error(), "only an operator") {
+			t.Errorf("%s: CreateChild = %v; want refused (only an operator sets them)", name, err)
+		}
+	}
+	pinned := childRequest("researcher", "R3", "kb:read")
+	pinned.ExeSHA256 = strings.Repeat("ab", 32)
+	c := f.mustChild(t, p, pinned)
+	if c.ExeSHA256 != pinned.ExeSHA256 || !slices.Equal(c.Selectors, root.Selectors) {
+		t.Errorf("pinned child = %+v", c)
 	}
 }
 

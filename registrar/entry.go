@@ -47,15 +47,22 @@ func idFromProto(p *types.SPIFFEID) (spiffeid.ID, error) {
 }
 
 // extraSelectors parses "type:value" selectors. The task selector type is
-// refused: such a selector would add to or contradict the task record.
+// refused, such a selector would add to or contradict the task record,
+// except for one executable pin (svid.ExeSelector).
 func (r *Registrar) extraSelectors(in []string) ([]*types.Selector, error) {
 	out := make([]*types.Selector, 0, len(in))
 	seen := make(map[string]bool, len(in))
+	pins := 0
 	for _, s := range in {
 		typ, val, ok := strings.Cut(s, ":")
 		switch {
 		case !ok || typ == "" || val == "":
 			return nil, refuse(ReasonInvalidRequest, "", "selector %q is not type:value", s)
+		case typ == r.cfg.selectorType && strings.HasPrefix(val, "exe:"):
+			if _, ok := svid.ParseExeSelector(val); !ok || pins > 0 {
+				return nil, refuse(ReasonInvalidRequest, "", "selector %q: one executable pin %s%s<64 lower-case hex> at most", s, typ+":", svid.ExeSelectorPrefix)
+			}
+			pins++
 		case typ == r.cfg.selectorType:
 			return nil, refuse(ReasonInvalidRequest, "", "selector %q has the task selector type %q, which the registrar alone writes", s, typ)
 		case seen[s]:
@@ -86,6 +93,9 @@ func (r *Registrar) task(e *types.Entry) (Task, error) {
 	for _, s := range e.GetSelectors() {
 		if s.GetType() == r.cfg.selectorType {
 			values = append(values, s.GetValue())
+			if d, ok := svid.ParseExeSelector(s.GetValue()); ok {
+				t.ExeSHA256 = d
+			}
 		} else {
 			t.Selectors = append(t.Selectors, s.GetType()+":"+s.GetValue())
 		}

@@ -128,8 +128,23 @@ type Request struct {
 	// TTL sets the deadline to now + TTL.
 	TTL time.Duration
 	// Selectors are extra selectors "type:value" (e.g. "unix:uid:1001",
-	// "k8s:ns:agents") that the workload must also present.
+	// "k8s:ns:agents") that the workload must also present. Only an
+	// operator sets them: a delegated child keeps its parent's, and a
+	// child request may only repeat them. One selector of the task type is
+	// accepted here: the executable pin "<type>:exe:sha256:<hex>" (the
+	// same as ExeSHA256).
 	Selectors []string
+	// ExeSHA256 pins the task to one executable: the hex SHA-256 of the
+	// binary its process runs (for a script, its interpreter; see
+	// attestor.ExecutableDigest). The entry then carries the task
+	// selector exe:sha256:<hex>, which the attestor emits from the real
+	// executable, so a process running anything else does not match.
+	ExeSHA256 string
+	// Operator says that an operator, not the delegating agent, asks for a
+	// delegated child: its Selectors then replace the parent's. Only
+	// operator paths (the operator socket, `agentid task create
+	// --parent-task`) set it; the delegation API never does.
+	Operator bool
 	// ParentID is the SPIFFE ID of the SPIRE agent (node) the entry hangs
 	// under. Required for a root task; a child defaults to its parent's.
 	ParentID string
@@ -147,8 +162,11 @@ type Task struct {
 	// Claims is the task record; Claims.Deadline is the entry's expiry.
 	// Zero for an entry that does not decode (only in Revoke's report).
 	Claims svid.Claims
-	// Selectors are the extra selectors, "type:value".
+	// Selectors are the extra selectors, "type:value" (not the task
+	// type's).
 	Selectors []string
+	// ExeSHA256 is the executable pin, "" if none.
+	ExeSHA256 string
 	// X509SVIDTTL and JWTSVIDTTL are the entry's SVID lifetimes.
 	X509SVIDTTL, JWTSVIDTTL time.Duration
 	// CreatedAt is when SPIRE created the entry (zero if it did not say).

@@ -28,15 +28,48 @@ func (c Claims) Selectors() []string {
 	return append(out, "depth:"+strconv.Itoa(len(c.Chain)))
 }
 
+// ExeSelectorPrefix starts the executable pin: the selector value
+// "exe:sha256:<64 lower-case hex>" is the SHA-256 of the executable the
+// task's process runs. It is not a claim: a task entry carries it when the
+// task request names an executable digest, and the attestor emits it from
+// the real executable of every process it attests a manifest for, so that
+// the entry matches only that binary.
+const ExeSelectorPrefix = "exe:sha256:"
+
+// ExeSelector is the executable pin selector value of a hex SHA-256.
+func ExeSelector(hexSHA256 string) string { return ExeSelectorPrefix + hexSHA256 }
+
+// ParseExeSelector returns the digest of an executable pin selector value,
+// false when v is not one (a well-formed one: 64 lower-case hex digits).
+func ParseExeSelector(v string) (string, bool) {
+	d, ok := strings.CutPrefix(v, ExeSelectorPrefix)
+	return d, ok && ValidSHA256Hex(d)
+}
+
+// ValidSHA256Hex reports whether s is 64 lower-case hex digits.
+func ValidSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // FromSelectors rebuilds claims from selector values as written by
 // [Claims.Selectors] (the order does not matter) and the task's deadline.
 // It is strict: an unknown key, a repeated single-valued key, a gap in the
 // delegator indices or a depth that disagrees with them is an error, and the
-// result must pass [Claims.Check].
+// result must pass [Claims.Check]. One executable pin ([ExeSelector]) is
+// accepted and is not part of the claims.
 func FromSelectors(values []string, deadline time.Time) (Claims, error) {
 	c := Claims{V: Version, Deadline: deadline.UTC()}
 	var chain map[int]string
 	depth := -1
+	var exe string
 	for _, v := range values {
 		key, val, _ := strings.Cut(v, ":")
 		var err error
@@ -57,6 +90,12 @@ func FromSelectors(values []string, deadline time.Time) (Claims, error) {
 			chain, err = addDelegator(chain, val)
 		case "depth":
 			depth, err = parseDepth(depth, val)
+		case "exe":
+			if _, ok := ParseExeSelector(v); !ok {
+				err = fail(ReasonMalformed, "selector %q is not %s<64 hex>", v, ExeSelectorPrefix)
+			} else {
+				err = setOnce(&exe, key, val)
+			}
 		default:
 			err = fail(ReasonMalformed, "unknown selector %q", v)
 		}

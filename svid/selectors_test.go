@@ -53,3 +53,26 @@ func TestFromSelectorsRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestExeSelector: the executable pin is a task selector outside the
+// claims: FromSelectors accepts one well-formed pin and ignores it.
+func TestExeSelector(t *testing.T) {
+	sum := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	if got := svid.ExeSelector(sum); got != "exe:sha256:"+sum {
+		t.Fatalf("ExeSelector = %q", got)
+	}
+	if d, ok := svid.ParseExeSelector("exe:sha256:" + sum); !ok || d != sum {
+		t.Errorf("ParseExeSelector = %q, %v", d, ok)
+	}
+	c := researcher()
+	back, err := svid.FromSelectors(append(c.Selectors(), svid.ExeSelector(sum)), deadline)
+	if err != nil || !back.Equal(c) {
+		t.Fatalf("FromSelectors with an exe pin = %+v, %v", back, err)
+	}
+	for _, bad := range [][]string{
+		{"exe:sha256:XYZ"}, {"exe:md5:" + sum}, {svid.ExeSelector(sum), svid.ExeSelector(sum)},
+	} {
+		_, err := svid.FromSelectors(append(c.Selectors(), bad...), deadline)
+		wantReason(t, err, svid.ReasonMalformed)
+	}
+}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentid/agentid/attestor"
@@ -20,7 +24,8 @@ func init() {
 type runFlags struct {
 	taskFile, agent, task, model, prompt, principal, deadline string
 	promptFiles, scopes, chain                                []string
-	manifestDir                                               string
+	manifestDir, user, group                                  string
+	groups                                                    []string
 	groupWritable, exeDigest, gc                              bool
 }
 
@@ -32,7 +37,15 @@ manifest directory and then execs COMMAND in its place, so that the agent
 keeps the PID and start time the manifest names and the agentid SPIRE
 attestor gives it the task's selectors. The task record comes from
 --task-file (the canonical claims JSON 'agentid task create --output' writes)
-or from the task flags. With --gc it only removes stale manifests.`
+or from the task flags. With --gc it only removes stale manifests.
+
+With --user (or $AGENTID_RUN_USER) the agent runs as that unprivileged
+user: after writing the manifest the launcher sets the supplementary groups
+(none unless --groups), the gid (--group, default the user's primary group)
+and the uid, sets no_new_privs and execs. It refuses root, its own uid, and
+any uid or group that could write the manifest directory. Without --user
+the agent runs as the launcher, which the attestor refuses unless it is
+configured with allow_same_user (single-user development only).`
 
 func (env *cli) run(args []string) error {
 	var f runFlags
@@ -51,6 +64,9 @@ func (env *cli) run(args []string) error {
 	fs.BoolVar(&f.groupWritable, "group-writable", false, "accept a group-writable manifest directory (0770: launchers write through a dedicated group)")
 	fs.BoolVar(&f.exeDigest, "exe-digest", true, "record the SHA-256 of COMMAND's executable (for the attestor's require_exe_sha256)")
 	fs.BoolVar(&f.gc, "gc", false, "remove stale manifests (process gone or PID reused) and exit")
+	fs.StringVar(&f.user, "user", os.Getenv("AGENTID_RUN_USER"), "run the agent as this unprivileged user, name or uid (env AGENTID_RUN_USER)")
+	fs.StringVar(&f.group, "group", os.Getenv("AGENTID_RUN_GROUP"), "the agent's gid, name or number (env AGENTID_RUN_GROUP; default: the user's primary group)")
+	fs.Var((*stringList)(&f.groups), "groups", "the agent's supplementary groups, comma-separated names or numbers (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,9 +85,88 @@ func (env *cli) run(args []string) error {
 	if err != nil {
 		return err
 	}
+	cred, err := f.credential()
+	if err != nil {
+		return err
+	}
 	l := &attestor.Launch{Dir: f.manifestDir, Policy: policy, Claims: claims, Path: path,
-		Args: fs.Args(), Env: os.Environ(), ExeDigest: f.exeDigest}
+		Args: fs.Args(), Env: os.Environ(), ExeDigest: f.exeDigest, User: cred}
 	return l.Exec() // returns only on failure
+}
+
+// credential resolves --user, --group and --groups; nil without --user.
+func (f *runFlags) credential() (*attestor.Credential, error) {
+	if f.user == "" {
+		if f.group != "" || len(f.groups) > 0 {
+			return nil, fmt.Errorf("%w: --group and --groups need --user", errUsage)
+		}
+		return nil, nil
+	}
+	var c attestor.Credential
+	u, err := lookupUser(f.user)
+	if err != nil {
+		return nil, err
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	c.UID = uint32(uid)
+	switch {
+	case f.group != "":
+		if c.GID, err = lookupGroup("--group", f.group); err != nil {
+			return nil, err
+		}
+	case u.Gid == "":
+		return nil, fmt.Errorf("--user %s has no passwd entry: give --group (a gid the agent alone uses)", f.user)
+	default:
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		c.GID = uint32(gid)
+	}
+	c.Groups = []uint32{}
+	for _, list := range f.groups {
+		for _, g := range strings.Split(list, ",") {
+			gid, err := lookupGroup("--groups", g)
+			if err != nil {
+				return nil, err
+			}
+			c.Groups = append(c.Groups, gid)
+		}
+	}
+	return &c, nil
+}
+
+// lookupUser finds a user by name or uid; a uid without a passwd entry is
+// a user without a primary group.
+func lookupUser(s string) (*user.User, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if u, err := user.LookupId(s); err == nil {
+			return u, nil
+		}
+		return &user.User{Uid: strconv.FormatUint(n, 10)}, nil
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		var unknown user.UnknownUserError
+		if errors.As(err, &unknown) {
+			return nil, fmt.Errorf("--user %q: unknown user; create it (useradd --system --no-create-home --shell /usr/sbin/nologin %s) or give a numeric uid and --group", s, s)
+		}
+		return nil, fmt.Errorf("--user %q: %w", s, err)
+	}
+	return u, nil
+}
+
+func lookupGroup(flagName, s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		var unknown user.UnknownGroupError
+		if errors.As(err, &unknown) {
+			return 0, fmt.Errorf("%s %q: unknown group; create it (groupadd --system %s) or give a numeric gid", flagName, s, s)
+		}
+		return 0, fmt.Errorf("%s %q: %w", flagName, s, err)
+	}
+	n, _ := strconv.ParseUint(g.Gid, 10, 32)
+	return uint32(n), nil
 }
 
 func manifestDirDefault() string {

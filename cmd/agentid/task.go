@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -74,7 +76,7 @@ func (c *taskConn) open(policy registrar.PolicySource) (*registrar.Registrar, fu
 type createFlags struct {
 	taskConn
 	policy, parentID, agent, task, model, prompt, principal string
-	deadline, parentTask, output                            string
+	deadline, parentTask, output, exe                       string
 	ttl                                                     time.Duration
 	promptFiles, scopes, selectors                          []string
 	remote                                                  delegateFlags // --delegate: task_delegate.go
@@ -96,6 +98,7 @@ func (env *cli) taskCreate(args []string) error {
 	fs.DurationVar(&f.ttl, "ttl", 0, "task lifetime from now (instead of --deadline)")
 	fs.Var((*stringList)(&f.selectors), "selector", "extra selector type:value, e.g. unix:uid:1001 (repeatable)")
 	fs.StringVar(&f.parentTask, "parent-task", "", "SPIFFE ID of the delegating task")
+	fs.StringVar(&f.exe, "exe", "", "pin the task to this executable: the entry gets selector agentid:exe:sha256:<its digest> (a script pins its interpreter)")
 	fs.StringVar(&f.output, "output", "", "write the task record (canonical claims JSON, for 'agentid run --task-file') to this file")
 	f.remote.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -135,7 +138,8 @@ func (env *cli) taskCreate(args []string) error {
 
 func (f *createFlags) request(fs *flag.FlagSet) (registrar.Request, error) {
 	req := registrar.Request{Agent: f.agent, Task: f.task, Model: f.model, Scope: f.scopes,
-		Principal: f.principal, TTL: f.ttl, Selectors: f.selectors, ParentID: f.parentID}
+		Principal: f.principal, TTL: f.ttl, Selectors: f.selectors, ParentID: f.parentID,
+		Operator: true} // this command holds the SPIRE admin socket: an operator
 	switch {
 	case fs.NArg() != 0:
 		return req, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -152,12 +156,27 @@ func (f *createFlags) request(fs *flag.FlagSet) (registrar.Request, error) {
 	if req.Prompt, err = f.promptDigest(); err != nil {
 		return req, err
 	}
+	if req.ExeSHA256, err = f.exeDigest(); err != nil {
+		return req, err
+	}
 	if f.deadline != "" {
 		if req.Deadline, err = time.Parse(time.RFC3339, f.deadline); err != nil {
 			return req, fmt.Errorf("--deadline: %w", err)
 		}
 	}
 	return req, nil
+}
+
+// exeDigest is the SHA-256 of --exe, "" without it.
+func (f *createFlags) exeDigest() (string, error) {
+	if f.exe == "" {
+		return "", nil
+	}
+	path, err := exec.LookPath(f.exe)
+	if err != nil {
+		return "", fmt.Errorf("--exe: %w", err)
+	}
+	return attestor.ExecutableDigest(path)
 }
 
 func (f *createFlags) promptDigest() (string, error) {
@@ -319,11 +338,12 @@ type taskJSON struct {
 	X509SVIDTTL int64        `json:"x509_svid_ttl"`
 	JWTSVIDTTL  int64        `json:"jwt_svid_ttl"`
 	Selectors   []string     `json:"selectors,omitempty"`
+	ExeSHA256   string       `json:"exe_sha256,omitempty"`
 	Claims      *svid.Claims `json:"claims,omitempty"`
 }
 
 func taskView(t registrar.Task) taskJSON {
-	v := taskJSON{SPIFFEID: t.ID.String(), EntryID: t.EntryID, ParentID: t.ParentID, Selectors: t.Selectors,
+	v := taskJSON{SPIFFEID: t.ID.String(), EntryID: t.EntryID, ParentID: t.ParentID, Selectors: t.Selectors, ExeSHA256: t.ExeSHA256,
 		X509SVIDTTL: int64(t.X509SVIDTTL / time.Second), JWTSVIDTTL: int64(t.JWTSVIDTTL / time.Second)}
 	if t.Claims.V != 0 {
 		c := t.Claims
@@ -362,6 +382,9 @@ func printTask(w io.Writer, t registrar.Task) {
 	}
 	for _, s := range t.Selectors {
 		line("Selector", s)
+	}
+	if t.ExeSHA256 != "" {
+		line("Executable", "sha256:"+t.ExeSHA256)
 	}
 	tw.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
@@ -119,9 +120,17 @@ func (f *createFlags) delegateRequest(fs *flag.FlagSet) (*registrarv1.DelegateTa
 			return nil, fmt.Errorf("--deadline: %w", err)
 		}
 	}
+	exe, err := f.exeDigest()
+	if err != nil {
+		return nil, err
+	}
+	selectors := f.selectors
+	if exe != "" { // the API's way to pin: a selector of the task type
+		selectors = append(slices.Clone(selectors), svid.DefaultSelectorType+":"+svid.ExeSelector(exe))
+	}
 	return &registrarv1.DelegateTaskRequest{Agent: f.agent, Task: f.task, Model: f.model, Prompt: prompt,
 		Scope: f.scopes, Deadline: f.deadline, TtlSeconds: int64(f.ttl / time.Second),
-		Selectors: f.selectors, ParentId: f.parentID}, nil
+		Selectors: selectors, ParentId: f.parentID}, nil
 }
 
 // authorizer authorizes the daemon: --registrar-id, else any member of the

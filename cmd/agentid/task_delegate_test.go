@@ -72,9 +72,17 @@ func TestTaskCreateDelegate(t *testing.T) {
 	record := filepath.Join(t.TempDir(), "T-42.json")
 	code, out, errs := runCLI(t, "task", "create", "--delegate", "--registrar", addr, "--registrar-id", daemonID,
 		"--agent", "researcher", "--task", "T-42", "--model", "openai/gpt-4o", "--prompt-sha256", taskPrompt,
-		"--scope", "kb:read", "--ttl", "30m", "--selector", "unix:uid:1001", "--output", record)
+		"--scope", "kb:read", "--ttl", "30m", "--output", record)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
+	}
+	// The delegating agent cannot choose the child's selectors: it keeps
+	// the parent's (none here); only an operator changes them.
+	code, _, refused := runCLI(t, "task", "create", "--delegate", "--registrar", addr, "--registrar-id", daemonID,
+		"--agent", "researcher", "--task", "T-43", "--model", "openai/gpt-4o", "--prompt-sha256", taskPrompt,
+		"--scope", "kb:read", "--ttl", "30m", "--selector", "unix:uid:1001")
+	if code != 1 || !strings.Contains(refused, "only an operator may change them") {
+		t.Errorf("--selector in a delegation: exit %d, %s", code, refused)
 	}
 	for _, want := range []string{
 		"SPIFFE ID: " + delegateAgent,
@@ -84,7 +92,6 @@ func TestTaskCreateDelegate(t *testing.T) {
 		"Principal: spiffe://example.org/user/alice",
 		"Depth: 1",
 		"Chain[0]: " + delegatorID,
-		"Selector: unix:uid:1001",
 	} {
 		if !strings.Contains(squash(out), squash(want)) {
 			t.Errorf("output lacks %q:\n%s", want, out)

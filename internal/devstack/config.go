@@ -99,6 +99,9 @@ plugins {
         plugin_checksum = %q
         plugin_data {
             manifest_dir = %s
+            # INSECURE, single-user development: agents run as the user
+            # that launches them and could write their own manifests.
+            allow_same_user = true
         }
     }
 }

@@ -21,13 +21,16 @@ import (
 // SVID through the Workload API, and loses it when the manifest goes.
 // The workload is this test process: its manifest is written by the
 // launcher's own code (Launch.Prepare), as `agentid run` does before exec.
+// The process is its own launcher, hence allow_same_user (dev mode); the
+// attestor's refusal of such processes is tested in package attestor and
+// on the real SPIRE in e2e.TestAttestEscape.
 func TestSPIRE(t *testing.T) {
 	srv := spiretest.StartServer(t, spiretest.Options{})
 	bin := spiretest.BuildCmd(t, "./cmd/agentid-attestor")
 	dir := manifestDir(t)
 	agent := srv.StartAgent(t, spiretest.AgentOptions{
 		Plugins: spiretest.PluginBlock(t, "WorkloadAttestor", svid.DefaultSelectorType, bin,
-			fmt.Sprintf("manifest_dir = %q\ninherit_depth = 1\n", dir)),
+			fmt.Sprintf("manifest_dir = %q\ninherit_depth = 1\nallow_same_user = true\n", dir)),
 	})
 
 	claims := testClaims()

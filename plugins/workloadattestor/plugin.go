@@ -95,7 +95,11 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_
 	p.attestor.Store(a)
 	cfg := a.Config()
 	p.logger().Info("Configured", "manifest_dir", cfg.ManifestDir, "inherit_depth", cfg.InheritDepth,
-		"allowed_owner_uids", cfg.AllowedOwnerUIDs, "require_exe_sha256", cfg.RequireExeSHA256)
+		"allowed_owner_uids", cfg.AllowedOwnerUIDs, "require_exe_sha256", cfg.RequireExeSHA256,
+		"allow_same_user", cfg.AllowSameUser)
+	if cfg.AllowSameUser {
+		p.logger().Warn("INSECURE: allow_same_user is set: a process that could write its own manifest gets its selectors; for single-user development only")
+	}
 	if err := (attestor.DirPolicy{Owners: cfg.AllowedOwnerUIDs, GroupWritable: true}).Check(cfg.ManifestDir); err != nil {
 		p.logger().Warn("Manifest directory not usable yet", "error", err.Error())
 	}

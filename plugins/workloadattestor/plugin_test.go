@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,10 +97,15 @@ func (h *harness) attest(pid int) ([]string, error) {
 	return resp.GetSelectorValues(), err
 }
 
-// startSleep starts `sleep 60`, killed when the test ends.
+// startSleep starts `sleep 60`, killed when the test ends. As root it runs
+// as an unprivileged uid without a passwd entry, as an agent must: the
+// attestor refuses processes that could write the manifest directory.
 func startSleep(t *testing.T) int {
 	t.Helper()
 	cmd := exec.Command("sleep", "60")
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 61001, Gid: 61001, Groups: []uint32{}}}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +114,17 @@ func startSleep(t *testing.T) int {
 		cmd.Wait()
 	})
 	return cmd.Process.Pid
+}
+
+// sleepPin is the executable pin selector of sleep.
+func sleepPin(t *testing.T) string {
+	t.Helper()
+	path, _ := exec.LookPath("sleep")
+	sum, err := attestor.ExecutableDigest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid.ExeSelector(sum)
 }
 
 // manifestFor writes the manifest of testClaims for a live pid.
@@ -184,8 +201,9 @@ func TestAttest(t *testing.T) {
 	manifestFor(t, dir, withManifest)
 
 	sel, err := h.attest(withManifest)
-	if err != nil || !slices.Equal(sel, testClaims().Selectors()) {
-		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, testClaims().Selectors())
+	want := append(testClaims().Selectors(), sleepPin(t))
+	if err != nil || !slices.Equal(sel, want) {
+		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, want)
 	}
 	if sel, err := h.attest(without); err != nil || len(sel) != 0 {
 		t.Errorf("Attest(without manifest) = %q, %v; want none", sel, err)
@@ -222,7 +240,7 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 	if err := h.configure(cfgA); err != nil {
 		t.Fatal(err)
 	}
-	want := testClaims().Selectors()
+	want := append(testClaims().Selectors(), sleepPin(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {

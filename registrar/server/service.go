@@ -107,6 +107,7 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 			s.countRefusal(registrar.ReasonInvalidRequest)
 			return nil, status.Errorf(codes.InvalidArgument, "invalid_request: parent_task %q: %v", in.GetParentTask(), perr)
 		}
+		req.Operator = true // the operator socket: an operator sets the child's selectors
 		task, err = s.r.CreateChild(ctx, parent, req)
 	}
 	return s.answer(ctx, "CreateTask", "", task, err)
