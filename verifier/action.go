@@ -63,7 +63,7 @@ func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
 	if bytes.TrimLeft(body, " \t\r\n")[0] == '[' {
 		return MCPMessage{}, badInput("MCP body", "JSON-RPC batches are refused: send one request per POST")
 	}
-	v, err := strictjson.Decode(body, maxMCPDepth)
+	v, err := strictjson.Decode(body, maxMCPDepth, 2) // the envelope and params; deeper as raw bytes
 	if err != nil {
 		return MCPMessage{}, badInput("MCP body", "%v", err)
 	}
@@ -81,8 +81,32 @@ func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
 	return m, nil
 }
 
+// mcpEnvelopeKeys and mcpParamsKeys are the keys agentid reads; another
+// spelling of one ("Params", "NAME") is refused, since a case-insensitive
+// server would read it where agentid reads nothing.
+var (
+	mcpEnvelopeKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+	mcpParamsKeys   = []string{"name", "uri", "arguments", "_meta"}
+)
+
+func checkSpelling(obj map[string]any, known []string, where string) error {
+	for k := range obj {
+		for _, want := range known {
+			if k != want && strictjson.Fold(k) == strictjson.Fold(want) {
+				return errors.New(where + " key " + quote(k) + " is not " + quote(want) + ": keys are case-sensitive")
+			}
+		}
+	}
+	return nil
+}
+
+func quote(s string) string { return strictjson.Quote(s) }
+
 func mcpFields(obj map[string]any) (MCPMessage, error) {
 	var m MCPMessage
+	if err := checkSpelling(obj, mcpEnvelopeKeys, "envelope"); err != nil {
+		return m, err
+	}
 	if id, ok := obj["id"]; ok {
 		switch id.(type) {
 		case string, json.Number:
@@ -116,6 +140,9 @@ func mcpFields(obj map[string]any) (MCPMessage, error) {
 		if params, ok = p.(map[string]any); !ok {
 			return m, errors.New(`"params" must be an object`)
 		}
+		if err := checkSpelling(params, mcpParamsKeys, "params"); err != nil {
+			return m, err
+		}
 	}
 	str := func(key string) (string, error) {
 		v, ok := params[key].(string)
@@ -134,10 +161,11 @@ func mcpFields(obj map[string]any) (MCPMessage, error) {
 			return m, err
 		}
 		if args, ok := params["arguments"]; ok {
-			if _, isObj := args.(map[string]any); !isObj {
+			raw, isRaw := args.(json.RawMessage)
+			if !isRaw || len(raw) == 0 || raw[0] != '{' {
 				return m, errors.New(`params."arguments" must be an object`)
 			}
-			m.Arguments, _ = json.Marshal(args)
+			m.Arguments = raw
 		}
 	case "prompts/get":
 		m.Name, err = str("name")
@@ -214,6 +242,21 @@ func mcpHeader(headers map[string][]string, name string) (string, bool, error) {
 	return v, true, nil
 }
 
+// isMCPPath reports whether path is one of the MCP endpoints mcpPaths, or
+// below one ("/mcp/x", "/mcp;v=1"): upstreams that route those to the same
+// endpoint must not see them decided as plain HTTP.
+func isMCPPath(mcpPaths []string, path string) bool {
+	for _, m := range mcpPaths {
+		if path == m {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(path, strings.TrimSuffix(m, "/")); ok && rest != "" && (rest[0] == '/' || rest[0] == ';') {
+			return true
+		}
+	}
+	return false
+}
+
 // readBody reads at most MaxMCPBody+1 bytes of an HTTP request body, so
 // that an oversized one is seen as such, and leaves exactly those bytes
 // as the body to forward.
@@ -228,9 +271,12 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, err
 }
 
-// stripQuery drops a path's query string and fragment.
+// stripQuery drops a path's query string. A "#" is not cut: a request-
+// target has no fragment (Go's server keeps "#" in r.URL.Path and
+// forwards it escaped), so it stays in the path, where CanonicalPath
+// refuses it.
 func stripQuery(p string) string {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
 		return p[:i]
 	}
 	return p

@@ -21,6 +21,7 @@ import (
 
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/policies"
+	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/verifier"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -164,6 +165,11 @@ func TestAttackMCPSmuggling(t *testing.T) {
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"shell"}}]`, "bad_request"},
 		{"not JSON-RPC", `{"hello":"world"}`, "bad_request"},
 		{"trailing data", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs"}} {"jsonrpc":"2.0"}`, "bad_request"},
+		{"unicode-folded params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs"},"param\u017f":{"name":"shell"}}`, "bad_request"},
+		{"unicode-folded arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"a"},"argument\u017f":{"q":"rm -rf"}}}`, "bad_request"},
+		{"unicode-folded key alone", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","argument\u017f":{"q":"rm -rf"}}}`, "bad_request"},
+		{"capitalised params alone", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"shell"}}`, "bad_request"},
+		{"capitalised arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","Arguments":{"q":"x"}}}`, "bad_request"},
 		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"` + strings.Repeat("a", verifier.MaxMCPBody) + `"}}}`, "too_large"},
 	}
 	for _, tc := range tests {
@@ -177,6 +183,13 @@ func TestAttackMCPSmuggling(t *testing.T) {
 	// The allowed call itself still passes.
 	if resp := e.extAuthz(t, checkReq(e.certPEM, "POST", "/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs"}}`)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
 		t.Fatalf("allowed call: %v", resp.GetStatus())
+	}
+	// Below the MCP path ("/mcp/", "/mcp;v=1") is MCP too.
+	for _, p := range []string{"/mcp/", "/mcp;v=1"} {
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", p, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell","Name":"search_docs"}}`))
+		if code.Code(resp.GetStatus().GetCode()) == code.Code_OK {
+			t.Errorf("POST %s decided as plain HTTP", p)
+		}
 	}
 	// 2026-07-28: Mcp-Method / Mcp-Name must agree with the body.
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell"}}`
@@ -212,6 +225,12 @@ func proxyTo(t *testing.T, e *attackEnv, upstream http.Handler) (*http.Client, s
 	return client, "https://" + l.Addr().String(), hits
 }
 
+func claimsUntil(t time.Time) svid.Claims {
+	c := claims()
+	c.Deadline = t.Truncate(time.Second).UTC()
+	return c
+}
+
 // rawRequest sends target as the request-target exactly (Go's client
 // would otherwise re-encode it).
 func rawRequest(t *testing.T, client *http.Client, method, base, target, body string) (int, string) {
@@ -243,7 +262,8 @@ func TestAttackPathConfusion(t *testing.T) {
 	if st, body := rawRequest(t, client, "GET", base, "/kb/doc", ""); st != 200 || body != "public" {
 		t.Fatalf("plain read: %d %q", st, body)
 	}
-	for _, target := range []string{"/kb/x/../admin/keys", "/kb/%61dmin/keys", "/kb//admin/keys", "/kb/./admin/keys", "/kb/%2e%2e/kb/admin/keys", "/kb/admin%2fkeys", "/kb/x/..%2fadmin/keys", "/kb/%5cadmin", "/kb/a%00"} {
+	for _, target := range []string{"/kb/x/../admin/keys", "/kb/%61dmin/keys", "/kb//admin/keys", "/kb/./admin/keys", "/kb/%2e%2e/kb/admin/keys", "/kb/admin%2fkeys", "/kb/x/..%2fadmin/keys", "/kb/%5cadmin", "/kb/a%00",
+		"/kb/x#/../admin/keys", "/kb/x/y#/../../admin/keys", "/kb/..;/kb/admin/keys", "/kb/x/.;/../admin/keys"} {
 		before := *hits
 		st, body := rawRequest(t, client, "GET", base, target, "")
 		if st != http.StatusBadRequest && st != http.StatusForbidden {
@@ -254,8 +274,22 @@ func TestAttackPathConfusion(t *testing.T) {
 		}
 	}
 
+	// The middleware in front of the same file server.
+	mw := e.v.Middleware(http.FileServer(http.Dir(docs)))
+	for _, target := range []string{"/kb/x#/../admin/keys", "/kb/x/../admin/keys", "/kb/%61dmin/keys"} {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RequestURI = target
+		r.URL, _ = url.ParseRequestURI(target)
+		r.TLS = &tls.ConnectionState{PeerCertificates: e.ca.CreateX509SVID(taskID, ext(t, claimsUntil(time.Now().Add(time.Hour)))).Certificates}
+		mw.ServeHTTP(rec, r)
+		if rec.Code == 200 || strings.Contains(rec.Body.String(), "SECRET") {
+			t.Errorf("middleware %s: %d %q", target, rec.Code, rec.Body)
+		}
+	}
+
 	// ext_authz sees Envoy's :path as it came in.
-	for _, target := range []string{"/kb/%61dmin/keys", "/kb/x/../admin/keys", "/kb//admin/keys", "/kb/admin%2Fkeys"} {
+	for _, target := range []string{"/kb/%61dmin/keys", "/kb/x/../admin/keys", "/kb//admin/keys", "/kb/admin%2Fkeys", "/kb/x#/../admin/keys", "/kb/..;/kb/admin/keys"} {
 		resp := e.extAuthz(t, checkReq(e.certPEM, "GET", target, nil, ""))
 		if got := code.Code(resp.GetStatus().GetCode()); got == code.Code_OK {
 			t.Errorf("ext_authz %s allowed", target)

@@ -177,17 +177,25 @@ func CanonicalPath(p string) (string, error) {
 			i += 2
 		case c == '\\':
 			return "", badInput("path", "a backslash is refused")
+		case c == '#':
+			return "", badInput("path", "a \"#\" is refused (a request-target has no fragment)")
 		case c <= ' ' || c >= 0x7f:
 			return "", badInput("path", "byte 0x%02x at %d must be percent-encoded", c, i)
 		default:
 			dec = append(dec, c)
 		}
 	}
-	return removeDotSegments(string(dec)), nil
+	c := string(dec)
+	for seg := range strings.SplitSeq(c[1:], "/") {
+		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
+			return "", badInput("path", "segment %q is a dot segment to servers that drop path parameters (Tomcat, Spring)", truncate(seg))
+		}
+	}
+	return removeDotSegments(c), nil
 }
 
 // isPlainCanonical reports, without allocating, whether p is canonical
-// and has no escapes: printable ASCII without "%" or "\\", starting with
+// and has no escapes: printable ASCII without "%", "\\", "#" or ";", starting with
 // "/", with no empty, "." or ".." segment (a final "/" is allowed).
 func isPlainCanonical(p string) bool {
 	if len(p) == 0 || len(p) > MaxPathLen || p[0] != '/' {
@@ -197,7 +205,7 @@ func isPlainCanonical(p string) bool {
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
-			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' {
+			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' {
 				return false
 			}
 			if c != '/' {

@@ -65,7 +65,7 @@ func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	}
 	q.Credential = extAuthzCredential(req.GetAttributes().GetSource(), headers)
 	q.Request = Request{Headers: headerMap(headers), Source: sourceAddr(req.GetAttributes().GetSource())}
-	if q.Action.Method == "POST" && slices.Contains(e.MCPPaths, q.Action.Path) {
+	if q.Action.Method == "POST" && isMCPPath(e.MCPPaths, q.Action.Path) {
 		q.MCP = true
 		q.Body = httpReq.GetRawBody()
 		if len(q.Body) == 0 {

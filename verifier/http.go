@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/agentid/agentid/policies"
@@ -146,21 +146,27 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 
 // MiddlewareFunc is Middleware with the request-to-action mapping given.
 func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.Handler) http.Handler {
-	return v.httpHandler(FrontendHTTP, action, nil, next)
+	return v.httpHandler(FrontendHTTP, action, func() []string { return nil }, next)
 }
 
 // httpHandler is the HTTP adapter over the pipeline for the middleware and
 // the proxy: POSTs to one of mcpPaths are decided as MCP messages.
-func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths []string, next http.Handler) http.Handler {
+func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths func() []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := Query{Frontend: frontend, Credential: HTTPCredential(r), Action: action(r),
 			Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}}
-		if r.Method == http.MethodPost && slices.Contains(mcpPaths, q.Action.Path) {
+		if r.Method == http.MethodPost && isMCPPath(mcpPaths(), q.Action.Path) {
 			q.MCP = true
 			var err error
 			if q.Body, err = readBody(r); err != nil {
 				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
 				return
+			}
+		}
+		if frontend == FrontendProxy && q.Action.Kind == policies.KindHTTP {
+			// What is forwarded is r.URL's path: it must be the one decided.
+			if fwd := r.URL.EscapedPath(); fwd != q.Action.Path {
+				q.Invalid = badInput("path", "%s would be forwarded as %s", quotePath(q.Action.Path), quotePath(fwd))
 			}
 		}
 		res := v.Decide(r.Context(), &q)
@@ -175,6 +181,8 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &res)))
 	})
 }
+
+func quotePath(p string) string { return strconv.Quote(truncate(p)) }
 
 // refuseJSONRPC answers a malformed MCP request with its HTTP status and a
 // JSON-RPC error (-32600 Invalid Request).

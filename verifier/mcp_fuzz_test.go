@@ -17,6 +17,7 @@ func FuzzParseMCP(f *testing.F) {
 		`{"jsonrpc":"2.0","id":"a","result":{}}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`,
 		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"q":"a"},"argument\u017f":{"q":"b"}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -28,13 +29,14 @@ func FuzzParseMCP(f *testing.F) {
 		var loose struct {
 			Method string `json:"method"`
 			Params struct {
-				Name string `json:"name"`
+				Name      string          `json:"name"`
+				Arguments json.RawMessage `json:"arguments"`
 			} `json:"params"`
 		}
 		if err := json.Unmarshal(body, &loose); err != nil {
 			t.Fatalf("accepted %q, encoding/json refuses it: %v", body, err)
 		}
-		if loose.Method != m.Method || (m.Method == "tools/call" && loose.Params.Name != m.Name) {
+		if loose.Method != m.Method || (m.Method == "tools/call" && (loose.Params.Name != m.Name || string(loose.Params.Arguments) != string(m.Arguments))) {
 			t.Fatalf("accepted %q as %q/%q, encoding/json reads %q/%q", body, m.Method, m.Name, loose.Method, loose.Params.Name)
 		}
 	})

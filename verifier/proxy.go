@@ -24,22 +24,32 @@ type Proxy struct {
 	handler http.Handler
 }
 
-// NewProxy returns a Proxy to upstream.
+// NewProxy returns a Proxy to upstream. Its fields are read on every
+// request, so they may be set after NewProxy (before serving).
 func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 	p := &Proxy{V: v, Upstream: upstream, MCPPaths: mcpPaths}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(upstream)
+			pr.SetURL(p.Upstream)
 			pr.SetXForwarded()
 			peer, _ := PeerFromContext(pr.In.Context())
 			d, _ := DecisionFromContext(pr.In.Context())
 			SetIdentityHeaders(pr.Out.Header, peer, d)
 		},
-		Transport: p.Transport,
+		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			if t := p.Transport; t != nil {
+				return t.RoundTrip(r)
+			}
+			return http.DefaultTransport.RoundTrip(r)
+		}),
 	}
-	p.handler = v.httpHandler(FrontendProxy, HTTPAction, mcpPaths, rp)
+	p.handler = v.httpHandler(FrontendProxy, HTTPAction, func() []string { return p.MCPPaths }, rp)
 	return p
 }
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,9 +1,11 @@
 // Package strictjson decodes JSON the way a case-sensitive reader must
-// agree with every other one: a duplicate key, or keys that differ only in
-// case, anywhere in the document are refused (encoding/json matches keys
-// case-insensitively and keeps the last duplicate, so {"name":"a","Name":"b"}
-// means different things to different readers), as is data after the
-// value and nesting deeper than a bound.
+// agree with every other one: a duplicate key, or keys that encoding/json
+// would take for the same one (it matches keys with Unicode case folding,
+// so "name", "Name", "NAME" and "ſ"-for-"s" spellings collide, and keeps
+// the last), anywhere in the document are refused, as is data after the
+// value and nesting deeper than a bound. Only the top levels are built as
+// maps and slices; deeper values are checked the same way and kept as the
+// bytes that were sent, so a large document costs about its own size.
 package strictjson
 
 import (
@@ -11,74 +13,228 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// Decode reads exactly one JSON value: objects as map[string]any with
-// their keys as written, arrays as []any, numbers as json.Number.
-func Decode(data []byte, maxDepth int) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := read(dec, 0, maxDepth)
+// Decode reads exactly one JSON value. Objects and arrays at depth < build
+// become map[string]any (keys as written) and []any; deeper ones are
+// returned as json.RawMessage after the same checks. Strings are string,
+// numbers json.Number, and true, false and null bool and nil. The syntax is
+// checked by json.Valid first; the scan that follows allocates only for
+// the built levels and one key set per open object.
+func Decode(data []byte, maxDepth, build int) (any, error) {
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v) // for its message
+		if err == nil {
+			err = errors.New("invalid JSON")
+		}
+		return nil, err
+	}
+	s := &scanner{data: data, max: maxDepth, build: build}
+	v, err := s.value(0)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if s.skip(); s.i != len(data) {
 		return nil, errors.New("data after the JSON value")
 	}
 	return v, nil
 }
 
-func read(dec *json.Decoder, depth, maxDepth int) (any, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("nested deeper than %d levels", maxDepth)
+// scanner walks JSON that json.Valid accepted.
+type scanner struct {
+	data       []byte
+	i          int
+	max, build int
+}
+
+func (s *scanner) skip() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\r', '\n':
+			s.i++
+		default:
+			return
+		}
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+}
+
+func (s *scanner) value(depth int) (any, error) {
+	if depth > s.max {
+		return nil, fmt.Errorf("nested deeper than %d levels", s.max)
 	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	switch d {
-	case '{':
-		obj := map[string]any{}
-		seen := map[string]string{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return nil, err
+	s.skip()
+	start := s.i
+	switch c := s.data[s.i]; c {
+	case '{', '[':
+		built := depth < s.build
+		var obj map[string]any
+		var arr []any
+		if built && c == '{' {
+			obj = map[string]any{}
+		} else if built {
+			arr = []any{}
+		}
+		var keys keySet
+		s.i++
+		for {
+			s.skip()
+			if d := s.data[s.i]; d == '}' || d == ']' {
+				s.i++
+				break
 			}
-			k := kt.(string)
-			lk := strings.ToLower(k)
-			if prev, dup := seen[lk]; dup {
-				if prev == k {
-					return nil, fmt.Errorf("duplicate key %s", Quote(k))
+			if s.data[s.i] == ',' {
+				s.i++
+				s.skip()
+			}
+			var k string
+			if c == '{' {
+				var err error
+				if k, err = s.str(); err != nil {
+					return nil, err
 				}
-				return nil, fmt.Errorf("keys %s and %s differ only in case", Quote(prev), Quote(k))
+				if err := keys.add(k); err != nil {
+					return nil, err
+				}
+				s.skip()
+				s.i++ // ':'
 			}
-			seen[lk] = k
-			if obj[k], err = read(dec, depth+1, maxDepth); err != nil {
-				return nil, err
-			}
-		}
-		_, err := dec.Token()
-		return obj, err
-	case '[':
-		arr := []any{}
-		for dec.More() {
-			v, err := read(dec, depth+1, maxDepth)
+			v, err := s.value(depth + 1)
 			if err != nil {
 				return nil, err
 			}
-			arr = append(arr, v)
+			if obj != nil {
+				obj[k] = v
+			} else if built {
+				arr = append(arr, v)
+			}
 		}
-		_, err := dec.Token()
-		return arr, err
+		switch {
+		case obj != nil:
+			return obj, nil
+		case built:
+			return arr, nil
+		}
+		return json.RawMessage(s.data[start:s.i]), nil
+	case '"':
+		return s.str()
+	case 't':
+		s.i += 4
+		return true, nil
+	case 'f':
+		s.i += 5
+		return false, nil
+	case 'n':
+		s.i += 4
+		return nil, nil
 	}
-	return nil, fmt.Errorf("unexpected %q", d)
+	for s.i < len(s.data) && strings.IndexByte(",]} \t\r\n", s.data[s.i]) < 0 {
+		s.i++
+	}
+	return json.Number(s.data[start:s.i]), nil
+}
+
+// str reads a string at s.i; keys and values with invalid UTF-8 are
+// refused (encoding/json would replace the bytes, other readers keep them).
+func (s *scanner) str() (string, error) {
+	start := s.i
+	s.i++
+	escaped := false
+	for s.data[s.i] != '"' {
+		if s.data[s.i] == '\\' {
+			escaped = true
+			s.i++
+		}
+		s.i++
+	}
+	s.i++
+	raw := s.data[start:s.i]
+	if !escaped {
+		if !utf8.Valid(raw) {
+			return "", errors.New("invalid UTF-8 in a string")
+		}
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", err
+	}
+	if strings.ContainsRune(out, utf8.RuneError) && !bytes.Contains(raw, []byte(`\ufffd`)) && !bytes.Contains(raw, []byte(`\uFFFD`)) && !utf8.Valid(raw) {
+		return "", errors.New("invalid UTF-8 in a string")
+	}
+	return out, nil
+}
+
+// keySet holds one object's keys by their fold; few keys stay in a slice.
+type keySet struct {
+	small []keyFold
+	big   map[string]string
+}
+
+type keyFold struct{ fold, key string }
+
+func (s *keySet) add(k string) error {
+	f := Fold(k)
+	prev, dup := "", false
+	if s.big != nil {
+		prev, dup = s.big[f]
+	} else {
+		for _, e := range s.small {
+			if e.fold == f {
+				prev, dup = e.key, true
+				break
+			}
+		}
+	}
+	if dup {
+		if prev == k {
+			return fmt.Errorf("duplicate key %s", Quote(k))
+		}
+		return fmt.Errorf("keys %s and %s are the same key to case-insensitive readers", Quote(prev), Quote(k))
+	}
+	if s.big == nil && len(s.small) < 16 {
+		s.small = append(s.small, keyFold{f, k})
+		return nil
+	}
+	if s.big == nil {
+		s.big = make(map[string]string, 32)
+		for _, e := range s.small {
+			s.big[e.fold] = e.key
+		}
+		s.small = nil
+	}
+	s.big[f] = k
+	return nil
+}
+
+// Fold maps s to a form that two keys share exactly when encoding/json
+// (bytes.EqualFold, Unicode simple folding) takes them for the same key:
+// every rune becomes the smallest rune of its case-folding orbit.
+func Fold(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s) // the smallest of {a, A} is A; of {k, K, K} K; of {s, S, ſ} S
+	}
+	var b strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < m {
+				m = f
+			}
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
 }
 
 // Quote renders s as a JSON string for a message, cut at 128 bytes.

@@ -357,8 +357,9 @@ type checkResponse struct {
 	DenyCode string   `json:"deny_code,omitempty"`
 }
 
-// maxCheckBody bounds a check API request.
-const maxCheckBody = 1 << 20
+// maxCheckBody bounds a check API request: a PEM chain (at most 64 KiB)
+// and an action.
+const maxCheckBody = 128 << 10
 
 // checkAPI serves POST /v1/check: credential + action → decision (JSON).
 // A decision is 200 whether allowed or not ("allow": false with the
@@ -407,7 +408,7 @@ func (d *Daemon) check(ctx context.Context, q *verifier.Query) checkResponse {
 // unknown keys are refused. The capitalised action keys of the first
 // release ("Kind", "Method", "Path", "Name") are still read.
 func parseCheckRequest(body []byte) (*verifier.Query, error) {
-	v, err := strictjson.Decode(body, 8)
+	v, err := strictjson.Decode(body, 8, 2)
 	if err != nil {
 		return nil, err
 	}
