@@ -63,6 +63,9 @@ func TestWriteFailureIsVisibleAndRecovers(t *testing.T) {
 	if err := w.Append(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "after"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Flush(); err != nil || w.Pending() != 0 {
+		t.Fatalf("after recovery: flush %v, %d pending (want 0: the lag must not drift)", err, w.Pending())
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -372,12 +372,9 @@ func (w *Writer) loop() {
 // or sync everything not yet synced is rolled back and kept for retry.
 func (w *Writer) writeBatch(batch []item) {
 	var flushes []chan error
-	records := 0
 	for i := range batch {
 		if batch[i].flush != nil {
 			flushes = append(flushes, batch[i].flush)
-		} else {
-			records++
 		}
 	}
 	retry := w.retry
@@ -416,7 +413,6 @@ func (w *Writer) writeBatch(batch []item) {
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		w.broken.Store(&err)
 	} else {
-		w.pending.Add(-int64(len(retry) + records))
 		w.broken.Store(nil)
 	}
 	for _, ch := range flushes {
@@ -494,9 +490,12 @@ func (w *Writer) reopen() error {
 	return nil
 }
 
-// commit makes the current state the rollback mark.
+// commit makes the current state the rollback mark: the records written
+// since the last one are durable (and no longer pending).
 func (w *Writer) commit() {
 	w.mark = mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt}
+	w.pending.Add(-int64(len(w.unsynced)))
+	clear(w.unsynced)
 	w.unsynced = w.unsynced[:0]
 }
 

@@ -373,6 +373,14 @@ func TestAttackJWTReasons(t *testing.T) {
 	_, err = e.v.Auth.JWT(noExp)
 	wantDeny(t, err, verifier.ReasonBadCredential, "exp")
 
+	// go-jose reads keys case-sensitively: "EXP" is no exp.
+	_, err = e.v.Auth.JWT(e.ca.CreateJWTSVID(taskID, []string{"kb"}, map[string]any{"exp": nil, "EXP": 4102444800}))
+	wantDeny(t, err, verifier.ReasonBadCredential, "")
+	_, err = e.v.Auth.JWT(e.ca.CreateJWTSVID(taskID, []string{"kb"}, map[string]any{"sub": "alice"}))
+	wantDeny(t, err, verifier.ReasonBadCredential, "SPIFFE ID")
+	_, err = e.v.Auth.JWT(e.ca.CreateJWTSVID(taskID, []string{"other"}, nil))
+	wantDeny(t, err, verifier.ReasonWrongAudience, "")
+
 	// An oversized bearer is a bad credential, not an absent one.
 	huge := "Bearer " + strings.Repeat("a", verifier.MaxBearerLen+1)
 	resp := e.extAuthz(t, checkReq("", "GET", "/kb/doc", map[string]string{"authorization": huge}, ""))

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -17,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -287,8 +287,9 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	}
 	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.cfg.Audiences)
 	if err != nil {
-		// Form, algorithm, audience and expiry were checked above: what
-		// is left is the signature and the key that made it.
+		// Form, algorithm, kid, typ, sub, audience, nbf and expiry were
+		// checked above: what is left is the signature and the key that
+		// made it (and go-spiffe's own clock, within a minute of ours).
 		return Peer{}, deny(ReasonUntrusted, err)
 	}
 	if err := a.checkDomain(s.ID); err != nil {
@@ -321,47 +322,63 @@ func (a *Authenticator) precheckJWT(token string, now time.Time) error {
 	if len(parts) != 3 {
 		return deny(ReasonBadCredential, fmt.Errorf("not a compact JWS: %d parts", len(parts)))
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
-		Typ string `json:"typ"`
-	}
-	if err := decodeSegment(parts[0], &hdr); err != nil {
+	hdr, err := decodeSegment(parts[0])
+	if err != nil {
 		return deny(ReasonBadCredential, fmt.Errorf("JWT header: %w", err))
 	}
-	if !slices.Contains(jwtAlgorithms, hdr.Alg) {
-		return deny(ReasonUntrusted, fmt.Errorf("JWT algorithm %q is not accepted (unsigned or not an asymmetric signature)", hdr.Alg))
+	if alg, _ := hdr["alg"].(string); !slices.Contains(jwtAlgorithms, alg) {
+		return deny(ReasonUntrusted, fmt.Errorf("JWT algorithm %q is not accepted (unsigned or not an asymmetric signature)", alg))
 	}
 	if parts[2] == "" {
 		return deny(ReasonUntrusted, errors.New("JWT has no signature"))
 	}
-	var claims struct {
-		Sub string          `json:"sub"`
-		Aud json.RawMessage `json:"aud"`
-		Exp *json.Number    `json:"exp"`
+	if kid, _ := hdr["kid"].(string); kid == "" {
+		return deny(ReasonBadCredential, errors.New("JWT header has no kid"))
 	}
-	if err := decodeSegment(parts[1], &claims); err != nil {
+	if typ, ok := hdr["typ"]; ok && typ != "JWT" && typ != "JOSE" {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT typ %v is not JWT or JOSE", typ))
+	}
+	claims, err := decodeSegment(parts[1])
+	if err != nil {
 		return deny(ReasonBadCredential, fmt.Errorf("JWT claims: %w", err))
 	}
-	if claims.Sub == "" {
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
 		return deny(ReasonBadCredential, errors.New("JWT has no sub claim"))
 	}
-	if claims.Exp == nil {
-		return deny(ReasonBadCredential, errors.New("JWT has no exp claim"))
+	if _, err := spiffeid.FromString(sub); err != nil {
+		return deny(ReasonBadCredential, fmt.Errorf("JWT sub is not a SPIFFE ID: %w", err))
 	}
-	exp, err := claims.Exp.Float64()
+	expN, ok := claims["exp"].(json.Number)
+	if !ok {
+		return deny(ReasonBadCredential, errors.New("JWT has no numeric exp claim"))
+	}
+	exp, err := expN.Float64()
 	if err != nil {
 		return deny(ReasonBadCredential, fmt.Errorf("JWT exp claim: %w", err))
 	}
 	var auds []string
-	if err := json.Unmarshal(claims.Aud, &auds); err != nil {
-		var one string
-		if err := json.Unmarshal(claims.Aud, &one); err != nil {
-			return deny(ReasonBadCredential, errors.New("JWT aud claim is not a string or a list of strings"))
+	switch aud := claims["aud"].(type) {
+	case string:
+		auds = []string{aud}
+	case []any:
+		for _, a := range aud {
+			s, ok := a.(string)
+			if !ok {
+				return deny(ReasonBadCredential, errors.New("JWT aud claim is not a list of strings"))
+			}
+			auds = append(auds, s)
 		}
-		auds = []string{one}
+	default:
+		return deny(ReasonBadCredential, errors.New("JWT aud claim is missing or not a string or a list of strings"))
 	}
 	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
 		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.cfg.Audiences))
+	}
+	if nbf, ok := claims["nbf"].(json.Number); ok {
+		if f, err := nbf.Float64(); err == nil && now.Add(time.Minute).Before(time.Unix(int64(f), 0)) {
+			return deny(ReasonBadCredential, fmt.Errorf("JWT not valid before %s", time.Unix(int64(f), 0).UTC().Format(time.RFC3339)))
+		}
 	}
 	if e := time.Unix(int64(exp), 0); !now.Before(e) {
 		return deny(ReasonExpired, fmt.Errorf("JWT-SVID expired at %s", e.UTC().Format(time.RFC3339)))
@@ -369,14 +386,22 @@ func (a *Authenticator) precheckJWT(token string, now time.Time) error {
 	return nil
 }
 
-func decodeSegment(seg string, v any) error {
+// decodeSegment decodes a JWS segment strictly: keys are matched exactly,
+// as go-jose reads them, and other spellings of a key are refused.
+func decodeSegment(seg string) (map[string]any, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(seg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	return dec.Decode(v)
+	v, err := strictjson.Decode(raw, 16, 2)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return m, nil
 }
 
 func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (Peer, error) {
