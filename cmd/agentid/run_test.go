@@ -45,11 +45,25 @@ func launch(t *testing.T, args ...string) *exec.Cmd {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 	})
+	var zombieSince time.Time
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
 		st, err := attestor.ReadStat("", cmd.Process.Pid)
+		// A Go process that execs from a thread other than the leader
+		// shows the leader as a zombie for a moment (the kernel's
+		// de_thread): only a lasting 'Z' means the launcher exited.
+		if err == nil && st.State == 'Z' {
+			if zombieSince.IsZero() {
+				zombieSince = time.Now()
+			}
+			if time.Since(zombieSince) < 2*time.Second {
+				time.Sleep(2 * time.Millisecond)
+				continue
+			}
+		}
 		if err != nil || st.State == 'Z' {
 			t.Fatalf("launcher exited before exec (%v); stderr:\n%s", err, stderr.String())
 		}
+		zombieSince = time.Time{}
 		if st.Comm == "sleep" {
 			return cmd
 		}
