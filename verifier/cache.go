@@ -1,21 +1,29 @@
 package verifier
 
 import (
-	"container/list"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// cache is a bounded LRU of values that expire, keyed by the credential's
-// kind and the credential itself (DER certificate, PEM or token): Go's map
-// hash is far cheaper than a cryptographic digest, and equal keys are equal
-// credentials of the same kind.
+// cache is a bounded cache of values that expire, keyed by the
+// credential's kind and the credential itself (DER certificate, PEM or
+// token): Go's map hash is far cheaper than a cryptographic digest, and
+// equal keys are equal credentials of the same kind.
+//
+// Lookups share a read lock and mark the entry used with an atomic flag,
+// so concurrent requests for the same peer do not queue on a mutex (they
+// did with a list-based LRU, whose every hit moved an element under an
+// exclusive lock). Eviction is CLOCK, an approximation of LRU: the hand
+// skips (and clears) entries used since it last passed and takes the
+// first expired or unused one.
 type cache[V any] struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	max   int
-	ll    *list.List
-	items map[cacheKey]*list.Element
+	items map[cacheKey]*cacheEntry[V]
+	ring  []*cacheEntry[V] // every entry, in the slots the hand walks
+	hand  int
 }
 
 // cacheKey tags a credential with its kind: the same bytes presented as
@@ -25,53 +33,67 @@ type cacheKey struct {
 	cred string
 }
 
+// cacheEntry is immutable but for used: a replaced value gets a new entry.
 type cacheEntry[V any] struct {
 	key     cacheKey
 	val     V
 	expires time.Time
+	slot    int
+	used    atomic.Bool
 }
 
 func newCache[V any](max int) *cache[V] {
-	return &cache[V]{max: max, ll: list.New(), items: make(map[cacheKey]*list.Element)}
+	return &cache[V]{max: max, items: make(map[cacheKey]*cacheEntry[V])}
 }
 
 func (c *cache[V]) get(key cacheKey, now time.Time) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	e, ok := c.items[key]
+	c.mu.RUnlock()
 	var zero V
-	el, ok := c.items[key]
-	if !ok {
-		return zero, false
+	if !ok || !now.Before(e.expires) {
+		return zero, false // an expired entry is replaced by the next put or the hand
 	}
-	e := el.Value.(*cacheEntry[V])
-	if !now.Before(e.expires) {
-		c.ll.Remove(el)
-		delete(c.items, key)
-		return zero, false
+	if !e.used.Load() {
+		e.used.Store(true)
 	}
-	c.ll.MoveToFront(el)
 	return e.val, true
 }
 
-func (c *cache[V]) put(key cacheKey, v V, expires time.Time) {
+func (c *cache[V]) put(key cacheKey, v V, expires, now time.Time) {
 	key.cred = strings.Clone(key.cred) // lookups may pass views of callers' bytes
+	e := &cacheEntry[V]{key: key, val: v, expires: expires}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		el.Value = &cacheEntry[V]{key, v, expires}
-		c.ll.MoveToFront(el)
+	if old, ok := c.items[key]; ok {
+		e.slot = old.slot
+		c.ring[e.slot] = e
+		c.items[key] = e
 		return
 	}
-	c.items[key] = c.ll.PushFront(&cacheEntry[V]{key, v, expires})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*cacheEntry[V]).key)
+	if len(c.ring) < c.max {
+		e.slot = len(c.ring)
+		c.ring = append(c.ring, e)
+		c.items[key] = e
+		return
+	}
+	for {
+		victim := c.ring[c.hand]
+		if !victim.used.Load() || !now.Before(victim.expires) {
+			delete(c.items, victim.key)
+			e.slot = c.hand
+			c.ring[c.hand] = e
+			c.items[key] = e
+			c.hand = (c.hand + 1) % len(c.ring)
+			return
+		}
+		victim.used.Store(false)
+		c.hand = (c.hand + 1) % len(c.ring)
 	}
 }
 
 func (c *cache[V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.items)
 }

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCanonicalPath(t *testing.T) {
@@ -95,4 +96,30 @@ func FuzzCanonicalPath(f *testing.F) {
 			t.Fatalf("accepted %q decodes to %q, which a Go upstream cleans to %q", c, dec, clean)
 		}
 	})
+}
+
+func TestCacheBoundedAndEvictsUnused(t *testing.T) {
+	c := newCache[int](3)
+	now := time.Unix(1000, 0)
+	later := now.Add(time.Hour)
+	for i, k := range []string{"a", "b", "c"} {
+		c.put(cacheKey{CredentialPEM, k}, i, later, now)
+	}
+	c.get(cacheKey{CredentialPEM, "a"}, now) // a is used: it survives the next eviction
+	c.put(cacheKey{CredentialPEM, "d"}, 3, later, now)
+	if _, ok := c.get(cacheKey{CredentialPEM, "a"}, now); !ok || c.len() != 3 {
+		t.Fatalf("used entry evicted, or the cache grew: %d", c.len())
+	}
+	if _, ok := c.get(cacheKey{CredentialJWT, "a"}, now); ok {
+		t.Fatal("a key of another kind was found")
+	}
+	if _, ok := c.get(cacheKey{CredentialPEM, "a"}, later); ok {
+		t.Fatal("expired entry returned")
+	}
+	for i := 0; i < 100; i++ {
+		c.put(cacheKey{CredentialPEM, strings.Repeat("x", i)}, i, later, now)
+	}
+	if c.len() != 3 {
+		t.Fatalf("cache holds %d entries, max 3", c.len())
+	}
 }

@@ -219,7 +219,7 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
 	return p, nil
 }
 
@@ -246,7 +246,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
 	return p, nil
 }
 
@@ -266,7 +266,7 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
 	return p, nil
 }
 
@@ -303,7 +303,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if found {
 		p.setClaims(&c)
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)))
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
 	return p, nil
 }
 
