@@ -9,7 +9,6 @@ import (
 
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"google.golang.org/grpc"
 )
 
@@ -56,14 +55,6 @@ func raceChain(t *testing.T, method string, before bool, hook func(f *fixture, p
 	return f, p, r
 }
 
-func (f *fixture) deleteEntries(t *testing.T, ids ...string) {
-	t.Helper()
-	resp, err := f.r.client.BatchDeleteEntry(context.Background(), &entryv1.BatchDeleteEntryRequest{Ids: ids})
-	if err != nil || len(resp.GetResults()) != len(ids) {
-		t.Fatalf("delete %q: %v %v", ids, resp, err)
-	}
-}
-
 // orphans lists the task entries whose chain names id.
 func (f *fixture) orphans(t *testing.T, id spiffeid.ID) []string {
 	t.Helper()
@@ -87,7 +78,7 @@ func TestCreateChildAncestorRevokedMeanwhile(t *testing.T) {
 	f, _, r := raceChain(t, "BatchCreateEntry", false, func(f *fixture, p, _ Task) {
 		if !deleted {
 			deleted = true
-			f.deleteEntries(t, p.EntryID)
+			f.fe.Delete(p.EntryID)
 		}
 	})
 	_, err := f.r.CreateChild(context.Background(), r.ID, childRequest("summarizer", "G", "kb:read").withTTL(30*time.Minute))
@@ -144,5 +135,36 @@ func TestRevokeDoesNotConverge(t *testing.T) {
 	}
 	if len(removed) != 2+15 || n != 16 {
 		t.Errorf("%d removed in %d rounds", len(removed), n)
+	}
+}
+
+// TestRevokeAgain: revoking a task revoked already, or one that never
+// existed, is ReasonNotFound with a message that says so, and removes
+// nothing else. Descendants left behind (the task's entry deleted directly
+// in SPIRE, or a revoke cut short) are removed by revoking the task again,
+// and reported with the error.
+func TestRevokeAgain(t *testing.T) {
+	f := newChain(t)
+	ctx := context.Background()
+	p := f.tasks["P"]
+	f.fe.Delete(p.EntryID) // as `spire-server entry delete` would
+	removed, err := f.r.Revoke(ctx, p.ID)
+	want := "registrar: not_found: no entry for " + p.ID.String() + ": unknown task, or revoked already; removed 3 descendant entries that still named it"
+	if ReasonOf(err) != ReasonNotFound || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+	if got, w := taskIDs(removed), []string{f.tasks["L"].ID.String(), f.tasks["R"].ID.String(), f.tasks["S"].ID.String()}; strings.Join(got, " ") != strings.Join(w, " ") {
+		t.Errorf("removed %q, want %q", got, w)
+	}
+	before := f.fe.Entries()
+	for _, id := range []spiffeid.ID{p.ID, spiffeid.RequireFromString("spiffe://example.org/agent/planner/task/never")} {
+		removed, err = f.r.Revoke(ctx, id)
+		want = "registrar: not_found: no entry for " + id.String() + ": unknown task, or revoked already"
+		if ReasonOf(err) != ReasonNotFound || err == nil || err.Error() != want || len(removed) != 0 {
+			t.Errorf("revoke %s: %d removed, err = %v\nwant %s", id, len(removed), err, want)
+		}
+	}
+	if after := f.fe.Entries(); len(after) != len(before) || len(after) != 2 {
+		t.Errorf("%d entries after revoking unknown tasks, want B and H", len(after))
 	}
 }
