@@ -72,7 +72,7 @@ func TestTaskLifecycle(t *testing.T) {
 		"Scope: kb:read kb:write",
 		"Depth: 0",
 		"Deadline: 2026-11-29T12:00:00Z",
-		"X509-SVID TTL: 1h0m0s",
+		"X509-SVID TTL: 5m0s",
 		"JWT-SVID TTL: 5m0s",
 		"Selector: unix:uid:1001",
 	} {
