@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,34 +21,19 @@ import (
 
 // racePolicy lets a planner delegate to researchers and a researcher to
 // summarizers, two levels deep.
-const racePolicy = `
-agent "planner" {
-  models     = ["openai/gpt-4o"]
-  prompts    = ["*"]
-  scopes     = ["kb:read"]
-  principals = ["spiffe://example.org/user/*"]
-  max_ttl    = "1h"
-  max_depth  = 2
+func racePolicy() string {
+	var b strings.Builder
+	agents := []string{"planner", "researcher", "summarizer"}
+	for i, a := range agents {
+		fmt.Fprintf(&b, "agent %q {\n  models = [\"openai/gpt-4o\"]\n  prompts = [\"*\"]\n  scopes = [\"kb:read\"]\n"+
+			"  principals = [\"spiffe://example.org/user/*\"]\n  max_ttl = \"1h\"\n  max_depth = 2\n", a)
+		if i > 0 {
+			fmt.Fprintf(&b, "  delegators = [%q]\n", agents[i-1])
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
 }
-agent "researcher" {
-  models     = ["openai/gpt-4o"]
-  prompts    = ["*"]
-  scopes     = ["kb:read"]
-  principals = ["spiffe://example.org/user/*"]
-  max_ttl    = "1h"
-  max_depth  = 2
-  delegators = ["planner"]
-}
-agent "summarizer" {
-  models     = ["openai/gpt-4o"]
-  prompts    = ["*"]
-  scopes     = ["kb:read"]
-  principals = ["spiffe://example.org/user/*"]
-  max_ttl    = "1h"
-  max_depth  = 2
-  delegators = ["researcher"]
-}
-`
 
 // TestRevokeRaceNoOrphans: on a real SPIRE server, delegators keep
 // creating researchers under a root planner and summarizers under those
@@ -67,7 +53,7 @@ func TestRevokeRaceNoOrphans(t *testing.T) {
 	}
 	const parallel, delegators = 8, 3
 	srv := spiretest.StartServer(t, spiretest.Options{LogLevel: "WARN"})
-	pol, err := registrar.ParsePolicy([]byte(racePolicy), "race.hcl")
+	pol, err := registrar.ParsePolicy([]byte(racePolicy()), "race.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
