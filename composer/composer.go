@@ -27,6 +27,7 @@ type Composer struct {
 	now     func() time.Time
 	timeout time.Duration
 	cache   *cache
+	missing *cache // no_entry lookups, for NegativeCacheTTL
 	group   singleflight.Group
 }
 
@@ -57,6 +58,7 @@ func New(cfg *Config, src EntrySource, opts ...Option) *Composer {
 		o.apply(c)
 	}
 	c.cache = newCache(cfg.CacheSize, cfg.CacheTTL)
+	c.missing = newCache(cfg.CacheSize, cfg.NegativeCacheTTL)
 	return c
 }
 
@@ -138,9 +140,15 @@ func (c *Composer) fetch(ctx context.Context, id spiffeid.ID, key string) (*task
 		if t, ok := c.cache.get(key, start); ok {
 			return t, nil
 		}
+		if _, ok := c.missing.get(key, start); ok {
+			return nil, errNoEntry(key)
+		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		t, err := c.load(lctx, id, key)
+		if ReasonOf(err) == ReasonNoEntry {
+			c.missing.put(key, nil, start)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -164,11 +172,15 @@ func (c *Composer) load(ctx context.Context, id spiffeid.ID, key string) (*task,
 	case err != nil:
 		return nil, refuse(key, ReasonLookupFailed, err, "reading the entry from the server API")
 	case len(entries) == 0:
-		return nil, refuse(key, ReasonNoEntry, nil, "no registration entry (never created or revoked)")
+		return nil, errNoEntry(key)
 	case len(entries) > 1:
 		return nil, refuse(key, ReasonDuplicateEntry, nil, "more than one registration entry, a task has exactly one")
 	}
 	return c.decode(id, key, entries[0])
+}
+
+func errNoEntry(key string) error {
+	return refuse(key, ReasonNoEntry, nil, "no registration entry (never created or revoked)")
 }
 
 // decode rebuilds and validates the claims of entry e for id.

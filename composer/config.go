@@ -25,6 +25,13 @@ const (
 	DefaultCacheTTL = 5 * time.Second
 	// MaxCacheTTL bounds cache_ttl.
 	MaxCacheTTL = 10 * time.Minute
+	// DefaultNegativeCacheTTL is how long "no such task" is remembered, so
+	// that a storm of signings for a revoked task reads the Entry API once
+	// per interval: also the longest a task looked up before its entry
+	// existed is refused.
+	DefaultNegativeCacheTTL = time.Second
+	// MaxNegativeCacheTTL bounds negative_cache_ttl.
+	MaxNegativeCacheTTL = time.Minute
 	// DefaultCacheSize is the number of tasks the cache holds.
 	DefaultCacheSize = 10_000
 	// MaxCacheSize bounds cache_size.
@@ -43,6 +50,9 @@ type Config struct {
 	// CacheTTL is how long a looked-up entry is reused; 0 disables caching
 	// (concurrent lookups of one ID are still shared).
 	CacheTTL time.Duration
+	// NegativeCacheTTL is how long a lookup that found no entry is reused
+	// (no_entry refusals only); 0 disables it.
+	NegativeCacheTTL time.Duration
 	// CacheSize bounds the number of cached entries.
 	CacheSize int
 	// SelectorType is the type of the selectors that carry the task record.
@@ -55,12 +65,13 @@ func (c *Config) Target() string { return "unix://" + c.ServerAPISocket }
 // rawConfig is the plugin's HCL as written. Pointers tell "absent" from
 // "empty"; unknown keys are rejected by gohcl.
 type rawConfig struct {
-	ServerAPISocket *string  `hcl:"server_api_socket,optional"`
-	ExtensionOID    *string  `hcl:"extension_oid,optional"`
-	TrustDomains    []string `hcl:"trust_domains,optional"`
-	CacheTTL        *string  `hcl:"cache_ttl,optional"`
-	CacheSize       *int     `hcl:"cache_size,optional"`
-	SelectorType    *string  `hcl:"selector_type,optional"`
+	ServerAPISocket  *string  `hcl:"server_api_socket,optional"`
+	ExtensionOID     *string  `hcl:"extension_oid,optional"`
+	TrustDomains     []string `hcl:"trust_domains,optional"`
+	CacheTTL         *string  `hcl:"cache_ttl,optional"`
+	NegativeCacheTTL *string  `hcl:"negative_cache_ttl,optional"`
+	CacheSize        *int     `hcl:"cache_size,optional"`
+	SelectorType     *string  `hcl:"selector_type,optional"`
 }
 
 // ConfigError is a configuration that does not load. Its diagnostics name
@@ -97,12 +108,13 @@ func ParseConfig(src, serverTrustDomain string) (*Config, error) {
 func (r *rawConfig) build(serverTD string, body *hclsyntax.Body) (*Config, hcl.Diagnostics) {
 	b := builder{body: body}
 	cfg := &Config{
-		ServerAPISocket: b.socket(r.ServerAPISocket),
-		OID:             b.oid(r.ExtensionOID),
-		TrustDomains:    b.trustDomains(serverTD, r.TrustDomains),
-		CacheTTL:        b.ttl(r.CacheTTL),
-		CacheSize:       b.size(r.CacheSize),
-		SelectorType:    b.selectorType(r.SelectorType),
+		ServerAPISocket:  b.socket(r.ServerAPISocket),
+		OID:              b.oid(r.ExtensionOID),
+		TrustDomains:     b.trustDomains(serverTD, r.TrustDomains),
+		CacheTTL:         b.ttl("cache_ttl", r.CacheTTL, DefaultCacheTTL, MaxCacheTTL, "5s"),
+		NegativeCacheTTL: b.ttl("negative_cache_ttl", r.NegativeCacheTTL, DefaultNegativeCacheTTL, MaxNegativeCacheTTL, "1s"),
+		CacheSize:        b.size(r.CacheSize),
+		SelectorType:     b.selectorType(r.SelectorType),
 	}
 	return cfg, b.diags
 }
@@ -169,13 +181,13 @@ func (b *builder) trustDomains(server string, names []string) []spiffeid.TrustDo
 	return tds
 }
 
-func (b *builder) ttl(v *string) time.Duration {
+func (b *builder) ttl(key string, v *string, def, limit time.Duration, example string) time.Duration {
 	if v == nil {
-		return DefaultCacheTTL
+		return def
 	}
 	d, err := time.ParseDuration(*v)
-	if err != nil || d < 0 || d > MaxCacheTTL {
-		b.fail("cache_ttl", "%q is not a duration between 0s and %s (e.g. \"5s\").", *v, MaxCacheTTL)
+	if err != nil || d < 0 || d > limit {
+		b.fail(key, "%q is not a duration between 0s and %s (e.g. %q).", *v, limit, example)
 	}
 	return d
 }

@@ -23,23 +23,24 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults", hcl: "", want: composer.Config{
 			ServerAPISocket: composer.DefaultServerAPISocket, OID: svid.DefaultOID,
-			TrustDomains: []spiffeid.TrustDomain{own}, CacheTTL: 5 * time.Second,
+			TrustDomains: []spiffeid.TrustDomain{own}, CacheTTL: 5 * time.Second, NegativeCacheTTL: time.Second,
 			CacheSize: composer.DefaultCacheSize, SelectorType: "agentid"}},
 		{name: "everything", hcl: `
 server_api_socket = "unix:///run/spire/server/api.sock"
 extension_oid     = "1.3.6.1.4.1.99999.7"
 trust_domains     = ["partner.example", "example.org"]
 cache_ttl         = "30s"
+negative_cache_ttl = "250ms"
 cache_size        = 500
 selector_type     = "aid"
 `, want: composer.Config{
 			ServerAPISocket: "/run/spire/server/api.sock", OID: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 7},
-			TrustDomains: []spiffeid.TrustDomain{own, other}, CacheTTL: 30 * time.Second,
+			TrustDomains: []spiffeid.TrustDomain{own, other}, CacheTTL: 30 * time.Second, NegativeCacheTTL: 250 * time.Millisecond,
 			CacheSize: 500, SelectorType: "aid"}},
 		{name: "HCL v1 printer layout", hcl: "trust_domains = [\n  \"partner.example\",\n]\n\ncache_ttl = \"0s\"\n",
 			want: composer.Config{
 				ServerAPISocket: composer.DefaultServerAPISocket, OID: svid.DefaultOID,
-				TrustDomains: []spiffeid.TrustDomain{own, other}, CacheTTL: 0,
+				TrustDomains: []spiffeid.TrustDomain{own, other}, CacheTTL: 0, NegativeCacheTTL: time.Second,
 				CacheSize: composer.DefaultCacheSize, SelectorType: "agentid"}},
 	}
 	for _, tt := range tests {
@@ -49,7 +50,7 @@ selector_type     = "aid"
 				t.Fatal(err)
 			}
 			if got.ServerAPISocket != tt.want.ServerAPISocket || !got.OID.Equal(tt.want.OID) ||
-				!slices.Equal(got.TrustDomains, tt.want.TrustDomains) || got.CacheTTL != tt.want.CacheTTL ||
+				!slices.Equal(got.TrustDomains, tt.want.TrustDomains) || got.CacheTTL != tt.want.CacheTTL || got.NegativeCacheTTL != tt.want.NegativeCacheTTL ||
 				got.CacheSize != tt.want.CacheSize || got.SelectorType != tt.want.SelectorType {
 				t.Fatalf("config = %+v, want %+v", *got, tt.want)
 			}
@@ -77,6 +78,8 @@ func TestParseConfigErrors(t *testing.T) {
 			want: `composer: configuration: 1:13: Invalid cache_ttl; "5" is not a duration between 0s and 10m0s (e.g. "5s").`},
 		{name: "TTL too long", hcl: `cache_ttl = "1h"`,
 			want: `composer: configuration: 1:13: Invalid cache_ttl; "1h" is not a duration between 0s and 10m0s (e.g. "5s").`},
+		{name: "negative TTL too long", hcl: `negative_cache_ttl = "2m"`,
+			want: `composer: configuration: 1:22: Invalid negative_cache_ttl; "2m" is not a duration between 0s and 1m0s (e.g. "1s").`},
 		{name: "size zero", hcl: `cache_size = 0`,
 			want: `composer: configuration: 1:14: Invalid cache_size; 0 is not between 1 and 1000000.`},
 		{name: "size not a number", hcl: `cache_size = "many"`,

@@ -46,8 +46,8 @@ func TestCreateWritesOneEntry(t *testing.T) {
 	if want := testNow.Add(3 * time.Hour).Unix(); e.ExpiresAt != want {
 		t.Errorf("expires_at %d, want %d", e.ExpiresAt, want)
 	}
-	if e.X509SvidTtl != 3600 || e.JwtSvidTtl != 300 {
-		t.Errorf("TTLs x509 %d jwt %d, want 3600 300", e.X509SvidTtl, e.JwtSvidTtl)
+	if e.X509SvidTtl != 300 || e.JwtSvidTtl != 300 {
+		t.Errorf("TTLs x509 %d jwt %d, want 300 300", e.X509SvidTtl, e.JwtSvidTtl)
 	}
 	want := []string{
 		"agentid:agent:planner", "agentid:depth:0", "agentid:model:openai/gpt-4o",
@@ -63,7 +63,7 @@ func TestCreateWritesOneEntry(t *testing.T) {
 		Scope: []string{"kb:read", "web:search"}, Principal: alice, Deadline: testNow.Add(3 * time.Hour)}
 	if !task.Claims.Equal(wantClaims) || task.EntryID != e.Id || task.ParentID != testNode ||
 		!slices.Equal(task.Selectors, []string{"unix:uid:1001", "k8s:ns:agents"}) ||
-		task.X509SVIDTTL != time.Hour || task.JWTSVIDTTL != 5*time.Minute {
+		task.X509SVIDTTL != 5*time.Minute || task.JWTSVIDTTL != 5*time.Minute {
 		t.Errorf("task = %+v", task)
 	}
 }
@@ -77,10 +77,10 @@ func TestCreateClampsTTLs(t *testing.T) {
 		opts      []Option
 		x509, jwt int32
 	}{
-		{"defaults", 3 * time.Hour, nil, 3600, 300},
-		{"deadline before x509 max", 40 * time.Minute, nil, 2400, 300},
+		{"defaults", 3 * time.Hour, nil, 300, 300},
 		{"deadline before both", 2 * time.Minute, nil, 120, 120},
 		{"configured maxima", 3 * time.Hour, []Option{WithMaxSVIDTTL(10*time.Minute, time.Minute)}, 600, 60},
+		{"deadline before the configured x509 max", 40 * time.Minute, []Option{WithMaxSVIDTTL(time.Hour, 5*time.Minute)}, 2400, 300},
 		{"configured minimum", 5 * time.Second, []Option{WithMinTTL(time.Second)}, 5, 5},
 	}
 	for _, tt := range tests {

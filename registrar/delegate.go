@@ -2,11 +2,13 @@ package registrar
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // CreateChild creates a task delegated by the task parent. The parent's
@@ -22,9 +24,11 @@ import (
 // repeat them unless req.Operator is set. req.ExeSHA256 may pin the
 // child's executable.
 //
-// If the parent is revoked while the child is being created, the child's
-// entry is deleted again and ReasonParentNotFound returned, so a revoke
-// cannot miss a child created concurrently.
+// After its write the child re-reads the entry of every member of its
+// chain: if the parent's entry or an ancestor's is gone (revoked while the
+// child was being created), the child's entry is deleted again and
+// ReasonParentNotFound returned. With Revoke listing again until it finds
+// nothing, a revoke cannot miss a child created concurrently.
 func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Request) (Task, error) {
 	p, now := r.currentPolicy(), r.cfg.now()
 	if p == nil {
@@ -74,7 +78,7 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err != nil {
 		return Task{}, err
 	}
-	if err := r.parentStillThere(ctx, pt, child); err != nil {
+	if err := r.chainStillThere(ctx, pt, child); err != nil {
 		return Task{}, err
 	}
 	return child, nil
@@ -189,20 +193,44 @@ func (r *Registrar) childNode(req Request, parent Task) (spiffeid.ID, error) {
 	return node, nil
 }
 
-// parentStillThere deletes the child again if its parent's entry was
-// removed (revoked) while the child was being created.
-func (r *Registrar) parentStillThere(ctx context.Context, parent, child Task) error {
-	entries, err := r.entriesOf(ctx, parent.ID)
+// chainStillThere deletes the child again if its parent's entry, or the
+// entry of another member of its chain, was removed (revoked) while the
+// child was being created. It reads the chain root first: a revoke of the
+// root takes longest to reach the child's parent. If a read fails the
+// child is deleted all the same.
+func (r *Registrar) chainStillThere(ctx context.Context, parent, child Task) error {
+	gone, err := r.missingAncestor(ctx, parent, child.Claims.Chain)
+	if gone == "" && err == nil {
+		return nil
+	}
+	if _, derr := r.delete(ctx, []string{child.EntryID}); derr != nil {
+		return errors.Join(err, derr)
+	}
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if e.GetId() == parent.EntryID {
-			return nil
+	return refuse(ReasonParentNotFound, "", "chain member %s of %s was removed while it was being created", gone, child.ID)
+}
+
+// missingAncestor returns the first member of chain without an entry (for
+// the parent, the last member: without the entry the parent was read
+// from).
+func (r *Registrar) missingAncestor(ctx context.Context, parent Task, chain []string) (string, error) {
+	for i, member := range chain {
+		id, err := spiffeid.FromString(member)
+		if err != nil {
+			return "", &Error{Reason: ReasonParentInvalid, Detail: "chain member " + member, Err: err}
+		}
+		entries, err := r.entriesOf(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if i == len(chain)-1 {
+			entries = slices.DeleteFunc(entries, func(e *types.Entry) bool { return e.GetId() != parent.EntryID })
+		}
+		if len(entries) == 0 {
+			return member, nil
 		}
 	}
-	if _, err := r.delete(ctx, []string{child.EntryID}); err != nil {
-		return err
-	}
-	return refuse(ReasonParentNotFound, "", "parent %s was removed while %s was being created", parent.ID, child.ID)
+	return "", nil
 }

@@ -16,6 +16,7 @@
 // any number of them can serve one SPIRE server. [Registrar.Create] checks a
 // request against an issuance [Policy] (HCL, see docs/registrar.md);
 // [Registrar.CreateChild] also reads the parent task's entry and enforces
-// attenuation; [Registrar.Revoke] deletes a task and all its descendants in
-// one call. Refusals are *[Error] values whose [Reason] callers branch on.
+// attenuation; [Registrar.Revoke] deletes a task and all its descendants,
+// listing again until none is left (a child created meanwhile re-checks its
+// chain and removes itself). Refusals are *[Error] values whose [Reason] callers branch on.
 package registrar

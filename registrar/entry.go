@@ -139,15 +139,6 @@ func (r *Registrar) entriesOf(ctx context.Context, id spiffeid.ID) ([]*types.Ent
 	return r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySpiffeId: spiffeIDProto(id)})
 }
 
-// withSelectors lists the entries that carry every given task selector.
-func (r *Registrar) withSelectors(ctx context.Context, values ...string) ([]*types.Entry, error) {
-	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET}
-	for _, v := range values {
-		m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: v})
-	}
-	return r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySelectors: m})
-}
-
 func delegatorSelector(i int, id string) string {
 	return "delegator:" + strconv.Itoa(i) + ":" + id
 }

@@ -144,13 +144,27 @@ func (r *Registrar) isTaskEntry(e *types.Entry) bool {
 	return slices.ContainsFunc(e.GetSelectors(), func(s *types.Selector) bool { return s.GetType() == r.cfg.selectorType })
 }
 
-// Revoke deletes the task's entry and, in the same BatchDeleteEntry call,
-// the entries of all its descendants, and returns what it removed: the
-// task first, then its descendants by depth and SPIFFE ID. A descendant's
-// chain holds the revoked task at the index of the task's own depth, so
-// one ListEntries on the selector delegator:<depth>:<id> finds children,
-// grandchildren and further descendants alike. Descendants whose entries
-// do not decode are removed all the same and reported with zero Claims.
+// maxRevokeRounds bounds Revoke's rounds of list and delete. A descendant
+// can only be created while its parent's entry exists, and one created
+// after its ancestor is gone removes itself (CreateChild re-checks its
+// chain), so rounds beyond the first find only delegations that were in
+// flight; a revoke still finding descendants after this many fails.
+const maxRevokeRounds = 16
+
+// Revoke deletes the task's entry and the entries of all its descendants,
+// and returns what it removed: the task first, then its descendants by
+// depth and SPIFFE ID. A descendant's chain holds the revoked task at the
+// index of the task's own depth, so one ListEntries on the selector
+// delegator:<depth>:<id> finds children, grandchildren and further
+// descendants alike. Delegations may be in flight while the revoke runs:
+// Revoke lists and deletes again until a list finds nothing, at most
+// maxRevokeRounds times. Descendants whose entries do not decode are
+// removed all the same and reported with zero Claims.
+//
+// A task without an entry (unknown, or revoked already) is ReasonNotFound;
+// descendants left behind by a revoke that did not finish (or by the
+// task's entry deleted directly in SPIRE) are removed all the same, and
+// reported with the error.
 func (r *Registrar) Revoke(ctx context.Context, id spiffeid.ID) ([]Task, error) {
 	if !svid.IsTaskID(id) {
 		return nil, refuse(ReasonInvalidRequest, "", "%s is not a task SPIFFE ID", id)
@@ -159,55 +173,73 @@ func (r *Registrar) Revoke(ctx context.Context, id spiffeid.ID) ([]Task, error) 
 	if err != nil {
 		return nil, err
 	}
+	victims := r.lenientTasks(own)
+	var removed []Task
+	for round := 0; ; round++ {
+		descendants, err := r.descendants(ctx, id, own)
+		if err != nil {
+			return removed, err
+		}
+		victims = append(victims, descendants...)
+		if len(victims) == 0 {
+			break
+		}
+		if round == maxRevokeRounds {
+			return removed, wrapErr("revoke "+id.String(), fmt.Errorf(
+				"descendants still appear after %d rounds of list and delete (created concurrently?); revoke again", round))
+		}
+		ids := make([]string, len(victims))
+		for i, t := range victims {
+			ids[i] = t.EntryID
+		}
+		deleted, err := r.delete(ctx, ids)
+		removed = append(removed, slices.DeleteFunc(victims, func(t Task) bool { return !deleted[t.EntryID] })...)
+		if err != nil {
+			return removed, err
+		}
+		victims = nil
+	}
 	if len(own) == 0 {
-		return nil, refuse(ReasonNotFound, "", "no entry for %s", id)
+		if len(removed) == 0 {
+			return nil, refuse(ReasonNotFound, "", "no entry for %s: unknown task, or revoked already", id)
+		}
+		return removed, refuse(ReasonNotFound, "", "no entry for %s: unknown task, or revoked already; removed %d descendant entries that still named it", id, len(removed))
 	}
-	descendants, err := r.descendants(ctx, id, own)
-	if err != nil {
-		return nil, err
-	}
-	victims := append(r.lenientTasks(own), descendants...)
-	ids := make([]string, len(victims))
-	for i, t := range victims {
-		ids[i] = t.EntryID
-	}
-	deleted, err := r.delete(ctx, ids)
-	removed := slices.DeleteFunc(victims, func(t Task) bool { return !deleted[t.EntryID] })
-	return removed, err
+	return removed, nil
 }
 
 // descendants lists the entries whose chain holds id, at the depth of each
-// of id's entries (one, unless the datastore was edited by hand; an entry
-// that does not decode makes every index a candidate).
+// of id's entries (one, unless the datastore was edited by hand). Without
+// an entry of id, or with one that does not decode, every index is a
+// candidate: one ListEntries matching any of the delegator selectors.
 func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*types.Entry) ([]Task, error) {
 	depths := map[int]bool{}
 	for _, e := range own {
 		t, err := r.task(e)
 		if err != nil {
-			for i := range svid.MaxChain {
-				depths[i] = true
-			}
+			clear(depths)
 			break
 		}
 		depths[t.Claims.Depth()] = true
+	}
+	if len(depths) == 0 {
+		for i := range svid.MaxChain {
+			depths[i] = true
+		}
+	}
+	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_ANY}
+	for _, d := range slices.Sorted(maps.Keys(depths)) {
+		m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: delegatorSelector(d, id.String())})
+	}
+	entries, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySelectors: m})
+	if err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, e := range own {
 		seen[e.GetId()] = true
 	}
-	var out []*types.Entry
-	for _, d := range slices.Sorted(maps.Keys(depths)) {
-		entries, err := r.withSelectors(ctx, delegatorSelector(d, id.String()))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			if !seen[e.GetId()] {
-				seen[e.GetId()] = true
-				out = append(out, e)
-			}
-		}
-	}
+	out := slices.DeleteFunc(entries, func(e *types.Entry) bool { return seen[e.GetId()] })
 	tasks := r.lenientTasks(out)
 	slices.SortFunc(tasks, func(a, b Task) int {
 		return cmp.Or(cmp.Compare(a.Claims.Depth(), b.Claims.Depth()), cmp.Compare(a.ID.String(), b.ID.String()))

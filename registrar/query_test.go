@@ -155,7 +155,7 @@ func TestRevokeDeepChain(t *testing.T) {
 	root := f.mustCreate(t, plannerRequest("P").withTTL(time.Hour))
 	r := f.mustChild(t, root, childRequest("researcher", "R", "kb:read"))
 	s := f.mustChild(t, r, childRequest("summarizer", "S", "kb:read"))
-	// Revoking the root removes children and grandchildren in one call.
+	// Revoking the root removes children and grandchildren alike.
 	removed, err := f.r.Revoke(context.Background(), root.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -11,9 +11,12 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Defaults of the registrar's options.
+// Defaults of the registrar's options. DefaultMaxX509TTL is minutes, not
+// SPIRE's usual hour: without a liveness feed a revoked task's X.509-SVID
+// is out of use within minutes (docs/registrar.md has what it costs SPIRE
+// in signing rate).
 const (
-	DefaultMaxX509TTL = time.Hour
+	DefaultMaxX509TTL = 5 * time.Minute
 	DefaultMaxJWTTTL  = 5 * time.Minute
 	DefaultMinTTL     = 30 * time.Second
 	DefaultPageSize   = 500

@@ -72,7 +72,7 @@ func TestTaskLifecycle(t *testing.T) {
 		"Scope: kb:read kb:write",
 		"Depth: 0",
 		"Deadline: 2026-11-29T12:00:00Z",
-		"X509-SVID TTL: 1h0m0s",
+		"X509-SVID TTL: 5m0s",
 		"JWT-SVID TTL: 5m0s",
 		"Selector: unix:uid:1001",
 	} {
@@ -133,7 +133,7 @@ func TestTaskLifecycle(t *testing.T) {
 		t.Errorf("%d entries after revoke", n)
 	}
 	code, _, errs = runCLI(t, args([]string{"task", "revoke"}, common, []string{"--agent", "planner", "--task", "T-41"})...)
-	if code != 1 || errs != "agentid task: registrar: not_found: no entry for spiffe://example.org/agent/planner/task/T-41\n" {
+	if code != 1 || errs != "agentid task: registrar: not_found: no entry for spiffe://example.org/agent/planner/task/T-41: unknown task, or revoked already\n" {
 		t.Errorf("second revoke: exit %d: %q", code, errs)
 	}
 }

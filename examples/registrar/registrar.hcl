@@ -31,7 +31,7 @@ jwt_audience = "spiffe://example.org/registrar"
 
 # Registrar settings (defaults shown).
 selector_type     = "agentid"
-max_x509_svid_ttl = "1h"
+max_x509_svid_ttl = "5m"
 max_jwt_svid_ttl  = "5m"
 
 # Every task action — created, delegated, refused, revoked — as a

@@ -97,6 +97,16 @@ func (s *Server) Entries() []*types.Entry {
 	return out
 }
 
+// Delete removes the entries with the given IDs, as an operator's
+// `spire-server entry delete` would, and returns how many it found.
+func (s *Server) Delete(ids ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.entries)
+	s.entries = slices.DeleteFunc(s.entries, func(e *types.Entry) bool { return slices.Contains(ids, e.Id) })
+	return n - len(s.entries)
+}
+
 func (s *Server) addLocked(e *types.Entry) *types.Entry {
 	if e.Id == "" {
 		s.nextID++

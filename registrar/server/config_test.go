@@ -20,10 +20,23 @@ func TestLoadConfigExample(t *testing.T) {
 		OperatorSocket: "/run/agentid-registrar/operator.sock", OperatorSocketMode: 0o660,
 		Listen: "0.0.0.0:8444", WorkloadAPISocket: "/tmp/spire-agent/public/api.sock",
 		JWTAudience: "spiffe://example.org/registrar", SelectorType: "agentid",
-		MaxX509SVIDTTL: time.Hour, MaxJWTSVIDTTL: 5 * time.Minute,
+		MaxX509SVIDTTL: 5 * time.Minute, MaxJWTSVIDTTL: 5 * time.Minute,
 		AuditPath: "/var/log/agentid/registrar-audit.log", MetricsListen: "127.0.0.1:9091"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+// TestConfigDefaultX509TTL: without max_x509_svid_ttl, task X.509-SVIDs
+// live minutes, not SPIRE's hour, so a revoked task's X.509-SVID is out of
+// use within minutes even without a liveness feed.
+func TestConfigDefaultX509TTL(t *testing.T) {
+	cfg, err := ParseConfig([]byte("trust_domain = \"example.org\"\nserver_api_socket = \"/s\"\nissuance_policy = \"/p\"\noperator_socket = \"/o\"\n"), "r.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxX509SVIDTTL != 5*time.Minute || cfg.MaxJWTSVIDTTL != 5*time.Minute {
+		t.Errorf("default TTL caps x509 %s jwt %s, want 5m 5m", cfg.MaxX509SVIDTTL, cfg.MaxJWTSVIDTTL)
 	}
 }
 

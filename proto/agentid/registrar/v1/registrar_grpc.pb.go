@@ -49,7 +49,7 @@ type RegistrarClient interface {
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	// ListTasks lists tasks matching every filter given. Operators only.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
-	// RevokeTask deletes the task's entry and its descendants' in one call.
+	// RevokeTask deletes the task's entry and its descendants' until none is left.
 	// Operators only.
 	RevokeTask(ctx context.Context, in *RevokeTaskRequest, opts ...grpc.CallOption) (*RevokeTaskResponse, error)
 }
@@ -126,7 +126,7 @@ type RegistrarServer interface {
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
 	// ListTasks lists tasks matching every filter given. Operators only.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
-	// RevokeTask deletes the task's entry and its descendants' in one call.
+	// RevokeTask deletes the task's entry and its descendants' until none is left.
 	// Operators only.
 	RevokeTask(context.Context, *RevokeTaskRequest) (*RevokeTaskResponse, error)
 	mustEmbedUnimplementedRegistrarServer()
