@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 	"strings"
 
 	"github.com/agentid/agentid/svid"
@@ -284,4 +285,25 @@ func (r *Registrar) delete(ctx context.Context, ids []string) (map[string]bool, 
 		return deleted, wrapErr("delete entries", errors.New(strings.Join(failed, "; ")))
 	}
 	return deleted, nil
+}
+
+// LiveTasks lists the SPIFFE IDs of every task entry in SPIRE, for the
+// verifiers' liveness view. It decodes no claims, so one malformed entry
+// does not hide the others; entries that have expired are left out (SPIRE
+// prunes them on its own schedule).
+func (r *Registrar) LiveTasks(ctx context.Context) ([]spiffeid.ID, error) {
+	now := r.cfg.now()
+	entries, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{})
+	if err != nil {
+		return nil, wrapErr("live tasks", err)
+	}
+	ids := make([]spiffeid.ID, 0, len(entries))
+	for _, e := range entries {
+		if !r.isTaskEntry(e) || (e.GetExpiresAt() != 0 && !now.Before(time.Unix(e.GetExpiresAt(), 0))) {
+			continue
+		}
+		id, _ := idFromProto(e.GetSpiffeId())
+		ids = append(ids, id)
+	}
+	return ids, nil
 }

@@ -37,6 +37,7 @@ type Peer struct {
 	serial     string
 	jwtID      string
 	expires    time.Time
+	issued     time.Time // X.509 NotBefore or JWT iat (zero when unknown)
 	claimsJSON []byte
 	claimsB64  string // base64url of claimsJSON: the x-agentid-claims header
 }
@@ -296,6 +297,9 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 		return Peer{}, err
 	}
 	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token)}
+	if iat, ok := s.Claims["iat"].(float64); ok {
+		p.issued = time.Unix(int64(iat), 0)
+	}
 	c, found, err := svid.FromJWTSVID(s, a.claimOptions(now)...)
 	if err != nil {
 		return Peer{}, deny(ReasonInvalidClaims, err)
@@ -423,7 +427,7 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	if err := a.checkDomain(id); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{id: id, kind: "x509", serial: leaf.SerialNumber.Text(16), expires: leaf.NotAfter}
+	p := Peer{id: id, kind: "x509", serial: leaf.SerialNumber.Text(16), expires: leaf.NotAfter, issued: leaf.NotBefore}
 	c, found, err := svid.FromCertificate(leaf, a.claimOptions(now)...)
 	if err != nil {
 		return Peer{}, deny(ReasonInvalidClaims, err)

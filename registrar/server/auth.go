@@ -41,7 +41,7 @@ func (s *Service) AgentServer(svids x509svid.Source, bundles x509bundle.Source, 
 	// A resumed session skips VerifyPeerCertificate (crypto/tls): without
 	// tickets every connection verifies the client's current chain.
 	tc.SessionTicketsDisabled = true
-	opts = append(slices.Clip(opts), grpc.Creds(credentials.NewTLS(tc)), grpc.ChainUnaryInterceptor(delegateOnly))
+	opts = append(slices.Clip(opts), grpc.Creds(credentials.NewTLS(tc)), grpc.ChainUnaryInterceptor(delegateOnly), grpc.ChainStreamInterceptor(livenessOnly))
 	g := grpc.NewServer(opts...)
 	registrarv1.RegisterRegistrarServer(g, s)
 	return g

@@ -40,6 +40,10 @@ type fileConfig struct {
 	Metrics *struct {
 		Listen string `hcl:"listen"`
 	} `hcl:"metrics,block"`
+	Liveness *struct {
+		Subscribers []string `hcl:"subscribers"`
+		Interval    string   `hcl:"interval,optional"`
+	} `hcl:"liveness,block"`
 }
 
 // Config is a validated agentid-registrar configuration.
@@ -78,6 +82,10 @@ type Config struct {
 	// MetricsListen, when set, is the TCP address of the HTTP listener
 	// serving /metrics (Prometheus), /healthz and /readyz.
 	MetricsListen string
+	// LivenessSubscribers may call WatchLiveness on the mTLS listener
+	// (verifiers' SPIFFE IDs); a snapshot goes out every LivenessInterval.
+	LivenessSubscribers []spiffeid.ID
+	LivenessInterval    time.Duration
 }
 
 // DefaultOperatorSocketMode is the operator socket's mode unless the
@@ -175,6 +183,22 @@ func (cfg *Config) buildListeners(raw *fileConfig) error {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		cfg.MetricsListen = m.Listen
+	}
+	if l := raw.Liveness; l != nil {
+		if cfg.Listen == "" {
+			return errors.New("liveness needs listen (verifiers watch over SPIFFE mTLS)")
+		}
+		for _, s := range l.Subscribers {
+			id, err := spiffeid.FromString(s)
+			if err != nil {
+				return fmt.Errorf("liveness.subscribers: %q: %w", s, err)
+			}
+			cfg.LivenessSubscribers = append(cfg.LivenessSubscribers, id)
+		}
+		var err error
+		if cfg.LivenessInterval, err = positiveDuration("liveness.interval", l.Interval, time.Second); err != nil {
+			return err
+		}
 	}
 	return nil
 }

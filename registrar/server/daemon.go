@@ -116,6 +116,9 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 		}
 		opts = append(opts, WithJWTSVIDs(src.JWTBundles, cfg.JWTAudience))
 	}
+	if len(cfg.LivenessSubscribers) > 0 {
+		opts = append(opts, WithLiveness(cfg.LivenessSubscribers, cfg.LivenessInterval))
+	}
 	d.svc = New(r, opts...)
 	return d.listen(src)
 }

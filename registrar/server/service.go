@@ -38,6 +38,9 @@ type config struct {
 	jwtAudience string
 	log         *slog.Logger
 	metrics     *metrics
+
+	livenessSubscribers []spiffeid.ID
+	livenessInterval    time.Duration
 }
 
 // Option configures a Service.

@@ -64,6 +64,12 @@ type fileConfig struct {
 	Metrics *struct {
 		Listen string `hcl:"listen"`
 	} `hcl:"metrics,block"`
+	Liveness *struct {
+		Registrars   []string `hcl:"registrars"`
+		RegistrarIDs []string `hcl:"registrar_ids"`
+		MaxStaleness string   `hcl:"max_staleness,optional"`
+		OnStale      string   `hcl:"on_stale,optional"`
+	} `hcl:"liveness,block"`
 }
 
 // Config is a validated verifier configuration.
@@ -91,6 +97,21 @@ type Config struct {
 	CheckAPIListen  string
 	CheckAPICallers []spiffeid.ID
 	MetricsListen   string
+
+	// Liveness, when set, watches the registrars' liveness feed: revoked
+	// tasks (and delegates of revoked tasks) are refused.
+	Liveness *LivenessConfig
+}
+
+// LivenessConfig configures the liveness feed.
+type LivenessConfig struct {
+	// Registrars are the registrars' SPIFFE mTLS listeners (host:port),
+	// tried in turn; RegistrarIDs the SPIFFE IDs they may present.
+	Registrars   []string
+	RegistrarIDs []spiffeid.ID
+	// MaxStaleness (default 5 s) and FailOpen: see verifier.LivenessView.
+	MaxStaleness time.Duration
+	FailOpen     bool
 }
 
 // Files are bundle and SVID files, for deployments without a Workload API.
@@ -159,6 +180,9 @@ func build(raw *fileConfig) (*Config, error) {
 		return nil, err
 	}
 	if err := cfg.buildAudit(raw); err != nil {
+		return nil, err
+	}
+	if err := cfg.buildLiveness(raw); err != nil {
 		return nil, err
 	}
 	return cfg, cfg.buildFrontEnds(raw)
@@ -256,4 +280,41 @@ func (cfg *Config) callers(block string, ids []string) ([]spiffeid.ID, error) {
 		return nil, fmt.Errorf("%s.allowed_callers needs the verifier's own SVID for mTLS: set files.svid_cert and files.svid_key, or use workload_api", block)
 	}
 	return out, nil
+}
+
+func (cfg *Config) buildLiveness(raw *fileConfig) error {
+	l := raw.Liveness
+	if l == nil {
+		return nil
+	}
+	lc := &LivenessConfig{Registrars: l.Registrars, MaxStaleness: 5 * time.Second}
+	if len(l.Registrars) == 0 || len(l.RegistrarIDs) == 0 {
+		return fmt.Errorf("liveness: registrars and registrar_ids must not be empty")
+	}
+	for _, s := range l.RegistrarIDs {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			return fmt.Errorf("liveness.registrar_ids: %q: %w", s, err)
+		}
+		lc.RegistrarIDs = append(lc.RegistrarIDs, id)
+	}
+	if l.MaxStaleness != "" {
+		d, err := time.ParseDuration(l.MaxStaleness)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("liveness.max_staleness %q: want a positive duration such as \"5s\"", l.MaxStaleness)
+		}
+		lc.MaxStaleness = d
+	}
+	switch l.OnStale {
+	case "", "deny":
+	case "allow":
+		lc.FailOpen = true
+	default:
+		return fmt.Errorf("liveness.on_stale %q: want \"deny\" (default) or \"allow\"", l.OnStale)
+	}
+	if cfg.Files != nil && cfg.Files.SVIDCert == "" {
+		return fmt.Errorf("liveness needs the verifier's own SVID (the registrars authenticate it): set files.svid_cert and files.svid_key, or use workload_api")
+	}
+	cfg.Liveness = lc
+	return nil
 }

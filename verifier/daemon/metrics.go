@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/verifier"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,4 +58,20 @@ func newMetrics(w *audit.Writer) *metrics {
 			}))
 	}
 	return m
+}
+
+// watchLiveness exposes the liveness view's age and size.
+func (m *metrics) watchLiveness(v *verifier.LivenessView) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentid_liveness_view_age_seconds", Help: "Age of the view of live tasks (from the registrars' feed); task peers are refused once it exceeds max_staleness.",
+		}, func() float64 {
+			if v.AsOf().IsZero() {
+				return -1
+			}
+			return time.Since(v.AsOf()).Seconds()
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentid_liveness_live_tasks", Help: "Live tasks in the view.",
+		}, func() float64 { return float64(v.Len()) }))
 }

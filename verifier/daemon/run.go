@@ -43,6 +43,7 @@ type Daemon struct {
 	v       *verifier.Verifier
 	metrics *metrics
 	audit   *audit.Writer
+	view    *verifier.LivenessView // nil without a liveness block
 
 	svids   x509svid.Source // nil when the config gives no SVID
 	closers []func() error
@@ -87,6 +88,15 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		Audit:         w,
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
 		Observe:       d.observe,
+	}
+	if lc := cfg.Liveness; lc != nil {
+		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
+		d.v.Liveness = d.view.Check
+		d.metrics.watchLiveness(d.view)
+		if err := d.startLiveness(d.view); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	if err := d.listen(); err != nil {
 		d.Close()
@@ -333,6 +343,10 @@ func (d *Daemon) opsHandler() http.Handler {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if d.store.Set() == nil {
 			http.Error(w, "no policy loaded", http.StatusServiceUnavailable)
+			return
+		}
+		if d.view != nil && !d.view.Fresh(time.Now()) {
+			http.Error(w, "the view of live tasks is older than max_staleness (or there is none yet)", http.StatusServiceUnavailable)
 			return
 		}
 		if d.audit != nil {

@@ -30,6 +30,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type WatchLivenessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchLivenessRequest) Reset() {
+	*x = WatchLivenessRequest{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchLivenessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchLivenessRequest) ProtoMessage() {}
+
+func (x *WatchLivenessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchLivenessRequest.ProtoReflect.Descriptor instead.
+func (*WatchLivenessRequest) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{0}
+}
+
+// LivenessSnapshot lists every live task. Every task entry that existed
+// when the registrar started listing, as_of, and still exists is in it.
+type LivenessSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unix nanoseconds at which the listing began.
+	AsOfUnixNano int64 `protobuf:"varint,1,opt,name=as_of_unix_nano,json=asOfUnixNano,proto3" json:"as_of_unix_nano,omitempty"`
+	// SPIFFE IDs of the live tasks.
+	LiveTasks []string `protobuf:"bytes,2,rep,name=live_tasks,json=liveTasks,proto3" json:"live_tasks,omitempty"`
+	// The registrar's SPIFFE ID (informational; the caller authenticated it).
+	Registrar     string `protobuf:"bytes,3,opt,name=registrar,proto3" json:"registrar,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LivenessSnapshot) Reset() {
+	*x = LivenessSnapshot{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LivenessSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LivenessSnapshot) ProtoMessage() {}
+
+func (x *LivenessSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LivenessSnapshot.ProtoReflect.Descriptor instead.
+func (*LivenessSnapshot) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LivenessSnapshot) GetAsOfUnixNano() int64 {
+	if x != nil {
+		return x.AsOfUnixNano
+	}
+	return 0
+}
+
+func (x *LivenessSnapshot) GetLiveTasks() []string {
+	if x != nil {
+		return x.LiveTasks
+	}
+	return nil
+}
+
+func (x *LivenessSnapshot) GetRegistrar() string {
+	if x != nil {
+		return x.Registrar
+	}
+	return ""
+}
+
 // Task is one task's registration entry.
 type Task struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -49,7 +150,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[0]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -61,7 +162,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[0]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -74,7 +175,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{0}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Task) GetSpiffeId() string {
@@ -144,7 +245,7 @@ type CreateTaskRequest struct {
 
 func (x *CreateTaskRequest) Reset() {
 	*x = CreateTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[1]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +257,7 @@ func (x *CreateTaskRequest) String() string {
 func (*CreateTaskRequest) ProtoMessage() {}
 
 func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[1]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +270,7 @@ func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTaskRequest.ProtoReflect.Descriptor instead.
 func (*CreateTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{1}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTaskRequest) GetAgent() string {
@@ -267,7 +368,7 @@ type DelegateTaskRequest struct {
 
 func (x *DelegateTaskRequest) Reset() {
 	*x = DelegateTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[2]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +380,7 @@ func (x *DelegateTaskRequest) String() string {
 func (*DelegateTaskRequest) ProtoMessage() {}
 
 func (x *DelegateTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[2]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +393,7 @@ func (x *DelegateTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegateTaskRequest.ProtoReflect.Descriptor instead.
 func (*DelegateTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{2}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DelegateTaskRequest) GetAgent() string {
@@ -367,7 +468,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[3]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +480,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[3]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +493,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{3}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTaskRequest) GetSpiffeId() string {
@@ -415,7 +516,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[4]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +528,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[4]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +541,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{4}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTasksRequest) GetAgent() string {
@@ -480,7 +581,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[5]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +593,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[5]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +606,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{5}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -524,7 +625,7 @@ type RevokeTaskRequest struct {
 
 func (x *RevokeTaskRequest) Reset() {
 	*x = RevokeTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +637,7 @@ func (x *RevokeTaskRequest) String() string {
 func (*RevokeTaskRequest) ProtoMessage() {}
 
 func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +650,7 @@ func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeTaskRequest) GetSpiffeId() string {
@@ -569,7 +670,7 @@ type RevokeTaskResponse struct {
 
 func (x *RevokeTaskResponse) Reset() {
 	*x = RevokeTaskResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +682,7 @@ func (x *RevokeTaskResponse) String() string {
 func (*RevokeTaskResponse) ProtoMessage() {}
 
 func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +695,7 @@ func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeTaskResponse) GetRemoved() []*Task {
@@ -608,7 +709,13 @@ var File_agentid_registrar_v1_registrar_proto protoreflect.FileDescriptor
 
 const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
-	"$agentid/registrar/v1/registrar.proto\x12\x14agentid.registrar.v1\"\xb9\x01\n" +
+	"$agentid/registrar/v1/registrar.proto\x12\x14agentid.registrar.v1\"\x16\n" +
+	"\x14WatchLivenessRequest\"v\n" +
+	"\x10LivenessSnapshot\x12%\n" +
+	"\x0fas_of_unix_nano\x18\x01 \x01(\x03R\fasOfUnixNano\x12\x1d\n" +
+	"\n" +
+	"live_tasks\x18\x02 \x03(\tR\tliveTasks\x12\x1c\n" +
+	"\tregistrar\x18\x03 \x01(\tR\tregistrar\"\xb9\x01\n" +
 	"\x04Task\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x1f\n" +
@@ -657,7 +764,7 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\x11RevokeTaskRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"J\n" +
 	"\x12RevokeTaskResponse\x124\n" +
-	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\xc1\x03\n" +
+	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\xa8\x04\n" +
 	"\tRegistrar\x12Q\n" +
 	"\n" +
 	"CreateTask\x12'.agentid.registrar.v1.CreateTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12U\n" +
@@ -665,7 +772,8 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\aGetTask\x12$.agentid.registrar.v1.GetTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12\\\n" +
 	"\tListTasks\x12&.agentid.registrar.v1.ListTasksRequest\x1a'.agentid.registrar.v1.ListTasksResponse\x12_\n" +
 	"\n" +
-	"RevokeTask\x12'.agentid.registrar.v1.RevokeTaskRequest\x1a(.agentid.registrar.v1.RevokeTaskResponseBCZAgithub.com/agentid/agentid/proto/agentid/registrar/v1;registrarv1b\x06proto3"
+	"RevokeTask\x12'.agentid.registrar.v1.RevokeTaskRequest\x1a(.agentid.registrar.v1.RevokeTaskResponse\x12e\n" +
+	"\rWatchLiveness\x12*.agentid.registrar.v1.WatchLivenessRequest\x1a&.agentid.registrar.v1.LivenessSnapshot0\x01BCZAgithub.com/agentid/agentid/proto/agentid/registrar/v1;registrarv1b\x06proto3"
 
 var (
 	file_agentid_registrar_v1_registrar_proto_rawDescOnce sync.Once
@@ -679,32 +787,36 @@ func file_agentid_registrar_v1_registrar_proto_rawDescGZIP() []byte {
 	return file_agentid_registrar_v1_registrar_proto_rawDescData
 }
 
-var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_agentid_registrar_v1_registrar_proto_goTypes = []any{
-	(*Task)(nil),                // 0: agentid.registrar.v1.Task
-	(*CreateTaskRequest)(nil),   // 1: agentid.registrar.v1.CreateTaskRequest
-	(*DelegateTaskRequest)(nil), // 2: agentid.registrar.v1.DelegateTaskRequest
-	(*GetTaskRequest)(nil),      // 3: agentid.registrar.v1.GetTaskRequest
-	(*ListTasksRequest)(nil),    // 4: agentid.registrar.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),   // 5: agentid.registrar.v1.ListTasksResponse
-	(*RevokeTaskRequest)(nil),   // 6: agentid.registrar.v1.RevokeTaskRequest
-	(*RevokeTaskResponse)(nil),  // 7: agentid.registrar.v1.RevokeTaskResponse
+	(*WatchLivenessRequest)(nil), // 0: agentid.registrar.v1.WatchLivenessRequest
+	(*LivenessSnapshot)(nil),     // 1: agentid.registrar.v1.LivenessSnapshot
+	(*Task)(nil),                 // 2: agentid.registrar.v1.Task
+	(*CreateTaskRequest)(nil),    // 3: agentid.registrar.v1.CreateTaskRequest
+	(*DelegateTaskRequest)(nil),  // 4: agentid.registrar.v1.DelegateTaskRequest
+	(*GetTaskRequest)(nil),       // 5: agentid.registrar.v1.GetTaskRequest
+	(*ListTasksRequest)(nil),     // 6: agentid.registrar.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),    // 7: agentid.registrar.v1.ListTasksResponse
+	(*RevokeTaskRequest)(nil),    // 8: agentid.registrar.v1.RevokeTaskRequest
+	(*RevokeTaskResponse)(nil),   // 9: agentid.registrar.v1.RevokeTaskResponse
 }
 var file_agentid_registrar_v1_registrar_proto_depIdxs = []int32{
-	0, // 0: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
-	0, // 1: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
-	1, // 2: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
-	2, // 3: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
-	3, // 4: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
-	4, // 5: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
-	6, // 6: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
-	0, // 7: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
-	0, // 8: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
-	0, // 9: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
-	5, // 10: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
-	7, // 11: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
-	7, // [7:12] is the sub-list for method output_type
-	2, // [2:7] is the sub-list for method input_type
+	2, // 0: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
+	2, // 1: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
+	3, // 2: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
+	4, // 3: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
+	5, // 4: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
+	6, // 5: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
+	8, // 6: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
+	0, // 7: agentid.registrar.v1.Registrar.WatchLiveness:input_type -> agentid.registrar.v1.WatchLivenessRequest
+	2, // 8: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
+	2, // 9: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
+	2, // 10: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
+	7, // 11: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
+	9, // 12: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
+	1, // 13: agentid.registrar.v1.Registrar.WatchLiveness:output_type -> agentid.registrar.v1.LivenessSnapshot
+	8, // [8:14] is the sub-list for method output_type
+	2, // [2:8] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -721,7 +833,7 @@ func file_agentid_registrar_v1_registrar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentid_registrar_v1_registrar_proto_rawDesc), len(file_agentid_registrar_v1_registrar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,11 +28,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Registrar_CreateTask_FullMethodName   = "/agentid.registrar.v1.Registrar/CreateTask"
-	Registrar_DelegateTask_FullMethodName = "/agentid.registrar.v1.Registrar/DelegateTask"
-	Registrar_GetTask_FullMethodName      = "/agentid.registrar.v1.Registrar/GetTask"
-	Registrar_ListTasks_FullMethodName    = "/agentid.registrar.v1.Registrar/ListTasks"
-	Registrar_RevokeTask_FullMethodName   = "/agentid.registrar.v1.Registrar/RevokeTask"
+	Registrar_CreateTask_FullMethodName    = "/agentid.registrar.v1.Registrar/CreateTask"
+	Registrar_DelegateTask_FullMethodName  = "/agentid.registrar.v1.Registrar/DelegateTask"
+	Registrar_GetTask_FullMethodName       = "/agentid.registrar.v1.Registrar/GetTask"
+	Registrar_ListTasks_FullMethodName     = "/agentid.registrar.v1.Registrar/ListTasks"
+	Registrar_RevokeTask_FullMethodName    = "/agentid.registrar.v1.Registrar/RevokeTask"
+	Registrar_WatchLiveness_FullMethodName = "/agentid.registrar.v1.Registrar/WatchLiveness"
 )
 
 // RegistrarClient is the client API for Registrar service.
@@ -52,6 +53,11 @@ type RegistrarClient interface {
 	// RevokeTask deletes the task's entry and its descendants' until none is left.
 	// Operators only.
 	RevokeTask(ctx context.Context, in *RevokeTaskRequest, opts ...grpc.CallOption) (*RevokeTaskResponse, error)
+	// WatchLiveness streams snapshots of the live tasks (every task entry in
+	// SPIRE, the only store) for verifiers: one at once, then one per
+	// interval. Callers are authenticated by their X.509-SVID and must be
+	// among the registrar's configured liveness subscribers.
+	WatchLiveness(ctx context.Context, in *WatchLivenessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LivenessSnapshot], error)
 }
 
 type registrarClient struct {
@@ -112,6 +118,25 @@ func (c *registrarClient) RevokeTask(ctx context.Context, in *RevokeTaskRequest,
 	return out, nil
 }
 
+func (c *registrarClient) WatchLiveness(ctx context.Context, in *WatchLivenessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LivenessSnapshot], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Registrar_ServiceDesc.Streams[0], Registrar_WatchLiveness_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchLivenessRequest, LivenessSnapshot]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Registrar_WatchLivenessClient = grpc.ServerStreamingClient[LivenessSnapshot]
+
 // RegistrarServer is the server API for Registrar service.
 // All implementations must embed UnimplementedRegistrarServer
 // for forward compatibility.
@@ -129,6 +154,11 @@ type RegistrarServer interface {
 	// RevokeTask deletes the task's entry and its descendants' until none is left.
 	// Operators only.
 	RevokeTask(context.Context, *RevokeTaskRequest) (*RevokeTaskResponse, error)
+	// WatchLiveness streams snapshots of the live tasks (every task entry in
+	// SPIRE, the only store) for verifiers: one at once, then one per
+	// interval. Callers are authenticated by their X.509-SVID and must be
+	// among the registrar's configured liveness subscribers.
+	WatchLiveness(*WatchLivenessRequest, grpc.ServerStreamingServer[LivenessSnapshot]) error
 	mustEmbedUnimplementedRegistrarServer()
 }
 
@@ -153,6 +183,9 @@ func (UnimplementedRegistrarServer) ListTasks(context.Context, *ListTasksRequest
 }
 func (UnimplementedRegistrarServer) RevokeTask(context.Context, *RevokeTaskRequest) (*RevokeTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeTask not implemented")
+}
+func (UnimplementedRegistrarServer) WatchLiveness(*WatchLivenessRequest, grpc.ServerStreamingServer[LivenessSnapshot]) error {
+	return status.Error(codes.Unimplemented, "method WatchLiveness not implemented")
 }
 func (UnimplementedRegistrarServer) mustEmbedUnimplementedRegistrarServer() {}
 func (UnimplementedRegistrarServer) testEmbeddedByValue()                   {}
@@ -265,6 +298,17 @@ func _Registrar_RevokeTask_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Registrar_WatchLiveness_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchLivenessRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RegistrarServer).WatchLiveness(m, &grpc.GenericServerStream[WatchLivenessRequest, LivenessSnapshot]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Registrar_WatchLivenessServer = grpc.ServerStreamingServer[LivenessSnapshot]
+
 // Registrar_ServiceDesc is the grpc.ServiceDesc for Registrar service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +337,12 @@ var Registrar_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Registrar_RevokeTask_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchLiveness",
+			Handler:       _Registrar_WatchLiveness_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "agentid/registrar/v1/registrar.proto",
 }

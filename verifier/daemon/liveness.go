@@ -1,0 +1,96 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
+	"github.com/agentid/agentid/verifier"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// initialLivenessWait bounds how long New waits for the first liveness
+// snapshot before serving (task peers are refused with liveness_unknown
+// until one arrives).
+const initialLivenessWait = 10 * time.Second
+
+// startLiveness watches the registrars' liveness feed into view until the
+// daemon closes; it returns once the first snapshot arrived or
+// initialLivenessWait passed.
+func (d *Daemon) startLiveness(view *verifier.LivenessView) error {
+	lc := d.cfg.Liveness
+	if d.svids == nil {
+		return errors.New("liveness needs the verifier's own SVID")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.closers = append(d.closers, func() error { cancel(); <-done; return nil })
+	first := make(chan struct{})
+	go func() {
+		defer close(done)
+		backoff := 100 * time.Millisecond
+		for i := 0; ctx.Err() == nil; i++ {
+			addr := lc.Registrars[i%len(lc.Registrars)]
+			got, err := d.watchOnce(ctx, addr, view, first)
+			if ctx.Err() != nil {
+				return
+			}
+			if got {
+				backoff = 100 * time.Millisecond
+			}
+			d.log.Warn("liveness feed interrupted; reconnecting", "registrar", addr, "err", err, "view_age", time.Since(view.AsOf()).Round(time.Millisecond).String())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}()
+	select {
+	case <-first:
+	case <-time.After(initialLivenessWait):
+		d.log.Warn("no liveness snapshot yet: task peers are refused with liveness_unknown until one arrives", "registrars", lc.Registrars)
+	}
+	return nil
+}
+
+// watchOnce follows one registrar's stream; got says whether a snapshot
+// arrived before it ended.
+func (d *Daemon) watchOnce(ctx context.Context, addr string, view *verifier.LivenessView, first chan struct{}) (got bool, err error) {
+	tc := tlsconfig.MTLSClientConfig(d.svids, d.v.Auth.X509Bundles(), tlsconfig.AuthorizeOneOf(d.cfg.Liveness.RegistrarIDs...))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	stream, err := registrarv1.NewRegistrarClient(conn).WatchLiveness(ctx, &registrarv1.WatchLivenessRequest{})
+	if err != nil {
+		return false, err
+	}
+	for {
+		snap, err := stream.Recv()
+		if err != nil {
+			return got, err
+		}
+		// The registrar's clock, but never ahead of ours: the view's age
+		// is judged by this verifier's clock.
+		asOf := time.Unix(0, snap.GetAsOfUnixNano())
+		if now := time.Now(); asOf.After(now) {
+			asOf = now
+		}
+		if err := view.Update(asOf, snap.GetLiveTasks()); err != nil {
+			d.log.Warn("liveness snapshot refused", "registrar", addr, "err", err)
+			continue
+		}
+		got = true
+		select {
+		case <-first:
+		default:
+			close(first)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package verifier_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/verifier"
+)
+
+func TestLivenessView(t *testing.T) {
+	c := claims() // chain: planner T-41
+	c.Deadline = now.Add(time.Hour)
+	task := verifier.NewPeer(taskID, &c)
+	plain := verifier.NewPeer(plainID, nil)
+	planner := "spiffe://example.org/agent/planner/task/T-41"
+	v := &verifier.LivenessView{MaxStaleness: 5 * time.Second}
+
+	reason := func(err error) string {
+		var de *verifier.DenyError
+		if errors.As(err, &de) {
+			return de.Reason
+		}
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	if got := reason(v.Check(&task, now)); got != verifier.ReasonLivenessUnknown {
+		t.Fatalf("no view yet: %q", got)
+	}
+	if err := v.Check(&plain, now); err != nil {
+		t.Fatalf("a non-task peer is never refused: %v", err)
+	}
+	v.Update(now, []string{taskID.String(), planner})
+	if err := v.Check(&task, now.Add(time.Second)); err != nil {
+		t.Fatalf("live: %v", err)
+	}
+	// The planner is revoked: its delegate is refused with it.
+	v.Update(now.Add(time.Second), []string{taskID.String()})
+	if got := reason(v.Check(&task, now.Add(2*time.Second))); got != verifier.ReasonRevoked {
+		t.Fatalf("chain member revoked: %q", got)
+	}
+	// A replayed, older snapshot that still lists the planner is refused.
+	if err := v.Update(now, []string{taskID.String(), planner}); err == nil {
+		t.Fatal("an old snapshot was accepted")
+	}
+	if got := reason(v.Check(&task, now.Add(2*time.Second))); got != verifier.ReasonRevoked {
+		t.Fatalf("after the replay: %q", got)
+	}
+	// A stale view fails closed, or open when chosen.
+	if got := reason(v.Check(&task, now.Add(time.Minute))); got != verifier.ReasonLivenessUnknown {
+		t.Fatalf("stale view: %q", got)
+	}
+	v.FailOpen = true
+	if err := v.Check(&task, now.Add(time.Minute)); err != nil {
+		t.Fatalf("stale view, fail-open: %v", err)
+	}
+	if v.Len() != 1 || !v.AsOf().Equal(now.Add(time.Second)) {
+		t.Fatalf("view %d as of %v", v.Len(), v.AsOf())
+	}
+}
+
+// A credential issued after the view was taken (its task may have been
+// created after the listing began) is not judged absent until a view is
+// taken well after its issue.
+func TestLivenessViewYoungCredential(t *testing.T) {
+	ca := newAttackEnv(t)
+	v := &verifier.LivenessView{}
+	wall := time.Now()
+	v.Update(wall.Add(-time.Second), nil) // listed just before the task existed
+	c := claims()
+	c.Chain = nil
+	c.Deadline = wall.Add(time.Hour).Truncate(time.Second).UTC()
+	p, err := ca.v.Auth.Certificates(ca.ca.CreateX509SVID(taskID, ext(t, c), testca.WithLifetime(wall.Add(-10*time.Second), wall.Add(time.Hour))).Certificates) // SPIRE's 10 s backdate
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&p, wall); err != nil {
+		t.Fatalf("young credential refused: %v", err)
+	}
+	v.Update(wall.Add(time.Minute), nil) // long after: absent means revoked
+	if err := v.Check(&p, wall.Add(time.Minute)); err == nil {
+		t.Fatal("absent task allowed by a view taken a minute after issue")
+	}
+}
