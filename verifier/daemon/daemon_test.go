@@ -75,8 +75,14 @@ func start(t *testing.T) *fixture {
 // always on), extra lines in the audit block and extra policy files.
 func startWith(t *testing.T, frontends, auditExtra string, extraPolicy ...string) *fixture {
 	t.Helper()
+	return startWithCA(t, testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now()), frontends, auditExtra, extraPolicy...)
+}
+
+// startWithCA is startWith with the trust domain's CA given.
+func startWithCA(t *testing.T, ca *testca.CA, frontends, auditExtra string, extraPolicy ...string) *fixture {
+	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{dir: dir, policyDir: filepath.Join(dir, "policies"), auditPath: filepath.Join(dir, "audit", "audit.log"), ca: testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())}
+	f := &fixture{dir: dir, policyDir: filepath.Join(dir, "policies"), auditPath: filepath.Join(dir, "audit", "audit.log"), ca: ca}
 	os.Mkdir(f.policyDir, 0o755)
 	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy)
 	for i, p := range extraPolicy {
