@@ -137,8 +137,14 @@ operator_socket_mode = "0600"
 listen               = "127.0.0.1:%d"
 workload_api_socket  = %s
 jwt_audience         = %s
+
+# The verifiers watch the live tasks here (the kill switch).
+liveness {
+  subscribers = [%s]
+  interval    = "500ms"
+}
 `, q(s.TrustDomain), q(s.ServerSocket), q(s.IssuancePolicy), q(s.NodeID), q(s.RegistrarOperatorSocket),
-		port, q(s.AgentSocket), q(s.RegistrarID))
+		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID))
 }
 
 // devVerifierPolicy is the default verifier's policy: any task of the trust
@@ -207,6 +213,7 @@ audit {
 		cfg += "}\n"
 	}
 	cfg += fmt.Sprintf("\ncheck_api {\n  listen = \"127.0.0.1:%d\"\n}\n\nmetrics {\n  listen = \"127.0.0.1:%d\"\n}\n", checkPort, metricsPort)
+	cfg += fmt.Sprintf("\n# Revoked tasks are refused within the feed's interval (the kill switch).\nliveness {\n  registrars    = [%s]\n  registrar_ids = [%s]\n  max_staleness = \"5s\"\n}\n", q(s.RegistrarAddr), q(s.RegistrarID))
 	return cfg
 }
 

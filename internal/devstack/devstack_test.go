@@ -268,6 +268,43 @@ rule "planner-reads" {
 		t.Errorf("upstream saw x-agentid-agent %q, want planner", upstreamAgent)
 	}
 	upMu.Unlock()
+
+	// The kill switch on the real SPIRE: the planner is revoked; the JWT-SVID
+	// and the X.509-SVID it already holds are refused by both verifiers
+	// within 2 s (the registrar's liveness feed), and so is its child's
+	// lineage.
+	if _, err := agentid(t, st, work, "task", "revoke", "--server-socket", st.ServerSocket, parentID); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	checkJWT := func() string {
+		body := fmt.Sprintf(`{"jwt":%q,"action":{"kind":"http","method":"GET","path":"/kb/docs/1"}}`, token)
+		resp, err := http.Post(st.VerifierCheckURL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var dec struct {
+			DenyCode string `json:"deny_code"`
+		}
+		json.NewDecoder(resp.Body).Decode(&dec)
+		return dec.DenyCode
+	}
+	proxyStatus := func() int {
+		resp, err := mtlsClient(t, svidDir).Get(kb.ProxyURL + "/kb/docs/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for checkJWT() != "revoked" || proxyStatus() != http.StatusUnauthorized {
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatalf("2 s after the revocation: check API deny_code %q, proxy %d; want revoked and 401", checkJWT(), proxyStatus())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("revocation to deny at both verifiers: %v", time.Since(revoked).Round(time.Millisecond))
 	if err := kb.Stop(); err != nil {
 		t.Error(err)
 	}
