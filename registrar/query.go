@@ -8,8 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"

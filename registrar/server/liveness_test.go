@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
 	"github.com/agentid/agentid/internal/testca"
+	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
