@@ -37,7 +37,7 @@ const rememberRemoved = 2 * ignoreBeforeIssue
 // registrar's WatchLiveness stream — a full listing (Update), then deltas
 // (Apply) — and asked by the pipeline through Verifier.Liveness =
 // view.Check. Non-task peers are never refused by it. Its memory is one
-// map entry per live task (about 150 bytes at 60-byte SPIFFE IDs) plus the
+// map entry per live task (about 100 bytes with a 62-byte SPIFFE ID) plus the
 // tasks removed in the last 30 s; an update costs what changed, not the
 // number of live tasks. It is safe for concurrent use.
 type LivenessView struct {
@@ -50,6 +50,12 @@ type LivenessView struct {
 	asOf    time.Time
 	live    map[string]struct{}
 	removed map[string]time.Time // recently removed tasks → when seen gone
+	order   []removal                // removed's entries in the order seen
+}
+
+type removal struct {
+	id string
+	at time.Time
 }
 
 // Update replaces the view with the full list of tasks live as of asOf.
@@ -118,15 +124,20 @@ func (v *LivenessView) removeLocked(id string, at time.Time) {
 		v.removed = map[string]time.Time{}
 	}
 	v.removed[id] = at
+	v.order = append(v.order, removal{id, at})
 }
 
 // pruneLocked forgets removals older than rememberRemoved: by then the
 // issue-time rule judges every credential that could still be in use.
 func (v *LivenessView) pruneLocked() {
-	for id, at := range v.removed {
-		if v.asOf.Sub(at) > rememberRemoved {
-			delete(v.removed, id)
+	n := 0
+	for ; n < len(v.order) && v.asOf.Sub(v.order[n].at) > rememberRemoved; n++ {
+		if r := v.order[n]; v.removed[r.id].Equal(r.at) {
+			delete(v.removed, r.id)
 		}
+	}
+	if n > 0 {
+		v.order = append(v.order[:0], v.order[n:]...)
 	}
 }
 
