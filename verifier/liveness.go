@@ -50,7 +50,7 @@ type LivenessView struct {
 	asOf    time.Time
 	live    map[string]struct{}
 	removed map[string]time.Time // recently removed tasks → when seen gone
-	order   []removal                // removed's entries in the order seen
+	order   []removal            // removed's entries in the order seen
 }
 
 type removal struct {
