@@ -72,12 +72,12 @@ func TestKillSwitch(t *testing.T) {
 			t.Fatal(err)
 		}
 		files := []string{root}
-		for i, step := range []struct{ agent, registrar string }{{"researcher", st.RegistrarAddr}, {"summarizer", r2.Addr}} {
+		for i, step := range []struct{ agent, registrar, ttl string }{{"researcher", st.RegistrarAddr, "30m"}, {"summarizer", r2.Addr, "20m"}} {
 			out := fmt.Sprintf("%s-%d.json", prefix, i+1)
 			asTask(t, st, work, files[len(files)-1], "agentid", "task", "create", "--delegate", "--socket", st.AgentSocket,
 				"--registrar", step.registrar, "--registrar-id", st.RegistrarID, "--agent", step.agent,
 				"--task", fmt.Sprintf("%s-%d", prefix, i+1), "--model", "openai/gpt-4o", "--prompt-file", st.SamplePrompt,
-				"--scope", "kb:read", "--ttl", "30m", "--output", out)
+				"--scope", "kb:read", "--ttl", step.ttl, "--output", out)
 			files = append(files, out)
 		}
 		var creds []credential
