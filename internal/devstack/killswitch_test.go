@@ -134,7 +134,7 @@ type credential struct {
 }
 
 // fetchCredentials fetches the task's JWT-SVID and X.509-SVID as the task.
-func fetchCredentials(t *testing.T, st *devstack.Stack, work, taskFile string) []credential {
+func fetchCredentials(t testing.TB, st *devstack.Stack, work, taskFile string) []credential {
 	t.Helper()
 	agent := filepath.Join(st.SpireBin, "spire-agent")
 	out := asTask(t, st, work, taskFile, agent, "api", "fetch", "jwt", "-audience", devstack.DefaultJWTAudience, "-socketPath", st.AgentSocket)
@@ -154,6 +154,12 @@ func fetchCredentials(t *testing.T, st *devstack.Stack, work, taskFile string) [
 	jwtBody, _ := json.Marshal(map[string]string{"jwt": strings.TrimSpace(lines[1])})
 	certBody, _ := json.Marshal(map[string]string{"certificate": string(pem)})
 	return []credential{{taskFile + " JWT-SVID", string(jwtBody)}, {taskFile + " X.509-SVID", string(certBody)}}
+}
+
+// newHTTPClient keeps connections to the check APIs open for the many
+// callers of a test.
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DialContext: (&net.Dialer{}).DialContext}, Timeout: 5 * time.Second}
 }
 
 // decide asks a verifier's check API about a read with cred: allow, or the
@@ -183,7 +189,7 @@ func decide(client *http.Client, v *devstack.Verifier, cred credential) (string,
 // with "revoked", failing past killBound; it logs the latencies.
 func killAndMeasure(t *testing.T, verifiers []*devstack.Verifier, creds []credential, kill func()) {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DialContext: (&net.Dialer{}).DialContext}, Timeout: 5 * time.Second}
+	client := newHTTPClient()
 	// Calling before the kill: everything is allowed (the feed has seen
 	// the new tasks: a credential is allowed as soon as it is issued).
 	for _, v := range verifiers {
