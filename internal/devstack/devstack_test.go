@@ -63,6 +63,9 @@ func buildBinaries(t testing.TB) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if revBench.st != nil {
+		revBench.st.Stop()
+	}
 	if binaries.dir != "" {
 		os.RemoveAll(binaries.dir)
 	}

@@ -37,51 +37,15 @@ const liveFiller = 10_000
 //
 //	go test -run '^$' -bench RevocationToDeny -benchtime 20x ./internal/devstack/
 func BenchmarkRevocationToDeny(b *testing.B) {
-	spireBin := spiretest.Bin(b)
-	binDir := buildBinaries(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// The stack is set up once for all of the benchmark's runs (the go
+	// tool runs it with b.N = 1 first): filling SPIRE takes minutes.
+	revBench.once.Do(func() { revBench.err = setUpRevBench(b) })
+	if revBench.err != nil {
+		b.Fatal(revBench.err)
+	}
+	st, r2, verifiers, lists := revBench.st, revBench.r2, revBench.verifiers, revBench.lists
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	st, err := devstack.Start(ctx, devstack.Options{SpireBin: spireBin, BinDir: binDir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Stop() })
-	conn, err := grpc.NewClient("unix://"+st.ServerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	fill(ctx, b, entryv1.NewEntryClient(conn), liveFiller)
-
-	r2, err := st.StartRegistrar(ctx, "reg2")
-	if err != nil {
-		b.Fatal(err)
-	}
-	verifiers := []*devstack.Verifier{st.Verifier}
-	for name, feeds := range map[string][]string{"v2": {r2.Addr}, "v3": {r2.Addr, st.RegistrarAddr}} {
-		v, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: name, PolicyDir: st.Verifier.PolicyDir, Registrars: feeds})
-		if err != nil {
-			b.Fatal(err)
-		}
-		verifiers = append(verifiers, v)
-	}
-
-	// The feed's per-interval work at this size: one listing.
-	reg := registrar.New(conn, spiffeid.RequireTrustDomainFromString(st.TrustDomain), nil)
-	var lists []time.Duration
-	for range 5 {
-		start := time.Now()
-		ids, err := reg.LiveTasks(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lists = append(lists, time.Since(start))
-		if len(ids) < liveFiller {
-			b.Fatalf("listed %d live tasks, want at least %d", len(ids), liveFiller)
-		}
-	}
-	slices.Sort(lists)
-
 	operators := []registrarv1.RegistrarClient{}
 	for _, sock := range []string{st.RegistrarOperatorSocket, r2.OperatorSocket} {
 		c, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -96,7 +60,8 @@ func BenchmarkRevocationToDeny(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		task := fmt.Sprintf("RV-%d", i)
+		revBench.rounds++
+		task := fmt.Sprintf("RV-%d", revBench.rounds)
 		file := filepath.Join(work, task+".json")
 		if _, err := agentid(b, st, work, "task", "create", "--server-socket", st.ServerSocket, "--policy", st.IssuancePolicy,
 			"--parent-id", st.NodeID, "--agent", "planner", "--task", task, "--model", "openai/gpt-4o",
@@ -147,12 +112,71 @@ func BenchmarkRevocationToDeny(b *testing.B) {
 
 var httpClient = newHTTPClient()
 
+// revBench is BenchmarkRevocationToDeny's stack, stopped by TestMain.
+var revBench struct {
+	once      sync.Once
+	err       error
+	st        *devstack.Stack
+	r2        *devstack.Registrar
+	verifiers []*devstack.Verifier
+	lists     []time.Duration // listing times of the live tasks, sorted
+	rounds    int
+}
+
+// setUpRevBench starts the stack, fills SPIRE with liveFiller live tasks,
+// starts the second registrar and the two more verifiers, and times the
+// listing of the live tasks.
+func setUpRevBench(b *testing.B) error {
+	spireBin := spiretest.Bin(b)
+	binDir := buildBinaries(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	st, err := devstack.Start(ctx, devstack.Options{SpireBin: spireBin, BinDir: binDir})
+	if err != nil {
+		return err
+	}
+	revBench.st = st
+	conn, err := grpc.NewClient("unix://"+st.ServerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := fill(ctx, b, entryv1.NewEntryClient(conn), liveFiller); err != nil {
+		return err
+	}
+	if revBench.r2, err = st.StartRegistrar(ctx, "reg2"); err != nil {
+		return err
+	}
+	revBench.verifiers = []*devstack.Verifier{st.Verifier}
+	for name, feeds := range map[string][]string{"v2": {revBench.r2.Addr}, "v3": {revBench.r2.Addr, st.RegistrarAddr}} {
+		v, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: name, PolicyDir: st.Verifier.PolicyDir, Registrars: feeds})
+		if err != nil {
+			return err
+		}
+		revBench.verifiers = append(revBench.verifiers, v)
+	}
+	// The feed's per-interval work at this size: one listing.
+	reg := registrar.New(conn, spiffeid.RequireTrustDomainFromString(st.TrustDomain), nil)
+	for range 5 {
+		start := time.Now()
+		ids, err := reg.LiveTasks(ctx)
+		if err != nil {
+			return err
+		}
+		revBench.lists = append(revBench.lists, time.Since(start))
+		if len(ids) < liveFiller {
+			return fmt.Errorf("listed %d live tasks, want at least %d", len(ids), liveFiller)
+		}
+	}
+	slices.Sort(revBench.lists)
+	return nil
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // fill creates n live task entries under a node no agent runs on (so that
 // no agent signs SVIDs for them), in batches.
-func fill(ctx context.Context, b *testing.B, c entryv1.EntryClient, n int) {
-	b.Helper()
+func fill(ctx context.Context, b *testing.B, c entryv1.EntryClient, n int) error {
 	start := time.Now()
 	const batch = 500
 	for lo := 0; lo < n; lo += batch {
@@ -168,13 +192,14 @@ func fill(ctx context.Context, b *testing.B, c entryv1.EntryClient, n int) {
 		}
 		resp, err := c.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: entries})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		for _, r := range resp.GetResults() {
 			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-				b.Fatalf("create filler entry: %v", r.GetStatus())
+				return fmt.Errorf("create filler entry: %v", r.GetStatus())
 			}
 		}
 	}
 	b.Logf("%d filler task entries created in %v", n, time.Since(start).Round(time.Millisecond))
+	return nil
 }
