@@ -105,6 +105,8 @@ type Stack struct {
 	RegistrarAddr string
 	// RegistrarOperatorSocket is the registrar's operator socket (every RPC).
 	RegistrarOperatorSocket string
+	// Registrar is the default registrar (RegistrarAddr, RegistrarOperatorSocket).
+	Registrar *Registrar
 	// VerifierID is the verifiers' SPIFFE ID, spiffe://<td>/agentid/verifier.
 	VerifierID string
 	// Verifier is the default verifier (check API and metrics, policy
@@ -129,6 +131,7 @@ type Stack struct {
 	stopErr  error // set by the first Stop
 
 	mu         sync.Mutex
+	server     *Process        // the running spire-server
 	procs      []*Process      // in start order
 	names      map[string]bool // verifier names in use
 	stopping   bool
@@ -372,6 +375,9 @@ func (s *Stack) startServer(ctx context.Context) error {
 	if err := s.track(p); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.server = p
+	s.mu.Unlock()
 	err = p.WaitReady(ctx, StartTimeout, func() error { return CheckHealth(ctx, s.ServerSocket) })
 	if err != nil {
 		if logContains(p.LogPath, "address already in use") {
@@ -513,7 +519,7 @@ func (s *Stack) startRegistrar(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.RegistrarAddr = r.Addr
+	s.RegistrarAddr, s.Registrar = r.Addr, r
 	return nil
 }
 
@@ -589,6 +595,57 @@ func (s *Stack) runRegistrar(ctx context.Context, name, operatorSocket string) (
 		_ = p.Stop()
 	}
 	return nil, lastErr
+}
+
+// StopServer stops the SPIRE server (SIGTERM) as an operator would; the
+// stack does not take it for a failure. StartServer starts it again.
+func (s *Stack) StopServer() error {
+	s.mu.Lock()
+	p := s.server
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Stop()
+}
+
+// StartServer starts the SPIRE server again after StopServer, on the same
+// port, data directory and sockets; the agent and the daemons reconnect by
+// themselves. It returns once the server answers its health check.
+func (s *Stack) StartServer(ctx context.Context) error {
+	if err := s.StopServer(); err != nil {
+		return err
+	}
+	return s.startServer(ctx)
+}
+
+// Kill kills the registrar with SIGKILL, as a crash would.
+func (r *Registrar) Kill() { r.proc.Kill() }
+
+// RestartRegistrar starts the registrar again (killing it first if it
+// runs) with the same configuration: the same operator socket and mTLS
+// address. It returns once both listen.
+func (s *Stack) RestartRegistrar(ctx context.Context, r *Registrar) error {
+	r.proc.Kill()
+	conf := s.path("registrar", r.Name+".hcl")
+	p, err := StartProcess(r.Name, filepath.Join(s.BinDir, RegistrarBin), []string{"-config", conf}, s.env, filepath.Join(s.LogDir, r.Name+".log"))
+	if err != nil {
+		return err
+	}
+	if err := s.track(p); err != nil {
+		return err
+	}
+	r.proc = p
+	if err := p.WaitReady(ctx, StartTimeout, func() error {
+		if err := dialCheck("unix", r.OperatorSocket); err != nil {
+			return err
+		}
+		return dialCheck("tcp", r.Addr)
+	}); err != nil {
+		return err
+	}
+	go s.watch(p)
+	return nil
 }
 
 // Done is closed when a component exits on its own (Err says which) or

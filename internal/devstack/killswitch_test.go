@@ -34,7 +34,11 @@ const killBound = 2 * time.Second
 // X.509-SVID they fetched. Revoking the root through the second registrar
 // gets all six credentials refused with the reason "revoked" by all three
 // verifiers within 2 s. Then the same for a root whose entry is deleted
-// with `spire-server entry delete`, behind every registrar's back.
+// with `spire-server entry delete`, behind every registrar's back. Last,
+// the feed goes away and comes back: a registrar killed with SIGKILL (its
+// verifier turns to liveness_unknown, the verifier fed by both fails over)
+// and restarted, and the SPIRE server stopped and started (every view goes
+// stale, then recovers and revocations propagate again).
 func TestKillSwitch(t *testing.T) {
 	spireBin := spiretest.Bin(t)
 	binDir := buildBinaries(t)
@@ -123,6 +127,68 @@ func TestKillSwitch(t *testing.T) {
 		if out, err := exec.Command(filepath.Join(st.SpireBin, "spire-server"), "entry", "delete", "-socketPath", st.ServerSocket,
 			"-entryID", entries.Entries[0].ID).CombinedOutput(); err != nil {
 			t.Fatalf("entry delete: %v\n%s", err, out)
+		}
+	})
+
+	// The feed going away and coming back, with the real processes. A live
+	// task's JWT-SVID asks each verifier (max_staleness 5 s in agentid dev).
+	if _, err := agentid(t, st, work, "task", "create", "--server-socket", st.ServerSocket, "--policy", st.IssuancePolicy,
+		"--parent-id", st.NodeID, "--agent", "planner", "--task", "KC-P", "--model", "openai/gpt-4o",
+		"--prompt-file", st.SamplePrompt, "--principal", "spiffe://example.org/user/alice", "--scope", "kb:read",
+		"--ttl", "1h", "--output", "KC.json"); err != nil {
+		t.Fatal(err)
+	}
+	live := fetchCredentials(t, st, work, "KC.json")[0]
+	client := newHTTPClient()
+	await := func(what string, want map[string]string) {
+		t.Helper()
+		start := time.Now()
+		err := devstack.Poll(ctx, 20*time.Second, func() (bool, error) {
+			for _, v := range verifiers {
+				if got, err := decide(client, v, live); err != nil || got != want[v.Name] {
+					return false, fmt.Errorf("%s: %q %v", v.Name, got, err)
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	allAllow := map[string]string{"verifier": "allow", "v2": "allow", "v3": "allow"}
+	await("live task allowed everywhere", allAllow)
+
+	// The second registrar crashes: v2, fed by it alone, refuses task peers
+	// once its view is older than max_staleness; v3 fails over to the first
+	// registrar and keeps serving. Restarted, v2 recovers by itself.
+	r2.Kill()
+	await("second registrar killed: v2 stale, v3 failed over", map[string]string{"verifier": "allow", "v2": "liveness_unknown", "v3": "allow"})
+	if err := st.RestartRegistrar(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
+	await("second registrar restarted: v2 recovered", allAllow)
+
+	// SPIRE itself goes away: every registrar's listing fails, every view
+	// goes stale; restarted, everything recovers and revocations propagate
+	// again.
+	if err := st.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	stale := map[string]string{"verifier": "liveness_unknown", "v2": "liveness_unknown", "v3": "liveness_unknown"}
+	await("SPIRE server stopped: every view stale", stale)
+	if err := st.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	await("SPIRE server restarted: recovered", allAllow)
+	killAndMeasure(t, verifiers, []credential{live}, func() {
+		conn, err := grpc.NewClient("unix://"+st.RegistrarOperatorSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := registrarv1.NewRegistrarClient(conn).RevokeTask(ctx, &registrarv1.RevokeTaskRequest{SpiffeId: "spiffe://example.org/agent/planner/task/KC-P"}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

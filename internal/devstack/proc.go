@@ -108,6 +108,17 @@ func (p *Process) Stop() error {
 	return fmt.Errorf("%s (pid %d) ignored SIGTERM for %v and was killed", p.Name, p.Pid(), StopTimeout)
 }
 
+// Kill kills the process with SIGKILL, as a crash would, and waits for
+// it; the stack does not take the exit for a failure.
+func (p *Process) Kill() {
+	p.stopRequested.Store(true)
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // LogTail returns the last n lines of the process's log that are not
 // debug-level lines.
 func (p *Process) LogTail(n int) string { return LogTail(p.LogPath, n) }
