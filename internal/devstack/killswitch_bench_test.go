@@ -147,13 +147,8 @@ func setUpRevBench(b *testing.B) error {
 	if revBench.r2, err = st.StartRegistrar(ctx, "reg2"); err != nil {
 		return err
 	}
-	revBench.verifiers = []*devstack.Verifier{st.Verifier}
-	for name, feeds := range map[string][]string{"v2": {revBench.r2.Addr}, "v3": {revBench.r2.Addr, st.RegistrarAddr}} {
-		v, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: name, PolicyDir: st.Verifier.PolicyDir, Registrars: feeds})
-		if err != nil {
-			return err
-		}
-		revBench.verifiers = append(revBench.verifiers, v)
+	if revBench.verifiers, err = startFeedVerifiers(ctx, st, revBench.r2); err != nil {
+		return err
 	}
 	// The feed's per-interval work at this size: one listing.
 	reg := registrar.New(conn, spiffeid.RequireTrustDomainFromString(st.TrustDomain), nil)

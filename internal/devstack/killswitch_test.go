@@ -53,13 +53,9 @@ func TestKillSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifiers := []*devstack.Verifier{st.Verifier}
-	for name, feeds := range map[string][]string{"v2": {r2.Addr}, "v3": {r2.Addr, st.RegistrarAddr}} {
-		v, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: name, PolicyDir: st.Verifier.PolicyDir, Registrars: feeds})
-		if err != nil {
-			t.Fatal(err)
-		}
-		verifiers = append(verifiers, v)
+	verifiers, err := startFeedVerifiers(ctx, st, r2)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	work := t.TempDir()
@@ -191,6 +187,24 @@ func TestKillSwitch(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// startFeedVerifiers starts v2, fed by the second registrar r2 alone, and
+// v3, fed by r2 and then the stack's registrar, and returns them after the
+// stack's default verifier (fed by the stack's registrar).
+func startFeedVerifiers(ctx context.Context, st *devstack.Stack, r2 *devstack.Registrar) ([]*devstack.Verifier, error) {
+	verifiers := []*devstack.Verifier{st.Verifier}
+	for _, v := range []struct {
+		name  string
+		feeds []string
+	}{{"v2", []string{r2.Addr}}, {"v3", []string{r2.Addr, st.RegistrarAddr}}} {
+		started, err := st.StartVerifier(ctx, devstack.VerifierOptions{Name: v.name, PolicyDir: st.Verifier.PolicyDir, Registrars: v.feeds})
+		if err != nil {
+			return nil, err
+		}
+		verifiers = append(verifiers, started)
+	}
+	return verifiers, nil
 }
 
 // credential is one task credential as the check API takes it.

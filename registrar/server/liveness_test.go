@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/internal/fakeentry"
 	"github.com/agentid/agentid/internal/testca"
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -13,18 +14,36 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// livenessFixture is a registrar with the liveness feed (20 ms interval)
+// for one verifier ID, on a fake SPIRE holding two planner tasks.
+type livenessFixture struct {
+	fe         *fakeentry.Server
+	verifierID spiffeid.ID
+	op         registrarv1.RegistrarClient
+	ca         *testca.CA
+	addr       string            // the mTLS listener
+	p1         *registrarv1.Task // planner P1 (P2 exists too)
+}
+
+func newLivenessFixture(t *testing.T) livenessFixture {
+	t.Helper()
+	r, fe := newRegistrar(t, loadPolicy(t))
+	f := livenessFixture{fe: fe, verifierID: spiffeid.RequireFromString("spiffe://example.org/agentid/verifier")}
+	svc := New(r, WithDefaultParentID(testNode), WithLiveness([]spiffeid.ID{f.verifierID}, 20*time.Millisecond))
+	f.op, _ = serveOperator(t, svc)
+	f.ca = testca.New(t, testTD, time.Now())
+	f.addr = serveAgent(t, svc, f.ca, f.ca.X509Bundle())
+	f.p1 = createPlanner(t, f.op, "P1")
+	createPlanner(t, f.op, "P2")
+	return f
+}
+
 // WatchLiveness streams what SPIRE holds — a task revoked through the
 // registrar, or deleted in SPIRE directly, leaves the next snapshot — and
 // answers only its subscribers.
 func TestWatchLiveness(t *testing.T) {
-	r, fe := newRegistrar(t, loadPolicy(t))
-	verifierID := spiffeid.RequireFromString("spiffe://example.org/agentid/verifier")
-	svc := New(r, WithDefaultParentID(testNode), WithLiveness([]spiffeid.ID{verifierID}, 20*time.Millisecond))
-	op, _ := serveOperator(t, svc)
-	ca := testca.New(t, testTD, time.Now())
-	addr := serveAgent(t, svc, ca, ca.X509Bundle())
-	p := createPlanner(t, op, "P1")
-	createPlanner(t, op, "P2")
+	f := newLivenessFixture(t)
+	fe, verifierID, op, ca, addr, p := f.fe, f.verifierID, f.op, f.ca, f.addr, f.p1
 
 	watch := func(id spiffeid.ID) registrarv1.Registrar_WatchLivenessClient {
 		s, err := agentClient(t, addr, ca.CreateX509SVID(id), ca.X509Bundle()).WatchLiveness(ctxT(t), &registrarv1.WatchLivenessRequest{})
@@ -100,14 +119,8 @@ func TestWatchLiveness(t *testing.T) {
 // of subscribers, and after the first (full) message each update carries
 // only what changed, against the update before it.
 func TestWatchLivenessFlatCost(t *testing.T) {
-	r, fe := newRegistrar(t, loadPolicy(t))
-	verifierID := spiffeid.RequireFromString("spiffe://example.org/agentid/verifier")
-	svc := New(r, WithDefaultParentID(testNode), WithLiveness([]spiffeid.ID{verifierID}, 20*time.Millisecond))
-	op, _ := serveOperator(t, svc)
-	ca := testca.New(t, testTD, time.Now())
-	addr := serveAgent(t, svc, ca, ca.X509Bundle())
-	p := createPlanner(t, op, "P1")
-	createPlanner(t, op, "P2")
+	f := newLivenessFixture(t)
+	fe, verifierID, op, ca, addr, p := f.fe, f.verifierID, f.op, f.ca, f.addr, f.p1
 
 	const subscribers = 5
 	streams := make([]registrarv1.Registrar_WatchLivenessClient, subscribers)
