@@ -69,7 +69,7 @@ func TestWriteFailureIsVisibleAndRecovers(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil {
 		t.Fatal(err)
 	}

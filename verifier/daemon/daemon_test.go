@@ -218,7 +218,7 @@ func TestDaemonCheckReloadAndAudit(t *testing.T) {
 	}
 	// Every decision is in the log, signed by the verifier's SVID.
 	files, _ := audit.Files(f.auditPath)
-	sum, err := audit.Verify(files, f.ca.X509Bundle())
+	sum, err := audit.Verify(files, audit.VerifyOptions{Bundle: f.ca.X509Bundle()})
 	if err != nil {
 		t.Fatal(err)
 	}
