@@ -269,11 +269,11 @@ func (w *Writer) witnessLoop() {
 		rec, err := w.cosign(req)
 		if err != nil {
 			w.witErr.Store(&err)
-		} else {
-			w.witErr.Store(nil)
-			w.cosigned <- rec
+			w.witBusy.Store(false)
+			continue
 		}
-		w.witBusy.Store(false)
+		w.witErr.Store(nil)
+		w.cosigned <- rec // the loop clears witBusy once it is written
 	}
 }
 
@@ -433,6 +433,8 @@ func (w *Writer) loop() {
 		case rec := <-w.cosigned:
 			w.pending.Add(1)
 			w.writeBatch([]item{{rec: rec}})
+			w.witBusy.Store(false)
+			w.sendWitness()
 			continue
 		}
 		if w.opts.BatchDelay > 0 && !now {

@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -155,17 +159,150 @@ func TestAuditAttackA2ExpiredSVID(t *testing.T) {
 	expectBroken(t, "expired", "--bundle", bundle, "--signer", auditVerifierID.String(), path)
 }
 
+// witnessed starts a witness (its HTTP handler on a loopback server) and
+// returns its client, its verifier key and its state directory.
+func witnessed(t *testing.T, ca *testca.CA) (*witness.Client, string, string) {
+	t.Helper()
+	skey, vkey, err := witness.GenerateKey("witness.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	w, err := witness.New(witness.Config{Key: skey, StateDir: state, Bundle: ca.X509Bundle(), Signers: []spiffeid.ID{auditVerifierID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(w.Handler())
+	t.Cleanup(srv.Close)
+	return &witness.Client{URL: srv.URL}, vkey, state
+}
+
+// witnessedLog writes the genuine log with a witness and returns the
+// witness's key (in a file) and its latest cosigned checkpoint (in a
+// file), as an auditor gets them from the witness.
+func witnessedLog(t *testing.T, dir string, ca *testca.CA, path string) (keyFile, checkpoint string) {
+	t.Helper()
+	wc, vkey, state := witnessed(t, ca)
+	w, err := audit.Open(path, audit.Options{Signer: ca.CreateX509SVID(auditVerifierID), CheckpointEvery: 3, Witness: wc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		rec := audit.Record{Type: audit.TypeDecision, Peer: testTask.String(), Decision: "allow",
+			Action: &audit.Action{Kind: "http", Method: "GET", Path: "/kb/" + string(rune('a'+i))}}
+		if i == 3 {
+			rec.Decision, rec.Action.Path = "deny", "/kb/admin"
+		}
+		w.Append(rec)
+		if err := w.Flush(); err != nil { // one checkpoint per 3 records, each sent to the witness
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WitnessError(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(state, "*.checkpoint"))
+	if len(files) != 1 {
+		t.Fatalf("witness state %v", files)
+	}
+	return writeFile(t, dir, "witness.pub", []byte(vkey+"\n")), files[0]
+}
+
 // TestAuditAttackA3Truncated: the genuine log cut after its first
-// checkpoint (4 of 10 lines left).
+// checkpoint; with the witness's key and its last cosigned checkpoint the
+// cut is found (without them, a log that ends on a checkpoint is
+// indistinguishable from one whose writer stopped there).
 func TestAuditAttackA3Truncated(t *testing.T) {
 	dir := t.TempDir()
-	now := time.Now()
-	ca := testca.New(t, testTD, now)
+	ca := testca.New(t, testTD, time.Now())
 	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
 	path := filepath.Join(dir, "audit.log")
-	genuineLog(t, path, ca.CreateX509SVID(auditVerifierID), nil)
+	key, cp := witnessedLog(t, dir, ca, path)
+	code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, "--witness-key", key, "--checkpoint", cp, path)
+	if code != 0 || !strings.Contains(out, "witness witness.example.org") {
+		t.Fatalf("genuine witnessed log: exit %d\n%s\n%s", code, out, errs)
+	}
 	data, _ := os.ReadFile(path)
 	lines := strings.SplitAfter(string(data), "\n")
-	os.WriteFile(path, []byte(strings.Join(lines[:4], "")), 0o600)
-	expectBroken(t, "witness", "--bundle", bundle, path)
+	os.WriteFile(path, []byte(strings.Join(lines[:5], "")), 0o600) // 3 decisions, key, checkpoint
+	expectBroken(t, "the log was cut", "--bundle", bundle, "--witness-key", key, "--checkpoint", cp, path)
+	expectBroken(t, "no checkpoint cosigned by a trusted witness", "--bundle", bundle, "--witness-key", key, path)
+}
+
+// TestAuditAttackForkAfterWitness: the writer's own SVID key in the
+// attacker's hands: the log rewritten (denial removed) and re-signed with
+// it from the first line. The witness's checkpoint shows the fork.
+func TestAuditAttackForkAfterWitness(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	key, cp := witnessedLog(t, dir, ca, path)
+	// The same first line, the denial removed: the tree at the witnessed
+	// size differs.
+	rewrite(t, path, readRecords(t, path), noDenial, audit.Options{Signer: ca.CreateX509SVID(auditVerifierID), CheckpointEvery: 3})
+	expectBroken(t, "does not extend the checkpoint", "--bundle", bundle, "--witness-key", key, "--checkpoint", cp, path)
+
+	// The first line removed too: another log as far as the witness knows.
+	os.Remove(path)
+	key, cp = witnessedLog(t, dir, ca, path)
+	rewrite(t, path, readRecords(t, path), func(r audit.Record) bool { return r.Action.Path != "/kb/a" }, audit.Options{Signer: ca.CreateX509SVID(auditVerifierID), CheckpointEvery: 3})
+	expectBroken(t, "is for log", "--bundle", bundle, "--witness-key", key, "--checkpoint", cp, path)
+}
+
+// TestAuditUnknownWitnessKey: cosignatures by a key the auditor does not
+// trust do not count.
+func TestAuditUnknownWitnessKey(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	witnessedLog(t, dir, ca, path)
+	_, other, _ := witness.GenerateKey("other-witness.example.org")
+	expectBroken(t, "cosignatures by unknown key(s) witness.example.org were not counted", "--bundle", bundle, "--witness-key", other, path)
+}
+
+// TestAuditReceipt: a receipt from audit prove verifies offline with the
+// bundle and the witness key; a receipt whose record or proof was altered
+// does not.
+func TestAuditReceipt(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	key, _ := witnessedLog(t, dir, ca, path)
+	receipt := filepath.Join(dir, "receipt.json")
+	deny := -1
+	for i, r := range readRecords(t, path) {
+		if r.Decision == "deny" {
+			deny = i
+		}
+	}
+	if code, out, errs := runCLI(t, "audit", "prove", "--index", strconv.Itoa(deny), "--out", receipt, path); code != 0 {
+		t.Fatalf("prove: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs := runCLI(t, "audit", "verify-receipt", receipt, "--bundle", bundle, "--witness-key", key)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("OK: record seq %d (index %d)", deny+1, deny)) || !strings.Contains(out, "cosigned by witness.example.org") ||
+		!strings.Contains(out, "decision: deny") || !strings.Contains(out, "action: http GET /kb/admin") {
+		t.Fatalf("verify-receipt: exit %d\n%s\n%s", code, out, errs)
+	}
+	data, _ := os.ReadFile(receipt)
+	var r audit.Receipt
+	json.Unmarshal(data, &r)
+	r.Record = strings.Replace(r.Record, `"decision":"deny"`, `"decision":"allow"`, 1)
+	forged, _ := json.Marshal(r)
+	os.WriteFile(receipt, forged, 0o600)
+	code, _, errs = runCLI(t, "audit", "verify-receipt", receipt, "--bundle", bundle, "--witness-key", key)
+	if code != 1 || !strings.Contains(errs, "the record's proof does not match the checkpoint") {
+		t.Fatalf("forged receipt: exit %d\n%s", code, errs)
+	}
+	_, other, _ := witness.GenerateKey("other-witness.example.org")
+	json.Unmarshal(data, &r)
+	code, _, errs = runCLI(t, "audit", "verify-receipt", writeFile(t, dir, "r2.json", data), "--bundle", bundle, "--witness-key", other)
+	if code != 1 || !strings.Contains(errs, "unknown key") {
+		t.Fatalf("receipt, unknown witness: exit %d\n%s", code, errs)
+	}
 }

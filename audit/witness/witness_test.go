@@ -1,0 +1,129 @@
+package witness_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/witness"
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+var (
+	td   = spiffeid.RequireTrustDomainFromString("example.org")
+	vid  = spiffeid.RequireFromString("spiffe://example.org/verifier")
+	task = spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42")
+)
+
+// direct calls the witness in-process.
+type direct struct{ w *witness.Witness }
+
+func (d direct) Cosign(_ context.Context, req *audit.WitnessRequest) ([]byte, error) { return d.w.Add(req) }
+
+func newWitness(t *testing.T, ca *testca.CA) (*witness.Witness, string) {
+	skey, vkey, err := witness.GenerateKey("witness.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := witness.New(witness.Config{Key: skey, StateDir: t.TempDir(), Bundle: ca.X509Bundle()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, vkey
+}
+
+func writeLog(t *testing.T, path string, signer x509svid.Source, w *witness.Witness, clock func() time.Time) *audit.Writer {
+	t.Helper()
+	lw, err := audit.Open(path, audit.Options{Signer: signer, CheckpointEvery: 2, Witness: direct{w}, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		lw.Append(audit.Record{Type: audit.TypeDecision, Peer: task.String(), Decision: "allow"})
+		if err := lw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		_ = i
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return lw
+}
+
+// TestWitnessCosignsAndExtends: every checkpoint of a log is cosigned, a
+// reopened log keeps being cosigned (consistency from the last size), and
+// the log verifies with the witness's key and its last checkpoint.
+func TestWitnessCosignsAndExtends(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	w, vkey := newWitness(t, ca)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	lw := writeLog(t, path, ca.CreateX509SVID(vid), w, nil)
+	first := lw.WitnessedSize()
+	lw = writeLog(t, path, ca.CreateX509SVID(vid), w, nil)
+	if err := lw.WitnessError(); err != nil || lw.WitnessedSize() <= first {
+		t.Fatalf("reopened log: witnessed size %d (was %d), %v", lw.WitnessedSize(), first, err)
+	}
+	files, _ := audit.Files(path)
+	sum, err := audit.VerifyChain(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := w.Latest(sum.Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = audit.Verify(files, audit.VerifyOptions{Bundle: ca.X509Bundle(), WitnessKeys: []string{vkey}, Witnessed: [][]byte{latest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Witnessed < 4 || sum.Anchor.TimeSource != "witness witness.example.org" || sum.Unsigned != 0 {
+		t.Fatalf("summary %+v %+v", sum, sum.Anchor)
+	}
+}
+
+// TestWitnessRefuses: a key bound by a task SVID, or by an SVID that has
+// expired (the log's clock backdated), is not cosigned; nor is a log that
+// does not extend what the witness cosigned before.
+func TestWitnessRefuses(t *testing.T) {
+	now := time.Now()
+	ca := testca.New(t, td, now)
+	for name, tc := range map[string]struct {
+		signer x509svid.Source
+		clock  func() time.Time
+		want   string
+	}{
+		"task SVID":    {ca.CreateX509SVID(task), nil, "task identities are never accepted"},
+		"expired SVID": {ca.CreateX509SVID(vid, testca.WithLifetime(now.Add(-90*time.Minute), now.Add(-30*time.Minute))), func() time.Time { return now.Add(-time.Hour) }, "expired"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w, _ := newWitness(t, ca)
+			lw := writeLog(t, filepath.Join(t.TempDir(), "audit.log"), tc.signer, w, tc.clock)
+			if err := lw.WitnessError(); err == nil || !strings.Contains(err.Error(), tc.want) || lw.WitnessedSize() != 0 {
+				t.Fatalf("witness error %v, witnessed size %d", err, lw.WitnessedSize())
+			}
+		})
+	}
+	t.Run("fork", func(t *testing.T) {
+		w, _ := newWitness(t, ca)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "audit.log")
+		writeLog(t, path, ca.CreateX509SVID(vid), w, nil)
+		data := must(t, path)
+		// The current file deleted (and its first line kept, so the origin
+		// is the same): the rewritten log does not extend the witnessed one.
+		first := data[:strings.IndexByte(data, '\n')+1]
+		if err := writeFile(path, first); err != nil {
+			t.Fatal(err)
+		}
+		lw := writeLog(t, path, ca.CreateX509SVID(vid), w, nil)
+		if err := lw.WitnessError(); err == nil || !strings.Contains(err.Error(), "last checkpoint cosigned for this log has size") {
+			t.Fatalf("forked log: witness error %v", err)
+		}
+	})
+}
