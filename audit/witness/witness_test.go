@@ -23,7 +23,9 @@ var (
 // direct calls the witness in-process.
 type direct struct{ w *witness.Witness }
 
-func (d direct) Cosign(_ context.Context, req *audit.WitnessRequest) ([]byte, error) { return d.w.Add(req) }
+func (d direct) Cosign(_ context.Context, req *audit.WitnessRequest) ([]byte, error) {
+	return d.w.Add(req)
+}
 
 func newWitness(t *testing.T, ca *testca.CA) (*witness.Witness, string) {
 	skey, vkey, err := witness.GenerateKey("witness.example.org")
