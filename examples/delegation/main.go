@@ -195,8 +195,8 @@ func (s *story) step5(ctx context.Context, v *devstack.Verifier) error {
 		return err
 	}
 	out, err := s.agentid(ctx, "audit", "verify", "--bundle", bundle, v.AuditPath)
-	ok := err == nil && strings.HasPrefix(out, "OK: 4 records") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
-	s.expect("5", "auditor", "agentid audit verify (hash chain + signed checkpoints)", ok, "3 decisions, log intact", "", out+errText(err))
+	ok := err == nil && strings.HasPrefix(out, "OK: tlog v2 log ") && strings.Contains(out, ": 5 records") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
+	s.expect("5", "auditor", "agentid audit verify (hash chain, Merkle tree, signed checkpoints)", ok, "3 decisions, log intact", "", out+errText(err))
 	say("%s", indent(out))
 	return nil
 }
