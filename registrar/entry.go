@@ -120,8 +120,13 @@ func (r *Registrar) task(e *types.Entry) (Task, error) {
 
 // list runs ListEntries page by page.
 func (r *Registrar) list(ctx context.Context, f *entryv1.ListEntriesRequest_Filter) ([]*types.Entry, error) {
+	return r.listReq(ctx, &entryv1.ListEntriesRequest{Filter: f})
+}
+
+// listReq pages through ListEntries with req (its page size set here).
+func (r *Registrar) listReq(ctx context.Context, req *entryv1.ListEntriesRequest) ([]*types.Entry, error) {
 	var out []*types.Entry
-	req := &entryv1.ListEntriesRequest{Filter: f, PageSize: r.cfg.pageSize}
+	req.PageSize = r.cfg.pageSize
 	for {
 		resp, err := r.client.ListEntries(ctx, req)
 		if err != nil {

@@ -288,22 +288,27 @@ func (r *Registrar) delete(ctx context.Context, ids []string) (map[string]bool, 
 }
 
 // LiveTasks lists the SPIFFE IDs of every task entry in SPIRE, for the
-// verifiers' liveness view. It decodes no claims, so one malformed entry
-// does not hide the others; entries that have expired are left out (SPIRE
-// prunes them on its own schedule).
-func (r *Registrar) LiveTasks(ctx context.Context) ([]spiffeid.ID, error) {
+// verifiers' liveness view, in no particular order. It decodes no claims,
+// so one malformed entry does not hide the others, and asks SPIRE for the
+// three fields it reads (SPIFFE ID, selectors, expiry) rather than whole
+// entries; entries that have expired are left out (SPIRE prunes them on its
+// own schedule).
+func (r *Registrar) LiveTasks(ctx context.Context) ([]string, error) {
 	now := r.cfg.now()
-	entries, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{})
+	entries, err := r.listReq(ctx, &entryv1.ListEntriesRequest{
+		Filter:     &entryv1.ListEntriesRequest_Filter{},
+		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true},
+	})
 	if err != nil {
 		return nil, wrapErr("live tasks", err)
 	}
-	ids := make([]spiffeid.ID, 0, len(entries))
+	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
 		if !r.isTaskEntry(e) || (e.GetExpiresAt() != 0 && !now.Before(time.Unix(e.GetExpiresAt(), 0))) {
 			continue
 		}
 		id, _ := idFromProto(e.GetSpiffeId())
-		ids = append(ids, id)
+		ids = append(ids, id.String())
 	}
 	return ids, nil
 }

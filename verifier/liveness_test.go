@@ -85,3 +85,52 @@ func TestLivenessViewYoungCredential(t *testing.T) {
 		t.Fatal("absent task allowed by a view taken a minute after issue")
 	}
 }
+
+// Deltas move the view by what changed; a task seen removed is refused even
+// for a credential too young for the issue-time rule; a delta before any
+// full listing, or not newer than the view, changes nothing.
+func TestLivenessViewDeltas(t *testing.T) {
+	ca := newAttackEnv(t)
+	v := &verifier.LivenessView{}
+	wall := time.Now()
+	if err := v.Apply(wall, []string{taskID.String()}, nil); err == nil {
+		t.Fatal("a delta before any full listing was applied")
+	}
+	planner := "spiffe://example.org/agent/planner/task/T-41"
+	if err := v.Update(wall.Add(-2*time.Second), []string{planner}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Apply(wall.Add(-time.Second), []string{taskID.String()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := claims() // chain: the planner
+	c.Deadline = wall.Add(time.Hour).Truncate(time.Second).UTC()
+	p, err := ca.v.Auth.Certificates(ca.ca.CreateX509SVID(taskID, ext(t, c), testca.WithLifetime(wall.Add(-10*time.Second), wall.Add(time.Hour))).Certificates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&p, wall); err != nil {
+		t.Fatalf("live task with a live chain: %v", err)
+	}
+	if err := v.Apply(wall.Add(-time.Second), nil, []string{planner}); err == nil {
+		t.Fatal("a delta as old as the view was applied")
+	}
+	if err := v.Apply(wall, nil, []string{planner}); err != nil {
+		t.Fatal(err)
+	}
+	// The credential is seconds old, but the planner was seen removed.
+	var de *verifier.DenyError
+	if err := v.Check(&p, wall); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
+		t.Fatalf("chain member seen removed: %v", err)
+	}
+	if v.Len() != 1 {
+		t.Fatalf("view holds %d tasks, want 1", v.Len())
+	}
+	// A later full listing that still lacks the planner keeps refusing it.
+	if err := v.Update(wall.Add(time.Second), []string{taskID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&p, wall.Add(time.Second)); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
+		t.Fatalf("after a full listing: %v", err)
+	}
+}

@@ -12,8 +12,10 @@
 //     proxy (allowed), tries to open a ticket (denied, with the deciding
 //     rule), the planner opens it (allowed), and a process that was not
 //     launched as a task gets no identity at all;
-//  4. the planner's task is revoked: the researcher's entry goes with it and
-//     its next SVID fetch fails;
+//  4. the planner's task is revoked: the X.509-SVID the researcher already
+//     holds is refused at the service within the liveness feed's interval
+//     (the time is measured and shown), the researcher's entry goes with
+//     the planner's and its next SVID fetch fails;
 //  5. `agentid audit verify` checks the verifier's decision log.
 package main
 
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -34,6 +37,10 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/internal/devstack"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 func main() {
@@ -160,11 +167,46 @@ func (s *story) step3(ctx context.Context, v *devstack.Verifier) error {
 	return nil
 }
 
-func (s *story) step4(ctx context.Context, _ *devstack.Verifier) error {
+func (s *story) step4(ctx context.Context, v *devstack.Verifier) error {
 	say("== 4. the planner's task is revoked")
-	out, err := s.agentid(ctx, "task", "revoke", "--server-socket", s.st.ServerSocket, "spiffe://"+s.st.TrustDomain+"/agent/planner/task/T-planner")
+	// What the researcher already holds: its X.509-SVID, fetched before.
+	held := s.file("researcher-svid")
+	if err := os.Mkdir(held, 0o700); err != nil {
+		return err
+	}
+	out, err := s.as(ctx, "researcher", filepath.Join(s.st.SpireBin, "spire-agent"), "api", "fetch", "x509",
+		"-socketPath", s.st.AgentSocket, "-write", held)
+	if err != nil {
+		return fmt.Errorf("the researcher fetching its X.509-SVID: %w\n%s", err, out)
+	}
+	client, err := heldClient(held, s.st.TrustDomain)
+	if err != nil {
+		return err
+	}
+	url := v.ProxyURL + "/kb/onboarding"
+	code, _ := get(ctx, client, url)
+	s.expect("4", "researcher", "GET /kb/onboarding with the SVID it holds, before the revocation", code == 200, "200", "", fmt.Sprint(code))
+
+	out, err = s.agentid(ctx, "task", "revoke", "--server-socket", s.st.ServerSocket, "spiffe://"+s.st.TrustDomain+"/agent/planner/task/T-planner")
+	revoked := time.Now()
 	s.expect("4", "operator", "revoke the planner", err == nil && strings.Contains(out, "researcher/task/T-researcher"), "planner and researcher removed", "", out+errText(err))
 	say("%s", indent(out))
+
+	// The kill switch: the SVID the researcher already holds is refused
+	// at the service as soon as the verifier's liveness feed has the news.
+	var body string
+	for time.Since(revoked) < 10*time.Second {
+		if code, body = get(ctx, client, url); code != 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(revoked)
+	ok := code == 401 && strings.Contains(body, "revoked")
+	s.expect("4", "researcher", "GET /kb/onboarding with the SVID it already holds",
+		ok, fmt.Sprintf("refused in %.2f s", took.Seconds()), "revoked", fmt.Sprintf("%d %s", code, body))
+	say("   the researcher's already-fetched SVID at the service, %.2f s after the revocation: %d %s", took.Seconds(), code, strings.TrimSpace(firstLine(body)))
+
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err = s.as(ctx, "researcher", "agentid", "svid", "inspect", "--socket", s.st.AgentSocket)
@@ -176,6 +218,42 @@ func (s *story) step4(ctx context.Context, _ *devstack.Verifier) error {
 	s.expect("4", "researcher", "fetch its SVID after the revocation", err != nil && strings.Contains(err.Error(), "no identity issued"), "no identity", "", errText(err))
 	say("   the researcher's next SVID fetch: %s\n", lastLine(errText(err)))
 	return nil
+}
+
+// heldClient is an mTLS client with the X.509-SVID that spire-agent wrote
+// to dir (svid.0.pem, svid.0.key, bundle.0.pem): a credential held, not
+// fetched again.
+func heldClient(dir, td string) (*http.Client, error) {
+	id, err := x509svid.Load(filepath.Join(dir, "svid.0.pem"), filepath.Join(dir, "svid.0.key"))
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := x509bundle.Load(spiffeid.RequireTrustDomainFromString(td), filepath.Join(dir, "bundle.0.pem"))
+	if err != nil {
+		return nil, err
+	}
+	tc := tlsconfig.MTLSClientConfig(id, bundle, tlsconfig.AuthorizeMemberOf(bundle.TrustDomain()))
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Second}, nil
+}
+
+// get returns the status and body of a GET (0 and the error on failure).
+func get(ctx context.Context, c *http.Client, url string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(b)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
 func (s *story) step5(ctx context.Context, v *devstack.Verifier) error {
@@ -195,8 +273,8 @@ func (s *story) step5(ctx context.Context, v *devstack.Verifier) error {
 		return err
 	}
 	out, err := s.agentid(ctx, "audit", "verify", "--bundle", bundle, v.AuditPath)
-	ok := err == nil && strings.HasPrefix(out, "OK: tlog v2 log ") && strings.Contains(out, ": 5 records") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
-	s.expect("5", "auditor", "agentid audit verify (hash chain, Merkle tree, signed checkpoints)", ok, "3 decisions, log intact", "", out+errText(err))
+	ok := err == nil && strings.HasPrefix(out, "OK: ") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
+	s.expect("5", "auditor", "agentid audit verify (hash chain, Merkle tree, signed checkpoints)", ok, "every decision, log intact", "", out+errText(err))
 	say("%s", indent(out))
 	return nil
 }
@@ -227,8 +305,11 @@ func (s *story) table(w io.Writer) {
 // as runs a command as a task, through `agentid run`, retrying while the
 // task's entry is still on its way to the SPIRE agent.
 func (s *story) as(ctx context.Context, task string, argv ...string) (string, error) {
-	args := append([]string{"run", "--task-file", s.file(task + ".json"), "--manifest-dir", s.st.ManifestDir, "--",
-		filepath.Join(s.st.BinDir, argv[0])}, argv[1:]...)
+	bin := argv[0]
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(s.st.BinDir, bin)
+	}
+	args := append([]string{"run", "--task-file", s.file(task + ".json"), "--manifest-dir", s.st.ManifestDir, "--", bin}, argv[1:]...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, err := s.agentid(ctx, args...)

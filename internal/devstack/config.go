@@ -3,6 +3,7 @@ package devstack
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // q quotes a string for HCL (Go quoting is a subset HCL reads).
@@ -126,7 +127,7 @@ agent "*" {
 `
 
 // registrarConfig is agentid-registrar's configuration.
-func (s *Stack) registrarConfig(port int) string {
+func (s *Stack) registrarConfig(port int, operatorSocket string) string {
 	return fmt.Sprintf(`# agentid dev: agentid-registrar (see docs/registrar.md)
 trust_domain         = %s
 server_api_socket    = %s
@@ -143,7 +144,7 @@ liveness {
   subscribers = [%s]
   interval    = "500ms"
 }
-`, q(s.TrustDomain), q(s.ServerSocket), q(s.IssuancePolicy), q(s.NodeID), q(s.RegistrarOperatorSocket),
+`, q(s.TrustDomain), q(s.ServerSocket), q(s.IssuancePolicy), q(s.NodeID), q(operatorSocket),
 		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID))
 }
 
@@ -213,7 +214,15 @@ audit {
 		cfg += "}\n"
 	}
 	cfg += fmt.Sprintf("\ncheck_api {\n  listen = \"127.0.0.1:%d\"\n}\n\nmetrics {\n  listen = \"127.0.0.1:%d\"\n}\n", checkPort, metricsPort)
-	cfg += fmt.Sprintf("\n# Revoked tasks are refused within the feed's interval (the kill switch).\nliveness {\n  registrars    = [%s]\n  registrar_ids = [%s]\n  max_staleness = \"5s\"\n}\n", q(s.RegistrarAddr), q(s.RegistrarID))
+	registrars := opts.Registrars
+	if len(registrars) == 0 {
+		registrars = []string{s.RegistrarAddr}
+	}
+	quoted := make([]string, len(registrars))
+	for i, r := range registrars {
+		quoted[i] = q(r)
+	}
+	cfg += fmt.Sprintf("\n# Revoked tasks are refused within the feed's interval (the kill switch).\nliveness {\n  registrars    = [%s]\n  registrar_ids = [%s]\n  max_staleness = \"5s\"\n}\n", strings.Join(quoted, ", "), q(s.RegistrarID))
 	return cfg
 }
 

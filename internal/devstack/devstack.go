@@ -509,43 +509,86 @@ func (s *Stack) startRegistrar(ctx context.Context) error {
 	if err := os.WriteFile(s.IssuancePolicy, []byte(issuancePolicy), 0o600); err != nil {
 		return err
 	}
-	conf := s.path("registrar", "registrar.hcl")
+	r, err := s.runRegistrar(ctx, "registrar", s.RegistrarOperatorSocket)
+	if err != nil {
+		return err
+	}
+	s.RegistrarAddr = r.Addr
+	return nil
+}
+
+// Registrar is an agentid-registrar of the stack. Its fields are read-only.
+type Registrar struct {
+	// Name names its files (<Dir>/registrar/<Name>.hcl, logs/<Name>.log).
+	Name string
+	// Addr is its SPIFFE mTLS listener, 127.0.0.1:port (DelegateTask,
+	// WatchLiveness); OperatorSocket its operator socket (every RPC).
+	Addr, OperatorSocket string
+
+	proc *Process
+}
+
+// Process is the registrar's process.
+func (r *Registrar) Process() *Process { return r.proc }
+
+// StartRegistrar starts one more agentid-registrar on the same SPIRE server,
+// issuance policy and SPIFFE ID as the stack's (registrars keep no state,
+// so any number can run), with its own operator socket and mTLS listener.
+// name: letters, digits, '.', '_' and '-', unique among the stack's
+// registrars and verifiers; it must stay short (it names a unix socket).
+func (s *Stack) StartRegistrar(ctx context.Context, name string) (*Registrar, error) {
+	if !verifierName.MatchString(name) || name == "registrar" || len(name) > 16 {
+		return nil, fmt.Errorf("devstack: StartRegistrar: name %q is invalid (at most 16 letters, digits, '.', '_', '-')", name)
+	}
+	s.mu.Lock()
+	taken := s.names[name]
+	s.names[name] = true
+	s.mu.Unlock()
+	if taken {
+		return nil, fmt.Errorf("devstack: StartRegistrar: name %q is taken", name)
+	}
+	return s.runRegistrar(ctx, name, s.path("registrar", name+".sock"))
+}
+
+func (s *Stack) runRegistrar(ctx context.Context, name, operatorSocket string) (*Registrar, error) {
+	conf := s.path("registrar", name+".hcl")
 	start := time.Now()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a picked port can be taken before the bind
 		port, err := FreePort()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		s.RegistrarAddr = fmt.Sprintf("127.0.0.1:%d", port)
-		if err := os.WriteFile(conf, []byte(s.registrarConfig(port)), 0o600); err != nil {
-			return err
+		r := &Registrar{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), OperatorSocket: operatorSocket}
+		if err := os.WriteFile(conf, []byte(s.registrarConfig(port, operatorSocket)), 0o600); err != nil {
+			return nil, err
 		}
-		logPath := filepath.Join(s.LogDir, "registrar.log")
-		p, err := StartProcess(RegistrarBin, filepath.Join(s.BinDir, RegistrarBin), []string{"-config", conf}, s.env, logPath)
+		logPath := filepath.Join(s.LogDir, name+".log")
+		p, err := StartProcess(name, filepath.Join(s.BinDir, RegistrarBin), []string{"-config", conf}, s.env, logPath)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.track(p); err != nil {
-			return err
+			return nil, err
 		}
+		r.proc = p
 		lastErr = p.WaitReady(ctx, StartTimeout, func() error {
-			if err := dialCheck("unix", s.RegistrarOperatorSocket); err != nil {
+			if err := dialCheck("unix", operatorSocket); err != nil {
 				return err
 			}
-			return dialCheck("tcp", s.RegistrarAddr)
+			return dialCheck("tcp", r.Addr)
 		})
 		if lastErr == nil {
 			go s.watch(p)
-			s.logf("agentid-registrar ready in %v (%s, operator socket %s)", time.Since(start).Round(time.Millisecond), s.RegistrarAddr, s.RegistrarOperatorSocket)
-			return nil
+			s.logf("agentid-registrar %s ready in %v (%s, operator socket %s)", name, time.Since(start).Round(time.Millisecond), r.Addr, operatorSocket)
+			return r, nil
 		}
 		if !logContains(logPath, "address already in use") {
-			return lastErr
+			return nil, lastErr
 		}
 		_ = p.Stop()
 	}
-	return lastErr
+	return nil, lastErr
 }
 
 // Done is closed when a component exits on its own (Err says which) or

@@ -34,7 +34,7 @@ var binaries struct {
 	err  error
 }
 
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	binaries.once.Do(func() {
 		root, err := spiretest.RepoRoot()
@@ -78,7 +78,7 @@ func (w tlog) Write(p []byte) (int, error) {
 }
 
 // agentid runs the CLI built for the test with the stack's environment.
-func agentid(t *testing.T, st *devstack.Stack, dir string, args ...string) (string, error) {
+func agentid(t testing.TB, st *devstack.Stack, dir string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -96,7 +96,7 @@ func agentid(t *testing.T, st *devstack.Stack, dir string, args ...string) (stri
 // asTask runs COMMAND as the task of taskFile through `agentid run`,
 // retrying until it succeeds (the task's entry takes about a second to
 // reach the agent).
-func asTask(t *testing.T, st *devstack.Stack, dir, taskFile string, command ...string) string {
+func asTask(t testing.TB, st *devstack.Stack, dir, taskFile string, command ...string) string {
 	t.Helper()
 	var out string
 	err := devstack.Poll(context.Background(), 20*time.Second, func() (bool, error) {

@@ -34,6 +34,9 @@ type VerifierOptions struct {
 	// JWTAudiences are the audiences accepted on JWT-SVIDs; default
 	// [DefaultJWTAudience].
 	JWTAudiences []string
+	// Registrars are the registrars' mTLS addresses whose liveness feed it
+	// watches, in order of preference; default the stack's RegistrarAddr.
+	Registrars []string
 }
 
 // Verifier is a running agentid-verifier. Its fields are read-only.

@@ -40,7 +40,7 @@ var (
 
 // newRegistrar serves a fake Entry API and returns a registrar on it with
 // the given policy source and the pinned clock.
-func newRegistrar(t *testing.T, policy registrar.PolicySource) (*registrar.Registrar, *fakeentry.Server) {
+func newRegistrar(t testing.TB, policy registrar.PolicySource) (*registrar.Registrar, *fakeentry.Server) {
 	t.Helper()
 	fe := fakeentry.Start(t)
 	conn, err := grpc.NewClient(fe.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -51,7 +51,7 @@ func newRegistrar(t *testing.T, policy registrar.PolicySource) (*registrar.Regis
 	return registrar.New(conn, testTD, policy, registrar.WithClock(func() time.Time { return testNow })), fe
 }
 
-func loadPolicy(t *testing.T) *registrar.Policy {
+func loadPolicy(t testing.TB) *registrar.Policy {
 	t.Helper()
 	p, err := registrar.LoadPolicy(testPolicy)
 	if err != nil {
@@ -94,7 +94,7 @@ func serveOperator(t *testing.T, svc *Service) (registrarv1.RegistrarClient, str
 
 // serveAgent serves svc's mTLS server on 127.0.0.1 with an SVID of ca,
 // verifying clients with bundles.
-func serveAgent(t *testing.T, svc *Service, ca *testca.CA, bundles x509bundle.Source) string {
+func serveAgent(t testing.TB, svc *Service, ca *testca.CA, bundles x509bundle.Source) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,7 +108,7 @@ func serveAgent(t *testing.T, svc *Service, ca *testca.CA, bundles x509bundle.So
 
 // agentClient dials addr over mTLS as caller, trusting bundle and
 // authorizing the registrar's ID.
-func agentClient(t *testing.T, addr string, caller *x509svid.SVID, bundle *x509bundle.Bundle) registrarv1.RegistrarClient {
+func agentClient(t testing.TB, addr string, caller *x509svid.SVID, bundle *x509bundle.Bundle) registrarv1.RegistrarClient {
 	t.Helper()
 	tc := tlsconfig.MTLSClientConfig(caller, bundle, tlsconfig.AuthorizeID(spiffeid.RequireFromString(registrarID)))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))

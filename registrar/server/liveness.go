@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
@@ -15,7 +16,7 @@ import (
 )
 
 // WithLiveness serves WatchLiveness on the agent server to the given
-// subscribers (verifiers' SPIFFE IDs), with a snapshot every interval
+// subscribers (verifiers' SPIFFE IDs), with an update every interval
 // (default 1 s).
 func WithLiveness(subscribers []spiffeid.ID, interval time.Duration) Option {
 	return optionFunc(func(c *config) {
@@ -24,10 +25,14 @@ func WithLiveness(subscribers []spiffeid.ID, interval time.Duration) Option {
 	})
 }
 
-// WatchLiveness streams the live tasks to an authorized verifier: a
-// snapshot at once, then one per interval, each listed from SPIRE (the
-// registrar keeps nothing). A listing that fails ends the stream with its
-// error; the verifier reconnects (to this or another registrar).
+// WatchLiveness streams the live tasks to an authorized verifier: a full
+// message with every live task first, then one delta per interval (the
+// tasks added and removed since the message before, often none). One
+// listing of SPIRE per interval serves every subscriber of this registrar
+// (the registrar keeps nothing but the last listing, in memory). A listing
+// that fails ends the streams with Unavailable; a subscriber that cannot
+// keep up is dropped with ResourceExhausted. Either way the verifier
+// reconnects (to this or another registrar) and starts from a full message.
 func (s *Service) WatchLiveness(_ *registrarv1.WatchLivenessRequest, stream grpc.ServerStreamingServer[registrarv1.LivenessSnapshot]) error {
 	ctx := stream.Context()
 	caller, err := mtlsCaller(ctx)
@@ -37,31 +42,159 @@ func (s *Service) WatchLiveness(_ *registrarv1.WatchLivenessRequest, stream grpc
 	if !containsID(s.cfg.livenessSubscribers, caller) {
 		return status.Errorf(codes.PermissionDenied, "%s is not a liveness subscriber of this registrar", caller)
 	}
-	interval := s.cfg.livenessInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	sub := s.hub.subscribe()
+	defer s.hub.unsubscribe(sub)
 	for {
-		asOf := time.Now()
-		ids, err := s.r.LiveTasks(ctx)
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "listing tasks: %v", err)
-		}
-		snap := &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), LiveTasks: make([]string, len(ids))}
-		for i, id := range ids {
-			snap.LiveTasks[i] = id.String()
-		}
-		if err := stream.Send(snap); err != nil {
-			return err
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-sub.gone:
+			return sub.err
+		case m := <-sub.ch:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// subscriberBuffer is how many updates a subscriber may fall behind
+// before it is dropped (and reconnects for a full message).
+const subscriberBuffer = 64
+
+// livenessHub lists SPIRE once per interval while anyone subscribes and
+// fans the result out: a full message to each new subscriber, then deltas.
+type livenessHub struct {
+	list     func(context.Context) ([]string, error)
+	interval time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	subs    map[*livenessSub]struct{}
+	running bool
+	cur     map[string]struct{} // the last listing; nil before the first
+	curAsOf time.Time
+	curIDs  []string // the last listing as a slice, for full messages
+}
+
+type livenessSub struct {
+	ch       chan *registrarv1.LivenessSnapshot
+	gone     chan struct{} // closed with err set when the hub drops it
+	err      error
+	needFull bool
+}
+
+func newLivenessHub(list func(context.Context) ([]string, error), interval time.Duration) *livenessHub {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return &livenessHub{list: list, interval: interval, now: time.Now, subs: map[*livenessSub]struct{}{}}
+}
+
+// subscribe adds a subscriber; it gets the last listing at once if there
+// is one, else the next. The first subscriber starts the lister.
+func (h *livenessHub) subscribe() *livenessSub {
+	sub := &livenessSub{ch: make(chan *registrarv1.LivenessSnapshot, subscriberBuffer), gone: make(chan struct{}), needFull: true}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[sub] = struct{}{}
+	if h.cur != nil {
+		sub.ch <- h.fullLocked()
+		sub.needFull = false
+	}
+	if !h.running {
+		h.running = true
+		go h.run()
+	}
+	return sub
+}
+
+func (h *livenessHub) unsubscribe(sub *livenessSub) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, sub)
+}
+
+func (h *livenessHub) fullLocked() *registrarv1.LivenessSnapshot {
+	return &registrarv1.LivenessSnapshot{AsOfUnixNano: h.curAsOf.UnixNano(), LiveTasks: h.curIDs}
+}
+
+// run lists SPIRE once per interval until no subscriber is left. It forgets
+// its listing when it stops, so that a later subscriber never gets an old
+// one.
+func (h *livenessHub) run() {
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	for {
+		asOf := h.now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*h.interval+10*time.Second)
+		ids, err := h.list(ctx)
+		cancel()
+		if !h.publish(asOf, ids, err) {
+			return
+		}
+		<-tick.C
+	}
+}
+
+// publish sends one listing (or its error) to every subscriber and says
+// whether to go on.
+func (h *livenessHub) publish(asOf time.Time, ids []string, err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) == 0 {
+		h.running, h.cur, h.curIDs = false, nil, nil
+		return false
+	}
+	if err != nil {
+		// Everyone reconnects and starts again from a full message.
+		h.cur, h.curIDs = nil, nil
+		for sub := range h.subs {
+			h.dropLocked(sub, status.Errorf(codes.Unavailable, "listing tasks: %v", err))
+		}
+		return true
+	}
+	next := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		next[id] = struct{}{}
+	}
+	var delta *registrarv1.LivenessSnapshot
+	if h.cur != nil {
+		delta = &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), BaseAsOfUnixNano: h.curAsOf.UnixNano()}
+		for _, id := range ids {
+			if _, ok := h.cur[id]; !ok {
+				delta.Added = append(delta.Added, id)
+			}
+		}
+		for id := range h.cur {
+			if _, ok := next[id]; !ok {
+				delta.Removed = append(delta.Removed, id)
+			}
+		}
+	}
+	h.cur, h.curAsOf, h.curIDs = next, asOf, ids
+	var full *registrarv1.LivenessSnapshot
+	for sub := range h.subs {
+		m := delta
+		if sub.needFull || m == nil {
+			if full == nil {
+				full = h.fullLocked()
+			}
+			m, sub.needFull = full, false
+		}
+		select {
+		case sub.ch <- m:
+		default:
+			h.dropLocked(sub, status.Errorf(codes.ResourceExhausted, "liveness subscriber fell %d updates behind", subscriberBuffer))
+		}
+	}
+	return true
+}
+
+func (h *livenessHub) dropLocked(sub *livenessSub, err error) {
+	delete(h.subs, sub)
+	sub.err = err
+	close(sub.gone)
 }
 
 // livenessOnly lets WatchLiveness through the agent server's stream

@@ -42,34 +42,47 @@ func TestWatchLiveness(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(first.LiveTasks) != 2 || !slices.Contains(first.LiveTasks, p.SpiffeId) {
-		t.Fatalf("first snapshot %v", first.LiveTasks)
+		t.Fatalf("first message %v", first.LiveTasks)
+	}
+	// view is what a verifier builds from the stream: the full message,
+	// then every delta against the message before it.
+	view := map[string]bool{}
+	for _, id := range first.LiveTasks {
+		view[id] = true
+	}
+	last := first
+	until := func(want func(map[string]bool) bool) {
+		t.Helper()
+		for i := 0; i < 200; i++ {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.BaseAsOfUnixNano != last.AsOfUnixNano || m.AsOfUnixNano <= last.AsOfUnixNano {
+				t.Fatalf("update as of %d on base %d after %d", m.AsOfUnixNano, m.BaseAsOfUnixNano, last.AsOfUnixNano)
+			}
+			last = m
+			for _, id := range m.Added {
+				view[id] = true
+			}
+			for _, id := range m.Removed {
+				delete(view, id)
+			}
+			if want(view) {
+				return
+			}
+		}
+		t.Fatal("no update reflected the change")
 	}
 	if _, err := op.RevokeTask(ctxT(t), &registrarv1.RevokeTaskRequest{SpiffeId: p.SpiffeId}); err != nil {
 		t.Fatal(err)
 	}
-	until := func(want func(*registrarv1.LivenessSnapshot) bool) *registrarv1.LivenessSnapshot {
-		t.Helper()
-		for i := 0; i < 200; i++ {
-			snap, err := s.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want(snap) {
-				return snap
-			}
-		}
-		t.Fatal("no snapshot reflected the change")
-		return nil
-	}
-	last := until(func(s *registrarv1.LivenessSnapshot) bool { return !slices.Contains(s.LiveTasks, p.SpiffeId) })
-	if last.AsOfUnixNano <= first.AsOfUnixNano {
-		t.Fatalf("snapshots do not advance: %d after %d", last.AsOfUnixNano, first.AsOfUnixNano)
-	}
+	until(func(v map[string]bool) bool { return !v[p.SpiffeId] && len(v) == 1 })
 	// Deleted in SPIRE directly (spire-server entry delete).
 	if n := fe.Delete(fe.Entries()[0].GetId()); n != 1 {
 		t.Fatalf("deleted %d", n)
 	}
-	until(func(s *registrarv1.LivenessSnapshot) bool { return len(s.LiveTasks) == 0 })
+	until(func(v map[string]bool) bool { return len(v) == 0 })
 	// A SPIRE that fails ends the stream with Unavailable (the verifier reconnects).
 	fe.Fail(errors.New("datastore down"))
 	for {
@@ -78,6 +91,95 @@ func TestWatchLiveness(t *testing.T) {
 				t.Fatalf("stream ended with %v, want Unavailable", err)
 			}
 			break
+		}
+	}
+}
+
+// The feed's cost does not grow with the number of verifiers or of live
+// tasks: the registrar lists SPIRE once per interval whatever the number
+// of subscribers, and after the first (full) message each update carries
+// only what changed, against the update before it.
+func TestWatchLivenessFlatCost(t *testing.T) {
+	r, fe := newRegistrar(t, loadPolicy(t))
+	verifierID := spiffeid.RequireFromString("spiffe://example.org/agentid/verifier")
+	svc := New(r, WithDefaultParentID(testNode), WithLiveness([]spiffeid.ID{verifierID}, 20*time.Millisecond))
+	op, _ := serveOperator(t, svc)
+	ca := testca.New(t, testTD, time.Now())
+	addr := serveAgent(t, svc, ca, ca.X509Bundle())
+	p := createPlanner(t, op, "P1")
+	createPlanner(t, op, "P2")
+
+	const subscribers = 5
+	streams := make([]registrarv1.Registrar_WatchLivenessClient, subscribers)
+	for i := range streams {
+		s, err := agentClient(t, addr, ca.CreateX509SVID(verifierID), ca.X509Bundle()).WatchLiveness(ctxT(t), &registrarv1.WatchLivenessRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[i] = s
+	}
+	recv := func(s registrarv1.Registrar_WatchLivenessClient) *registrarv1.LivenessSnapshot {
+		t.Helper()
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	last := make([]*registrarv1.LivenessSnapshot, subscribers)
+	for i, s := range streams {
+		last[i] = recv(s)
+		if last[i].BaseAsOfUnixNano != 0 || len(last[i].LiveTasks) != 2 {
+			t.Fatalf("first message: base %d, %d live tasks; want a full message of 2", last[i].BaseAsOfUnixNano, len(last[i].LiveTasks))
+		}
+	}
+	listsBefore := fe.ListCalls.Load()
+	const rounds = 10
+	for range rounds {
+		for i, s := range streams {
+			m := recv(s)
+			if m.BaseAsOfUnixNano != last[i].AsOfUnixNano || m.AsOfUnixNano <= m.BaseAsOfUnixNano {
+				t.Fatalf("update as of %d applies to %d, want the previous message's %d", m.AsOfUnixNano, m.BaseAsOfUnixNano, last[i].AsOfUnixNano)
+			}
+			if n := len(m.LiveTasks) + len(m.Added) + len(m.Removed); n != 0 {
+				t.Fatalf("nothing changed but the update carries %d task IDs", n)
+			}
+			last[i] = m
+		}
+	}
+	// Each subscriber saw `rounds` updates; one listing per interval serves
+	// them all (a margin of 3 for the listings in flight at either end).
+	if lists := fe.ListCalls.Load() - listsBefore; lists > rounds+3 {
+		t.Fatalf("%d subscribers × %d updates cost %d listings of SPIRE, want at most %d", subscribers, rounds, lists, rounds+3)
+	}
+
+	if _, err := op.RevokeTask(ctxT(t), &registrarv1.RevokeTaskRequest{SpiffeId: p.SpiffeId}); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range streams {
+		for {
+			m := recv(s)
+			if m.BaseAsOfUnixNano != last[i].AsOfUnixNano {
+				t.Fatalf("update applies to %d, want %d", m.BaseAsOfUnixNano, last[i].AsOfUnixNano)
+			}
+			last[i] = m
+			if len(m.Removed) > 0 {
+				if len(m.Removed) != 1 || m.Removed[0] != p.SpiffeId || len(m.Added) != 0 {
+					t.Fatalf("revoking %s: added %v removed %v", p.SpiffeId, m.Added, m.Removed)
+				}
+				break
+			}
+		}
+	}
+	p3 := createPlanner(t, op, "P3")
+	for _, s := range streams {
+		for {
+			if m := recv(s); len(m.Added) > 0 {
+				if len(m.Added) != 1 || m.Added[0] != p3.SpiffeId {
+					t.Fatalf("creating %s: added %v", p3.SpiffeId, m.Added)
+				}
+				break
+			}
 		}
 	}
 }

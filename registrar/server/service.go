@@ -27,6 +27,7 @@ type Service struct {
 
 	r   *registrar.Registrar
 	cfg config
+	hub *livenessHub // WatchLiveness's one lister and its subscribers
 }
 
 var _ registrarv1.RegistrarServer = (*Service)(nil)
@@ -85,7 +86,7 @@ func New(r *registrar.Registrar, opts ...Option) *Service {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return &Service{r: r, cfg: cfg}
+	return &Service{r: r, cfg: cfg, hub: newLivenessHub(r.LiveTasks, cfg.livenessInterval)}
 }
 
 // CreateTask creates a root task, or with parent_task a delegated child of

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
@@ -71,21 +72,34 @@ func (d *Daemon) watchOnce(ctx context.Context, addr string, view *verifier.Live
 	if err != nil {
 		return false, err
 	}
+	var last int64 // as_of of the last message applied from this stream
 	for {
-		snap, err := stream.Recv()
+		m, err := stream.Recv()
 		if err != nil {
 			return got, err
 		}
 		// The registrar's clock, but never ahead of ours: the view's age
 		// is judged by this verifier's clock.
-		asOf := time.Unix(0, snap.GetAsOfUnixNano())
+		asOf := time.Unix(0, m.GetAsOfUnixNano())
 		if now := time.Now(); asOf.After(now) {
 			asOf = now
 		}
-		if err := view.Update(asOf, snap.GetLiveTasks()); err != nil {
-			d.log.Warn("liveness snapshot refused", "registrar", addr, "err", err)
-			continue
+		switch base := m.GetBaseAsOfUnixNano(); {
+		case base == 0:
+			err = view.Update(asOf, m.GetLiveTasks())
+		case base != last:
+			// A gap in the stream: start again from a full message.
+			return got, fmt.Errorf("liveness delta applies to %d, the last update was %d", base, last)
+		default:
+			err = view.Apply(asOf, m.GetAdded(), m.GetRemoved())
 		}
+		if err != nil {
+			// Not newer than the view (another registrar's listing
+			// after a reconnect, or a replay): deltas on it cannot
+			// apply either, so start again.
+			return got, fmt.Errorf("liveness update refused: %w", err)
+		}
+		last = m.GetAsOfUnixNano()
 		got = true
 		select {
 		case <-first:

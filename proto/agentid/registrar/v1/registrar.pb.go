@@ -66,16 +66,32 @@ func (*WatchLivenessRequest) Descriptor() ([]byte, []int) {
 	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{0}
 }
 
-// LivenessSnapshot lists every live task. Every task entry that existed
-// when the registrar started listing, as_of, and still exists is in it.
+// LivenessSnapshot is one update of a verifier's view of the live tasks.
+//
+// The first message of a stream is full (base_as_of_unix_nano = 0):
+// live_tasks lists every live task, that is every task entry that existed
+// when the registrar started listing, as_of, and still exists. Every later
+// message is a delta against the one before it on the same stream
+// (base_as_of_unix_nano = that message's as_of_unix_nano): the tasks added
+// and removed since, both empty when nothing changed. Every message, delta
+// or not, advances as_of: that is how the verifier knows how fresh its view
+// is. A verifier that receives a delta whose base is not the last message
+// it applied reconnects and starts again from a full message.
 type LivenessSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unix nanoseconds at which the listing began.
 	AsOfUnixNano int64 `protobuf:"varint,1,opt,name=as_of_unix_nano,json=asOfUnixNano,proto3" json:"as_of_unix_nano,omitempty"`
-	// SPIFFE IDs of the live tasks.
+	// Full messages: SPIFFE IDs of the live tasks.
 	LiveTasks []string `protobuf:"bytes,2,rep,name=live_tasks,json=liveTasks,proto3" json:"live_tasks,omitempty"`
 	// The registrar's SPIFFE ID (informational; the caller authenticated it).
-	Registrar     string `protobuf:"bytes,3,opt,name=registrar,proto3" json:"registrar,omitempty"`
+	Registrar string `protobuf:"bytes,3,opt,name=registrar,proto3" json:"registrar,omitempty"`
+	// Deltas: the as_of_unix_nano of the message this one applies to; 0 for
+	// a full message.
+	BaseAsOfUnixNano int64 `protobuf:"varint,4,opt,name=base_as_of_unix_nano,json=baseAsOfUnixNano,proto3" json:"base_as_of_unix_nano,omitempty"`
+	// Deltas: SPIFFE IDs of the tasks that appeared since the base.
+	Added []string `protobuf:"bytes,5,rep,name=added,proto3" json:"added,omitempty"`
+	// Deltas: SPIFFE IDs of the tasks whose entries are gone since the base.
+	Removed       []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +145,27 @@ func (x *LivenessSnapshot) GetRegistrar() string {
 		return x.Registrar
 	}
 	return ""
+}
+
+func (x *LivenessSnapshot) GetBaseAsOfUnixNano() int64 {
+	if x != nil {
+		return x.BaseAsOfUnixNano
+	}
+	return 0
+}
+
+func (x *LivenessSnapshot) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *LivenessSnapshot) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
 }
 
 // Task is one task's registration entry.
@@ -710,12 +747,15 @@ var File_agentid_registrar_v1_registrar_proto protoreflect.FileDescriptor
 const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
 	"$agentid/registrar/v1/registrar.proto\x12\x14agentid.registrar.v1\"\x16\n" +
-	"\x14WatchLivenessRequest\"v\n" +
+	"\x14WatchLivenessRequest\"\xd6\x01\n" +
 	"\x10LivenessSnapshot\x12%\n" +
 	"\x0fas_of_unix_nano\x18\x01 \x01(\x03R\fasOfUnixNano\x12\x1d\n" +
 	"\n" +
 	"live_tasks\x18\x02 \x03(\tR\tliveTasks\x12\x1c\n" +
-	"\tregistrar\x18\x03 \x01(\tR\tregistrar\"\xb9\x01\n" +
+	"\tregistrar\x18\x03 \x01(\tR\tregistrar\x12.\n" +
+	"\x14base_as_of_unix_nano\x18\x04 \x01(\x03R\x10baseAsOfUnixNano\x12\x14\n" +
+	"\x05added\x18\x05 \x03(\tR\x05added\x12\x18\n" +
+	"\aremoved\x18\x06 \x03(\tR\aremoved\"\xb9\x01\n" +
 	"\x04Task\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x1f\n" +
