@@ -151,6 +151,7 @@ type Writer struct {
 	err      atomic.Pointer[error] // fatal: set by Close's last write
 	broken   atomic.Pointer[error] // the log cannot write now (retried)
 	errs     atomic.Uint64         // failed writes and syncs
+	syncs    atomic.Uint64         // batches synced
 	ckptErr  atomic.Pointer[error] // the last checkpoint that could not be signed
 	witErr   atomic.Pointer[error] // the last witness request that failed
 	witBusy  atomic.Bool           // a witness request is in flight
@@ -190,7 +191,16 @@ type Writer struct {
 	// keeps unsynced (and what was queued) in retry, to write again.
 	mark     mark
 	unsynced []Record
+	waiters  []*waiter // of unsynced records (nil: nobody waits)
 	retry    []Record
+}
+
+// waiter is a caller of AppendWait: answered once its record is synced
+// (ref set) or could not be written (err set).
+type waiter struct {
+	ref  Ref
+	err  error
+	done chan struct{}
 }
 
 // mark is the part of the loop's state that a rollback restores.
@@ -220,6 +230,7 @@ type pendingCheckpoint struct {
 
 type item struct {
 	rec   Record
+	wait  *waiter    // AppendWait's caller, answered when rec is synced
 	flush chan error // a barrier: answered once everything before it is synced
 	tick  bool       // the checkpoint timer: checkpoint if one is due
 }
@@ -240,6 +251,11 @@ func Open(path string, opts Options) (*Writer, error) {
 	}
 	w.commit()
 	w.lastCkpt = opts.Clock()
+	if w.sinceCkpt > 0 {
+		// An unsigned tail (a crash): the first record, the first tick or
+		// Close checkpoints it.
+		w.lastCkpt = time.Time{}
+	}
 	if opts.Witness != nil {
 		w.witReq, w.witDone, w.cosigned = make(chan *WitnessRequest), make(chan struct{}), make(chan Record, 4)
 		go w.witnessLoop()
@@ -330,6 +346,28 @@ func (w *Writer) CheckpointError() error {
 // while QueueSize records are waiting, and refuses records with
 // ErrUnavailable while the log cannot write (see Healthy).
 func (w *Writer) Append(rec Record) error {
+	return w.enqueue(rec, nil)
+}
+
+// AppendWait appends rec and waits until it is durable (synced, unless the
+// durability is SyncNone: written to the OS), then returns its Ref (the
+// log's origin and the record's leaf index), which `agentid audit prove`
+// turns into a receipt once a checkpoint covers it. Callers share the
+// sync (group commit): a waiting caller ends the batch's gathering delay,
+// the batch is written and synced at once, and whatever arrives during
+// that sync is the next batch. If the record cannot be written the error
+// wraps ErrUnavailable and the record is dropped (not retried): the
+// caller was told it is not in the log.
+func (w *Writer) AppendWait(rec Record) (Ref, error) {
+	wt := &waiter{done: make(chan struct{})}
+	if err := w.enqueue(rec, wt); err != nil {
+		return Ref{}, err
+	}
+	<-wt.done
+	return wt.ref, wt.err
+}
+
+func (w *Writer) enqueue(rec Record, wt *waiter) error {
 	if err := w.Healthy(); err != nil {
 		return err
 	}
@@ -342,14 +380,14 @@ func (w *Writer) Append(rec Record) error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	w.q = append(w.q, item{rec: rec})
+	w.q = append(w.q, item{rec: rec, wait: wt})
 	n := len(w.q)
 	w.pending.Add(1) // before the loop can take it
 	w.mu.Unlock()
 	if n == 1 {
 		signal(w.wake)
 	}
-	if n == min(w.opts.MaxBatch, w.opts.QueueSize) {
+	if wt != nil || n == min(w.opts.MaxBatch, w.opts.QueueSize) {
 		signal(w.urgent)
 	}
 	return nil
@@ -568,7 +606,7 @@ func (w *Writer) writeBatch(batch []item) {
 	}
 	r := 0 // retry[:r] written
 	for err == nil && r < len(retry) {
-		if err = w.writeRecord(&retry[r]); err == nil {
+		if err = w.writeRecord(&retry[r], nil); err == nil {
 			r++
 		}
 	}
@@ -580,7 +618,7 @@ func (w *Writer) writeBatch(batch []item) {
 				err = w.tryCheckpoint()
 			}
 		case batch[b].flush == nil:
-			err = w.writeRecord(&batch[b].rec)
+			err = w.writeRecord(&batch[b].rec, batch[b].wait)
 		}
 		if err == nil {
 			b++
@@ -591,14 +629,19 @@ func (w *Writer) writeBatch(batch []item) {
 	}
 	if err != nil {
 		w.errs.Add(1)
-		w.rollback() // the unsynced records go to retry first
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		w.rollback(err) // the unsynced records go to retry first
 		w.retry = append(w.retry, retry[r:]...)
 		for i := b; i < len(batch); i++ {
-			if batch[i].flush == nil && !batch[i].tick {
+			switch {
+			case batch[i].wait != nil:
+				w.pending.Add(-1)
+				batch[i].wait.err = err
+				close(batch[i].wait.done)
+			case batch[i].flush == nil && !batch[i].tick:
 				w.retry = append(w.retry, batch[i].rec)
 			}
 		}
-		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		w.broken.Store(&err)
 	} else {
 		w.broken.Store(nil)
@@ -612,11 +655,12 @@ func (w *Writer) writeBatch(batch []item) {
 // writeRecord writes one record, and a checkpoint after it when due. A
 // checkpoint that cannot be signed is not a write failure: it is retried
 // with the next record.
-func (w *Writer) writeRecord(rec *Record) error {
+func (w *Writer) writeRecord(rec *Record, wt *waiter) error {
 	if err := w.write(rec); err != nil {
 		return err
 	}
 	w.unsynced = append(w.unsynced, *rec)
+	w.waiters = append(w.waiters, wt)
 	if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
 		return w.tryCheckpoint()
 	}
@@ -640,21 +684,29 @@ func (w *Writer) tryCheckpoint() error {
 
 // rollback forgets what was written since the last sync: the file is cut
 // back to it and the records go to retry (their times kept, sequence
-// numbers given again when they are written).
-func (w *Writer) rollback() {
+// numbers given again when they are written), except those whose callers
+// wait: they are told err and the record is dropped.
+func (w *Writer) rollback(err error) {
 	m := w.mark
 	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
 	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, m.since, m.pend
 	if w.stash != nil && w.stash.size > m.seq {
 		w.stash = nil
 	}
-	for _, rec := range w.unsynced {
-		if rec.Type != TypeCheckpoint && rec.Type != TypeKey {
+	for i, rec := range w.unsynced {
+		switch {
+		case w.waiters[i] != nil:
+			w.pending.Add(-1)
+			w.waiters[i].err = err
+			close(w.waiters[i].done)
+		case rec.Type != TypeCheckpoint && rec.Type != TypeKey:
 			rec.Seq, rec.Prev = 0, ""
 			w.retry = append(w.retry, rec)
 		}
 	}
 	w.unsynced = w.unsynced[:0]
+	clear(w.waiters)
+	w.waiters = w.waiters[:0]
 	w.f.Truncate(m.size) // best effort: reopen truncates again
 	w.buf = bufio.NewWriterSize(w.f, 64<<10)
 	w.f.Seek(m.size, io.SeekStart)
@@ -689,8 +741,16 @@ func (w *Writer) commit() {
 	w.mark = mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
 	w.pending.Add(-int64(len(w.unsynced)))
+	for i, wt := range w.waiters {
+		if wt != nil {
+			wt.ref = Ref{Origin: w.origin, Index: w.unsynced[i].Seq - 1}
+			close(wt.done)
+		}
+	}
 	clear(w.unsynced)
 	w.unsynced = w.unsynced[:0]
+	clear(w.waiters)
+	w.waiters = w.waiters[:0]
 }
 
 func (w *Writer) fail(err error) {
@@ -774,6 +834,7 @@ func (w *Writer) sync() error {
 			return fmt.Errorf("audit: fsync: %w", err)
 		}
 	}
+	w.syncs.Add(1)
 	w.commit()
 	return nil
 }
@@ -915,6 +976,13 @@ func (w *Writer) recover() error {
 			first = false
 			w.seq, w.prev = head.Seq, lineHash(line)
 			w.addLeaf(line, head.Type, head.Note)
+			switch head.Type {
+			case TypeCheckpoint:
+				w.sinceCkpt = 0
+			case TypeKey, TypeWitnessed:
+			default:
+				w.sinceCkpt++
+			}
 		}
 	}
 	if w.seq != w.rng.End() {
