@@ -216,4 +216,3 @@ func TestHelperReceiptWriter(t *testing.T) {
 	}
 	wg.Wait()
 }
-
