@@ -990,3 +990,6 @@ func (w *Writer) recover() error {
 	}
 	return w.openFile(keep)
 }
+
+// Path is the log's current file.
+func (w *Writer) Path() string { return w.path }

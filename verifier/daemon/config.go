@@ -46,6 +46,7 @@ type fileConfig struct {
 		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
 		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 		OnFailure          string `hcl:"on_failure,optional"`
+		Receipts           *bool  `hcl:"receipts,optional"`
 	} `hcl:"audit,block"`
 	ExtAuthz *struct {
 		Listen         string   `hcl:"listen"`
@@ -126,6 +127,10 @@ type AuditConfig struct {
 	// FailOpen gives decisions that cannot be recorded (on_failure =
 	// "allow"); by default they are refused (on_failure = "deny").
 	FailOpen bool
+	// Receipts (default true; receipts = false turns them off): every
+	// allowed decision waits until its record is durable and carries its
+	// reference (x-agentid-receipt, the check API's "receipt").
+	Receipts bool
 }
 
 // LoadConfig reads and validates the configuration file. Errors are
@@ -221,7 +226,7 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 			return fmt.Errorf("audit.checkpoint_interval: %w", err)
 		}
 	}
-	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts}
+	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts, Receipts: a.Receipts == nil || *a.Receipts}
 	switch a.OnFailure {
 	case "", "deny":
 	case "allow":
