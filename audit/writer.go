@@ -193,6 +193,22 @@ type Writer struct {
 	unsynced []Record
 	waiters  []*waiter // of unsynced records (nil: nobody waits)
 	retry    []Record
+	// fly is the batch whose fsync is in flight (SyncBatch): the loop
+	// encodes the next batch meanwhile, and settles it (commit or
+	// rollback) before syncing again.
+	fly *inflight
+	// flushes answered by the next sync (written while one was in flight)
+	nextFlushes []chan error
+}
+
+// inflight is a batch written to the OS whose fsync runs in its own
+// goroutine.
+type inflight struct {
+	done    chan struct{} // closed when the fsync returned (err set)
+	err     error
+	mark    mark // the state after the batch
+	n       int  // unsynced[:n] are the batch's records
+	flushes []chan error
 }
 
 // waiter is a caller of AppendWait: answered once its record is synced
@@ -456,6 +472,9 @@ func (w *Writer) loop() {
 	for {
 		now := false
 		select {
+		case <-w.flyDone():
+			w.settle()
+			continue
 		case <-w.wake:
 		case <-w.urgent:
 			now = true
@@ -477,10 +496,17 @@ func (w *Writer) loop() {
 		}
 		if w.opts.BatchDelay > 0 && !now {
 			timer.Reset(w.opts.BatchDelay)
-			select {
-			case <-timer.C:
-			case <-w.urgent:
-				timer.Stop()
+		gather:
+			for {
+				select {
+				case <-timer.C:
+					break gather
+				case <-w.urgent:
+					timer.Stop()
+					break gather
+				case <-w.flyDone():
+					w.settle() // answer the last batch's callers meanwhile
+				}
 			}
 		}
 		w.mu.Lock()
@@ -510,8 +536,10 @@ func (w *Writer) loop() {
 			break
 		}
 	}
+	w.drain()
 	if w.broken.Load() != nil {
 		w.writeBatch(nil) // a last try
+		w.drain()
 	}
 	if err := w.broken.Load(); err != nil {
 		w.fail(fmt.Errorf("audit: %d record(s) could not be written: %w", len(w.retry), *err))
@@ -553,7 +581,7 @@ func (w *Writer) closeWitness() {
 // sendWitness hands the last checkpoint on disk to the witness goroutine
 // unless a request is in flight.
 func (w *Writer) sendWitness() {
-	if w.witReq == nil || w.stash == nil || !w.witBusy.CompareAndSwap(false, true) {
+	if w.witReq == nil || w.stash == nil || w.stash.size >= w.mark.seq || !w.witBusy.CompareAndSwap(false, true) {
 		return
 	}
 	req := w.witnessRequest()
@@ -624,13 +652,25 @@ func (w *Writer) writeBatch(batch []item) {
 			b++
 		}
 	}
-	if err == nil {
+	if err == nil && w.opts.Durability == SyncBatch {
+		// Group commit, pipelined: while an fsync is in flight the loop
+		// keeps encoding what arrives; the next fsync, started when that
+		// one returns, covers all of it.
+		w.nextFlushes = append(w.nextFlushes, flushes...)
+		flushes = nil
+		if w.fly == nil {
+			err = w.startSync()
+		}
+	} else if err == nil {
 		err = w.sync()
 	}
 	if err != nil {
+		w.finishSync() // an fsync in flight: settled before rolling back to the last durable state
 		w.errs.Add(1)
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		w.rollback(err) // the unsynced records go to retry first
+		flushes = append(flushes, w.nextFlushes...)
+		w.nextFlushes = nil
 		w.retry = append(w.retry, retry[r:]...)
 		for i := b; i < len(batch); i++ {
 			switch {
@@ -649,6 +689,88 @@ func (w *Writer) writeBatch(batch []item) {
 	}
 	for _, ch := range flushes {
 		ch <- err
+	}
+}
+
+// flyDone is the in-flight fsync's completion (nil: none).
+func (w *Writer) flyDone() <-chan struct{} {
+	if w.fly == nil {
+		return nil
+	}
+	return w.fly.done
+}
+
+// startSync writes the buffer to the OS and starts its fsync in a
+// goroutine; the batch is committed (its callers answered) when
+// finishSync sees it succeed.
+func (w *Writer) startSync() error {
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	fl := &inflight{done: make(chan struct{}), mark: w.snapshot(), n: len(w.unsynced), flushes: w.nextFlushes}
+	w.nextFlushes = nil
+	f := w.f
+	go func() {
+		if err := f.Sync(); err != nil {
+			fl.err = fmt.Errorf("audit: fsync: %w", err)
+		}
+		close(fl.done)
+	}()
+	w.fly = fl
+	return nil
+}
+
+// finishSync waits for the fsync in flight, if any: on success its batch
+// is committed and its flushes answered; on failure the flushes get the
+// error, which is returned (the caller rolls back to the last durable
+// state).
+func (w *Writer) finishSync() error {
+	fl := w.fly
+	if fl == nil {
+		return nil
+	}
+	<-fl.done
+	w.fly = nil
+	if fl.err != nil {
+		err := fmt.Errorf("%w: %w", ErrUnavailable, fl.err)
+		for _, ch := range fl.flushes {
+			ch <- err
+		}
+		return fl.err
+	}
+	w.syncs.Add(1)
+	w.commitTo(fl.mark, fl.n)
+	for _, ch := range fl.flushes {
+		ch <- nil
+	}
+	w.sendWitness()
+	return nil
+}
+
+// drain settles fsyncs until none is in flight.
+func (w *Writer) drain() {
+	for w.fly != nil {
+		w.settle()
+	}
+}
+
+// settle finishes the fsync in flight and starts the next one for what
+// was written meanwhile; a failure rolls back like a failed batch.
+func (w *Writer) settle() {
+	err := w.finishSync()
+	if err == nil && (w.mark.size != w.size || w.buf.Buffered() > 0 || len(w.nextFlushes) > 0) {
+		err = w.startSync()
+	}
+	if err != nil {
+		w.finishSync()
+		w.errs.Add(1)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		w.rollback(err)
+		w.broken.Store(&err)
+		for _, ch := range w.nextFlushes {
+			ch <- err
+		}
+		w.nextFlushes = nil
 	}
 }
 
@@ -738,19 +860,32 @@ func (w *Writer) reopen() error {
 // commit makes the current state the rollback mark: the records written
 // since the last one are durable (and no longer pending).
 func (w *Writer) commit() {
-	w.mark = mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
+	w.commitTo(w.snapshot(), len(w.unsynced))
+}
+
+// snapshot is the current state, as a rollback mark.
+func (w *Writer) snapshot() mark {
+	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
-	w.pending.Add(-int64(len(w.unsynced)))
-	for i, wt := range w.waiters {
+}
+
+// commitTo makes m the rollback mark: the first n unsynced records are
+// durable, their waiting callers are answered with their references.
+func (w *Writer) commitTo(m mark, n int) {
+	w.mark = m
+	w.pending.Add(-int64(n))
+	for i, wt := range w.waiters[:n] {
 		if wt != nil {
 			wt.ref = Ref{Origin: w.origin, Index: w.unsynced[i].Seq - 1}
 			close(wt.done)
 		}
 	}
-	clear(w.unsynced)
-	w.unsynced = w.unsynced[:0]
-	clear(w.waiters)
-	w.waiters = w.waiters[:0]
+	k := copy(w.unsynced, w.unsynced[n:])
+	clear(w.unsynced[k:])
+	w.unsynced = w.unsynced[:k]
+	k = copy(w.waiters, w.waiters[n:])
+	clear(w.waiters[k:])
+	w.waiters = w.waiters[:k]
 }
 
 func (w *Writer) fail(err error) {
@@ -826,6 +961,9 @@ func (w *Writer) addLeaf(line []byte, typ, noteText string) {
 }
 
 func (w *Writer) sync() error {
+	if err := w.finishSync(); err != nil {
+		return err
+	}
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -836,6 +974,10 @@ func (w *Writer) sync() error {
 	}
 	w.syncs.Add(1)
 	w.commit()
+	for _, ch := range w.nextFlushes {
+		ch <- nil
+	}
+	w.nextFlushes = nil
 	return nil
 }
 
@@ -993,3 +1135,7 @@ func (w *Writer) recover() error {
 
 // Path is the log's current file.
 func (w *Writer) Path() string { return w.path }
+
+// Syncs is the number of batches written and synced since Open: with
+// AppendWait, how many records share one fsync is records/Syncs.
+func (w *Writer) Syncs() uint64 { return w.syncs.Load() }
