@@ -213,6 +213,17 @@ type Witness interface {
 	Cosign(ctx context.Context, req *WitnessRequest) ([]byte, error)
 }
 
+// WitnessConflictError is a witness's answer that the request's OldSize is
+// not the size of the last checkpoint it cosigned for the log: Size is
+// (C2SP tlog-witness answers 409 with it). A writer that crashed after the
+// witness cosigned a checkpoint but before it wrote the cosigned copy sees
+// this; it proves consistency from Size instead and asks again.
+type WitnessConflictError struct{ Size uint64 }
+
+func (e *WitnessConflictError) Error() string {
+	return fmt.Sprintf("witness: the last checkpoint cosigned for this log has size %d", e.Size)
+}
+
 // WitnessRequest asks a witness to cosign a checkpoint. Modelled on C2SP
 // tlog-witness's add-checkpoint, with the key binding added: the witness
 // learns the log's note key from the key record (the last leaf of the

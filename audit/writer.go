@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -155,7 +156,7 @@ type Writer struct {
 	ckptErr  atomic.Pointer[error] // the last checkpoint that could not be signed
 	witErr   atomic.Pointer[error] // the last witness request that failed
 	witBusy  atomic.Bool           // a witness request is in flight
-	witReq   chan *WitnessRequest  // to the witness goroutine
+	witReq   chan *witnessJob      // to the witness goroutine
 	witDone  chan struct{}         // the witness goroutine ended
 	cosigned chan Record           // witnessed records, from the witness goroutine
 	witSize  atomic.Uint64         // the last tree size a witness cosigned
@@ -273,7 +274,7 @@ func Open(path string, opts Options) (*Writer, error) {
 		w.lastCkpt = time.Time{}
 	}
 	if opts.Witness != nil {
-		w.witReq, w.witDone, w.cosigned = make(chan *WitnessRequest), make(chan struct{}), make(chan Record, 4)
+		w.witReq, w.witDone, w.cosigned = make(chan *witnessJob), make(chan struct{}), make(chan Record, 4)
 		go w.witnessLoop()
 	}
 	go w.loop()
@@ -297,8 +298,8 @@ func (w *Writer) WitnessedSize() uint64 { return w.witSize.Load() }
 // the cosigned ones to the writer loop.
 func (w *Writer) witnessLoop() {
 	defer close(w.witDone)
-	for req := range w.witReq {
-		rec, err := w.cosign(req)
+	for job := range w.witReq {
+		rec, err := w.cosignJob(job)
 		if err != nil {
 			w.witErr.Store(&err)
 			w.witBusy.Store(false)
@@ -307,6 +308,34 @@ func (w *Writer) witnessLoop() {
 		w.witErr.Store(nil)
 		w.cosigned <- rec // the loop clears witBusy once it is written
 	}
+}
+
+// witnessJob is a request with what the writer kept to prove consistency
+// from another old size (the range at the last witnessed size and the
+// leaf hashes since; neither is changed once handed over).
+type witnessJob struct {
+	req  *WitnessRequest
+	tree *partialTree
+	size uint64
+}
+
+// cosignJob asks the witness; if it answers that it has cosigned a larger
+// checkpoint of this log than the writer recorded (the writer stopped
+// after the witness cosigned, before the cosigned copy reached the log),
+// it asks again with the consistency proof from the witness's size.
+func (w *Writer) cosignJob(job *witnessJob) (Record, error) {
+	rec, err := w.cosign(job.req)
+	var ce *WitnessConflictError
+	if !errors.As(err, &ce) || ce.Size == job.req.OldSize || ce.Size > job.size {
+		return rec, err
+	}
+	proof, perr := job.tree.consistency(ce.Size, job.size)
+	if perr != nil {
+		return Record{}, fmt.Errorf("%w (and no consistency proof from that size: %v)", err, perr)
+	}
+	retry := *job.req
+	retry.OldSize, retry.Consistency = ce.Size, proof
+	return w.cosign(&retry)
 }
 
 func (w *Writer) cosign(req *WitnessRequest) (Record, error) {
@@ -568,8 +597,8 @@ func (w *Writer) closeWitness() {
 	for i := range recs {
 		w.fail(w.write(&recs[i]))
 	}
-	if req := w.witnessRequest(); req != nil {
-		if rec, err := w.cosign(req); err != nil {
+	if job := w.witnessRequest(); job != nil {
+		if rec, err := w.cosignJob(job); err != nil {
 			w.witErr.Store(&err)
 		} else {
 			w.fail(w.write(&rec))
@@ -584,18 +613,18 @@ func (w *Writer) sendWitness() {
 	if w.witReq == nil || w.stash == nil || w.stash.size >= w.mark.seq || !w.witBusy.CompareAndSwap(false, true) {
 		return
 	}
-	req := w.witnessRequest()
-	if req == nil {
+	job := w.witnessRequest()
+	if job == nil {
 		w.witBusy.Store(false)
 		return
 	}
-	w.witReq <- req
+	w.witReq <- job
 }
 
 // witnessRequest builds the request for the stashed checkpoint: the
 // consistency proof from the last witnessed size and the inclusion proof of
 // the key record, from the range and leaves kept since.
-func (w *Writer) witnessRequest() *WitnessRequest {
+func (w *Writer) witnessRequest() *witnessJob {
 	c := w.stash
 	if c == nil || c.size <= w.witRange.End() {
 		w.stash = nil
@@ -613,7 +642,7 @@ func (w *Writer) witnessRequest() *WitnessRequest {
 		w.witErr.Store(&err)
 		return nil
 	}
-	return req
+	return &witnessJob{req: req, tree: pt, size: c.size}
 }
 
 // writeBatch writes the records kept for retry, then batch, and syncs;
@@ -811,7 +840,9 @@ func (w *Writer) tryCheckpoint() error {
 func (w *Writer) rollback(err error) {
 	m := w.mark
 	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
-	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, m.since, m.pend
+	// The leaves past the mark may be held by a witness request: append
+	// to a new array rather than over them.
+	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, slices.Clip(m.since), m.pend
 	if w.stash != nil && w.stash.size > m.seq {
 		w.stash = nil
 	}

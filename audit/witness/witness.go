@@ -91,12 +91,9 @@ func New(cfg Config) (*Witness, error) {
 }
 
 // ConflictError: the request's old size is not the witness's last size
-// for the log (C2SP tlog-witness answers 409 with it).
-type ConflictError struct{ Size uint64 }
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("witness: the last checkpoint cosigned for this log has size %d", e.Size)
-}
+// for the log (C2SP tlog-witness answers 409 with it); the writer
+// (audit.Writer) asks again with a consistency proof from that size.
+type ConflictError = audit.WitnessConflictError
 
 // RefusedError: the checkpoint does not verify; the witness will not
 // cosign it.

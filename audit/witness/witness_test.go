@@ -2,6 +2,8 @@ package witness_test
 
 import (
 	"context"
+	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,4 +130,73 @@ func TestWitnessRefuses(t *testing.T) {
 			t.Fatalf("forked log: witness error %v", err)
 		}
 	})
+}
+
+// lostAnswers cosigns (the witness stores the checkpoint) but the writer
+// never gets the answer: what the writer sees when it crashes after the
+// witness cosigned and before the cosigned copy reached its log.
+type lostAnswers struct{ w *witness.Witness }
+
+func (l lostAnswers) Cosign(_ context.Context, req *audit.WitnessRequest) ([]byte, error) {
+	if _, err := l.w.Add(req); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("connection reset by peer")
+}
+
+// TestWitnessAheadOfTheLog: the witness cosigned checkpoints whose cosigned
+// copies never reached the log; the restarted writer (over HTTP) is
+// answered 409 with the witness's size, proves consistency from that size
+// and is cosigned again, and the log verifies against the witness's latest
+// checkpoint. Before, every later request got 409 and the log was never
+// witnessed again.
+func TestWitnessAheadOfTheLog(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	w, vkey := newWitness(t, ca)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	signer := ca.CreateX509SVID(vid)
+	lw, err := audit.Open(path, audit.Options{Signer: signer, CheckpointEvery: 2, Witness: lostAnswers{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		lw.Append(audit.Record{Type: audit.TypeDecision, Peer: task.String(), Decision: "allow"})
+		lw.Flush()
+	}
+	lw.Close()
+	files, _ := audit.Files(path)
+	sum, _ := audit.VerifyChain(files)
+	ahead, err := w.Latest(sum.Origin)
+	if err != nil || lw.WitnessedSize() != 0 || sum.Witnessed != 0 {
+		t.Fatalf("setup: the witness should hold a checkpoint the log never recorded: %v, log witnessed %d", err, sum.Witnessed)
+	}
+
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	lw, err = audit.Open(path, audit.Options{Signer: signer, CheckpointEvery: 2, Witness: &witness.Client{URL: srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		lw.Append(audit.Record{Type: audit.TypeDecision, Peer: task.String(), Decision: "allow"})
+		lw.Flush()
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.WitnessError(); err != nil || lw.WitnessedSize() == 0 {
+		t.Fatalf("after restart: witnessed size %d, %v", lw.WitnessedSize(), err)
+	}
+	latest, _ := w.Latest(sum.Origin)
+	if string(latest) == string(ahead) {
+		t.Fatal("the witness did not advance")
+	}
+	files, _ = audit.Files(path)
+	got, err := audit.Verify(files, audit.VerifyOptions{Bundle: ca.X509Bundle(), WitnessKeys: []string{vkey}, Witnessed: [][]byte{ahead, latest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Witnessed == 0 || got.Anchor.TimeSource != "witness witness.example.org" {
+		t.Fatalf("summary %+v", got)
+	}
 }
