@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // TestAppendWaitSharesSyncs: 64 callers each wait for 50 records; every
@@ -215,4 +216,26 @@ func TestHelperReceiptWriter(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestSignerIDRefusesAnotherSVID: with SignerID set, an SVID of another ID
+// does not sign checkpoints (CheckpointError says why); the right one does.
+func TestSignerIDRefusesAnotherSVID(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{Clock: clock(), Signer: ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/ci")), SignerID: vid, CheckpointEvery: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		w.Append(decision(i))
+	}
+	w.Flush()
+	if err := w.CheckpointError(); err == nil || !strings.Contains(err.Error(), "not the configured signer spiffe://example.org/verifier") {
+		t.Fatalf("checkpoint error %v", err)
+	}
+	w.Close()
+	if data, _ := os.ReadFile(path); strings.Contains(string(data), `"type":"checkpoint"`) {
+		t.Fatalf("signed with the wrong SVID:\n%s", data)
+	}
 }

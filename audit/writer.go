@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
@@ -68,6 +69,12 @@ type Options struct {
 	// Signer, when set, provides the X.509-SVID whose key signs
 	// checkpoints (e.g. a workloadapi.X509Source).
 	Signer x509svid.Source
+	// SignerID, when set, is the only SPIFFE ID the writer signs
+	// checkpoints as: an SVID of another ID is not used (the checkpoint
+	// fails like one without an SVID, see CheckpointError), so a
+	// misconfigured workload cannot produce a log that `agentid audit
+	// verify --signer` (or --config) would refuse later.
+	SignerID spiffeid.ID
 	// CheckpointEvery appends a checkpoint after this many records
 	// (default 1000), and CheckpointInterval at least this often while
 	// records arrive (default 1 minute). Only with a Signer.
@@ -1026,6 +1033,9 @@ func (w *Writer) checkpoint() error {
 	s, err := w.opts.Signer.GetX509SVID()
 	if err != nil {
 		return &signError{fmt.Errorf("audit: checkpoint: no SVID to sign with: %w", err)}
+	}
+	if !w.opts.SignerID.IsZero() && s.ID != w.opts.SignerID {
+		return &signError{fmt.Errorf("audit: checkpoint: the SVID is %s, not the configured signer %s", s.ID, w.opts.SignerID)}
 	}
 	if w.noteSigner == nil || w.noteSigner.Name() != w.origin {
 		if w.noteSigner, w.noteVKey, err = newNoteKey(w.origin); err != nil {

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/transparency-dev/formats/log"
@@ -242,6 +244,8 @@ func (w *Witness) Handler() http.Handler {
 type Client struct {
 	URL  string // e.g. http://witness.example:8480
 	HTTP *http.Client
+
+	verifier note.Verifier // NewClient's key: cosignatures must verify with it
 }
 
 // Cosign implements audit.Witness.
@@ -270,6 +274,11 @@ func (c *Client) Cosign(ctx context.Context, req *audit.WitnessRequest) ([]byte,
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
+		if c.verifier != nil {
+			if _, err := note.Open(append(bytes.Clone(req.Checkpoint), data...), note.VerifierList(c.verifier)); err != nil {
+				return nil, fmt.Errorf("witness %s: the answer is not a cosignature by %s: %w", c.URL, c.verifier.Name(), err)
+			}
+		}
 		return data, nil
 	case http.StatusConflict:
 		size, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
@@ -277,4 +286,66 @@ func (c *Client) Cosign(ctx context.Context, req *audit.WitnessRequest) ([]byte,
 	default:
 		return nil, fmt.Errorf("witness %s: %s: %s", c.URL, resp.Status, strings.TrimSpace(string(data)))
 	}
+}
+
+// NewClient is the client a writer's configuration names: the witness's
+// base URL (http or https) and, when given, its cosignature/v1 verifier
+// key (agentid audit witness keygen), so that only its cosignatures are
+// written to the log.
+func NewClient(url, key string) (*Client, error) {
+	u, err := neturl.Parse(url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("witness_url %q: want http(s)://host[:port]", url)
+	}
+	c := &Client{URL: url}
+	if key != "" {
+		if c.verifier, err = fnote.NewVerifierForCosignatureV1(strings.TrimSpace(key)); err != nil {
+			return nil, fmt.Errorf("witness_key %q: want a cosignature/v1 verifier key (agentid audit witness keygen): %w", key, err)
+		}
+	}
+	return c, nil
+}
+
+// WriterSettings are a daemon's audit block settings for its log's writer.
+type WriterSettings struct {
+	SignerID spiffeid.ID // signer_id (zero: any SVID the daemon has)
+	Client   *Client     // witness_url, witness_key (nil: no witness)
+	BadKey   string      // on error: the key at fault
+}
+
+// ParseWriterSettings checks an audit block's signer_id, witness_url and
+// witness_key (the verifier's and the registrar's); an error names the
+// key in BadKey, for its position in the file.
+func ParseWriterSettings(signerID, witnessURL, witnessKey string) (WriterSettings, error) {
+	var ws WriterSettings
+	if signerID != "" {
+		id, err := spiffeid.FromString(signerID)
+		if err != nil {
+			ws.BadKey = "signer_id"
+			return ws, fmt.Errorf("audit.signer_id %q: %w", signerID, err)
+		}
+		if svid.IsTaskID(id) {
+			ws.BadKey = "signer_id"
+			return ws, fmt.Errorf("audit.signer_id %q is an agent task's identity: task SVIDs never sign logs", signerID)
+		}
+		ws.SignerID = id
+	}
+	if witnessKey != "" && witnessURL == "" {
+		ws.BadKey = "witness_key"
+		return ws, errors.New("audit.witness_key needs witness_url")
+	}
+	if witnessURL == "" {
+		return ws, nil
+	}
+	if _, err := NewClient(witnessURL, ""); err != nil {
+		ws.BadKey = "witness_url"
+		return ws, fmt.Errorf("audit.%w", err)
+	}
+	c, err := NewClient(witnessURL, witnessKey)
+	if err != nil {
+		ws.BadKey = "witness_key"
+		return ws, fmt.Errorf("audit.%w", err)
+	}
+	ws.Client = c
+	return ws, nil
 }

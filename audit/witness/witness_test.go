@@ -3,6 +3,7 @@ package witness_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,32 @@ func TestWitnessAheadOfTheLog(t *testing.T) {
 	}
 	if got.Witnessed == 0 || got.Anchor.TimeSource != "witness witness.example.org" {
 		t.Fatalf("summary %+v", got)
+	}
+}
+
+// TestClientChecksTheWitnessKey: a client given the witness's key accepts
+// its cosignatures and refuses another witness's.
+func TestClientChecksTheWitnessKey(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	w, vkey := newWitness(t, ca)
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	_, other, _ := witness.GenerateKey("other.example.org")
+	for key, ok := range map[string]bool{vkey: true, other: false} {
+		c, err := witness.NewClient(srv.URL, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lw, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"), audit.Options{Signer: ca.CreateX509SVID(vid), CheckpointEvery: 2, Witness: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			lw.Append(audit.Record{Type: audit.TypeDecision, Peer: task.String(), Decision: "allow"})
+		}
+		lw.Close()
+		if got := lw.WitnessedSize() > 0; got != ok || (!ok && !strings.Contains(fmt.Sprint(lw.WitnessError()), "not a cosignature by other.example.org")) {
+			t.Fatalf("key %s: witnessed %v (%v), want %v", key, got, lw.WitnessError(), ok)
+		}
 	}
 }

@@ -27,8 +27,8 @@ func init() {
 
 // trustFlags are the flags that say whom a log must be signed by.
 type trustFlags struct {
-	bundle, td, at      string
-	signers, witnessKey stringList
+	bundle, td, at               string
+	signers, witnessKey, configs stringList
 }
 
 func (env *cli) auditVerify(args []string) error {
@@ -39,7 +39,8 @@ several: exactly those, in the order given): the hash chain and the Merkle
 tree of its lines, every checkpoint's signature and signer, and the last
 checkpoint's signer SVID at a time the log's writer did not choose — the
 time a trusted witness cosigned it (--witness-key), else now (--at).
-Without --signer, task SPIFFE IDs are never accepted as signers. With
+Without --signer, task SPIFFE IDs are never accepted as signers; --config
+FILE pins the audit.signer_id of a verifier's or registrar's configuration. With
 --checkpoint (a cosigned checkpoint from the witness), the log must extend
 it: a cut, rewritten or forked log fails. Records after the last
 (witnessed) checkpoint fail beyond --max-unsigned / --max-unsigned-age.
@@ -48,6 +49,7 @@ Exits 1 naming what is wrong.`)
 	fs.StringVar(&tf.bundle, "bundle", "", "trust bundle (PEM or SPIFFE bundle JSON) for the signers' SVIDs (required)")
 	fs.StringVar(&tf.td, "trust-domain", "", "trust domain of the bundle (default: of the first --signer, else of the log's first signer)")
 	fs.Var(&tf.signers, "signer", "SPIFFE ID allowed to sign checkpoints (repeatable; default: any non-task SVID of the bundle)")
+	fs.Var(&tf.configs, "config", "a verifier's or registrar's configuration file: its audit.signer_id is pinned like --signer (repeatable)")
 	fs.Var(&tf.witnessKey, "witness-key", "trusted witness's cosignature verifier key, or a file holding it (repeatable)")
 	fs.StringVar(&tf.at, "at", "", "verify the last checkpoint's SVID at this RFC 3339 time instead of now, when no witness key is given (a time you know the log existed at)")
 	var checkpoints stringList
@@ -57,6 +59,9 @@ Exits 1 naming what is wrong.`)
 	chainOnly := fs.Bool("chain-only", false, "check the structure only (chain, tree): proves nothing against whoever can write the file")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := tf.addConfigSigners(); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

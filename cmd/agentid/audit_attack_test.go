@@ -306,3 +306,30 @@ func TestAuditReceipt(t *testing.T) {
 		t.Fatalf("receipt, unknown witness: exit %d\n%s", code, errs)
 	}
 }
+
+// TestAuditVerifyConfigPinsSigner: a log re-signed with another workload's
+// SVID of the trust domain (not a task) verifies without pins, and fails
+// with --config naming the verifier's configuration, whose audit.signer_id
+// is pinned; a configuration without one, or with a malformed one, is an
+// error naming the file (and line:col).
+func TestAuditVerifyConfigPinsSigner(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	genuineLog(t, path, ca.CreateX509SVID(auditVerifierID), nil)
+	cfg := writeFile(t, dir, "verifier.hcl", []byte("trust_domain = \"example.org\"\npolicy_dir = \"p\"\naudit {\n  path = \"a\"\n  signer_id = \""+auditVerifierID.String()+"\"\n}\n"))
+	if code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, "--config", cfg, path); code != 0 {
+		t.Fatalf("genuine log, pinned by --config: exit %d\n%s\n%s", code, out, errs)
+	}
+	rewrite(t, path, readRecords(t, path), noDenial, audit.Options{Signer: ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/ci-runner")), CheckpointEvery: 3})
+	if code, _, errs := runCLI(t, "audit", "verify", "--bundle", bundle, path); code != 0 {
+		t.Fatalf("unpinned: exit %d: %s (any non-task SVID may sign)", code, errs)
+	}
+	expectBroken(t, "not a pinned signer", "--bundle", bundle, "--config", cfg, path)
+
+	none := writeFile(t, dir, "none.hcl", []byte("trust_domain = \"example.org\"\naudit {\n  path = \"a\"\n}\n"))
+	expectBroken(t, "no audit { signer_id = … } to pin", "--bundle", bundle, "--config", none, path)
+	bad := writeFile(t, dir, "bad.hcl", []byte("audit {\n  path = \"a\"\n  signer_id = \"verifier\"\n}\n"))
+	expectBroken(t, "bad.hcl:3:15: audit.signer_id \"verifier\"", "--bundle", bundle, "--config", bad, path)
+}

@@ -64,7 +64,11 @@ func (env *cli) auditWitnessServe(args []string) error {
 	fs.StringVar(&tf.bundle, "bundle", "", "trust bundle for the writers' SVIDs")
 	fs.StringVar(&tf.td, "trust-domain", "", "trust domain of the bundle (default: of the first --signer)")
 	fs.Var(&tf.signers, "signer", "SPIFFE ID of a writer whose checkpoints it cosigns (repeatable; default: any non-task SVID)")
+	fs.Var(&tf.configs, "config", "a verifier's or registrar's configuration file: its audit.signer_id is pinned like --signer (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := tf.addConfigSigners(); err != nil {
 		return err
 	}
 	if *keyFile == "" || *state == "" || tf.bundle == "" {
@@ -154,9 +158,13 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 	fs.StringVar(&tf.bundle, "bundle", "", "trust bundle for the writer's SVID (required)")
 	fs.StringVar(&tf.td, "trust-domain", "", "trust domain of the bundle (default: of the receipt's signer)")
 	fs.Var(&tf.signers, "signer", "SPIFFE ID allowed to have written the log (repeatable; default: any non-task SVID)")
+	fs.Var(&tf.configs, "config", "a verifier's or registrar's configuration file: its audit.signer_id is pinned like --signer (repeatable)")
 	fs.Var(&tf.witnessKey, "witness-key", "trusted witness's cosignature verifier key or a file holding it (repeatable): the checkpoint must be cosigned")
 	fs.StringVar(&tf.at, "at", "", "without --witness-key: verify the writer's SVID at this RFC 3339 time instead of now")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := tf.addConfigSigners(); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || tf.bundle == "" {
