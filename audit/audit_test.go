@@ -59,11 +59,11 @@ func TestChainVerifies(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	write(t, path, audit.Options{Clock: clock()}, 10)
 	write(t, path, audit.Options{Clock: clock()}, 5) // reopen continues the chain
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Records != 15 || sum.LastSeq != 15 || sum.Unsigned != 15 || sum.Checkpoints != 0 {
+	if sum.Records != 15 || sum.LastSeq != 15 || sum.Checkpoints != 0 || sum.Format != audit.FormatV2 {
 		t.Fatalf("summary %+v", sum)
 	}
 }
@@ -94,7 +94,7 @@ func TestTamperingNamesFirstBrokenLine(t *testing.T) {
 			data, _ := os.ReadFile(path)
 			lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 			os.WriteFile(path, []byte(strings.Join(tc.edit(lines), "\n")+"\n"), 0o600)
-			_, err := audit.Verify([]string{path}, nil)
+			_, err := audit.VerifyChain([]string{path})
 			var ve *audit.VerifyError
 			if !errors.As(err, &ve) {
 				t.Fatalf("Verify = %v, want a VerifyError", err)
@@ -111,31 +111,33 @@ func TestSignedCheckpoints(t *testing.T) {
 	signer := ca.CreateX509SVID(vid)
 	path := filepath.Join(t.TempDir(), "audit.log")
 	write(t, path, audit.Options{Clock: clock(), Signer: signer, CheckpointEvery: 4}, 10)
+	opts := audit.VerifyOptions{Bundle: ca.X509Bundle(), Now: t0.Add(time.Minute)}
 
-	sum, err := audit.Verify([]string{path}, ca.X509Bundle())
+	sum, err := audit.Verify([]string{path}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 + ckpt + 4 + ckpt + 2 + final ckpt on Close.
-	if sum.Records != 13 || sum.Checkpoints != 3 || sum.Unsigned != 0 || len(sum.Signers) != 1 || sum.Signers[0] != vid.String() {
+	// 4 + key + ckpt + 4 + key + ckpt + 2 + key + ckpt on Close.
+	if sum.Records != 16 || sum.Checkpoints != 3 || sum.Unsigned != 0 || len(sum.Signers) != 1 || sum.Signers[0] != vid.String() ||
+		sum.Anchor == nil || sum.Anchor.Seq != 16 || sum.Anchor.Size != 15 || sum.Anchor.TimeSource != "verification time" {
 		t.Fatalf("summary %+v", sum)
 	}
 
-	// Another CA's bundle: the checkpoints are not vouched for.
+	// Another CA's bundle: the key records are not vouched for.
 	other := testca.New(t, td, t0)
-	_, err = audit.Verify([]string{path}, other.X509Bundle())
+	_, err = audit.Verify([]string{path}, audit.VerifyOptions{Bundle: other.X509Bundle(), Now: opts.Now})
 	var ve *audit.VerifyError
-	if !errors.As(err, &ve) || ve.Line != 5 || !strings.Contains(ve.Reason, "checkpoint: x509svid: could not verify leaf certificate") {
+	if !errors.As(err, &ve) || ve.Line != 5 || !strings.Contains(ve.Reason, "key record: x509svid: could not verify leaf certificate") {
 		t.Fatalf("foreign bundle: %v", err)
 	}
 
-	// A checkpoint re-signed by a key the bundle does not trust, with the
-	// chain of the trusted one: the signature fails.
+	// A key record whose signature was altered, with the chain of the
+	// trusted key: the signature fails.
 	data, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	forged := strings.Replace(lines[4], `"sig":"`, `"sig":"AAAA`, 1)
 	os.WriteFile(path, []byte(strings.Join(append(append(lines[:4:4], forged), lines[5:]...), "\n")+"\n"), 0o600)
-	_, err = audit.Verify([]string{path}, ca.X509Bundle())
+	_, err = audit.Verify([]string{path}, opts)
 	if !errors.As(err, &ve) || ve.Line != 5 || !strings.Contains(ve.Reason, "signature does not verify") {
 		t.Fatalf("forged signature: %v", err)
 	}
@@ -156,7 +158,7 @@ func TestTornTailIsTruncatedOnOpen(t *testing.T) {
 	}
 	w.Append(decision(4))
 	w.Close()
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil || sum.Records != 4 {
 		t.Fatalf("after recovery: %+v %v", sum, err)
 	}
@@ -172,7 +174,8 @@ func TestRotationKeepsChain(t *testing.T) {
 	if err != nil || len(files) < 4 || files[len(files)-1] != path {
 		t.Fatalf("files %v %v", files, err)
 	}
-	sum, err := audit.Verify(files, ca.X509Bundle())
+	opts2 := audit.VerifyOptions{Bundle: ca.X509Bundle(), Now: t0.Add(time.Minute)}
+	sum, err := audit.Verify(files, opts2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +183,7 @@ func TestRotationKeepsChain(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	// Dropping a middle file breaks the chain at the next file's first line.
-	_, err = audit.Verify(append(files[:1:1], files[2:]...), ca.X509Bundle())
+	_, err = audit.Verify(append(files[:1:1], files[2:]...), opts2)
 	var ve *audit.VerifyError
 	if !errors.As(err, &ve) || ve.File != files[2] || ve.Line != 1 {
 		t.Fatalf("missing file: %v", err)
@@ -255,7 +258,7 @@ func TestCrashLosesOnlyTheUnsyncedBatch(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +335,7 @@ func TestConcurrentAppendsAndFlushes(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +386,7 @@ func FuzzVerify(f *testing.F) {
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		sum, err := audit.Verify([]string{p}, bundle)
+		sum, err := audit.Verify([]string{p}, audit.VerifyOptions{Bundle: bundle, Now: t0.Add(time.Minute)})
 		if err != nil {
 			var ve *audit.VerifyError
 			if !errors.As(err, &ve) {
@@ -428,7 +431,7 @@ func TestFullQueueIsWrittenAtOnce(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if sum, err := audit.Verify([]string{path}, nil); err != nil || sum.Records != 100 {
+	if sum, err := audit.VerifyChain([]string{path}); err != nil || sum.Records != 100 {
 		t.Fatalf("Verify = %+v, %v", sum, err)
 	}
 }

@@ -62,6 +62,8 @@ func (rec *Record) appendJSON(b []byte) []byte {
 		b = append(b, `,"sig":`...)
 		b = appendBytes(b, rec.Signature)
 	}
+	b = field(b, "note_key", rec.NoteKey, true)
+	b = field(b, "note", rec.Note, true)
 	b = field(b, "prev", rec.Prev, false)
 	return append(b, '}')
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,11 +70,59 @@ func TestWriteFailureIsVisibleAndRecovers(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := audit.Verify([]string{path}, nil)
+	sum, err := audit.VerifyChain([]string{path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := 3 + accepted + 1; sum.Records != want {
 		t.Fatalf("%d records in the log, want %d (3 before, %d accepted during, 1 after): nothing accepted may be lost", sum.Records, want, accepted)
+	}
+}
+
+// TestAppendWaitFailureDropsTheRecord: a record whose caller waits and
+// that cannot be written is refused with ErrUnavailable and not written
+// later (the caller was told it is not in the log), while records
+// appended without waiting are kept and written once the log recovers.
+func TestAppendWaitFailureDropsTheRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{RetryInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.AppendWait(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	lift := fsize.Limit(t, uint64(st.Size())+100)
+	w.Append(audit.Record{Type: audit.TypeDecision, Decision: "deny", Reason: "kept"})
+	if ref, err := w.AppendWait(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "refused-" + strings.Repeat("x", 200)}); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("AppendWait past the size limit: %v, %v; want ErrUnavailable", ref, err)
+	}
+	if _, err := w.AppendWait(audit.Record{Type: audit.TypeDecision, Reason: "refused-too"}); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("AppendWait while the log cannot write: %v", err)
+	}
+	lift()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("did not recover: %v", w.Healthy())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ref, err := w.AppendWait(audit.Record{Type: audit.TypeDecision, Decision: "allow", Reason: "after"})
+	if err != nil || w.Pending() != 0 {
+		t.Fatalf("after recovery: %v, %d pending", err, w.Pending())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if strings.Contains(string(data), "refused") || !strings.Contains(string(data), `"reason":"kept"`) {
+		t.Fatalf("log after the failure:\n%s", data)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if ref.Index != 2 || !strings.Contains(lines[ref.Index], `"reason":"after"`) {
+		t.Fatalf("ref %+v, log:\n%s", ref, data)
 	}
 }

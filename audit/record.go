@@ -12,6 +12,11 @@ const (
 	TypeDecision   = "decision"
 	TypeRegistrar  = "registrar"
 	TypeCheckpoint = "checkpoint"
+	// TypeKey binds the log's note key to the writer's X.509-SVID (format
+	// v2): Signer, Chain and Signature over the key and the time.
+	TypeKey = "key"
+	// TypeWitnessed carries a checkpoint with a witness's cosignature.
+	TypeWitnessed = "witnessed"
 )
 
 // Record is one line of the log. The writer fills Seq, Time (when zero) and
@@ -46,6 +51,12 @@ type Record struct {
 	Signer    string   `json:"signer,omitempty"`
 	Chain     [][]byte `json:"x5c,omitempty"`
 	Signature []byte   `json:"sig,omitempty"`
+	// NoteKey is the note verifier key a key record binds (format v2).
+	NoteKey string `json:"note_key,omitempty"`
+	// Note is the signed checkpoint note of a format v2 checkpoint (for the
+	// tree of every line before it), or, in a witnessed record, that note
+	// with the witnesses' cosignatures.
+	Note string `json:"note,omitempty"`
 
 	// Prev is "sha256:<hex>" of the previous line (without its newline);
 	// the first line of a log has the hash of the empty string.

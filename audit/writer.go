@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,12 +14,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Durability says when appended records reach the disk.
@@ -63,6 +69,12 @@ type Options struct {
 	// Signer, when set, provides the X.509-SVID whose key signs
 	// checkpoints (e.g. a workloadapi.X509Source).
 	Signer x509svid.Source
+	// SignerID, when set, is the only SPIFFE ID the writer signs
+	// checkpoints as: an SVID of another ID is not used (the checkpoint
+	// fails like one without an SVID, see CheckpointError), so a
+	// misconfigured workload cannot produce a log that `agentid audit
+	// verify --signer` (or --config) would refuse later.
+	SignerID spiffeid.ID
 	// CheckpointEvery appends a checkpoint after this many records
 	// (default 1000), and CheckpointInterval at least this often while
 	// records arrive (default 1 minute). Only with a Signer.
@@ -73,6 +85,13 @@ type Options struct {
 	// QueueSize bounds the records waiting to be written (default 8192);
 	// Append blocks when it is full.
 	QueueSize int
+	// Witness, when set, is asked to cosign each checkpoint once it is on
+	// disk (one request at a time; a checkpoint made while one is in flight
+	// waits for the next chance, so checkpoints queue while the witness is
+	// down). Its cosigned checkpoint is appended as a "witnessed" record.
+	Witness Witness
+	// WitnessTimeout bounds one witness request (default 10 s).
+	WitnessTimeout time.Duration
 	// RetryInterval is how often a log that failed to write (disk full,
 	// I/O error) tries again (default 1 s); while it cannot write, Append
 	// refuses new records with ErrUnavailable.
@@ -107,6 +126,9 @@ func (o *Options) defaults() {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = time.Second
 	}
+	if o.WitnessTimeout <= 0 {
+		o.WitnessTimeout = 10 * time.Second
+	}
 }
 
 // ErrClosed is returned by Append and Flush after Close.
@@ -126,18 +148,25 @@ type Writer struct {
 	// The queue: Append adds under mu and wakes the loop only when the queue
 	// was empty, so a busy writer costs its callers one lock and no
 	// goroutine switch per record.
-	mu      sync.Mutex
-	notFull sync.Cond // signalled when the loop takes the queue
-	q       []item
-	closed  bool
-	wake    chan struct{} // cap 1: the queue became non-empty
-	urgent  chan struct{} // cap 1: write now (Flush, Close, a full batch)
-	done    chan struct{}
-	pending atomic.Int64
-	err     atomic.Pointer[error] // fatal: set by Close's last write
-	broken  atomic.Pointer[error] // the log cannot write now (retried)
-	errs    atomic.Uint64         // failed writes and syncs
-	ckptErr atomic.Pointer[error] // the last checkpoint that could not be signed
+	mu       sync.Mutex
+	notFull  sync.Cond // signalled when the loop takes the queue
+	q        []item
+	closed   bool
+	wake     chan struct{} // cap 1: the queue became non-empty
+	urgent   chan struct{} // cap 1: write now (Flush, Close, a full batch)
+	done     chan struct{}
+	pending  atomic.Int64
+	err      atomic.Pointer[error] // fatal: set by Close's last write
+	broken   atomic.Pointer[error] // the log cannot write now (retried)
+	errs     atomic.Uint64         // failed writes and syncs
+	syncs    atomic.Uint64         // batches synced
+	ckptErr  atomic.Pointer[error] // the last checkpoint that could not be signed
+	witErr   atomic.Pointer[error] // the last witness request that failed
+	witBusy  atomic.Bool           // a witness request is in flight
+	witReq   chan *witnessJob      // to the witness goroutine
+	witDone  chan struct{}         // the witness goroutine ended
+	cosigned chan Record           // witnessed records, from the witness goroutine
+	witSize  atomic.Uint64         // the last tree size a witness cosigned
 
 	// Owned by the loop goroutine.
 	f              *os.File
@@ -150,12 +179,52 @@ type Writer struct {
 	lastCkpt       time.Time
 	recoveredBytes int64
 	line           []byte // encoding buffer
+	// The Merkle tree (format v2): rng is the compact range of every line
+	// written; origin names the log (from its first line); the note key is
+	// made at the first checkpoint and bound to the SVID in a key record
+	// before every checkpoint.
+	rng        *compact.Range
+	origin     string
+	noteSigner note.Signer
+	noteVKey   string
+	// For the witness: the compact range at the last witnessed size, the
+	// leaf hashes since, the checkpoints not yet witnessed (snapshots of
+	// the range at their sizes) and the last checkpoint to send.
+	witRange *compact.Range
+	since    [][]byte
+	pend     []snapshot
+	stash    *pendingCheckpoint
 	// mark is the state at the last successful sync, unsynced the records
 	// written to the buffer since: a failed write rolls back to mark and
 	// keeps unsynced (and what was queued) in retry, to write again.
 	mark     mark
 	unsynced []Record
+	waiters  []*waiter // of unsynced records (nil: nobody waits)
 	retry    []Record
+	// fly is the batch whose fsync is in flight (SyncBatch): the loop
+	// encodes the next batch meanwhile, and settles it (commit or
+	// rollback) before syncing again.
+	fly *inflight
+	// flushes answered by the next sync (written while one was in flight)
+	nextFlushes []chan error
+}
+
+// inflight is a batch written to the OS whose fsync runs in its own
+// goroutine.
+type inflight struct {
+	done    chan struct{} // closed when the fsync returned (err set)
+	err     error
+	mark    mark // the state after the batch
+	n       int  // unsynced[:n] are the batch's records
+	flushes []chan error
+}
+
+// waiter is a caller of AppendWait: answered once its record is synced
+// (ref set) or could not be written (err set).
+type waiter struct {
+	ref  Ref
+	err  error
+	done chan struct{}
 }
 
 // mark is the part of the loop's state that a rollback restores.
@@ -165,11 +234,29 @@ type mark struct {
 	firstSeq  uint64
 	prev      string
 	sinceCkpt int
+	rng       *compact.Range
+	witRange  *compact.Range
+	since     [][]byte
+	pend      []snapshot
+}
+
+type snapshot struct {
+	size uint64
+	rng  *compact.Range
+}
+
+// pendingCheckpoint is a checkpoint on its way to the witness.
+type pendingCheckpoint struct {
+	size uint64
+	note []byte
+	key  []byte // the key record's line
 }
 
 type item struct {
 	rec   Record
+	wait  *waiter    // AppendWait's caller, answered when rec is synced
 	flush chan error // a barrier: answered once everything before it is synced
+	tick  bool       // the checkpoint timer: checkpoint if one is due
 }
 
 // Open opens (or creates) the log at path and starts its writer loop. It
@@ -177,7 +264,8 @@ type item struct {
 // by a crash.
 func Open(path string, opts Options) (*Writer, error) {
 	opts.defaults()
-	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{}),
+		rng: rangeFactory.NewEmptyRange(0), witRange: rangeFactory.NewEmptyRange(0)}
 	w.notFull.L = &w.mu
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -187,8 +275,91 @@ func Open(path string, opts Options) (*Writer, error) {
 	}
 	w.commit()
 	w.lastCkpt = opts.Clock()
+	if w.sinceCkpt > 0 {
+		// An unsigned tail (a crash): the first record, the first tick or
+		// Close checkpoints it.
+		w.lastCkpt = time.Time{}
+	}
+	if opts.Witness != nil {
+		w.witReq, w.witDone, w.cosigned = make(chan *witnessJob), make(chan struct{}), make(chan Record, 4)
+		go w.witnessLoop()
+	}
 	go w.loop()
 	return w, nil
+}
+
+// WitnessError is the error of the last witness request, nil once one
+// succeeds: checkpoints are kept and sent again while it fails.
+func (w *Writer) WitnessError() error {
+	if err := w.witErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// WitnessedSize is the tree size of the last checkpoint a witness cosigned
+// (0: none since Open, or no witness).
+func (w *Writer) WitnessedSize() uint64 { return w.witSize.Load() }
+
+// witnessLoop sends checkpoints to the witness, one at a time, and hands
+// the cosigned ones to the writer loop.
+func (w *Writer) witnessLoop() {
+	defer close(w.witDone)
+	for job := range w.witReq {
+		rec, err := w.cosignJob(job)
+		if err != nil {
+			w.witErr.Store(&err)
+			w.witBusy.Store(false)
+			continue
+		}
+		w.witErr.Store(nil)
+		w.cosigned <- rec // the loop clears witBusy once it is written
+	}
+}
+
+// witnessJob is a request with what the writer kept to prove consistency
+// from another old size (the range at the last witnessed size and the
+// leaf hashes since; neither is changed once handed over).
+type witnessJob struct {
+	req  *WitnessRequest
+	tree *partialTree
+	size uint64
+}
+
+// cosignJob asks the witness; if it answers that it has cosigned a larger
+// checkpoint of this log than the writer recorded (the writer stopped
+// after the witness cosigned, before the cosigned copy reached the log),
+// it asks again with the consistency proof from the witness's size.
+func (w *Writer) cosignJob(job *witnessJob) (Record, error) {
+	rec, err := w.cosign(job.req)
+	var ce *WitnessConflictError
+	if !errors.As(err, &ce) || ce.Size == job.req.OldSize || ce.Size > job.size {
+		return rec, err
+	}
+	proof, perr := job.tree.consistency(ce.Size, job.size)
+	if perr != nil {
+		return Record{}, fmt.Errorf("%w (and no consistency proof from that size: %v)", err, perr)
+	}
+	retry := *job.req
+	retry.OldSize, retry.Consistency = ce.Size, proof
+	return w.cosign(&retry)
+}
+
+func (w *Writer) cosign(req *WitnessRequest) (Record, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.WitnessTimeout)
+	defer cancel()
+	sigs, err := w.opts.Witness.Cosign(ctx, req)
+	if err != nil {
+		return Record{}, fmt.Errorf("audit: witness: %w", err)
+	}
+	cosigned := append(bytes.Clone(req.Checkpoint), sigs...)
+	if _, err := note.Open(cosigned, note.VerifierList()); err != nil {
+		var u *note.UnverifiedNoteError
+		if !errors.As(err, &u) {
+			return Record{}, fmt.Errorf("audit: witness: malformed cosignature: %w", err)
+		}
+	}
+	return Record{Type: TypeWitnessed, Note: string(cosigned)}, nil
 }
 
 // RecoveredBytes is the size of the torn tail that Open removed (0 after a
@@ -227,6 +398,28 @@ func (w *Writer) CheckpointError() error {
 // while QueueSize records are waiting, and refuses records with
 // ErrUnavailable while the log cannot write (see Healthy).
 func (w *Writer) Append(rec Record) error {
+	return w.enqueue(rec, nil)
+}
+
+// AppendWait appends rec and waits until it is durable (synced, unless the
+// durability is SyncNone: written to the OS), then returns its Ref (the
+// log's origin and the record's leaf index), which `agentid audit prove`
+// turns into a receipt once a checkpoint covers it. Callers share the
+// sync (group commit): a waiting caller ends the batch's gathering delay,
+// the batch is written and synced at once, and whatever arrives during
+// that sync is the next batch. If the record cannot be written the error
+// wraps ErrUnavailable and the record is dropped (not retried): the
+// caller was told it is not in the log.
+func (w *Writer) AppendWait(rec Record) (Ref, error) {
+	wt := &waiter{done: make(chan struct{})}
+	if err := w.enqueue(rec, wt); err != nil {
+		return Ref{}, err
+	}
+	<-wt.done
+	return wt.ref, wt.err
+}
+
+func (w *Writer) enqueue(rec Record, wt *waiter) error {
 	if err := w.Healthy(); err != nil {
 		return err
 	}
@@ -239,14 +432,14 @@ func (w *Writer) Append(rec Record) error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	w.q = append(w.q, item{rec: rec})
+	w.q = append(w.q, item{rec: rec, wait: wt})
 	n := len(w.q)
 	w.pending.Add(1) // before the loop can take it
 	w.mu.Unlock()
 	if n == 1 {
 		signal(w.wake)
 	}
-	if n == min(w.opts.MaxBatch, w.opts.QueueSize) {
+	if wt != nil || n == min(w.opts.MaxBatch, w.opts.QueueSize) {
 		signal(w.urgent)
 	}
 	return nil
@@ -305,10 +498,19 @@ func (w *Writer) loop() {
 	timer.Stop()
 	retry := time.NewTicker(w.opts.RetryInterval)
 	defer retry.Stop()
+	var ckptTick <-chan time.Time
+	if w.opts.Signer != nil {
+		t := time.NewTicker(w.opts.CheckpointInterval)
+		defer t.Stop()
+		ckptTick = t.C
+	}
 	var spare []item
 	for {
 		now := false
 		select {
+		case <-w.flyDone():
+			w.settle()
+			continue
 		case <-w.wake:
 		case <-w.urgent:
 			now = true
@@ -317,13 +519,30 @@ func (w *Writer) loop() {
 				continue
 			}
 			now = true
+		case <-ckptTick:
+			w.writeBatch([]item{{tick: true}})
+			w.sendWitness()
+			continue
+		case rec := <-w.cosigned:
+			w.pending.Add(1)
+			w.writeBatch([]item{{rec: rec}})
+			w.witBusy.Store(false)
+			w.sendWitness()
+			continue
 		}
 		if w.opts.BatchDelay > 0 && !now {
 			timer.Reset(w.opts.BatchDelay)
-			select {
-			case <-timer.C:
-			case <-w.urgent:
-				timer.Stop()
+		gather:
+			for {
+				select {
+				case <-timer.C:
+					break gather
+				case <-w.urgent:
+					timer.Stop()
+					break gather
+				case <-w.flyDone():
+					w.settle() // answer the last batch's callers meanwhile
+				}
 			}
 		}
 		w.mu.Lock()
@@ -353,8 +572,10 @@ func (w *Writer) loop() {
 			break
 		}
 	}
+	w.drain()
 	if w.broken.Load() != nil {
 		w.writeBatch(nil) // a last try
+		w.drain()
 	}
 	if err := w.broken.Load(); err != nil {
 		w.fail(fmt.Errorf("audit: %d record(s) could not be written: %w", len(w.retry), *err))
@@ -363,8 +584,72 @@ func (w *Writer) loop() {
 			w.tryCheckpoint()
 		}
 		w.fail(w.sync())
+		w.closeWitness()
 	}
 	w.fail(w.f.Close())
+}
+
+// closeWitness waits for the request in flight, then has the last
+// checkpoint cosigned (within WitnessTimeout) and appends it.
+func (w *Writer) closeWitness() {
+	if w.witReq == nil {
+		return
+	}
+	close(w.witReq)
+	<-w.witDone
+	var recs []Record
+	for len(w.cosigned) > 0 {
+		recs = append(recs, <-w.cosigned)
+	}
+	for i := range recs {
+		w.fail(w.write(&recs[i]))
+	}
+	if job := w.witnessRequest(); job != nil {
+		if rec, err := w.cosignJob(job); err != nil {
+			w.witErr.Store(&err)
+		} else {
+			w.fail(w.write(&rec))
+		}
+	}
+	w.fail(w.sync())
+}
+
+// sendWitness hands the last checkpoint on disk to the witness goroutine
+// unless a request is in flight.
+func (w *Writer) sendWitness() {
+	if w.witReq == nil || w.stash == nil || w.stash.size >= w.mark.seq || !w.witBusy.CompareAndSwap(false, true) {
+		return
+	}
+	job := w.witnessRequest()
+	if job == nil {
+		w.witBusy.Store(false)
+		return
+	}
+	w.witReq <- job
+}
+
+// witnessRequest builds the request for the stashed checkpoint: the
+// consistency proof from the last witnessed size and the inclusion proof of
+// the key record, from the range and leaves kept since.
+func (w *Writer) witnessRequest() *witnessJob {
+	c := w.stash
+	if c == nil || c.size <= w.witRange.End() {
+		w.stash = nil
+		return nil
+	}
+	w.stash = nil
+	pt := newPartialTree(w.witRange, w.since)
+	req := &WitnessRequest{OldSize: w.witRange.End(), Checkpoint: c.note, Key: c.key}
+	var err error
+	if req.Consistency, err = pt.consistency(req.OldSize, c.size); err == nil {
+		req.KeyProof, err = pt.inclusion(c.size-1, c.size)
+	}
+	if err != nil {
+		err = fmt.Errorf("audit: witness request: %w", err)
+		w.witErr.Store(&err)
+		return nil
+	}
+	return &witnessJob{req: req, tree: pt, size: c.size}
 }
 
 // writeBatch writes the records kept for retry, then batch, and syncs;
@@ -385,49 +670,155 @@ func (w *Writer) writeBatch(batch []item) {
 	}
 	r := 0 // retry[:r] written
 	for err == nil && r < len(retry) {
-		if err = w.writeRecord(&retry[r]); err == nil {
+		if err = w.writeRecord(&retry[r], nil); err == nil {
 			r++
 		}
 	}
 	b := 0 // batch[:b] written
 	for err == nil && b < len(batch) {
-		if batch[b].flush == nil {
-			err = w.writeRecord(&batch[b].rec)
+		switch {
+		case batch[b].tick:
+			if w.sinceCkpt > 0 && w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval {
+				err = w.tryCheckpoint()
+			}
+		case batch[b].flush == nil:
+			err = w.writeRecord(&batch[b].rec, batch[b].wait)
 		}
 		if err == nil {
 			b++
 		}
 	}
-	if err == nil {
+	if err == nil && w.opts.Durability == SyncBatch {
+		// Group commit, pipelined: while an fsync is in flight the loop
+		// keeps encoding what arrives; the next fsync, started when that
+		// one returns, covers all of it.
+		w.nextFlushes = append(w.nextFlushes, flushes...)
+		flushes = nil
+		if w.fly == nil {
+			err = w.startSync()
+		}
+	} else if err == nil {
 		err = w.sync()
 	}
 	if err != nil {
+		w.finishSync() // an fsync in flight: settled before rolling back to the last durable state
 		w.errs.Add(1)
-		w.rollback() // the unsynced records go to retry first
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		w.rollback(err) // the unsynced records go to retry first
+		flushes = append(flushes, w.nextFlushes...)
+		w.nextFlushes = nil
 		w.retry = append(w.retry, retry[r:]...)
 		for i := b; i < len(batch); i++ {
-			if batch[i].flush == nil {
+			switch {
+			case batch[i].wait != nil:
+				w.pending.Add(-1)
+				batch[i].wait.err = err
+				close(batch[i].wait.done)
+			case batch[i].flush == nil && !batch[i].tick:
 				w.retry = append(w.retry, batch[i].rec)
 			}
 		}
-		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		w.broken.Store(&err)
 	} else {
 		w.broken.Store(nil)
+		w.sendWitness()
 	}
 	for _, ch := range flushes {
 		ch <- err
 	}
 }
 
+// flyDone is the in-flight fsync's completion (nil: none).
+func (w *Writer) flyDone() <-chan struct{} {
+	if w.fly == nil {
+		return nil
+	}
+	return w.fly.done
+}
+
+// startSync writes the buffer to the OS and starts its fsync in a
+// goroutine; the batch is committed (its callers answered) when
+// finishSync sees it succeed.
+func (w *Writer) startSync() error {
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	fl := &inflight{done: make(chan struct{}), mark: w.snapshot(), n: len(w.unsynced), flushes: w.nextFlushes}
+	w.nextFlushes = nil
+	f := w.f
+	go func() {
+		if err := f.Sync(); err != nil {
+			fl.err = fmt.Errorf("audit: fsync: %w", err)
+		}
+		close(fl.done)
+	}()
+	w.fly = fl
+	return nil
+}
+
+// finishSync waits for the fsync in flight, if any: on success its batch
+// is committed and its flushes answered; on failure the flushes get the
+// error, which is returned (the caller rolls back to the last durable
+// state).
+func (w *Writer) finishSync() error {
+	fl := w.fly
+	if fl == nil {
+		return nil
+	}
+	<-fl.done
+	w.fly = nil
+	if fl.err != nil {
+		err := fmt.Errorf("%w: %w", ErrUnavailable, fl.err)
+		for _, ch := range fl.flushes {
+			ch <- err
+		}
+		return fl.err
+	}
+	w.syncs.Add(1)
+	w.commitTo(fl.mark, fl.n)
+	for _, ch := range fl.flushes {
+		ch <- nil
+	}
+	w.sendWitness()
+	return nil
+}
+
+// drain settles fsyncs until none is in flight.
+func (w *Writer) drain() {
+	for w.fly != nil {
+		w.settle()
+	}
+}
+
+// settle finishes the fsync in flight and starts the next one for what
+// was written meanwhile; a failure rolls back like a failed batch.
+func (w *Writer) settle() {
+	err := w.finishSync()
+	if err == nil && (w.mark.size != w.size || w.buf.Buffered() > 0 || len(w.nextFlushes) > 0) {
+		err = w.startSync()
+	}
+	if err != nil {
+		w.finishSync()
+		w.errs.Add(1)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		w.rollback(err)
+		w.broken.Store(&err)
+		for _, ch := range w.nextFlushes {
+			ch <- err
+		}
+		w.nextFlushes = nil
+	}
+}
+
 // writeRecord writes one record, and a checkpoint after it when due. A
 // checkpoint that cannot be signed is not a write failure: it is retried
 // with the next record.
-func (w *Writer) writeRecord(rec *Record) error {
+func (w *Writer) writeRecord(rec *Record, wt *waiter) error {
 	if err := w.write(rec); err != nil {
 		return err
 	}
 	w.unsynced = append(w.unsynced, *rec)
+	w.waiters = append(w.waiters, wt)
 	if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
 		return w.tryCheckpoint()
 	}
@@ -451,17 +842,31 @@ func (w *Writer) tryCheckpoint() error {
 
 // rollback forgets what was written since the last sync: the file is cut
 // back to it and the records go to retry (their times kept, sequence
-// numbers given again when they are written).
-func (w *Writer) rollback() {
+// numbers given again when they are written), except those whose callers
+// wait: they are told err and the record is dropped.
+func (w *Writer) rollback(err error) {
 	m := w.mark
 	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
-	for _, rec := range w.unsynced {
-		if rec.Type != TypeCheckpoint {
+	// The leaves past the mark may be held by a witness request: append
+	// to a new array rather than over them.
+	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, slices.Clip(m.since), m.pend
+	if w.stash != nil && w.stash.size > m.seq {
+		w.stash = nil
+	}
+	for i, rec := range w.unsynced {
+		switch {
+		case w.waiters[i] != nil:
+			w.pending.Add(-1)
+			w.waiters[i].err = err
+			close(w.waiters[i].done)
+		case rec.Type != TypeCheckpoint && rec.Type != TypeKey:
 			rec.Seq, rec.Prev = 0, ""
 			w.retry = append(w.retry, rec)
 		}
 	}
 	w.unsynced = w.unsynced[:0]
+	clear(w.waiters)
+	w.waiters = w.waiters[:0]
 	w.f.Truncate(m.size) // best effort: reopen truncates again
 	w.buf = bufio.NewWriterSize(w.f, 64<<10)
 	w.f.Seek(m.size, io.SeekStart)
@@ -493,10 +898,32 @@ func (w *Writer) reopen() error {
 // commit makes the current state the rollback mark: the records written
 // since the last one are durable (and no longer pending).
 func (w *Writer) commit() {
-	w.mark = mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt}
-	w.pending.Add(-int64(len(w.unsynced)))
-	clear(w.unsynced)
-	w.unsynced = w.unsynced[:0]
+	w.commitTo(w.snapshot(), len(w.unsynced))
+}
+
+// snapshot is the current state, as a rollback mark.
+func (w *Writer) snapshot() mark {
+	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
+		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
+}
+
+// commitTo makes m the rollback mark: the first n unsynced records are
+// durable, their waiting callers are answered with their references.
+func (w *Writer) commitTo(m mark, n int) {
+	w.mark = m
+	w.pending.Add(-int64(n))
+	for i, wt := range w.waiters[:n] {
+		if wt != nil {
+			wt.ref = Ref{Origin: w.origin, Index: w.unsynced[i].Seq - 1}
+			close(wt.done)
+		}
+	}
+	k := copy(w.unsynced, w.unsynced[n:])
+	clear(w.unsynced[k:])
+	w.unsynced = w.unsynced[:k]
+	k = copy(w.waiters, w.waiters[n:])
+	clear(w.waiters[k:])
+	w.waiters = w.waiters[:k]
 }
 
 func (w *Writer) fail(err error) {
@@ -527,13 +954,54 @@ func (w *Writer) write(rec *Record) error {
 	}
 	w.size += int64(len(line)) + 1
 	w.seq, w.prev = rec.Seq, lineHash(line)
-	if rec.Type != TypeCheckpoint {
+	w.addLeaf(line, rec.Type, rec.Note)
+	switch rec.Type {
+	case TypeCheckpoint, TypeKey, TypeWitnessed:
+	default:
 		w.sinceCkpt++
 	}
 	return nil
 }
 
+// addLeaf adds a line (the next, at index w.seq-1) to the tree and keeps
+// what the witness needs: the leaves since the last witnessed size, a
+// snapshot at each checkpoint, and the witnessed size when a witnessed
+// record is written.
+func (w *Writer) addLeaf(line []byte, typ, noteText string) {
+	if w.rng.End() == 0 {
+		w.origin = Origin(line)
+	}
+	if typ == TypeCheckpoint && w.opts.Witness != nil {
+		w.pend = append(w.pend, snapshot{size: w.rng.End(), rng: cloneRange(w.rng)})
+	}
+	leaf := LeafHash(line)
+	if err := w.rng.Append(leaf, nil); err != nil {
+		panic(err) // appending to a valid range cannot fail
+	}
+	if w.opts.Witness == nil {
+		return
+	}
+	w.since = append(w.since, leaf)
+	if typ == TypeWitnessed {
+		var c log.Checkpoint
+		if _, err := c.Unmarshal([]byte(noteText)); err != nil {
+			return
+		}
+		for i, s := range w.pend {
+			if s.size == c.Size {
+				drop := s.size - w.witRange.End()
+				w.witRange, w.since, w.pend = s.rng, w.since[drop:], w.pend[i+1:]
+				w.witSize.Store(s.size)
+				break
+			}
+		}
+	}
+}
+
 func (w *Writer) sync() error {
+	if err := w.finishSync(); err != nil {
+		return err
+	}
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -542,7 +1010,12 @@ func (w *Writer) sync() error {
 			return fmt.Errorf("audit: fsync: %w", err)
 		}
 	}
+	w.syncs.Add(1)
 	w.commit()
+	for _, ch := range w.nextFlushes {
+		ch <- nil
+	}
+	w.nextFlushes = nil
 	return nil
 }
 
@@ -552,33 +1025,59 @@ type signError struct{ err error }
 func (e *signError) Error() string { return e.err.Error() }
 func (e *signError) Unwrap() error { return e.err }
 
-// checkpoint appends a line signed with the current SVID's key over the
-// hash of the previous line (which commits to the whole chain before it).
+// checkpoint appends a key record binding the log's note key to the
+// current SVID (signed with the SVID's key), then a checkpoint line whose
+// note, signed with the note key, commits to the tree of every line before
+// it, the key record included.
 func (w *Writer) checkpoint() error {
 	s, err := w.opts.Signer.GetX509SVID()
 	if err != nil {
 		return &signError{fmt.Errorf("audit: checkpoint: no SVID to sign with: %w", err)}
 	}
-	rec := &Record{Type: TypeCheckpoint, Time: w.opts.Clock().UTC(), Signer: s.ID.String()}
-	for _, c := range s.Certificates {
-		rec.Chain = append(rec.Chain, c.Raw)
+	if !w.opts.SignerID.IsZero() && s.ID != w.opts.SignerID {
+		return &signError{fmt.Errorf("audit: checkpoint: the SVID is %s, not the configured signer %s", s.ID, w.opts.SignerID)}
 	}
-	rec.Signature, err = signCheckpoint(s.PrivateKey, w.seq+1, rec.Time, w.prev)
-	if err != nil {
+	if w.noteSigner == nil || w.noteSigner.Name() != w.origin {
+		if w.noteSigner, w.noteVKey, err = newNoteKey(w.origin); err != nil {
+			return &signError{fmt.Errorf("audit: checkpoint: note key: %w", err)}
+		}
+	}
+	now := w.opts.Clock().UTC()
+	key := &Record{Type: TypeKey, Time: now, Signer: s.ID.String(), NoteKey: w.noteVKey}
+	for _, c := range s.Certificates {
+		key.Chain = append(key.Chain, c.Raw)
+	}
+	if key.Signature, err = signPayload(s.PrivateKey, keyPayload(w.noteVKey, now)); err != nil {
 		return &signError{fmt.Errorf("audit: checkpoint: %w", err)}
 	}
+	if err := w.write(key); err != nil {
+		return err
+	}
+	keyLine := bytes.Clone(w.line)
+	size := w.rng.End()
+	signed, err := note.Sign(&note.Note{Text: checkpointBody(w.origin, size, rangeRoot(w.rng))}, w.noteSigner)
+	if err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
 	w.sinceCkpt, w.lastCkpt = 0, w.opts.Clock()
-	return w.write(rec)
+	if err := w.write(&Record{Type: TypeCheckpoint, Time: now, Signer: key.Signer, Note: string(signed)}); err != nil {
+		return err
+	}
+	if w.opts.Witness != nil {
+		w.stash = &pendingCheckpoint{size: size, note: signed, key: keyLine}
+	}
+	return nil
 }
 
-// checkpointPayload is what a checkpoint signs: its seq, time and the hash
-// of the line before it.
+// checkpointPayload is what a format v1 checkpoint signs: its seq, time
+// and the hash of the line before it.
 func checkpointPayload(seq uint64, t time.Time, prev string) []byte {
 	return []byte("agentid-audit-checkpoint-v1\n" + strconv.FormatUint(seq, 10) + "\n" + t.UTC().Format(time.RFC3339Nano) + "\n" + prev + "\n")
 }
 
-func signCheckpoint(key crypto.Signer, seq uint64, t time.Time, prev string) ([]byte, error) {
-	payload := checkpointPayload(seq, t, prev)
+// signPayload signs payload with an SVID key: Ed25519 over the payload,
+// ECDSA (ASN.1) and RSA (PKCS#1 v1.5) over its SHA-256.
+func signPayload(key crypto.Signer, payload []byte) ([]byte, error) {
 	if _, ok := key.(ed25519.PrivateKey); ok {
 		return key.Sign(rand.Reader, payload, crypto.Hash(0))
 	}
@@ -622,67 +1121,62 @@ func (w *Writer) openFile(truncateTo int64) error {
 	return nil
 }
 
-// recover finds the last complete line of the log (current file, else the
-// newest rotated file) and continues the chain from it.
+// recover reads every file of the log: it rebuilds the Merkle tree (and
+// what the witness needs), cuts a torn last line off the current file and
+// continues the chain from the last complete line.
 func (w *Writer) recover() error {
 	w.prev = GenesisPrev
-	data, err := os.ReadFile(w.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("audit: %w", err)
-	}
-	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
-	w.recoveredBytes = int64(len(data)) - keep
-	data = data[:keep]
-	if len(data) == 0 {
-		if err := w.continueFromRotated(); err != nil {
-			return err
-		}
-		return w.openFile(0)
-	}
-	first, last := firstAndLastLine(data)
-	if err := w.resume(first, last); err != nil {
+	files, err := Files(w.path)
+	if err != nil {
 		return err
+	}
+	keep := int64(0)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		end := bytes.LastIndexByte(data, '\n') + 1
+		if f == w.path {
+			keep = int64(end)
+			w.recoveredBytes = int64(len(data)) - keep
+		}
+		first := true
+		for rest := data[:end]; len(rest) > 0; {
+			line, after, _ := bytes.Cut(rest, []byte{'\n'})
+			rest = after
+			var head struct {
+				Seq  uint64 `json:"seq"`
+				Type string `json:"type"`
+				Note string `json:"note"`
+			}
+			if err := json.Unmarshal(line, &head); err != nil {
+				return fmt.Errorf("audit: %s: line of seq %d: %w", f, w.seq+1, err)
+			}
+			if first && f == w.path {
+				w.firstSeq = head.Seq
+			}
+			first = false
+			w.seq, w.prev = head.Seq, lineHash(line)
+			w.addLeaf(line, head.Type, head.Note)
+			switch head.Type {
+			case TypeCheckpoint:
+				w.sinceCkpt = 0
+			case TypeKey, TypeWitnessed:
+			default:
+				w.sinceCkpt++
+			}
+		}
+	}
+	if w.seq != w.rng.End() {
+		return fmt.Errorf("audit: %s: the last line has seq %d but the log has %d lines (run agentid audit verify)", w.path, w.seq, w.rng.End())
 	}
 	return w.openFile(keep)
 }
 
-func (w *Writer) continueFromRotated() error {
-	files, err := Files(w.path)
-	if err != nil || len(files) < 2 { // only the (empty) current file
-		return err
-	}
-	data, err := os.ReadFile(files[len(files)-2])
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	data = data[:bytes.LastIndexByte(data, '\n')+1]
-	if len(data) == 0 {
-		return nil
-	}
-	_, last := firstAndLastLine(data)
-	var rec Record
-	if err := json.Unmarshal(last, &rec); err != nil {
-		return fmt.Errorf("audit: last line of %s: %w", files[len(files)-2], err)
-	}
-	w.seq, w.prev = rec.Seq, lineHash(last)
-	return nil
-}
+// Path is the log's current file.
+func (w *Writer) Path() string { return w.path }
 
-func (w *Writer) resume(first, last []byte) error {
-	var f, l Record
-	if err := json.Unmarshal(first, &f); err != nil {
-		return fmt.Errorf("audit: first line of %s: %w", w.path, err)
-	}
-	if err := json.Unmarshal(last, &l); err != nil {
-		return fmt.Errorf("audit: last line of %s: %w", w.path, err)
-	}
-	w.firstSeq, w.seq, w.prev = f.Seq, l.Seq, lineHash(last)
-	return nil
-}
-
-// firstAndLastLine splits complete lines (data ends with '\n').
-func firstAndLastLine(data []byte) (first, last []byte) {
-	body := data[:len(data)-1]
-	first, _, _ = bytes.Cut(body, []byte{'\n'})
-	return first, body[bytes.LastIndexByte(body, '\n')+1:]
-}
+// Syncs is the number of batches written and synced since Open: with
+// AppendWait, how many records share one fsync is records/Syncs.
+func (w *Writer) Syncs() uint64 { return w.syncs.Load() }

@@ -127,8 +127,8 @@ func callerID(ctx context.Context) string {
 // header mutations, so listing a header both ways would remove it.
 func okResponse(p *Peer, d Decision, incoming map[string]string) *authv3.CheckResponse {
 	// The header options in two arrays rather than twelve allocations.
-	var opts [6]corev3.HeaderValueOption
-	var vals [6]corev3.HeaderValue
+	var opts [7]corev3.HeaderValueOption
+	var vals [7]corev3.HeaderValue
 	ok := &authv3.OkHttpResponse{Headers: make([]*corev3.HeaderValueOption, 0, len(opts))}
 	identityHeaders(p, d, func(k, v string) { // in key order
 		i := len(ok.Headers)

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/policies"
-
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -20,13 +20,17 @@ import (
 // Identity headers the proxy and the ext_authz server set for the upstream
 // (and strip from incoming requests, so that a caller cannot forge them).
 const (
-	HeaderPrefix     = "x-agentid-"
-	HeaderSPIFFEID   = "x-agentid-spiffe-id"
-	HeaderAgent      = "x-agentid-agent"
-	HeaderTask       = "x-agentid-task"
-	HeaderPrincipal  = "x-agentid-principal"
-	HeaderClaims     = "x-agentid-claims" // base64url of the canonical claims JSON
-	HeaderRule       = "x-agentid-rule"
+	HeaderPrefix    = "x-agentid-"
+	HeaderSPIFFEID  = "x-agentid-spiffe-id"
+	HeaderAgent     = "x-agentid-agent"
+	HeaderTask      = "x-agentid-task"
+	HeaderPrincipal = "x-agentid-principal"
+	HeaderClaims    = "x-agentid-claims" // base64url of the canonical claims JSON
+	HeaderRule      = "x-agentid-rule"
+	// HeaderReceipt is the reference (audit.Ref: log origin and leaf
+	// index) of the durable audit record of an allowed decision, when the
+	// Verifier hands out receipts.
+	HeaderReceipt    = "x-agentid-receipt"
 	HeaderDenyReason = "x-agentid-deny-reason"
 )
 
@@ -67,12 +71,27 @@ func PeerFromContext(ctx context.Context) (*Peer, bool) {
 }
 
 // DecisionFromContext returns the decision that allowed the request.
+// Its Receipt is set when the Verifier hands out receipts.
 func DecisionFromContext(ctx context.Context) (Decision, bool) {
 	a, ok := ctx.Value(ctxKey{}).(*authorized)
 	if !ok {
 		return Decision{}, false
 	}
 	return a.decision, true
+}
+
+// ReceiptFromContext returns the reference of the audit record of the
+// decision that allowed the request: durable when the middleware (or an
+// interceptor) called the handler, provable with `agentid audit prove
+// --ref` once a checkpoint covers it. False when the Verifier hands out
+// no receipts (Verifier.Receipts) or the record could not be written and
+// the operator chose AuditFailOpen.
+func ReceiptFromContext(ctx context.Context) (audit.Ref, bool) {
+	a, ok := ctx.Value(ctxKey{}).(*authorized)
+	if !ok || a.decision.Receipt.IsZero() {
+		return audit.Ref{}, false
+	}
+	return a.decision.Receipt, true
 }
 
 func withPeer(ctx context.Context, r *Result) context.Context {
@@ -224,7 +243,7 @@ func StripIdentityHeaders(h http.Header) {
 
 // IdentityHeaders renders the peer's identity as upstream headers.
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
-	out := make(map[string]string, 6)
+	out := make(map[string]string, 7)
 	identityHeaders(p, d, func(k, v string) { out[k] = v })
 	return out
 }
@@ -236,6 +255,9 @@ func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
 		f(HeaderAgent, c.Agent)
 		f(HeaderClaims, p.claimsB64)
 		f(HeaderPrincipal, headerSafe(c.Principal))
+	}
+	if !d.Receipt.IsZero() {
+		f(HeaderReceipt, d.Receipt.String())
 	}
 	if len(d.Rules) > 0 {
 		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", "))) // one rule: no allocation but headerSafe's

@@ -127,7 +127,7 @@ func TestMiddlewareOverMTLS(t *testing.T) {
 	if err := s.v.Audit.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := audit.Verify([]string{s.log}, nil)
+	sum, err := audit.VerifyChain([]string{s.log})
 	if err != nil || sum.Records != 3 {
 		t.Fatalf("audit: %+v %v", sum, err)
 	}

@@ -299,5 +299,10 @@ func (v *Verifier) record(q *Query, r *Result) error {
 		rec.Peer, rec.Serial, rec.JWTID = p.id.String(), p.serial, p.jwtID
 		rec.Claims = p.claimsJSON
 	}
+	if v.Receipts && r.Outcome == Allowed {
+		ref, err := v.Audit.AppendWait(rec)
+		r.Decision.Receipt = ref
+		return err
+	}
 	return v.Audit.Append(rec)
 }

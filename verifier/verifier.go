@@ -16,10 +16,12 @@ type (
 )
 
 // Decision is the policy's answer plus the digest of the policy set that
-// gave it (for the audit log).
+// gave it (for the audit log) and, for an allowed decision when the
+// Verifier hands out receipts, the reference of its durable audit record.
 type Decision struct {
 	policies.Decision
 	PolicyDigest string
+	Receipt      audit.Ref
 }
 
 // Explanation is the reason followed by the deciding rules, as denials
@@ -82,6 +84,14 @@ type Verifier struct {
 	// with Unavailable. Default false: a decision that cannot be recorded
 	// is not given (audit { on_failure = "deny" }).
 	AuditFailOpen bool
+	// Receipts makes every allowed decision wait until its audit record is
+	// durable (Audit.AppendWait: callers share one fsync per batch) and
+	// carry its reference (Decision.Receipt): the proxy and ext_authz send
+	// it upstream as x-agentid-receipt, the middleware and the gRPC
+	// interceptors put it in the context (ReceiptFromContext). An allowed
+	// decision whose record cannot be written is refused (Unavailable)
+	// unless AuditFailOpen. Denials are recorded without waiting.
+	Receipts bool
 	// Liveness, when set, is asked after authentication whether the peer
 	// (and its delegation chain) is still live; a non-nil error (a
 	// *DenyError, e.g. reason "revoked") refuses the request as

@@ -274,7 +274,7 @@ func (s *story) step5(ctx context.Context, v *devstack.Verifier) error {
 	}
 	out, err := s.agentid(ctx, "audit", "verify", "--bundle", bundle, v.AuditPath)
 	ok := err == nil && strings.HasPrefix(out, "OK: ") && strings.Contains(out, "checkpoint(s) by "+s.st.VerifierID)
-	s.expect("5", "auditor", "agentid audit verify (hash chain + signed checkpoints)", ok, "every decision, log intact", "", out+errText(err))
+	s.expect("5", "auditor", "agentid audit verify (hash chain, Merkle tree, signed checkpoints)", ok, "every decision, log intact", "", out+errText(err))
 	say("%s", indent(out))
 	return nil
 }

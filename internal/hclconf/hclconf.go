@@ -72,3 +72,45 @@ func NameKeys(body *hclsyntax.Body, diags hcl.Diagnostics) hcl.Diagnostics {
 	}
 	return diags
 }
+
+// PositionError is an error about a value, at the position of its
+// attribute: "file:line:col: err".
+type PositionError struct {
+	Range hcl.Range
+	Err   error
+}
+
+func (e *PositionError) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %v", e.Range.Filename, e.Range.Start.Line, e.Range.Start.Column, e.Err)
+}
+
+func (e *PositionError) Unwrap() error { return e.Err }
+
+// At places err at the attribute named by path in body: "name" at the top
+// level, "block.name" in the first block of that type (and so on for
+// nested blocks). err is returned unchanged (nil stays nil) when the
+// attribute is not in the file.
+func At(body *hclsyntax.Body, path string, err error) error {
+	if err == nil || body == nil {
+		return err
+	}
+	parts := strings.Split(path, ".")
+	for _, typ := range parts[:len(parts)-1] {
+		var next *hclsyntax.Body
+		for _, b := range body.Blocks {
+			if b.Type == typ {
+				next = b.Body
+				break
+			}
+		}
+		if next == nil {
+			return err
+		}
+		body = next
+	}
+	attr, ok := body.Attributes[parts[len(parts)-1]]
+	if !ok {
+		return err
+	}
+	return &PositionError{Range: attr.Expr.Range(), Err: err}
+}

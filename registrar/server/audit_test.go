@@ -33,7 +33,7 @@ func TestAuditLogsTaskActions(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if sum, err := audit.Verify([]string{path}, nil); err != nil || sum.Records != 3 {
+	if sum, err := audit.VerifyChain([]string{path}); err != nil || sum.Records != 3 {
 		t.Fatalf("verify: %+v %v", sum, err)
 	}
 	data, _ := os.ReadFile(path)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
@@ -36,6 +37,9 @@ type fileConfig struct {
 	Audit              *struct {
 		Path       string `hcl:"path"`
 		Durability string `hcl:"durability,optional"`
+		SignerID   string `hcl:"signer_id,optional"`
+		WitnessURL string `hcl:"witness_url,optional"`
+		WitnessKey string `hcl:"witness_key,optional"`
 	} `hcl:"audit,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -44,6 +48,8 @@ type fileConfig struct {
 		Subscribers []string `hcl:"subscribers"`
 		Interval    string   `hcl:"interval,optional"`
 	} `hcl:"liveness,block"`
+
+	body *hclsyntax.Body // for the positions of values found wrong
 }
 
 // Config is a validated agentid-registrar configuration.
@@ -79,6 +85,10 @@ type Config struct {
 	// registrar's SVID when it has one.
 	AuditPath       string
 	AuditDurability audit.Durability
+	// AuditSignerID (signer_id) is the only SPIFFE ID checkpoints are
+	// signed as; AuditWitness (witness_url, witness_key) cosigns them.
+	AuditSignerID spiffeid.ID
+	AuditWitness  *witness.Client
 	// MetricsListen, when set, is the TCP address of the HTTP listener
 	// serving /metrics (Prometheus), /healthz and /readyz.
 	MetricsListen string
@@ -113,7 +123,12 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
 		return nil, diagError(diags)
 	}
+	raw.body, _ = f.Body.(*hclsyntax.Body)
 	cfg, err := raw.build()
+	var pe *hclconf.PositionError
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("registrar config %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("registrar config %s: %w", filename, err)
 	}
@@ -144,9 +159,14 @@ func (raw *fileConfig) build() (*Config, error) {
 	}
 	if a := raw.Audit; a != nil {
 		if cfg.AuditDurability, err = audit.ParseDurability(a.Durability); err != nil {
-			return nil, fmt.Errorf("audit.durability: %w", err)
+			return nil, hclconf.At(raw.body, "audit.durability", fmt.Errorf("audit.durability: %w", err))
 		}
 		cfg.AuditPath = a.Path
+		ws, err := witness.ParseWriterSettings(a.SignerID, a.WitnessURL, a.WitnessKey)
+		if err != nil {
+			return nil, hclconf.At(raw.body, "audit."+ws.BadKey, err)
+		}
+		cfg.AuditSignerID, cfg.AuditWitness = ws.SignerID, ws.Client
 	}
 	if cfg.MaxX509SVIDTTL, err = positiveDuration("max_x509_svid_ttl", raw.MaxX509SVIDTTL, cfg.MaxX509SVIDTTL); err != nil {
 		return nil, err

@@ -99,7 +99,10 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 	}
 	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics)}
 	if cfg.AuditPath != "" {
-		aopts := audit.Options{Durability: cfg.AuditDurability}
+		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID}
+		if cfg.AuditWitness != nil {
+			aopts.Witness = cfg.AuditWitness
+		}
 		if src != nil {
 			aopts.Signer = src.X509SVID
 		}

@@ -8,12 +8,14 @@ package daemon
 
 import (
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/svid"
 	"github.com/hashicorp/hcl/v2"
@@ -46,6 +48,10 @@ type fileConfig struct {
 		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
 		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 		OnFailure          string `hcl:"on_failure,optional"`
+		Receipts           *bool  `hcl:"receipts,optional"`
+		SignerID           string `hcl:"signer_id,optional"`
+		WitnessURL         string `hcl:"witness_url,optional"`
+		WitnessKey         string `hcl:"witness_key,optional"`
 	} `hcl:"audit,block"`
 	ExtAuthz *struct {
 		Listen         string   `hcl:"listen"`
@@ -70,6 +76,8 @@ type fileConfig struct {
 		MaxStaleness string   `hcl:"max_staleness,optional"`
 		OnStale      string   `hcl:"on_stale,optional"`
 	} `hcl:"liveness,block"`
+
+	body *hclsyntax.Body // for the positions of values found wrong
 }
 
 // Config is a validated verifier configuration.
@@ -126,6 +134,12 @@ type AuditConfig struct {
 	// FailOpen gives decisions that cannot be recorded (on_failure =
 	// "allow"); by default they are refused (on_failure = "deny").
 	FailOpen bool
+	// WitnessURL is witness_url (Options.Witness is its client).
+	WitnessURL string
+	// Receipts (default true; receipts = false turns them off): every
+	// allowed decision waits until its record is durable and carries its
+	// reference (x-agentid-receipt, the check API's "receipt").
+	Receipts bool
 }
 
 // LoadConfig reads and validates the configuration file. Errors are
@@ -148,7 +162,12 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
 		return nil, hclconf.Errors(diags)
 	}
+	raw.body, _ = f.Body.(*hclsyntax.Body)
 	cfg, err := build(&raw)
+	var pe *hclconf.PositionError
+	if errors.As(err, &pe) {
+		return nil, err // file:line:col: …
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filename, err)
 	}
@@ -211,23 +230,32 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 	if a == nil {
 		return nil
 	}
+	at := func(key string, err error) error { return hclconf.At(raw.body, "audit."+key, err) }
 	d, err := audit.ParseDurability(a.Durability)
 	if err != nil {
-		return fmt.Errorf("audit.durability: %w", err)
+		return at("durability", fmt.Errorf("audit.durability: %w", err))
 	}
 	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery}
 	if a.CheckpointInterval != "" {
 		if opts.CheckpointInterval, err = time.ParseDuration(a.CheckpointInterval); err != nil {
-			return fmt.Errorf("audit.checkpoint_interval: %w", err)
+			return at("checkpoint_interval", fmt.Errorf("audit.checkpoint_interval: %w", err))
 		}
 	}
-	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts}
+	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts, Receipts: a.Receipts == nil || *a.Receipts}
 	switch a.OnFailure {
 	case "", "deny":
 	case "allow":
 		cfg.Audit.FailOpen = true
 	default:
-		return fmt.Errorf("audit.on_failure %q: want \"deny\" (default) or \"allow\"", a.OnFailure)
+		return at("on_failure", fmt.Errorf("audit.on_failure %q: want \"deny\" (default) or \"allow\"", a.OnFailure))
+	}
+	ws, err := witness.ParseWriterSettings(a.SignerID, a.WitnessURL, a.WitnessKey)
+	if err != nil {
+		return at(ws.BadKey, err)
+	}
+	cfg.Audit.Options.SignerID, cfg.Audit.WitnessURL = ws.SignerID, a.WitnessURL
+	if ws.Client != nil {
+		cfg.Audit.Options.Witness = ws.Client
 	}
 	return nil
 }

@@ -38,13 +38,44 @@ rule "kb-read" {
 }
 `
 
+// testWitnessKey is a cosignature/v1 verifier key (agentid audit witness keygen).
+const testWitnessKey = "witness.example.org+4313ad7d+BGWXdBlxDkrJhhIQnaJ+fcU5c6vdvCqwVir85Jd8ZjQ1"
+
+// auditBlock is a verifier configuration whose audit block (line 6) has
+// path on line 7 and extra from line 8.
+func auditBlock(extra string) string {
+	return "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n" + extra + "\n}\ncheck_api {\n listen = \":0\"\n}\n"
+}
+
+// TestAuditWriterSettings: signer_id, witness_url and witness_key reach
+// the writer's options; receipts are on unless turned off.
+func TestAuditWriterSettings(t *testing.T) {
+	cfg, err := daemon.ParseConfig([]byte(auditBlock(` signer_id = "spiffe://example.org/verifier"`+"\n"+` witness_url = "https://witness.example.org:8480"`+"\n"+` witness_key = "`+testWitnessKey+`"`)), "v.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Audit
+	if a.Options.SignerID.String() != "spiffe://example.org/verifier" || a.Options.Witness == nil || a.WitnessURL != "https://witness.example.org:8480" || !a.Receipts {
+		t.Fatalf("audit config %+v", a)
+	}
+	cfg, err = daemon.ParseConfig([]byte(auditBlock(` receipts = false`)), "v.hcl")
+	if err != nil || cfg.Audit.Receipts || cfg.Audit.Options.Witness != nil {
+		t.Fatalf("receipts = false: %+v %v", cfg.Audit, err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3:1: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},
 		{"missing policy_dir", "trust_domain = \"example.org\"\n", `v.hcl:1:1: Missing required argument; The argument "policy_dir" is required`},
 		{"no bundle source", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\next_authz {\n listen = \":0\"\n}\n", "v.hcl: a workload_api block or a files block is required"},
 		{"nothing to serve", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\n", "v.hcl: nothing to serve"},
-		{"bad durability", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n durability = \"often\"\n}\n", `audit.durability: audit: durability "often"`},
+		{"bad durability", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n durability = \"often\"\n}\n", `v.hcl:8:15: audit.durability: audit: durability "often"`},
+		{"bad witness_url", auditBlock(` witness_url = "witness:8480"`), `v.hcl:8:16: audit.witness_url "witness:8480": want http(s)://host[:port]`},
+		{"bad witness_key", auditBlock(` witness_url = "http://witness:8480"` + "\n" + ` witness_key = "witness.example.org+1234"`), `v.hcl:9:16: audit.witness_key "witness.example.org+1234": want a cosignature/v1 verifier key`},
+		{"witness_key alone", auditBlock(` witness_key = "` + testWitnessKey + `"`), `v.hcl:8:16: audit.witness_key needs witness_url`},
+		{"task signer_id", auditBlock(` signer_id = "spiffe://example.org/agent/a/task/T-1"`), `v.hcl:8:14: audit.signer_id "spiffe://example.org/agent/a/task/T-1" is an agent task's identity`},
+		{"bad signer_id", auditBlock(` signer_id = "verifier"`), `v.hcl:8:14: audit.signer_id "verifier": scheme is missing or invalid`},
 		{"syntax", "trust_domain = \n", "v.hcl:1:16: Invalid expression"},
 		{"bad on_failure", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n on_failure = \"ignore\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `audit.on_failure "ignore": want "deny" (default) or "allow"`},
 		{"bad caller", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n allowed_callers = [\"envoy\"]\n}\n", `check_api.allowed_callers: "envoy"`},
@@ -218,7 +249,7 @@ func TestDaemonCheckReloadAndAudit(t *testing.T) {
 	}
 	// Every decision is in the log, signed by the verifier's SVID.
 	files, _ := audit.Files(f.auditPath)
-	sum, err := audit.Verify(files, f.ca.X509Bundle())
+	sum, err := audit.Verify(files, audit.VerifyOptions{Bundle: f.ca.X509Bundle()})
 	if err != nil {
 		t.Fatal(err)
 	}

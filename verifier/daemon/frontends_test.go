@@ -175,7 +175,7 @@ func TestExtAuthzAllowedCallers(t *testing.T) {
 	}
 	f.d.Close()
 	files, _ := audit.Files(f.auditPath)
-	if _, err := audit.Verify(files, f.ca.X509Bundle()); err != nil {
+	if _, err := audit.Verify(files, audit.VerifyOptions{Bundle: f.ca.X509Bundle()}); err != nil {
 		t.Fatal(err)
 	}
 	log, _ := os.ReadFile(f.auditPath)

@@ -87,6 +87,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		Policy:        verifier.StorePolicy{Store: store},
 		Audit:         w,
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
+		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Observe:       d.observe,
 	}
 	if lc := cfg.Liveness; lc != nil {
@@ -369,6 +370,9 @@ type checkResponse struct {
 	Errors   []string `json:"errors,omitempty"`
 	Policy   string   `json:"policy_digest,omitempty"`
 	DenyCode string   `json:"deny_code,omitempty"`
+	// Receipt is the reference of the allowed decision's durable audit
+	// record (audit.Ref), with receipts on.
+	Receipt string `json:"receipt,omitempty"`
 }
 
 // maxCheckBody bounds a check API request: a PEM chain (at most 64 KiB)
@@ -411,6 +415,7 @@ func (d *Daemon) check(ctx context.Context, q *verifier.Query) checkResponse {
 	if res.Authenticated {
 		resp.Peer = res.Peer.ID().String()
 	}
+	resp.Receipt = res.Decision.Receipt.String()
 	if !res.Allowed() && res.Outcome != verifier.Forbidden {
 		resp.DenyCode = res.Code
 	}

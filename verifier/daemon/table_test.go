@@ -76,9 +76,14 @@ var frontendCases = []frontendCase{
 // TestFrontEndsDecideAlike puts the same requests to ext_authz, the proxy,
 // the HTTP middleware and (for what it can express) the check API of one
 // daemon, and expects the same outcome from each, the same audit record
-// (decision, rules, reason) and the same metrics.
+// (decision, rules, reason), the same metrics, and (receipts being on by
+// default) a receipt reference for every allowed decision that proves
+// that front-end's record.
 func TestFrontEndsDecideAlike(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "upstream") }))
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-Receipt", r.Header.Get(verifier.HeaderReceipt))
+		io.WriteString(w, "upstream")
+	}))
 	t.Cleanup(upstream.Close)
 	f := startWith(t, `check_api {
   listen = "127.0.0.1:0"
@@ -113,7 +118,12 @@ proxy {
 	}
 	defer conn.Close()
 	extAuthz := authv3.NewAuthorizationClient(conn)
-	middleware := f.d.Verifier().Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	middleware := f.d.Verifier().Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ref, _ := verifier.ReceiptFromContext(r.Context())
+		w.Header().Set("X-Seen-Receipt", ref.String())
+		io.WriteString(w, "ok")
+	}))
+	receipts := map[string][]string{} // front-end → receipt references of its allowed decisions
 
 	frontends := map[string]func(tc frontendCase) (string, bool){
 		"ext_authz": func(tc frontendCase) (string, bool) {
@@ -124,7 +134,12 @@ proxy {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if resp.GetOkResponse() != nil {
+			if ok := resp.GetOkResponse(); ok != nil {
+				for _, h := range ok.GetHeaders() {
+					if h.GetHeader().GetKey() == verifier.HeaderReceipt {
+						receipts["ext_authz"] = append(receipts["ext_authz"], h.GetHeader().GetValue())
+					}
+				}
 				return "allow", true
 			}
 			return outcomeOf(int(resp.GetDeniedResponse().GetStatus().GetCode())), true
@@ -145,6 +160,9 @@ proxy {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				receipts["proxy"] = append(receipts["proxy"], resp.Header.Get("X-Seen-Receipt"))
+			}
 			return outcomeOf(resp.StatusCode), true
 		},
 		"http": func(tc frontendCase) (string, bool) {
@@ -158,6 +176,9 @@ proxy {
 			}
 			rec := httptest.NewRecorder()
 			middleware.ServeHTTP(rec, r)
+			if rec.Code == 200 {
+				receipts["http"] = append(receipts["http"], rec.Header().Get("X-Seen-Receipt"))
+			}
 			return outcomeOf(rec.Code), true
 		},
 		"check_api": func(tc frontendCase) (string, bool) {
@@ -173,10 +194,12 @@ proxy {
 			var out struct {
 				Allow    bool   `json:"allow"`
 				DenyCode string `json:"deny_code"`
+				Receipt  string `json:"receipt"`
 			}
 			json.NewDecoder(resp.Body).Decode(&out)
 			switch {
 			case out.Allow:
+				receipts["check_api"] = append(receipts["check_api"], out.Receipt)
 				return "allow", true
 			case out.DenyCode == "":
 				return "deny", true
@@ -248,6 +271,31 @@ proxy {
 	}
 	if len(byAction) < 8 {
 		t.Fatalf("only %d distinct actions audited", len(byAction))
+	}
+
+	// Every allowed decision carried a receipt reference that proves its
+	// own front-end's allowed record.
+	files, _ := audit.Files(f.auditPath)
+	seen := map[string]bool{}
+	for fe, want := range map[string]int{"ext_authz": 2, "proxy": 2, "http": 1, "check_api": 1} {
+		if len(receipts[fe]) != want {
+			t.Errorf("%s: %d receipts %q for %d allowed decisions", fe, len(receipts[fe]), receipts[fe], want)
+		}
+		for _, s := range receipts[fe] {
+			ref, err := audit.ParseRef(s)
+			if err != nil || seen[s] {
+				t.Fatalf("%s: receipt %q: %v (seen before: %v)", fe, s, err, seen[s])
+			}
+			seen[s] = true
+			rc, err := audit.Prove(files, ref.Index)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", fe, s, err)
+			}
+			res, err := audit.VerifyReceipt(rc, audit.VerifyOptions{Bundle: f.ca.X509Bundle()})
+			if err != nil || rc.Origin != ref.Origin || res.Record.Frontend != fe || res.Record.Decision != "allow" {
+				t.Fatalf("%s: %s proves %+v: %v", fe, s, res, err)
+			}
+		}
 	}
 }
 

@@ -1,0 +1,69 @@
+package auditv1
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Record types.
+const (
+	TypeDecision   = "decision"
+	TypeRegistrar  = "registrar"
+	TypeCheckpoint = "checkpoint"
+)
+
+// Record is one line of the log. The writer fills Seq, Time (when zero) and
+// Prev; the caller fills the rest.
+type Record struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Type string    `json:"type"`
+
+	// The authenticated peer.
+	Peer   string `json:"peer,omitempty"`   // SPIFFE ID
+	Serial string `json:"serial,omitempty"` // X.509-SVID serial (hex)
+	JWTID  string `json:"jwt_id,omitempty"` // JWT-SVID "jti" or token digest
+	// The peer's task claims as canonical JSON; absent for non-task peers.
+	Claims json.RawMessage `json:"claims,omitempty"`
+
+	// What was asked and what was answered.
+	Action       *Action  `json:"action,omitempty"`
+	Decision     string   `json:"decision,omitempty"` // "allow" or "deny"
+	Rules        []string `json:"rules,omitempty"`    // deciding rules, "name (file:line)"
+	Reason       string   `json:"reason,omitempty"`
+	PolicyDigest string   `json:"policy_digest,omitempty"`
+	// Frontend is the verifier front-end that asked (ext_authz, proxy,
+	// http, grpc, check_api); Caller the SPIFFE ID of the authenticated
+	// client that asked on the peer's behalf (Envoy, a service), if any.
+	Frontend string `json:"frontend,omitempty"`
+	Caller   string `json:"caller,omitempty"`
+
+	// Checkpoint fields: the signer's SPIFFE ID, its certificate chain
+	// (DER) and the signature over the "prev" hash (ASN.1 ECDSA, PKCS#1 v1.5
+	// RSA or Ed25519 with SHA-256, per the key type).
+	Signer    string   `json:"signer,omitempty"`
+	Chain     [][]byte `json:"x5c,omitempty"`
+	Signature []byte   `json:"sig,omitempty"`
+
+	// Prev is "sha256:<hex>" of the previous line (without its newline);
+	// the first line of a log has the hash of the empty string.
+	Prev string `json:"prev"`
+}
+
+// Action is what the peer asked to do.
+type Action struct {
+	Kind   string `json:"kind"`
+	Method string `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Name   string `json:"name,omitempty"`
+}
+
+// GenesisPrev is the "prev" of a log's first line: the hash of nothing.
+var GenesisPrev = lineHash(nil)
+
+func lineHash(line []byte) string {
+	sum := sha256.Sum256(line)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
