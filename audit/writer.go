@@ -219,12 +219,16 @@ type inflight struct {
 	flushes []chan error
 }
 
-// waiter is a caller of AppendWait: answered once its record is synced
-// (ref set) or could not be written (err set).
+// waiter is a caller of AppendWait: answered once its record is written
+// to the OS with the default durability (SyncBatch: the fsync follows at
+// once, and a record answered for is never dropped — a failed fsync keeps
+// it for retry at the same index), once synced with SyncEvery, with ref
+// set; or with err set when it could not be written.
 type waiter struct {
-	ref  Ref
-	err  error
-	done chan struct{}
+	ref      Ref
+	err      error
+	done     chan struct{}
+	answered bool
 }
 
 // mark is the part of the loop's state that a rollback restores.
@@ -401,15 +405,21 @@ func (w *Writer) Append(rec Record) error {
 	return w.enqueue(rec, nil)
 }
 
-// AppendWait appends rec and waits until it is durable (synced, unless the
-// durability is SyncNone: written to the OS), then returns its Ref (the
-// log's origin and the record's leaf index), which `agentid audit prove`
-// turns into a receipt once a checkpoint covers it. Callers share the
-// sync (group commit): a waiting caller ends the batch's gathering delay,
-// the batch is written and synced at once, and whatever arrives during
-// that sync is the next batch. If the record cannot be written the error
-// wraps ErrUnavailable and the record is dropped (not retried): the
-// caller was told it is not in the log.
+// AppendWait appends rec and waits until it is in the log, then returns
+// its Ref (the log's origin and the record's leaf index), which `agentid
+// audit prove` turns into a receipt once a checkpoint covers it. "In the
+// log" depends on the durability: with SyncBatch (the default) the record
+// has been written to the OS — a kill -9 of this process can no longer
+// lose it — and its batch's fsync is under way (an OS crash or power loss
+// before that fsync can); with SyncEvery it has been synced; with SyncNone
+// it has been written to the OS and nothing more is promised. Callers
+// share the writes (group commit): a waiting caller ends the batch's
+// gathering delay. If the record cannot be written the error wraps
+// ErrUnavailable and the record is dropped (not retried): the caller was
+// told it is not in the log. A record answered for is never dropped: if
+// its batch's fsync fails, it is written again first, once the log can
+// write (its index stays the same unless a checkpoint of the failed batch
+// is cut at another place on the second write).
 func (w *Writer) AppendWait(rec Record) (Ref, error) {
 	wt := &waiter{done: make(chan struct{})}
 	if err := w.enqueue(rec, wt); err != nil {
@@ -743,6 +753,8 @@ func (w *Writer) startSync() error {
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	// In the OS: a kill -9 no longer loses these records.
+	w.answer(len(w.unsynced))
 	fl := &inflight{done: make(chan struct{}), mark: w.snapshot(), n: len(w.unsynced), flushes: w.nextFlushes}
 	w.nextFlushes = nil
 	f := w.f
@@ -855,11 +867,13 @@ func (w *Writer) rollback(err error) {
 	}
 	for i, rec := range w.unsynced {
 		switch {
-		case w.waiters[i] != nil:
+		case w.waiters[i] != nil && !w.waiters[i].answered:
 			w.pending.Add(-1)
 			w.waiters[i].err = err
 			close(w.waiters[i].done)
 		case rec.Type != TypeCheckpoint && rec.Type != TypeKey:
+			// Answered for (in the OS, lost with the failed fsync) or
+			// not waited for: written again, first, at the same index.
 			rec.Seq, rec.Prev = 0, ""
 			w.retry = append(w.retry, rec)
 		}
@@ -907,17 +921,23 @@ func (w *Writer) snapshot() mark {
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
 }
 
+// answer gives the waiting callers of the first n unsynced records their
+// references, once.
+func (w *Writer) answer(n int) {
+	for i, wt := range w.waiters[:n] {
+		if wt != nil && !wt.answered {
+			wt.ref, wt.answered = Ref{Origin: w.origin, Index: w.unsynced[i].Seq - 1}, true
+			close(wt.done)
+		}
+	}
+}
+
 // commitTo makes m the rollback mark: the first n unsynced records are
 // durable, their waiting callers are answered with their references.
 func (w *Writer) commitTo(m mark, n int) {
 	w.mark = m
 	w.pending.Add(-int64(n))
-	for i, wt := range w.waiters[:n] {
-		if wt != nil {
-			wt.ref = Ref{Origin: w.origin, Index: w.unsynced[i].Seq - 1}
-			close(wt.done)
-		}
-	}
+	w.answer(n)
 	k := copy(w.unsynced, w.unsynced[n:])
 	clear(w.unsynced[k:])
 	w.unsynced = w.unsynced[:k]
