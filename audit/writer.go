@@ -706,6 +706,14 @@ func (w *Writer) writeBatch(batch []item) {
 		flushes = nil
 		if w.fly == nil {
 			err = w.startSync()
+		} else if w.waiting() {
+			// An fsync is in flight: put the batch in the OS now, for
+			// its waiting callers; the next fsync covers it.
+			if err = w.buf.Flush(); err == nil {
+				w.answer(len(w.unsynced))
+			} else {
+				err = fmt.Errorf("audit: %w", err)
+			}
 		}
 	} else if err == nil {
 		err = w.sync()
@@ -919,6 +927,16 @@ func (w *Writer) commit() {
 func (w *Writer) snapshot() mark {
 	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
+}
+
+// waiting says whether an unsynced record has a caller not yet answered.
+func (w *Writer) waiting() bool {
+	for _, wt := range w.waiters {
+		if wt != nil && !wt.answered {
+			return true
+		}
+	}
+	return false
 }
 
 // answer gives the waiting callers of the first n unsynced records their
