@@ -197,7 +197,10 @@ func (z *AuthZEN) read(r *http.Request, batch bool) (qs []Query, semantic string
 }
 
 func (z *AuthZEN) parse(body []byte, batch bool) ([]Query, string, bool, error) {
-	v, err := strictjson.Decode(body, maxAuthZENDepth, 1)
+	// One pass builds the request down to a batch item's subject
+	// properties (top, evaluations, item, subject, properties), so that a
+	// credential string is scanned once; deeper values stay raw.
+	v, err := strictjson.Decode(body, maxAuthZENDepth, 5)
 	if err != nil {
 		return nil, "", false, badAuthZEN("malformed JSON: %v", err)
 	}
