@@ -24,6 +24,8 @@ func (rec *Record) appendJSON(b []byte) []byte {
 		b = append(b, `,"claims":`...)
 		b = append(b, rec.Claims...)
 	}
+	b = appendEntity(b, "subject", rec.Subject)
+	b = appendEntity(b, "resource", rec.Resource)
 	if a := rec.Action; a != nil {
 		b = append(b, `,"action":{"kind":`...)
 		b = appendString(b, a.Kind)
@@ -120,4 +122,17 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+func appendEntity(b []byte, key string, e *Entity) []byte {
+	if e == nil {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, `":{"type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	return append(b, '}')
 }

@@ -16,7 +16,8 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		{
 			Seq: 42, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeDecision,
 			Peer: "spiffe://example.org/agent/a/task/t", Serial: "2a", JWTID: "j",
-			Claims:   json.RawMessage(`{"v":1,"agent":"a"}`),
+			Claims:  json.RawMessage(`{"v":1,"agent":"a"}`),
+			Subject: &Entity{Type: "user", ID: "alice\"@x"}, Resource: &Entity{Type: "todo", ID: "t-1"},
 			Action:   &Action{Kind: "http", Method: "GET", Path: "/kb/\"q\"\\\x01\xff/é", Name: "n"},
 			Decision: "deny", Rules: []string{"r1 (a.hcl:1)", "r2 (b.hcl:2)"}, Reason: "line1\nline2\t<&>",
 			PolicyDigest: "sha256:00", Signer: "spiffe://example.org/v", Chain: [][]byte{{1, 2, 3}, {4}},

@@ -33,6 +33,11 @@ type Record struct {
 	// The peer's task claims as canonical JSON; absent for non-task peers.
 	Claims json.RawMessage `json:"claims,omitempty"`
 
+	// Subject is an asserted subject (AuthZEN, the PEP's word: no peer was
+	// authenticated); Resource the AuthZEN resource, when there is one.
+	Subject  *Entity `json:"subject,omitempty"`
+	Resource *Entity `json:"resource,omitempty"`
+
 	// What was asked and what was answered.
 	Action       *Action  `json:"action,omitempty"`
 	Decision     string   `json:"decision,omitempty"` // "allow" or "deny"
@@ -69,6 +74,13 @@ type Action struct {
 	Method string `json:"method,omitempty"`
 	Path   string `json:"path,omitempty"`
 	Name   string `json:"name,omitempty"`
+}
+
+// Entity is an AuthZEN subject or resource as recorded: its type and id
+// (its properties are not recorded).
+type Entity struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
 }
 
 // GenesisPrev is the "prev" of a log's first line: the hash of nothing.

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/agentid/agentid/svid"
 )
@@ -62,7 +63,7 @@ func ReadTestDir(dir string) ([]File, error) {
 var (
 	testFileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "test", LabelNames: []string{"name"}}}}
 	testSchema     = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "now"}, {Name: "expect", Required: true}, {Name: "rule"}, {Name: "rules"}},
+		Attributes: []hcl.AttributeSchema{{Name: "action"}, {Name: "authzen"}, {Name: "now"}, {Name: "expect", Required: true}, {Name: "rule"}, {Name: "rules"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "request"}},
 	}
 	testPeerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "spiffe_id"}, {Name: "claims"}, {Name: "certificate"}}}
@@ -128,12 +129,19 @@ func (l *loader) testCase(s *Set, b *hcl.Block) *TestCase {
 			l.errorf(at["expect"].Expr.Range(), "Invalid expectation", "expect must be \"allow\" or \"deny\".%s", didYouMean(str, []string{"allow", "deny"}))
 		}
 	}
-	if str, ok := l.str(at["action"]); ok {
-		act, err := ParseAction(str)
-		if err != nil {
-			l.errorf(at["action"].Expr.Range(), "Invalid action", "%v.", err)
+	switch a, z := at["action"], at["authzen"]; {
+	case a != nil && z != nil:
+		l.errorf(z.NameRange, "Conflicting test attributes", "A test states either action or an authzen request (whose action it is), not both.")
+	case a == nil && z == nil:
+		l.errorf(b.DefRange, "Missing action", "A test needs action = \"...\" or an authzen = { subject, action, resource, context } request.")
+	case a != nil:
+		if str, ok := l.str(a); ok {
+			act, err := ParseAction(str)
+			if err != nil {
+				l.errorf(a.Expr.Range(), "Invalid action", "%v.", err)
+			}
+			tc.Input.Action = act
 		}
-		tc.Input.Action = act
 	}
 	if a := at["now"]; a != nil {
 		if str, ok := l.str(a); ok {
@@ -153,8 +161,11 @@ func (l *loader) testCase(s *Set, b *hcl.Block) *TestCase {
 			l.testRequest(tc, blk)
 		}
 	}
-	if tc.Input.Peer.ID.IsZero() && !hasErrors(l.diags[before:]) {
-		l.errorf(b.DefRange, "Missing peer block", "A test needs a peer block with spiffe_id or certificate.")
+	if z := at["authzen"]; z != nil && !hasErrors(l.diags[before:]) {
+		l.testAuthZEN(tc, z)
+	}
+	if tc.Input.Peer.ID.IsZero() && tc.Input.Subject.Type == "" && !hasErrors(l.diags[before:]) {
+		l.errorf(b.DefRange, "Missing peer block", "A test needs a peer block with spiffe_id or certificate, or an authzen request with a subject.")
 	}
 	if hasErrors(l.diags[before:]) {
 		return nil
@@ -410,4 +421,102 @@ func (s *Set) RunTests(cases []*TestCase) []TestResult {
 		out[i] = res
 	}
 	return out
+}
+
+// testAuthZEN reads a test's AuthZEN request: { subject = { type, id,
+// properties }, action = { name, properties }, resource = { type, id,
+// properties }, context = {…} }, the JSON request written in HCL. Without
+// subject, the test's peer block is the subject (an authenticated agent
+// task or workload); with one, it is an asserted subject and the test has
+// no peer block.
+func (l *loader) testAuthZEN(tc *TestCase, a *hcl.Attribute) {
+	v, ok := l.value(a)
+	if !ok {
+		return
+	}
+	rng := a.Expr.Range()
+	if !v.Type().IsObjectType() {
+		l.errorf(rng, "Incorrect value type", "authzen must be an object like { subject = {…}, action = { name = \"…\" }, resource = {…} }.")
+		return
+	}
+	for name := range v.Type().AttributeTypes() {
+		if !contains([]string{"subject", "action", "resource", "context"}, name) {
+			l.errorf(rng, "Unknown request member", "authzen.%s: a request has subject, action, resource and context.%s", name, didYouMean(name, []string{"subject", "action", "resource", "context"}))
+			return
+		}
+	}
+	member := func(name string) cty.Value {
+		if v.Type().HasAttribute(name) {
+			return v.GetAttr(name)
+		}
+		return cty.NilVal
+	}
+	if s := member("subject"); s != cty.NilVal {
+		if !tc.Input.Peer.ID.IsZero() {
+			l.errorf(rng, "Conflicting subject", "The test's peer block is the subject: remove authzen.subject, or the peer block for an asserted subject.")
+			return
+		}
+		e, err := entityFromCty(s, "subject")
+		if err == nil && (e.Type == SubjectAgentTask || e.Type == SubjectWorkload) {
+			err = fmt.Errorf("authzen.subject: the type %s is reserved for authenticated peers: state it with a peer block", e.Type)
+		}
+		if err != nil {
+			l.errorf(rng, "Invalid AuthZEN request", "%v.", err)
+			return
+		}
+		tc.Input.Subject = e
+	}
+	if tc.Input.Peer.ID.IsZero() && tc.Input.Subject.Type == "" {
+		l.errorf(rng, "Invalid AuthZEN request", "authzen.subject = { type = \"…\", id = \"…\" } is required, unless a peer block gives the subject.")
+		return
+	}
+	act := member("action")
+	if act == cty.NilVal || !act.Type().IsObjectType() || !act.Type().HasAttribute("name") || act.GetAttr("name").Type() != cty.String {
+		l.errorf(rng, "Invalid AuthZEN request", "authzen.action = { name = \"…\" } is required.")
+		return
+	}
+	tc.Input.Action = Action{Kind: KindAuthZEN, Name: act.GetAttr("name").AsString()}
+	if act.Type().HasAttribute("properties") {
+		tc.Input.ActionProperties = ctyJSON(act.GetAttr("properties"))
+	}
+	res := member("resource")
+	if res == cty.NilVal {
+		l.errorf(rng, "Invalid AuthZEN request", "authzen.resource = { type = \"…\", id = \"…\" } is required.")
+		return
+	}
+	e, err := entityFromCty(res, "resource")
+	if err != nil {
+		l.errorf(rng, "Invalid AuthZEN request", "%v.", err)
+		return
+	}
+	tc.Input.Resource = e
+	if c := member("context"); c != cty.NilVal {
+		tc.Input.Context = ctyJSON(c)
+	}
+}
+
+func entityFromCty(v cty.Value, what string) (Entity, error) {
+	var e Entity
+	if !v.Type().IsObjectType() {
+		return e, fmt.Errorf("authzen.%s must be an object with type and id", what)
+	}
+	for _, k := range []string{"type", "id"} {
+		if !v.Type().HasAttribute(k) || v.GetAttr(k).Type() != cty.String || v.GetAttr(k).IsNull() || v.GetAttr(k).AsString() == "" {
+			return e, fmt.Errorf("authzen.%s.%s is required (a non-empty string)", what, k)
+		}
+	}
+	e.Type, e.ID = v.GetAttr("type").AsString(), v.GetAttr("id").AsString()
+	if v.Type().HasAttribute("properties") {
+		e.Properties = ctyJSON(v.GetAttr("properties"))
+	}
+	return e, nil
+}
+
+// ctyJSON is the JSON of an HCL value (nil for one that has none).
+func ctyJSON(v cty.Value) []byte {
+	b, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
 // condition is a compiled condition expression: top-level && and || are
@@ -40,10 +41,33 @@ var (
 		"scopes": cty.List(cty.String), "principal": cty.String, "chain": cty.List(cty.String),
 		"depth": cty.Number, "deadline": cty.String, "deadline_remaining": cty.Number,
 	})
-	actionType  = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String})
+	actionType  = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String, "properties": cty.DynamicPseudoType})
 	requestType = cty.Object(map[string]cty.Type{"headers": cty.Map(cty.String), "source": cty.String, "source_port": cty.Number})
-	rootNames   = []string{"peer", "action", "request", "var", "now"}
+	entityType  = cty.Object(map[string]cty.Type{"type": cty.String, "id": cty.String, "properties": cty.DynamicPseudoType})
+	rootNames   = []string{"peer", "action", "request", "var", "now", "subject", "resource", "context", "data"}
 )
+
+// rootSet says which condition variables the conditions of a set use, so
+// that a decision builds only those.
+type rootSet uint16
+
+const (
+	rootSubject rootSet = 1 << iota
+	rootResource
+	rootContext
+)
+
+func rootBit(name string) rootSet {
+	switch name {
+	case "subject":
+		return rootSubject
+	case "resource":
+		return rootResource
+	case "context":
+		return rootContext
+	}
+	return 0
+}
 
 func (l *loader) condition(a *hcl.Attribute) *condition {
 	l.markVars(a.Expr)
@@ -55,8 +79,13 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 			l.errorf(rng, "Unknown variable", "There is no variable named %q: a condition can use %s.%s", root, strings.Join(rootNames, ", "), didYouMean(root, rootNames))
 		}
 	}
-	if len(l.diags) > before {
+	l.dataBroken = false
+	l.checkData(a.Expr)
+	if len(l.diags) > before || l.dataBroken {
 		return nil
+	}
+	for _, t := range a.Expr.Variables() {
+		l.roots |= rootBit(t.RootName())
 	}
 	l.checkCost(a.Expr)
 	c := &condition{root: splitCond(a.Expr)}
@@ -105,6 +134,8 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 	ctx := &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
 		"peer": cty.UnknownVal(peerType), "action": cty.UnknownVal(actionType),
 		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
+		"subject": cty.UnknownVal(entityType), "resource": cty.UnknownVal(entityType),
+		"context": cty.DynamicVal, "data": l.dataObj,
 	}}
 	v, diags := n.expr.Value(ctx)
 	for _, d := range diags {
@@ -169,12 +200,53 @@ func diagText(diags hcl.Diagnostics) string {
 	return strings.Join(parts, "; ")
 }
 
-// evalContext builds the per-decision variables of the conditions.
-func evalContext(in *Input, now time.Time, vars cty.Value) *hcl.EvalContext {
-	return &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
-		"peer": peerValue(&in.Peer, now), "action": actionValue(&in.Action),
-		"request": requestValue(&in.Request), "var": vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)),
-	}}
+// evalContext builds the per-decision variables of the conditions: the
+// AuthZEN ones (subject, resource, context) only when a condition of the
+// set uses them.
+func evalContext(st *evalState) *hcl.EvalContext {
+	in, now := st.in, st.now
+	vars := map[string]cty.Value{
+		"peer": peerValue(&in.Peer, now), "action": actionValue(in),
+		"request": requestValue(&in.Request), "var": st.vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)),
+		"data": st.data,
+	}
+	if st.roots&rootSubject != 0 {
+		typ, id := in.subject()
+		props := in.Subject.Properties
+		if in.Subject.Type == "" {
+			props = nil // an authenticated peer's attributes are in peer
+		}
+		vars["subject"] = entityValue(typ, id, props)
+	}
+	if st.roots&rootResource != 0 {
+		vars["resource"] = entityValue(in.Resource.Type, in.Resource.ID, in.Resource.Properties)
+	}
+	if st.roots&rootContext != 0 {
+		vars["context"] = jsonValue(in.Context)
+	}
+	return &hcl.EvalContext{Functions: functions, Variables: vars}
+}
+
+func entityValue(typ, id string, props []byte) cty.Value {
+	return cty.ObjectVal(map[string]cty.Value{"type": cty.StringVal(typ), "id": cty.StringVal(id), "properties": jsonValue(props)})
+}
+
+// jsonValue is a JSON object as a cty value: an empty object for none,
+// null when it cannot be read (a condition using it then errs and fails
+// closed).
+func jsonValue(raw []byte) cty.Value {
+	if len(raw) == 0 {
+		return cty.EmptyObjectVal
+	}
+	t, err := ctyjson.ImpliedType(raw)
+	if err != nil {
+		return cty.NullVal(cty.DynamicPseudoType)
+	}
+	v, err := ctyjson.Unmarshal(raw, t)
+	if err != nil {
+		return cty.NullVal(cty.DynamicPseudoType)
+	}
+	return v
 }
 
 func peerValue(p *Peer, now time.Time) cty.Value {
@@ -211,10 +283,15 @@ func strList(ss []string) cty.Value {
 	return cty.ListVal(vs)
 }
 
-func actionValue(a *Action) cty.Value {
+func actionValue(in *Input) cty.Value {
+	a := &in.Action
+	props := cty.EmptyObjectVal
+	if len(in.ActionProperties) > 0 {
+		props = jsonValue(in.ActionProperties)
+	}
 	return cty.ObjectVal(map[string]cty.Value{
 		"kind": cty.StringVal(a.Kind), "method": cty.StringVal(a.Method),
-		"path": cty.StringVal(a.Path), "name": cty.StringVal(a.Name),
+		"path": cty.StringVal(a.Path), "name": cty.StringVal(a.Name), "properties": props,
 	})
 }
 
@@ -244,7 +321,7 @@ func (l *loader) suggestAttr(d *hcl.Diagnostic) {
 	}
 	name, _, _ := strings.Cut(d.Detail[i+len(marker):], `"`)
 	var cands []string
-	for _, t := range []cty.Type{peerType, actionType, requestType, l.varObj.Type()} {
+	for _, t := range []cty.Type{peerType, actionType, requestType, entityType, l.varObj.Type()} {
 		for a := range t.AttributeTypes() {
 			cands = append(cands, a)
 		}

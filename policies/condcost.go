@@ -185,7 +185,7 @@ func lookupTaint(scope map[string]taint, name string) taint {
 		return t
 	}
 	switch name {
-	case "action", "request":
+	case "action", "request", "subject", "resource", "context":
 		return taintRequest
 	case "peer", "now":
 		return taintBounded

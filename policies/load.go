@@ -34,7 +34,7 @@ func Load(dir string) (*Set, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy directory", Detail: err.Error()}}
 	}
-	return LoadFiles(files)
+	return loadFiles(files, dir)
 }
 
 // ReadDir returns the policy files of dir (not the test files), sorted by
@@ -68,9 +68,13 @@ func IsTestFile(path string) bool {
 	return strings.HasSuffix(p, "_test.hcl") || strings.HasPrefix(p, "tests/") || strings.Contains(p, "/tests/")
 }
 
-// LoadFiles checks and compiles policy sources; see [Load].
-func LoadFiles(files []File) (*Set, hcl.Diagnostics) {
-	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}, srcs: map[string][]byte{}}
+// LoadFiles checks and compiles policy sources; see [Load]. The files of
+// data blocks are relative to the current directory.
+func LoadFiles(files []File) (*Set, hcl.Diagnostics) { return loadFiles(files, ".") }
+
+func loadFiles(files []File, dir string) (*Set, hcl.Diagnostics) {
+	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}, srcs: map[string][]byte{},
+		dir: dir, data: map[string]*dataSource{}, dataDefs: map[string]hcl.Range{}}
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
 	var bodies []*hcl.BodyContent
@@ -83,6 +87,10 @@ func LoadFiles(files []File) (*Set, hcl.Diagnostics) {
 		l.variables(c)
 	}
 	l.varObj = cty.ObjectVal(l.vars)
+	for _, c := range bodies {
+		l.dataBlocks(c)
+	}
+	l.dataObj = l.dataValue()
 	for _, c := range bodies {
 		l.rules(c)
 	}
@@ -109,14 +117,22 @@ type loader struct {
 	ruleDefs map[string]hcl.Range
 	compiled []*rule
 	srcs     map[string][]byte
-	evalCtx  *hcl.EvalContext    // load-time context, built once varObj is set
-	testDir  string              // folder of the test file being read
-	nfas     map[string]*globNFA // by pattern middle, shared by equal ones
+	evalCtx  *hcl.EvalContext // load-time context, built once varObj is set
+	testDir  string           // folder of the test file being read
+	dir      string           // the policy directory, for data files
+	data     map[string]*dataSource
+	dataDefs map[string]hcl.Range
+	dataObj  cty.Value
+	roots    rootSet
+	// dataBroken: a condition uses a data source whose file did not load
+	dataBroken bool
+	nfas       map[string]*globNFA // by pattern middle, shared by equal ones
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "variable", LabelNames: []string{"name"}},
 	{Type: "rule", LabelNames: []string{"name"}},
+	{Type: "data", LabelNames: []string{"name"}},
 }}
 
 func (l *loader) parse(f File) *hcl.BodyContent {
@@ -205,7 +221,20 @@ func (l *loader) build(files []File) *Set {
 		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Src))
 		h.Write(f.Src)
 	}
-	s := &Set{rules: l.compiled, vars: l.varObj, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+	names := make([]string, 0, len(l.data))
+	for n := range l.data {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var dataFiles []string
+	for _, n := range names {
+		ds := l.data[n]
+		fmt.Fprintf(h, "data\x00%s\x00%d\x00", n, len(ds.src))
+		h.Write(ds.src)
+		dataFiles = append(dataFiles, ds.path)
+	}
+	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots,
+		digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
 	for _, r := range l.compiled {
 		if r.cond != nil {
 			s.conds = true
@@ -232,4 +261,16 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// dataValue is the object of the data sources, conditions' data.
+func (l *loader) dataValue() cty.Value {
+	if len(l.data) == 0 {
+		return cty.EmptyObjectVal
+	}
+	m := make(map[string]cty.Value, len(l.data))
+	for n, ds := range l.data {
+		m[n] = ds.val
+	}
+	return cty.ObjectVal(m)
 }

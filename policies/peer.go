@@ -29,6 +29,9 @@ const notMatched = "no"
 // mismatch returns "" when the peer matches, otherwise the first unmet
 // requirement (a fixed string unless explain is set).
 func (m *peerMatcher) mismatch(p *Peer, now time.Time, explain bool) string {
+	if p.ID.IsZero() {
+		return why(explain, "peer: no authenticated peer (the subject is asserted, not proven)")
+	}
 	if len(m.ids) > 0 && !matchAny(m.ids, p.ID.String()) {
 		return why(explain, "peer.spiffe_id: %s matches none of %s", p.ID, rawList(m.ids))
 	}

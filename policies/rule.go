@@ -16,6 +16,8 @@ type rule struct {
 	reason string
 	peer   *peerMatcher   // nil: any peer
 	action *actionMatcher // nil: any action
+	subj   *entityMatcher // nil: any subject
+	res    *entityMatcher // nil: any resource
 	cond   *condition     // nil: no condition
 	// lint data: canonical text of each peer attribute
 	peerText map[string]string
@@ -24,7 +26,7 @@ type rule struct {
 
 var ruleSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "effect", Required: true}, {Name: "reason"}, {Name: "condition"}},
-	Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "action"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "action"}, {Type: "subject"}, {Type: "resource"}},
 }
 
 func (l *loader) rule(b *hcl.Block) *rule {
@@ -59,6 +61,16 @@ func (l *loader) rule(b *hcl.Block) *rule {
 				continue
 			}
 			r.action = l.actionBlock(blk)
+		case "subject", "resource":
+			dst := &r.subj
+			if blk.Type == "resource" {
+				dst = &r.res
+			}
+			if *dst != nil {
+				l.errorf(blk.DefRange, "Duplicate "+blk.Type+" block", "A rule has at most one %s block.", blk.Type)
+				continue
+			}
+			*dst = l.entityBlock(blk)
 		}
 	}
 	if a := content.Attributes["condition"]; a != nil {
@@ -159,14 +171,15 @@ func (l *loader) peerAttr(m *peerMatcher, name string, a *hcl.Attribute) {
 }
 
 var actionSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-	{Type: KindHTTP}, {Type: KindGRPC}, {Type: KindMCP}, {Type: "generic"},
+	{Type: KindHTTP}, {Type: KindGRPC}, {Type: KindMCP}, {Type: KindAuthZEN}, {Type: "generic"},
 }}
 
 var actionKindSchemas = map[string]*hcl.BodySchema{
-	KindHTTP:  {Attributes: []hcl.AttributeSchema{{Name: "methods"}, {Name: "paths"}}},
-	KindGRPC:  {Attributes: []hcl.AttributeSchema{{Name: "methods"}}},
-	KindMCP:   {Attributes: []hcl.AttributeSchema{{Name: "tools"}}},
-	"generic": {Attributes: []hcl.AttributeSchema{{Name: "kind", Required: true}, {Name: "names"}}},
+	KindHTTP:    {Attributes: []hcl.AttributeSchema{{Name: "methods"}, {Name: "paths"}}},
+	KindGRPC:    {Attributes: []hcl.AttributeSchema{{Name: "methods"}}},
+	KindMCP:     {Attributes: []hcl.AttributeSchema{{Name: "tools"}}},
+	KindAuthZEN: {Attributes: []hcl.AttributeSchema{{Name: "names"}}},
+	"generic":   {Attributes: []hcl.AttributeSchema{{Name: "kind", Required: true}, {Name: "names"}}},
 }
 
 func (l *loader) actionBlock(b *hcl.Block) *actionMatcher {
@@ -182,7 +195,7 @@ func (l *loader) actionBlock(b *hcl.Block) *actionMatcher {
 		m.alts = append(m.alts, l.actionAlt(blk.Type, c))
 	}
 	if len(content.Blocks) == 0 && !diags.HasErrors() {
-		l.errorf(b.DefRange, "Empty action block", "An action block needs at least one of http, grpc, mcp or generic; omit the block to match every action.")
+		l.errorf(b.DefRange, "Empty action block", "An action block needs at least one of http, grpc, mcp, authzen or generic; omit the block to match every action.")
 	}
 	return m
 }
@@ -206,10 +219,14 @@ func (l *loader) actionAlt(kind string, c *hcl.BodyContent) actionAlt {
 		if a := at["tools"]; a != nil {
 			alt.pats = l.globs(a, "")
 		}
+	case KindAuthZEN:
+		if a := at["names"]; a != nil {
+			alt.pats = l.globs(a, "")
+		}
 	default:
 		if s, ok := l.str(at["kind"]); ok {
 			alt.kind = s
-			if s == KindHTTP || s == KindGRPC || s == KindMCP || s == "" {
+			if s == KindHTTP || s == KindGRPC || s == KindMCP || s == KindAuthZEN || s == "" {
 				l.errorf(at["kind"].Expr.Range(), "Invalid generic kind", "Use the %s block for %q actions; a generic kind is an application's own, non-empty kind.", s, s)
 			}
 		}

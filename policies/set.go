@@ -12,11 +12,18 @@ type Set struct {
 	rules       []*rule // load order
 	deny, allow index
 	vars        cty.Value
+	data        cty.Value // object of the data sources
+	dataFiles   []string
+	roots       rootSet // the condition variables any condition uses
 	conds       bool
 	digest      string
 }
 
-// Digest is "sha256:<hex>" over the policy sources, for the audit log.
+// DataFiles are the files of the data sources, as read (for a watcher).
+func (s *Set) DataFiles() []string { return s.dataFiles }
+
+// Digest is "sha256:<hex>" over the policy sources and data files, for the
+// audit log.
 func (s *Set) Digest() string { return s.digest }
 
 // Rules lists the rules in load order (files by name, then position).
@@ -32,6 +39,9 @@ func (s *Set) Rules() []RuleRef {
 const (
 	ReasonNoRule   = "no rule allows this request (default deny)"
 	ReasonNoPolicy = "no policy loaded"
+	// ReasonReservedSubject denies an asserted subject that takes the type
+	// of an authenticated peer (agent_task, workload).
+	ReasonReservedSubject = "the subject types agent_task and workload are reserved for authenticated peers: an asserted subject cannot take them"
 )
 
 // Decide answers in. The common path (rules without conditions) does not
@@ -48,6 +58,8 @@ type evalState struct {
 	in     *Input
 	now    time.Time
 	vars   cty.Value
+	data   cty.Value
+	roots  rootSet
 	ctx    *hcl.EvalContext
 	errors []string
 }
@@ -59,7 +71,10 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 	if err := in.Action.CheckLimits(); err != nil {
 		return Decision{Reason: err.Error(), Limit: err.(*LimitError)}
 	}
-	st := evalState{in: in, now: in.Now, vars: s.vars}
+	if in.reservedSubject() {
+		return Decision{Reason: ReasonReservedSubject}
+	}
+	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots}
 	if st.now.IsZero() {
 		st.now = time.Now()
 	}
@@ -139,11 +154,22 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 			return w
 		}
 	}
+	if r.subj != nil {
+		typ, id := st.in.subject()
+		if w := r.subj.mismatch(typ, id, explain); w != "" {
+			return w
+		}
+	}
+	if r.res != nil {
+		if w := r.res.mismatch(st.in.Resource.Type, st.in.Resource.ID, explain); w != "" {
+			return w
+		}
+	}
 	if r.cond == nil {
 		return ""
 	}
 	if st.ctx == nil {
-		st.ctx = evalContext(st.in, st.now, st.vars)
+		st.ctx = evalContext(st)
 	}
 	ok, err := r.cond.root.eval(st.ctx)
 	if err != "" {

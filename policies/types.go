@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -26,7 +27,28 @@ const (
 	KindHTTP = "http"
 	KindGRPC = "grpc"
 	KindMCP  = "mcp"
+	// KindAuthZEN is an AuthZEN action: Name is the action's name
+	// (rules match it with an authzen { names = [...] } block).
+	KindAuthZEN = "authzen"
 )
+
+// Subject types of authenticated peers. A subject that a PEP asserts
+// (Input.Subject) cannot take them.
+const (
+	// SubjectAgentTask is the subject type of a peer with task claims.
+	SubjectAgentTask = "agent_task"
+	// SubjectWorkload is the subject type of a plain SVID (no claims).
+	SubjectWorkload = "workload"
+)
+
+// Entity is an AuthZEN subject or resource: a type, an id scoped to the
+// type, and properties.
+type Entity struct {
+	Type, ID string
+	// Properties is a JSON object, or nil for none. Conditions read it as
+	// subject.properties / resource.properties.
+	Properties json.RawMessage
+}
 
 // Action is what the peer asks to do.
 type Action struct {
@@ -52,9 +74,24 @@ type Request struct {
 
 // Input is one question to a Set.
 type Input struct {
-	Peer    Peer
-	Action  Action
-	Request Request
+	// Peer is the authenticated caller; zero (no ID) when the subject is
+	// asserted instead.
+	Peer Peer
+	// Subject, when its Type is set, is a subject that the PEP asserts
+	// (an AuthZEN subject that is not proven): it matches subject blocks
+	// and conditions' subject, never a peer block. Leave it zero for an
+	// authenticated peer: the subject is then the peer (type agent_task or
+	// workload, id its SPIFFE ID). The types of authenticated peers cannot
+	// be asserted: such an input is denied.
+	Subject Entity
+	// Resource is the AuthZEN resource (zero when there is none).
+	Resource Entity
+	Action   Action
+	// ActionProperties and Context are JSON objects (nil: none), read by
+	// conditions as action.properties and context.
+	ActionProperties json.RawMessage
+	Context          json.RawMessage
+	Request          Request
 	// Now is the decision time; the zero value means time.Now().
 	Now time.Time
 }

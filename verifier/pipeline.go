@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,6 +55,7 @@ const (
 	FrontendExtAuthz = "ext_authz"
 	FrontendProxy    = "proxy"
 	FrontendCheckAPI = "check_api"
+	FrontendAuthZEN  = "authzen"
 )
 
 // Query is one question from a front-end: who (the credential), what (the
@@ -77,6 +79,21 @@ type Query struct {
 	// Caller is the SPIFFE ID of the authenticated client that asked on
 	// the peer's behalf (Envoy, a service using the check API), if any.
 	Caller string
+
+	// Subject, when its Type is set, is a subject that the caller asserts
+	// (an AuthZEN subject other than an agent task): nothing is
+	// authenticated, Credential must be empty, and the policy sees the
+	// subject as subject — never as a peer. The types of authenticated
+	// peers (agent_task, workload) cannot be asserted.
+	Subject policies.Entity
+	// SubjectID, when set, is the id an AuthZEN agent_task subject gave:
+	// the credential must then be a task SVID with exactly this SPIFFE ID.
+	SubjectID string
+	// Resource, ActionProperties and Context are the rest of an AuthZEN
+	// request, for the policy's resource blocks and conditions.
+	Resource         policies.Entity
+	ActionProperties json.RawMessage
+	Context          json.RawMessage
 }
 
 // Outcome classifies a Result for the front-ends.
@@ -106,6 +123,9 @@ const (
 	ReasonBadRequest       = "bad_request"
 	ReasonTooLarge         = "too_large"
 	ReasonAuditUnavailable = "audit_unavailable"
+	// ReasonSubjectMismatch: an AuthZEN agent_task subject whose id is not
+	// the SPIFFE ID of its credential, or whose credential is not a task's.
+	ReasonSubjectMismatch = "subject_mismatch"
 )
 
 // Result is the pipeline's answer.
@@ -190,7 +210,13 @@ func (v *Verifier) decide(q *Query, now time.Time) Result {
 		v.finish(q, &r)
 		return r
 	}
+	if q.Subject.Type != "" {
+		return v.decideAsserted(q, now)
+	}
 	p, err := v.Auth.Authenticate(q.Credential)
+	if err == nil && q.SubjectID != "" {
+		err = checkSubject(&p, q.SubjectID)
+	}
 	if err == nil && v.Liveness != nil {
 		lp := p // escapes to the hook: only allocated with one
 		err = v.Liveness(&lp, now)
@@ -210,7 +236,54 @@ func (v *Verifier) decide(q *Query, now time.Time) Result {
 		return r
 	}
 	r.Action = a
-	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now})}
+	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now,
+		Resource: q.Resource, ActionProperties: q.ActionProperties, Context: q.Context})}
+	v.conclude(q, &r)
+	return r
+}
+
+// decideAsserted decides for a subject the caller asserts: no credential
+// is read and no peer authenticated; the rest of the pipeline is the same.
+func (v *Verifier) decideAsserted(q *Query, now time.Time) Result {
+	var r Result
+	if q.Subject.Type == policies.SubjectAgentTask || q.Subject.Type == policies.SubjectWorkload || q.Credential.Kind != CredentialNone {
+		refuseInput(&r, q, badInput("subject", "the subject type %q is reserved for authenticated peers: an asserted subject carries no credential and cannot take it", q.Subject.Type))
+		v.finish(q, &r)
+		return r
+	}
+	a, _, err := canonicalAction(q)
+	if err != nil {
+		refuseInput(&r, q, err)
+		v.finish(q, &r)
+		return r
+	}
+	r.Action = a
+	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Subject: q.Subject, Resource: q.Resource, Action: a,
+		ActionProperties: q.ActionProperties, Context: q.Context, Request: q.Request, Now: now})}
+	v.conclude(q, &r)
+	return r
+}
+
+// checkSubject holds an AuthZEN agent_task subject to its credential.
+func checkSubject(p *Peer, id string) error {
+	if !p.IsTask() {
+		return &DenyError{Reason: ReasonSubjectMismatch, Err: fmt.Errorf("subject type agent_task: the credential of %s carries no task claims", p.id)}
+	}
+	if p.id.String() != id {
+		return &DenyError{Reason: ReasonSubjectMismatch, Err: fmt.Errorf("subject.id %q is not the SPIFFE ID of its credential (%s)", boundedString(id), p.id)}
+	}
+	return nil
+}
+
+func boundedString(s string) string {
+	if len(s) > 512 {
+		return s[:512] + "…"
+	}
+	return s
+}
+
+// conclude turns the policy's decision into the outcome and records it.
+func (v *Verifier) conclude(q *Query, r *Result) {
 	if dg, ok := v.Policy.(digester); ok {
 		r.Decision.PolicyDigest = dg.Digest()
 	}
@@ -219,8 +292,7 @@ func (v *Verifier) decide(q *Query, now time.Time) Result {
 	} else {
 		r.Outcome, r.Code = Forbidden, ReasonForbidden
 	}
-	v.finish(q, &r)
-	return r
+	v.finish(q, r)
 }
 
 // refuseInput makes r a refusal of an input that cannot be decided.
@@ -269,14 +341,15 @@ func reasonOf(err error, def string) string {
 // boundedAction is an action that could not be made canonical, cut to a
 // size fit for the audit log.
 func boundedAction(a Action) Action {
+	return Action{Kind: cut512(a.Kind), Method: cut512(a.Method), Path: cut512(a.Path), Name: cut512(a.Name)}
+}
+
+func cut512(s string) string {
 	const max = 512
-	cut := func(s string) string {
-		if len(s) > max {
-			return s[:max] + fmt.Sprintf("…(%d bytes)", len(s))
-		}
-		return s
+	if len(s) > max {
+		return s[:max] + fmt.Sprintf("…(%d bytes)", len(s))
 	}
-	return Action{Kind: cut(a.Kind), Method: cut(a.Method), Path: cut(a.Path), Name: cut(a.Name)}
+	return s
 }
 
 func (v *Verifier) record(q *Query, r *Result) error {
@@ -293,6 +366,12 @@ func (v *Verifier) record(q *Query, r *Result) error {
 		PolicyDigest: d.PolicyDigest,
 		Frontend:     q.Frontend,
 		Caller:       q.Caller,
+	}
+	if q.Subject.Type != "" {
+		rec.Subject = &audit.Entity{Type: cut512(q.Subject.Type), ID: cut512(q.Subject.ID)}
+	}
+	if q.Resource.Type != "" || q.Resource.ID != "" {
+		rec.Resource = &audit.Entity{Type: cut512(q.Resource.Type), ID: cut512(q.Resource.ID)}
 	}
 	if r.Authenticated {
 		p := &r.Peer

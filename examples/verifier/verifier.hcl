@@ -35,6 +35,12 @@ check_api {
   allowed_callers = ["spiffe://example.org/kb"] # SPIFFE mTLS: only the service may ask (omit: plain HTTP, loopback only)
 }
 
+authzen {                         # AuthZEN 1.0 on the check API listener (same mTLS and callers)
+  subject_types         = ["user"]  # asserted subjects (the PEP's word); agent_task is always proven
+  max_batch             = 1000      # evaluations per /access/v1/evaluations request
+  policy_decision_point = "https://pdp.example.org:9192" # discovery; default: the URL asked
+}
+
 metrics {
   listen = "127.0.0.1:9090"       # /metrics, /healthz, /readyz
 }

@@ -67,6 +67,8 @@ func TestDocsHCLSnippets(t *testing.T) {
 				kinds[b.Type] = true
 			}
 			switch {
+			case kinds["data"]:
+				loadPolicyWithData(t, s)
 			case kinds["rule"] || kinds["variable"]:
 				loadPolicy(t, s, s.src)
 			case len(body.Blocks) == 1 && len(body.Attributes) == 0 && (kinds["action"] || kinds["peer"]) && !strings.Contains(s.src, "certificate"):
@@ -95,6 +97,26 @@ func loadPolicy(t *testing.T, s snippet, src string) {
 	set, diags := policies.LoadFiles([]policies.File{{Name: "snippet.hcl", Src: []byte(src + vars)}})
 	if diags.HasErrors() || set == nil {
 		t.Fatalf("%s:%d: policy does not load: %v\n%s", s.file, s.line, diags, src)
+	}
+}
+
+// loadPolicyWithData loads a snippet with data blocks from a directory
+// where each data file exists, holding an empty object.
+func loadPolicyWithData(t *testing.T, s snippet) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, m := range regexp.MustCompile(`(?m)^\s*file\s*=\s*"([^"]+)"`).FindAllStringSubmatch(s.src, -1) {
+		p := filepath.Join(dir, m[1])
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("{}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "snippet.hcl"), []byte(s.src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if set, diags := policies.Load(dir); diags.HasErrors() || set == nil {
+		t.Fatalf("%s:%d: policy does not load: %v\n%s", s.file, s.line, diags, s.src)
 	}
 }
 

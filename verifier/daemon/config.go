@@ -17,7 +17,9 @@ import (
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
+	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/verifier"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -67,6 +69,11 @@ type fileConfig struct {
 		Listen         string   `hcl:"listen"`
 		AllowedCallers []string `hcl:"allowed_callers,optional"`
 	} `hcl:"check_api,block"`
+	AuthZEN *struct {
+		SubjectTypes []string `hcl:"subject_types,optional"`
+		MaxBatch     int      `hcl:"max_batch,optional"`
+		PDP          string   `hcl:"policy_decision_point,optional"`
+	} `hcl:"authzen,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
 	} `hcl:"metrics,block"`
@@ -106,6 +113,10 @@ type Config struct {
 	CheckAPICallers []spiffeid.ID
 	MetricsListen   string
 
+	// AuthZEN, when set, serves the AuthZEN 1.0 API on the check API's
+	// listener (same mTLS and allowed callers).
+	AuthZEN *AuthZENConfig
+
 	// Liveness, when set, watches the registrars' liveness feed: revoked
 	// tasks (and delegates of revoked tasks) are refused.
 	Liveness *LivenessConfig
@@ -121,6 +132,22 @@ type LivenessConfig struct {
 	MaxStaleness time.Duration
 	FailOpen     bool
 }
+
+// AuthZENConfig configures the AuthZEN endpoints (see verifier.AuthZEN).
+type AuthZENConfig struct {
+	// SubjectTypes are the subject types a PEP may assert (its word);
+	// agent_task subjects are always accepted and proven.
+	SubjectTypes []string
+	// MaxBatch bounds a batch (default verifier.DefaultAuthZENMaxBatch,
+	// at most MaxAuthZENBatch).
+	MaxBatch int
+	// PDP is the discovery document's policy_decision_point ("": the URL
+	// the request was sent to).
+	PDP string
+}
+
+// MaxAuthZENBatch is the largest max_batch a configuration may set.
+const MaxAuthZENBatch = 5000
 
 // Files are bundle and SVID files, for deployments without a Workload API.
 type Files struct {
@@ -287,6 +314,9 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 	if raw.Metrics != nil {
 		cfg.MetricsListen = raw.Metrics.Listen
 	}
+	if err := cfg.buildAuthZEN(raw); err != nil {
+		return err
+	}
 	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" {
 		return fmt.Errorf("nothing to serve: add an ext_authz, proxy or check_api block")
 	}
@@ -344,5 +374,36 @@ func (cfg *Config) buildLiveness(raw *fileConfig) error {
 		return fmt.Errorf("liveness needs the verifier's own SVID (the registrars authenticate it): set files.svid_cert and files.svid_key, or use workload_api")
 	}
 	cfg.Liveness = lc
+	return nil
+}
+
+func (cfg *Config) buildAuthZEN(raw *fileConfig) error {
+	z := raw.AuthZEN
+	if z == nil {
+		return nil
+	}
+	if raw.CheckAPI == nil {
+		return fmt.Errorf("authzen is served on the check API's listener: add a check_api block")
+	}
+	ac := &AuthZENConfig{MaxBatch: z.MaxBatch, PDP: z.PDP}
+	for _, t := range z.SubjectTypes {
+		switch {
+		case t == "":
+			return fmt.Errorf("authzen.subject_types: an empty type")
+		case t == policies.SubjectAgentTask || t == policies.SubjectWorkload:
+			return fmt.Errorf("authzen.subject_types: %q is the type of authenticated peers and cannot be asserted (agent_task subjects are always accepted, with their credential)", t)
+		}
+		ac.SubjectTypes = append(ac.SubjectTypes, t)
+	}
+	if z.MaxBatch < 0 || z.MaxBatch > MaxAuthZENBatch {
+		return fmt.Errorf("authzen.max_batch %d: want 1 to %d (default %d)", z.MaxBatch, MaxAuthZENBatch, verifier.DefaultAuthZENMaxBatch)
+	}
+	if z.PDP != "" {
+		u, err := url.Parse(z.PDP)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("authzen.policy_decision_point %q: want an absolute https URL without query or fragment", z.PDP)
+		}
+	}
+	cfg.AuthZEN = ac
 	return nil
 }

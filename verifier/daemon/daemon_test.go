@@ -104,13 +104,13 @@ func start(t *testing.T) *fixture {
 
 // startWith starts a daemon with the given front-end blocks (metrics is
 // always on), extra lines in the audit block and extra policy files.
-func startWith(t *testing.T, frontends, auditExtra string, extraPolicy ...string) *fixture {
+func startWith(t testing.TB, frontends, auditExtra string, extraPolicy ...string) *fixture {
 	t.Helper()
 	return startWithCA(t, testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now()), frontends, auditExtra, extraPolicy...)
 }
 
 // startWithCA is startWith with the trust domain's CA given.
-func startWithCA(t *testing.T, ca *testca.CA, frontends, auditExtra string, extraPolicy ...string) *fixture {
+func startWithCA(t testing.TB, ca *testca.CA, frontends, auditExtra string, extraPolicy ...string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, policyDir: filepath.Join(dir, "policies"), auditPath: filepath.Join(dir, "audit", "audit.log"), ca: ca}
@@ -149,7 +149,7 @@ metrics {
 	return f
 }
 
-func write(t *testing.T, path, s string) {
+func write(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,12 +171,12 @@ func (f *fixture) check(t *testing.T, cert, method, path string) map[string]any 
 	return out
 }
 
-func (f *fixture) taskCert(t *testing.T, scope ...string) string {
+func (f *fixture) taskCert(t testing.TB, scope ...string) string {
 	certs, _ := testca.SVIDPEM(t, f.taskSVID(t, f.ca, scope...))
 	return string(certs)
 }
 
-func (f *fixture) taskSVID(t *testing.T, ca *testca.CA, scope ...string) *x509svid.SVID {
+func (f *fixture) taskSVID(t testing.TB, ca *testca.CA, scope ...string) *x509svid.SVID {
 	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
 		Prompt: svid.PromptDigest([]byte("p")), Scope: scope, Principal: "spiffe://example.org/user/alice",
 		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
@@ -187,7 +187,7 @@ func (f *fixture) taskSVID(t *testing.T, ca *testca.CA, scope ...string) *x509sv
 	return ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42"), testca.WithExtensions(ext))
 }
 
-func metricsText(t *testing.T, f *fixture) string {
+func metricsText(t testing.TB, f *fixture) string {
 	resp, err := http.Get("http://" + f.d.Addr("metrics").String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,9 @@ func TestExampleConfigParses(t *testing.T) {
 	if cfg.Files != nil {
 		t.Errorf("files = %+v, the example uses the Workload API", cfg.Files)
 	}
+	if cfg.AuthZEN == nil {
+		t.Fatal("authzen block not decoded")
+	}
 	upstream := ""
 	if cfg.ProxyUpstream != nil {
 		upstream = cfg.ProxyUpstream.String()
@@ -54,6 +57,9 @@ func TestExampleConfigParses(t *testing.T) {
 		{"ext_authz.allowed_callers", fmt.Sprint(cfg.ExtAuthzCallers), "[spiffe://example.org/envoy]"},
 		{"audit.on_failure", cfg.Audit.FailOpen, false},
 		{"metrics.listen", cfg.MetricsListen, "127.0.0.1:9090"},
+		{"authzen.subject_types", fmt.Sprint(cfg.AuthZEN.SubjectTypes), "[user]"},
+		{"authzen.max_batch", cfg.AuthZEN.MaxBatch, 1000},
+		{"authzen.policy_decision_point", cfg.AuthZEN.PDP, "https://pdp.example.org:9192"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ type Daemon struct {
 	servers []func(context.Context) error
 	wg      sync.WaitGroup
 	addrs   map[string]net.Addr
+	watcher atomic.Pointer[fsnotify.Watcher] // nil until Run watches the policy directory
 }
 
 // New loads the policy and the sources and binds the listeners, but serves
@@ -257,6 +259,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.metrics.reloads.WithLabelValues("ok").Inc()
 	d.metrics.policyOK.Set(1)
+	d.watchData()
 	d.log.Info("policy reloaded", "dir", d.cfg.PolicyDir, "digest", d.store.Set().Digest())
 	return nil
 }
@@ -293,6 +296,8 @@ func (d *Daemon) watch() (<-chan struct{}, error) {
 		w.Close()
 		return nil, err
 	}
+	d.watcher.Store(w)
+	d.watchData()
 	d.closers = append(d.closers, w.Close)
 	out := make(chan struct{}, 1)
 	go func() {
@@ -318,6 +323,20 @@ func (d *Daemon) watch() (<-chan struct{}, error) {
 		}
 	}()
 	return out, nil
+}
+
+// watchData adds the folders of the policy's data files to the watch, so
+// that a changed data file reloads the policy like a changed policy file.
+func (d *Daemon) watchData() {
+	w := d.watcher.Load()
+	if w == nil {
+		return
+	}
+	for _, f := range d.store.Set().DataFiles() {
+		if err := w.Add(filepath.Dir(f)); err != nil {
+			d.log.Warn("data file not watched; reload with SIGHUP", "file", f, "err", err)
+		}
+	}
 }
 
 // Close stops the servers gracefully and releases the sources and the
@@ -406,6 +425,9 @@ func (d *Daemon) checkAPI() http.Handler {
 		}
 		writeJSON(w, d.check(r.Context(), q))
 	})
+	if z := d.cfg.AuthZEN; z != nil {
+		(&verifier.AuthZEN{V: d.v, SubjectTypes: z.SubjectTypes, MaxBatch: z.MaxBatch, PDP: z.PDP}).Register(mux)
+	}
 	return mux
 }
 
