@@ -40,7 +40,8 @@ var (
 		"scopes": cty.List(cty.String), "principal": cty.String, "chain": cty.List(cty.String),
 		"depth": cty.Number, "deadline": cty.String, "deadline_remaining": cty.Number,
 	})
-	actionType  = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String})
+	actionType = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String,
+		"arguments": cty.DynamicPseudoType})
 	requestType = cty.Object(map[string]cty.Type{"headers": cty.Map(cty.String), "source": cty.String, "source_port": cty.Number})
 	rootNames   = []string{"peer", "action", "request", "var", "now"}
 )
@@ -59,6 +60,9 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 		return nil
 	}
 	l.checkCost(a.Expr)
+	if readsArguments(a.Expr) {
+		l.usesArgs = true
+	}
 	c := &condition{root: splitCond(a.Expr)}
 	l.typecheck(c.root, a)
 	return c
@@ -119,36 +123,86 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 	}
 }
 
-// eval returns the condition's value, or an error message.
-func (n *condNode) eval(ctx *hcl.EvalContext) (bool, string) {
+// readsArguments reports whether e may read action.arguments: through
+// that attribute, or through action as a whole value or by index.
+func readsArguments(e hcl.Expression) bool {
+	for _, t := range e.Variables() {
+		if t.RootName() != "action" {
+			continue
+		}
+		if len(t) < 2 {
+			return true
+		}
+		if a, ok := t[1].(hcl.TraverseAttr); !ok || a.Name == "arguments" {
+			return true
+		}
+	}
+	return false
+}
+
+// tri is a condition's value: false, true, or unknown (it depends on the
+// arguments, with Input.AnyArguments).
+type tri uint8
+
+const (
+	triFalse tri = iota
+	triTrue
+	triUnknown
+)
+
+// eval returns the condition's value, or an error message. Unknown values
+// are errors unless partial (Input.AnyArguments), where they make the
+// value unknown: three-valued logic, false && unknown is false.
+func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 	switch n.op {
 	case condAnd:
-		if ok, err := n.l.eval(ctx); !ok || err != "" {
-			return false, err
+		l, err := n.l.eval(ctx, partial)
+		if l == triFalse || err != "" {
+			return triFalse, err
 		}
-		return n.r.eval(ctx)
+		r, err := n.r.eval(ctx, partial)
+		if r == triFalse || err != "" {
+			return triFalse, err
+		}
+		return max(l, r), ""
 	case condOr:
-		if ok, err := n.l.eval(ctx); ok || err != "" {
-			return ok, err
+		l, err := n.l.eval(ctx, partial)
+		if l == triTrue || err != "" {
+			return l, err
 		}
-		return n.r.eval(ctx)
+		r, err := n.r.eval(ctx, partial)
+		if r == triTrue || err != "" {
+			return r, err
+		}
+		return max(l, r), "" // false or unknown
 	case condNot:
-		ok, err := n.l.eval(ctx)
-		return !ok, err
+		v, err := n.l.eval(ctx, partial)
+		switch v {
+		case triFalse:
+			v = triTrue
+		case triTrue:
+			v = triFalse
+		}
+		return v, err
 	}
 	v, diags := n.expr.Value(ctx)
 	if diags.HasErrors() {
-		return false, diagText(diags)
+		return triFalse, diagText(diags)
 	}
 	switch {
+	case !v.IsKnown() && partial:
+		return triUnknown, ""
 	case !v.IsKnown():
-		return false, fmt.Sprintf("%s: condition value is unknown", n.expr.Range())
+		return triFalse, fmt.Sprintf("%s: condition value is unknown", n.expr.Range())
 	case v.IsNull():
-		return false, fmt.Sprintf("%s: condition value is null", n.expr.Range())
+		return triFalse, fmt.Sprintf("%s: condition value is null", n.expr.Range())
 	case v.Type() != cty.Bool:
-		return false, fmt.Sprintf("%s: condition value is %s, not bool", n.expr.Range(), v.Type().FriendlyName())
+		return triFalse, fmt.Sprintf("%s: condition value is %s, not bool", n.expr.Range(), v.Type().FriendlyName())
 	}
-	return v.True(), ""
+	if v.True() {
+		return triTrue, ""
+	}
+	return triFalse, ""
 }
 
 func diagText(diags hcl.Diagnostics) string {
@@ -169,12 +223,24 @@ func diagText(diags hcl.Diagnostics) string {
 	return strings.Join(parts, "; ")
 }
 
-// evalContext builds the per-decision variables of the conditions.
-func evalContext(in *Input, now time.Time, vars cty.Value) *hcl.EvalContext {
+// evalContext builds the per-decision variables of the conditions, and
+// says why the arguments could not be decoded (then they are null, and a
+// condition that reads them errs: fail closed).
+func evalContext(in *Input, now time.Time, vars cty.Value, withArgs bool) (*hcl.EvalContext, string) {
+	args, argErr := cty.NullVal(cty.DynamicPseudoType), ""
+	switch {
+	case in.AnyArguments:
+		args = cty.DynamicVal
+	case withArgs:
+		var err error
+		if args, err = ArgumentsValue(in.Action.Arguments); err != nil {
+			argErr = "action.arguments: " + err.Error()
+		}
+	}
 	return &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
-		"peer": peerValue(&in.Peer, now), "action": actionValue(&in.Action),
+		"peer": peerValue(&in.Peer, now), "action": actionValue(&in.Action, args),
 		"request": requestValue(&in.Request), "var": vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)),
-	}}
+	}}, argErr
 }
 
 func peerValue(p *Peer, now time.Time) cty.Value {
@@ -211,10 +277,11 @@ func strList(ss []string) cty.Value {
 	return cty.ListVal(vs)
 }
 
-func actionValue(a *Action) cty.Value {
+func actionValue(a *Action, args cty.Value) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"kind": cty.StringVal(a.Kind), "method": cty.StringVal(a.Method),
 		"path": cty.StringVal(a.Path), "name": cty.StringVal(a.Name),
+		"arguments": args,
 	})
 }
 

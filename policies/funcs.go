@@ -11,6 +11,8 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 )
 
 // functions is the condition function library (docs/policy.md lists it).
@@ -44,6 +46,8 @@ var functions = map[string]function.Function{
 	"join":       stdlib.JoinFunc,
 	"split":      stdlib.SplitFunc,
 	"regex":      stdlib.RegexFunc,
+	"regexall":   stdlib.RegexAllFunc,
+	"can":        tryfunc.CanFunc,
 	"replace":    stdlib.ReplaceFunc,
 	"setunion":   stdlib.SetUnionFunc,
 	"timeadd":    stdlib.TimeAddFunc,

@@ -112,6 +112,7 @@ type loader struct {
 	evalCtx  *hcl.EvalContext    // load-time context, built once varObj is set
 	testDir  string              // folder of the test file being read
 	nfas     map[string]*globNFA // by pattern middle, shared by equal ones
+	usesArgs bool                // a condition reads action.arguments
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -205,7 +206,7 @@ func (l *loader) build(files []File) *Set {
 		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Src))
 		h.Write(f.Src)
 	}
-	s := &Set{rules: l.compiled, vars: l.varObj, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+	s := &Set{rules: l.compiled, vars: l.varObj, usesArgs: l.usesArgs, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
 	for _, r := range l.compiled {
 		if r.cond != nil {
 			s.conds = true
