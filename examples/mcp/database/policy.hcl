@@ -32,7 +32,7 @@ rule "db-query-read-only" {
     }
   }
 
-  condition = !can(regex(var.read_only_sql, action.arguments.sql))
+  condition = !matches(var.read_only_sql, lookup(action.arguments, "sql", ""))
 }
 
 rule "db-execute" {

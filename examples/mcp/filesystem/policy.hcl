@@ -78,7 +78,7 @@ rule "fs-dot-segments" {
   }
 
   condition = anytrue([for k in ["path", "source", "destination"] :
-  can(regex(var.dot_segment, action.arguments[k]))])
+  can(action.arguments[k]) && matches(var.dot_segment, action.arguments[k])])
 }
 
 rule "fs-resources" {
