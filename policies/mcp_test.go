@@ -67,11 +67,15 @@ rule "prompt" {
 		t.Errorf("MissingScopes outside the directory: %q", got)
 	}
 	// a tool pattern never matches a prompt of the same name, and back
-	p := input(func(in *policies.Input) { in.Action = policies.Action{Kind: "mcp", Method: "prompts/get", Name: "write_file"} })
+	p := input(func(in *policies.Input) {
+		in.Action = policies.Action{Kind: "mcp", Method: "prompts/get", Name: "write_file"}
+	})
 	if d := set.Decide(p); !d.Allow || d.Rules[0].Name != "prompt" {
 		t.Errorf("prompt: %+v", d)
 	}
-	r := input(func(in *policies.Input) { in.Action = policies.Action{Kind: "mcp", Method: "resources/read", Name: "write_file"} })
+	r := input(func(in *policies.Input) {
+		in.Action = policies.Action{Kind: "mcp", Method: "resources/read", Name: "write_file"}
+	})
 	if set.Decide(r).Allow {
 		t.Error("a prompt pattern matched a resource")
 	}
