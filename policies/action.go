@@ -11,11 +11,38 @@ type actionMatcher struct {
 	alts []actionAlt
 }
 
-// actionAlt is one http, grpc, mcp or generic block.
+// actionAlt is one http, grpc or generic block, or one argument of an mcp
+// block (tools, prompts, resources, methods).
 type actionAlt struct {
 	kind    string
-	methods []string // http; nil: any method
-	pats    []glob   // http paths, grpc methods, mcp tools, generic names; nil: any
+	methods []string // http methods, mcp methods; nil: any method
+	pats    []glob   // http paths, grpc methods, mcp tools/prompts/resources, generic names; nil: any
+	sel     mcpSel   // mcp: which names pats match
+}
+
+// mcpSel says what an mcp alternative's patterns match: the name of one
+// kind of MCP request. A tool pattern never matches a prompt or a resource.
+type mcpSel uint8
+
+const (
+	mcpAny       mcpSel = iota // any MCP message (of methods, when set)
+	mcpTools                   // tools/call (or no method: an action built as "mcp TOOL")
+	mcpPrompts                 // prompts/get
+	mcpResources               // resources/read, resources/subscribe, resources/unsubscribe
+)
+
+var mcpSelNames = [...]string{"", "tools", "prompts", "resources"}
+
+func (sel mcpSel) accepts(method string) bool {
+	switch sel {
+	case mcpTools:
+		return method == MCPToolsCall || method == ""
+	case mcpPrompts:
+		return method == MCPPromptsGet
+	case mcpResources:
+		return method == MCPResourceRead || method == "resources/subscribe" || method == "resources/unsubscribe"
+	}
+	return true
 }
 
 func (m *actionMatcher) mismatch(a *Action, explain bool) string {
@@ -47,12 +74,19 @@ func (alt *actionAlt) match(a *Action) bool {
 		subject = a.Path
 	case KindGRPC:
 		subject = a.Path
+	case KindMCP:
+		if !alt.sel.accepts(a.Method) || alt.methods != nil && !slices.Contains(alt.methods, a.Method) {
+			return false
+		}
 	}
 	return alt.pats == nil || matchAny(alt.pats, subject)
 }
 
 func (alt *actionAlt) describe() string {
 	s := alt.kind
+	if alt.sel != mcpAny {
+		s += " " + mcpSelNames[alt.sel]
+	}
 	if alt.methods != nil {
 		s += " " + strings.Join(alt.methods, "|")
 	}
@@ -68,6 +102,10 @@ func describeAction(a *Action) string {
 		return "http " + a.Method + " " + a.Path
 	case KindGRPC:
 		return "grpc " + a.Path
+	case KindMCP:
+		if a.Method != "" {
+			return strings.TrimSpace("mcp " + a.Method + " " + a.Name)
+		}
 	}
 	return a.Kind + " " + a.Name
 }
@@ -75,8 +113,11 @@ func describeAction(a *Action) string {
 // covers reports, conservatively, whether every action alt q matches also
 // matches alt.
 func (alt *actionAlt) covers(q *actionAlt) bool {
-	if alt.kind != q.kind {
+	if alt.kind != q.kind || alt.sel != mcpAny && alt.sel != q.sel {
 		return false
+	}
+	if alt.sel == mcpAny && q.sel != mcpAny && alt.methods != nil {
+		return false // conservative: a tools pattern also matches an action without method
 	}
 	if alt.methods != nil && (q.methods == nil || !subsetOf(q.methods, alt.methods)) {
 		return false

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -63,7 +64,7 @@ func ReadTestDir(dir string) ([]File, error) {
 var (
 	testFileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "test", LabelNames: []string{"name"}}}}
 	testSchema     = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "action"}, {Name: "authzen"}, {Name: "now"}, {Name: "expect", Required: true}, {Name: "rule"}, {Name: "rules"}},
+		Attributes: []hcl.AttributeSchema{{Name: "action"}, {Name: "authzen"}, {Name: "arguments"}, {Name: "now"}, {Name: "expect", Required: true}, {Name: "rule"}, {Name: "rules"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "request"}},
 	}
 	testPeerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "spiffe_id"}, {Name: "claims"}, {Name: "certificate"}}}
@@ -142,6 +143,9 @@ func (l *loader) testCase(s *Set, b *hcl.Block) *TestCase {
 			}
 			tc.Input.Action = act
 		}
+	}
+	if a := at["arguments"]; a != nil {
+		l.testArguments(tc, a)
 	}
 	if a := at["now"]; a != nil {
 		if str, ok := l.str(a); ok {
@@ -374,13 +378,44 @@ func ParseSource(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, 0), nil
 }
 
+// testArguments sets an MCP test's arguments from an HCL object.
+func (l *loader) testArguments(tc *TestCase, a *hcl.Attribute) {
+	v, ok := l.value(a)
+	if !ok {
+		return
+	}
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		l.errorf(a.Expr.Range(), "Incorrect value type", "arguments must be an object, like { path = \"/srv/x\" }, not %s.", v.Type().FriendlyName())
+		return
+	}
+	if tc.Input.Action.Kind != KindMCP {
+		l.errorf(a.Expr.Range(), "Arguments without an MCP action", "arguments are an MCP tool call's: use them with action = \"mcp TOOL\".")
+		return
+	}
+	js, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		l.errorf(a.Expr.Range(), "Invalid arguments", "%v.", err)
+		return
+	}
+	tc.Input.Action.Arguments = string(js)
+}
+
+const actionSyntax = `want "http GET /path", "grpc /pkg.Svc/Method", "mcp TOOL [{JSON arguments}]", "mcp METHOD [NAME|URI]" or "kind name"`
+
 // ParseAction parses the compact action syntax of tests and the CLI:
-// "http METHOD /path", "grpc /pkg.Service/Method", "mcp TOOL" or
-// "KIND NAME" for a generic kind.
+// "http METHOD /path", "grpc /pkg.Service/Method", "KIND NAME" for a
+// generic kind, and for MCP: "mcp TOOL" (a tools/call), optionally followed
+// by the arguments as a JSON object ("mcp write_file {"path":"/srv/x"}"),
+// "mcp METHOD NAME" ("mcp prompts/get summarize", "mcp resources/read
+// file:///srv/x") or "mcp METHOD" for a method without a name
+// ("mcp tools/list"; MCP methods contain a "/", tool names cannot).
 func ParseAction(s string) (Action, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
-		return Action{}, fmt.Errorf("empty action: want \"http GET /path\", \"grpc /pkg.Svc/Method\", \"mcp tool\" or \"kind name\"")
+		return Action{}, errors.New("empty action: " + actionSyntax)
+	}
+	if f[0] == KindMCP {
+		return parseMCPAction(s)
 	}
 	switch {
 	case f[0] == KindHTTP && len(f) == 3 && strings.HasPrefix(f[2], "/"):
@@ -390,7 +425,36 @@ func ParseAction(s string) (Action, error) {
 	case f[0] != KindHTTP && f[0] != KindGRPC && len(f) == 2:
 		return Action{Kind: f[0], Name: f[1]}, nil
 	}
-	return Action{}, fmt.Errorf("%q: want \"http GET /path\", \"grpc /pkg.Svc/Method\", \"mcp tool\" or \"kind name\"", s)
+	return Action{}, fmt.Errorf("%q: %s", s, actionSyntax)
+}
+
+func parseMCPAction(s string) (Action, error) {
+	head, args := s, ""
+	if i := strings.IndexByte(s, '{'); i >= 0 {
+		head, args = s[:i], strings.TrimSpace(s[i:])
+	}
+	f := strings.Fields(head)
+	a := Action{Kind: KindMCP}
+	switch {
+	case len(f) == 2 && !strings.Contains(f[1], "/"):
+		a.Method, a.Name = MCPToolsCall, f[1]
+	case len(f) == 2:
+		a.Method = f[1]
+	case len(f) == 3 && strings.Contains(f[1], "/"):
+		a.Method, a.Name = f[1], f[2]
+	default:
+		return Action{}, fmt.Errorf("%q: %s", s, actionSyntax)
+	}
+	if args != "" {
+		if a.Method != MCPToolsCall {
+			return Action{}, fmt.Errorf("%q: only a tool call (tools/call) takes arguments", s)
+		}
+		if err := CheckArguments(args); err != nil {
+			return Action{}, fmt.Errorf("%q: arguments: %v", s, err)
+		}
+		a.Arguments = args
+	}
+	return a, nil
 }
 
 // RunTests decides every case and compares with its expectation.

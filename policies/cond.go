@@ -41,7 +41,8 @@ var (
 		"scopes": cty.List(cty.String), "principal": cty.String, "chain": cty.List(cty.String),
 		"depth": cty.Number, "deadline": cty.String, "deadline_remaining": cty.Number,
 	})
-	actionType  = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String, "properties": cty.DynamicPseudoType})
+	actionType = cty.Object(map[string]cty.Type{"kind": cty.String, "method": cty.String, "path": cty.String, "name": cty.String,
+		"properties": cty.DynamicPseudoType, "arguments": cty.DynamicPseudoType})
 	requestType = cty.Object(map[string]cty.Type{"headers": cty.Map(cty.String), "source": cty.String, "source_port": cty.Number})
 	entityType  = cty.Object(map[string]cty.Type{"type": cty.String, "id": cty.String, "properties": cty.DynamicPseudoType})
 	rootNames   = []string{"peer", "action", "request", "var", "now", "subject", "resource", "context", "data"}
@@ -88,6 +89,9 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 		l.roots |= rootBit(t.RootName())
 	}
 	l.checkCost(a.Expr)
+	if readsArguments(a.Expr) {
+		l.usesArgs = true
+	}
 	c := &condition{root: splitCond(a.Expr)}
 	l.typecheck(c.root, a)
 	return c
@@ -150,36 +154,86 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 	}
 }
 
-// eval returns the condition's value, or an error message.
-func (n *condNode) eval(ctx *hcl.EvalContext) (bool, string) {
+// readsArguments reports whether e may read action.arguments: through
+// that attribute, or through action as a whole value or by index.
+func readsArguments(e hcl.Expression) bool {
+	for _, t := range e.Variables() {
+		if t.RootName() != "action" {
+			continue
+		}
+		if len(t) < 2 {
+			return true
+		}
+		if a, ok := t[1].(hcl.TraverseAttr); !ok || a.Name == "arguments" {
+			return true
+		}
+	}
+	return false
+}
+
+// tri is a condition's value: false, true, or unknown (it depends on the
+// arguments, with Input.AnyArguments).
+type tri uint8
+
+const (
+	triFalse tri = iota
+	triTrue
+	triUnknown
+)
+
+// eval returns the condition's value, or an error message. Unknown values
+// are errors unless partial (Input.AnyArguments), where they make the
+// value unknown: three-valued logic, false && unknown is false.
+func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 	switch n.op {
 	case condAnd:
-		if ok, err := n.l.eval(ctx); !ok || err != "" {
-			return false, err
+		l, err := n.l.eval(ctx, partial)
+		if l == triFalse || err != "" {
+			return triFalse, err
 		}
-		return n.r.eval(ctx)
+		r, err := n.r.eval(ctx, partial)
+		if r == triFalse || err != "" {
+			return triFalse, err
+		}
+		return max(l, r), ""
 	case condOr:
-		if ok, err := n.l.eval(ctx); ok || err != "" {
-			return ok, err
+		l, err := n.l.eval(ctx, partial)
+		if l == triTrue || err != "" {
+			return l, err
 		}
-		return n.r.eval(ctx)
+		r, err := n.r.eval(ctx, partial)
+		if r == triTrue || err != "" {
+			return r, err
+		}
+		return max(l, r), "" // false or unknown
 	case condNot:
-		ok, err := n.l.eval(ctx)
-		return !ok, err
+		v, err := n.l.eval(ctx, partial)
+		switch v {
+		case triFalse:
+			v = triTrue
+		case triTrue:
+			v = triFalse
+		}
+		return v, err
 	}
 	v, diags := n.expr.Value(ctx)
 	if diags.HasErrors() {
-		return false, diagText(diags)
+		return triFalse, diagText(diags)
 	}
 	switch {
+	case !v.IsKnown() && partial:
+		return triUnknown, ""
 	case !v.IsKnown():
-		return false, fmt.Sprintf("%s: condition value is unknown", n.expr.Range())
+		return triFalse, fmt.Sprintf("%s: condition value is unknown", n.expr.Range())
 	case v.IsNull():
-		return false, fmt.Sprintf("%s: condition value is null", n.expr.Range())
+		return triFalse, fmt.Sprintf("%s: condition value is null", n.expr.Range())
 	case v.Type() != cty.Bool:
-		return false, fmt.Sprintf("%s: condition value is %s, not bool", n.expr.Range(), v.Type().FriendlyName())
+		return triFalse, fmt.Sprintf("%s: condition value is %s, not bool", n.expr.Range(), v.Type().FriendlyName())
 	}
-	return v.True(), ""
+	if v.True() {
+		return triTrue, ""
+	}
+	return triFalse, ""
 }
 
 func diagText(diags hcl.Diagnostics) string {
@@ -202,11 +256,23 @@ func diagText(diags hcl.Diagnostics) string {
 
 // evalContext builds the per-decision variables of the conditions: the
 // AuthZEN ones (subject, resource, context) only when a condition of the
-// set uses them.
-func evalContext(st *evalState) *hcl.EvalContext {
+// set uses them, and the MCP arguments only when one reads them. It says
+// why the arguments could not be decoded (then they are null, and a
+// condition that reads them errs: fail closed).
+func evalContext(st *evalState) (*hcl.EvalContext, string) {
 	in, now := st.in, st.now
+	args, argErr := cty.NullVal(cty.DynamicPseudoType), ""
+	switch {
+	case in.AnyArguments:
+		args = cty.DynamicVal
+	case st.usesArgs:
+		var err error
+		if args, err = ArgumentsValue(in.Action.Arguments); err != nil {
+			argErr = "action.arguments: " + err.Error()
+		}
+	}
 	vars := map[string]cty.Value{
-		"peer": peerValue(&in.Peer, now), "action": actionValue(in),
+		"peer": peerValue(&in.Peer, now), "action": actionValue(in, args),
 		"request": requestValue(&in.Request), "var": st.vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)),
 		"data": st.data,
 	}
@@ -222,19 +288,19 @@ func evalContext(st *evalState) *hcl.EvalContext {
 		vars["resource"] = entityValue(in.Resource.Type, in.Resource.ID, in.Resource.Properties)
 	}
 	if st.roots&rootContext != 0 {
-		vars["context"] = jsonValue(in.Context)
+		vars["context"] = jsonObjectValue(in.Context)
 	}
-	return &hcl.EvalContext{Functions: functions, Variables: vars}
+	return &hcl.EvalContext{Functions: functions, Variables: vars}, argErr
 }
 
 func entityValue(typ, id string, props []byte) cty.Value {
-	return cty.ObjectVal(map[string]cty.Value{"type": cty.StringVal(typ), "id": cty.StringVal(id), "properties": jsonValue(props)})
+	return cty.ObjectVal(map[string]cty.Value{"type": cty.StringVal(typ), "id": cty.StringVal(id), "properties": jsonObjectValue(props)})
 }
 
-// jsonValue is a JSON object as a cty value: an empty object for none,
+// jsonObjectValue is a JSON object as a cty value: an empty object for none,
 // null when it cannot be read (a condition using it then errs and fails
 // closed).
-func jsonValue(raw []byte) cty.Value {
+func jsonObjectValue(raw []byte) cty.Value {
 	if len(raw) == 0 {
 		return cty.EmptyObjectVal
 	}
@@ -283,15 +349,16 @@ func strList(ss []string) cty.Value {
 	return cty.ListVal(vs)
 }
 
-func actionValue(in *Input) cty.Value {
+func actionValue(in *Input, args cty.Value) cty.Value {
 	a := &in.Action
 	props := cty.EmptyObjectVal
 	if len(in.ActionProperties) > 0 {
-		props = jsonValue(in.ActionProperties)
+		props = jsonObjectValue(in.ActionProperties)
 	}
 	return cty.ObjectVal(map[string]cty.Value{
 		"kind": cty.StringVal(a.Kind), "method": cty.StringVal(a.Method),
 		"path": cty.StringVal(a.Path), "name": cty.StringVal(a.Name), "properties": props,
+		"arguments": args,
 	})
 }
 

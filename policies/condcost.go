@@ -38,13 +38,14 @@ const (
 // policy: literals, var.* and values derived from them only.
 var policyArgs = map[string][]int{
 	"glob":    {0},
+	"matches": {0},
 	"regex":   {0},
 	"replace": {1, 2},
 	"join":    {0},
 }
 
 var policyArgNames = map[string][]string{
-	"glob": {"pattern"}, "regex": {"pattern"}, "replace": {"substring", "replacement"}, "join": {"separator"},
+	"glob": {"pattern"}, "matches": {"pattern"}, "regex": {"pattern"}, "replace": {"substring", "replacement"}, "join": {"separator"},
 }
 
 const (
@@ -52,7 +53,7 @@ const (
 	whyBuild   = "one chosen by the client could build a string of quadratic size"
 )
 
-var policyArgWhy = map[string]string{"glob": whyPattern, "regex": whyPattern, "replace": whyBuild, "join": whyBuild}
+var policyArgWhy = map[string]string{"glob": whyPattern, "matches": whyPattern, "regex": whyPattern, "replace": whyBuild, "join": whyBuild}
 
 // costWalker checks a condition expression; frames follow hclsyntax.Walk.
 type costWalker struct {

@@ -73,7 +73,7 @@ rule "tools" {
 		fmt.Println(t)
 	}
 	// Output:
-	// no  deny  no-shell (p.hcl:2): action: mcp search matches none of mcp ["shell"]
+	// no  deny  no-shell (p.hcl:2): action: mcp search matches none of mcp tools ["shell"]
 	// no  allow tools (p.hcl:8): peer: not an agent task (no task claims)
 }
 
@@ -97,15 +97,18 @@ func ExampleStore() {
 }
 
 func ExampleParseAction() {
-	for _, s := range []string{"http GET /kb/docs/1", "grpc /kb.v1.KB/Get", "mcp search_docs", "queue orders.created"} {
+	for _, s := range []string{"http GET /kb/docs/1", "grpc /kb.v1.KB/Get", "mcp search_docs",
+		`mcp write_file {"path": "/srv/agents/T-1/notes.md"}`, "mcp resources/read file:///srv/a.md", "queue orders.created"} {
 		a, _ := policies.ParseAction(s)
 		fmt.Printf("%+v\n", a)
 	}
 	// Output:
-	// {Kind:http Method:GET Path:/kb/docs/1 Name:}
-	// {Kind:grpc Method: Path:/kb.v1.KB/Get Name:}
-	// {Kind:mcp Method: Path: Name:search_docs}
-	// {Kind:queue Method: Path: Name:orders.created}
+	// {Kind:http Method:GET Path:/kb/docs/1 Name: Arguments:}
+	// {Kind:grpc Method: Path:/kb.v1.KB/Get Name: Arguments:}
+	// {Kind:mcp Method:tools/call Path: Name:search_docs Arguments:}
+	// {Kind:mcp Method:tools/call Path: Name:write_file Arguments:{"path": "/srv/agents/T-1/notes.md"}}
+	// {Kind:mcp Method:resources/read Path: Name:file:///srv/a.md Arguments:}
+	// {Kind:queue Method: Path: Name:orders.created Arguments:}
 }
 
 // PeerFromPEM asks the policy about a saved X.509-SVID, as `agentid policy

@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 )
 
 // functions is the condition function library (docs/policy.md lists it).
@@ -18,6 +21,7 @@ import (
 var functions = map[string]function.Function{
 	// agentid functions
 	"glob":          globFunc,
+	"matches":       matchesFunc,
 	"subset":        subsetFunc,
 	"has_scope":     hasScopeFunc,
 	"duration":      durationFunc,
@@ -44,6 +48,8 @@ var functions = map[string]function.Function{
 	"join":       stdlib.JoinFunc,
 	"split":      stdlib.SplitFunc,
 	"regex":      stdlib.RegexFunc,
+	"regexall":   stdlib.RegexAllFunc,
+	"can":        tryfunc.CanFunc,
 	"replace":    stdlib.ReplaceFunc,
 	"setunion":   stdlib.SetUnionFunc,
 	"timeadd":    stdlib.TimeAddFunc,
@@ -87,6 +93,26 @@ type globResult struct {
 	g   *glob
 	err error
 }
+
+// matchesFunc is regex's test without its result shapes: true when s
+// contains a match of the RE2 pattern, which comes from the policy and is
+// compiled once (regex and regexall compile on every call).
+var matchesFunc = boolFunc([]function.Parameter{strParam("pattern"), strParam("s")}, func(args []cty.Value) (bool, error) {
+	p := args[0].AsString()
+	r, ok := condRegexps.Load(p)
+	if !ok {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return false, function.NewArgError(0, err)
+		}
+		r, _ = condRegexps.LoadOrStore(p, re)
+	}
+	return r.(*regexp.Regexp).MatchString(args[1].AsString()), nil
+})
+
+// condRegexps caches matches' patterns; they come from policies (the
+// loader refuses a pattern derived from the request), so the set is bounded.
+var condRegexps sync.Map
 
 func cachedGlob(p string) (*glob, error) {
 	if r, ok := condGlobs.Load(p); ok {

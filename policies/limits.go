@@ -17,12 +17,15 @@ const (
 	// MaxNameLen bounds Action.Name (an MCP tool name or a generic action
 	// name), Action.Kind and Action.Method.
 	MaxNameLen = 256
+	// MaxArgumentsLen bounds Action.Arguments (an MCP tool call's
+	// arguments, which arrive in a body of at most 1 MiB).
+	MaxArgumentsLen = 1 << 20
 )
 
 // LimitError is the error of [Action.CheckLimits]: one field of the action
 // is longer than its maximum.
 type LimitError struct {
-	Field string // "action.path", "action.name", "action.kind" or "action.method"
+	Field string // "action.path", "action.name", "action.kind", "action.method" or "action.arguments"
 	Len   int    // its length in bytes
 	Max   int    // its maximum
 }
@@ -53,6 +56,8 @@ func (a Action) CheckLimits() error {
 		return &LimitError{Field: "action.kind", Len: len(a.Kind), Max: MaxNameLen}
 	case len(a.Method) > MaxNameLen:
 		return &LimitError{Field: "action.method", Len: len(a.Method), Max: MaxNameLen}
+	case len(a.Arguments) > MaxArgumentsLen:
+		return &LimitError{Field: "action.arguments", Len: len(a.Arguments), Max: MaxArgumentsLen}
 	}
 	return nil
 }

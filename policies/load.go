@@ -127,6 +127,7 @@ type loader struct {
 	// dataBroken: a condition uses a data source whose file did not load
 	dataBroken bool
 	nfas       map[string]*globNFA // by pattern middle, shared by equal ones
+	usesArgs   bool                // a condition reads action.arguments
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -233,7 +234,7 @@ func (l *loader) build(files []File) *Set {
 		h.Write(ds.src)
 		dataFiles = append(dataFiles, ds.path)
 	}
-	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots,
+	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots, usesArgs: l.usesArgs,
 		digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
 	for _, r := range l.compiled {
 		if r.cond != nil {

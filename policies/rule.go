@@ -177,7 +177,7 @@ var actionSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 var actionKindSchemas = map[string]*hcl.BodySchema{
 	KindHTTP:    {Attributes: []hcl.AttributeSchema{{Name: "methods"}, {Name: "paths"}}},
 	KindGRPC:    {Attributes: []hcl.AttributeSchema{{Name: "methods"}}},
-	KindMCP:     {Attributes: []hcl.AttributeSchema{{Name: "tools"}}},
+	KindMCP:     {Attributes: []hcl.AttributeSchema{{Name: "tools"}, {Name: "prompts"}, {Name: "resources"}, {Name: "methods"}}},
 	KindAuthZEN: {Attributes: []hcl.AttributeSchema{{Name: "names"}}},
 	"generic":   {Attributes: []hcl.AttributeSchema{{Name: "kind", Required: true}, {Name: "names"}}},
 }
@@ -190,6 +190,10 @@ func (l *loader) actionBlock(b *hcl.Block) *actionMatcher {
 		c, diags := blk.Body.Content(actionKindSchemas[blk.Type])
 		l.diags = append(l.diags, diags...)
 		if diags.HasErrors() {
+			continue
+		}
+		if blk.Type == KindMCP {
+			m.alts = append(m.alts, l.mcpAlts(c)...)
 			continue
 		}
 		m.alts = append(m.alts, l.actionAlt(blk.Type, c))
@@ -215,10 +219,6 @@ func (l *loader) actionAlt(kind string, c *hcl.BodyContent) actionAlt {
 		if a := at["methods"]; a != nil {
 			alt.pats = l.globs(a, "/")
 		}
-	case KindMCP:
-		if a := at["tools"]; a != nil {
-			alt.pats = l.globs(a, "")
-		}
 	case KindAuthZEN:
 		if a := at["names"]; a != nil {
 			alt.pats = l.globs(a, "")
@@ -235,6 +235,38 @@ func (l *loader) actionAlt(kind string, c *hcl.BodyContent) actionAlt {
 		}
 	}
 	return alt
+}
+
+// mcpAlts decodes an mcp block: each of tools, prompts and resources is
+// an alternative of its own, and so is methods; an empty block matches
+// every MCP message.
+func (l *loader) mcpAlts(c *hcl.BodyContent) []actionAlt {
+	var out []actionAlt
+	for _, sel := range []mcpSel{mcpTools, mcpPrompts, mcpResources} {
+		if a := c.Attributes[mcpSelNames[sel]]; a != nil {
+			out = append(out, actionAlt{kind: KindMCP, sel: sel, pats: l.globs(a, "")})
+		}
+	}
+	if a := c.Attributes["methods"]; a != nil {
+		items, _ := l.strs(a)
+		alt := actionAlt{kind: KindMCP, methods: []string{}}
+		for _, it := range items {
+			if it.val == "*" {
+				alt.methods = nil
+				break
+			}
+			if it.val == "" || strings.ContainsAny(it.val, " *") {
+				l.errorf(it.rng, "Invalid MCP method", "%q is not an MCP method: write it as sent, like \"tools/list\" or \"initialize\", or \"*\" for any.", it.val)
+				continue
+			}
+			alt.methods = append(alt.methods, it.val)
+		}
+		out = append(out, alt)
+	}
+	if len(out) == 0 {
+		out = append(out, actionAlt{kind: KindMCP})
+	}
+	return out
 }
 
 // methods decodes HTTP methods; "*" means any.

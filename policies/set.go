@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -16,6 +17,7 @@ type Set struct {
 	dataFiles   []string
 	roots       rootSet // the condition variables any condition uses
 	conds       bool
+	usesArgs    bool // a condition reads action.arguments: decode them
 	digest      string
 }
 
@@ -62,6 +64,8 @@ type evalState struct {
 	roots  rootSet
 	ctx    *hcl.EvalContext
 	errors []string
+	// usesArgs: the Set's conditions read action.arguments
+	usesArgs bool
 }
 
 func (s *Set) decide(in *Input, explain bool) Decision {
@@ -74,7 +78,7 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 	if in.reservedSubject() {
 		return Decision{Reason: ReasonReservedSubject}
 	}
-	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots}
+	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs}
 	if st.now.IsZero() {
 		st.now = time.Now()
 	}
@@ -169,9 +173,13 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 		return ""
 	}
 	if st.ctx == nil {
-		st.ctx = evalContext(st)
+		var argErr string
+		st.ctx, argErr = evalContext(st)
+		if argErr != "" {
+			st.errors = append(st.errors, argErr)
+		}
 	}
-	ok, err := r.cond.root.eval(st.ctx)
+	res, err := r.cond.root.eval(st.ctx, st.in.AnyArguments)
 	if err != "" {
 		st.errors = append(st.errors, r.ref.Name+": "+err)
 		if r.effect == Deny {
@@ -179,8 +187,51 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 		}
 		return why(explain, "condition error: %s", err)
 	}
-	if !ok {
+	switch res {
+	case triFalse:
 		return why(explain, "condition is false")
+	case triUnknown: // AnyArguments: the condition depends on the arguments
+		if r.effect == Deny {
+			return why(explain, "condition depends on the arguments")
+		}
 	}
 	return ""
+}
+
+// MissingScopes returns the scopes that, granted to in's peer in addition
+// to its own, would make the policy allow in — those of the first allow
+// rule, in load order, whose action matches and that names scopes the
+// peer lacks — or nil when in is allowed, the peer is not a task, or no
+// such scopes would do (another requirement fails, or a deny rule
+// matches). MCP servers answer 403 with error="insufficient_scope" and
+// these scopes (RFC 6750, the MCP authorization specification).
+func (s *Set) MissingScopes(in *Input) []string {
+	if s == nil || in.Peer.Claims == nil {
+		return nil
+	}
+	for _, r := range s.rules {
+		if r.effect != Allow || r.peer == nil || r.action != nil && r.action.mismatch(&in.Action, false) != "" {
+			continue
+		}
+		var missing []string
+		for _, sc := range r.peer.scopesAll {
+			if !slices.Contains(in.Peer.Claims.Scope, sc) {
+				missing = append(missing, sc)
+			}
+		}
+		if len(r.peer.scopesAny) > 0 && !slices.ContainsFunc(r.peer.scopesAny, func(sc string) bool { return slices.Contains(in.Peer.Claims.Scope, sc) }) {
+			missing = append(missing, r.peer.scopesAny[0])
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		c := in.Peer.Claims.Clone()
+		c.Scope = append(slices.Clip(c.Scope), missing...)
+		with := *in
+		with.Peer.Claims = &c
+		if s.Decide(&with).Allow {
+			return missing
+		}
+	}
+	return nil
 }

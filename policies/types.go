@@ -59,9 +59,25 @@ type Action struct {
 	// Path is the HTTP path (http) or the full gRPC method
 	// "/package.Service/Method" (grpc).
 	Path string
-	// Name is the MCP tool name (mcp) or the generic action name.
+	// Name is the generic action name, or for mcp: the tool name
+	// (tools/call), the prompt name (prompts/get) or the resource URI
+	// (resources/read, resources/subscribe, resources/unsubscribe).
 	Name string
+	// Arguments is the JSON text of an MCP tool call's arguments object
+	// ("" when none were sent). Conditions read it as action.arguments,
+	// decoded strictly (a duplicate or case-variant key, or text that is
+	// not one JSON object, makes every condition that reads it an error);
+	// front-ends should refuse such arguments before asking.
+	Arguments string
 }
+
+// MCP methods with dedicated matchers (the mcp action block's tools,
+// prompts and resources).
+const (
+	MCPToolsCall    = "tools/call"
+	MCPPromptsGet   = "prompts/get"
+	MCPResourceRead = "resources/read"
+)
 
 // Request is the context of the action that conditions may look at.
 type Request struct {
@@ -94,6 +110,11 @@ type Input struct {
 	Request          Request
 	// Now is the decision time; the zero value means time.Now().
 	Now time.Time
+	// AnyArguments asks whether the action could be allowed with some
+	// arguments (to filter the tools an MCP client is shown): the action's
+	// Arguments are unknown, a condition whose value depends on them
+	// counts as met in an allow rule and as unmet in a deny rule.
+	AnyArguments bool
 }
 
 // Effect is what a matching rule decides.

@@ -34,13 +34,20 @@ type MCPMessage struct {
 	Arguments json.RawMessage
 }
 
-// Action is the policy action for m on path: {mcp, method, tool name}.
-// Only tools/call carries a Name, so a tool pattern can never match a
-// prompt or a resource.
+// Action is the policy action for m on path: {mcp, method, name}, where
+// the name is the tool's (tools/call, with the arguments), the prompt's
+// (prompts/get) or the resource URI (resources/read, resources/subscribe,
+// resources/unsubscribe). The policy's tool patterns match tools/call
+// only, so a tool pattern can never match a prompt or a resource.
 func (m MCPMessage) Action(path string) Action {
 	a := Action{Kind: policies.KindMCP, Method: m.Method, Path: path}
-	if m.Method == "tools/call" {
+	switch m.Method {
+	case policies.MCPToolsCall:
+		a.Name, a.Arguments = m.Name, string(m.Arguments)
+	case policies.MCPPromptsGet:
 		a.Name = m.Name
+	case policies.MCPResourceRead, "resources/subscribe", "resources/unsubscribe":
+		a.Name = m.URI
 	}
 	return a
 }

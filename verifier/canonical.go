@@ -91,6 +91,17 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 			return Action{}, nil, err
 		}
 	}
+	if a.Arguments != "" {
+		if a.Kind != policies.KindMCP || a.Method != policies.MCPToolsCall {
+			return Action{}, nil, badInput("arguments", "only an MCP tool call (tools/call) has arguments")
+		}
+		if len(a.Arguments) > policies.MaxArgumentsLen {
+			return Action{}, nil, tooLarge("MCP arguments", len(a.Arguments), policies.MaxArgumentsLen)
+		}
+		if err := policies.CheckArguments(a.Arguments); err != nil {
+			return Action{}, nil, badInput("MCP arguments", "%v", err)
+		}
+	}
 	return a, nil, nil
 }
 

@@ -39,7 +39,8 @@ type Peer struct {
 	expires    time.Time
 	issued     time.Time // X.509 NotBefore or JWT iat (zero when unknown)
 	claimsJSON []byte
-	claimsB64  string // base64url of claimsJSON: the x-agentid-claims header
+	claimsB64  string   // base64url of claimsJSON: the x-agentid-claims header
+	audience   []string // a JWT-SVID's aud (shared with the cache: never handed out)
 }
 
 // setClaims attaches c, rendered once for the audit log and the headers.
@@ -103,6 +104,10 @@ func (p *Peer) Expires() time.Time { return p.expires }
 
 // ClaimsJSON is a copy of the canonical JSON of the claims (nil without).
 func (p *Peer) ClaimsJSON() []byte { return slices.Clone(p.claimsJSON) }
+
+// HasAudience reports whether the peer authenticated with a JWT-SVID
+// that names aud (false for an X.509-SVID).
+func (p *Peer) HasAudience(aud string) bool { return slices.Contains(p.audience, aud) }
 
 // IsTask reports whether the peer is an agent task.
 func (p *Peer) IsTask() bool { return p != nil && p.claims != nil }
@@ -296,7 +301,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if err := a.checkDomain(s.ID); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token)}
+	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token), audience: slices.Clone(s.Audience)}
 	if iat, ok := s.Claims["iat"].(float64); ok {
 		p.issued = time.Unix(int64(iat), 0)
 	}

@@ -56,6 +56,7 @@ const (
 	FrontendProxy    = "proxy"
 	FrontendCheckAPI = "check_api"
 	FrontendAuthZEN  = "authzen"
+	FrontendMCP      = "mcp" // verifier/mcpauth: an MCP server's own middleware
 )
 
 // Query is one question from a front-end: who (the credential), what (the
@@ -94,6 +95,20 @@ type Query struct {
 	Resource         policies.Entity
 	ActionProperties json.RawMessage
 	Context          json.RawMessage
+
+	// Audience, when set, is the audience this front-end serves (an MCP
+	// server's resource URI, RFC 8707): a JWT-SVID must name it, whatever
+	// else the Authenticator accepts (wrong_audience otherwise), so that a
+	// token minted for one server is refused by another behind the same
+	// Authenticator. X.509-SVIDs have no audience and are not affected.
+	Audience string
+	// Reject, when set, refuses the query as bad_request after the peer is
+	// authenticated (so that the audit record names it): a front-end's own
+	// check of the action, e.g. an MCP tool the server does not have.
+	Reject *InputError
+	// WantScopes asks, for a policy denial, which scopes would have let the
+	// peer through (Result.MissingScopes), when the policy can say it.
+	WantScopes bool
 }
 
 // Outcome classifies a Result for the front-ends.
@@ -146,6 +161,9 @@ type Result struct {
 	// MCPID is the JSON-RPC id of an MCP request ("" for none), so a
 	// refusal can answer it as JSON-RPC.
 	MCPID []byte
+	// MissingScopes, for a policy denial of a Query with WantScopes, are
+	// scopes that would have made the policy allow it (nil when none would).
+	MissingScopes []string
 }
 
 // Allowed reports whether the request may proceed.
@@ -213,32 +231,27 @@ func (v *Verifier) decide(q *Query, now time.Time) Result {
 	if q.Subject.Type != "" {
 		return v.decideAsserted(q, now)
 	}
-	p, err := v.Auth.Authenticate(q.Credential)
-	if err == nil && q.SubjectID != "" {
-		err = checkSubject(&p, q.SubjectID)
-	}
-	if err == nil && v.Liveness != nil {
-		lp := p // escapes to the hook: only allocated with one
-		err = v.Liveness(&lp, now)
-	}
-	if err != nil {
-		r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
-		r.Decision.Reason = err.Error()
+	p, ok := v.authenticate(q, now, &r)
+	if !ok {
 		v.finish(q, &r)
 		return r
 	}
 	r.Peer, r.Authenticated = p, true
 	a, mcpID, err := canonicalAction(q)
 	r.MCPID = mcpID
+	if err == nil && q.Reject != nil {
+		err = q.Reject
+	}
 	if err != nil {
 		refuseInput(&r, q, err)
 		v.finish(q, &r)
 		return r
 	}
 	r.Action = a
-	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now,
-		Resource: q.Resource, ActionProperties: q.ActionProperties, Context: q.Context})}
-	v.conclude(q, &r)
+	in := policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now,
+		Resource: q.Resource, ActionProperties: q.ActionProperties, Context: q.Context}
+	r.Decision = Decision{Decision: v.Policy.Decide(&in)}
+	v.conclude(q, &r, &in)
 	return r
 }
 
@@ -258,9 +271,10 @@ func (v *Verifier) decideAsserted(q *Query, now time.Time) Result {
 		return r
 	}
 	r.Action = a
-	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Subject: q.Subject, Resource: q.Resource, Action: a,
-		ActionProperties: q.ActionProperties, Context: q.Context, Request: q.Request, Now: now})}
-	v.conclude(q, &r)
+	in := policies.Input{Subject: q.Subject, Resource: q.Resource, Action: a,
+		ActionProperties: q.ActionProperties, Context: q.Context, Request: q.Request, Now: now}
+	r.Decision = Decision{Decision: v.Policy.Decide(&in)}
+	v.conclude(q, &r, &in)
 	return r
 }
 
@@ -282,8 +296,9 @@ func boundedString(s string) string {
 	return s
 }
 
-// conclude turns the policy's decision into the outcome and records it.
-func (v *Verifier) conclude(q *Query, r *Result) {
+// conclude turns the policy's decision on in into the outcome and records
+// it.
+func (v *Verifier) conclude(q *Query, r *Result, in *policies.Input) {
 	if dg, ok := v.Policy.(digester); ok {
 		r.Decision.PolicyDigest = dg.Digest()
 	}
@@ -291,8 +306,73 @@ func (v *Verifier) conclude(q *Query, r *Result) {
 		r.Outcome = Allowed
 	} else {
 		r.Outcome, r.Code = Forbidden, ReasonForbidden
+		if sc, ok := v.Policy.(scoper); ok && q.WantScopes && r.Decision.Limit == nil {
+			r.MissingScopes = sc.MissingScopes(in)
+		}
 	}
 	v.finish(q, r)
+}
+
+// authenticate is the pipeline's first stages: credential, audience,
+// liveness. On failure r is the refusal (not yet recorded).
+func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) (Peer, bool) {
+	p, err := v.Auth.Authenticate(q.Credential)
+	if err == nil && q.SubjectID != "" {
+		err = checkSubject(&p, q.SubjectID)
+	}
+	if err == nil && q.Audience != "" && p.kind == "jwt" && !p.HasAudience(q.Audience) {
+		err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
+	}
+	if err == nil && v.Liveness != nil {
+		lp := p // escapes to the hook: only allocated with one
+		err = v.Liveness(&lp, now)
+	}
+	if err != nil {
+		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
+		r.Decision.Reason = err.Error()
+		return Peer{}, false
+	}
+	return p, true
+}
+
+// Authenticate runs the pipeline's authentication stages for q
+// (credential, audience, trust domains, claims, liveness) without asking
+// the policy: for a front-end that admits a connection or a session and
+// decides its requests one by one (verifier/mcpauth's token verifier). A
+// refusal is recorded and observed like every decision; an authenticated
+// peer is not (its requests' decisions are).
+func (v *Verifier) Authenticate(ctx context.Context, q *Query) Result {
+	start := time.Now()
+	now := v.now()
+	var r Result
+	if p, ok := v.authenticate(q, now, &r); ok {
+		return Result{Outcome: Allowed, Peer: p, Authenticated: true, Action: q.Action}
+	}
+	v.finish(q, &r)
+	if v.Observe != nil {
+		v.Observe(q.Frontend, r, time.Since(start))
+	}
+	return r
+}
+
+// Visible authenticates q's credential like Authenticate, then asks the
+// policy, for each action, whether it could be allowed with some
+// arguments (policies.Input.AnyArguments): the tools, prompts and
+// resources an MCP client may be shown. The answers are not audited —
+// they grant nothing; each call is decided on its own. visible is nil when
+// the peer is refused (r says why).
+func (v *Verifier) Visible(ctx context.Context, q *Query, actions []Action) (visible []bool, r Result) {
+	r = v.Authenticate(ctx, q)
+	if !r.Authenticated {
+		return nil, r
+	}
+	in := policies.Input{Peer: r.Peer.policyPeer(), Request: q.Request, Now: v.now(), AnyArguments: true}
+	visible = make([]bool, len(actions))
+	for i := range actions {
+		in.Action = actions[i]
+		visible[i] = v.Policy.Decide(&in).Allow
+	}
+	return visible, r
 }
 
 // refuseInput makes r a refusal of an input that cannot be decided.

@@ -48,6 +48,17 @@ func (f PolicyFunc) Decide(in *policies.Input) policies.Decision { return f(in) 
 // digester is implemented by policies that can name their version.
 type digester interface{ Digest() string }
 
+// scoper is implemented by policies that can say which scopes would
+// allow a denied input (*policies.Set, StorePolicy).
+type scoper interface {
+	MissingScopes(in *policies.Input) []string
+}
+
+// MissingScopes asks the current Set (see policies.Set.MissingScopes).
+func (p StorePolicy) MissingScopes(in *policies.Input) []string {
+	return p.Store.Set().MissingScopes(in)
+}
+
 // StorePolicy decides with the current Set of a Store, so that a reload
 // takes effect on the next request; with no Set loaded it denies.
 type StorePolicy struct{ Store *policies.Store }

@@ -189,18 +189,20 @@ func hclFiles(args []string) ([]string, error) {
 
 type evalFlags struct {
 	peer, claims, id, td, action, source, now string
+	arguments                                 string
 	headers                                   stringList
 	asJSON, trace                             bool
 }
 
 func (env *cli) policyEval(args []string) error {
 	var f evalFlags
-	fs := env.flags("policy eval", "policy eval DIR (--peer PEM | --claims JSON [--id SPIFFE-ID]) --action ACTION [flags]\n\nACTION is \"http METHOD /path\", \"grpc /pkg.Svc/Method\", \"mcp TOOL\" or \"KIND NAME\".\nFlags may come before or after DIR.")
+	fs := env.flags("policy eval", "policy eval DIR (--peer PEM | --claims JSON [--id SPIFFE-ID]) --action ACTION [flags]\n\nACTION is \"http METHOD /path\", \"grpc /pkg.Svc/Method\", \"mcp TOOL\", \"mcp METHOD NAME|URI\" or \"KIND NAME\";\nan MCP tool call's arguments follow the tool as a JSON object, or come from --arguments.\nFlags may come before or after DIR.")
 	fs.StringVar(&f.peer, "peer", "", "PEM file whose first certificate is the peer's X.509-SVID")
 	fs.StringVar(&f.claims, "claims", "", "task claims: a JSON file, or inline JSON starting with {")
 	fs.StringVar(&f.id, "id", "", "peer SPIFFE ID (default: the task ID of the claims)")
 	fs.StringVar(&f.td, "trust-domain", "example.org", "trust domain of the derived task ID")
 	fs.StringVar(&f.action, "action", "", "the action (required)")
+	fs.StringVar(&f.arguments, "arguments", "", "an MCP tool call's arguments: a JSON object, or a file holding one")
 	fs.Var(&f.headers, "header", "request header NAME=VALUE (repeatable)")
 	fs.StringVar(&f.source, "source", "", "request source address IP[:PORT]")
 	fs.StringVar(&f.now, "now", "", "decision time, RFC 3339 (default now)")
@@ -244,6 +246,11 @@ func (f *evalFlags) input() (*policies.Input, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --action %v", errUsage, err)
 	}
+	if f.arguments != "" {
+		if act.Arguments, err = mcpArguments(act, f.arguments); err != nil {
+			return nil, err
+		}
+	}
 	in := &policies.Input{Action: act, Now: time.Now()}
 	if f.now != "" {
 		if in.Now, err = time.Parse(time.RFC3339, f.now); err != nil {
@@ -267,6 +274,28 @@ func (f *evalFlags) input() (*policies.Input, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// mcpArguments reads --arguments: inline JSON starting with {, or a file.
+func mcpArguments(act policies.Action, arg string) (string, error) {
+	if act.Kind != policies.KindMCP || act.Method != policies.MCPToolsCall {
+		return "", fmt.Errorf("%w: --arguments needs an MCP tool call (--action \"mcp TOOL\")", errUsage)
+	}
+	if act.Arguments != "" {
+		return "", fmt.Errorf("%w: arguments given both in --action and --arguments", errUsage)
+	}
+	data := arg
+	if !strings.HasPrefix(strings.TrimSpace(arg), "{") {
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return "", err
+		}
+		data = string(b)
+	}
+	if err := policies.CheckArguments(data); err != nil {
+		return "", fmt.Errorf("%w: --arguments: %v", errUsage, err)
+	}
+	return data, nil
 }
 
 func (f *evalFlags) request() (policies.Request, error) {

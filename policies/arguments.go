@@ -1,0 +1,84 @@
+package policies
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/agentid/agentid/internal/strictjson"
+)
+
+// MaxArgumentsDepth bounds the nesting of Action.Arguments.
+const MaxArgumentsDepth = 64
+
+// ArgumentsValue decodes an MCP tool call's arguments (Action.Arguments)
+// as conditions see them: "" is an empty object; otherwise exactly one
+// JSON object, read strictly — a duplicate key, keys that encoding/json
+// would fold together ("path" and "Path"), trailing data or nesting over
+// MaxArgumentsDepth are errors, since a tool could read another value than
+// the policy did. Objects become HCL objects, arrays tuples, numbers
+// numbers and null a null value.
+func ArgumentsValue(args string) (cty.Value, error) {
+	if args == "" {
+		return cty.EmptyObjectVal, nil
+	}
+	if len(args) > MaxArgumentsLen {
+		return cty.NilVal, &LimitError{Field: "action.arguments", Len: len(args), Max: MaxArgumentsLen}
+	}
+	v, err := strictjson.Decode([]byte(args), MaxArgumentsDepth, MaxArgumentsDepth+1)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return cty.NilVal, errors.New("not a JSON object")
+	}
+	return jsonValue(v)
+}
+
+// CheckArguments reports why args cannot be decided on (see
+// ArgumentsValue), or nil.
+func CheckArguments(args string) error {
+	_, err := ArgumentsValue(args)
+	return err
+}
+
+func jsonValue(v any) (cty.Value, error) {
+	switch x := v.(type) {
+	case nil:
+		return cty.NullVal(cty.DynamicPseudoType), nil
+	case bool:
+		return cty.BoolVal(x), nil
+	case string:
+		return cty.StringVal(x), nil
+	case json.Number:
+		return cty.ParseNumberVal(string(x))
+	case map[string]any:
+		if len(x) == 0 {
+			return cty.EmptyObjectVal, nil
+		}
+		m := make(map[string]cty.Value, len(x))
+		for k, e := range x {
+			ev, err := jsonValue(e)
+			if err != nil {
+				return cty.NilVal, err
+			}
+			m[k] = ev
+		}
+		return cty.ObjectVal(m), nil
+	case []any:
+		if len(x) == 0 {
+			return cty.EmptyTupleVal, nil
+		}
+		l := make([]cty.Value, len(x))
+		for i, e := range x {
+			ev, err := jsonValue(e)
+			if err != nil {
+				return cty.NilVal, err
+			}
+			l[i] = ev
+		}
+		return cty.TupleVal(l), nil
+	}
+	return cty.NilVal, errors.New("unexpected JSON value")
+}
