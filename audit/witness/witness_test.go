@@ -128,9 +128,14 @@ func TestWitnessRefuses(t *testing.T) {
 		}
 		lw := writeLog(t, path, ca.CreateX509SVID(vid), w, nil)
 		// The writer asks again from the witness's size (409), and the
-		// witness refuses: the consistency proof does not hold.
-		if err := lw.WitnessError(); err == nil || !strings.Contains(err.Error(), "does not extend the one of size") || !strings.Contains(err.Error(), "a fork or a rewrite") {
-			t.Fatalf("forked log: witness error %v", err)
+		// witness refuses: the consistency proof does not hold. The writer
+		// may be closed before its second request is answered (a loaded
+		// machine); either way nothing of the fork is cosigned.
+		err := lw.WitnessError()
+		forkRefused := err != nil && strings.Contains(err.Error(), "does not extend the one of size") && strings.Contains(err.Error(), "a fork or a rewrite")
+		conflict := err != nil && strings.Contains(err.Error(), "the last checkpoint cosigned for this log has size")
+		if !forkRefused && !conflict || lw.WitnessedSize() != 0 {
+			t.Fatalf("forked log: witness error %v, witnessed size %d", err, lw.WitnessedSize())
 		}
 	})
 }
