@@ -213,7 +213,7 @@ audit {
 		}
 		cfg += "}\n"
 	}
-	cfg += fmt.Sprintf("\ncheck_api {\n  listen = \"127.0.0.1:%d\"\n}\n\nmetrics {\n  listen = \"127.0.0.1:%d\"\n}\n", checkPort, metricsPort)
+	cfg += fmt.Sprintf("\ncheck_api {\n  listen = \"127.0.0.1:%d\"\n}\n\n# AuthZEN 1.0 on the check API's listener (docs/authzen.md).\nauthzen {\n  subject_types = [\"user\"]\n}\n\nmetrics {\n  listen = \"127.0.0.1:%d\"\n}\n", checkPort, metricsPort)
 	registrars := opts.Registrars
 	if len(registrars) == 0 {
 		registrars = []string{s.RegistrarAddr}

@@ -213,6 +213,48 @@ func TestStack(t *testing.T) {
 		}
 	}
 
+	// AuthZEN on the real SPIRE: an agent_task subject is proven by the
+	// JWT-SVID the task fetched from the Workload API (the dev policy
+	// allows any task); a forged token and another task's ID as subject.id
+	// are refused with their codes; an asserted user gets the policy's
+	// default deny.
+	authzen := strings.TrimSuffix(st.VerifierCheckURL, "/v1/check") + "/access/v1/evaluation"
+	for _, tc := range []struct {
+		name, subject, want string
+	}{
+		{"the task's own JWT-SVID", fmt.Sprintf(`{"type":"agent_task","id":%q,"properties":{"jwt":%q}}`, parentID, token), "allow"},
+		{"a forged JWT-SVID", fmt.Sprintf(`{"type":"agent_task","id":%q,"properties":{"jwt":%q}}`, parentID, token[:len(token)-4]+"AAAA"), "untrusted"},
+		{"another task's ID", fmt.Sprintf(`{"type":"agent_task","id":"spiffe://example.org/agent/x/task/y","properties":{"jwt":%q}}`, token), "subject_mismatch"},
+		{"an asserted user", `{"type":"user","id":"alice"}`, "deny"},
+	} {
+		body := `{"subject":` + tc.subject + `,"action":{"name":"read"},"resource":{"type":"doc","id":"1"}}`
+		req, _ := http.NewRequest("POST", authzen, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Request-ID", "req-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dec struct {
+			Decision bool `json:"decision"`
+			Context  struct {
+				Code string `json:"code"`
+			} `json:"context"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&dec)
+		resp.Body.Close()
+		got := dec.Context.Code
+		switch {
+		case dec.Decision:
+			got = "allow"
+		case got == "":
+			got = "deny"
+		}
+		if err != nil || resp.StatusCode != 200 || got != tc.want || resp.Header.Get("X-Request-ID") != "req-1" {
+			t.Errorf("AuthZEN, %s: %d %q (%v), X-Request-ID %q; want 200 %q", tc.name, resp.StatusCode, got, err, resp.Header.Get("X-Request-ID"), tc.want)
+		}
+	}
+
 	// An extra verifier in proxy mode in front of a service, with its own
 	// policy directory.
 	var upstreamAgent string
