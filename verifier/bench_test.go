@@ -522,3 +522,97 @@ func BenchmarkExtAuthzRatio(b *testing.B) {
 	b.Logf("closed loop, %d streams: median verifier/minimal throughput ratio %.3f over %d interleaved rounds of %d checks (min %.3f, max %.3f)",
 		extAuthzStreams, ratios[len(ratios)/2], len(ratios), perRound, ratios[0], ratios[len(ratios)-1])
 }
+
+// BenchmarkExtAuthzShares splits the gap of BenchmarkExtAuthzRatio into
+// its parts, with the same load (64 closed-loop streams on one connection
+// per server) and interleaved rounds (the order rotated every round), each
+// server's throughput divided by the do-nothing server's of the same
+// round: "response" is a do-nothing server that returns the verifier's
+// own OK response for the request (the identity headers: what the
+// response costs gRPC and the client), "noaudit" the verifier without
+// its audit log, "verifier" the verifier as BenchmarkExtAuthzRatio runs
+// it. All servers are made by serveGRPC (grpc.NewServer() with no
+// options) and called by the same kind of client.
+func BenchmarkExtAuthzShares(b *testing.B) {
+	ca := testca.New(b, td, time.Now())
+	v := benchVerifier(b, ca)
+	noAudit := *v
+	noAudit.Audit = nil
+	reqs := make([]*authv3.CheckRequest, 8)
+	responses := map[string]*authv3.CheckResponse{}
+	for i := range reqs {
+		certPEM, _ := testca.SVIDPEM(b, genSVID(b, ca, i, i, time.Now().Add(time.Hour)))
+		reqs[i] = checkReq(url.PathEscape(string(certPEM)), "GET", fmt.Sprintf("/svc%d/docs/1", i), map[string]string{":authority": "kb", "user-agent": "bench"}, "")
+		resp, err := (&verifier.ExtAuthz{V: &noAudit}).Check(context.Background(), reqs[i])
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("%v %v", resp, err)
+		}
+		responses[reqs[i].GetAttributes().GetRequest().GetHttp().GetPath()] = resp
+	}
+	names := []string{"minimal", "response", "noaudit", "verifier"}
+	servers := []string{
+		serveMinimalCheck(b),
+		serveGRPC(b, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, fixedCheck(responses)) }),
+		serveExtAuthz(b, &noAudit),
+		serveExtAuthz(b, v),
+	}
+	clients := make([]authv3.AuthorizationClient, len(servers))
+	for i, addr := range servers {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		clients[i] = authv3.NewAuthorizationClient(conn)
+		if _, err := clients[i].Check(context.Background(), reqs[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const perRound = 20000
+	ratios := make([][]float64, len(servers))
+	for i := 0; i < b.N || len(ratios[0]) < 7; i++ {
+		rate := make([]float64, len(servers))
+		for k := range servers {
+			s := (k + i) % len(servers)
+			rate[s] = closedRound(b, clients[s], reqs, perRound)
+		}
+		for s := range servers {
+			ratios[s] = append(ratios[s], rate[s]/rate[0])
+		}
+	}
+	v.Audit.Flush()
+	for s := 1; s < len(servers); s++ {
+		r := slices.Sorted(slices.Values(ratios[s]))
+		b.ReportMetric(r[len(r)/2], names[s]+"/minimal")
+		b.Logf("%s/minimal: median %.3f over %d interleaved rounds of %d checks (min %.3f, max %.3f)", names[s], r[len(r)/2], len(r), perRound, r[0], r[len(r)-1])
+	}
+}
+
+// fixedCheck answers each Check with the response stored for its path.
+type fixedCheck map[string]*authv3.CheckResponse
+
+func (f fixedCheck) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return f[req.GetAttributes().GetRequest().GetHttp().GetPath()], nil
+}
+
+// closedRound runs n checks from extAuthzStreams goroutines over c as a
+// closed loop and returns the checks per second.
+func closedRound(b *testing.B, c authv3.AuthorizationClient, reqs []*authv3.CheckRequest, n int64) float64 {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range extAuthzStreams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := next.Add(1); k <= n; k = next.Add(1) {
+				if _, err := c.Check(context.Background(), reqs[k%int64(len(reqs))]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}

@@ -225,20 +225,30 @@ func StripIdentityHeaders(h http.Header) {
 // IdentityHeaders renders the peer's identity as upstream headers.
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
 	out := make(map[string]string, 6)
-	identityHeaders(p, d, func(k, v string) { out[k] = v })
+	identityHeaders(p, ruleHeader(&d), func(k, v string) { out[k] = v })
 	return out
 }
 
-// identityHeaders calls f for each identity header, in key order.
-func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
+// ruleHeader is the x-agentid-rule value of d ("" without a rule): for
+// an allow, its one rule, without allocating.
+func ruleHeader(d *Decision) string {
+	if len(d.Rules) == 0 {
+		return ""
+	}
+	return headerSafe(strings.Join(d.RuleStrings(), ", "))
+}
+
+// identityHeaders calls f for each identity header, in key order; rule is
+// ruleHeader's.
+func identityHeaders(p *Peer, rule string, f func(k, v string)) {
 	c := p.claims
 	if c != nil {
 		f(HeaderAgent, c.Agent)
 		f(HeaderClaims, p.claimsB64)
 		f(HeaderPrincipal, headerSafe(c.Principal))
 	}
-	if len(d.Rules) > 0 {
-		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", "))) // one rule: no allocation but headerSafe's
+	if rule != "" {
+		f(HeaderRule, rule)
 	}
 	f(HeaderSPIFFEID, p.id.String())
 	if c != nil {

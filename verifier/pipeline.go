@@ -170,57 +170,88 @@ func (r *Result) HTTPStatus() int {
 // allowed only when every stage passed and the decision was recorded (or
 // the operator chose AuditFailOpen).
 func (v *Verifier) Decide(ctx context.Context, q *Query) Result {
+	var r Result
+	v.decideInto(q, &r, nil)
+	return r
+}
+
+// decideInto is Decide writing the result into r, which must be zero. A
+// front-end that keeps r (and in, the policy's input, used only with the
+// policies of this module, which do not keep it) off its stack answers
+// without copying them or growing its goroutine's stack; in may be nil.
+func (v *Verifier) decideInto(q *Query, r *Result, in *policies.Input) {
 	if v.Observe == nil {
-		return v.decide(q, v.now())
+		v.decide(q, v.now(), r, in)
+		return
 	}
 	start := time.Now()
 	now := start
 	if v.Clock != nil {
 		now = v.Clock()
 	}
-	r := v.decide(q, now)
-	v.Observe(q.Frontend, r, time.Since(start))
-	return r
+	v.decide(q, now, r, in)
+	v.Observe(q.Frontend, *r, time.Since(start))
 }
 
-func (v *Verifier) decide(q *Query, now time.Time) Result {
-	var r Result
+func (v *Verifier) decide(q *Query, now time.Time, r *Result, in *policies.Input) {
 	if q.Invalid != nil {
-		refuseInput(&r, q, q.Invalid)
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, q.Invalid)
+		v.finish(q, r)
+		return
 	}
-	p, err := v.Auth.Authenticate(q.Credential)
+	err := v.Auth.authenticateInto(&q.Credential, &r.Peer)
 	if err == nil && v.Liveness != nil {
-		lp := p // escapes to the hook: only allocated with one
+		lp := r.Peer // escapes to the hook: only allocated with one
 		err = v.Liveness(&lp, now)
 	}
 	if err != nil {
-		r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
-		r.Decision.Reason = err.Error()
-		v.finish(q, &r)
-		return r
+		v.refuseAuth(q, r, err)
+		return
 	}
-	r.Peer, r.Authenticated = p, true
+	r.Authenticated = true
 	a, mcpID, err := canonicalAction(q)
 	r.MCPID = mcpID
 	if err != nil {
-		refuseInput(&r, q, err)
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, err)
+		v.finish(q, r)
+		return
 	}
 	r.Action = a
-	r.Decision = Decision{Decision: v.Policy.Decide(&policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now})}
-	if dg, ok := v.Policy.(digester); ok {
-		r.Decision.PolicyDigest = dg.Digest()
-	}
+	v.ask(q, r, in, now)
 	if r.Decision.Allow {
 		r.Outcome = Allowed
 	} else {
 		r.Outcome, r.Code = Forbidden, ReasonForbidden
 	}
-	v.finish(q, &r)
-	return r
+	v.finish(q, r)
+}
+
+// refuseAuth makes r the refusal of a peer that did not authenticate (or
+// is not live).
+func (v *Verifier) refuseAuth(q *Query, r *Result, err error) {
+	*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
+	r.Decision.Reason = err.Error()
+	v.finish(q, r)
+}
+
+// ask puts the policy's decision on r's action into r.Decision. The
+// policies of this module do not keep their input, so a caller's in is
+// used for them; any other Policy gets an input of its own.
+func (v *Verifier) ask(q *Query, r *Result, in *policies.Input, now time.Time) {
+	switch v.Policy.(type) {
+	case *policies.Set, StorePolicy, *StorePolicy:
+	default:
+		in = nil
+	}
+	if in == nil {
+		in = new(policies.Input)
+	}
+	*in = policies.Input{Peer: r.Peer.policyPeer(), Action: r.Action, Request: q.Request, Now: now}
+	r.Decision = Decision{Decision: v.Policy.Decide(in)}
+	*in = policies.Input{}
+	if dg, ok := v.Policy.(digester); ok {
+		r.Decision.PolicyDigest = dg.Digest()
+	}
 }
 
 // refuseInput makes r a refusal of an input that cannot be decided.
