@@ -184,6 +184,12 @@ func (v *Verifier) decideInto(q *Query, r *Result, in *policies.Input) {
 		v.decide(q, v.now(), r, in)
 		return
 	}
+	v.decideObserved(q, r, in)
+}
+
+// decideObserved is decideInto with the Observe hook (a frame of its own:
+// the hook's copy of the Result is not on the stack without one).
+func (v *Verifier) decideObserved(q *Query, r *Result, in *policies.Input) {
 	start := time.Now()
 	now := start
 	if v.Clock != nil {
