@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/agentid/agentid/policies"
@@ -55,26 +54,13 @@ func (e *ExtAuthz) Register(s *grpc.Server) { authv3.RegisterAuthorizationServer
 // shared with other checks of the same peer (it is only serialized): do
 // not modify it.
 func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	c := checkPool.Get().(*extAuthzCheck)
+	c := getPending()
 	resp := e.check(ctx, req, c)
-	*c = extAuthzCheck{} // nothing of this check stays in the pool
-	checkPool.Put(c)
+	c.release()
 	return resp, nil
 }
 
-// extAuthzCheck is the working state of one check, pooled: the query, the
-// result and the policy's input stay off the handler goroutine's stack
-// (gRPC runs each call on a new goroutine, whose stack would otherwise
-// grow, by copying, on every call) and off the heap.
-type extAuthzCheck struct {
-	q  Query
-	r  Result
-	in policies.Input
-}
-
-var checkPool = sync.Pool{New: func() any { return new(extAuthzCheck) }}
-
-func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *extAuthzCheck) *authv3.CheckResponse {
+func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pending) *authv3.CheckResponse {
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	if httpReq == nil {
 		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes")
@@ -101,7 +87,7 @@ func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *extAu
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
 	}
-	e.V.decideInto(q, r, &c.in)
+	c.decide(e.V)
 	switch r.Outcome {
 	case Allowed:
 		return okResponse(&r.Peer, &r.Decision, headers)

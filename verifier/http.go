@@ -153,12 +153,15 @@ func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.H
 // the proxy: POSTs to one of mcpPaths are decided as MCP messages.
 func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths func() []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := Query{Frontend: frontend, Credential: HTTPCredential(r), Action: action(r),
-			Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}}
+		p := getPending()
+		q, res := &p.q, &p.r
+		q.Frontend, q.Credential, q.Action = frontend, HTTPCredential(r), action(r)
+		q.Request = Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}
 		if r.Method == http.MethodPost && isMCPPath(mcpPaths(), q.Action.Path) {
 			q.MCP = true
 			var err error
 			if q.Body, err = readBody(r); err != nil {
+				p.release()
 				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
 				return
 			}
@@ -169,16 +172,19 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				q.Invalid = badInput("path", "%s would be forwarded as %s", quotePath(q.Action.Path), quotePath(fwd))
 			}
 		}
-		res := v.Decide(r.Context(), &q)
+		p.decide(v)
 		if !res.Allowed() {
 			if q.MCP && (res.Outcome == BadRequest || res.Outcome == TooLarge) {
-				refuseJSONRPC(w, &res)
-				return
+				refuseJSONRPC(w, res)
+			} else {
+				refuse(w, res.HTTPStatus(), res.Message())
 			}
-			refuse(w, res.HTTPStatus(), res.Message())
+			p.release()
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &res)))
+		ctx := withPeer(r.Context(), res)
+		p.release()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

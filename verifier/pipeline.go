@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/agentid/agentid/audit"
@@ -258,6 +259,29 @@ func (v *Verifier) ask(q *Query, r *Result, in *policies.Input, now time.Time) {
 	if dg, ok := v.Policy.(digester); ok {
 		r.Decision.PolicyDigest = dg.Digest()
 	}
+}
+
+// pending is the working state of one decision, pooled: the query, the
+// result and the policy's input stay off the request goroutine's stack
+// (gRPC runs each call on a new goroutine, whose stack would otherwise
+// grow, by copying, on every call) and off the heap. Nothing of a
+// request stays in the pool: release clears it.
+type pending struct {
+	q  Query
+	r  Result
+	in policies.Input
+}
+
+var pendingPool = sync.Pool{New: func() any { return new(pending) }}
+
+func getPending() *pending { return pendingPool.Get().(*pending) }
+
+// decide runs the pipeline on p.q into p.r.
+func (p *pending) decide(v *Verifier) { v.decideInto(&p.q, &p.r, &p.in) }
+
+func (p *pending) release() {
+	*p = pending{}
+	pendingPool.Put(p)
 }
 
 // refuseInput makes r a refusal of an input that cannot be decided.
