@@ -213,6 +213,9 @@ rule "kb" {
 		if len(resp.GetOkResponse().GetHeadersToRemove()) != 0 {
 			t.Fatalf("round %d: headers to remove without forged headers: %v", i, resp.GetOkResponse().GetHeadersToRemove())
 		}
+		if again := check("/kb/2", nil); again != resp {
+			t.Fatalf("round %d: the OK response of the same peer and rule is built again", i)
+		}
 		forged := check("/kb/1", map[string]string{"x-agentid-task": "T-1", "X-Agentid-Other": "x"})
 		if got := forged.GetOkResponse().GetHeadersToRemove(); len(got) != 1 || got[0] != "X-Agentid-Other" {
 			t.Fatalf("round %d: headers to remove %q", i, got)
