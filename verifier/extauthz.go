@@ -171,10 +171,11 @@ func okResponse(p *Peer, d *Decision, incoming map[string]string) *authv3.CheckR
 }
 
 // peerHeaders keeps a peer's OK responses for ext_authz, one per deciding
-// rule for the last few rules; copies of a Peer (the cache hands out
-// copies) share it.
+// rule for the last few rules, and the identity header options they
+// share; copies of a Peer (the cache hands out copies) share it.
 type peerHeaders struct {
-	ok atomic.Pointer[[]*okHeaders]
+	base atomic.Pointer[[]*corev3.HeaderValueOption] // without the rule
+	ok   atomic.Pointer[[]*okHeaders]
 }
 
 // maxOKRules bounds the responses kept per peer.
@@ -186,9 +187,11 @@ type okHeaders struct {
 }
 
 // okHeaders returns the OK response for p and rule, built once (h may
-// be nil: a Peer not made by an Authenticator or NewPeer).
+// be nil: a Peer not made by an Authenticator or NewPeer). Concurrent
+// first checks may each build one; the last stored is kept, all are right.
 func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
 	var list []*okHeaders
+	var base []*corev3.HeaderValueOption
 	if h != nil {
 		if l := h.ok.Load(); l != nil {
 			list = *l
@@ -198,14 +201,31 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
 				}
 			}
 		}
+		if b := h.base.Load(); b != nil {
+			base = *b
+		}
+	}
+	if base == nil {
+		base = headerOptions(p, "")
+		if h != nil {
+			h.base.Store(&base)
+		}
+	}
+	opts := base
+	if rule != "" { // inserted in key order
+		i := slices.IndexFunc(base, func(o *corev3.HeaderValueOption) bool { return o.Header.Key > HeaderRule })
+		if i < 0 {
+			i = len(base)
+		}
+		opts = slices.Insert(slices.Clip(base), i, headerOption(HeaderRule, rule))
 	}
 	oh := &okHeaders{rule: rule, resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: headerOptions(p, rule)}},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
 	}}
 	if h != nil {
 		next := append([]*okHeaders{oh}, list[:min(len(list), maxOKRules-1)]...)
-		h.ok.Store(&next) // a concurrent store may win: either is right
+		h.ok.Store(&next)
 	}
 	return oh
 }
@@ -214,10 +234,12 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
 // overwrite incoming headers of the same name, in key order.
 func headerOptions(p *Peer, rule string) []*corev3.HeaderValueOption {
 	opts := make([]*corev3.HeaderValueOption, 0, 6)
-	identityHeaders(p, rule, func(k, v string) {
-		opts = append(opts, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
-	})
-	return opts
+	identityHeaders(p, rule, func(k, v string) { opts = append(opts, headerOption(k, v)) })
+	return slices.Clip(opts)
+}
+
+func headerOption(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 }
 
 func deniedResponse(httpCode typev3.StatusCode, c code.Code, reason string) *authv3.CheckResponse {

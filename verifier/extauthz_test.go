@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +213,16 @@ rule "kb" {
 		}
 		if len(resp.GetOkResponse().GetHeadersToRemove()) != 0 {
 			t.Fatalf("round %d: headers to remove without forged headers: %v", i, resp.GetOkResponse().GetHeadersToRemove())
+		}
+		var keys []string
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			keys = append(keys, h.GetHeader().GetKey())
+			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				t.Fatalf("round %d: %s is not overwritten: %v", i, h.GetHeader().GetKey(), h.GetAppendAction())
+			}
+		}
+		if want := []string{verifier.HeaderAgent, verifier.HeaderClaims, verifier.HeaderPrincipal, verifier.HeaderRule, verifier.HeaderSPIFFEID, verifier.HeaderTask}; !slices.Equal(keys, want) {
+			t.Fatalf("round %d: header keys %q, want %q", i, keys, want)
 		}
 		if again := check("/kb/2", nil); again != resp {
 			t.Fatalf("round %d: the OK response of the same peer and rule is built again", i)
