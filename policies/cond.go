@@ -370,6 +370,12 @@ func requestValue(r *Request) cty.Value {
 			m[strings.ToLower(k)] = cty.StringVal(strings.Join(v, ","))
 		}
 		h = cty.MapVal(m)
+	} else if len(r.HeaderMap) > 0 {
+		m := make(map[string]cty.Value, len(r.HeaderMap))
+		for k, v := range r.HeaderMap {
+			m[strings.ToLower(k)] = cty.StringVal(v)
+		}
+		h = cty.MapVal(m)
 	}
 	src, port := cty.StringVal(""), cty.NumberIntVal(0)
 	if r.Source.IsValid() {

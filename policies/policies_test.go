@@ -279,6 +279,11 @@ func TestConditions(t *testing.T) {
 		{"timeadd", `before(timeadd(now, "2h"), peer.deadline)`, nil, false},
 		{"headers", `lookup(request.headers, "x-ticket", "") != ""`, withHeaders, true},
 		{"headers absent", `lookup(request.headers, "x-ticket", "") != ""`, nil, false},
+		{"single-valued headers", `request.headers["x-ticket"] == "CHG-1"`, func(in *policies.Input) { in.Request.HeaderMap = map[string]string{"X-Ticket": "CHG-1"} }, true},
+		{"headers before single-valued", `request.headers["x-ticket"] == "CHG-1"`, func(in *policies.Input) {
+			withHeaders(in)
+			in.Request.HeaderMap = map[string]string{"x-ticket": "CHG-2"}
+		}, true},
 		{"source cidr", `cidr_contains("10.0.0.0/8", request.source)`, withHeaders, true},
 		{"action", `action.kind == "http" && startswith(action.path, "/kb/") && endswith(action.path, "/1")`, nil, true},
 		{"short-circuit or", `true || (1 / 0 > 1)`, nil, true},

@@ -84,6 +84,9 @@ type Request struct {
 	// Headers by name, in any case (http.Header works as it is);
 	// conditions see them with lower-case names.
 	Headers map[string][]string
+	// HeaderMap holds single-valued headers instead (Envoy ext_authz's
+	// map, read as it is): used when Headers is empty.
+	HeaderMap map[string]string
 	// Source is the peer's address, when known.
 	Source netip.AddrPort
 }

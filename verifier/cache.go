@@ -47,17 +47,26 @@ func newCache[V any](max int) *cache[V] {
 }
 
 func (c *cache[V]) get(key cacheKey, now time.Time) (V, bool) {
+	if v := c.lookup(key, now); v != nil {
+		return *v, true
+	}
+	var zero V
+	return zero, false
+}
+
+// lookup is get without the copy: the value of a live entry, which the
+// caller must only read (entries are immutable), or nil.
+func (c *cache[V]) lookup(key cacheKey, now time.Time) *V {
 	c.mu.RLock()
 	e, ok := c.items[key]
 	c.mu.RUnlock()
-	var zero V
 	if !ok || !now.Before(e.expires) {
-		return zero, false // an expired entry is replaced by the next put or the hand
+		return nil // an expired entry is replaced by the next put or the hand
 	}
 	if !e.used.Load() {
 		e.used.Store(true)
 	}
-	return e.val, true
+	return &e.val
 }
 
 func (c *cache[V]) put(key cacheKey, v V, expires, now time.Time) {

@@ -50,9 +50,11 @@ func canonicalAction(q *Query) (Action, []byte, error) {
 		return a, id, err
 	}
 	// What the engine would refuse anyway, refused here in protocol terms.
-	var le *policies.LimitError
-	if errors.As(a.CheckLimits(), &le) {
-		return Action{}, id, &InputError{What: le.Field, Detail: le.Error(), TooLarge: true}
+	if err := a.CheckLimits(); err != nil {
+		var le *policies.LimitError
+		if errors.As(err, &le) { // only here: its target escapes
+			return Action{}, id, &InputError{What: le.Field, Detail: le.Error(), TooLarge: true}
+		}
 	}
 	return a, id, nil
 }

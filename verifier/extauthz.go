@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/agentid/agentid/policies"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -49,24 +50,33 @@ type ExtAuthz struct {
 // Register adds the Authorization service to s.
 func (e *ExtAuthz) Register(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, e) }
 
-// Check implements authv3.AuthorizationServer.
+// Check implements authv3.AuthorizationServer. An OK response may be
+// shared with other checks of the same peer (it is only serialized): do
+// not modify it.
 func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	c := getPending()
+	resp := e.check(ctx, req, c)
+	c.release()
+	return resp, nil
+}
+
+func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pending) *authv3.CheckResponse {
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	if httpReq == nil {
-		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes"), nil
+		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes")
 	}
 	headers := httpReq.GetHeaders()
-	q := Query{Frontend: FrontendExtAuthz, Caller: callerID(ctx),
-		Action: Action{Kind: policies.KindHTTP, Method: httpReq.GetMethod(), Path: stripQuery(httpReq.GetPath())}}
+	q, r := &c.q, &c.r
+	q.Frontend, q.Caller = FrontendExtAuthz, callerID(ctx)
+	q.Action = Action{Kind: policies.KindHTTP, Method: httpReq.GetMethod(), Path: stripQuery(httpReq.GetPath())}
 	if n := headerBytes(headers); n > MaxHeaderBytes {
-		q.Invalid = &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}
-		res := e.V.Decide(ctx, &q)
-		return deniedResponse(typev3.StatusCode_RequestHeaderFieldsTooLarge, code.Code_INVALID_ARGUMENT, res.Message()), nil
+		return e.headersTooLarge(q, r, n)
 	}
 	q.Credential = extAuthzCredential(req.GetAttributes().GetSource(), headers)
-	q.Request = Request{Headers: headerMap(headers), Source: sourceAddr(req.GetAttributes().GetSource())}
+	q.Request.Source = sourceAddr(req.GetAttributes().GetSource())
 	if q.Action.Method == "POST" && isMCPPath(e.MCPPaths, q.Action.Path) {
 		q.MCP = true
+		q.Request.Headers = headerMap(headers) // ParseMCP reads them
 		q.Body = httpReq.GetRawBody()
 		if len(q.Body) == 0 {
 			q.Body = []byte(httpReq.GetBody())
@@ -74,19 +84,27 @@ func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 		if headers["x-envoy-auth-partial-body"] == "true" {
 			q.Body = make([]byte, MaxMCPBody+1) // truncated by Envoy: too large to decide
 		}
+	} else {
+		q.Request.HeaderMap = headers // the policy reads them as they are
 	}
-	res := e.V.Decide(ctx, &q)
-	switch res.Outcome {
+	c.decide(e.V)
+	switch r.Outcome {
 	case Allowed:
-		return okResponse(&res.Peer, res.Decision, headers), nil
+		return okResponse(&r.Peer, &r.Decision, headers)
 	case Unauthenticated:
-		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, res.Message()), nil
+		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, r.Message())
 	case Forbidden:
-		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, res.Message()), nil
+		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, r.Message())
 	case Unavailable:
-		return deniedResponse(typev3.StatusCode_ServiceUnavailable, code.Code_UNAVAILABLE, res.Message()), nil
+		return deniedResponse(typev3.StatusCode_ServiceUnavailable, code.Code_UNAVAILABLE, r.Message())
 	}
-	return deniedResponse(typev3.StatusCode(res.HTTPStatus()), code.Code_INVALID_ARGUMENT, res.Message()), nil
+	return deniedResponse(typev3.StatusCode(r.HTTPStatus()), code.Code_INVALID_ARGUMENT, r.Message())
+}
+
+func (e *ExtAuthz) headersTooLarge(q *Query, r *Result, n int) *authv3.CheckResponse {
+	q.Invalid = &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}
+	e.V.decideInto(q, r, nil)
+	return deniedResponse(typev3.StatusCode_RequestHeaderFieldsTooLarge, code.Code_INVALID_ARGUMENT, r.Message())
 }
 
 func extAuthzCredential(src *authv3.AttributeContext_Peer, headers map[string]string) Credential {
@@ -125,27 +143,126 @@ func callerID(ctx context.Context) string {
 // set with OVERWRITE_IF_EXISTS_OR_ADD, and only the other incoming
 // x-agentid-* headers are removed: Envoy applies removals after the
 // header mutations, so listing a header both ways would remove it.
-func okResponse(p *Peer, d Decision, incoming map[string]string) *authv3.CheckResponse {
-	// The header options in two arrays rather than twelve allocations.
-	var opts [7]corev3.HeaderValueOption
-	var vals [7]corev3.HeaderValue
-	ok := &authv3.OkHttpResponse{Headers: make([]*corev3.HeaderValueOption, 0, len(opts))}
-	identityHeaders(p, d, func(k, v string) { // in key order
-		i := len(ok.Headers)
-		vals[i].Key, vals[i].Value = k, v
-		opts[i].Header, opts[i].AppendAction = &vals[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		ok.Headers = append(ok.Headers, &opts[i])
-	})
+//
+// Without incoming x-agentid-* headers (the common case) the response is
+// the one built for this peer and deciding rule the first time, shared:
+// responses are only serialized, and a peer is immutable.
+func okResponse(p *Peer, d *Decision, incoming map[string]string) *authv3.CheckResponse {
+	oh := p.hdrs.okHeaders(p, ruleHeader(d))
+	headers := oh.resp.GetOkResponse().Headers
+	if !d.Receipt.IsZero() {
+		// A receipt is the decision's own: the response is built for it.
+		headers = withReceipt(headers, d.Receipt.String())
+	}
+	var remove []string
 	for k := range incoming {
-		if lk := strings.ToLower(k); strings.HasPrefix(lk, HeaderPrefix) && !slices.ContainsFunc(ok.Headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
+		if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
+			continue
+		}
+		if lk := strings.ToLower(k); !slices.ContainsFunc(headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
+			remove = append(remove, k)
 		}
 	}
-	slices.Sort(ok.HeadersToRemove)
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	if remove == nil && d.Receipt.IsZero() {
+		return oh.resp
 	}
+	slices.Sort(remove)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: headers, HeadersToRemove: remove,
+		}},
+	}
+}
+
+// withReceipt is the shared header options hs with x-agentid-receipt
+// added in key order (a new slice; hs is not changed).
+func withReceipt(hs []*corev3.HeaderValueOption, ref string) []*corev3.HeaderValueOption {
+	rh := headerOption(HeaderReceipt, ref)
+	out := make([]*corev3.HeaderValueOption, 0, len(hs)+1)
+	placed := false
+	for _, h := range hs {
+		if !placed && h.Header.Key > HeaderReceipt {
+			out, placed = append(out, rh), true
+		}
+		out = append(out, h)
+	}
+	if !placed {
+		out = append(out, rh)
+	}
+	return out
+}
+
+// peerHeaders keeps a peer's OK responses for ext_authz, one per deciding
+// rule for the last few rules, and the identity header options they
+// share; copies of a Peer (the cache hands out copies) share it.
+type peerHeaders struct {
+	base atomic.Pointer[[]*corev3.HeaderValueOption] // without the rule
+	ok   atomic.Pointer[[]*okHeaders]
+}
+
+// maxOKRules bounds the responses kept per peer.
+const maxOKRules = 4
+
+type okHeaders struct {
+	rule string
+	resp *authv3.CheckResponse
+}
+
+// okHeaders returns the OK response for p and rule, built once (h may
+// be nil: a Peer not made by an Authenticator or NewPeer). Concurrent
+// first checks may each build one; the last stored is kept, all are right.
+func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
+	var list []*okHeaders
+	var base []*corev3.HeaderValueOption
+	if h != nil {
+		if l := h.ok.Load(); l != nil {
+			list = *l
+			for _, oh := range list {
+				if oh.rule == rule {
+					return oh
+				}
+			}
+		}
+		if b := h.base.Load(); b != nil {
+			base = *b
+		}
+	}
+	if base == nil {
+		base = headerOptions(p, "")
+		if h != nil {
+			h.base.Store(&base)
+		}
+	}
+	opts := base
+	if rule != "" { // inserted in key order
+		i := slices.IndexFunc(base, func(o *corev3.HeaderValueOption) bool { return o.Header.Key > HeaderRule })
+		if i < 0 {
+			i = len(base)
+		}
+		opts = slices.Insert(slices.Clip(base), i, headerOption(HeaderRule, rule))
+	}
+	oh := &okHeaders{rule: rule, resp: &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
+	}}
+	if h != nil {
+		next := append([]*okHeaders{oh}, list[:min(len(list), maxOKRules-1)]...)
+		h.ok.Store(&next)
+	}
+	return oh
+}
+
+// headerOptions are the identity headers of p with rule as options that
+// overwrite incoming headers of the same name, in key order.
+func headerOptions(p *Peer, rule string) []*corev3.HeaderValueOption {
+	opts := make([]*corev3.HeaderValueOption, 0, 6)
+	identityHeaders(p, rule, "", func(k, v string) { opts = append(opts, headerOption(k, v)) })
+	return slices.Clip(opts)
+}
+
+func headerOption(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 }
 
 func deniedResponse(httpCode typev3.StatusCode, c code.Code, reason string) *authv3.CheckResponse {

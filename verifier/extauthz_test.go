@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,3 +143,96 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 func (rawCodec) Name() string { return "proto" }
+
+// TestExtAuthzHeadersAndSharedResponses runs a compiled policy whose rules
+// read request.headers behind ext_authz (Envoy's single-valued header map,
+// decided without converting it), and checks that the OK responses, shared
+// per peer and deciding rule, name the rule that decided each request and
+// that a response removing a forged header leaves the shared one intact.
+func TestExtAuthzHeadersAndSharedResponses(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	set, diags := policies.LoadFiles([]policies.File{{Name: "h.hcl", Src: []byte(`
+rule "ticket" {
+  effect = "allow"
+  action {
+    http {
+      paths = ["/tickets/**"]
+    }
+  }
+  condition = lookup(request.headers, "x-ticket", "") == "CHG-1"
+}
+rule "kb" {
+  effect = "allow"
+  action {
+    http {
+      methods = ["GET"]
+      paths   = ["/kb/**"]
+    }
+  }
+}
+`)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	e := &verifier.ExtAuthz{V: &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}), Policy: set}}
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	certPEM, _ := testca.SVIDPEM(t, ca.CreateX509SVID(taskID, ext(t, c)))
+	cert := url.PathEscape(string(certPEM))
+	check := func(path string, headers map[string]string) *authv3.CheckResponse {
+		t.Helper()
+		resp, err := e.Check(context.Background(), checkReq(cert, "GET", path, headers, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	headers := func(resp *authv3.CheckResponse) map[string]string {
+		hdr := map[string]string{}
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			hdr[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		return hdr
+	}
+	for i := range 3 { // the first builds the responses, the others share them
+		if resp := check("/tickets/1", map[string]string{"x-ticket": "CHG-1"}); resp.GetOkResponse() == nil || headers(resp)[verifier.HeaderRule] != "ticket (h.hcl:2)" {
+			t.Fatalf("round %d: ticket with header: %v", i, resp)
+		}
+		if resp := check("/tickets/1", map[string]string{"X-Ticket": "CHG-1"}); resp.GetOkResponse() == nil {
+			t.Fatalf("round %d: header name in another case: %v", i, resp)
+		}
+		if resp := check("/tickets/1", map[string]string{"x-ticket": "CHG-2"}); code.Code(resp.GetStatus().GetCode()) != code.Code_PERMISSION_DENIED {
+			t.Fatalf("round %d: ticket with another header value: %v", i, resp)
+		}
+		if resp := check("/tickets/1", nil); code.Code(resp.GetStatus().GetCode()) != code.Code_PERMISSION_DENIED {
+			t.Fatalf("round %d: ticket without header: %v", i, resp)
+		}
+		resp := check("/kb/1", nil)
+		if hdr := headers(resp); hdr[verifier.HeaderRule] != "kb (h.hcl:11)" || hdr[verifier.HeaderSPIFFEID] != taskID.String() || hdr[verifier.HeaderTask] != "T-42" {
+			t.Fatalf("round %d: kb: %v", i, hdr)
+		}
+		if len(resp.GetOkResponse().GetHeadersToRemove()) != 0 {
+			t.Fatalf("round %d: headers to remove without forged headers: %v", i, resp.GetOkResponse().GetHeadersToRemove())
+		}
+		var keys []string
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			keys = append(keys, h.GetHeader().GetKey())
+			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				t.Fatalf("round %d: %s is not overwritten: %v", i, h.GetHeader().GetKey(), h.GetAppendAction())
+			}
+		}
+		if want := []string{verifier.HeaderAgent, verifier.HeaderClaims, verifier.HeaderPrincipal, verifier.HeaderRule, verifier.HeaderSPIFFEID, verifier.HeaderTask}; !slices.Equal(keys, want) {
+			t.Fatalf("round %d: header keys %q, want %q", i, keys, want)
+		}
+		if again := check("/kb/2", nil); again != resp {
+			t.Fatalf("round %d: the OK response of the same peer and rule is built again", i)
+		}
+		forged := check("/kb/1", map[string]string{"x-agentid-task": "T-1", "X-Agentid-Other": "x"})
+		if got := forged.GetOkResponse().GetHeadersToRemove(); len(got) != 1 || got[0] != "X-Agentid-Other" {
+			t.Fatalf("round %d: headers to remove %q", i, got)
+		}
+		if got := applyAsEnvoy(map[string]string{"x-agentid-task": "T-1", "x-agentid-other": "x"}, forged.GetOkResponse()); got["x-agentid-task"] != "T-42" || got["x-agentid-other"] != "" {
+			t.Fatalf("round %d: upstream headers %v", i, got)
+		}
+	}
+}

@@ -31,17 +31,21 @@ func (a *Authenticator) AuthenticateGRPC(ctx context.Context) (Peer, error) {
 }
 
 func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (context.Context, error) {
-	q := Query{Frontend: FrontendGRPC, Credential: GRPCCredential(ctx), Action: Action{Kind: policies.KindGRPC, Path: fullMethod}}
+	p := getPending()
+	defer p.release()
+	q, res := &p.q, &p.r
+	q.Frontend, q.Credential = FrontendGRPC, GRPCCredential(ctx)
+	q.Action = Action{Kind: policies.KindGRPC, Path: fullMethod}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		q.Request.Headers = md
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		q.Request.Source = remoteAddr(pr.Addr.String())
 	}
-	res := v.Decide(ctx, &q)
+	p.decide(v)
 	switch res.Outcome {
 	case Allowed:
-		return withPeer(ctx, &res), nil
+		return withPeer(ctx, res), nil
 	case Unauthenticated:
 		return nil, status.Error(codes.Unauthenticated, res.Message())
 	case Forbidden:

@@ -172,12 +172,15 @@ func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.H
 // the proxy: POSTs to one of mcpPaths are decided as MCP messages.
 func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths func() []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := Query{Frontend: frontend, Credential: HTTPCredential(r), Action: action(r),
-			Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}}
+		p := getPending()
+		q, res := &p.q, &p.r
+		q.Frontend, q.Credential, q.Action = frontend, HTTPCredential(r), action(r)
+		q.Request = Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}
 		if r.Method == http.MethodPost && isMCPPath(mcpPaths(), q.Action.Path) {
 			q.MCP = true
 			var err error
 			if q.Body, err = readBody(r); err != nil {
+				p.release()
 				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
 				return
 			}
@@ -188,16 +191,19 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				q.Invalid = badInput("path", "%s would be forwarded as %s", quotePath(q.Action.Path), quotePath(fwd))
 			}
 		}
-		res := v.Decide(r.Context(), &q)
+		p.decide(v)
 		if !res.Allowed() {
 			if q.MCP && (res.Outcome == BadRequest || res.Outcome == TooLarge) {
-				refuseJSONRPC(w, &res)
-				return
+				refuseJSONRPC(w, res)
+			} else {
+				refuse(w, res.HTTPStatus(), res.Message())
 			}
-			refuse(w, res.HTTPStatus(), res.Message())
+			p.release()
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(withPeer(r.Context(), &res)))
+		ctx := withPeer(r.Context(), res)
+		p.release()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -244,23 +250,33 @@ func StripIdentityHeaders(h http.Header) {
 // IdentityHeaders renders the peer's identity as upstream headers.
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
 	out := make(map[string]string, 7)
-	identityHeaders(p, d, func(k, v string) { out[k] = v })
+	identityHeaders(p, ruleHeader(&d), d.Receipt.String(), func(k, v string) { out[k] = v })
 	return out
 }
 
-// identityHeaders calls f for each identity header, in key order.
-func identityHeaders(p *Peer, d Decision, f func(k, v string)) {
+// ruleHeader is the x-agentid-rule value of d ("" without a rule): for
+// an allow, its one rule, without allocating.
+func ruleHeader(d *Decision) string {
+	if len(d.Rules) == 0 {
+		return ""
+	}
+	return headerSafe(strings.Join(d.RuleStrings(), ", "))
+}
+
+// identityHeaders calls f for each identity header, in key order; rule is
+// ruleHeader's, receipt the decision's audit reference ("" without).
+func identityHeaders(p *Peer, rule, receipt string, f func(k, v string)) {
 	c := p.claims
 	if c != nil {
 		f(HeaderAgent, c.Agent)
 		f(HeaderClaims, p.claimsB64)
 		f(HeaderPrincipal, headerSafe(c.Principal))
 	}
-	if !d.Receipt.IsZero() {
-		f(HeaderReceipt, d.Receipt.String())
+	if receipt != "" {
+		f(HeaderReceipt, receipt)
 	}
-	if len(d.Rules) > 0 {
-		f(HeaderRule, headerSafe(strings.Join(d.RuleStrings(), ", "))) // one rule: no allocation but headerSafe's
+	if rule != "" {
+		f(HeaderRule, rule)
 	}
 	f(HeaderSPIFFEID, p.id.String())
 	if c != nil {

@@ -39,8 +39,9 @@ type Peer struct {
 	expires    time.Time
 	issued     time.Time // X.509 NotBefore or JWT iat (zero when unknown)
 	claimsJSON []byte
-	claimsB64  string   // base64url of claimsJSON: the x-agentid-claims header
-	audience   []string // a JWT-SVID's aud (shared with the cache: never handed out)
+	claimsB64  string       // base64url of claimsJSON: the x-agentid-claims header
+	audience   []string     // a JWT-SVID's aud (shared with the cache: never handed out)
+	hdrs       *peerHeaders // ext_authz responses, shared by the copies
 }
 
 // setClaims attaches c, rendered once for the audit log and the headers.
@@ -53,7 +54,7 @@ func (p *Peer) setClaims(c *svid.Claims) {
 // NewPeer is a peer authenticated by other means (tests, adapters that
 // verified the credential themselves). claims may be nil; they are copied.
 func NewPeer(id spiffeid.ID, claims *svid.Claims) Peer {
-	p := Peer{id: id, kind: "other"}
+	p := Peer{id: id, kind: "other", hdrs: new(peerHeaders)}
 	if claims != nil {
 		c := claims.Clone()
 		p.expires = c.Deadline
@@ -209,6 +210,47 @@ func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
 	return Peer{}, deny(ReasonNoCredential, errors.New("no client certificate or bearer JWT-SVID"))
 }
 
+// authenticateInto is Authenticate writing the peer into p: a credential
+// found in the cache is copied from it once, in a small stack frame (the
+// common case on a request path); anything else goes to Authenticate.
+func (a *Authenticator) authenticateInto(c *Credential, p *Peer) error {
+	if cached := a.lookup(c); cached != nil {
+		*p = *cached
+		return nil
+	}
+	return a.authenticateSlow(c, p)
+}
+
+// lookup finds c in the cache under its kind, as the first step of each
+// kind's method below does, or returns nil.
+func (a *Authenticator) lookup(c *Credential) *Peer {
+	var key cacheKey
+	switch c.Kind {
+	case CredentialX509, CredentialX509Verified:
+		if len(c.Chain) == 0 || c.Chain[0] == nil {
+			return nil
+		}
+		key = cacheKey{c.Kind, bytesKey(c.Chain[0].Raw)}
+	case CredentialPEM:
+		key = cacheKey{CredentialPEM, c.Value}
+	case CredentialJWT:
+		if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
+			return nil // refused by JWT, cached or not
+		}
+		key = cacheKey{CredentialJWT, c.Value}
+	default:
+		return nil
+	}
+	return a.cache.lookup(key, a.cfg.Clock())
+}
+
+//go:noinline
+func (a *Authenticator) authenticateSlow(c *Credential, p *Peer) error {
+	var err error
+	*p, err = a.Authenticate(*c)
+	return err
+}
+
 // Certificates authenticates a peer by its certificate chain (leaf first),
 // verifying it against the X.509 bundles. Use it for chains the TLS stack
 // has not verified (ext_authz) or verified with other roots.
@@ -301,7 +343,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if err := a.checkDomain(s.ID); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token), audience: slices.Clone(s.Audience)}
+	p := Peer{id: s.ID, kind: "jwt", expires: s.Expiry, jwtID: jwtID(s, token), audience: slices.Clone(s.Audience), hdrs: new(peerHeaders)}
 	if iat, ok := s.Claims["iat"].(float64); ok {
 		p.issued = time.Unix(int64(iat), 0)
 	}
@@ -432,7 +474,7 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	if err := a.checkDomain(id); err != nil {
 		return Peer{}, err
 	}
-	p := Peer{id: id, kind: "x509", serial: leaf.SerialNumber.Text(16), expires: leaf.NotAfter, issued: leaf.NotBefore}
+	p := Peer{id: id, kind: "x509", serial: leaf.SerialNumber.Text(16), expires: leaf.NotAfter, issued: leaf.NotBefore, hdrs: new(peerHeaders)}
 	c, found, err := svid.FromCertificate(leaf, a.claimOptions(now)...)
 	if err != nil {
 		return Peer{}, deny(ReasonInvalidClaims, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/agentid/agentid/audit"
@@ -208,74 +209,82 @@ func (r *Result) HTTPStatus() int {
 // allowed only when every stage passed and the decision was recorded (or
 // the operator chose AuditFailOpen).
 func (v *Verifier) Decide(ctx context.Context, q *Query) Result {
+	var r Result
+	v.decideInto(q, &r, nil)
+	return r
+}
+
+// decideInto is Decide writing the result into r, which must be zero. A
+// front-end that keeps r (and in, the policy's input, used only with the
+// policies of this module, which do not keep it) off its stack answers
+// without copying them or growing its goroutine's stack; in may be nil.
+func (v *Verifier) decideInto(q *Query, r *Result, in *policies.Input) {
 	if v.Observe == nil {
-		return v.decide(q, v.now())
+		v.decide(q, v.now(), r, in)
+		return
 	}
+	v.decideObserved(q, r, in)
+}
+
+// decideObserved is decideInto with the Observe hook (a frame of its own:
+// the hook's copy of the Result is not on the stack without one).
+func (v *Verifier) decideObserved(q *Query, r *Result, in *policies.Input) {
 	start := time.Now()
 	now := start
 	if v.Clock != nil {
 		now = v.Clock()
 	}
-	r := v.decide(q, now)
-	v.Observe(q.Frontend, r, time.Since(start))
-	return r
+	v.decide(q, now, r, in)
+	v.Observe(q.Frontend, *r, time.Since(start))
 }
 
-func (v *Verifier) decide(q *Query, now time.Time) Result {
-	var r Result
+func (v *Verifier) decide(q *Query, now time.Time, r *Result, in *policies.Input) {
 	if q.Invalid != nil {
-		refuseInput(&r, q, q.Invalid)
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, q.Invalid)
+		v.finish(q, r)
+		return
 	}
 	if q.Subject.Type != "" {
-		return v.decideAsserted(q, now)
+		v.decideAsserted(q, now, r, in)
+		return
 	}
-	p, ok := v.authenticate(q, now, &r)
-	if !ok {
-		v.finish(q, &r)
-		return r
+	if !v.authenticate(q, now, r) {
+		v.finish(q, r)
+		return
 	}
-	r.Peer, r.Authenticated = p, true
+	r.Authenticated = true
 	a, mcpID, err := canonicalAction(q)
 	r.MCPID = mcpID
 	if err == nil && q.Reject != nil {
 		err = q.Reject
 	}
 	if err != nil {
-		refuseInput(&r, q, err)
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, err)
+		v.finish(q, r)
+		return
 	}
 	r.Action = a
-	in := policies.Input{Peer: p.policyPeer(), Action: a, Request: q.Request, Now: now,
-		Resource: q.Resource, ActionProperties: q.ActionProperties, Context: q.Context}
-	r.Decision = Decision{Decision: v.Policy.Decide(&in)}
-	v.conclude(q, &r, &in)
-	return r
+	v.ask(q, r, in, now)
+	v.conclude(q, r)
 }
 
 // decideAsserted decides for a subject the caller asserts: no credential
 // is read and no peer authenticated; the rest of the pipeline is the same.
-func (v *Verifier) decideAsserted(q *Query, now time.Time) Result {
-	var r Result
+func (v *Verifier) decideAsserted(q *Query, now time.Time, r *Result, in *policies.Input) {
 	if q.Subject.Type == policies.SubjectAgentTask || q.Subject.Type == policies.SubjectWorkload || q.Credential.Kind != CredentialNone {
-		refuseInput(&r, q, badInput("subject", "the subject type %q is reserved for authenticated peers: an asserted subject carries no credential and cannot take it", q.Subject.Type))
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, badInput("subject", "the subject type %q is reserved for authenticated peers: an asserted subject carries no credential and cannot take it", q.Subject.Type))
+		v.finish(q, r)
+		return
 	}
 	a, _, err := canonicalAction(q)
 	if err != nil {
-		refuseInput(&r, q, err)
-		v.finish(q, &r)
-		return r
+		refuseInput(r, q, err)
+		v.finish(q, r)
+		return
 	}
 	r.Action = a
-	in := policies.Input{Subject: q.Subject, Resource: q.Resource, Action: a,
-		ActionProperties: q.ActionProperties, Context: q.Context, Request: q.Request, Now: now}
-	r.Decision = Decision{Decision: v.Policy.Decide(&in)}
-	v.conclude(q, &r, &in)
-	return r
+	v.ask(q, r, in, now)
+	v.conclude(q, r)
 }
 
 // checkSubject holds an AuthZEN agent_task subject to its credential.
@@ -296,43 +305,70 @@ func boundedString(s string) string {
 	return s
 }
 
-// conclude turns the policy's decision on in into the outcome and records
-// it.
-func (v *Verifier) conclude(q *Query, r *Result, in *policies.Input) {
+// ask puts the policy's decision on r's action into r.Decision (and, for a
+// denial when q.WantScopes, the scopes that would have allowed it). The
+// policies of this module do not keep their input, so a caller's in is
+// used for them; any other Policy gets an input of its own.
+func (v *Verifier) ask(q *Query, r *Result, in *policies.Input, now time.Time) {
+	switch v.Policy.(type) {
+	case *policies.Set, StorePolicy, *StorePolicy:
+	default:
+		in = nil
+	}
+	if in == nil {
+		in = new(policies.Input)
+	}
+	*in = policies.Input{Action: r.Action, Request: q.Request, Now: now,
+		Resource: q.Resource, ActionProperties: q.ActionProperties, Context: q.Context}
+	if q.Subject.Type != "" {
+		in.Subject = q.Subject
+	} else {
+		in.Peer = r.Peer.policyPeer()
+	}
+	r.Decision = Decision{Decision: v.Policy.Decide(in)}
+	if !r.Decision.Allow && q.WantScopes && r.Decision.Limit == nil {
+		if sc, ok := v.Policy.(scoper); ok {
+			r.MissingScopes = sc.MissingScopes(in)
+		}
+	}
+	*in = policies.Input{}
 	if dg, ok := v.Policy.(digester); ok {
 		r.Decision.PolicyDigest = dg.Digest()
 	}
+}
+
+// conclude turns the policy's decision into the outcome and records it.
+func (v *Verifier) conclude(q *Query, r *Result) {
 	if r.Decision.Allow {
 		r.Outcome = Allowed
 	} else {
 		r.Outcome, r.Code = Forbidden, ReasonForbidden
-		if sc, ok := v.Policy.(scoper); ok && q.WantScopes && r.Decision.Limit == nil {
-			r.MissingScopes = sc.MissingScopes(in)
-		}
 	}
 	v.finish(q, r)
 }
 
-// authenticate is the pipeline's first stages: credential, audience,
-// liveness. On failure r is the refusal (not yet recorded).
-func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) (Peer, bool) {
-	p, err := v.Auth.Authenticate(q.Credential)
+// authenticate is the pipeline's first stages — credential, AuthZEN
+// subject id, audience, liveness — into r.Peer. On failure r is the
+// refusal (not yet recorded).
+func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
+	err := v.Auth.authenticateInto(&q.Credential, &r.Peer)
+	p := &r.Peer
 	if err == nil && q.SubjectID != "" {
-		err = checkSubject(&p, q.SubjectID)
+		err = checkSubject(p, q.SubjectID)
 	}
 	if err == nil && q.Audience != "" && p.kind == "jwt" && !p.HasAudience(q.Audience) {
 		err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
 	}
 	if err == nil && v.Liveness != nil {
-		lp := p // escapes to the hook: only allocated with one
+		lp := *p // escapes to the hook: only allocated with one
 		err = v.Liveness(&lp, now)
 	}
 	if err != nil {
 		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
 		r.Decision.Reason = err.Error()
-		return Peer{}, false
+		return false
 	}
-	return p, true
+	return true
 }
 
 // Authenticate runs the pipeline's authentication stages for q
@@ -345,14 +381,37 @@ func (v *Verifier) Authenticate(ctx context.Context, q *Query) Result {
 	start := time.Now()
 	now := v.now()
 	var r Result
-	if p, ok := v.authenticate(q, now, &r); ok {
-		return Result{Outcome: Allowed, Peer: p, Authenticated: true, Action: q.Action}
+	if v.authenticate(q, now, &r) {
+		return Result{Outcome: Allowed, Peer: r.Peer, Authenticated: true, Action: q.Action}
 	}
 	v.finish(q, &r)
 	if v.Observe != nil {
 		v.Observe(q.Frontend, r, time.Since(start))
 	}
 	return r
+}
+
+// pending is the working state of one decision, pooled: the query, the
+// result and the policy's input stay off the request goroutine's stack
+// (gRPC runs each call on a new goroutine, whose stack would otherwise
+// grow, by copying, on every call) and off the heap. Nothing of a
+// request stays in the pool: release clears it.
+type pending struct {
+	q  Query
+	r  Result
+	in policies.Input
+}
+
+var pendingPool = sync.Pool{New: func() any { return new(pending) }}
+
+func getPending() *pending { return pendingPool.Get().(*pending) }
+
+// decide runs the pipeline on p.q into p.r.
+func (p *pending) decide(v *Verifier) { v.decideInto(&p.q, &p.r, &p.in) }
+
+func (p *pending) release() {
+	*p = pending{}
+	pendingPool.Put(p)
 }
 
 // Visible authenticates q's credential like Authenticate, then asks the
