@@ -61,33 +61,83 @@ type Filter struct {
 	ParentID string
 }
 
+// Listing is what List and ListPage return.
+type Listing struct {
+	// Tasks are the tasks that match, ordered by SPIFFE ID (within the
+	// page, for ListPage).
+	Tasks []Task
+	// Invalid are the task-shaped entries (a task SPIFFE ID of the trust
+	// domain with selectors of the task type) that matched but do not
+	// decode as a task: reported apart so that one broken entry neither
+	// fails the listing nor hides the others.
+	Invalid []InvalidEntry
+	// NextPageToken continues a ListPage; empty on the last page (always
+	// empty from List).
+	NextPageToken string
+}
+
+// InvalidEntry is a task-shaped entry that does not decode.
+type InvalidEntry struct {
+	ID      spiffeid.ID
+	EntryID string
+	Err     error
+}
+
 // List returns the tasks that match every field of f, ordered by SPIFFE
-// ID. Entries of other workloads are skipped; a task entry that does not
-// decode is an error.
-func (r *Registrar) List(ctx context.Context, f Filter) ([]Task, error) {
+// ID, reading every page. Entries of other workloads are skipped; task
+// entries that do not decode are returned in Listing.Invalid.
+func (r *Registrar) List(ctx context.Context, f Filter) (Listing, error) {
+	var all Listing
+	token := ""
+	for {
+		page, err := r.ListPage(ctx, f, r.cfg.pageSize, token)
+		if err != nil {
+			return Listing{}, err
+		}
+		all.Tasks = append(all.Tasks, page.Tasks...)
+		all.Invalid = append(all.Invalid, page.Invalid...)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	sortTasks(all.Tasks)
+	return all, nil
+}
+
+// ListPage returns one page of List: at most pageSize entries of SPIRE
+// (0: SPIRE's own limit, all of them) from the page token (empty: the
+// first page). The tasks and invalid entries of a page may be fewer than
+// pageSize: entries of other workloads are skipped. Pages follow SPIRE's
+// order; tasks are sorted by SPIFFE ID within a page.
+func (r *Registrar) ListPage(ctx context.Context, f Filter, pageSize int32, token string) (Listing, error) {
 	filter, err := r.listFilter(ctx, f)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
-	entries, err := r.list(ctx, filter)
+	resp, err := r.client.ListEntries(ctx, &entryv1.ListEntriesRequest{Filter: filter, PageSize: pageSize, PageToken: token})
 	if err != nil {
-		return nil, err
+		return Listing{}, wrapErr("list entries", err)
 	}
-	tasks := make([]Task, 0, len(entries))
-	for _, e := range entries {
+	out := Listing{NextPageToken: resp.GetNextPageToken(), Tasks: make([]Task, 0, len(resp.GetEntries()))}
+	for _, e := range resp.GetEntries() {
 		if !r.isTaskEntry(e) {
 			continue
 		}
 		t, err := r.task(e)
 		if err != nil {
-			return nil, wrapErr("list", err)
+			out.Invalid = append(out.Invalid, InvalidEntry{ID: t.ID, EntryID: e.GetId(), Err: err})
+			continue
 		}
-		tasks = append(tasks, t)
+		out.Tasks = append(out.Tasks, t)
 	}
+	sortTasks(out.Tasks)
+	return out, nil
+}
+
+func sortTasks(tasks []Task) {
 	slices.SortFunc(tasks, func(a, b Task) int {
 		return cmp.Or(cmp.Compare(a.ID.String(), b.ID.String()), cmp.Compare(a.EntryID, b.EntryID))
 	})
-	return tasks, nil
 }
 
 func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, error) {

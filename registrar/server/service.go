@@ -153,18 +153,38 @@ func (s *Service) GetTask(ctx context.Context, in *registrarv1.GetTaskRequest) (
 	return taskProto(task)
 }
 
-// ListTasks lists the tasks that match every filter given. Operators only.
+// maxListPage bounds ListTasks' page_size: 5,000 tasks are about 2 MB,
+// half of gRPC's default 4 MB message limit.
+const maxListPage = 5000
+
+// ListTasks lists the tasks that match every filter given, one page per
+// call when page_size is set. Operators only.
 func (s *Service) ListTasks(ctx context.Context, in *registrarv1.ListTasksRequest) (*registrarv1.ListTasksResponse, error) {
-	tasks, err := s.r.List(ctx, registrar.Filter{Agent: in.GetAgent(), Principal: in.GetPrincipal(),
-		Model: in.GetModel(), ParentTask: in.GetParentTask()})
+	if n := in.GetPageSize(); n < 0 || n > maxListPage {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid_request: page_size %d is not 0..%d", n, maxListPage)
+	}
+	f := registrar.Filter{Agent: in.GetAgent(), Principal: in.GetPrincipal(), Model: in.GetModel(), ParentTask: in.GetParentTask()}
+	var (
+		l   registrar.Listing
+		err error
+	)
+	if in.GetPageSize() == 0 && in.GetPageToken() == "" {
+		l, err = s.r.List(ctx, f)
+	} else {
+		l, err = s.r.ListPage(ctx, f, in.GetPageSize(), in.GetPageToken())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &registrarv1.ListTasksResponse{Tasks: make([]*registrarv1.Task, len(tasks))}
-	for i, t := range tasks {
+	out := &registrarv1.ListTasksResponse{Tasks: make([]*registrarv1.Task, len(l.Tasks)), NextPageToken: l.NextPageToken}
+	for i, t := range l.Tasks {
 		if out.Tasks[i], err = taskProto(t); err != nil {
 			return nil, err
 		}
+	}
+	for _, bad := range l.Invalid {
+		s.cfg.log.Warn("task entry does not decode", "task", bad.ID.String(), "entry", bad.EntryID, "err", bad.Err)
+		out.Invalid = append(out.Invalid, &registrarv1.InvalidTaskEntry{SpiffeId: bad.ID.String(), EntryId: bad.EntryID, Error: bad.Err.Error()})
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -212,4 +213,55 @@ func TestDelegateOverMTLS(t *testing.T) {
 	if n := len(fe.Entries()); n != 4 {
 		t.Errorf("%d entries, want P, R, R2 and one more child", n)
 	}
+}
+
+// TestListTasksPages: ListTasks pages (page_size, page_token,
+// next_page_token) so that a large fleet never needs one reply over gRPC's
+// 4 MB limit, and a task-shaped entry that does not decode is reported in
+// invalid without failing the call or hiding the others.
+func TestListTasksPages(t *testing.T) {
+	r, fe := newRegistrar(t, loadPolicy(t))
+	op, _ := serveOperator(t, New(r, WithDefaultParentID(testNode)))
+	for _, task := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		createPlanner(t, op, task, "kb:read")
+	}
+	broken := fe.Add(&types.Entry{SpiffeId: &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/planner/task/X"},
+		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/spire/agent/join_token/node1"},
+		Selectors: []*types.Selector{{Type: "agentid", Value: "task:X"}}, ExpiresAt: testNow.Add(time.Hour).Unix()})[0]
+
+	var ids []string
+	var invalid []*registrarv1.InvalidTaskEntry
+	req := &registrarv1.ListTasksRequest{PageSize: 3}
+	pages := 0
+	for {
+		resp, err := op.ListTasks(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(resp.Tasks)+len(resp.Invalid) > 3 {
+			t.Errorf("page %d holds %d entries, page size 3", pages, len(resp.Tasks)+len(resp.Invalid))
+		}
+		for _, task := range resp.Tasks {
+			ids = append(ids, task.SpiffeId)
+		}
+		invalid = append(invalid, resp.Invalid...)
+		if resp.NextPageToken == "" {
+			break
+		}
+		req.PageToken = resp.NextPageToken
+	}
+	if len(ids) != 7 || pages < 3 {
+		t.Errorf("%d tasks in %d pages: %q", len(ids), pages, ids)
+	}
+	if len(invalid) != 1 || invalid[0].EntryId != broken || invalid[0].SpiffeId != "spiffe://example.org/agent/planner/task/X" || invalid[0].Error == "" {
+		t.Errorf("invalid = %v", invalid)
+	}
+	// page_size 0: everything in one reply, as before paging.
+	all, err := op.ListTasks(ctxT(t), &registrarv1.ListTasksRequest{})
+	if err != nil || len(all.Tasks) != 7 || len(all.Invalid) != 1 || all.NextPageToken != "" {
+		t.Errorf("unpaged: %d tasks, %d invalid, token %q, %v", len(all.GetTasks()), len(all.GetInvalid()), all.GetNextPageToken(), err)
+	}
+	_, err = op.ListTasks(ctxT(t), &registrarv1.ListTasksRequest{PageSize: 5001})
+	wantStatus(t, err, codes.InvalidArgument, "invalid_request: page_size 5001 is not 0..5000")
 }
