@@ -50,7 +50,7 @@ func (r *Registrar) Create(ctx context.Context, req Request) (Task, error) {
 	if err != nil {
 		return Task{}, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + req.ParentID, Err: err}
 	}
-	return r.put(ctx, c, node, extra, now)
+	return r.put(ctx, c, node, extra, now, !req.Deadline.IsZero())
 }
 
 func (r *Registrar) currentPolicy() *Policy {
@@ -152,21 +152,34 @@ func (rule AgentRule) admit(c svid.Claims, now time.Time) error {
 	return nil
 }
 
-// put writes the task's entry unless the task exists.
-func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time) (Task, error) {
+// RetryWindow bounds how late a retried create or delegation that gave
+// a TTL (or no deadline: the agent's max_ttl) is recognised as the same
+// request: its deadline, now + TTL, moves on with the clock, so the
+// existing entry's deadline must lie within this window before it. A
+// request that named its deadline matches whenever it is retried.
+const RetryWindow = 10 * time.Minute
+
+// put writes the task's entry unless the task exists. A task that exists
+// with the entry this request would write (same node, same selectors, and
+// the same deadline — for a relative one (exact false), a deadline at most
+// RetryWindow earlier) is the same request retried: its task is returned,
+// so that a create is idempotent for a caller that retries with the task
+// ID. Any other existing entry is a conflict.
+func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time, exact bool) (Task, error) {
 	id, err := svid.TaskID(r.td, c.Agent, c.Task)
 	if err != nil {
 		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
 	}
+	want := r.entry(id, node, c, extra, now)
 	existing, err := r.entriesOf(ctx, id)
 	if err != nil {
 		return Task{}, err
 	}
 	if len(existing) > 0 {
-		return Task{}, conflict(id, existing[0].GetId())
+		return r.retried(existing, want, exact)
 	}
 	resp, err := r.client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{
-		Entries: []*types.Entry{r.entry(id, node, c, extra, now)},
+		Entries: []*types.Entry{want},
 	})
 	if err != nil {
 		return Task{}, wrapErr("create entry", err)
@@ -178,7 +191,16 @@ func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, ex
 	switch code := codes.Code(res.GetStatus().GetCode()); code {
 	case codes.OK:
 	case codes.AlreadyExists:
-		return Task{}, conflict(id, res.GetEntry().GetId())
+		// An entry with the same SPIFFE ID, node and selectors was
+		// created meanwhile (a retry racing the first call, or
+		// another registrar): the same task if its deadline agrees.
+		if existing, err = r.entriesOf(ctx, id); err != nil {
+			return Task{}, err
+		}
+		if len(existing) == 0 {
+			return Task{}, conflict(id, res.GetEntry().GetId())
+		}
+		return r.retried(existing, want, exact)
 	default:
 		return Task{}, wrapErr("create entry", status.Error(code, res.GetStatus().GetMessage()))
 	}
@@ -186,6 +208,53 @@ func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, ex
 		return Task{}, err
 	}
 	return r.task(res.GetEntry())
+}
+
+// retried returns the task of the one existing entry when it is the entry
+// want (see put), and a conflict otherwise.
+func (r *Registrar) retried(existing []*types.Entry, want *types.Entry, exact bool) (Task, error) {
+	id, _ := idFromProto(want.GetSpiffeId())
+	if len(existing) != 1 || !sameEntry(existing[0], want, exact) {
+		return Task{}, conflict(id, existing[0].GetId())
+	}
+	t, err := r.task(existing[0])
+	if err != nil {
+		return Task{}, conflict(id, existing[0].GetId())
+	}
+	return t, nil
+}
+
+// sameEntry reports whether entry e is the entry want of a retried request.
+func sameEntry(e, want *types.Entry, exact bool) bool {
+	if idString(e.GetParentId()) != idString(want.GetParentId()) {
+		return false
+	}
+	a, b := selectorStrings(e.GetSelectors()), selectorStrings(want.GetSelectors())
+	if !slices.Equal(a, b) {
+		return false
+	}
+	have, w := e.GetExpiresAt(), want.GetExpiresAt()
+	if exact {
+		return have == w
+	}
+	return have <= w && have >= w-int64(RetryWindow/time.Second)
+}
+
+// selectorStrings returns the selectors as sorted "type:value" strings.
+func selectorStrings(sels []*types.Selector) []string {
+	out := make([]string, len(sels))
+	for i, s := range sels {
+		out[i] = s.GetType() + ":" + s.GetValue()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func idString(p *types.SPIFFEID) string {
+	if p == nil {
+		return ""
+	}
+	return "spiffe://" + p.GetTrustDomain() + p.GetPath()
 }
 
 func conflict(id spiffeid.ID, entryID string) error {
