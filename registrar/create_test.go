@@ -350,7 +350,7 @@ func TestCreateIdempotent(t *testing.T) {
 	now := testNow
 	f := newFixture(t, []Option{WithClock(func() time.Time { return now })})
 	first := f.mustCreate(t, plannerRequest("T-1")) // TTL 3h
-	now = now.Add(7 * time.Second)                   // the retry comes later: now+TTL moved on
+	now = now.Add(7 * time.Second)                  // the retry comes later: now+TTL moved on
 	again, err := f.r.Create(context.Background(), plannerRequest("T-1"))
 	if err != nil || again.EntryID != first.EntryID || !again.Claims.Equal(first.Claims) {
 		t.Fatalf("retry with TTL: %+v, %v; want the first task %s", again, err, first.EntryID)
