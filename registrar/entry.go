@@ -147,3 +147,15 @@ func (r *Registrar) entriesOf(ctx context.Context, id spiffeid.ID) ([]*types.Ent
 func delegatorSelector(i int, id string) string {
 	return "delegator:" + strconv.Itoa(i) + ":" + id
 }
+
+// RenderEntry returns the registration entry Create writes for a root task
+// with claims c (deadline included) under node, at the registrar's clock:
+// for bulk loading and benchmarks that fill SPIRE with tasks straight
+// through the Entry API.
+func (r *Registrar) RenderEntry(c svid.Claims, node spiffeid.ID) (*types.Entry, error) {
+	id, err := svid.TaskID(r.td, c.Agent, c.Task)
+	if err != nil {
+		return nil, err
+	}
+	return r.entry(id, node, c, nil, r.cfg.now()), nil
+}
