@@ -9,7 +9,6 @@ import (
 
 	"github.com/agentid/agentid/internal/spiretest"
 	"github.com/agentid/agentid/registrar"
-	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -93,5 +92,4 @@ func BenchmarkRegistrarCreateScale(b *testing.B) {
 			b.Logf("rate at %d / rate at %d = %.2f", sizes[len(sizes)-1], sizes[0], rates[len(rates)-1]/rates[0])
 		}
 	}
-	_ = svid.Version
 }
