@@ -8,7 +8,6 @@ import (
 	"slices"
 	"syscall"
 	"time"
-
 )
 
 // MaxInheritDepth bounds Config.InheritDepth.

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 func TestAttestMatchingStartTime(t *testing.T) {
