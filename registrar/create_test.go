@@ -49,14 +49,19 @@ func TestCreateWritesOneEntry(t *testing.T) {
 	if e.X509SvidTtl != 300 || e.JwtSvidTtl != 300 {
 		t.Errorf("TTLs x509 %d jwt %d, want 300 300", e.X509SvidTtl, e.JwtSvidTtl)
 	}
+	// The task-scoped layout: every selector of the task type is the
+	// task's own; the hint is the chain's root, the task itself.
 	want := []string{
-		"agentid:agent:planner", "agentid:depth:0", "agentid:model:openai/gpt-4o",
-		"agentid:principal:" + alice, "agentid:prompt:" + testPrompt,
-		"agentid:scope:kb:read", "agentid:scope:web:search", "agentid:task:T-1",
+		"agentid:task:T-1", "agentid:task:T-1:agent:planner", "agentid:task:T-1:depth:0", "agentid:task:T-1:model:openai/gpt-4o",
+		"agentid:task:T-1:principal:" + alice, "agentid:task:T-1:prompt:" + testPrompt,
+		"agentid:task:T-1:scope:kb:read", "agentid:task:T-1:scope:web:search",
 		"k8s:ns:agents", "unix:uid:1001",
 	}
 	if got := selectorSet(e.Selectors); !slices.Equal(got, want) {
 		t.Errorf("selectors\n got %q\nwant %q", got, want)
+	}
+	if e.Hint != "spiffe://example.org/agent/planner/task/T-1" {
+		t.Errorf("hint %q", e.Hint)
 	}
 
 	wantClaims := svid.Claims{V: 1, Agent: "planner", Task: "T-1", Model: "openai/gpt-4o", Prompt: testPrompt,
@@ -298,7 +303,7 @@ func TestCreateSelectorType(t *testing.T) {
 }
 
 // TestCreateExePin: a request naming an executable digest gets the task
-// selector exe:sha256:<hex> (also accepted as an extra selector of the task
+// selector task:<id>:exe:sha256:<hex> (also accepted as exe:sha256:<hex> as an extra selector of the task
 // type, the gRPC API's way), which the attestor emits from the real
 // executable; it reads back as Task.ExeSHA256.
 func TestCreateExePin(t *testing.T) {
@@ -312,7 +317,7 @@ func TestCreateExePin(t *testing.T) {
 			req := plannerRequest("T-1")
 			mod(&req)
 			task := f.mustCreate(t, req)
-			if got := selectorSet(f.fe.Entries()[0].Selectors); !slices.Contains(got, "agentid:exe:sha256:"+sum) {
+			if got := selectorSet(f.fe.Entries()[0].Selectors); !slices.Contains(got, "agentid:task:T-1:exe:sha256:"+sum) {
 				t.Errorf("entry selectors %q lack the pin", got)
 			}
 			if task.ExeSHA256 != sum || slices.ContainsFunc(task.Selectors, func(s string) bool { return strings.Contains(s, "exe:") }) {

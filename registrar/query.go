@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Get returns the task with SPIFFE ID id, read from its entry.
@@ -110,7 +111,7 @@ func (r *Registrar) List(ctx context.Context, f Filter) (Listing, error) {
 // pageSize: entries of other workloads are skipped. Pages follow SPIRE's
 // order; tasks are sorted by SPIFFE ID within a page.
 func (r *Registrar) ListPage(ctx context.Context, f Filter, pageSize int32, token string) (Listing, error) {
-	filter, err := r.listFilter(ctx, f)
+	filter, keep, err := r.listFilter(ctx, f)
 	if err != nil {
 		return Listing{}, err
 	}
@@ -124,11 +125,14 @@ func (r *Registrar) ListPage(ctx context.Context, f Filter, pageSize int32, toke
 			continue
 		}
 		t, err := r.task(e)
-		if err != nil {
-			out.Invalid = append(out.Invalid, InvalidEntry{ID: t.ID, EntryID: e.GetId(), Err: err})
-			continue
+		switch {
+		case err != nil:
+			if keep == nil {
+				out.Invalid = append(out.Invalid, InvalidEntry{ID: t.ID, EntryID: e.GetId(), Err: err})
+			}
+		case keep == nil || keep(t):
+			out.Tasks = append(out.Tasks, t)
 		}
-		out.Tasks = append(out.Tasks, t)
 	}
 	sortTasks(out.Tasks)
 	return out, nil
@@ -140,37 +144,38 @@ func sortTasks(tasks []Task) {
 	})
 }
 
-func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, error) {
-	var values []string
-	for _, kv := range [...][2]string{{"agent", f.Agent}, {"principal", f.Principal}, {"model", f.Model}} {
-		if kv[1] != "" {
-			values = append(values, kv[0]+":"+kv[1])
-		}
-	}
-	if f.ParentTask != "" {
-		parent, err := r.parentByString(ctx, f.ParentTask)
-		if err != nil {
-			return nil, err
-		}
-		d := parent.Claims.Depth()
-		values = append(values, delegatorSelector(d, parent.ID.String()), "depth:"+strconv.Itoa(d+1))
-	}
+// listFilter returns the SPIRE filter of f (the node, by parent ID) and
+// the test of the other fields on decoded tasks (nil: every task). The task
+// fields are tested here, not by SPIRE: in the task-scoped layout no
+// selector is shared by two tasks, so no selector filter can find all the
+// tasks of a model or a principal. Entries that do not decode are not
+// reported by a filtered listing: they cannot be tested.
+func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, func(Task) bool, error) {
 	filter := &entryv1.ListEntriesRequest_Filter{}
-	if len(values) > 0 {
-		m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET}
-		for _, v := range values {
-			m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: v})
-		}
-		filter.BySelectors = m
-	}
 	if f.ParentID != "" {
 		node, err := spiffeid.FromString(f.ParentID)
 		if err != nil {
-			return nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + f.ParentID, Err: err}
+			return nil, nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + f.ParentID, Err: err}
 		}
 		filter.ByParentId = spiffeIDProto(node)
 	}
-	return filter, nil
+	if f.Agent == "" && f.Principal == "" && f.Model == "" && f.ParentTask == "" {
+		return filter, nil, nil
+	}
+	parent := ""
+	if f.ParentTask != "" {
+		p, err := r.parentByString(ctx, f.ParentTask)
+		if err != nil {
+			return nil, nil, err
+		}
+		parent = p.ID.String()
+	}
+	keep := func(t Task) bool {
+		c := t.Claims
+		return (f.Agent == "" || c.Agent == f.Agent) && (f.Principal == "" || c.Principal == f.Principal) &&
+			(f.Model == "" || c.Model == f.Model) && (parent == "" || len(c.Chain) > 0 && c.Chain[len(c.Chain)-1] == parent)
+	}
+	return filter, keep, nil
 }
 
 func (r *Registrar) parentByString(ctx context.Context, s string) (Task, error) {
@@ -260,11 +265,21 @@ func (r *Registrar) Revoke(ctx context.Context, id spiffeid.ID) ([]Task, error) 
 }
 
 // descendants lists the entries whose chain holds id, at the depth of each
-// of id's entries (one, unless the datastore was edited by hand). Without
-// an entry of id, or with one that does not decode, every index is a
-// candidate: one ListEntries matching any of the delegator selectors.
+// of id's entries (one, unless the datastore was edited by hand); without
+// an entry of id, or with one that does not decode, at any depth.
+//
+// Task-scoped entries carry the root of their chain as their hint: one
+// ListEntries by_hint of id's root lists id's whole tree, and the chains
+// are tested here. Entries of the v1 layout (written before it, live for
+// at most one max_ttl after an upgrade) carry no hint but shared
+// delegator:<d>:<id> selectors: one more ListEntries matching any of them.
+// Without a decodable entry of id its root is unknown: every entry is
+// listed then (id's entry deleted by hand or broken, or its descendants
+// left behind by a revoke cut short: rare, and what a revoke again then
+// costs).
 func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*types.Entry) ([]Task, error) {
 	depths := map[int]bool{}
+	roots := map[string]bool{}
 	for _, e := range own {
 		t, err := r.task(e)
 		if err != nil {
@@ -272,11 +287,13 @@ func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*type
 			break
 		}
 		depths[t.Claims.Depth()] = true
+		roots[rootOf(t.ID, t.Claims)] = true
 	}
 	if len(depths) == 0 {
 		for i := range svid.MaxChain {
 			depths[i] = true
 		}
+		clear(roots)
 	}
 	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_ANY}
 	for _, d := range slices.Sorted(maps.Keys(depths)) {
@@ -286,16 +303,64 @@ func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*type
 	if err != nil {
 		return nil, err
 	}
+	var filters []*entryv1.ListEntriesRequest_Filter
+	if len(roots) == 0 {
+		filters = append(filters, &entryv1.ListEntriesRequest_Filter{}) // every entry
+	} else {
+		for _, root := range slices.Sorted(maps.Keys(roots)) {
+			filters = append(filters, &entryv1.ListEntriesRequest_Filter{ByHint: wrapperspb.String(root)})
+		}
+	}
+	for _, f := range filters {
+		more, err := r.list(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, more...)
+	}
 	seen := map[string]bool{}
 	for _, e := range own {
 		seen[e.GetId()] = true
 	}
-	out := slices.DeleteFunc(entries, func(e *types.Entry) bool { return seen[e.GetId()] })
+	var out []*types.Entry
+	for _, e := range entries {
+		if !seen[e.GetId()] && r.names(e, id.String(), depths) {
+			seen[e.GetId()] = true
+			out = append(out, e)
+		}
+	}
 	tasks := r.lenientTasks(out)
 	slices.SortFunc(tasks, func(a, b Task) int {
 		return cmp.Or(cmp.Compare(a.Claims.Depth(), b.Claims.Depth()), cmp.Compare(a.ID.String(), b.ID.String()))
 	})
 	return tasks, nil
+}
+
+// names reports whether entry e's selectors name ancestor at one of the
+// depths: delegator:<d>:<ancestor> (v1) or task:<t>:delegator:<d>:<ancestor>
+// (task-scoped). It reads the raw selectors, so that an entry that does
+// not decode is still found.
+func (r *Registrar) names(e *types.Entry, ancestor string, depths map[int]bool) bool {
+	for _, s := range e.GetSelectors() {
+		if s.GetType() != r.cfg.selectorType {
+			continue
+		}
+		v := s.GetValue()
+		if rest, ok := strings.CutPrefix(v, "task:"); ok {
+			if _, after, scoped := strings.Cut(rest, ":"); scoped {
+				v = after
+			}
+		}
+		rest, ok := strings.CutPrefix(v, "delegator:")
+		if !ok {
+			continue
+		}
+		idx, who, ok := strings.Cut(rest, ":")
+		if d, err := strconv.Atoi(idx); ok && err == nil && depths[d] && who == ancestor {
+			return true
+		}
+	}
+	return false
 }
 
 // lenientTasks decodes entries, keeping those that do not decode with

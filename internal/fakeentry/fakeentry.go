@@ -1,7 +1,7 @@
 // Package fakeentry is an in-memory fake of SPIRE's Entry API
 // (spire.api.server.entry.v1) served over real gRPC on a unix socket, for
 // unit tests of the registrar and the composer. It implements the calls they
-// use — ListEntries (by SPIFFE ID, parent ID and selectors, paged),
+// use — ListEntries (by SPIFFE ID, parent ID, hint and selectors, paged),
 // GetEntry, BatchCreateEntry (ALREADY_EXISTS for an entry with the same
 // SPIFFE ID, parent ID and selectors, as SPIRE does), BatchDeleteEntry and
 // CountEntries — and counts the calls so that caching can be observed.
@@ -253,6 +253,9 @@ func matchFilter(e *types.Entry, f *entryv1.ListEntriesRequest_Filter) bool {
 		return false
 	}
 	if f.ByParentId != nil && idString(f.ByParentId) != idString(e.ParentId) {
+		return false
+	}
+	if f.ByHint != nil && f.ByHint.GetValue() != e.GetHint() {
 		return false
 	}
 	if m := f.BySelectors; m != nil {
