@@ -265,3 +265,43 @@ func TestListTasksPages(t *testing.T) {
 	_, err = op.ListTasks(ctxT(t), &registrarv1.ListTasksRequest{PageSize: 5001})
 	wantStatus(t, err, codes.InvalidArgument, "invalid_request: page_size 5001 is not 0..5000")
 }
+
+// TestCreateTasks: the batch RPC answers every request on its own, in
+// order, with CreateTask's code, message and reason; operators only.
+func TestCreateTasks(t *testing.T) {
+	r, fe := newRegistrar(t, loadPolicy(t))
+	svc := New(r, WithDefaultParentID(testNode))
+	op, _ := serveOperator(t, svc)
+	item := func(task string, scope ...string) *registrarv1.CreateTaskRequest {
+		return &registrarv1.CreateTaskRequest{Agent: "planner", Task: task, Model: "openai/gpt-4o", Prompt: testPrompt,
+			Scope: scope, Principal: alice, TtlSeconds: 3600}
+	}
+	resp, err := op.CreateTasks(ctxT(t), &registrarv1.CreateTasksRequest{Tasks: []*registrarv1.CreateTaskRequest{
+		item("a", "kb:read"), item("b", "admin"), item("a", "kb:read"), item("c", "kb:read"),
+		{Agent: "researcher", Task: "x", ParentTask: plannerP},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		code   codes.Code
+		reason string
+	}
+	wants := []want{{codes.OK, ""}, {codes.PermissionDenied, "scope_not_allowed"}, {codes.AlreadyExists, "conflict"},
+		{codes.OK, ""}, {codes.InvalidArgument, "invalid_request"}}
+	if len(resp.Results) != len(wants) {
+		t.Fatalf("%d results", len(resp.Results))
+	}
+	for i, w := range wants {
+		res := resp.Results[i]
+		if codes.Code(res.Code) != w.code || res.Reason != w.reason || (w.code == codes.OK) != (res.Task != nil) ||
+			(w.code != codes.OK && res.Message == "") {
+			t.Errorf("result %d = %v, want %v", i, res, w)
+		}
+	}
+	if n := len(fe.Entries()); n != 2 {
+		t.Errorf("%d entries, want a and c", n)
+	}
+	_, err = op.CreateTasks(ctxT(t), &registrarv1.CreateTasksRequest{Tasks: make([]*registrarv1.CreateTaskRequest, 5001)})
+	wantStatus(t, err, codes.InvalidArgument, "invalid_request: 5001 tasks in one call, at most 5000")
+}

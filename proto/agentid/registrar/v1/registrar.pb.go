@@ -540,6 +540,168 @@ func (x *GetTaskRequest) GetSpiffeId() string {
 	return ""
 }
 
+type CreateTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Root tasks only: parent_task must be empty. At most 5,000.
+	Tasks         []*CreateTaskRequest `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTasksRequest) Reset() {
+	*x = CreateTasksRequest{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTasksRequest) ProtoMessage() {}
+
+func (x *CreateTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTasksRequest.ProtoReflect.Descriptor instead.
+func (*CreateTasksRequest) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateTasksRequest) GetTasks() []*CreateTaskRequest {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type CreateTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in the order of the request.
+	Results       []*CreateTaskResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTasksResponse) Reset() {
+	*x = CreateTasksResponse{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTasksResponse) ProtoMessage() {}
+
+func (x *CreateTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTasksResponse.ProtoReflect.Descriptor instead.
+func (*CreateTasksResponse) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateTasksResponse) GetResults() []*CreateTaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CreateTaskResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task created (or that existed with the same request).
+	Task *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// 0 (OK), or the gRPC code CreateTask would have answered.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The error message, as CreateTask's status message.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The refusal reason (e.g. "scope_not_allowed", "conflict"), "" if none.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTaskResult) Reset() {
+	*x = CreateTaskResult{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTaskResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTaskResult) ProtoMessage() {}
+
+func (x *CreateTaskResult) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTaskResult.ProtoReflect.Descriptor instead.
+func (*CreateTaskResult) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateTaskResult) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *CreateTaskResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CreateTaskResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CreateTaskResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ListTasksRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Agent     string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
@@ -560,7 +722,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +734,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +747,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTasksRequest) GetAgent() string {
@@ -646,7 +808,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +820,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +833,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -707,7 +869,7 @@ type InvalidTaskEntry struct {
 
 func (x *InvalidTaskEntry) Reset() {
 	*x = InvalidTaskEntry{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +881,7 @@ func (x *InvalidTaskEntry) String() string {
 func (*InvalidTaskEntry) ProtoMessage() {}
 
 func (x *InvalidTaskEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +894,7 @@ func (x *InvalidTaskEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidTaskEntry.ProtoReflect.Descriptor instead.
 func (*InvalidTaskEntry) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InvalidTaskEntry) GetSpiffeId() string {
@@ -765,7 +927,7 @@ type RevokeTaskRequest struct {
 
 func (x *RevokeTaskRequest) Reset() {
 	*x = RevokeTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +939,7 @@ func (x *RevokeTaskRequest) String() string {
 func (*RevokeTaskRequest) ProtoMessage() {}
 
 func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +952,7 @@ func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeTaskRequest) GetSpiffeId() string {
@@ -810,7 +972,7 @@ type RevokeTaskResponse struct {
 
 func (x *RevokeTaskResponse) Reset() {
 	*x = RevokeTaskResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +984,7 @@ func (x *RevokeTaskResponse) String() string {
 func (*RevokeTaskResponse) ProtoMessage() {}
 
 func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +997,7 @@ func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{10}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeTaskResponse) GetRemoved() []*Task {
@@ -895,7 +1057,16 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\tselectors\x18\b \x03(\tR\tselectors\x12\x1b\n" +
 	"\tparent_id\x18\t \x01(\tR\bparentId\"-\n" +
 	"\x0eGetTaskRequest\x12\x1b\n" +
-	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"\xb9\x01\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"S\n" +
+	"\x12CreateTasksRequest\x12=\n" +
+	"\x05tasks\x18\x01 \x03(\v2'.agentid.registrar.v1.CreateTaskRequestR\x05tasks\"W\n" +
+	"\x13CreateTasksResponse\x12@\n" +
+	"\aresults\x18\x01 \x03(\v2&.agentid.registrar.v1.CreateTaskResultR\aresults\"\x88\x01\n" +
+	"\x10CreateTaskResult\x12.\n" +
+	"\x04task\x18\x01 \x01(\v2\x1a.agentid.registrar.v1.TaskR\x04task\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb9\x01\n" +
 	"\x10ListTasksRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x14\n" +
@@ -916,12 +1087,13 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\x11RevokeTaskRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"J\n" +
 	"\x12RevokeTaskResponse\x124\n" +
-	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\xa8\x04\n" +
+	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\x8c\x05\n" +
 	"\tRegistrar\x12Q\n" +
 	"\n" +
 	"CreateTask\x12'.agentid.registrar.v1.CreateTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12U\n" +
 	"\fDelegateTask\x12).agentid.registrar.v1.DelegateTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12K\n" +
-	"\aGetTask\x12$.agentid.registrar.v1.GetTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12\\\n" +
+	"\aGetTask\x12$.agentid.registrar.v1.GetTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12b\n" +
+	"\vCreateTasks\x12(.agentid.registrar.v1.CreateTasksRequest\x1a).agentid.registrar.v1.CreateTasksResponse\x12\\\n" +
 	"\tListTasks\x12&.agentid.registrar.v1.ListTasksRequest\x1a'.agentid.registrar.v1.ListTasksResponse\x12_\n" +
 	"\n" +
 	"RevokeTask\x12'.agentid.registrar.v1.RevokeTaskRequest\x1a(.agentid.registrar.v1.RevokeTaskResponse\x12e\n" +
@@ -939,7 +1111,7 @@ func file_agentid_registrar_v1_registrar_proto_rawDescGZIP() []byte {
 	return file_agentid_registrar_v1_registrar_proto_rawDescData
 }
 
-var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_agentid_registrar_v1_registrar_proto_goTypes = []any{
 	(*WatchLivenessRequest)(nil), // 0: agentid.registrar.v1.WatchLivenessRequest
 	(*LivenessSnapshot)(nil),     // 1: agentid.registrar.v1.LivenessSnapshot
@@ -947,33 +1119,41 @@ var file_agentid_registrar_v1_registrar_proto_goTypes = []any{
 	(*CreateTaskRequest)(nil),    // 3: agentid.registrar.v1.CreateTaskRequest
 	(*DelegateTaskRequest)(nil),  // 4: agentid.registrar.v1.DelegateTaskRequest
 	(*GetTaskRequest)(nil),       // 5: agentid.registrar.v1.GetTaskRequest
-	(*ListTasksRequest)(nil),     // 6: agentid.registrar.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),    // 7: agentid.registrar.v1.ListTasksResponse
-	(*InvalidTaskEntry)(nil),     // 8: agentid.registrar.v1.InvalidTaskEntry
-	(*RevokeTaskRequest)(nil),    // 9: agentid.registrar.v1.RevokeTaskRequest
-	(*RevokeTaskResponse)(nil),   // 10: agentid.registrar.v1.RevokeTaskResponse
+	(*CreateTasksRequest)(nil),   // 6: agentid.registrar.v1.CreateTasksRequest
+	(*CreateTasksResponse)(nil),  // 7: agentid.registrar.v1.CreateTasksResponse
+	(*CreateTaskResult)(nil),     // 8: agentid.registrar.v1.CreateTaskResult
+	(*ListTasksRequest)(nil),     // 9: agentid.registrar.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),    // 10: agentid.registrar.v1.ListTasksResponse
+	(*InvalidTaskEntry)(nil),     // 11: agentid.registrar.v1.InvalidTaskEntry
+	(*RevokeTaskRequest)(nil),    // 12: agentid.registrar.v1.RevokeTaskRequest
+	(*RevokeTaskResponse)(nil),   // 13: agentid.registrar.v1.RevokeTaskResponse
 }
 var file_agentid_registrar_v1_registrar_proto_depIdxs = []int32{
-	2,  // 0: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
-	8,  // 1: agentid.registrar.v1.ListTasksResponse.invalid:type_name -> agentid.registrar.v1.InvalidTaskEntry
-	2,  // 2: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
-	3,  // 3: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
-	4,  // 4: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
-	5,  // 5: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
-	6,  // 6: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
-	9,  // 7: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
-	0,  // 8: agentid.registrar.v1.Registrar.WatchLiveness:input_type -> agentid.registrar.v1.WatchLivenessRequest
-	2,  // 9: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
-	2,  // 10: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
-	2,  // 11: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
-	7,  // 12: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
-	10, // 13: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
-	1,  // 14: agentid.registrar.v1.Registrar.WatchLiveness:output_type -> agentid.registrar.v1.LivenessSnapshot
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	3,  // 0: agentid.registrar.v1.CreateTasksRequest.tasks:type_name -> agentid.registrar.v1.CreateTaskRequest
+	8,  // 1: agentid.registrar.v1.CreateTasksResponse.results:type_name -> agentid.registrar.v1.CreateTaskResult
+	2,  // 2: agentid.registrar.v1.CreateTaskResult.task:type_name -> agentid.registrar.v1.Task
+	2,  // 3: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
+	11, // 4: agentid.registrar.v1.ListTasksResponse.invalid:type_name -> agentid.registrar.v1.InvalidTaskEntry
+	2,  // 5: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
+	3,  // 6: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
+	4,  // 7: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
+	5,  // 8: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
+	6,  // 9: agentid.registrar.v1.Registrar.CreateTasks:input_type -> agentid.registrar.v1.CreateTasksRequest
+	9,  // 10: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
+	12, // 11: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
+	0,  // 12: agentid.registrar.v1.Registrar.WatchLiveness:input_type -> agentid.registrar.v1.WatchLivenessRequest
+	2,  // 13: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
+	2,  // 14: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
+	2,  // 15: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
+	7,  // 16: agentid.registrar.v1.Registrar.CreateTasks:output_type -> agentid.registrar.v1.CreateTasksResponse
+	10, // 17: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
+	13, // 18: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
+	1,  // 19: agentid.registrar.v1.Registrar.WatchLiveness:output_type -> agentid.registrar.v1.LivenessSnapshot
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_agentid_registrar_v1_registrar_proto_init() }
@@ -987,7 +1167,7 @@ func file_agentid_registrar_v1_registrar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentid_registrar_v1_registrar_proto_rawDesc), len(file_agentid_registrar_v1_registrar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
