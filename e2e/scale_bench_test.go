@@ -77,7 +77,8 @@ var layouts = []layout{
 // latencies of one create and of a ListEntries by SPIFFE ID (the
 // registrar's duplicate check) are reported, and the rate at the largest
 // size over the rate at the smallest. AGENTID_SCALE_DATASTORE=postgres
-// runs it on a PostgreSQL datastore. Run it once:
+// runs it on a PostgreSQL datastore, AGENTID_SCALE_EVENTS=1 with SPIRE's
+// events_based_cache. Run it once:
 //
 //	go test -run '^$' -bench BenchmarkEntryLayout -benchtime 1x -timeout 60m ./e2e/
 func BenchmarkEntryLayout(b *testing.B) {
@@ -92,7 +93,7 @@ func BenchmarkEntryLayout(b *testing.B) {
 }
 
 func measureLayout(b *testing.B, l layout, sizes []int) {
-	opts := spiretest.Options{LogLevel: "WARN"}
+	opts := spiretest.Options{LogLevel: "WARN", EventsBasedCache: os.Getenv("AGENTID_SCALE_EVENTS") == "1"}
 	if os.Getenv("AGENTID_SCALE_DATASTORE") == "postgres" {
 		opts.DataStore = startPostgres(b, "spire").SPIREDataStore()
 	}

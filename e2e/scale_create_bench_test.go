@@ -23,13 +23,14 @@ import (
 // AGENTID_SCALE_SIZES (default 1000,10000), creates 200 more with
 // Registrar.Create, one at a time: tasks/s, p50/p99 latency, and the rate
 // at the largest size over the rate at the smallest.
-// AGENTID_SCALE_DATASTORE=postgres runs it on PostgreSQL. Run it once:
+// AGENTID_SCALE_DATASTORE=postgres runs it on PostgreSQL, and
+// AGENTID_SCALE_EVENTS=1 with SPIRE's events_based_cache. Run it once:
 //
 //	go test -run '^$' -bench BenchmarkRegistrarCreateScale -benchtime 1x -timeout 60m ./e2e/
 func BenchmarkRegistrarCreateScale(b *testing.B) {
 	sizes := scaleSizes(b)
 	for b.Loop() {
-		opts := spiretest.Options{LogLevel: "WARN"}
+		opts := spiretest.Options{LogLevel: "WARN", EventsBasedCache: os.Getenv("AGENTID_SCALE_EVENTS") == "1"}
 		if os.Getenv("AGENTID_SCALE_DATASTORE") == "postgres" {
 			opts.DataStore = startPostgres(b, "spire").SPIREDataStore()
 		}

@@ -45,6 +45,11 @@ type Options struct {
 	// Env holds extra KEY=value environment variables for the server and
 	// its plugins.
 	Env []string
+	// EventsBasedCache makes the server follow entry changes through
+	// SPIRE's events (experimental events_based_cache) instead of a full
+	// reload of every entry per cache_reload_interval, as agentid dev runs
+	// it; what a server with many entries should use.
+	EventsBasedCache bool
 	// DataStore holds the HCL lines of the `plugin_data { }` of the
 	// server's DataStore "sql" plugin; default an sqlite3 database in the
 	// server's data folder. Servers given the same shared database (e.g.
@@ -193,7 +198,7 @@ func (s *Server) config(opts Options) string {
     default_jwt_svid_ttl = %q
     ca_ttl = "24h"
     experimental {
-        cache_reload_interval = "1s"
+        cache_reload_interval = "1s"%s
     }
 %s}
 
@@ -213,10 +218,17 @@ plugins {
 %s}
 `, s.Port, strconv.Quote(s.SocketPath), strconv.Quote(s.TrustDomain.Name()),
 		strconv.Quote(data), strconv.Quote(logLevel(opts.LogLevel)), x509TTL, jwtTTL,
-		indent(opts.Config, "    "),
+		eventsLine(opts.EventsBasedCache), indent(opts.Config, "    "),
 		indent(dataStore(opts.DataStore, data), "            "),
 		strconv.Quote(filepath.Join(data, "keys.json")),
 		indent(strings.ReplaceAll(opts.Plugins, SocketPlaceholder, s.SocketPath), "    "))
+}
+
+func eventsLine(on bool) string {
+	if on {
+		return "\n        events_based_cache = true"
+	}
+	return ""
 }
 
 // dataStore returns the DataStore plugin_data lines: ds, or the default
