@@ -321,3 +321,7 @@ func (s *Server) Dial(t testing.TB) *grpc.ClientConn {
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// Pid is the process ID of the running spire-server (for measurements of
+// its CPU and memory in /proc).
+func (s *Server) Pid() int { return s.proc.Pid() }
