@@ -28,7 +28,9 @@ import (
 // the largest size over the rate at the smallest, and each size's median
 // rate. AGENTID_SCALE_EVENTS=1 runs SPIRE with events_based_cache,
 // AGENTID_SCALE_ROUNDS the rounds (default 9), and AGENTID_SCALE_ANALYZE=1
-// runs SQLite's ANALYZE on each filled datastore (sqlite3 CLI). Run it once:
+// runs SQLite's ANALYZE on each filled datastore (sqlite3 CLI);
+// AGENTID_SCALE_DATASTORE=postgres gives each server a PostgreSQL datastore
+// (whose autovacuum keeps planner statistics by itself). Run it once:
 //
 //	AGENTID_SCALE_EVENTS=1 go test -run '^$' -bench BenchmarkRegistrarCreateRatio -benchtime 1x -timeout 90m ./e2e/
 func BenchmarkRegistrarCreateRatio(b *testing.B) {
@@ -47,7 +49,11 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 		deadline := time.Unix(time.Now().Add(3*time.Hour).Unix(), 0).UTC()
 		regs := make([]*registrar.Registrar, len(sizes))
 		for k, size := range sizes {
-			srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN", EventsBasedCache: os.Getenv("AGENTID_SCALE_EVENTS") == "1"})
+			opts := spiretest.Options{LogLevel: "WARN", EventsBasedCache: os.Getenv("AGENTID_SCALE_EVENTS") == "1"}
+			if os.Getenv("AGENTID_SCALE_DATASTORE") == "postgres" {
+				opts.DataStore = startPostgres(b, "spire").SPIREDataStore()
+			}
+			srv := spiretest.StartServer(b, opts)
 			conn := srv.Dial(b)
 			regs[k] = registrar.New(conn, srv.TrustDomain, pol)
 			client := entryv1.NewEntryClient(conn)
@@ -74,7 +80,7 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 				}
 			}
 			b.Logf("filled %d tasks in %v (%.0f/s); load %s", size, time.Since(start).Round(time.Second), float64(size)/time.Since(start).Seconds(), loadAvg())
-			if os.Getenv("AGENTID_SCALE_ANALYZE") == "1" {
+			if os.Getenv("AGENTID_SCALE_ANALYZE") == "1" && opts.DataStore == "" {
 				// SQLite statistics: without them its planner answers
 				// SPIRE's duplicate check through the parent_id index,
 				// which every task of one node shares.
