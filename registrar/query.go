@@ -210,9 +210,10 @@ const maxRevokeRounds = 16
 // Revoke deletes the task's entry and the entries of all its descendants,
 // and returns what it removed: the task first, then its descendants by
 // depth and SPIFFE ID. A descendant's chain holds the revoked task at the
-// index of the task's own depth, so one ListEntries on the selector
-// delegator:<depth>:<id> finds children, grandchildren and further
-// descendants alike. Delegations may be in flight while the revoke runs:
+// index of the task's own depth, and its entry's hint names the root of
+// that chain, so one ListEntries by the hint finds children,
+// grandchildren and further descendants alike (see descendants).
+// Delegations may be in flight while the revoke runs:
 // Revoke lists and deletes again until a list finds nothing, at most
 // maxRevokeRounds times. Descendants whose entries do not decode are
 // removed all the same and reported with zero Claims.
