@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,7 @@ type Server struct {
 
 	bin    string
 	env    []string
+	opts   Options
 	proc   *proc
 	agents atomic.Int32 // number of agents started, for node IDs
 }
@@ -98,6 +100,7 @@ func StartServer(t testing.TB, opts Options) *Server {
 	s.ConfigPath = filepath.Join(s.Dir, "server.conf")
 	s.LogPath = filepath.Join(s.Dir, "server.log")
 	s.env = procEnv(filepath.Join(root, "tmp"), opts.Env)
+	s.opts = opts
 	mkdirs(t, filepath.Join(root, "tmp"), filepath.Join(s.Dir, "data"))
 	dumpLogOnFailure(t, "spire-server", s.LogPath)
 	if err := s.start(t, opts); err != nil {
@@ -325,3 +328,24 @@ func (s *Server) Dial(t testing.TB) *grpc.ClientConn {
 // Pid is the process ID of the running spire-server (for measurements of
 // its CPU and memory in /proc).
 func (s *Server) Pid() int { return s.proc.Pid() }
+
+// Crash kills the server with SIGKILL (no shutdown of any kind) and waits
+// until it is gone.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	if err := s.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("spiretest: kill spire-server: %v", err)
+	}
+	<-s.proc.Done()
+}
+
+// Restart starts the server again after Crash (or an exit), with the same
+// options, folders, datastore and socket path, on a fresh port, and waits
+// until it is healthy. Clients of the socket reconnect by themselves;
+// agents, which know the port, do not.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.start(t, s.opts); err != nil {
+		t.Fatalf("spiretest: restart spire-server: %v", err)
+	}
+}
