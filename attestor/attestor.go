@@ -8,8 +8,6 @@ import (
 	"slices"
 	"syscall"
 	"time"
-
-	"github.com/agentid/agentid/svid"
 )
 
 // MaxInheritDepth bounds Config.InheritDepth.
@@ -263,7 +261,7 @@ func (a *Attestor) lookup(st Stat) (res Result, found bool) {
 	if res.Refused == nil {
 		res.Selectors = m.Selectors()
 		if exeErr == nil {
-			res.Selectors = append(res.Selectors, svid.ExeSelector(exe))
+			res.Selectors = append(res.Selectors, m.ExeSelectors(exe)...)
 		} else {
 			// Entries pinned to an executable do not match then.
 			a.log.Debug("No executable pin selector", "pid", m.PID, "error", exeErr.Error())

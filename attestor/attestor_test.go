@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/agentid/agentid/svid"
 )
 
 func TestAttestMatchingStartTime(t *testing.T) {
@@ -350,7 +348,7 @@ func TestAttestConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				if sel, err := a.Attest(pid); err != nil || len(sel) != len(wantSelectors)+1 {
+				if sel, err := a.Attest(pid); err != nil || len(sel) != len(wantSelectors)+2 {
 					t.Errorf("Attest = %q, %v", sel, err)
 					return
 				}
@@ -401,7 +399,7 @@ func TestAttestExeSelector(t *testing.T) {
 	}
 	a, _ := newTest(t, Config{ManifestDir: dir})
 	sel, err := a.Attest(pid)
-	if want := append(slices.Clone(wantSelectors), svid.ExeSelector(sum)); err != nil || !slices.Equal(sel, want) {
+	if want := append(slices.Clone(wantSelectors), exePins(sum)...); err != nil || !slices.Equal(sel, want) {
 		t.Errorf("Attest = %q, %v\nwant %q", sel, err, want)
 	}
 }

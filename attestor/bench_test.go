@@ -50,8 +50,8 @@ func BenchmarkAttest(b *testing.B) {
 			b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
 		}
 	}
-	b.Run("manifest", run(plain, pid, len(wantSelectors)+1)) // + the exe pin
-	b.Run("manifest-exe-pinned", run(pinned, pid, len(wantSelectors)+1))
+	b.Run("manifest", run(plain, pid, len(wantSelectors)+2)) // + the exe pins
+	b.Run("manifest-exe-pinned", run(pinned, pid, len(wantSelectors)+2))
 	b.Run("no-manifest", run(plain, bare, 0))
 	b.Run("no-manifest-inherit-2", run(inherit, bare, 0))
 	b.Run("proc-status", func(b *testing.B) {

@@ -42,9 +42,10 @@
 //     capabilities against the directory's owner, group and mode, and the
 //     allowed manifest owners).
 //
-// An accepted manifest yields the task's selectors followed by the
-// executable pin ([svid.ExeSelector]) of the real /proc/<pid>/exe of the
-// process holding it.
+// An accepted manifest yields the task's selectors ([Manifest.Selectors]:
+// the task-scoped layout, then the v1 layout for entries written before it)
+// followed by the executable pins ([Manifest.ExeSelectors]) of the real
+// /proc/<pid>/exe of the process holding it.
 //
 // A process without a manifest of its own is searched for in its
 // ancestors, up to InheritDepth levels, so that the tools an agent spawns

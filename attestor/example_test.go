@@ -29,6 +29,12 @@ func ExampleManifest_Selectors() {
 	// Output:
 	// 4242.json
 	// task:T-42
+	// task:T-42:agent:researcher
+	// task:T-42:model:openai/gpt-4o
+	// task:T-42:prompt:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+	// task:T-42:scope:kb:read
+	// task:T-42:principal:spiffe://example.org/user/alice
+	// task:T-42:depth:0
 	// agent:researcher
 	// model:openai/gpt-4o
 	// prompt:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08

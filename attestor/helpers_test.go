@@ -32,11 +32,22 @@ func testClaims() svid.Claims {
 	}
 }
 
+// wantSelectors: the task-scoped layout, then the v1 layout but its task
+// selector.
 var wantSelectors = []string{
-	"task:T-42", "agent:researcher", "model:openai/gpt-4o",
+	"task:T-42", "task:T-42:agent:researcher", "task:T-42:model:openai/gpt-4o",
+	"task:T-42:prompt:" + svid.PromptDigest([]byte("You are a careful researcher.")),
+	"task:T-42:scope:kb:read", "task:T-42:scope:web:search", "task:T-42:principal:spiffe://example.org/user/alice",
+	"task:T-42:delegator:0:spiffe://example.org/agent/planner/task/T-41", "task:T-42:depth:1",
+	"agent:researcher", "model:openai/gpt-4o",
 	"prompt:" + svid.PromptDigest([]byte("You are a careful researcher.")),
 	"scope:kb:read", "scope:web:search", "principal:spiffe://example.org/user/alice",
 	"delegator:0:spiffe://example.org/agent/planner/task/T-41", "depth:1",
+}
+
+// exePins are the executable pins of T-42 for digest sum, both layouts.
+func exePins(sum string) []string {
+	return []string{svid.ScopedExeSelector("T-42", sum), svid.ExeSelector(sum)}
 }
 
 // The test agents' uid and gid when the tests run as root: numeric ids
@@ -77,7 +88,7 @@ func withExe(t testing.TB, sel []string, name string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(slices.Clone(sel), svid.ExeSelector(sum))
+	return append(slices.Clone(sel), exePins(sum)...)
 }
 
 // startProcess starts name args in its own process group, as the test

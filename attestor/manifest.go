@@ -44,8 +44,27 @@ type Manifest struct {
 func ManifestName(pid int) string { return strconv.Itoa(pid) + ".json" }
 
 // Selectors returns the selector values of the manifest's claims, without
-// the selector type (SPIRE prefixes them with the plugin's name).
-func (m Manifest) Selectors() []string { return m.Claims.Selectors() }
+// the selector type (SPIRE prefixes them with the plugin's name): the
+// task-scoped layout that the registrar writes (svid.Claims.ScopedSelectors),
+// then the v1 layout (svid.Claims.Selectors, its task:<id> only once), so
+// that entries written before the task-scoped layout still match. The v1
+// values go in the release after: entries of that layout have expired by
+// then (a task lives at most its agent's max_ttl).
+func (m Manifest) Selectors() []string {
+	out := m.Claims.ScopedSelectors()
+	for _, v := range m.Claims.Selectors() {
+		if v != "task:"+m.Claims.Task {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ExeSelectors returns the executable pin selector values for the
+// executable digest sum, in both layouts (see Selectors).
+func (m Manifest) ExeSelectors(sum string) []string {
+	return []string{svid.ScopedExeSelector(m.Claims.Task, sum), svid.ExeSelector(sum)}
+}
 
 // Check validates the manifest: a positive PID and start time, a well-formed
 // exe digest if any, and claims that pass [svid.Claims.Check].

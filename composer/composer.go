@@ -102,6 +102,16 @@ func (c *Composer) JWTClaims(ctx context.Context, id spiffeid.ID) (map[string]an
 	return t.claims.JWTClaims(), nil
 }
 
+// JWTClaimsDeadline is JWTClaims and the task's deadline, which caps the
+// JWT-SVID's exp.
+func (c *Composer) JWTClaimsDeadline(ctx context.Context, id spiffeid.ID) (map[string]any, time.Time, error) {
+	t, err := c.task(ctx, id)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return t.claims.JWTClaims(), t.claims.Deadline, nil
+}
+
 // task returns the cached task of id, looking it up on a miss. The deadline
 // is checked on every call, cached or not.
 func (c *Composer) task(ctx context.Context, id spiffeid.ID) (*task, error) {

@@ -29,6 +29,9 @@ func TestClaimsFromEntry(t *testing.T) {
 		{name: "custom selector type", hcl: `selector_type = "aid"`, claims: root("T-1"),
 			entry: entryOf(root("T-1"), "aid", &types.Selector{Type: "agentid", Value: "ignored:1"})},
 		{name: "custom OID", hcl: `extension_oid = "1.2.3.4"`, claims: delegated("T-3"), entry: entryOf(delegated("T-3"), "agentid")},
+		{name: "root, task-scoped layout", claims: root("T-1"), entry: scopedEntryOf(root("T-1"), "agentid", unix)},
+		{name: "delegated, task-scoped layout", claims: delegated("T-3"), entry: scopedEntryOf(delegated("T-3"), "agentid",
+			&types.Selector{Type: "agentid", Value: "task:T-3:exe:sha256:" + strings.Repeat("ab", 32)})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,18 @@ func entryOf(c svid.Claims, typ string, extra ...*types.Selector) *types.Entry {
 	return e
 }
 
+// scopedEntryOf is entryOf in the task-scoped layout the registrar writes
+// (svid.Claims.ScopedSelectors); entryOf is the v1 layout, still read.
+func scopedEntryOf(c svid.Claims, typ string, extra ...*types.Selector) *types.Entry {
+	e := entryOf(c, typ)
+	e.Selectors = nil
+	for _, v := range c.ScopedSelectors() {
+		e.Selectors = append(e.Selectors, &types.Selector{Type: typ, Value: v})
+	}
+	e.Selectors = append(e.Selectors, extra...)
+	return e
+}
+
 // clock is a settable test clock.
 type clock struct {
 	mu sync.Mutex

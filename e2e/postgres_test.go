@@ -39,7 +39,7 @@ const postgresUser = "postgres"
 // startPostgres initialises and starts a cluster with database db. There is
 // no skip: without the PostgreSQL server binaries the test fails (`make
 // test` installs them).
-func startPostgres(t *testing.T, db string) *postgres {
+func startPostgres(t testing.TB, db string) *postgres {
 	t.Helper()
 	start := time.Now()
 	pg := &postgres{Database: db, bin: postgresBin(t), cred: postgresCred(t)}
@@ -163,7 +163,7 @@ func (pg *postgres) start(timeout time.Duration) error {
 
 // stop asks for a fast shutdown (SIGINT) and waits; if the server is still
 // running after 20 s it is killed, so that nothing is left running.
-func (pg *postgres) stop(t *testing.T) {
+func (pg *postgres) stop(t testing.TB) {
 	if pg.server == nil {
 		return
 	}
@@ -203,7 +203,7 @@ func (pg *postgres) cmd(timeout time.Duration, name string, args ...string) (str
 // postgresBin finds the folder of the PostgreSQL server programs: initdb on
 // $PATH, else the newest /usr/lib/postgresql/<version>/bin (Debian does
 // not put initdb on $PATH).
-func postgresBin(t *testing.T) string {
+func postgresBin(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
@@ -233,7 +233,7 @@ func pgVersion(binDir string) int {
 
 // postgresCred is the uid and gid of the postgres user when the test runs
 // as root, nil (run as the current user) otherwise.
-func postgresCred(t *testing.T) *syscall.Credential {
+func postgresCred(t testing.TB) *syscall.Credential {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return nil

@@ -16,7 +16,6 @@ import (
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // racePolicy lets a planner delegate to researchers and a researcher to
@@ -149,18 +148,31 @@ func delegated(t *testing.T, err error, refused *atomic.Int64) bool {
 }
 
 // descendantsOf lists, straight from SPIRE, the entries whose chain holds
-// id at depth 0.
+// id at depth 0: every entry is read and its selectors tested, in either
+// layout (delegator:0:<id>, or task:<t>:delegator:0:<id> in the
+// task-scoped one), so that the check relies on nothing the registrar
+// writes to find them (its hint).
 func descendantsOf(ctx context.Context, c entryv1.EntryClient, id spiffeid.ID) ([]string, error) {
-	resp, err := c.ListEntries(ctx, &entryv1.ListEntriesRequest{Filter: &entryv1.ListEntriesRequest_Filter{
-		BySelectors: &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET,
-			Selectors: []*types.Selector{{Type: svid.DefaultSelectorType, Value: "delegator:0:" + id.String()}}},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("list descendants of %s: %w", id, err)
+	var out []string
+	req := &entryv1.ListEntriesRequest{PageSize: 1000}
+	for {
+		resp, err := c.ListEntries(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list descendants of %s: %w", id, err)
+		}
+		for _, e := range resp.GetEntries() {
+			for _, s := range e.GetSelectors() {
+				v := s.GetValue()
+				if s.GetType() == svid.DefaultSelectorType && (v == "delegator:0:"+id.String() ||
+					strings.HasPrefix(v, "task:") && strings.HasSuffix(v, ":delegator:0:"+id.String())) {
+					out = append(out, e.GetSpiffeId().GetPath())
+					break
+				}
+			}
+		}
+		if resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
 	}
-	out := make([]string, len(resp.GetEntries()))
-	for i, e := range resp.GetEntries() {
-		out[i] = e.GetSpiffeId().GetPath()
-	}
-	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -26,31 +27,41 @@ func (r *Registrar) Create(ctx context.Context, req Request) (Task, error) {
 	if p == nil {
 		return Task{}, errNoPolicy
 	}
-	c, extra, err := r.claims(req)
+	c, node, extra, err := r.rootClaims(p, req, now)
 	if err != nil {
 		return Task{}, err
+	}
+	return r.put(ctx, c, node, extra, now, !req.Deadline.IsZero())
+}
+
+// rootClaims checks a root task request against the policy and returns
+// its claims, node and extra selectors.
+func (r *Registrar) rootClaims(p *Policy, req Request, now time.Time) (svid.Claims, spiffeid.ID, []*types.Selector, error) {
+	c, extra, err := r.claims(req)
+	if err != nil {
+		return c, spiffeid.ID{}, nil, err
 	}
 	rule, ok := p.Rule(c.Agent)
 	if !ok {
-		return Task{}, refuse(ReasonUnknownAgent, "", "no policy block for agent %q", c.Agent)
+		return c, spiffeid.ID{}, nil, refuse(ReasonUnknownAgent, "", "no policy block for agent %q", c.Agent)
 	}
 	if c.Deadline, err = deadline(req, now, now.Add(rule.MaxTTL)); err != nil {
-		return Task{}, err
+		return c, spiffeid.ID{}, nil, err
 	}
 	if err := c.Check(); err != nil {
-		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+		return c, spiffeid.ID{}, nil, &Error{Reason: ReasonInvalidRequest, Err: err}
 	}
 	if err := r.admit(rule, c, now); err != nil {
-		return Task{}, err
+		return c, spiffeid.ID{}, nil, err
 	}
 	if req.ParentID == "" {
-		return Task{}, refuse(ReasonInvalidRequest, "", "parent ID (the SPIRE agent's SPIFFE ID) required")
+		return c, spiffeid.ID{}, nil, refuse(ReasonInvalidRequest, "", "parent ID (the SPIRE agent's SPIFFE ID) required")
 	}
 	node, err := spiffeid.FromString(req.ParentID)
 	if err != nil {
-		return Task{}, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + req.ParentID, Err: err}
+		return c, spiffeid.ID{}, nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + req.ParentID, Err: err}
 	}
-	return r.put(ctx, c, node, extra, now)
+	return c, node, extra, nil
 }
 
 func (r *Registrar) currentPolicy() *Policy {
@@ -152,21 +163,26 @@ func (rule AgentRule) admit(c svid.Claims, now time.Time) error {
 	return nil
 }
 
-// put writes the task's entry unless the task exists.
-func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time) (Task, error) {
-	id, err := svid.TaskID(r.td, c.Agent, c.Task)
-	if err != nil {
-		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
-	}
-	existing, err := r.entriesOf(ctx, id)
-	if err != nil {
-		return Task{}, err
-	}
-	if len(existing) > 0 {
-		return Task{}, conflict(id, existing[0].GetId())
+// RetryWindow bounds how late a retried create or delegation that gave
+// a TTL (or no deadline: the agent's max_ttl) is recognised as the same
+// request: its deadline, now + TTL, moves on with the clock, so the
+// existing entry's deadline must lie within this window before it. A
+// request that named its deadline matches whenever it is retried.
+const RetryWindow = 10 * time.Minute
+
+// put writes the task's entry unless the task exists. A task that exists
+// with the entry this request would write (same node, same selectors, and
+// the same deadline — for a relative one (exact false), a deadline at most
+// RetryWindow earlier) is the same request retried: its task is returned,
+// so that a create is idempotent for a caller that retries with the task
+// ID. Any other existing entry is a conflict.
+func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time, exact bool) (Task, error) {
+	w, err := r.want(ctx, c, node, extra, now, exact)
+	if err != nil || w.done {
+		return w.task, err
 	}
 	resp, err := r.client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{
-		Entries: []*types.Entry{r.entry(id, node, c, extra, now)},
+		Entries: []*types.Entry{w.entry},
 	})
 	if err != nil {
 		return Task{}, wrapErr("create entry", err)
@@ -174,18 +190,177 @@ func (r *Registrar) put(ctx context.Context, c svid.Claims, node spiffeid.ID, ex
 	if len(resp.GetResults()) != 1 {
 		return Task{}, wrapErr("create entry", errors.New("SPIRE answered with no result"))
 	}
-	res := resp.GetResults()[0]
+	return r.created(ctx, w, resp.GetResults()[0])
+}
+
+// pending is an entry to write, or (done) a request answered already.
+type pending struct {
+	id    spiffeid.ID
+	entry *types.Entry
+	exact bool
+	done  bool
+	task  Task
+}
+
+// want renders the entry of a task and looks the task up: a task that
+// exists is answered here (done: the same request retried, or a conflict).
+func (r *Registrar) want(ctx context.Context, c svid.Claims, node spiffeid.ID, extra []*types.Selector, now time.Time, exact bool) (pending, error) {
+	id, err := svid.TaskID(r.td, c.Agent, c.Task)
+	if err != nil {
+		return pending{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	w := pending{id: id, entry: r.entry(id, node, c, extra, now), exact: exact}
+	existing, err := r.entriesOf(ctx, id)
+	if err != nil {
+		return pending{}, err
+	}
+	if len(existing) > 0 {
+		w.done = true
+		w.task, err = r.retried(existing, w.entry, exact)
+		return w, err
+	}
+	return w, nil
+}
+
+// created finishes the create of w from SPIRE's result.
+func (r *Registrar) created(ctx context.Context, w pending, res *entryv1.BatchCreateEntryResponse_Result) (Task, error) {
 	switch code := codes.Code(res.GetStatus().GetCode()); code {
 	case codes.OK:
 	case codes.AlreadyExists:
-		return Task{}, conflict(id, res.GetEntry().GetId())
+		// An entry with the same SPIFFE ID, node and selectors was
+		// created meanwhile (a retry racing the first call, or
+		// another registrar): the same task if its deadline agrees.
+		existing, err := r.entriesOf(ctx, w.id)
+		if err != nil {
+			return Task{}, err
+		}
+		if len(existing) == 0 {
+			return Task{}, conflict(w.id, res.GetEntry().GetId())
+		}
+		return r.retried(existing, w.entry, w.exact)
 	default:
 		return Task{}, wrapErr("create entry", status.Error(code, res.GetStatus().GetMessage()))
 	}
-	if err := r.settle(ctx, id, res.GetEntry().GetId()); err != nil {
+	if err := r.settle(ctx, w.id, res.GetEntry().GetId()); err != nil {
 		return Task{}, err
 	}
 	return r.task(res.GetEntry())
+}
+
+// BatchResult is the outcome of one request of CreateBatch: its task, or
+// why not.
+type BatchResult struct {
+	Task Task
+	Err  error
+}
+
+// maxBatch bounds the entries of one BatchCreateEntry call of CreateBatch.
+const maxBatch = 500
+
+// CreateBatch creates root tasks as Create does, for orchestrators that
+// start many at once: every request is checked on its own, the tasks that
+// pass are written with one BatchCreateEntry per 500, and the results are
+// in the order of reqs. A refused request, a task ID given twice (the
+// second is a conflict) or an existing task fails its own request only; a
+// task that exists with the same request is returned as Create would.
+func (r *Registrar) CreateBatch(ctx context.Context, reqs []Request) []BatchResult {
+	out := make([]BatchResult, len(reqs))
+	p, now := r.currentPolicy(), r.cfg.now()
+	if p == nil {
+		for i := range out {
+			out[i].Err = errNoPolicy
+		}
+		return out
+	}
+	ws := make([]pending, len(reqs))
+	seen := make(map[spiffeid.ID]bool, len(reqs))
+	var todo []int
+	for i, req := range reqs {
+		c, node, extra, err := r.rootClaims(p, req, now)
+		if err == nil {
+			ws[i], err = r.want(ctx, c, node, extra, now, !req.Deadline.IsZero())
+		}
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case seen[ws[i].id]:
+			out[i].Err = refuse(ReasonConflict, "", "task %s is requested twice in the batch", ws[i].id)
+		case ws[i].done:
+			out[i].Task = ws[i].task
+		default:
+			todo = append(todo, i)
+		}
+		if err == nil {
+			seen[ws[i].id] = true
+		}
+	}
+	for len(todo) > 0 {
+		chunk := todo[:min(len(todo), maxBatch)]
+		todo = todo[len(chunk):]
+		entries := make([]*types.Entry, len(chunk))
+		for k, i := range chunk {
+			entries[k] = ws[i].entry
+		}
+		resp, err := r.client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: entries})
+		if err == nil && len(resp.GetResults()) != len(chunk) {
+			err = fmt.Errorf("SPIRE answered %d results for %d entries", len(resp.GetResults()), len(chunk))
+		}
+		for k, i := range chunk {
+			if err != nil {
+				out[i].Err = wrapErr("create entry", err)
+				continue
+			}
+			out[i].Task, out[i].Err = r.created(ctx, ws[i], resp.GetResults()[k])
+		}
+	}
+	return out
+}
+
+// retried returns the task of the one existing entry when it is the entry
+// want (see put), and a conflict otherwise.
+func (r *Registrar) retried(existing []*types.Entry, want *types.Entry, exact bool) (Task, error) {
+	id, _ := idFromProto(want.GetSpiffeId())
+	if len(existing) != 1 || !sameEntry(existing[0], want, exact) {
+		return Task{}, conflict(id, existing[0].GetId())
+	}
+	t, err := r.task(existing[0])
+	if err != nil {
+		return Task{}, conflict(id, existing[0].GetId())
+	}
+	return t, nil
+}
+
+// sameEntry reports whether entry e is the entry want of a retried request.
+func sameEntry(e, want *types.Entry, exact bool) bool {
+	if idString(e.GetParentId()) != idString(want.GetParentId()) {
+		return false
+	}
+	a, b := selectorStrings(e.GetSelectors()), selectorStrings(want.GetSelectors())
+	if !slices.Equal(a, b) {
+		return false
+	}
+	have, w := e.GetExpiresAt(), want.GetExpiresAt()
+	if exact {
+		return have == w
+	}
+	return have <= w && have >= w-int64(RetryWindow/time.Second)
+}
+
+// selectorStrings returns the selectors as sorted "type:value" strings.
+func selectorStrings(sels []*types.Selector) []string {
+	out := make([]string, len(sels))
+	for i, s := range sels {
+		out[i] = s.GetType() + ":" + s.GetValue()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func idString(p *types.SPIFFEID) string {
+	if p == nil {
+		return ""
+	}
+	return "spiffe://" + p.GetTrustDomain() + p.GetPath()
 }
 
 func conflict(id spiffeid.ID, entryID string) error {

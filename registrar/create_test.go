@@ -49,14 +49,19 @@ func TestCreateWritesOneEntry(t *testing.T) {
 	if e.X509SvidTtl != 300 || e.JwtSvidTtl != 300 {
 		t.Errorf("TTLs x509 %d jwt %d, want 300 300", e.X509SvidTtl, e.JwtSvidTtl)
 	}
+	// The task-scoped layout: every selector of the task type is the
+	// task's own; the hint is the chain's root, the task itself.
 	want := []string{
-		"agentid:agent:planner", "agentid:depth:0", "agentid:model:openai/gpt-4o",
-		"agentid:principal:" + alice, "agentid:prompt:" + testPrompt,
-		"agentid:scope:kb:read", "agentid:scope:web:search", "agentid:task:T-1",
+		"agentid:task:T-1", "agentid:task:T-1:agent:planner", "agentid:task:T-1:depth:0", "agentid:task:T-1:model:openai/gpt-4o",
+		"agentid:task:T-1:principal:" + alice, "agentid:task:T-1:prompt:" + testPrompt,
+		"agentid:task:T-1:scope:kb:read", "agentid:task:T-1:scope:web:search",
 		"k8s:ns:agents", "unix:uid:1001",
 	}
 	if got := selectorSet(e.Selectors); !slices.Equal(got, want) {
 		t.Errorf("selectors\n got %q\nwant %q", got, want)
+	}
+	if e.Hint != "spiffe://example.org/agent/planner/task/T-1" {
+		t.Errorf("hint %q", e.Hint)
 	}
 
 	wantClaims := svid.Claims{V: 1, Agent: "planner", Task: "T-1", Model: "openai/gpt-4o", Prompt: testPrompt,
@@ -67,8 +72,6 @@ func TestCreateWritesOneEntry(t *testing.T) {
 		t.Errorf("task = %+v", task)
 	}
 }
-
-func idString(id *types.SPIFFEID) string { return "spiffe://" + id.TrustDomain + id.Path }
 
 func TestCreateClampsTTLs(t *testing.T) {
 	tests := []struct {
@@ -170,11 +173,14 @@ func raceInterceptor(add func()) grpc.UnaryClientInterceptor {
 
 func TestCreateConflictRace(t *testing.T) {
 	tests := []struct {
-		name   string
-		parent string
+		name     string
+		parent   string
+		deadline time.Duration
+		same     bool // the racing entry is the one this request writes: the same task
 	}{
-		{"same entry: ALREADY_EXISTS", testNode},
-		{"other parent ID: both accepted, oldest stays", "spiffe://example.org/spire/agent/other"},
+		{"same entry: ALREADY_EXISTS, the same task", testNode, 3 * time.Hour, true},
+		{"same selectors, other deadline: ALREADY_EXISTS, a conflict", testNode, 2 * time.Hour, false},
+		{"other parent ID: both accepted, oldest stays", "spiffe://example.org/spire/agent/other", 3 * time.Hour, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,13 +188,17 @@ func TestCreateConflictRace(t *testing.T) {
 			f = newFixture(t, nil, grpc.WithUnaryInterceptor(raceInterceptor(func() {
 				req := plannerRequest("T-1")
 				c := svid.Claims{V: 1, Agent: "planner", Task: "T-1", Model: req.Model, Prompt: req.Prompt,
-					Scope: req.Scope, Principal: alice, Deadline: testNow.Add(3 * time.Hour)}
+					Scope: req.Scope, Principal: alice, Deadline: testNow.Add(tt.deadline)}
 				id, _ := svid.TaskID(testTD, "planner", "T-1")
 				node, _ := parseID(tt.parent)
 				f.fe.Add(f.r.entry(id, node, c, nil, testNow))
 			})))
-			_, err := f.r.Create(context.Background(), plannerRequest("T-1"))
-			if ReasonOf(err) != ReasonConflict {
+			got, err := f.r.Create(context.Background(), plannerRequest("T-1"))
+			if tt.same {
+				if err != nil || got.EntryID != f.fe.Entries()[0].Id {
+					t.Fatalf("got %+v, %v; want the racing entry", got, err)
+				}
+			} else if ReasonOf(err) != ReasonConflict {
 				t.Fatalf("err = %v, want a conflict", err)
 			}
 			entries := f.fe.Entries()
@@ -293,7 +303,7 @@ func TestCreateSelectorType(t *testing.T) {
 }
 
 // TestCreateExePin: a request naming an executable digest gets the task
-// selector exe:sha256:<hex> (also accepted as an extra selector of the task
+// selector task:<id>:exe:sha256:<hex> (also accepted as exe:sha256:<hex> as an extra selector of the task
 // type, the gRPC API's way), which the attestor emits from the real
 // executable; it reads back as Task.ExeSHA256.
 func TestCreateExePin(t *testing.T) {
@@ -307,7 +317,7 @@ func TestCreateExePin(t *testing.T) {
 			req := plannerRequest("T-1")
 			mod(&req)
 			task := f.mustCreate(t, req)
-			if got := selectorSet(f.fe.Entries()[0].Selectors); !slices.Contains(got, "agentid:exe:sha256:"+sum) {
+			if got := selectorSet(f.fe.Entries()[0].Selectors); !slices.Contains(got, "agentid:task:T-1:exe:sha256:"+sum) {
 				t.Errorf("entry selectors %q lack the pin", got)
 			}
 			if task.ExeSHA256 != sum || slices.ContainsFunc(task.Selectors, func(s string) bool { return strings.Contains(s, "exe:") }) {
@@ -333,5 +343,63 @@ func TestCreateExePin(t *testing.T) {
 		if _, err := f.r.Create(context.Background(), req); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestCreateIdempotent: a retry of the same request with the same task ID
+// (the caller's first call timed out or was cancelled after SPIRE wrote
+// the entry, or the registrar crashed before answering) returns the task
+// already created instead of a conflict; a different request for the same
+// task ID is still a conflict.
+func TestCreateIdempotent(t *testing.T) {
+	now := testNow
+	f := newFixture(t, []Option{WithClock(func() time.Time { return now })})
+	first := f.mustCreate(t, plannerRequest("T-1")) // TTL 3h
+	now = now.Add(7 * time.Second)                  // the retry comes later: now+TTL moved on
+	again, err := f.r.Create(context.Background(), plannerRequest("T-1"))
+	if err != nil || again.EntryID != first.EntryID || !again.Claims.Equal(first.Claims) {
+		t.Fatalf("retry with TTL: %+v, %v; want the first task %s", again, err, first.EntryID)
+	}
+	explicit := plannerRequest("T-2")
+	explicit.TTL, explicit.Deadline = 0, testNow.Add(time.Hour)
+	e1 := f.mustCreate(t, explicit)
+	if e2, err := f.r.Create(context.Background(), explicit); err != nil || e2.EntryID != e1.EntryID {
+		t.Errorf("retry with a deadline: %+v, %v", e2, err)
+	}
+	for name, edit := range map[string]func(*Request){
+		"other scope":     func(r *Request) { r.Scope = []string{"kb:read"} },
+		"other deadline":  func(r *Request) { r.TTL, r.Deadline = 0, testNow.Add(2*time.Hour) },
+		"other node":      func(r *Request) { r.ParentID = "spiffe://example.org/spire/agent/other" },
+		"extra selector":  func(r *Request) { r.Selectors = []string{"unix:uid:1001"} },
+		"other principal": func(r *Request) { r.Principal = "spiffe://example.org/user/bob" },
+	} {
+		req := plannerRequest("T-1")
+		edit(&req)
+		if _, err := f.r.Create(context.Background(), req); ReasonOf(err) != ReasonConflict {
+			t.Errorf("%s: err = %v, want a conflict", name, err)
+		}
+	}
+	// A retry long after (beyond the retry window) with a TTL names a
+	// deadline the entry does not have: a conflict.
+	now = testNow.Add(RetryWindow + time.Minute)
+	if _, err := f.r.Create(context.Background(), plannerRequest("T-1")); ReasonOf(err) != ReasonConflict {
+		t.Errorf("late retry: err = %v, want a conflict", err)
+	}
+	if n := len(f.fe.Entries()); n != 2 {
+		t.Errorf("%d entries, want 2", n)
+	}
+}
+
+// TestCreateChildIdempotent: the same for a delegation.
+func TestCreateChildIdempotent(t *testing.T) {
+	f := newChain(t)
+	req := childRequest("researcher", "R", "kb:read")
+	again, err := f.r.CreateChild(context.Background(), f.tasks["P"].ID, req)
+	if err != nil || again.EntryID != f.tasks["R"].EntryID {
+		t.Fatalf("retried delegation: %+v, %v; want %s", again, err, f.tasks["R"].EntryID)
+	}
+	req.TTL = 10 * time.Minute // another deadline than the parent's
+	if _, err := f.r.CreateChild(context.Background(), f.tasks["P"].ID, req); ReasonOf(err) != ReasonConflict {
+		t.Errorf("other deadline: err = %v, want a conflict", err)
 	}
 }

@@ -74,7 +74,7 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err != nil {
 		return Task{}, err
 	}
-	child, err := r.put(ctx, c, node, extra, now)
+	child, err := r.put(ctx, c, node, extra, now, req.TTL == 0)
 	if err != nil {
 		return Task{}, err
 	}

@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"errors"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"slices"
 	"strings"
 	"testing"
@@ -55,19 +56,79 @@ func TestCreateChild(t *testing.T) {
 		t.Errorf("grandchild chain %q", s.Claims.Chain)
 	}
 	var sels []string
+	var hint string
 	for _, e := range f.fe.Entries() {
 		if e.Id == s.EntryID {
-			sels = selectorSet(e.Selectors)
+			sels, hint = selectorSet(e.Selectors), e.Hint
 		}
 	}
+	// The task-scoped layout: every selector is the grandchild's own, and
+	// the hint names the root of its chain (how a revoke finds it).
 	for _, w := range []string{
-		"agentid:delegator:0:spiffe://example.org/agent/planner/task/P",
-		"agentid:delegator:1:spiffe://example.org/agent/researcher/task/R",
-		"agentid:depth:2",
+		"agentid:task:S",
+		"agentid:task:S:delegator:0:spiffe://example.org/agent/planner/task/P",
+		"agentid:task:S:delegator:1:spiffe://example.org/agent/researcher/task/R",
+		"agentid:task:S:depth:2",
 	} {
 		if !slices.Contains(sels, w) {
 			t.Errorf("grandchild selectors %q lack %s", sels, w)
 		}
+	}
+	for _, sel := range sels {
+		if !strings.HasPrefix(sel, "agentid:task:S:") && sel != "agentid:task:S" {
+			t.Errorf("selector %s is not scoped to the task", sel)
+		}
+	}
+	if hint != p.ID.String() {
+		t.Errorf("hint %q, want the chain's root %s", hint, p.ID)
+	}
+}
+
+// TestOldLayoutEntries: entries of the v1 layout (written by the registrar
+// before the task-scoped one, so live for at most one max_ttl after an
+// upgrade) are still read, delegated from, listed and revoked with their
+// descendants, v1 and v2 alike.
+func TestOldLayoutEntries(t *testing.T) {
+	f := newFixture(t, nil)
+	node := spiffeid.RequireFromString(testNode)
+	old := func(c svid.Claims) Task {
+		id, _ := svid.TaskID(testTD, c.Agent, c.Task)
+		e := f.r.entry(id, node, c, nil, testNow)
+		e.Hint, e.Selectors = "", nil
+		for _, v := range c.Selectors() {
+			e.Selectors = append(e.Selectors, &types.Selector{Type: "agentid", Value: v})
+		}
+		e.Id = f.fe.Add(e)[0]
+		task, err := f.r.task(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task
+	}
+	root := old(svid.Claims{V: 1, Agent: "planner", Task: "P", Model: "openai/gpt-4o", Prompt: testPrompt,
+		Scope: []string{"kb:read"}, Principal: alice, Deadline: testNow.Add(time.Hour)})
+	oldChild := old(svid.Claims{V: 1, Agent: "researcher", Task: "R", Model: "openai/gpt-4o", Prompt: testPrompt,
+		Scope: []string{"kb:read"}, Principal: alice, Chain: []string{root.ID.String()}, Deadline: testNow.Add(time.Hour)})
+	// A new child of each, in the new layout.
+	newChild := f.mustChild(t, oldChild, childRequest("summarizer", "S", "kb:read"))
+	newChild2 := f.mustChild(t, root, childRequest("looper", "L", "kb:read"))
+	if got, err := f.r.Get(context.Background(), oldChild.ID); err != nil || !got.Claims.Equal(oldChild.Claims) {
+		t.Fatalf("Get of a v1 entry: %+v, %v", got, err)
+	}
+	l, err := f.r.List(context.Background(), Filter{ParentTask: root.ID.String()})
+	if err != nil || !slices.Equal(taskIDs(l.Tasks), []string{newChild2.ID.String(), oldChild.ID.String()}) {
+		t.Errorf("children of the v1 root: %q, %v", taskIDs(l.Tasks), err)
+	}
+	removed, err := f.r.Revoke(context.Background(), oldChild.ID)
+	if err != nil || !slices.Equal(taskIDs(removed), []string{oldChild.ID.String(), newChild.ID.String()}) {
+		t.Errorf("revoke of the v1 child removed %q, %v", taskIDs(removed), err)
+	}
+	removed, err = f.r.Revoke(context.Background(), root.ID)
+	if err != nil || !slices.Equal(taskIDs(removed), []string{root.ID.String(), newChild2.ID.String()}) {
+		t.Errorf("revoke of the v1 root removed %q, %v", taskIDs(removed), err)
+	}
+	if n := len(f.fe.Entries()); n != 0 {
+		t.Errorf("%d entries left", n)
 	}
 }
 

@@ -7,8 +7,12 @@
 //   - SPIFFE ID spiffe://<td>/agent/<agent>/task/<task> ([svid.TaskID]);
 //   - expires_at = the task's deadline (unix seconds);
 //   - selectors of the attestor's type (default "agentid") carrying the
-//     task record ([svid.Claims.Selectors]), plus extra "type:value"
+//     task record, each scoped to the task ([svid.Claims.ScopedSelectors]:
+//     no selector is shared by two tasks; entries of the older v1 layout,
+//     [svid.Claims.Selectors], are still read), plus extra "type:value"
 //     selectors the operator asks for;
+//   - hint = the SPIFFE ID of the root of the task's delegation chain (its
+//     own for a root task), by which a revoke lists the task's tree;
 //   - x509_svid_ttl and jwt_svid_ttl no longer than the time left to the
 //     deadline nor than the configured maxima.
 //

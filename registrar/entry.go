@@ -14,21 +14,44 @@ import (
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
-// entry renders a task as a registration entry.
+// entry renders a task as a registration entry, in the task-scoped layout
+// (svid.Claims.ScopedSelectors): every selector of the task type is the
+// task's own, the executable pin included, so that SPIRE's duplicate check
+// and its agents' matching touch no other entry. The hint is the SPIFFE ID
+// of the root of the task's chain (its own for a root task): ListEntries
+// by_hint finds a whole delegation tree, which is how Revoke finds
+// descendants now that no selector is shared.
 func (r *Registrar) entry(id spiffeid.ID, parent spiffeid.ID, c svid.Claims, extra []*types.Selector, now time.Time) *types.Entry {
 	left := c.Deadline.Sub(now)
 	sels := make([]*types.Selector, 0, 8+len(c.Scope)+len(c.Chain)+len(extra))
-	for _, v := range c.Selectors() {
+	for _, v := range c.ScopedSelectors() {
 		sels = append(sels, &types.Selector{Type: r.cfg.selectorType, Value: v})
+	}
+	for _, s := range extra {
+		if s.GetType() == r.cfg.selectorType {
+			if d, ok := svid.ParseExeSelector(s.GetValue()); ok {
+				s = &types.Selector{Type: s.GetType(), Value: svid.ScopedExeSelector(c.Task, d)}
+			}
+		}
+		sels = append(sels, s)
 	}
 	return &types.Entry{
 		SpiffeId:    spiffeIDProto(id),
 		ParentId:    spiffeIDProto(parent),
-		Selectors:   append(sels, extra...),
+		Selectors:   sels,
+		Hint:        rootOf(id, c),
 		ExpiresAt:   c.Deadline.Unix(),
 		X509SvidTtl: ttlSeconds(min(r.cfg.maxX509TTL, left)),
 		JwtSvidTtl:  ttlSeconds(min(r.cfg.maxJWTTTL, left)),
 	}
+}
+
+// rootOf is the SPIFFE ID of the root of task id's delegation tree.
+func rootOf(id spiffeid.ID, c svid.Claims) string {
+	if len(c.Chain) > 0 {
+		return c.Chain[0]
+	}
+	return id.String()
 }
 
 func ttlSeconds(d time.Duration) int32 {
@@ -146,4 +169,16 @@ func (r *Registrar) entriesOf(ctx context.Context, id spiffeid.ID) ([]*types.Ent
 
 func delegatorSelector(i int, id string) string {
 	return "delegator:" + strconv.Itoa(i) + ":" + id
+}
+
+// RenderEntry returns the registration entry Create writes for a root task
+// with claims c (deadline included) under node, at the registrar's clock:
+// for bulk loading and benchmarks that fill SPIRE with tasks straight
+// through the Entry API.
+func (r *Registrar) RenderEntry(c svid.Claims, node spiffeid.ID) (*types.Entry, error) {
+	id, err := svid.TaskID(r.td, c.Agent, c.Task)
+	if err != nil {
+		return nil, err
+	}
+	return r.entry(id, node, c, nil, r.cfg.now()), nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Get returns the task with SPIFFE ID id, read from its entry.
@@ -61,66 +62,120 @@ type Filter struct {
 	ParentID string
 }
 
+// Listing is what List and ListPage return.
+type Listing struct {
+	// Tasks are the tasks that match, ordered by SPIFFE ID (within the
+	// page, for ListPage).
+	Tasks []Task
+	// Invalid are the task-shaped entries (a task SPIFFE ID of the trust
+	// domain with selectors of the task type) that matched but do not
+	// decode as a task: reported apart so that one broken entry neither
+	// fails the listing nor hides the others.
+	Invalid []InvalidEntry
+	// NextPageToken continues a ListPage; empty on the last page (always
+	// empty from List).
+	NextPageToken string
+}
+
+// InvalidEntry is a task-shaped entry that does not decode.
+type InvalidEntry struct {
+	ID      spiffeid.ID
+	EntryID string
+	Err     error
+}
+
 // List returns the tasks that match every field of f, ordered by SPIFFE
-// ID. Entries of other workloads are skipped; a task entry that does not
-// decode is an error.
-func (r *Registrar) List(ctx context.Context, f Filter) ([]Task, error) {
-	filter, err := r.listFilter(ctx, f)
-	if err != nil {
-		return nil, err
+// ID, reading every page. Entries of other workloads are skipped; task
+// entries that do not decode are returned in Listing.Invalid.
+func (r *Registrar) List(ctx context.Context, f Filter) (Listing, error) {
+	var all Listing
+	token := ""
+	for {
+		page, err := r.ListPage(ctx, f, r.cfg.pageSize, token)
+		if err != nil {
+			return Listing{}, err
+		}
+		all.Tasks = append(all.Tasks, page.Tasks...)
+		all.Invalid = append(all.Invalid, page.Invalid...)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
 	}
-	entries, err := r.list(ctx, filter)
+	sortTasks(all.Tasks)
+	return all, nil
+}
+
+// ListPage returns one page of List: at most pageSize entries of SPIRE
+// (0: SPIRE's own limit, all of them) from the page token (empty: the
+// first page). The tasks and invalid entries of a page may be fewer than
+// pageSize: entries of other workloads are skipped. Pages follow SPIRE's
+// order; tasks are sorted by SPIFFE ID within a page.
+func (r *Registrar) ListPage(ctx context.Context, f Filter, pageSize int32, token string) (Listing, error) {
+	filter, keep, err := r.listFilter(ctx, f)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
-	tasks := make([]Task, 0, len(entries))
-	for _, e := range entries {
+	resp, err := r.client.ListEntries(ctx, &entryv1.ListEntriesRequest{Filter: filter, PageSize: pageSize, PageToken: token})
+	if err != nil {
+		return Listing{}, wrapErr("list entries", err)
+	}
+	out := Listing{NextPageToken: resp.GetNextPageToken(), Tasks: make([]Task, 0, len(resp.GetEntries()))}
+	for _, e := range resp.GetEntries() {
 		if !r.isTaskEntry(e) {
 			continue
 		}
 		t, err := r.task(e)
-		if err != nil {
-			return nil, wrapErr("list", err)
+		switch {
+		case err != nil:
+			if keep == nil {
+				out.Invalid = append(out.Invalid, InvalidEntry{ID: t.ID, EntryID: e.GetId(), Err: err})
+			}
+		case keep == nil || keep(t):
+			out.Tasks = append(out.Tasks, t)
 		}
-		tasks = append(tasks, t)
 	}
+	sortTasks(out.Tasks)
+	return out, nil
+}
+
+func sortTasks(tasks []Task) {
 	slices.SortFunc(tasks, func(a, b Task) int {
 		return cmp.Or(cmp.Compare(a.ID.String(), b.ID.String()), cmp.Compare(a.EntryID, b.EntryID))
 	})
-	return tasks, nil
 }
 
-func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, error) {
-	var values []string
-	for _, kv := range [...][2]string{{"agent", f.Agent}, {"principal", f.Principal}, {"model", f.Model}} {
-		if kv[1] != "" {
-			values = append(values, kv[0]+":"+kv[1])
-		}
-	}
-	if f.ParentTask != "" {
-		parent, err := r.parentByString(ctx, f.ParentTask)
-		if err != nil {
-			return nil, err
-		}
-		d := parent.Claims.Depth()
-		values = append(values, delegatorSelector(d, parent.ID.String()), "depth:"+strconv.Itoa(d+1))
-	}
+// listFilter returns the SPIRE filter of f (the node, by parent ID) and
+// the test of the other fields on decoded tasks (nil: every task). The task
+// fields are tested here, not by SPIRE: in the task-scoped layout no
+// selector is shared by two tasks, so no selector filter can find all the
+// tasks of a model or a principal. Entries that do not decode are not
+// reported by a filtered listing: they cannot be tested.
+func (r *Registrar) listFilter(ctx context.Context, f Filter) (*entryv1.ListEntriesRequest_Filter, func(Task) bool, error) {
 	filter := &entryv1.ListEntriesRequest_Filter{}
-	if len(values) > 0 {
-		m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_SUPERSET}
-		for _, v := range values {
-			m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: v})
-		}
-		filter.BySelectors = m
-	}
 	if f.ParentID != "" {
 		node, err := spiffeid.FromString(f.ParentID)
 		if err != nil {
-			return nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + f.ParentID, Err: err}
+			return nil, nil, &Error{Reason: ReasonInvalidRequest, Detail: "parent ID " + f.ParentID, Err: err}
 		}
 		filter.ByParentId = spiffeIDProto(node)
 	}
-	return filter, nil
+	if f.Agent == "" && f.Principal == "" && f.Model == "" && f.ParentTask == "" {
+		return filter, nil, nil
+	}
+	parent := ""
+	if f.ParentTask != "" {
+		p, err := r.parentByString(ctx, f.ParentTask)
+		if err != nil {
+			return nil, nil, err
+		}
+		parent = p.ID.String()
+	}
+	keep := func(t Task) bool {
+		c := t.Claims
+		return (f.Agent == "" || c.Agent == f.Agent) && (f.Principal == "" || c.Principal == f.Principal) &&
+			(f.Model == "" || c.Model == f.Model) && (parent == "" || len(c.Chain) > 0 && c.Chain[len(c.Chain)-1] == parent)
+	}
+	return filter, keep, nil
 }
 
 func (r *Registrar) parentByString(ctx context.Context, s string) (Task, error) {
@@ -155,9 +210,10 @@ const maxRevokeRounds = 16
 // Revoke deletes the task's entry and the entries of all its descendants,
 // and returns what it removed: the task first, then its descendants by
 // depth and SPIFFE ID. A descendant's chain holds the revoked task at the
-// index of the task's own depth, so one ListEntries on the selector
-// delegator:<depth>:<id> finds children, grandchildren and further
-// descendants alike. Delegations may be in flight while the revoke runs:
+// index of the task's own depth, and its entry's hint names the root of
+// that chain, so one ListEntries by the hint finds children,
+// grandchildren and further descendants alike (see descendants).
+// Delegations may be in flight while the revoke runs:
 // Revoke lists and deletes again until a list finds nothing, at most
 // maxRevokeRounds times. Descendants whose entries do not decode are
 // removed all the same and reported with zero Claims.
@@ -210,11 +266,21 @@ func (r *Registrar) Revoke(ctx context.Context, id spiffeid.ID) ([]Task, error) 
 }
 
 // descendants lists the entries whose chain holds id, at the depth of each
-// of id's entries (one, unless the datastore was edited by hand). Without
-// an entry of id, or with one that does not decode, every index is a
-// candidate: one ListEntries matching any of the delegator selectors.
+// of id's entries (one, unless the datastore was edited by hand); without
+// an entry of id, or with one that does not decode, at any depth.
+//
+// Task-scoped entries carry the root of their chain as their hint: one
+// ListEntries by_hint of id's root lists id's whole tree, and the chains
+// are tested here. Entries of the v1 layout (written before it, live for
+// at most one max_ttl after an upgrade) carry no hint but shared
+// delegator:<d>:<id> selectors: one more ListEntries matching any of them.
+// Without a decodable entry of id its root is unknown: every entry is
+// listed then (id's entry deleted by hand or broken, or its descendants
+// left behind by a revoke cut short: rare, and what a revoke again then
+// costs).
 func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*types.Entry) ([]Task, error) {
 	depths := map[int]bool{}
+	roots := map[string]bool{}
 	for _, e := range own {
 		t, err := r.task(e)
 		if err != nil {
@@ -222,11 +288,13 @@ func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*type
 			break
 		}
 		depths[t.Claims.Depth()] = true
+		roots[rootOf(t.ID, t.Claims)] = true
 	}
 	if len(depths) == 0 {
 		for i := range svid.MaxChain {
 			depths[i] = true
 		}
+		clear(roots)
 	}
 	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_ANY}
 	for _, d := range slices.Sorted(maps.Keys(depths)) {
@@ -236,16 +304,64 @@ func (r *Registrar) descendants(ctx context.Context, id spiffeid.ID, own []*type
 	if err != nil {
 		return nil, err
 	}
+	var filters []*entryv1.ListEntriesRequest_Filter
+	if len(roots) == 0 {
+		filters = append(filters, &entryv1.ListEntriesRequest_Filter{}) // every entry
+	} else {
+		for _, root := range slices.Sorted(maps.Keys(roots)) {
+			filters = append(filters, &entryv1.ListEntriesRequest_Filter{ByHint: wrapperspb.String(root)})
+		}
+	}
+	for _, f := range filters {
+		more, err := r.list(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, more...)
+	}
 	seen := map[string]bool{}
 	for _, e := range own {
 		seen[e.GetId()] = true
 	}
-	out := slices.DeleteFunc(entries, func(e *types.Entry) bool { return seen[e.GetId()] })
+	var out []*types.Entry
+	for _, e := range entries {
+		if !seen[e.GetId()] && r.names(e, id.String(), depths) {
+			seen[e.GetId()] = true
+			out = append(out, e)
+		}
+	}
 	tasks := r.lenientTasks(out)
 	slices.SortFunc(tasks, func(a, b Task) int {
 		return cmp.Or(cmp.Compare(a.Claims.Depth(), b.Claims.Depth()), cmp.Compare(a.ID.String(), b.ID.String()))
 	})
 	return tasks, nil
+}
+
+// names reports whether entry e's selectors name ancestor at one of the
+// depths: delegator:<d>:<ancestor> (v1) or task:<t>:delegator:<d>:<ancestor>
+// (task-scoped). It reads the raw selectors, so that an entry that does
+// not decode is still found.
+func (r *Registrar) names(e *types.Entry, ancestor string, depths map[int]bool) bool {
+	for _, s := range e.GetSelectors() {
+		if s.GetType() != r.cfg.selectorType {
+			continue
+		}
+		v := s.GetValue()
+		if rest, ok := strings.CutPrefix(v, "task:"); ok {
+			if _, after, scoped := strings.Cut(rest, ":"); scoped {
+				v = after
+			}
+		}
+		rest, ok := strings.CutPrefix(v, "delegator:")
+		if !ok {
+			continue
+		}
+		idx, who, ok := strings.Cut(rest, ":")
+		if d, err := strconv.Atoi(idx); ok && err == nil && depths[d] && who == ancestor {
+			return true
+		}
+	}
+	return false
 }
 
 // lenientTasks decodes entries, keeping those that do not decode with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestList(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ids := taskIDs(got); !slices.Equal(ids, tt.want) {
+				if ids := taskIDs(got.Tasks); !slices.Equal(ids, tt.want) {
 					t.Errorf("page size %d:\n got %q\nwant %q", pageSize, ids, tt.want)
 				}
 			})
@@ -101,8 +102,8 @@ func TestListPages(t *testing.T) {
 	}
 	calls := f.fe.ListCalls.Load()
 	got, err := f.r.List(context.Background(), Filter{Agent: "planner"})
-	if err != nil || len(got) != 7 {
-		t.Fatalf("%d tasks, %v", len(got), err)
+	if err != nil || len(got.Tasks) != 7 {
+		t.Fatalf("%d tasks, %v", len(got.Tasks), err)
 	}
 	if n := f.fe.ListCalls.Load() - calls; n != 3 {
 		t.Errorf("%d ListEntries calls for 7 entries in pages of 3", n)
@@ -126,7 +127,7 @@ func TestRevokeCascade(t *testing.T) {
 	}
 	left, _ := f.r.List(context.Background(), Filter{})
 	wantLeft := []string{f.tasks["L"].ID.String(), f.tasks["B"].ID.String(), f.tasks["P"].ID.String(), f.tasks["H"].ID.String(), sib.ID.String()}
-	if got := taskIDs(left); !slices.Equal(got, wantLeft) {
+	if got := taskIDs(left.Tasks); !slices.Equal(got, wantLeft) {
 		t.Errorf("left %q, want %q", got, wantLeft)
 	}
 
@@ -199,5 +200,30 @@ func TestRevokeBrokenEntry(t *testing.T) {
 	}
 	if removed[0].Claims.V != 0 {
 		t.Errorf("broken entry reported with claims %+v", removed[0].Claims)
+	}
+}
+
+// TestListMalformedEntry: one task-shaped entry that does not decode (here
+// a task selector only, as a hand-made or half-migrated entry has) must not
+// make the whole list fail: the valid tasks are listed and the broken
+// entry is reported apart, with why.
+func TestListMalformedEntry(t *testing.T) {
+	f := newChain(t)
+	id, _ := svid.TaskID(testTD, "planner", "X")
+	e := f.r.entry(id, spiffeid.RequireFromString(testNode), svid.Claims{}, nil, testNow)
+	e.Selectors = []*types.Selector{{Type: "agentid", Value: "task:X"}}
+	bad := f.fe.Add(e)[0]
+	got, err := f.r.List(context.Background(), Filter{})
+	if err != nil {
+		t.Fatalf("List failed on one malformed entry: %v", err)
+	}
+	if n := len(got.Tasks); n != 6 {
+		t.Errorf("%d tasks listed, want the 6 valid ones", n)
+	}
+	if len(got.Invalid) != 1 || got.Invalid[0].EntryID != bad || got.Invalid[0].ID != id || got.Invalid[0].Err == nil {
+		t.Fatalf("invalid = %+v, want entry %s of %s with its error", got.Invalid, bad, id)
+	}
+	if msg := got.Invalid[0].Err.Error(); !strings.Contains(msg, "selector") {
+		t.Errorf("error %q does not say what is wrong", msg)
 	}
 }

@@ -15,9 +15,10 @@
 //     holding the same object and an RFC 8693 "act" claim rendering the
 //     delegation chain, current delegator outermost.
 //
-// A fourth rendering, the SPIRE selectors of the attestor ([Claims.Selectors],
-// [FromSelectors]), carries the same record through SPIRE registration
-// entries.
+// A fourth rendering, the SPIRE selectors of the attestor, carries the same
+// record through SPIRE registration entries: task-scoped
+// ([Claims.ScopedSelectors], what the registrar writes) or the older v1
+// layout ([Claims.Selectors]); [FromSelectors] reads both.
 //
 // Decoding never trusts its input: every decoder returns a *[ValidationError]
 // whose [Reason] says what was wrong. Decoding checks the shape of each field;

@@ -10,8 +10,80 @@ import (
 // plugin's name in SPIRE's agent.conf.
 const DefaultSelectorType = "agentid"
 
+// ScopedSelectors renders the claims as selector values (without the type)
+// in the task-scoped layout (selectors v2): the task selector task:<id>,
+// then every value of [Claims.Selectors] but the task's own prefixed with
+// "task:<id>:" — task:<id>:agent:<name>, task:<id>:model:<id>, …,
+// task:<id>:delegator:<i>:<spiffe-id>, task:<id>:depth:<n>. No value is
+// shared by two tasks (task IDs have no ':'), so SPIRE's duplicate-entry
+// check on create and its agents' test of which entries a running
+// workload wants touch this task's entry only, however many live tasks
+// share a model, prompt, scope, principal or delegator. The registrar
+// writes this layout; the attestor emits it next to the v1 layout.
+func (c Claims) ScopedSelectors() []string {
+	v1 := c.Selectors()
+	out := make([]string, 0, len(v1))
+	out = append(out, "task:"+c.Task)
+	prefix := "task:" + c.Task + ":"
+	for _, v := range v1 {
+		if !strings.HasPrefix(v, "task:") {
+			out = append(out, prefix+v)
+		}
+	}
+	return out
+}
+
+// ScopedExeSelector is the executable pin of task in the task-scoped
+// layout: task:<task>:exe:sha256:<hex>.
+func ScopedExeSelector(task, hexSHA256 string) string {
+	return "task:" + task + ":" + ExeSelector(hexSHA256)
+}
+
+// scopedTask returns the task ID of task-scoped selector values (the v2
+// layout: some value is task:<id>:<key>:…), false for the v1 layout.
+func scopedTask(values []string) (string, bool) {
+	for _, v := range values {
+		rest, ok := strings.CutPrefix(v, "task:")
+		if !ok {
+			continue
+		}
+		if id, _, scoped := strings.Cut(rest, ":"); scoped {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// unscope turns task-scoped values back into v1 values: task:<id> stays,
+// task:<id>:<v> becomes <v>. Any other value (v1 in a v2 set, another
+// task's) is an error.
+func unscope(values []string, task string) ([]string, error) {
+	out := make([]string, 0, len(values))
+	prefix := "task:" + task + ":"
+	own := false
+	for _, v := range values {
+		switch {
+		case v == "task:"+task:
+			own = true
+			out = append(out, v)
+		case strings.HasPrefix(v, prefix):
+			rest := v[len(prefix):]
+			if strings.HasPrefix(rest, "task:") {
+				return nil, fail(ReasonMalformed, "selector %q repeats the task", v)
+			}
+			out = append(out, rest)
+		default:
+			return nil, fail(ReasonMalformed, "selector %q is not scoped to task %s (task-scoped layout)", v, task)
+		}
+	}
+	if !own {
+		return nil, fail(ReasonMalformed, "task-scoped selectors of %s without task:%s", task, task)
+	}
+	return out, nil
+}
+
 // Selectors renders the claims as the values of the attestor's selectors
-// (without the type), per the Selectors contract: task:, agent:, model:,
+// (without the type) in the v1 layout, per the Selectors contract: task:, agent:, model:,
 // prompt:, one scope: per scope, principal:, one delegator:<i>: per chain
 // entry (0 = root) and depth:. The deadline is not a selector: it travels as
 // the registration entry's expiry.
@@ -40,8 +112,14 @@ const ExeSelectorPrefix = "exe:sha256:"
 func ExeSelector(hexSHA256 string) string { return ExeSelectorPrefix + hexSHA256 }
 
 // ParseExeSelector returns the digest of an executable pin selector value,
-// false when v is not one (a well-formed one: 64 lower-case hex digits).
+// v1 (exe:sha256:<hex>) or task-scoped (task:<id>:exe:sha256:<hex>), false
+// when v is not one (a well-formed one: 64 lower-case hex digits).
 func ParseExeSelector(v string) (string, bool) {
+	if rest, ok := strings.CutPrefix(v, "task:"); ok {
+		if _, after, ok := strings.Cut(rest, ":"); ok {
+			v = after
+		}
+	}
 	d, ok := strings.CutPrefix(v, ExeSelectorPrefix)
 	return d, ok && ValidSHA256Hex(d)
 }
@@ -65,7 +143,17 @@ func ValidSHA256Hex(s string) bool {
 // delegator indices or a depth that disagrees with them is an error, and the
 // result must pass [Claims.Check]. One executable pin ([ExeSelector]) is
 // accepted and is not part of the claims.
+//
+// Both layouts are read: v1 ([Claims.Selectors]) and task-scoped
+// ([Claims.ScopedSelectors], with a [ScopedExeSelector] pin); one set of
+// values must be all of one layout.
 func FromSelectors(values []string, deadline time.Time) (Claims, error) {
+	if task, ok := scopedTask(values); ok {
+		var err error
+		if values, err = unscope(values, task); err != nil {
+			return Claims{}, err
+		}
+	}
 	c := Claims{V: Version, Deadline: deadline.UTC()}
 	var chain map[int]string
 	depth := -1

@@ -76,3 +76,47 @@ func TestExeSelector(t *testing.T) {
 		wantReason(t, err, svid.ReasonMalformed)
 	}
 }
+
+// TestScopedSelectorsContract: the v2 layout. Every value starts with the
+// task selector task:<id>, so that no selector is shared by two tasks:
+// SPIRE's duplicate check and its agents' "wanted" test then touch this
+// task's entry only, however many tasks share a model or a principal.
+func TestScopedSelectorsContract(t *testing.T) {
+	c := researcher()
+	c.Chain = []string{"spiffe://example.org/agent/root/task/R", plannerID}
+	want := []string{
+		"task:T-42", "task:T-42:agent:researcher", "task:T-42:model:openai/gpt-4o", "task:T-42:prompt:" + digest,
+		"task:T-42:scope:kb:read", "task:T-42:principal:spiffe://example.org/user/alice",
+		"task:T-42:delegator:0:spiffe://example.org/agent/root/task/R", "task:T-42:delegator:1:" + plannerID, "task:T-42:depth:2",
+	}
+	if got := c.ScopedSelectors(); !slices.Equal(got, want) {
+		t.Fatalf("selectors\n got %q\nwant %q", got, want)
+	}
+	shuffled := slices.Clone(want)
+	slices.Reverse(shuffled)
+	back, err := svid.FromSelectors(shuffled, deadline)
+	if err != nil || !back.Equal(c) {
+		t.Fatalf("FromSelectors = %+v, %v", back, err)
+	}
+	sum := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	pin := svid.ScopedExeSelector("T-42", sum)
+	if pin != "task:T-42:exe:sha256:"+sum {
+		t.Fatalf("ScopedExeSelector = %q", pin)
+	}
+	if d, ok := svid.ParseExeSelector(pin); !ok || d != sum {
+		t.Errorf("ParseExeSelector(%q) = %q, %v", pin, d, ok)
+	}
+	if back, err := svid.FromSelectors(append(slices.Clone(want), pin), deadline); err != nil || !back.Equal(c) {
+		t.Fatalf("FromSelectors with a scoped exe pin = %+v, %v", back, err)
+	}
+	for name, bad := range map[string][]string{
+		"v1 and v2 mixed":        append(slices.Clone(want), "scope:kb:write"),
+		"another task's value":   append(slices.Clone(want), "task:T-43:scope:kb:write"),
+		"no task selector":       want[1:],
+		"v1 exe pin in v2 entry": append(slices.Clone(want), svid.ExeSelector(sum)),
+	} {
+		if _, err := svid.FromSelectors(bad, deadline); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

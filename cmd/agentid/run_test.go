@@ -131,7 +131,7 @@ func TestRunExecsWithManifest(t *testing.T) {
 				t.Fatal(err)
 			}
 			sel, err := a.Attest(pid)
-			if want := append(want.Selectors(), svid.ExeSelector(m.ExeSHA256)); err != nil || !slices.Equal(sel, want) {
+			if want := append(m.Selectors(), m.ExeSelectors(m.ExeSHA256)...); err != nil || !slices.Equal(sel, want) {
 				t.Errorf("Attest(%d) = %q, %v; want %q", pid, sel, err, want)
 			}
 		})

@@ -287,20 +287,33 @@ func (env *cli) taskList(args []string) error {
 		return err
 	}
 	defer done()
-	tasks, err := r.List(context.Background(), f)
+	l, err := r.List(context.Background(), f)
 	if err != nil {
 		return err
 	}
+	// Task-shaped entries that do not decode are named on stderr (and in
+	// the JSON's "invalid"), never a reason to fail the listing.
+	for _, bad := range l.Invalid {
+		fmt.Fprintf(env.stderr, "agentid task list: skipped entry %s of %s: %v\n", bad.EntryID, bad.ID, bad.Err)
+	}
 	if c.asJSON {
-		views := make([]taskJSON, len(tasks))
-		for i, t := range tasks {
+		views := make([]taskJSON, len(l.Tasks))
+		for i, t := range l.Tasks {
 			views[i] = taskView(t)
 		}
-		return printJSON(env.stdout, map[string]any{"tasks": views})
+		out := map[string]any{"tasks": views}
+		if len(l.Invalid) > 0 {
+			invalid := make([]map[string]string, len(l.Invalid))
+			for i, bad := range l.Invalid {
+				invalid[i] = map[string]string{"spiffe_id": bad.ID.String(), "entry_id": bad.EntryID, "error": bad.Err.Error()}
+			}
+			out["invalid"] = invalid
+		}
+		return printJSON(env.stdout, out)
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SPIFFE ID\tENTRY ID\tDEPTH\tDEADLINE\tPRINCIPAL")
-	for _, t := range tasks {
+	for _, t := range l.Tasks {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", t.ID, t.EntryID, t.Claims.Depth(), t.Claims.Deadline.Format(time.RFC3339), t.Claims.Principal)
 	}
 	return tw.Flush()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,17 @@ func TestTaskLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed.Tasks) != 2 {
 		t.Errorf("list --json: exit %d %v:\n%s", code, err, out)
 	}
+
+	// A task-shaped entry that does not decode is named on stderr; the
+	// listing still succeeds with the valid tasks.
+	broken := fe.Add(&types.Entry{SpiffeId: &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/planner/task/BROKEN"},
+		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/spire/agent/node1"},
+		Selectors: []*types.Selector{{Type: "agentid", Value: "task:BROKEN"}}, ExpiresAt: testNow.Add(time.Hour).Unix()})[0]
+	code, out, errs = runCLI(t, args([]string{"task", "list"}, common)...)
+	if code != 0 || !strings.Contains(out, "task/T-42") || !strings.Contains(errs, "skipped entry "+broken+" of spiffe://example.org/agent/planner/task/BROKEN: ") {
+		t.Errorf("list with a broken entry: exit %d:\n%s\nstderr: %s", code, out, errs)
+	}
+	fe.Delete(broken)
 
 	code, out, errs = runCLI(t, args([]string{"task", "revoke", "--json"}, common, []string{"spiffe://example.org/agent/planner/task/T-41"})...)
 	var revoked struct{ Removed []taskJSON }

@@ -1,7 +1,7 @@
 // Package fakeentry is an in-memory fake of SPIRE's Entry API
 // (spire.api.server.entry.v1) served over real gRPC on a unix socket, for
 // unit tests of the registrar and the composer. It implements the calls they
-// use — ListEntries (by SPIFFE ID, parent ID and selectors, paged),
+// use — ListEntries (by SPIFFE ID, parent ID, hint and selectors, paged),
 // GetEntry, BatchCreateEntry (ALREADY_EXISTS for an entry with the same
 // SPIFFE ID, parent ID and selectors, as SPIRE does), BatchDeleteEntry and
 // CountEntries — and counts the calls so that caching can be observed.
@@ -37,10 +37,11 @@ type Server struct {
 	// ListCalls counts ListEntries calls.
 	ListCalls atomic.Int64
 
-	mu      sync.Mutex
-	entries []*types.Entry
-	nextID  int
-	failErr error
+	mu       sync.Mutex
+	entries  []*types.Entry
+	nextID   int
+	failErr  error
+	writeErr *types.Status
 }
 
 // Start serves a fresh fake on a unix socket under a short temporary
@@ -72,6 +73,16 @@ func (s *Server) Fail(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failErr = err
+}
+
+// FailWrites makes every entry of BatchCreateEntry and BatchDeleteEntry
+// fail with st while reads go on working, as SPIRE answers when its
+// datastore cannot take writes (e.g. a full disk: Internal); nil restores
+// them.
+func (s *Server) FailWrites(st *types.Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeErr = st
 }
 
 // Add stores entries as they are (assigning IDs to those without) and
@@ -181,6 +192,10 @@ func (s *Server) BatchCreateEntry(_ context.Context, req *entryv1.BatchCreateEnt
 	}
 	resp := &entryv1.BatchCreateEntryResponse{}
 	for _, e := range req.GetEntries() {
+		if s.writeErr != nil {
+			resp.Results = append(resp.Results, &entryv1.BatchCreateEntryResponse_Result{Status: proto.Clone(s.writeErr).(*types.Status)})
+			continue
+		}
 		if existing := s.similarLocked(e); existing != nil {
 			resp.Results = append(resp.Results, &entryv1.BatchCreateEntryResponse_Result{
 				Status: &types.Status{Code: int32(codes.AlreadyExists), Message: "similar entry already exists"},
@@ -208,7 +223,9 @@ func (s *Server) BatchDeleteEntry(_ context.Context, req *entryv1.BatchDeleteEnt
 	for _, id := range req.GetIds() {
 		i := slices.IndexFunc(s.entries, func(e *types.Entry) bool { return e.Id == id })
 		res := &entryv1.BatchDeleteEntryResponse_Result{Id: id, Status: &types.Status{Code: int32(codes.OK), Message: "OK"}}
-		if i < 0 {
+		if s.writeErr != nil {
+			res.Status = proto.Clone(s.writeErr).(*types.Status)
+		} else if i < 0 {
 			res.Status = &types.Status{Code: int32(codes.NotFound), Message: "entry not found"}
 		} else {
 			s.entries = slices.Delete(s.entries, i, i+1)
@@ -236,6 +253,9 @@ func matchFilter(e *types.Entry, f *entryv1.ListEntriesRequest_Filter) bool {
 		return false
 	}
 	if f.ByParentId != nil && idString(f.ByParentId) != idString(e.ParentId) {
+		return false
+	}
+	if f.ByHint != nil && f.ByHint.GetValue() != e.GetHint() {
 		return false
 	}
 	if m := f.BySelectors; m != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +46,11 @@ type Options struct {
 	// Env holds extra KEY=value environment variables for the server and
 	// its plugins.
 	Env []string
+	// EventsBasedCache makes the server follow entry changes through
+	// SPIRE's events (experimental events_based_cache) instead of a full
+	// reload of every entry per cache_reload_interval, as agentid dev runs
+	// it; what a server with many entries should use.
+	EventsBasedCache bool
 	// DataStore holds the HCL lines of the `plugin_data { }` of the
 	// server's DataStore "sql" plugin; default an sqlite3 database in the
 	// server's data folder. Servers given the same shared database (e.g.
@@ -74,6 +80,7 @@ type Server struct {
 
 	bin    string
 	env    []string
+	opts   Options
 	proc   *proc
 	agents atomic.Int32 // number of agents started, for node IDs
 }
@@ -93,6 +100,7 @@ func StartServer(t testing.TB, opts Options) *Server {
 	s.ConfigPath = filepath.Join(s.Dir, "server.conf")
 	s.LogPath = filepath.Join(s.Dir, "server.log")
 	s.env = procEnv(filepath.Join(root, "tmp"), opts.Env)
+	s.opts = opts
 	mkdirs(t, filepath.Join(root, "tmp"), filepath.Join(s.Dir, "data"))
 	dumpLogOnFailure(t, "spire-server", s.LogPath)
 	if err := s.start(t, opts); err != nil {
@@ -193,7 +201,7 @@ func (s *Server) config(opts Options) string {
     default_jwt_svid_ttl = %q
     ca_ttl = "24h"
     experimental {
-        cache_reload_interval = "1s"
+        cache_reload_interval = "1s"%s
     }
 %s}
 
@@ -213,10 +221,17 @@ plugins {
 %s}
 `, s.Port, strconv.Quote(s.SocketPath), strconv.Quote(s.TrustDomain.Name()),
 		strconv.Quote(data), strconv.Quote(logLevel(opts.LogLevel)), x509TTL, jwtTTL,
-		indent(opts.Config, "    "),
+		eventsLine(opts.EventsBasedCache), indent(opts.Config, "    "),
 		indent(dataStore(opts.DataStore, data), "            "),
 		strconv.Quote(filepath.Join(data, "keys.json")),
 		indent(strings.ReplaceAll(opts.Plugins, SocketPlaceholder, s.SocketPath), "    "))
+}
+
+func eventsLine(on bool) string {
+	if on {
+		return "\n        events_based_cache = true"
+	}
+	return ""
 }
 
 // dataStore returns the DataStore plugin_data lines: ds, or the default
@@ -308,4 +323,29 @@ func (s *Server) Dial(t testing.TB) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// Pid is the process ID of the running spire-server (for measurements of
+// its CPU and memory in /proc).
+func (s *Server) Pid() int { return s.proc.Pid() }
+
+// Crash kills the server with SIGKILL (no shutdown of any kind) and waits
+// until it is gone.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	if err := s.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("spiretest: kill spire-server: %v", err)
+	}
+	<-s.proc.Done()
+}
+
+// Restart starts the server again after Crash (or an exit), with the same
+// options, folders, datastore and socket path, on a fresh port, and waits
+// until it is healthy. Clients of the socket reconnect by themselves;
+// agents, which know the port, do not.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.start(t, s.opts); err != nil {
+		t.Fatalf("spiretest: restart spire-server: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/agentid/agentid/svid"
 	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
@@ -315,5 +316,33 @@ func TestConcurrentComposeAndConfigure(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestComposeWorkloadJWTSVIDCapsExp: a JWT-SVID of a task never outlives
+// the task: its exp is lowered to the deadline when SPIRE's TTL would run
+// past it (a non-agentid service checks exp and nothing else), and kept
+// when it ends before.
+func TestComposeWorkloadJWTSVIDCapsExp(t *testing.T) {
+	h := serve(t)
+	h.mustConfigure(t, "")
+	c := rootClaims("T-1")
+	c.Deadline = testNow.Add(2 * time.Minute) // SPIRE's exp is testNow+5m
+	h.fe.Add(entryOf(c))
+	c2 := rootClaims("T-2") // deadline testNow+1h: exp testNow+5m stays
+	h.fe.Add(entryOf(c2))
+	for _, tt := range []struct {
+		task string
+		exp  time.Time
+	}{{"T-1", c.Deadline}, {"T-2", testNow.Add(5 * time.Minute)}} {
+		id := taskID("planner", tt.task)
+		resp, err := h.cc.ComposeWorkloadJWTSVID(context.Background(), &credentialcomposerv1.ComposeWorkloadJWTSVIDRequest{
+			SpiffeId: id.String(), Attributes: jwtAttributes(t, id, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exp := resp.GetAttributes().GetClaims().GetFields()["exp"].GetNumberValue(); int64(exp) != tt.exp.Unix() {
+			t.Errorf("%s: exp %v, want %d (%s)", tt.task, exp, tt.exp.Unix(), tt.exp)
+		}
 	}
 }

@@ -174,7 +174,8 @@ func (p *Plugin) ComposeWorkloadX509SVID(ctx context.Context, req *credentialcom
 }
 
 // ComposeWorkloadJWTSVID merges the "agentid" and "act" claims into a
-// task's JWT-SVID claims, keeping the others. For a root task an "act"
+// task's JWT-SVID claims, keeping the others, and lowers "exp" to the
+// task's deadline when it would run past it. For a root task an "act"
 // claim already present is removed: "act" renders the delegation chain.
 // Any other SVID is returned unchanged.
 func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (_ *credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, err error) {
@@ -190,9 +191,14 @@ func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomp
 	if attrs.GetClaims() == nil {
 		return nil, status.Error(codes.InvalidArgument, "request missing JWT claims")
 	}
-	claims, err := c.JWTClaims(ctx, id)
+	claims, deadline, err := c.JWTClaimsDeadline(ctx, id)
 	if err != nil {
 		return nil, p.refuse(err)
+	}
+	// The token never outlives the task: SPIRE sets exp = now + TTL, which
+	// a non-agentid service checks and nothing else.
+	if exp := attrs.Claims.Fields["exp"]; exp == nil || exp.GetNumberValue() > float64(deadline.Unix()) {
+		claims["exp"] = float64(deadline.Unix())
 	}
 	add, err := structpb.NewStruct(claims)
 	if err != nil {

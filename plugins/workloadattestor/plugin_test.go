@@ -116,15 +116,16 @@ func startSleep(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
-// sleepPin is the executable pin selector of sleep.
-func sleepPin(t *testing.T) string {
+// sleepPins are the executable pin selectors of sleep, both layouts.
+func sleepPins(t *testing.T) []string {
 	t.Helper()
 	path, _ := exec.LookPath("sleep")
 	sum, err := attestor.ExecutableDigest(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svid.ExeSelector(sum)
+	m := attestor.Manifest{Claims: testClaims()}
+	return m.ExeSelectors(sum)
 }
 
 // manifestFor writes the manifest of testClaims for a live pid.
@@ -201,7 +202,7 @@ func TestAttest(t *testing.T) {
 	manifestFor(t, dir, withManifest)
 
 	sel, err := h.attest(withManifest)
-	want := append(testClaims().Selectors(), sleepPin(t))
+	want := append(attestor.Manifest{Claims: testClaims()}.Selectors(), sleepPins(t)...)
 	if err != nil || !slices.Equal(sel, want) {
 		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, want)
 	}
@@ -240,7 +241,7 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 	if err := h.configure(cfgA); err != nil {
 		t.Fatal(err)
 	}
-	want := append(testClaims().Selectors(), sleepPin(t))
+	want := append(attestor.Manifest{Claims: testClaims()}.Selectors(), sleepPins(t)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {

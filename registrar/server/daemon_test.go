@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"io"
 	"log/slog"
 	"net/http"
@@ -269,5 +270,37 @@ func wantMetrics(t *testing.T, d *Daemon, lines ...string) {
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// TestDaemonNotReadyWhileWritesFail: SPIRE answering reads while its
+// datastore cannot take writes (a full disk: every created entry comes back
+// Internal) is not ready: /readyz fails from the first failed write, and
+// while it does, it probes with a write of its own (an entry no workload
+// can match, deleted at once) until one succeeds.
+func TestDaemonNotReadyWhileWritesFail(t *testing.T) {
+	fe := fakeentry.Start(t)
+	d, op, _, _ := startDaemon(t, &Config{ServerAPISocket: fe.SocketPath, MetricsListen: "127.0.0.1:0"}, nil)
+	createPlanner(t, op, "P")
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n")
+
+	full := &types.Status{Code: int32(codes.Internal), Message: "failed to create entry: datastore-sql: database or disk is full"}
+	fe.FailWrites(full)
+	if _, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "planner", Task: "Q", Model: "openai/gpt-4o",
+		Prompt: testPrompt, Scope: []string{"kb:read"}, Principal: alice, TtlSeconds: 3600}); status.Code(err) != codes.Internal {
+		t.Fatalf("create with the datastore full: %v", err)
+	}
+	// Reads still work: GetTask answers, and must not make it ready.
+	if _, err := op.GetTask(ctxT(t), &registrarv1.GetTaskRequest{SpiffeId: plannerP}); err != nil {
+		t.Fatal(err)
+	}
+	want := "not ready: SPIRE cannot write entries: rpc error: code = Internal desc = failed to create entry: datastore-sql: database or disk is full\n"
+	wantGet(t, d, "/readyz", http.StatusServiceUnavailable, want)
+	wantGet(t, d, "/readyz", http.StatusServiceUnavailable, want) // the probe write fails too
+
+	fe.FailWrites(nil)
+	wantGet(t, d, "/readyz", http.StatusOK, "ready\n") // the probe write succeeds
+	if n := len(fe.Entries()); n != 1 {
+		t.Errorf("%d entries after the probes, want the planner's only", n)
 	}
 }

@@ -117,6 +117,60 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 	return s.answer(ctx, "CreateTask", "", task, err)
 }
 
+// maxCreateBatch bounds the requests of one CreateTasks call.
+const maxCreateBatch = 5000
+
+// CreateTasks creates many root tasks in one call (Registrar.CreateBatch:
+// one SPIRE BatchCreateEntry per 500). Each request is answered on its own,
+// as CreateTask would. Operators only.
+func (s *Service) CreateTasks(ctx context.Context, in *registrarv1.CreateTasksRequest) (*registrarv1.CreateTasksResponse, error) {
+	if n := len(in.GetTasks()); n > maxCreateBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid_request: %d tasks in one call, at most %d", n, maxCreateBatch)
+	}
+	out := &registrarv1.CreateTasksResponse{Results: make([]*registrarv1.CreateTaskResult, len(in.GetTasks()))}
+	var reqs []registrar.Request
+	var idx []int
+	for i, t := range in.GetTasks() {
+		req, err := request(t.GetAgent(), t.GetTask(), t.GetModel(), t.GetPrompt(), t.GetScope(),
+			t.GetDeadline(), t.GetTtlSeconds(), t.GetSelectors(), t.GetParentId())
+		if err == nil && t.GetParentTask() != "" {
+			err = status.Error(codes.InvalidArgument, "invalid_request: parent_task: CreateTasks creates root tasks only; delegate with CreateTask")
+		}
+		if err != nil {
+			s.countRefusal(registrar.ReasonInvalidRequest)
+			out.Results[i] = batchResult(nil, err)
+			continue
+		}
+		req.Principal = t.GetPrincipal()
+		if req.ParentID == "" {
+			req.ParentID = s.cfg.parentID
+		}
+		reqs = append(reqs, req)
+		idx = append(idx, i)
+	}
+	for k, res := range s.r.CreateBatch(ctx, reqs) {
+		task, err := s.answer(ctx, "CreateTasks", "", res.Task, res.Err)
+		out.Results[idx[k]] = batchResult(task, err)
+	}
+	return out, nil
+}
+
+// batchResult renders one answer of CreateTasks.
+func batchResult(task *registrarv1.Task, err error) *registrarv1.CreateTaskResult {
+	if err == nil {
+		return &registrarv1.CreateTaskResult{Task: task}
+	}
+	st := status.Convert(err)
+	res := &registrarv1.CreateTaskResult{Code: int32(st.Code()), Message: st.Message()}
+	switch r := ReasonOf(err); {
+	case r != 0:
+		res.Reason = r.String()
+	case st.Code() == codes.InvalidArgument: // malformed fields, checked here
+		res.Reason = registrar.ReasonInvalidRequest.String()
+	}
+	return res
+}
+
 // DelegateTask creates a child of the calling task: the parent is the
 // caller's SPIFFE ID (its verified X.509-SVID, or a JWT-SVID bearer), and
 // the registrar reads the parent's record from its entry.
@@ -153,18 +207,38 @@ func (s *Service) GetTask(ctx context.Context, in *registrarv1.GetTaskRequest) (
 	return taskProto(task)
 }
 
-// ListTasks lists the tasks that match every filter given. Operators only.
+// maxListPage bounds ListTasks' page_size: 5,000 tasks are about 2 MB,
+// half of gRPC's default 4 MB message limit.
+const maxListPage = 5000
+
+// ListTasks lists the tasks that match every filter given, one page per
+// call when page_size is set. Operators only.
 func (s *Service) ListTasks(ctx context.Context, in *registrarv1.ListTasksRequest) (*registrarv1.ListTasksResponse, error) {
-	tasks, err := s.r.List(ctx, registrar.Filter{Agent: in.GetAgent(), Principal: in.GetPrincipal(),
-		Model: in.GetModel(), ParentTask: in.GetParentTask()})
+	if n := in.GetPageSize(); n < 0 || n > maxListPage {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid_request: page_size %d is not 0..%d", n, maxListPage)
+	}
+	f := registrar.Filter{Agent: in.GetAgent(), Principal: in.GetPrincipal(), Model: in.GetModel(), ParentTask: in.GetParentTask()}
+	var (
+		l   registrar.Listing
+		err error
+	)
+	if in.GetPageSize() == 0 && in.GetPageToken() == "" {
+		l, err = s.r.List(ctx, f)
+	} else {
+		l, err = s.r.ListPage(ctx, f, in.GetPageSize(), in.GetPageToken())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &registrarv1.ListTasksResponse{Tasks: make([]*registrarv1.Task, len(tasks))}
-	for i, t := range tasks {
+	out := &registrarv1.ListTasksResponse{Tasks: make([]*registrarv1.Task, len(l.Tasks)), NextPageToken: l.NextPageToken}
+	for i, t := range l.Tasks {
 		if out.Tasks[i], err = taskProto(t); err != nil {
 			return nil, err
 		}
+	}
+	for _, bad := range l.Invalid {
+		s.cfg.log.Warn("task entry does not decode", "task", bad.ID.String(), "entry", bad.EntryID, "err", bad.Err)
+		out.Invalid = append(out.Invalid, &registrarv1.InvalidTaskEntry{SpiffeId: bad.ID.String(), EntryId: bad.EntryID, Error: bad.Err.Error()})
 	}
 	return out, nil
 }

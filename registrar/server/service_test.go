@@ -12,6 +12,7 @@ import (
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -212,4 +213,95 @@ func TestDelegateOverMTLS(t *testing.T) {
 	if n := len(fe.Entries()); n != 4 {
 		t.Errorf("%d entries, want P, R, R2 and one more child", n)
 	}
+}
+
+// TestListTasksPages: ListTasks pages (page_size, page_token,
+// next_page_token) so that a large fleet never needs one reply over gRPC's
+// 4 MB limit, and a task-shaped entry that does not decode is reported in
+// invalid without failing the call or hiding the others.
+func TestListTasksPages(t *testing.T) {
+	r, fe := newRegistrar(t, loadPolicy(t))
+	op, _ := serveOperator(t, New(r, WithDefaultParentID(testNode)))
+	for _, task := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		createPlanner(t, op, task, "kb:read")
+	}
+	broken := fe.Add(&types.Entry{SpiffeId: &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/planner/task/X"},
+		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/spire/agent/join_token/node1"},
+		Selectors: []*types.Selector{{Type: "agentid", Value: "task:X"}}, ExpiresAt: testNow.Add(time.Hour).Unix()})[0]
+
+	var ids []string
+	var invalid []*registrarv1.InvalidTaskEntry
+	req := &registrarv1.ListTasksRequest{PageSize: 3}
+	pages := 0
+	for {
+		resp, err := op.ListTasks(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(resp.Tasks)+len(resp.Invalid) > 3 {
+			t.Errorf("page %d holds %d entries, page size 3", pages, len(resp.Tasks)+len(resp.Invalid))
+		}
+		for _, task := range resp.Tasks {
+			ids = append(ids, task.SpiffeId)
+		}
+		invalid = append(invalid, resp.Invalid...)
+		if resp.NextPageToken == "" {
+			break
+		}
+		req.PageToken = resp.NextPageToken
+	}
+	if len(ids) != 7 || pages < 3 {
+		t.Errorf("%d tasks in %d pages: %q", len(ids), pages, ids)
+	}
+	if len(invalid) != 1 || invalid[0].EntryId != broken || invalid[0].SpiffeId != "spiffe://example.org/agent/planner/task/X" || invalid[0].Error == "" {
+		t.Errorf("invalid = %v", invalid)
+	}
+	// page_size 0: everything in one reply, as before paging.
+	all, err := op.ListTasks(ctxT(t), &registrarv1.ListTasksRequest{})
+	if err != nil || len(all.Tasks) != 7 || len(all.Invalid) != 1 || all.NextPageToken != "" {
+		t.Errorf("unpaged: %d tasks, %d invalid, token %q, %v", len(all.GetTasks()), len(all.GetInvalid()), all.GetNextPageToken(), err)
+	}
+	_, err = op.ListTasks(ctxT(t), &registrarv1.ListTasksRequest{PageSize: 5001})
+	wantStatus(t, err, codes.InvalidArgument, "invalid_request: page_size 5001 is not 0..5000")
+}
+
+// TestCreateTasks: the batch RPC answers every request on its own, in
+// order, with CreateTask's code, message and reason; operators only.
+func TestCreateTasks(t *testing.T) {
+	r, fe := newRegistrar(t, loadPolicy(t))
+	svc := New(r, WithDefaultParentID(testNode))
+	op, _ := serveOperator(t, svc)
+	item := func(task string, scope ...string) *registrarv1.CreateTaskRequest {
+		return &registrarv1.CreateTaskRequest{Agent: "planner", Task: task, Model: "openai/gpt-4o", Prompt: testPrompt,
+			Scope: scope, Principal: alice, TtlSeconds: 3600}
+	}
+	resp, err := op.CreateTasks(ctxT(t), &registrarv1.CreateTasksRequest{Tasks: []*registrarv1.CreateTaskRequest{
+		item("a", "kb:read"), item("b", "admin"), item("a", "kb:read"), item("c", "kb:read"),
+		{Agent: "researcher", Task: "x", ParentTask: plannerP},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		code   codes.Code
+		reason string
+	}
+	wants := []want{{codes.OK, ""}, {codes.PermissionDenied, "scope_not_allowed"}, {codes.AlreadyExists, "conflict"},
+		{codes.OK, ""}, {codes.InvalidArgument, "invalid_request"}}
+	if len(resp.Results) != len(wants) {
+		t.Fatalf("%d results", len(resp.Results))
+	}
+	for i, w := range wants {
+		res := resp.Results[i]
+		if codes.Code(res.Code) != w.code || res.Reason != w.reason || (w.code == codes.OK) != (res.Task != nil) ||
+			(w.code != codes.OK && res.Message == "") {
+			t.Errorf("result %d = %v, want %v", i, res, w)
+		}
+	}
+	if n := len(fe.Entries()); n != 2 {
+		t.Errorf("%d entries, want a and c", n)
+	}
+	_, err = op.CreateTasks(ctxT(t), &registrarv1.CreateTasksRequest{Tasks: make([]*registrarv1.CreateTaskRequest, 5001)})
+	wantStatus(t, err, codes.InvalidArgument, "invalid_request: 5001 tasks in one call, at most 5000")
 }

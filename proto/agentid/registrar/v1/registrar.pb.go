@@ -540,20 +540,189 @@ func (x *GetTaskRequest) GetSpiffeId() string {
 	return ""
 }
 
+type CreateTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Root tasks only: parent_task must be empty. At most 5,000.
+	Tasks         []*CreateTaskRequest `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTasksRequest) Reset() {
+	*x = CreateTasksRequest{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTasksRequest) ProtoMessage() {}
+
+func (x *CreateTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTasksRequest.ProtoReflect.Descriptor instead.
+func (*CreateTasksRequest) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateTasksRequest) GetTasks() []*CreateTaskRequest {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type CreateTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in the order of the request.
+	Results       []*CreateTaskResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTasksResponse) Reset() {
+	*x = CreateTasksResponse{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTasksResponse) ProtoMessage() {}
+
+func (x *CreateTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTasksResponse.ProtoReflect.Descriptor instead.
+func (*CreateTasksResponse) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateTasksResponse) GetResults() []*CreateTaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CreateTaskResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task created (or that existed with the same request).
+	Task *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// 0 (OK), or the gRPC code CreateTask would have answered.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The error message, as CreateTask's status message.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The refusal reason (e.g. "scope_not_allowed", "conflict"), "" if none.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTaskResult) Reset() {
+	*x = CreateTaskResult{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTaskResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTaskResult) ProtoMessage() {}
+
+func (x *CreateTaskResult) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTaskResult.ProtoReflect.Descriptor instead.
+func (*CreateTaskResult) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateTaskResult) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *CreateTaskResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CreateTaskResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CreateTaskResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ListTasksRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Agent     string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	Principal string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
 	Model     string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	// SPIFFE ID of the direct parent task.
-	ParentTask    string `protobuf:"bytes,4,opt,name=parent_task,json=parentTask,proto3" json:"parent_task,omitempty"`
+	ParentTask string `protobuf:"bytes,4,opt,name=parent_task,json=parentTask,proto3" json:"parent_task,omitempty"`
+	// At most this many SPIRE entries per reply, 1..5000; the reply's
+	// next_page_token continues. 0 (older clients) returns every task in one
+	// reply, which passes gRPC's default 4 MB message limit at about 10,000
+	// tasks: page instead.
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply; empty for the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +734,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +747,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTasksRequest) GetAgent() string {
@@ -609,16 +778,37 @@ func (x *ListTasksRequest) GetParentTask() string {
 	return ""
 }
 
+func (x *ListTasksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tasks of this page, ordered by SPIFFE ID within the page.
+	Tasks []*Task `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// Continues the listing; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Task-shaped entries (a task SPIFFE ID with selectors of the task type)
+	// that matched but do not decode as a task: reported apart, so that one
+	// broken entry neither fails the listing nor hides the others.
+	Invalid       []*InvalidTaskEntry `protobuf:"bytes,3,rep,name=invalid,proto3" json:"invalid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +820,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +833,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -651,6 +841,81 @@ func (x *ListTasksResponse) GetTasks() []*Task {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListTasksResponse) GetInvalid() []*InvalidTaskEntry {
+	if x != nil {
+		return x.Invalid
+	}
+	return nil
+}
+
+type InvalidTaskEntry struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SpiffeId string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	EntryId  string                 `protobuf:"bytes,2,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// Why the entry does not decode.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvalidTaskEntry) Reset() {
+	*x = InvalidTaskEntry{}
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvalidTaskEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvalidTaskEntry) ProtoMessage() {}
+
+func (x *InvalidTaskEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvalidTaskEntry.ProtoReflect.Descriptor instead.
+func (*InvalidTaskEntry) Descriptor() ([]byte, []int) {
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *InvalidTaskEntry) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *InvalidTaskEntry) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *InvalidTaskEntry) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type RevokeTaskRequest struct {
@@ -662,7 +927,7 @@ type RevokeTaskRequest struct {
 
 func (x *RevokeTaskRequest) Reset() {
 	*x = RevokeTaskRequest{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +939,7 @@ func (x *RevokeTaskRequest) String() string {
 func (*RevokeTaskRequest) ProtoMessage() {}
 
 func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +952,7 @@ func (x *RevokeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeTaskRequest) GetSpiffeId() string {
@@ -707,7 +972,7 @@ type RevokeTaskResponse struct {
 
 func (x *RevokeTaskResponse) Reset() {
 	*x = RevokeTaskResponse{}
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +984,7 @@ func (x *RevokeTaskResponse) String() string {
 func (*RevokeTaskResponse) ProtoMessage() {}
 
 func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_agentid_registrar_v1_registrar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +997,7 @@ func (x *RevokeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTaskResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
+	return file_agentid_registrar_v1_registrar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeTaskResponse) GetRemoved() []*Task {
@@ -792,24 +1057,43 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\tselectors\x18\b \x03(\tR\tselectors\x12\x1b\n" +
 	"\tparent_id\x18\t \x01(\tR\bparentId\"-\n" +
 	"\x0eGetTaskRequest\x12\x1b\n" +
-	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"}\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"S\n" +
+	"\x12CreateTasksRequest\x12=\n" +
+	"\x05tasks\x18\x01 \x03(\v2'.agentid.registrar.v1.CreateTaskRequestR\x05tasks\"W\n" +
+	"\x13CreateTasksResponse\x12@\n" +
+	"\aresults\x18\x01 \x03(\v2&.agentid.registrar.v1.CreateTaskResultR\aresults\"\x88\x01\n" +
+	"\x10CreateTaskResult\x12.\n" +
+	"\x04task\x18\x01 \x01(\v2\x1a.agentid.registrar.v1.TaskR\x04task\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb9\x01\n" +
 	"\x10ListTasksRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x14\n" +
 	"\x05model\x18\x03 \x01(\tR\x05model\x12\x1f\n" +
 	"\vparent_task\x18\x04 \x01(\tR\n" +
-	"parentTask\"E\n" +
+	"parentTask\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\xaf\x01\n" +
 	"\x11ListTasksResponse\x120\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\x05tasks\"0\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12@\n" +
+	"\ainvalid\x18\x03 \x03(\v2&.agentid.registrar.v1.InvalidTaskEntryR\ainvalid\"`\n" +
+	"\x10InvalidTaskEntry\x12\x1b\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
+	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"0\n" +
 	"\x11RevokeTaskRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"J\n" +
 	"\x12RevokeTaskResponse\x124\n" +
-	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\xa8\x04\n" +
+	"\aremoved\x18\x01 \x03(\v2\x1a.agentid.registrar.v1.TaskR\aremoved2\x8c\x05\n" +
 	"\tRegistrar\x12Q\n" +
 	"\n" +
 	"CreateTask\x12'.agentid.registrar.v1.CreateTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12U\n" +
 	"\fDelegateTask\x12).agentid.registrar.v1.DelegateTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12K\n" +
-	"\aGetTask\x12$.agentid.registrar.v1.GetTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12\\\n" +
+	"\aGetTask\x12$.agentid.registrar.v1.GetTaskRequest\x1a\x1a.agentid.registrar.v1.Task\x12b\n" +
+	"\vCreateTasks\x12(.agentid.registrar.v1.CreateTasksRequest\x1a).agentid.registrar.v1.CreateTasksResponse\x12\\\n" +
 	"\tListTasks\x12&.agentid.registrar.v1.ListTasksRequest\x1a'.agentid.registrar.v1.ListTasksResponse\x12_\n" +
 	"\n" +
 	"RevokeTask\x12'.agentid.registrar.v1.RevokeTaskRequest\x1a(.agentid.registrar.v1.RevokeTaskResponse\x12e\n" +
@@ -827,7 +1111,7 @@ func file_agentid_registrar_v1_registrar_proto_rawDescGZIP() []byte {
 	return file_agentid_registrar_v1_registrar_proto_rawDescData
 }
 
-var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_agentid_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_agentid_registrar_v1_registrar_proto_goTypes = []any{
 	(*WatchLivenessRequest)(nil), // 0: agentid.registrar.v1.WatchLivenessRequest
 	(*LivenessSnapshot)(nil),     // 1: agentid.registrar.v1.LivenessSnapshot
@@ -835,31 +1119,41 @@ var file_agentid_registrar_v1_registrar_proto_goTypes = []any{
 	(*CreateTaskRequest)(nil),    // 3: agentid.registrar.v1.CreateTaskRequest
 	(*DelegateTaskRequest)(nil),  // 4: agentid.registrar.v1.DelegateTaskRequest
 	(*GetTaskRequest)(nil),       // 5: agentid.registrar.v1.GetTaskRequest
-	(*ListTasksRequest)(nil),     // 6: agentid.registrar.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),    // 7: agentid.registrar.v1.ListTasksResponse
-	(*RevokeTaskRequest)(nil),    // 8: agentid.registrar.v1.RevokeTaskRequest
-	(*RevokeTaskResponse)(nil),   // 9: agentid.registrar.v1.RevokeTaskResponse
+	(*CreateTasksRequest)(nil),   // 6: agentid.registrar.v1.CreateTasksRequest
+	(*CreateTasksResponse)(nil),  // 7: agentid.registrar.v1.CreateTasksResponse
+	(*CreateTaskResult)(nil),     // 8: agentid.registrar.v1.CreateTaskResult
+	(*ListTasksRequest)(nil),     // 9: agentid.registrar.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),    // 10: agentid.registrar.v1.ListTasksResponse
+	(*InvalidTaskEntry)(nil),     // 11: agentid.registrar.v1.InvalidTaskEntry
+	(*RevokeTaskRequest)(nil),    // 12: agentid.registrar.v1.RevokeTaskRequest
+	(*RevokeTaskResponse)(nil),   // 13: agentid.registrar.v1.RevokeTaskResponse
 }
 var file_agentid_registrar_v1_registrar_proto_depIdxs = []int32{
-	2, // 0: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
-	2, // 1: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
-	3, // 2: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
-	4, // 3: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
-	5, // 4: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
-	6, // 5: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
-	8, // 6: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
-	0, // 7: agentid.registrar.v1.Registrar.WatchLiveness:input_type -> agentid.registrar.v1.WatchLivenessRequest
-	2, // 8: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
-	2, // 9: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
-	2, // 10: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
-	7, // 11: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
-	9, // 12: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
-	1, // 13: agentid.registrar.v1.Registrar.WatchLiveness:output_type -> agentid.registrar.v1.LivenessSnapshot
-	8, // [8:14] is the sub-list for method output_type
-	2, // [2:8] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3,  // 0: agentid.registrar.v1.CreateTasksRequest.tasks:type_name -> agentid.registrar.v1.CreateTaskRequest
+	8,  // 1: agentid.registrar.v1.CreateTasksResponse.results:type_name -> agentid.registrar.v1.CreateTaskResult
+	2,  // 2: agentid.registrar.v1.CreateTaskResult.task:type_name -> agentid.registrar.v1.Task
+	2,  // 3: agentid.registrar.v1.ListTasksResponse.tasks:type_name -> agentid.registrar.v1.Task
+	11, // 4: agentid.registrar.v1.ListTasksResponse.invalid:type_name -> agentid.registrar.v1.InvalidTaskEntry
+	2,  // 5: agentid.registrar.v1.RevokeTaskResponse.removed:type_name -> agentid.registrar.v1.Task
+	3,  // 6: agentid.registrar.v1.Registrar.CreateTask:input_type -> agentid.registrar.v1.CreateTaskRequest
+	4,  // 7: agentid.registrar.v1.Registrar.DelegateTask:input_type -> agentid.registrar.v1.DelegateTaskRequest
+	5,  // 8: agentid.registrar.v1.Registrar.GetTask:input_type -> agentid.registrar.v1.GetTaskRequest
+	6,  // 9: agentid.registrar.v1.Registrar.CreateTasks:input_type -> agentid.registrar.v1.CreateTasksRequest
+	9,  // 10: agentid.registrar.v1.Registrar.ListTasks:input_type -> agentid.registrar.v1.ListTasksRequest
+	12, // 11: agentid.registrar.v1.Registrar.RevokeTask:input_type -> agentid.registrar.v1.RevokeTaskRequest
+	0,  // 12: agentid.registrar.v1.Registrar.WatchLiveness:input_type -> agentid.registrar.v1.WatchLivenessRequest
+	2,  // 13: agentid.registrar.v1.Registrar.CreateTask:output_type -> agentid.registrar.v1.Task
+	2,  // 14: agentid.registrar.v1.Registrar.DelegateTask:output_type -> agentid.registrar.v1.Task
+	2,  // 15: agentid.registrar.v1.Registrar.GetTask:output_type -> agentid.registrar.v1.Task
+	7,  // 16: agentid.registrar.v1.Registrar.CreateTasks:output_type -> agentid.registrar.v1.CreateTasksResponse
+	10, // 17: agentid.registrar.v1.Registrar.ListTasks:output_type -> agentid.registrar.v1.ListTasksResponse
+	13, // 18: agentid.registrar.v1.Registrar.RevokeTask:output_type -> agentid.registrar.v1.RevokeTaskResponse
+	1,  // 19: agentid.registrar.v1.Registrar.WatchLiveness:output_type -> agentid.registrar.v1.LivenessSnapshot
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_agentid_registrar_v1_registrar_proto_init() }
@@ -873,7 +1167,7 @@ func file_agentid_registrar_v1_registrar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentid_registrar_v1_registrar_proto_rawDesc), len(file_agentid_registrar_v1_registrar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

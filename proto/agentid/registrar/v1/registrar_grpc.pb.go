@@ -31,6 +31,7 @@ const (
 	Registrar_CreateTask_FullMethodName    = "/agentid.registrar.v1.Registrar/CreateTask"
 	Registrar_DelegateTask_FullMethodName  = "/agentid.registrar.v1.Registrar/DelegateTask"
 	Registrar_GetTask_FullMethodName       = "/agentid.registrar.v1.Registrar/GetTask"
+	Registrar_CreateTasks_FullMethodName   = "/agentid.registrar.v1.Registrar/CreateTasks"
 	Registrar_ListTasks_FullMethodName     = "/agentid.registrar.v1.Registrar/ListTasks"
 	Registrar_RevokeTask_FullMethodName    = "/agentid.registrar.v1.Registrar/RevokeTask"
 	Registrar_WatchLiveness_FullMethodName = "/agentid.registrar.v1.Registrar/WatchLiveness"
@@ -48,6 +49,11 @@ type RegistrarClient interface {
 	DelegateTask(ctx context.Context, in *DelegateTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	// GetTask returns one task. Operators only.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
+	// CreateTasks creates many root tasks in one call (one SPIRE
+	// BatchCreateEntry per 500), for orchestrators that start many at once.
+	// Each request is checked and answered on its own; the call fails only
+	// when it is malformed as a whole. Operators only.
+	CreateTasks(ctx context.Context, in *CreateTasksRequest, opts ...grpc.CallOption) (*CreateTasksResponse, error)
 	// ListTasks lists tasks matching every filter given. Operators only.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// RevokeTask deletes the task's entry and its descendants' until none is left.
@@ -92,6 +98,16 @@ func (c *registrarClient) GetTask(ctx context.Context, in *GetTaskRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Task)
 	err := c.cc.Invoke(ctx, Registrar_GetTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarClient) CreateTasks(ctx context.Context, in *CreateTasksRequest, opts ...grpc.CallOption) (*CreateTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTasksResponse)
+	err := c.cc.Invoke(ctx, Registrar_CreateTasks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +165,11 @@ type RegistrarServer interface {
 	DelegateTask(context.Context, *DelegateTaskRequest) (*Task, error)
 	// GetTask returns one task. Operators only.
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
+	// CreateTasks creates many root tasks in one call (one SPIRE
+	// BatchCreateEntry per 500), for orchestrators that start many at once.
+	// Each request is checked and answered on its own; the call fails only
+	// when it is malformed as a whole. Operators only.
+	CreateTasks(context.Context, *CreateTasksRequest) (*CreateTasksResponse, error)
 	// ListTasks lists tasks matching every filter given. Operators only.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// RevokeTask deletes the task's entry and its descendants' until none is left.
@@ -177,6 +198,9 @@ func (UnimplementedRegistrarServer) DelegateTask(context.Context, *DelegateTaskR
 }
 func (UnimplementedRegistrarServer) GetTask(context.Context, *GetTaskRequest) (*Task, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
+}
+func (UnimplementedRegistrarServer) CreateTasks(context.Context, *CreateTasksRequest) (*CreateTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTasks not implemented")
 }
 func (UnimplementedRegistrarServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
@@ -262,6 +286,24 @@ func _Registrar_GetTask_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Registrar_CreateTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServer).CreateTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Registrar_CreateTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServer).CreateTasks(ctx, req.(*CreateTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Registrar_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListTasksRequest)
 	if err := dec(in); err != nil {
@@ -327,6 +369,10 @@ var Registrar_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTask",
 			Handler:    _Registrar_GetTask_Handler,
+		},
+		{
+			MethodName: "CreateTasks",
+			Handler:    _Registrar_CreateTasks_Handler,
 		},
 		{
 			MethodName: "ListTasks",

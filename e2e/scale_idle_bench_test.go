@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/spiretest"
+	"github.com/agentid/agentid/registrar"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+)
+
+// BenchmarkServerIdle measures what live tasks cost an idle SPIRE server
+// (sqlite): for the largest size of AGENTID_SCALE_SIZES (default 10000)
+// task entries in the registrar's layout, with a full entry-cache reload
+// every second (cache_reload_interval = "1s", the setting before issue 18)
+// and with events_based_cache (what agentid dev runs): the server's CPU
+// over 20 s without a call (fraction of one core, from /proc/<pid>/stat),
+// its RSS, and the datastore's size per task. Run it once:
+//
+//	go test -run '^$' -bench BenchmarkServerIdle -benchtime 1x -timeout 60m ./e2e/
+func BenchmarkServerIdle(b *testing.B) {
+	sizes := scaleSizes(b)
+	size := sizes[len(sizes)-1]
+	for _, events := range []bool{false, true} {
+		b.Run(fmt.Sprintf("events=%v", events), func(b *testing.B) {
+			for b.Loop() {
+				srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN", EventsBasedCache: events})
+				conn := srv.Dial(b)
+				pol, _ := registrar.ParsePolicy([]byte(issuancePolicy), "issuance.hcl")
+				r := registrar.New(conn, srv.TrustDomain, pol)
+				client := entryv1.NewEntryClient(conn)
+				node := spiffeid.RequireFromString("spiffe://example.org/agent/node-1")
+				deadline := time.Unix(time.Now().Add(3*time.Hour).Unix(), 0).UTC()
+				for live := 0; live < size; {
+					batch := make([]*types.Entry, 0, 100)
+					for ; live < size && len(batch) < 100; live++ {
+						c := scaleClaims(live)
+						c.Deadline = deadline
+						e, err := r.RenderEntry(c, node)
+						if err != nil {
+							b.Fatal(err)
+						}
+						batch = append(batch, e)
+					}
+					resp, err := client.BatchCreateEntry(context.Background(), &entryv1.BatchCreateEntryRequest{Entries: batch})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, res := range resp.GetResults() {
+						if codes.Code(res.GetStatus().GetCode()) != codes.OK {
+							b.Fatalf("fill: %v", res.GetStatus())
+						}
+					}
+				}
+				time.Sleep(3 * time.Second)
+				const window = 20 * time.Second
+				t0 := cpuTicks(b, srv.Pid())
+				time.Sleep(window)
+				cpu := float64(cpuTicks(b, srv.Pid())-t0) / 100 / window.Seconds() // USER_HZ = 100
+				rss := rssKiB(b, srv.Pid())
+				fi, err := os.Stat(filepath.Join(srv.Dir, "data", "datastore.sqlite3"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(cpu, "idle-cores")
+				b.ReportMetric(float64(rss)/1024, "rss-MiB")
+				b.ReportMetric(float64(fi.Size())/float64(size), "datastore-B/task")
+				b.Logf("events_based_cache=%v, %d live tasks: idle CPU %.3f of a core, RSS %.0f MiB, datastore %.1f MiB (%.0f B/task); load %s",
+					events, size, cpu, float64(rss)/1024, float64(fi.Size())/(1<<20), float64(fi.Size())/float64(size), loadAvg())
+			}
+		})
+	}
+}
+
+// cpuTicks is the user + system CPU time of pid in clock ticks.
+func cpuTicks(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// fields after the ")" that ends comm: state is field 3; utime 14, stime 15
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// rssKiB is the resident set size of pid.
+func rssKiB(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
