@@ -129,44 +129,44 @@ func (a *Auth) list(ctx context.Context, method string, req mcp.Request, next mc
 	}
 	_, cred := a.identity(ctx, req)
 	q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: extraRequest(req)}
-	var acts []verifier.Action
 	switch lr := res.(type) {
 	case *mcp.ListToolsResult:
 		a.noteTools(lr)
-		for _, t := range lr.Tools {
-			acts = append(acts, verifier.Action{Kind: policies.KindMCP, Method: policies.MCPToolsCall, Name: t.Name})
-		}
-		vis, r := a.v.Visible(ctx, &q, acts)
-		if vis == nil {
-			return nil, refusal(&r)
-		}
 		out := *lr
-		out.Tools = keep(lr.Tools, vis)
-		return &out, nil
+		out.Tools, err = visible(ctx, a, &q, lr.Tools, policies.MCPToolsCall, func(t *mcp.Tool) string { return t.Name })
+		return orRefusal(&out, err)
 	case *mcp.ListPromptsResult:
-		for _, p := range lr.Prompts {
-			acts = append(acts, verifier.Action{Kind: policies.KindMCP, Method: policies.MCPPromptsGet, Name: p.Name})
-		}
-		vis, r := a.v.Visible(ctx, &q, acts)
-		if vis == nil {
-			return nil, refusal(&r)
-		}
 		out := *lr
-		out.Prompts = keep(lr.Prompts, vis)
-		return &out, nil
+		out.Prompts, err = visible(ctx, a, &q, lr.Prompts, policies.MCPPromptsGet, func(p *mcp.Prompt) string { return p.Name })
+		return orRefusal(&out, err)
 	case *mcp.ListResourcesResult:
-		for _, x := range lr.Resources {
-			acts = append(acts, verifier.Action{Kind: policies.KindMCP, Method: policies.MCPResourceRead, Name: x.URI})
-		}
-		vis, r := a.v.Visible(ctx, &q, acts)
-		if vis == nil {
-			return nil, refusal(&r)
-		}
 		out := *lr
-		out.Resources = keep(lr.Resources, vis)
-		return &out, nil
+		out.Resources, err = visible(ctx, a, &q, lr.Resources, policies.MCPResourceRead, func(x *mcp.Resource) string { return x.URI })
+		return orRefusal(&out, err)
 	}
 	return res, nil
+}
+
+// visible is the items of a list that the peer could use (as the MCP
+// method named, each by name): the peer refused, the refusal.
+func visible[T any](ctx context.Context, a *Auth, q *verifier.Query, items []T, method string, name func(T) string) ([]T, error) {
+	acts := make([]verifier.Action, len(items))
+	for i, it := range items {
+		acts[i] = verifier.Action{Kind: policies.KindMCP, Method: method, Name: name(it)}
+	}
+	vis, r := a.v.Visible(ctx, q, acts)
+	if vis == nil {
+		return nil, refusal(&r)
+	}
+	return keep(items, vis), nil
+}
+
+// orRefusal is the filtered list, or nothing with the peer's refusal.
+func orRefusal(out mcp.Result, err error) (mcp.Result, error) {
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func keep[T any](xs []T, vis []bool) []T {
