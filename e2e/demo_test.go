@@ -35,6 +35,9 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"tickets-need-write-scope (services.hcl:44)",
 		"Every step turned out as the story says.",
+		// step 5: the researcher's receipt, proved offline with the witness
+		"researcher's read proved",
+		"cosigned by witness.agentid-dev",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -124,9 +124,11 @@ func runBehindProxy(addr string) error {
 	mux.HandleFunc("GET /kb/{doc}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "document %s for %s (task %s on behalf of %s; allowed by %s)\n", r.PathValue("doc"),
 			r.Header.Get(verifier.HeaderAgent), r.Header.Get(verifier.HeaderTask), r.Header.Get(verifier.HeaderPrincipal), r.Header.Get(verifier.HeaderRule))
+		writeReceipt(w, r)
 	})
 	mux.HandleFunc("POST /tickets", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ticket created by %s (allowed by %s)\n", r.Header.Get(verifier.HeaderSPIFFEID), r.Header.Get(verifier.HeaderRule))
+		writeReceipt(w, r)
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -140,4 +142,13 @@ func runBehindProxy(addr string) error {
 		return err
 	}
 	return nil
+}
+
+// writeReceipt tells the caller the receipt of the verifier's decision
+// (x-agentid-receipt: the decision log's origin and index), which
+// `agentid audit prove --index N` turns into evidence.
+func writeReceipt(w http.ResponseWriter, r *http.Request) {
+	if ref := r.Header.Get(verifier.HeaderReceipt); ref != "" {
+		fmt.Fprintf(w, "receipt: %s\n", ref)
+	}
 }

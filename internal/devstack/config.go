@@ -131,7 +131,7 @@ agent "*" {
 `
 
 // registrarConfig is agentid-registrar's configuration.
-func (s *Stack) registrarConfig(port int, operatorSocket string) string {
+func (s *Stack) registrarConfig(port int, operatorSocket, auditPath string) string {
 	return fmt.Sprintf(`# agentid dev: agentid-registrar (see docs/registrar.md)
 trust_domain         = %s
 server_api_socket    = %s
@@ -148,8 +148,10 @@ liveness {
   subscribers = [%s]
   interval    = "500ms"
 }
+
+# Every task action, signed as the registrar (docs/audit.md).
 `, q(s.TrustDomain), q(s.ServerSocket), q(s.IssuancePolicy), q(s.NodeID), q(operatorSocket),
-		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID))
+		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID)) + s.auditBlock(auditPath, s.RegistrarID, "")
 }
 
 // devVerifierPolicy is the default verifier's policy: any task of the trust
@@ -199,10 +201,12 @@ workload_api {
   socket = %s
 }
 
-audit {
-  path = %s
-}
-`, q(v.Name), q(s.TrustDomain), q(v.PolicyDir), audiences, q(s.AgentSocket), q(v.AuditPath))
+`, q(v.Name), q(s.TrustDomain), q(v.PolicyDir), audiences, q(s.AgentSocket))
+	extra := ""
+	if opts.CheckpointInterval > 0 {
+		extra = fmt.Sprintf("  checkpoint_interval = %q\n", opts.CheckpointInterval.String())
+	}
+	cfg += s.auditBlock(v.AuditPath, s.VerifierID, extra)
 	if opts.ProxyUpstream != "" {
 		cfg += fmt.Sprintf("\nproxy {\n  listen   = \"127.0.0.1:%d\"\n  upstream = %s\n", proxyPort, q(opts.ProxyUpstream))
 		if len(opts.MCPPaths) > 0 {

@@ -64,6 +64,11 @@ type Options struct {
 	Dir string
 	// Keep keeps Dir when the stack stops.
 	Keep bool
+	// Witness runs an audit witness (`agentid audit witness serve`, from
+	// BinDir) on a free port of 127.0.0.1 before the registrar and the
+	// verifiers, with a new key; every registrar's and verifier's decision
+	// log is then cosigned by it (audit.witness_url, audit.witness_key).
+	Witness bool
 	// TrustDomain is the trust domain; default "example.org".
 	TrustDomain string
 	// Port is the SPIRE server's TCP port on 127.0.0.1; 0 picks a free one.
@@ -117,12 +122,18 @@ type Stack struct {
 	VerifierCheckURL string
 	// SamplePrompt is a system prompt file the printed commands digest.
 	SamplePrompt string
+	// BundlePath is the trust bundle (PEM, `spire-server bundle show`) as
+	// it was when the stack started: for `agentid audit verify --bundle`.
+	BundlePath string
+	// Witness is the audit witness (Options.Witness), else nil.
+	Witness *Witness
 	// LogDir holds one log file per process.
 	LogDir string
 	// SpireBin, BinDir and PluginDir are the folders the binaries came from.
 	SpireBin, BinDir, PluginDir string
 
 	keep, createdDir bool
+	witnessWanted    bool
 	logLevel         string
 	log              io.Writer
 	env              []string // environment of the children
@@ -151,7 +162,7 @@ const (
 // error everything started is stopped and the files removed (unless Keep).
 // Missing binaries are a *NotFoundError, a taken Port a *PortInUseError.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
-	s := &Stack{keep: opts.Keep, log: opts.Log, logLevel: opts.LogLevel, done: make(chan struct{}), names: map[string]bool{}}
+	s := &Stack{keep: opts.Keep, witnessWanted: opts.Witness, log: opts.Log, logLevel: opts.LogLevel, done: make(chan struct{}), names: map[string]bool{}}
 	if s.logLevel == "" {
 		s.logLevel = "INFO"
 	}
@@ -260,7 +271,7 @@ func (s *Stack) makeDir(dir string) error {
 		return fmt.Errorf("directory %s is too long for unix sockets (%s is %d bytes, the limit is %d): choose a shorter one", dir, s.AgentSocket, n, maxSocketPath)
 	}
 	s.env = append(os.Environ(), "TMPDIR="+s.path("tmp")) // go-plugin's sockets
-	for _, d := range []string{"server/data", "agent/data", "agent/public", "registrar", "verifier", "logs", "tmp"} {
+	for _, d := range []string{"server/data", "agent/data", "agent/public", "registrar", "verifier", "witness", "logs", "tmp"} {
 		if err := os.MkdirAll(s.path(d), 0o700); err != nil {
 			s.removeFiles()
 			return err
@@ -307,6 +318,14 @@ func (s *Stack) start(ctx context.Context) error {
 		}
 		if _, err := s.CreateEntry(ctx, "spiffe://"+s.TrustDomain+d.path, "unix:path:"+bin); err != nil {
 			return fmt.Errorf("register %s: %w", d.bin, err)
+		}
+	}
+	if err := s.writeBundle(ctx); err != nil {
+		return err
+	}
+	if s.witnessWanted {
+		if err := s.startWitness(ctx); err != nil {
+			return err
 		}
 	}
 	if err := s.startRegistrar(ctx); err != nil {
@@ -530,6 +549,9 @@ type Registrar struct {
 	// Addr is its SPIFFE mTLS listener, 127.0.0.1:port (DelegateTask,
 	// WatchLiveness); OperatorSocket its operator socket (every RPC).
 	Addr, OperatorSocket string
+	// AuditPath is its audit log (<Dir>/registrar/<Name>-audit.log): every
+	// task created, delegated, refused and revoked, signed as RegistrarID.
+	AuditPath string
 
 	proc *Process
 }
@@ -565,8 +587,9 @@ func (s *Stack) runRegistrar(ctx context.Context, name, operatorSocket string) (
 		if err != nil {
 			return nil, err
 		}
-		r := &Registrar{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), OperatorSocket: operatorSocket}
-		if err := os.WriteFile(conf, []byte(s.registrarConfig(port, operatorSocket)), 0o600); err != nil {
+		r := &Registrar{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), OperatorSocket: operatorSocket,
+			AuditPath: s.path("registrar", name+"-audit.log")}
+		if err := os.WriteFile(conf, []byte(s.registrarConfig(port, operatorSocket, r.AuditPath)), 0o600); err != nil {
 			return nil, err
 		}
 		logPath := filepath.Join(s.LogDir, name+".log")
@@ -710,7 +733,7 @@ func (s *Stack) removeFiles() error {
 		return os.RemoveAll(s.Dir)
 	}
 	var errs []error
-	for _, e := range []string{"server", "agent", "registrar", "verifier", "tasks", "logs", "tmp", "prompt.txt"} {
+	for _, e := range []string{"server", "agent", "registrar", "verifier", "witness", "tasks", "logs", "tmp", "prompt.txt", "bundle.pem"} {
 		if err := os.RemoveAll(s.path(e)); err != nil {
 			errs = append(errs, err)
 		}

@@ -37,6 +37,9 @@ type VerifierOptions struct {
 	// Registrars are the registrars' mTLS addresses whose liveness feed it
 	// watches, in order of preference; default the stack's RegistrarAddr.
 	Registrars []string
+	// CheckpointInterval is the audit log's checkpoint_interval (default
+	// the verifier's, 1 min): a receipt proves once a checkpoint covers it.
+	CheckpointInterval time.Duration
 }
 
 // Verifier is a running agentid-verifier. Its fields are read-only.
