@@ -270,6 +270,9 @@ func (d *Daemon) Close() error {
 }
 
 func (d *Daemon) closeAll() error {
+	if d.svc != nil {
+		d.svc.StopLiveness() // the verifiers' streams never end by themselves
+	}
 	for _, g := range []*grpc.Server{d.operator, d.agent} {
 		if g != nil {
 			d.gracefulStop(g)

@@ -71,6 +71,7 @@ type livenessHub struct {
 
 	mu      sync.Mutex
 	subs    map[*livenessSub]struct{}
+	closed  bool // the registrar is stopping: no more subscribers
 	running bool
 	cur     map[string]struct{} // the last listing; nil before the first
 	curAsOf time.Time
@@ -97,6 +98,11 @@ func (h *livenessHub) subscribe() *livenessSub {
 	sub := &livenessSub{ch: make(chan *registrarv1.LivenessSnapshot, subscriberBuffer), gone: make(chan struct{}), needFull: true}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		sub.err = errStopping
+		close(sub.gone)
+		return sub
+	}
 	h.subs[sub] = struct{}{}
 	if h.cur != nil {
 		sub.ch <- h.fullLocked()
@@ -107,6 +113,20 @@ func (h *livenessHub) subscribe() *livenessSub {
 		go h.run()
 	}
 	return sub
+}
+
+var errStopping = status.Error(codes.Unavailable, "the registrar is stopping: watch another one")
+
+// close ends every stream with Unavailable (the verifiers reconnect to
+// another registrar) and refuses new ones, so that a graceful stop does
+// not wait for streams that never end by themselves.
+func (h *livenessHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for sub := range h.subs {
+		h.dropLocked(sub, errStopping)
+	}
 }
 
 func (h *livenessHub) unsubscribe(sub *livenessSub) {
@@ -190,6 +210,11 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, err error) bool {
 	}
 	return true
 }
+
+// StopLiveness ends every WatchLiveness stream with Unavailable and
+// refuses new ones: called first when the registrar stops (a graceful stop
+// would otherwise wait for these streams, which never end by themselves).
+func (s *Service) StopLiveness() { s.hub.close() }
 
 func (h *livenessHub) dropLocked(sub *livenessSub, err error) {
 	delete(h.subs, sub)

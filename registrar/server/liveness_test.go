@@ -196,3 +196,41 @@ func TestWatchLivenessFlatCost(t *testing.T) {
 		}
 	}
 }
+
+// A stopping registrar ends the verifiers' streams at once (Unavailable:
+// they reconnect elsewhere) and refuses new ones, so that its graceful
+// stop does not wait out its timeout.
+func TestStopLivenessEndsStreams(t *testing.T) {
+	r, _ := newRegistrar(t, loadPolicy(t))
+	verifierID := spiffeid.RequireFromString("spiffe://example.org/agentid/verifier")
+	svc := New(r, WithDefaultParentID(testNode), WithLiveness([]spiffeid.ID{verifierID}, 20*time.Millisecond))
+	ca := testca.New(t, testTD, time.Now())
+	addr := serveAgent(t, svc, ca, ca.X509Bundle())
+	watch := func() registrarv1.Registrar_WatchLivenessClient {
+		s, err := agentClient(t, addr, ca.CreateX509SVID(verifierID), ca.X509Bundle()).WatchLiveness(ctxT(t), &registrarv1.WatchLivenessRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := watch()
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	svc.StopLiveness()
+	for {
+		if _, err := s.Recv(); err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("stream ended with %v, want Unavailable", err)
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the stream took %v to end", d)
+	}
+	if _, err := watch().Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a new watch on a stopping registrar: %v, want Unavailable", err)
+	}
+}
