@@ -417,9 +417,14 @@ func (w *Writer) Append(rec Record) error {
 // gathering delay. If the record cannot be written the error wraps
 // ErrUnavailable and the record is dropped (not retried): the caller was
 // told it is not in the log. A record answered for is never dropped: if
-// its batch's fsync fails, it is written again first, once the log can
-// write (its index stays the same unless a checkpoint of the failed batch
-// is cut at another place on the second write).
+// its batch's fsync fails, it is written again, once the log can write. A
+// record that follows a key, checkpoint or witness line not yet synced is
+// answered only after the fsync. Known defect: after a failed fsync with
+// time-based checkpoints (CheckpointInterval) and many concurrent
+// callers, a record answered before the failure can still be written
+// again at another index (reproduced with an injected fsync error;
+// TestReceiptsKeepTheirRecordAfterAFailedFsync covers count-based
+// checkpoints only). The log refuses records meanwhile; its /readyz fails.
 func (w *Writer) AppendWait(rec Record) (Ref, error) {
 	wt := &waiter{done: make(chan struct{})}
 	if err := w.enqueue(rec, wt); err != nil {
@@ -710,7 +715,7 @@ func (w *Writer) writeBatch(batch []item) {
 			// An fsync is in flight: put the batch in the OS now, for
 			// its waiting callers; the next fsync covers it.
 			if err = w.buf.Flush(); err == nil {
-				w.answer(len(w.unsynced))
+				w.answerWritten()
 			} else {
 				err = fmt.Errorf("audit: %w", err)
 			}
@@ -762,12 +767,12 @@ func (w *Writer) startSync() error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	// In the OS: a kill -9 no longer loses these records.
-	w.answer(len(w.unsynced))
+	w.answerWritten()
 	fl := &inflight{done: make(chan struct{}), mark: w.snapshot(), n: len(w.unsynced), flushes: w.nextFlushes}
 	w.nextFlushes = nil
 	f := w.f
 	go func() {
-		if err := f.Sync(); err != nil {
+		if err := fsync(f); err != nil {
 			fl.err = fmt.Errorf("audit: fsync: %w", err)
 		}
 		close(fl.done)
@@ -939,6 +944,24 @@ func (w *Writer) waiting() bool {
 	return false
 }
 
+// fsync syncs a log file (a variable for the tests of a failing fsync).
+var fsync = (*os.File).Sync
+
+// answerWritten answers, before their fsync, the waiting callers of the
+// unsynced records that only records precede since the last sync. Only
+// those keep their index if the fsync fails: a rollback writes the
+// records again, in order, but not the key, checkpoint and witness lines
+// written among them (those are cut again when due, and a time-based one
+// may then fall elsewhere), so a record after one could move. Callers of
+// those wait for the fsync (commitTo).
+func (w *Writer) answerWritten() {
+	n := 0
+	for n < len(w.unsynced) && w.unsynced[n].Seq == w.mark.seq+uint64(n)+1 {
+		n++
+	}
+	w.answer(n)
+}
+
 // answer gives the waiting callers of the first n unsynced records their
 // references, once.
 func (w *Writer) answer(n int) {
@@ -1044,7 +1067,7 @@ func (w *Writer) sync() error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if w.opts.Durability != SyncNone {
-		if err := w.f.Sync(); err != nil {
+		if err := fsync(w.f); err != nil {
 			return fmt.Errorf("audit: fsync: %w", err)
 		}
 	}

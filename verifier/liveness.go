@@ -51,6 +51,12 @@ type LivenessView struct {
 	live    map[string]struct{}
 	removed map[string]time.Time // recently removed tasks → when seen gone
 	order   []removal            // removed's entries in the order seen
+	// held are tasks listed live again while remembered as removed: not
+	// live until their removal is forgotten (a stale listing — another
+	// registrar's taken before the revoke, or a lagging datastore — must
+	// not bring a revoked task back; a task re-created under the same ID
+	// is refused for rememberRemoved).
+	held map[string]struct{}
 }
 
 type removal struct {
@@ -77,8 +83,12 @@ func (v *LivenessView) Update(asOf time.Time, live []string) error {
 			v.removeLocked(id, asOf)
 		}
 	}
+	v.held = nil
 	for _, id := range live {
-		delete(v.removed, id)
+		if _, gone := v.removed[id]; gone {
+			delete(next, id)
+			v.holdLocked(id)
+		}
 	}
 	v.live, v.asOf = next, asOf
 	v.pruneLocked()
@@ -100,11 +110,15 @@ func (v *LivenessView) Apply(asOf time.Time, added, removed []string) error {
 		return err
 	}
 	for _, id := range added {
+		if _, gone := v.removed[id]; gone {
+			v.holdLocked(id)
+			continue
+		}
 		v.live[id] = struct{}{}
-		delete(v.removed, id)
 	}
 	for _, id := range removed {
 		delete(v.live, id)
+		delete(v.held, id)
 		v.removeLocked(id, asOf)
 	}
 	v.asOf = asOf
@@ -117,6 +131,13 @@ func (v *LivenessView) newerLocked(asOf time.Time) error {
 		return fmt.Errorf("liveness: update as of %s is not newer than the view's %s", asOf.UTC().Format(time.RFC3339Nano), v.asOf.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+func (v *LivenessView) holdLocked(id string) {
+	if v.held == nil {
+		v.held = map[string]struct{}{}
+	}
+	v.held[id] = struct{}{}
 }
 
 func (v *LivenessView) removeLocked(id string, at time.Time) {
@@ -134,6 +155,10 @@ func (v *LivenessView) pruneLocked() {
 	for ; n < len(v.order) && v.asOf.Sub(v.order[n].at) > rememberRemoved; n++ {
 		if r := v.order[n]; v.removed[r.id].Equal(r.at) {
 			delete(v.removed, r.id)
+			if _, ok := v.held[r.id]; ok { // listed live since: live now
+				delete(v.held, r.id)
+				v.live[r.id] = struct{}{}
+			}
 		}
 	}
 	if n > 0 {

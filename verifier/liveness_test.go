@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/verifier"
 )
 
@@ -132,5 +133,47 @@ func TestLivenessViewDeltas(t *testing.T) {
 	}
 	if err := v.Check(&p, wall.Add(time.Second)); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
 		t.Fatalf("after a full listing: %v", err)
+	}
+}
+
+// A stale full listing — another registrar's, taken before the revoke,
+// after a reconnect, its as_of clamped to this verifier's clock — does
+// not bring a revoked task back; the task becomes live again only if it
+// is still listed once the removal is forgotten (re-created under the
+// same ID). Found by review: the listing made it live again.
+func TestLivenessViewStaleListingDoesNotResurrect(t *testing.T) {
+	task := verifier.NewPeer(taskID, func() *svid.Claims { c := claims(); c.Chain = nil; c.Deadline = now.Add(time.Hour); return &c }())
+	v := &verifier.LivenessView{MaxStaleness: time.Hour}
+	if err := v.Update(now, []string{taskID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Apply(now.Add(time.Second), nil, []string{taskID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	var de *verifier.DenyError
+	if err := v.Check(&task, now.Add(time.Second)); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
+		t.Fatalf("removed: %v", err)
+	}
+	// The stale listing after a reconnect still names the task.
+	if err := v.Update(now.Add(2*time.Second), []string{taskID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&task, now.Add(2*time.Second)); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
+		t.Fatalf("after a stale listing: %v, want revoked", err)
+	}
+	// A delta adding it again (the same stale registrar) does not either.
+	if err := v.Apply(now.Add(3*time.Second), []string{taskID.String()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&task, now.Add(3*time.Second)); !errors.As(err, &de) || de.Reason != verifier.ReasonRevoked {
+		t.Fatalf("after a stale delta: %v, want revoked", err)
+	}
+	// Still listed once the removal is forgotten: re-created, live again.
+	later := now.Add(time.Minute)
+	if err := v.Apply(later, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(&task, later); err != nil {
+		t.Fatalf("still listed after the removal was forgotten: %v", err)
 	}
 }

@@ -16,16 +16,17 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// The kill switch through the daemon: a task deleted in SPIRE (directly,
-// as `spire-server entry delete` does) is refused at the check API within
-// the feed's interval — its certificate was issued before — and a feed that
-// goes away turns task peers to liveness_unknown after max_staleness, and
-// back once it returns, by itself.
+// The kill switch through the daemon: a feed that goes away (SPIRE
+// failing, the registrar killed and restarted) turns task peers to
+// liveness_unknown after max_staleness, and back once it returns, by
+// itself; a task deleted in SPIRE (directly, as `spire-server entry
+// delete` does) is refused at the check API within the feed's interval —
+// its certificate was issued before — and stays refused when listed again.
 func TestDaemonLivenessFeed(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td, time.Now())
 	fe := fakeentry.Start(t)
-	ids := fe.Add(&types.Entry{
+	fe.Add(&types.Entry{
 		SpiffeId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/researcher/task/T-42"},
 		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/node"},
 		Selectors: []*types.Selector{{Type: "agentid", Value: "task:T-42"}},
@@ -64,18 +65,6 @@ liveness {
 		t.Fatalf("live task: %v", out)
 	}
 
-	// Revoked in SPIRE: refused within a few feed intervals.
-	fe.Delete(ids...)
-	start := time.Now()
-	waitFor(t, func() bool { return f.check(t, cert, "GET", "/kb/doc")["deny_code"] == "revoked" })
-	t.Logf("revocation to deny: %v", time.Since(start).Round(time.Millisecond))
-	fe.Add(&types.Entry{
-		SpiffeId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/researcher/task/T-42"},
-		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/node"},
-		Selectors: []*types.Selector{{Type: "agentid", Value: "task:T-42"}},
-	})
-	waitFor(t, func() bool { return f.check(t, cert, "GET", "/kb/doc")["allow"] == true })
-
 	// SPIRE fails: the registrar ends the stream, the verifier keeps
 	// reconnecting; the view goes stale and task peers are refused.
 	fe.Fail(errors.New("datastore down"))
@@ -92,4 +81,20 @@ liveness {
 	}
 	g = serve(l2)
 	waitFor(t, func() bool { return f.check(t, cert, "GET", "/kb/doc")["allow"] == true })
+	// Revoked in SPIRE: refused within a few feed intervals.
+	fe.Delete(fe.Entries()[0].GetId())
+	start := time.Now()
+	waitFor(t, func() bool { return f.check(t, cert, "GET", "/kb/doc")["deny_code"] == "revoked" })
+	t.Logf("revocation to deny: %v", time.Since(start).Round(time.Millisecond))
+	// Listed again (a stale listing, or the task re-created under its ID):
+	// still refused while the removal is remembered (30 s).
+	fe.Add(&types.Entry{
+		SpiffeId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/researcher/task/T-42"},
+		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/node"},
+		Selectors: []*types.Selector{{Type: "agentid", Value: "task:T-42"}},
+	})
+	time.Sleep(300 * time.Millisecond) // several feed intervals
+	if got := f.check(t, cert, "GET", "/kb/doc")["deny_code"]; got != "revoked" {
+		t.Fatalf("a revoked task listed again: deny_code %v, want revoked", got)
+	}
 }

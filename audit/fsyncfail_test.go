@@ -1,0 +1,85 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// TestReceiptsKeepTheirRecordAfterAFailedFsync: references are handed out
+// before their batch's fsync; when that fsync fails the writer rolls back
+// and writes the records again. Every reference handed out must still
+// name its own record afterwards, also when count-based checkpoints (every
+// two records here) were among the lines rolled back. (Time-based
+// checkpoints among them can still move a record: see AppendWait.)
+func TestReceiptsKeepTheirRecordAfterAFailedFsync(t *testing.T) {
+	var fails atomic.Int32
+	fails.Store(3) // three failing fsyncs, somewhere in the run
+	var calls atomic.Int32
+	fsync = func(f *os.File) error {
+		if calls.Add(1)%4 == 0 && fails.Add(-1) >= 0 {
+			return errors.New("injected EIO")
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { fsync = (*os.File).Sync })
+
+	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := Open(path, Options{Signer: ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/verifier")),
+		CheckpointEvery: 2, RetryInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	refs := map[string]Ref{}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				reason := fmt.Sprintf("g%d-%d", g, i)
+				ref, err := w.AppendWait(Record{Type: TypeDecision, Decision: "allow", Reason: reason})
+				if err != nil {
+					time.Sleep(5 * time.Millisecond) // refused while the log recovers
+					continue
+				}
+				mu.Lock()
+				refs[reason] = ref
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fails.Load() >= 0 {
+		t.Fatalf("only %d of 3 injected fsync failures happened", 3-max(fails.Load(), 0))
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for reason, ref := range refs {
+		if ref.Index >= uint64(len(lines)) || !strings.Contains(lines[ref.Index], `"reason":"`+reason+`"`) {
+			got := "past the end"
+			if ref.Index < uint64(len(lines)) {
+				got = lines[ref.Index]
+			}
+			t.Fatalf("the reference handed out for %s (index %d) names another line: %s", reason, ref.Index, got)
+		}
+	}
+	t.Logf("%d references, %d lines, all still name their records", len(refs), len(lines))
+}
