@@ -205,6 +205,8 @@ type Writer struct {
 	// encodes the next batch meanwhile, and settles it (commit or
 	// rollback) before syncing again.
 	fly *inflight
+	// replaying: the records kept for retry are being written again
+	replaying bool
 	// flushes answered by the next sync (written while one was in flight)
 	nextFlushes []chan error
 }
@@ -416,15 +418,12 @@ func (w *Writer) Append(rec Record) error {
 // share the writes (group commit): a waiting caller ends the batch's
 // gathering delay. If the record cannot be written the error wraps
 // ErrUnavailable and the record is dropped (not retried): the caller was
-// told it is not in the log. A record answered for is never dropped: if
-// its batch's fsync fails, it is written again, once the log can write. A
-// record that follows a key, checkpoint or witness line not yet synced is
-// answered only after the fsync. Known defect: after a failed fsync with
-// time-based checkpoints (CheckpointInterval) and many concurrent
-// callers, a record answered before the failure can still be written
-// again at another index (reproduced with an injected fsync error;
-// TestReceiptsKeepTheirRecordAfterAFailedFsync covers count-based
-// checkpoints only). The log refuses records meanwhile; its /readyz fails.
+// told it is not in the log. A record answered for is never dropped and
+// keeps its index: if its batch's fsync fails, it is written again, first
+// and with no checkpoint cut among the records written again, once the
+// log can write; a record that follows a key, checkpoint or witness line
+// not yet synced is answered only after the fsync
+// (TestReceiptsKeepTheirRecordAfterAFailedFsync).
 func (w *Writer) AppendWait(rec Record) (Ref, error) {
 	wt := &waiter{done: make(chan struct{})}
 	if err := w.enqueue(rec, wt); err != nil {
@@ -684,11 +683,16 @@ func (w *Writer) writeBatch(batch []item) {
 		err = w.reopen()
 	}
 	r := 0 // retry[:r] written
+	// The records kept for retry are written again as they were: no
+	// checkpoint cut among them (a time-based one would now fall
+	// elsewhere and move records whose references were handed out).
+	w.replaying = true
 	for err == nil && r < len(retry) {
 		if err = w.writeRecord(&retry[r], nil); err == nil {
 			r++
 		}
 	}
+	w.replaying = false
 	b := 0 // batch[:b] written
 	for err == nil && b < len(batch) {
 		switch {
@@ -844,7 +848,7 @@ func (w *Writer) writeRecord(rec *Record, wt *waiter) error {
 	}
 	w.unsynced = append(w.unsynced, *rec)
 	w.waiters = append(w.waiters, wt)
-	if w.opts.Signer != nil && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
+	if w.opts.Signer != nil && !w.replaying && (w.sinceCkpt >= w.opts.CheckpointEvery || w.opts.Clock().Sub(w.lastCkpt) >= w.opts.CheckpointInterval) {
 		return w.tryCheckpoint()
 	}
 	return nil

@@ -63,7 +63,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		ctx := r.Context()
 		cred := verifier.HTTPCredential(r)
 		q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: requestOf(r)}
-		id := &identity{cred: cred}
+		id := &identity{cred: cred, request: q.Request}
 		var res verifier.Result
 		decided := false
 		if r.Method == http.MethodPost {

@@ -143,6 +143,7 @@ func (a *Auth) Metadata() *oauthex.ProtectedResourceMetadata {
 type identity struct {
 	cred    verifier.Credential
 	decided *verifier.Result
+	request verifier.Request // the HTTP request's context (headers, source), from Handler
 }
 
 // extraKey is the TokenInfo.Extra key of the identity; the value's type is

@@ -458,3 +458,51 @@ func TestHTTPInsufficientScope(t *testing.T) {
 		t.Fatalf("denied call: %d %s", resp.StatusCode, body)
 	}
 }
+
+// A condition on the request's source address decides the same whether
+// Handler or the middleware decides the call (the middleware decides when
+// the tool names are not known yet, e.g. the first call after a connect).
+// Found by review: the middleware's request had no source, so a deny on
+// request.source did not match there.
+func TestSourceConditionSameOnEveryPath(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.hcl"), []byte(`
+rule "tasks" {
+  effect = "allow"
+  peer {
+    task_required = true
+  }
+}
+rule "no-loopback-writes" {
+  effect    = "deny"
+  action {
+    mcp {
+      tools = ["write_file"]
+    }
+  }
+  condition = request.source == "127.0.0.1"
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, diags := policies.Load(dir)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	f.v.Policy = set
+	srv := f.httpServer(t, false)
+	tok := f.token(t, "T-42", []string{"fs:read", "fs:write"}, resource)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
+		&mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp", HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	// No tools/list first: the tool names are not known, the middleware decides.
+	_, err = call(cs, "write_file", map[string]any{"path": "/srv/agents/T-42/x"})
+	wantRefusal(t, err, mcpauth.CodeForbidden, "forbidden", "no-loopback-writes")
+	toolNames(t, cs) // now Handler decides
+	_, err = call(cs, "write_file", map[string]any{"path": "/srv/agents/T-42/x"})
+	wantRefusal(t, err, mcpauth.CodeForbidden, "forbidden", "no-loopback-writes")
+}

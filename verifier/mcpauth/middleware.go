@@ -53,7 +53,7 @@ func (a *Auth) Middleware() mcp.Middleware {
 				reject = a.checkTool(ctx, req, act.Name, next)
 			}
 			q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource,
-				Action: act, Reject: reject, Request: extraRequest(req)}
+				Action: act, Reject: reject, Request: a.requestOf(ctx, req)}
 			r := a.v.Decide(ctx, &q)
 			if !r.Allowed() {
 				return nil, refusal(&r)
@@ -114,7 +114,7 @@ func (a *Auth) admit(ctx context.Context, req mcp.Request) error {
 	if id != nil {
 		return nil
 	}
-	r := a.v.Authenticate(ctx, &verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: extraRequest(req)})
+	r := a.v.Authenticate(ctx, &verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: a.requestOf(ctx, req)})
 	if !r.Authenticated {
 		return refusal(&r)
 	}
@@ -128,7 +128,7 @@ func (a *Auth) list(ctx context.Context, method string, req mcp.Request, next mc
 		return res, err
 	}
 	_, cred := a.identity(ctx, req)
-	q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: extraRequest(req)}
+	q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: a.requestOf(ctx, req)}
 	switch lr := res.(type) {
 	case *mcp.ListToolsResult:
 		a.noteTools(lr)
@@ -241,6 +241,17 @@ func (a *Auth) knownTool(name string) bool {
 	}
 	_, ok := (*m)[name]
 	return ok
+}
+
+// requestOf is what conditions see of the HTTP request of an MCP request:
+// Handler's (headers and source address) when it came through Handler,
+// else the headers go-sdk passes on — so that a decision does not depend
+// on which of the two decided it.
+func (a *Auth) requestOf(ctx context.Context, req mcp.Request) verifier.Request {
+	if id, _ := a.identity(ctx, req); id != nil && (id.request.Headers != nil || id.request.Source.IsValid()) {
+		return id.request
+	}
+	return extraRequest(req)
 }
 
 // extraRequest is what conditions see of the HTTP request of an MCP
