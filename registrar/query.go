@@ -105,7 +105,8 @@ func (r *Registrar) List(ctx context.Context, f Filter) (Listing, error) {
 	return all, nil
 }
 
-// ListPage returns one page of List: at most pageSize entries of SPIRE
+// ListPage returns one page of List: tasks past their deadline whose
+// entries SPIRE has not pruned yet are left out. At most pageSize entries of SPIRE
 // (0: SPIRE's own limit, all of them) from the page token (empty: the
 // first page). The tasks and invalid entries of a page may be fewer than
 // pageSize: entries of other workloads are skipped. Pages follow SPIRE's
@@ -120,9 +121,13 @@ func (r *Registrar) ListPage(ctx context.Context, f Filter, pageSize int32, toke
 		return Listing{}, wrapErr("list entries", err)
 	}
 	out := Listing{NextPageToken: resp.GetNextPageToken(), Tasks: make([]Task, 0, len(resp.GetEntries()))}
+	now := r.cfg.now()
 	for _, e := range resp.GetEntries() {
 		if !r.isTaskEntry(e) {
 			continue
+		}
+		if exp := e.GetExpiresAt(); exp > 0 && !now.Before(time.Unix(exp, 0)) {
+			continue // past the deadline: SPIRE prunes the entry on its own schedule
 		}
 		t, err := r.task(e)
 		switch {

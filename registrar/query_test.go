@@ -227,3 +227,22 @@ func TestListMalformedEntry(t *testing.T) {
 		t.Errorf("error %q does not say what is wrong", msg)
 	}
 }
+
+// Tasks past their deadline whose entries SPIRE has not pruned yet are not
+// listed (SPIRE prunes expired entries on its own schedule).
+func TestListSkipsExpired(t *testing.T) {
+	now := testNow
+	f := newFixture(t, []Option{WithClock(func() time.Time { return now })})
+	f.mustCreate(t, plannerRequest("T-1")) // TTL 3h
+	short := plannerRequest("T-2")
+	short.TTL = time.Minute
+	f.mustCreate(t, short)
+	now = now.Add(2 * time.Minute) // T-2 is past its deadline, its entry still in SPIRE
+	got, err := f.r.List(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := taskIDs(got.Tasks); len(ids) != 1 || !strings.HasSuffix(ids[0], "/task/T-1") {
+		t.Fatalf("listed %q, want only the live T-1", ids)
+	}
+}
