@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/spiretest"
+	"github.com/agentid/agentid/registrar"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+)
+
+// BenchmarkTaskList is what `agentid task list` (Registrar.List: every
+// page of SPIRE's entries, decoded) takes with 10,000 live tasks on a real
+// SPIRE server (sqlite), unfiltered and filtered by agent (in the
+// task-scoped layout filters are tested on decoded tasks, so both read
+// every entry). SPIRE is filled in the registrar's own layout
+// (registrar.RenderEntry, through BatchCreateEntry) before the timer.
+//
+//	go test -run '^$' -bench TaskList -benchtime 5x ./e2e/
+func BenchmarkTaskList(b *testing.B) {
+	const live = 10_000
+	srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN"})
+	conn := srv.Dial(b)
+	r := registrar.New(conn, srv.TrustDomain, nil)
+	client := entryv1.NewEntryClient(conn)
+	ctx := context.Background()
+	node := spiffeid.RequireFromString("spiffe://example.org/agent/node-1")
+	deadline := time.Unix(time.Now().Add(2*time.Hour).Unix(), 0).UTC()
+	for lo := 0; lo < live; lo += 100 {
+		batch := make([]*types.Entry, 0, 100)
+		for i := lo; i < lo+100; i++ {
+			c := scaleClaims(i)
+			c.Deadline = deadline
+			e, err := r.RenderEntry(c, node)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, e)
+		}
+		resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, res := range resp.GetResults() {
+			if codes.Code(res.GetStatus().GetCode()) != codes.OK {
+				b.Fatalf("fill: %v", res.GetStatus())
+			}
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		filter registrar.Filter
+		want   int
+	}{{"all", registrar.Filter{}, live}, {"agent", registrar.Filter{Agent: "planner"}, live}} {
+		b.Run(f.name, func(b *testing.B) {
+			for b.Loop() {
+				got, err := r.List(ctx, f.filter)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got.Tasks) != f.want {
+					b.Fatalf("listed %d tasks, want %d", len(got.Tasks), f.want)
+				}
+			}
+		})
+	}
+}
