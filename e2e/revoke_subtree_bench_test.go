@@ -11,8 +11,6 @@ import (
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
 )
 
 // BenchmarkRevokeSubtree is the time Registrar.Revoke takes to remove a
@@ -38,27 +36,7 @@ func BenchmarkRevokeSubtree(b *testing.B) {
 	node := spiffeid.RequireFromString("spiffe://example.org/agent/node-1")
 	deadline := time.Unix(time.Now().Add(2*time.Hour).Unix(), 0).UTC()
 	fill := func(render func(i int) svid.Claims, n int) {
-		for lo := 0; lo < n; lo += 100 {
-			batch := make([]*types.Entry, 0, 100)
-			for i := lo; i < min(n, lo+100); i++ {
-				c := render(i)
-				c.Deadline = deadline
-				e, err := r.RenderEntry(c, node)
-				if err != nil {
-					b.Fatal(err)
-				}
-				batch = append(batch, e)
-			}
-			resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, res := range resp.GetResults() {
-				if codes.Code(res.GetStatus().GetCode()) != codes.OK {
-					b.Fatalf("fill: %v", res.GetStatus())
-				}
-			}
-		}
+		fillTasks(ctx, b, r, client, node, deadline, 0, n, render)
 	}
 	fill(scaleClaims, others)
 	b.ResetTimer()

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/internal/spiretest"
+	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
@@ -185,4 +187,33 @@ func loadAvg() string {
 	}
 	f := strings.Fields(string(b))
 	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// fillTasks creates the tasks render(from) … render(to-1), with deadline,
+// under node in the registrar's own layout (registrar.RenderEntry),
+// straight through SPIRE's BatchCreateEntry, 100 per call.
+func fillTasks(ctx context.Context, b testing.TB, r *registrar.Registrar, client entryv1.EntryClient, node spiffeid.ID,
+	deadline time.Time, from, to int, render func(int) svid.Claims) {
+	b.Helper()
+	for lo := from; lo < to; lo += 100 {
+		batch := make([]*types.Entry, 0, 100)
+		for i := lo; i < min(to, lo+100); i++ {
+			c := render(i)
+			c.Deadline = deadline
+			e, err := r.RenderEntry(c, node)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, e)
+		}
+		resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, res := range resp.GetResults() {
+			if codes.Code(res.GetStatus().GetCode()) != codes.OK {
+				b.Fatalf("fill: %v", res.GetStatus())
+			}
+		}
+	}
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
 )
 
 // BenchmarkRegistrarCreateScale measures the registrar's task creation as
@@ -48,26 +46,9 @@ func BenchmarkRegistrarCreateScale(b *testing.B) {
 		live := 0
 		var rates []float64
 		for _, size := range sizes {
-			for live < size {
-				batch := make([]*types.Entry, 0, 100)
-				for ; live < size && len(batch) < 100; live++ {
-					c := scaleClaims(live)
-					c.Deadline = deadline
-					e, err := r.RenderEntry(c, node)
-					if err != nil {
-						b.Fatal(err)
-					}
-					batch = append(batch, e)
-				}
-				resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, res := range resp.GetResults() {
-					if codes.Code(res.GetStatus().GetCode()) != codes.OK {
-						b.Fatalf("fill: %v", res.GetStatus())
-					}
-				}
+			if live < size {
+				fillTasks(ctx, b, r, client, node, deadline, live, size, scaleClaims)
+				live = size
 			}
 			const probe = 200
 			var took []time.Duration

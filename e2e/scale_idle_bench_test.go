@@ -14,8 +14,6 @@ import (
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
 )
 
 // BenchmarkServerIdle measures what live tasks cost an idle SPIRE server
@@ -40,27 +38,7 @@ func BenchmarkServerIdle(b *testing.B) {
 				client := entryv1.NewEntryClient(conn)
 				node := spiffeid.RequireFromString("spiffe://example.org/agent/node-1")
 				deadline := time.Unix(time.Now().Add(3*time.Hour).Unix(), 0).UTC()
-				for live := 0; live < size; {
-					batch := make([]*types.Entry, 0, 100)
-					for ; live < size && len(batch) < 100; live++ {
-						c := scaleClaims(live)
-						c.Deadline = deadline
-						e, err := r.RenderEntry(c, node)
-						if err != nil {
-							b.Fatal(err)
-						}
-						batch = append(batch, e)
-					}
-					resp, err := client.BatchCreateEntry(context.Background(), &entryv1.BatchCreateEntryRequest{Entries: batch})
-					if err != nil {
-						b.Fatal(err)
-					}
-					for _, res := range resp.GetResults() {
-						if codes.Code(res.GetStatus().GetCode()) != codes.OK {
-							b.Fatalf("fill: %v", res.GetStatus())
-						}
-					}
-				}
+				fillTasks(context.Background(), b, r, client, node, deadline, 0, size, scaleClaims)
 				time.Sleep(3 * time.Second)
 				const window = 20 * time.Second
 				t0 := cpuTicks(b, srv.Pid())

@@ -16,8 +16,6 @@ import (
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
 )
 
 // BenchmarkRegistrarCreateRatio is BenchmarkRegistrarCreateScale made
@@ -62,27 +60,7 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 			regs[k] = registrar.New(conn, srv.TrustDomain, pol)
 			client := entryv1.NewEntryClient(conn)
 			start := time.Now()
-			for live := 0; live < size; {
-				batch := make([]*types.Entry, 0, 100)
-				for ; live < size && len(batch) < 100; live++ {
-					c := scaleClaims(live)
-					c.Deadline = deadline
-					e, err := regs[k].RenderEntry(c, node)
-					if err != nil {
-						b.Fatal(err)
-					}
-					batch = append(batch, e)
-				}
-				resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, res := range resp.GetResults() {
-					if codes.Code(res.GetStatus().GetCode()) != codes.OK {
-						b.Fatalf("fill: %v", res.GetStatus())
-					}
-				}
-			}
+			fillTasks(ctx, b, regs[k], client, node, deadline, 0, size, scaleClaims)
 			b.Logf("filled %d tasks in %v (%.0f/s); load %s", size, time.Since(start).Round(time.Second), float64(size)/time.Since(start).Seconds(), loadAvg())
 			if pg != nil {
 				// PostgreSQL's autovacuum analyzes the filled table by

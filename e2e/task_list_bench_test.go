@@ -9,8 +9,6 @@ import (
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
 )
 
 // BenchmarkTaskList is what `agentid task list` (Registrar.List: every
@@ -30,27 +28,7 @@ func BenchmarkTaskList(b *testing.B) {
 	ctx := context.Background()
 	node := spiffeid.RequireFromString("spiffe://example.org/agent/node-1")
 	deadline := time.Unix(time.Now().Add(2*time.Hour).Unix(), 0).UTC()
-	for lo := 0; lo < live; lo += 100 {
-		batch := make([]*types.Entry, 0, 100)
-		for i := lo; i < lo+100; i++ {
-			c := scaleClaims(i)
-			c.Deadline = deadline
-			e, err := r.RenderEntry(c, node)
-			if err != nil {
-				b.Fatal(err)
-			}
-			batch = append(batch, e)
-		}
-		resp, err := client.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, res := range resp.GetResults() {
-			if codes.Code(res.GetStatus().GetCode()) != codes.OK {
-				b.Fatalf("fill: %v", res.GetStatus())
-			}
-		}
-	}
+	fillTasks(ctx, b, r, client, node, deadline, 0, live, scaleClaims)
 	for _, f := range []struct {
 		name   string
 		filter registrar.Filter

@@ -244,39 +244,26 @@ func (v *Verifier) decide(q *Query, now time.Time, r *Result, in *policies.Input
 		v.finish(q, r)
 		return
 	}
-	if q.Subject.Type != "" {
-		v.decideAsserted(q, now, r, in)
-		return
-	}
-	if !v.authenticate(q, now, r) {
+	switch {
+	case q.Subject.Type != "":
+		// A subject the caller asserts: no credential is read and no peer
+		// authenticated; the rest of the pipeline is the same.
+		if q.Subject.Type == policies.SubjectAgentTask || q.Subject.Type == policies.SubjectWorkload || q.Credential.Kind != CredentialNone {
+			refuseInput(r, q, badInput("subject", "the subject type %q is reserved for authenticated peers: an asserted subject carries no credential and cannot take it", q.Subject.Type))
+			v.finish(q, r)
+			return
+		}
+	case v.authenticate(q, now, r):
+		r.Authenticated = true
+	default:
 		v.finish(q, r)
 		return
 	}
-	r.Authenticated = true
 	a, mcpID, err := canonicalAction(q)
 	r.MCPID = mcpID
 	if err == nil && q.Reject != nil {
 		err = q.Reject
 	}
-	if err != nil {
-		refuseInput(r, q, err)
-		v.finish(q, r)
-		return
-	}
-	r.Action = a
-	v.ask(q, r, in, now)
-	v.conclude(q, r)
-}
-
-// decideAsserted decides for a subject the caller asserts: no credential
-// is read and no peer authenticated; the rest of the pipeline is the same.
-func (v *Verifier) decideAsserted(q *Query, now time.Time, r *Result, in *policies.Input) {
-	if q.Subject.Type == policies.SubjectAgentTask || q.Subject.Type == policies.SubjectWorkload || q.Credential.Kind != CredentialNone {
-		refuseInput(r, q, badInput("subject", "the subject type %q is reserved for authenticated peers: an asserted subject carries no credential and cannot take it", q.Subject.Type))
-		v.finish(q, r)
-		return
-	}
-	a, _, err := canonicalAction(q)
 	if err != nil {
 		refuseInput(r, q, err)
 		v.finish(q, r)
