@@ -63,6 +63,15 @@ type Options struct {
 	// negative: do not wait). A crash loses at most the records of the
 	// batch being gathered or written; Flush ends a batch at once.
 	BatchDelay time.Duration
+	// SyncInterval (SyncBatch) is the least time between the starts of two
+	// fsyncs (default 10 ms; negative: none). Every batch is written to the
+	// OS at once — a kill -9 of the process loses nothing more — and the
+	// next fsync covers what was written meanwhile; an OS crash or power
+	// loss may lose what was written since the last fsync began. Under
+	// steady load the group commit otherwise fsyncs back to back (~2,000 a
+	// second at 0.1–0.2 ms of kernel CPU each). Flush, and callers whose
+	// reference waits for an fsync, start one at once.
+	SyncInterval time.Duration
 	// MaxBytes rotates the file when it grows beyond this size (0: 64 MiB;
 	// negative: never).
 	MaxBytes int64
@@ -107,6 +116,9 @@ func (o *Options) defaults() {
 	}
 	if o.BatchDelay == 0 {
 		o.BatchDelay = 2 * time.Millisecond
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 10 * time.Millisecond
 	}
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 64 << 20
@@ -205,6 +217,11 @@ type Writer struct {
 	// encodes the next batch meanwhile, and settles it (commit or
 	// rollback) before syncing again.
 	fly *inflight
+	// syncStarted is when the last fsync started; syncTimer (armed:
+	// syncArmed) starts the next one once SyncInterval has passed.
+	syncStarted time.Time
+	syncTimer   *time.Timer
+	syncArmed   bool
 	// replaying: the records kept for retry are being written again
 	replaying bool
 	// flushes answered by the next sync (written while one was in flight)
@@ -525,6 +542,10 @@ func (w *Writer) loop() {
 		case <-w.flyDone():
 			w.settle()
 			continue
+		case <-w.syncDue():
+			w.syncArmed = false
+			w.settle()
+			continue
 		case <-w.wake:
 		case <-w.urgent:
 			now = true
@@ -713,15 +734,17 @@ func (w *Writer) writeBatch(batch []item) {
 		// one returns, covers all of it.
 		w.nextFlushes = append(w.nextFlushes, flushes...)
 		flushes = nil
-		if w.fly == nil {
-			err = w.startSync()
-		} else if w.waiting() {
-			// An fsync is in flight: put the batch in the OS now, for
-			// its waiting callers; the next fsync covers it.
-			if err = w.buf.Flush(); err == nil {
-				w.answerWritten()
+		// The batch goes to the OS now (its waiting callers are answered,
+		// and a kill -9 cannot lose it); an fsync starts unless one is in
+		// flight or the last one started less than SyncInterval ago (the
+		// next one covers it).
+		if err = w.buf.Flush(); err != nil {
+			err = fmt.Errorf("audit: %w", err)
+		} else if w.answerWritten(); w.fly == nil {
+			if w.syncAllowed() {
+				err = w.startSync()
 			} else {
-				err = fmt.Errorf("audit: %w", err)
+				w.armSync()
 			}
 		}
 	} else if err == nil {
@@ -755,6 +778,37 @@ func (w *Writer) writeBatch(batch []item) {
 	}
 }
 
+// syncAllowed tells whether an fsync may start now: SyncInterval has
+// passed since the last one started, or someone waits for it (a Flush, or
+// a caller whose reference needs the fsync).
+func (w *Writer) syncAllowed() bool {
+	return w.opts.SyncInterval <= 0 || time.Since(w.syncStarted) >= w.opts.SyncInterval ||
+		len(w.nextFlushes) > 0 || w.waiting()
+}
+
+// armSync has the loop start the next fsync once SyncInterval has passed
+// since the last one started.
+func (w *Writer) armSync() {
+	if w.syncArmed {
+		return
+	}
+	d := w.opts.SyncInterval - time.Since(w.syncStarted)
+	if w.syncTimer == nil {
+		w.syncTimer = time.NewTimer(d)
+	} else {
+		w.syncTimer.Reset(d)
+	}
+	w.syncArmed = true
+}
+
+// syncDue fires when an armed fsync is due (nil: none armed).
+func (w *Writer) syncDue() <-chan time.Time {
+	if !w.syncArmed {
+		return nil
+	}
+	return w.syncTimer.C
+}
+
 // flyDone is the in-flight fsync's completion (nil: none).
 func (w *Writer) flyDone() <-chan struct{} {
 	if w.fly == nil {
@@ -772,6 +826,7 @@ func (w *Writer) startSync() error {
 	}
 	// In the OS: a kill -9 no longer loses these records.
 	w.answerWritten()
+	w.syncStarted = time.Now()
 	fl := &inflight{done: make(chan struct{}), mark: w.snapshot(), n: len(w.unsynced), flushes: w.nextFlushes}
 	w.nextFlushes = nil
 	f := w.f
@@ -823,8 +878,12 @@ func (w *Writer) drain() {
 // was written meanwhile; a failure rolls back like a failed batch.
 func (w *Writer) settle() {
 	err := w.finishSync()
-	if err == nil && (w.mark.size != w.size || w.buf.Buffered() > 0 || len(w.nextFlushes) > 0) {
-		err = w.startSync()
+	if err == nil && w.fly == nil && (w.mark.size != w.size || w.buf.Buffered() > 0 || len(w.nextFlushes) > 0) {
+		if w.syncAllowed() {
+			err = w.startSync()
+		} else {
+			w.armSync()
+		}
 	}
 	if err != nil {
 		w.finishSync()

@@ -562,13 +562,25 @@ func BenchmarkExtAuthzRatio(b *testing.B) {
 // own OK response for the request (the identity headers: what the
 // response costs gRPC and the client), "noaudit" the verifier without
 // its audit log, "verifier" the verifier as BenchmarkExtAuthzRatio runs
-// it. All servers are made by serveGRPC (grpc.NewServer() with no
+// it (the default identity headers), "allheaders" the same with every
+// identity header (x-agentid-claims too: Headers = AllHeaders), "b2b" the
+// verifier whose audit log fsyncs back to back under load (SyncInterval
+// -1, as before issue 10's last change). All servers are made by serveGRPC (grpc.NewServer() with no
 // options) and called by the same kind of client.
 func BenchmarkExtAuthzShares(b *testing.B) {
 	ca := testca.New(b, td, time.Now())
 	v := benchVerifier(b, ca)
 	noAudit := *v
 	noAudit.Audit = nil
+	all := *v
+	all.Headers = verifier.AllHeaders
+	b2b := *v
+	ns, err := audit.Open(filepath.Join(b.TempDir(), "b2b.log"), audit.Options{SyncInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	b2b.Audit = ns
 	reqs := make([]*authv3.CheckRequest, 8)
 	responses := map[string]*authv3.CheckResponse{}
 	for i := range reqs {
@@ -580,12 +592,14 @@ func BenchmarkExtAuthzShares(b *testing.B) {
 		}
 		responses[reqs[i].GetAttributes().GetRequest().GetHttp().GetPath()] = resp
 	}
-	names := []string{"minimal", "response", "noaudit", "verifier"}
+	names := []string{"minimal", "response", "noaudit", "verifier", "allheaders", "b2b"}
 	servers := []string{
 		serveMinimalCheck(b),
 		serveGRPC(b, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, fixedCheck(responses)) }),
 		serveExtAuthz(b, &noAudit),
 		serveExtAuthz(b, v),
+		serveExtAuthz(b, &all),
+		serveExtAuthz(b, &b2b),
 	}
 	clients := make([]authv3.AuthorizationClient, len(servers))
 	for i, addr := range servers {

@@ -90,7 +90,7 @@ func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pendi
 	c.decide(e.V)
 	switch r.Outcome {
 	case Allowed:
-		return okResponse(&r.Peer, &r.Decision, headers)
+		return okResponse(&r.Peer, &r.Decision, e.V.Headers.orDefault(), headers)
 	case Unauthenticated:
 		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, r.Message())
 	case Forbidden:
@@ -147,8 +147,8 @@ func callerID(ctx context.Context) string {
 // Without incoming x-agentid-* headers (the common case) the response is
 // the one built for this peer and deciding rule the first time, shared:
 // responses are only serialized, and a peer is immutable.
-func okResponse(p *Peer, d *Decision, incoming map[string]string) *authv3.CheckResponse {
-	oh := p.hdrs.okHeaders(p, ruleHeader(d))
+func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string) *authv3.CheckResponse {
+	oh := p.hdrs.okHeaders(p, ruleHeader(d), set)
 	headers := oh.resp.GetOkResponse().Headers
 	if !d.Receipt.IsZero() {
 		// A receipt is the decision's own: the response is built for it.
@@ -197,8 +197,15 @@ func withReceipt(hs []*corev3.HeaderValueOption, ref string) []*corev3.HeaderVal
 // rule for the last few rules, and the identity header options they
 // share; copies of a Peer (the cache hands out copies) share it.
 type peerHeaders struct {
-	base atomic.Pointer[[]*corev3.HeaderValueOption] // without the rule
+	base atomic.Pointer[baseHeaders] // without the rule
 	ok   atomic.Pointer[[]*okHeaders]
+}
+
+// baseHeaders are a peer's identity header options of one HeaderSet,
+// without the rule.
+type baseHeaders struct {
+	set  HeaderSet
+	opts []*corev3.HeaderValueOption
 }
 
 // maxOKRules bounds the responses kept per peer.
@@ -206,43 +213,44 @@ const maxOKRules = 4
 
 type okHeaders struct {
 	rule string
+	set  HeaderSet
 	resp *authv3.CheckResponse
 }
 
 // okHeaders returns the OK response for p and rule, built once (h may
 // be nil: a Peer not made by an Authenticator or NewPeer). Concurrent
 // first checks may each build one; the last stored is kept, all are right.
-func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
+func (h *peerHeaders) okHeaders(p *Peer, rule string, set HeaderSet) *okHeaders {
 	var list []*okHeaders
 	var base []*corev3.HeaderValueOption
 	if h != nil {
 		if l := h.ok.Load(); l != nil {
 			list = *l
 			for _, oh := range list {
-				if oh.rule == rule {
+				if oh.rule == rule && oh.set == set {
 					return oh
 				}
 			}
 		}
-		if b := h.base.Load(); b != nil {
-			base = *b
+		if b := h.base.Load(); b != nil && b.set == set {
+			base = b.opts
 		}
 	}
 	if base == nil {
-		base = headerOptions(p, "")
+		base = headerOptions(p, "", set)
 		if h != nil {
-			h.base.Store(&base)
+			h.base.Store(&baseHeaders{set: set, opts: base})
 		}
 	}
 	opts := base
-	if rule != "" { // inserted in key order
+	if rule != "" && set&SendRule != 0 { // inserted in key order
 		i := slices.IndexFunc(base, func(o *corev3.HeaderValueOption) bool { return o.Header.Key > HeaderRule })
 		if i < 0 {
 			i = len(base)
 		}
 		opts = slices.Insert(slices.Clip(base), i, headerOption(HeaderRule, rule))
 	}
-	oh := &okHeaders{rule: rule, resp: &authv3.CheckResponse{
+	oh := &okHeaders{rule: rule, set: set, resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
 	}}
@@ -255,9 +263,9 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string) *okHeaders {
 
 // headerOptions are the identity headers of p with rule as options that
 // overwrite incoming headers of the same name, in key order.
-func headerOptions(p *Peer, rule string) []*corev3.HeaderValueOption {
+func headerOptions(p *Peer, rule string, set HeaderSet) []*corev3.HeaderValueOption {
 	opts := make([]*corev3.HeaderValueOption, 0, 6)
-	identityHeaders(p, rule, "", func(k, v string) { opts = append(opts, headerOption(k, v)) })
+	identityHeaders(p, rule, "", set, func(k, v string) { opts = append(opts, headerOption(k, v)) })
 	return slices.Clip(opts)
 }
 

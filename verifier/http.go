@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -229,13 +230,82 @@ func refuse(w http.ResponseWriter, code int, reason string) {
 	http.Error(w, http.StatusText(code)+": "+reason, code)
 }
 
-// SetIdentityHeaders replaces any x-agentid-* headers in h with the peer's
-// identity and the deciding rule.
-func SetIdentityHeaders(h http.Header, p *Peer, d Decision) {
-	StripIdentityHeaders(h)
-	for k, v := range IdentityHeaders(p, d) {
-		h.Set(k, v)
+// HeaderSet selects which identity headers the proxy and the ext_authz
+// server send upstream (the receipt header is sent whenever the Verifier
+// hands out receipts). The zero value means DefaultHeaders.
+type HeaderSet uint8
+
+// The identity headers, one bit each.
+const (
+	SendAgent HeaderSet = 1 << iota
+	SendClaims
+	SendPrincipal
+	SendRule
+	SendSPIFFEID
+	SendTask
+
+	// DefaultHeaders are the identity headers sent unless configured:
+	// every one but x-agentid-claims. The claims header (base64url JSON of
+	// every claim, ~400 bytes) is two thirds of an OK response's size and
+	// costs ext_authz throughput (README, issue 10): services that read
+	// scope, model, prompt digest or the chain from it turn it on.
+	DefaultHeaders = SendAgent | SendPrincipal | SendRule | SendSPIFFEID | SendTask
+	// AllHeaders are every identity header.
+	AllHeaders = DefaultHeaders | SendClaims
+)
+
+// headerNames are the configuration names of the identity headers.
+var headerNames = []struct {
+	name string
+	bit  HeaderSet
+}{
+	{"agent", SendAgent}, {"claims", SendClaims}, {"principal", SendPrincipal},
+	{"rule", SendRule}, {"spiffe_id", SendSPIFFEID}, {"task", SendTask},
+}
+
+// ParseHeaderSet reads configuration names ("agent", "claims",
+// "principal", "rule", "spiffe_id", "task"); an unknown or repeated name
+// is an error, and so is an empty list.
+func ParseHeaderSet(names []string) (HeaderSet, error) {
+	var set HeaderSet
+	for _, n := range names {
+		i := slices.IndexFunc(headerNames, func(h struct {
+			name string
+			bit  HeaderSet
+		}) bool {
+			return h.name == n
+		})
+		if i < 0 {
+			return 0, fmt.Errorf("unknown identity header %q (expected one of agent, claims, principal, rule, spiffe_id, task)", n)
+		}
+		if set&headerNames[i].bit != 0 {
+			return 0, fmt.Errorf("identity header %q named twice", n)
+		}
+		set |= headerNames[i].bit
 	}
+	if set == 0 {
+		return 0, fmt.Errorf("no identity header named (expected one or more of agent, claims, principal, rule, spiffe_id, task)")
+	}
+	return set, nil
+}
+
+// orDefault is s, or DefaultHeaders for the zero value.
+func (s HeaderSet) orDefault() HeaderSet {
+	if s == 0 {
+		return DefaultHeaders
+	}
+	return s
+}
+
+// SetIdentityHeaders replaces any x-agentid-* headers in h with the peer's
+// identity and the deciding rule (every identity header: AllHeaders).
+func SetIdentityHeaders(h http.Header, p *Peer, d Decision) {
+	setIdentityHeaders(h, p, d, AllHeaders)
+}
+
+func setIdentityHeaders(h http.Header, p *Peer, d Decision, set HeaderSet) {
+	StripIdentityHeaders(h)
+	identityHeaders(p, ruleHeader(&d), d.Receipt.String(), set, func(k, v string) { h.Set(k, v) })
 }
 
 // StripIdentityHeaders removes every x-agentid-* header.
@@ -247,10 +317,11 @@ func StripIdentityHeaders(h http.Header) {
 	}
 }
 
-// IdentityHeaders renders the peer's identity as upstream headers.
+// IdentityHeaders renders the peer's identity as upstream headers (every
+// identity header: AllHeaders).
 func IdentityHeaders(p *Peer, d Decision) map[string]string {
 	out := make(map[string]string, 7)
-	identityHeaders(p, ruleHeader(&d), d.Receipt.String(), func(k, v string) { out[k] = v })
+	identityHeaders(p, ruleHeader(&d), d.Receipt.String(), AllHeaders, func(k, v string) { out[k] = v })
 	return out
 }
 
@@ -265,21 +336,29 @@ func ruleHeader(d *Decision) string {
 
 // identityHeaders calls f for each identity header, in key order; rule is
 // ruleHeader's, receipt the decision's audit reference ("" without).
-func identityHeaders(p *Peer, rule, receipt string, f func(k, v string)) {
+func identityHeaders(p *Peer, rule, receipt string, set HeaderSet, f func(k, v string)) {
 	c := p.claims
 	if c != nil {
-		f(HeaderAgent, c.Agent)
-		f(HeaderClaims, p.claimsB64)
-		f(HeaderPrincipal, headerSafe(c.Principal))
+		if set&SendAgent != 0 {
+			f(HeaderAgent, c.Agent)
+		}
+		if set&SendClaims != 0 {
+			f(HeaderClaims, p.claimsB64)
+		}
+		if set&SendPrincipal != 0 {
+			f(HeaderPrincipal, headerSafe(c.Principal))
+		}
 	}
 	if receipt != "" {
 		f(HeaderReceipt, receipt)
 	}
-	if rule != "" {
+	if rule != "" && set&SendRule != 0 {
 		f(HeaderRule, rule)
 	}
-	f(HeaderSPIFFEID, p.id.String())
-	if c != nil {
+	if set&SendSPIFFEID != 0 {
+		f(HeaderSPIFFEID, p.id.String())
+	}
+	if c != nil && set&SendTask != 0 {
 		f(HeaderTask, c.Task)
 	}
 }

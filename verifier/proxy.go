@@ -34,7 +34,7 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			pr.SetXForwarded()
 			peer, _ := PeerFromContext(pr.In.Context())
 			d, _ := DecisionFromContext(pr.In.Context())
-			SetIdentityHeaders(pr.Out.Header, peer, d)
+			setIdentityHeaders(pr.Out.Header, peer, d, p.V.Headers.orDefault())
 		},
 		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			if t := p.Transport; t != nil {

@@ -30,7 +30,7 @@ func TestProxy(t *testing.T) {
 	u, _ := url.Parse(upstream.URL)
 
 	ca := testca.New(t, td, time.Now())
-	v := &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}), Policy: mcpPolicy}
+	v := &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}), Policy: mcpPolicy, Headers: verifier.AllHeaders}
 	proxyID := spiffeid.RequireFromString("spiffe://example.org/kb")
 	l, err := tls.Listen("tcp", "127.0.0.1:0", verifier.ServerTLSConfig(ca.CreateX509SVID(proxyID), ca.X509Bundle()))
 	if err != nil {

@@ -103,6 +103,11 @@ type Verifier struct {
 	// decision whose record cannot be written is refused (Unavailable)
 	// unless AuditFailOpen. Denials are recorded without waiting.
 	Receipts bool
+	// Headers selects the identity headers the proxy and the ext_authz
+	// server send upstream (zero: DefaultHeaders, every one but
+	// x-agentid-claims). Incoming x-agentid-* headers are removed whether
+	// or not they are selected.
+	Headers HeaderSet
 	// Liveness, when set, is asked after authentication whether the peer
 	// (and its delegation chain) is still live; a non-nil error (a
 	// *DenyError, e.g. reason "revoked") refuses the request as

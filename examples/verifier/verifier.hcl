@@ -3,6 +3,9 @@ trust_domain  = "example.org"
 trust_domains = ["example.org"]            # peers and delegation chains must stay inside these
 policy_dir    = "/etc/agentid/policies"    # *.hcl, reloaded on change and on SIGHUP
 jwt_audiences = ["kb"]                      # JWT-SVIDs must name one of these
+# Identity headers sent upstream (proxy, ext_authz); "claims" adds the
+# base64url JSON of every claim. Default: all but "claims".
+identity_headers = ["agent", "principal", "rule", "spiffe_id", "task"]
 
 # Where the trust bundles and the verifier's own SVID come from.
 workload_api {
@@ -11,7 +14,7 @@ workload_api {
 
 audit {
   path                = "/var/log/agentid/audit.log"
-  durability          = "batch"   # fsync per batch; "every" or "none"
+  durability          = "batch"   # written per batch, fsync at most every 10 ms; "every" or "none"
   max_bytes           = 67108864  # rotate at 64 MiB, the chain continues
   checkpoint_every    = 1000      # signed checkpoint every 1000 records…
   checkpoint_interval = "1m"      # …and at least once a minute

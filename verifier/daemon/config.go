@@ -33,6 +33,9 @@ type fileConfig struct {
 	ExtensionOID string   `hcl:"extension_oid,optional"`
 	PolicyDir    string   `hcl:"policy_dir"`
 	JWTAudiences []string `hcl:"jwt_audiences,optional"`
+	// IdentityHeaders is a pointer so that an empty list is told apart
+	// from a missing one.
+	IdentityHeaders *[]string `hcl:"identity_headers,optional"`
 
 	WorkloadAPI *struct {
 		Socket string `hcl:"socket"`
@@ -94,6 +97,9 @@ type Config struct {
 	ExtensionOID asn1.ObjectIdentifier
 	PolicyDir    string
 	JWTAudiences []string
+	// IdentityHeaders are the identity headers the proxy and ext_authz send
+	// upstream (identity_headers; zero: verifier.DefaultHeaders).
+	IdentityHeaders verifier.HeaderSet
 
 	// Exactly one of WorkloadAPISocket and Files is set.
 	WorkloadAPISocket string
@@ -220,6 +226,11 @@ func build(raw *fileConfig) (*Config, error) {
 	if raw.ExtensionOID != "" {
 		if cfg.ExtensionOID, err = svid.ParseOID(raw.ExtensionOID); err != nil {
 			return nil, fmt.Errorf("extension_oid: %w", err)
+		}
+	}
+	if raw.IdentityHeaders != nil {
+		if cfg.IdentityHeaders, err = verifier.ParseHeaderSet(*raw.IdentityHeaders); err != nil {
+			return nil, hclconf.At(raw.body, "identity_headers", fmt.Errorf("identity_headers: %w", err))
 		}
 	}
 	if err := cfg.buildSources(raw); err != nil {

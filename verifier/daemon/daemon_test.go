@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/verifier"
 	"github.com/agentid/agentid/verifier/daemon"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -64,6 +66,19 @@ func TestAuditWriterSettings(t *testing.T) {
 	}
 }
 
+// TestIdentityHeadersConfig: identity_headers selects the headers sent
+// upstream; without it, verifier.DefaultHeaders.
+func TestIdentityHeadersConfig(t *testing.T) {
+	src := "trust_domain = \"example.org\"\npolicy_dir = \"p\"\n%sworkload_api {\n socket = \"/s\"\n}\next_authz {\n listen = \":0\"\n}\n"
+	cfg, err := daemon.ParseConfig(fmt.Appendf(nil, src, `identity_headers = ["spiffe_id", "task", "claims"]`+"\n"), "v.hcl")
+	if err != nil || cfg.IdentityHeaders != verifier.SendSPIFFEID|verifier.SendTask|verifier.SendClaims {
+		t.Fatalf("%v %v", cfg, err)
+	}
+	if cfg, err = daemon.ParseConfig(fmt.Appendf(nil, src, ""), "v.hcl"); err != nil || cfg.IdentityHeaders != 0 {
+		t.Fatalf("default: %v %v", cfg, err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3:1: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},
@@ -79,6 +94,8 @@ func TestConfigErrors(t *testing.T) {
 		{"syntax", "trust_domain = \n", "v.hcl:1:16: Invalid expression"},
 		{"bad on_failure", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n on_failure = \"ignore\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `audit.on_failure "ignore": want "deny" (default) or "allow"`},
 		{"bad caller", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n allowed_callers = [\"envoy\"]\n}\n", `check_api.allowed_callers: "envoy"`},
+		{"unknown identity header", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nidentity_headers = [\"spiffe_id\", \"model\"]\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `v.hcl:3:20: identity_headers: unknown identity header "model" (expected one of agent, claims, principal, rule, spiffe_id, task)`},
+		{"no identity header", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nidentity_headers = []\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `v.hcl:3:20: identity_headers: no identity header named`},
 		{"callers without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\next_authz {\n listen = \":0\"\n allowed_callers = [\"spiffe://example.org/envoy\"]\n}\n", "ext_authz.allowed_callers needs the verifier's own SVID"},
 	}
 	for _, tc := range tests {

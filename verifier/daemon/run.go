@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		Audit:         w,
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
+		Headers:       cfg.IdentityHeaders,
 		Observe:       d.observe,
 	}
 	if lc := cfg.Liveness; lc != nil {
