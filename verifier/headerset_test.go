@@ -114,3 +114,35 @@ func TestParseHeaderSet(t *testing.T) {
 		}
 	}
 }
+
+// TestMiddlewareStripsForgedIdentityHeaders: a handler behind the
+// in-process Middleware must not find a caller's x-agentid-* headers in
+// r.Header, where a handler written for the proxy would read them as the
+// verifier's word (found by the session-2 review: the proxy and ext_authz
+// removed them, the middleware left them).
+func TestMiddlewareStripsForgedIdentityHeaders(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	v := &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}), Policy: mcpPolicy}
+	var seen http.Header
+	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() }))
+	r := httptest.NewRequest("GET", "https://kb/kb/doc-1", nil)
+	r.Header.Set("X-Agentid-Task", "T-admin")
+	r.Header["x-agentid-principal"] = []string{"spiffe://example.org/user/mallory"} // not canonical
+	r.Header.Set("X-Other", "kept")
+	r.TLS = &tls.ConnectionState{PeerCertificates: ca.CreateX509SVID(taskID, ext(t, c)).Certificates}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	for k := range seen {
+		if strings.HasPrefix(strings.ToLower(k), verifier.HeaderPrefix) {
+			t.Fatalf("the handler sees %s: %q", k, seen[k])
+		}
+	}
+	if seen.Get("X-Other") != "kept" {
+		t.Fatalf("other headers lost: %v", seen)
+	}
+}

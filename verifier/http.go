@@ -159,7 +159,10 @@ func requestPath(r *http.Request) string {
 // next with the peer and decision in the context (PeerFromContext,
 // DecisionFromContext) or refuses: 401 when the peer did not authenticate,
 // 403 when the policy denied, 400/414 for a request that cannot be decided
-// as sent, 503 when the decision could not be recorded.
+// as sent, 503 when the decision could not be recorded. Incoming
+// x-agentid-* headers are removed from the request first: only the
+// verifier speaks with them, and a handler gets the identity from the
+// context, never from r.Header.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return v.MiddlewareFunc(HTTPAction, next)
 }
@@ -173,6 +176,10 @@ func (v *Verifier) MiddlewareFunc(action func(*http.Request) Action, next http.H
 // the proxy: POSTs to one of mcpPaths are decided as MCP messages.
 func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Action, mcpPaths func() []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A caller's x-agentid-* headers are neither decided on nor seen by
+		// the handler or the upstream: only the verifier speaks with them
+		// (the proxy strips them in ServeHTTP, for its Rewrite too).
+		StripIdentityHeaders(r.Header)
 		p := getPending()
 		q, res := &p.q, &p.r
 		q.Frontend, q.Credential, q.Action = frontend, HTTPCredential(r), action(r)
@@ -308,10 +315,10 @@ func setIdentityHeaders(h http.Header, p *Peer, d Decision, set HeaderSet) {
 	identityHeaders(p, ruleHeader(&d), d.Receipt.String(), set, func(k, v string) { h.Set(k, v) })
 }
 
-// StripIdentityHeaders removes every x-agentid-* header.
+// StripIdentityHeaders removes every x-agentid-* header (in any case).
 func StripIdentityHeaders(h http.Header) {
 	for k := range h {
-		if strings.HasPrefix(strings.ToLower(k), HeaderPrefix) {
+		if len(k) >= len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
 			delete(h, k)
 		}
 	}
