@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"strings"
 
 	"github.com/agentid/agentid/policies"
 
@@ -37,6 +38,17 @@ func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (contex
 	q.Frontend, q.Credential = FrontendGRPC, GRPCCredential(ctx)
 	q.Action = Action{Kind: policies.KindGRPC, Path: fullMethod}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		// A caller's x-agentid-* metadata is neither decided on nor seen
+		// by the handler (metadata keys are lower case).
+		if hasIdentityKey(md) {
+			md = md.Copy()
+			for k := range md {
+				if strings.HasPrefix(k, HeaderPrefix) {
+					delete(md, k)
+				}
+			}
+			ctx = metadata.NewIncomingContext(ctx, md)
+		}
 		q.Request.Headers = md
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
@@ -54,6 +66,15 @@ func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (contex
 		return nil, status.Error(codes.Unavailable, res.Message())
 	}
 	return nil, status.Error(codes.InvalidArgument, res.Message())
+}
+
+func hasIdentityKey(md metadata.MD) bool {
+	for k := range md {
+		if strings.HasPrefix(k, HeaderPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // UnaryServerInterceptor authenticates and authorizes every unary call

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/verifier"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
 
 // TestIdentityHeaderSet: the proxy and ext_authz send the selected
@@ -144,5 +149,32 @@ func TestMiddlewareStripsForgedIdentityHeaders(t *testing.T) {
 	}
 	if seen.Get("X-Other") != "kept" {
 		t.Fatalf("other headers lost: %v", seen)
+	}
+}
+
+// TestGRPCInterceptorStripsForgedIdentityMetadata: the same for gRPC: a
+// handler behind the interceptor finds no caller-sent x-agentid-* metadata.
+func TestGRPCInterceptorStripsForgedIdentityMetadata(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	v := &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle()}), Policy: scopePolicy}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-agentid-task", "T-admin", "x-other", "kept"))
+	ctx = peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{
+		PeerCertificates: ca.CreateX509SVID(taskID, ext(t, c)).Certificates}}})
+	var seen metadata.MD
+	_, err := v.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}, func(ctx context.Context, _ any) (any, error) {
+		seen, _ = metadata.FromIncomingContext(ctx)
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seen.Get("x-agentid-task"); len(got) != 0 || seen.Get("x-other")[0] != "kept" {
+		t.Fatalf("the handler sees %v", seen)
+	}
+	// The caller's own metadata is not changed.
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("x-agentid-task")) != 1 {
+		t.Fatalf("caller's metadata changed: %v", md)
 	}
 }
