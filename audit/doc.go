@@ -29,4 +29,13 @@
 // <name>.<first-seq>.<ext> and a new file starts whose first line's "prev"
 // is the hash of the last line of the previous file, so the chain spans
 // files. [Files] lists a log's files in order for [Verify].
+//
+// # Tree index
+//
+// Beside the log the Writer keeps <path>.tree ([TreeIndexPath]): the
+// Merkle tree's node hashes in golang.org/x/mod/sumdb/tlog's stored-hash
+// order, so that [ProveIndexed] makes a receipt from a few reads instead
+// of reading the whole log ([Prove]). It is checked against the log at
+// every Open and every proof built from it is checked against the signed
+// checkpoint read from the log: it is never trusted.
 package audit

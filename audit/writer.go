@@ -25,6 +25,7 @@ import (
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Durability says when appended records reach the disk.
@@ -92,6 +93,10 @@ type Options struct {
 	Witness Witness
 	// WitnessTimeout bounds one witness request (default 10 s).
 	WitnessTimeout time.Duration
+	// NoTreeIndex leaves out the tree index (TreeIndexPath) the writer
+	// otherwise keeps beside the log: `agentid audit prove` then reads the
+	// whole log for every receipt.
+	NoTreeIndex bool
 	// RetryInterval is how often a log that failed to write (disk full,
 	// I/O error) tries again (default 1 s); while it cannot write, Append
 	// refuses new records with ErrUnavailable.
@@ -207,6 +212,17 @@ type Writer struct {
 	fly *inflight
 	// replaying: the records kept for retry are being written again
 	replaying bool
+	// The tree index (<path>.tree, see TreeIndexPath): idxBuf holds the
+	// stored hashes of the leaves written since the last sync (from leaf
+	// idxFrom on), idxMarks their checkpoint and witnessed lines; both go
+	// to the index once durable. nil idx: not kept (idxErr says why).
+	idx        *treeIndex
+	idxBuf     []byte
+	idxMarks   []idxMark
+	idxFrom    uint64
+	idxVisit   compact.VisitFn
+	idxErr     atomic.Pointer[error]
+	recovering bool
 	// flushes answered by the next sync (written while one was in flight)
 	nextFlushes []chan error
 }
@@ -273,10 +289,14 @@ func Open(path string, opts Options) (*Writer, error) {
 	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{}),
 		rng: rangeFactory.NewEmptyRange(0), witRange: rangeFactory.NewEmptyRange(0)}
 	w.notFull.L = &w.mu
+	w.idxVisit = func(_ compact.NodeID, h []byte) { w.idxBuf = append(w.idxBuf, h...) }
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err := w.recover(); err != nil {
+		if w.idx != nil {
+			w.idx.close()
+		}
 		return nil, err
 	}
 	w.commit()
@@ -601,6 +621,9 @@ func (w *Writer) loop() {
 		w.closeWitness()
 	}
 	w.fail(w.f.Close())
+	if w.idx != nil {
+		w.idx.close()
+	}
 }
 
 // closeWitness waits for the request in flight, then has the last
@@ -882,6 +905,12 @@ func (w *Writer) rollback(err error) {
 	if w.stash != nil && w.stash.size > m.seq {
 		w.stash = nil
 	}
+	if w.idx != nil {
+		w.idxBuf = w.idxBuf[:w.idxBytes(m.seq)]
+		for len(w.idxMarks) > 0 && w.idxMarks[len(w.idxMarks)-1].seq > m.seq {
+			w.idxMarks = w.idxMarks[:len(w.idxMarks)-1]
+		}
+	}
 	for i, rec := range w.unsynced {
 		switch {
 		case w.waiters[i] != nil && !w.waiters[i].answered:
@@ -981,6 +1010,7 @@ func (w *Writer) answer(n int) {
 // durable, their waiting callers are answered with their references.
 func (w *Writer) commitTo(m mark, n int) {
 	w.mark = m
+	w.indexTo(m.seq)
 	w.pending.Add(-int64(n))
 	w.answer(n)
 	k := copy(w.unsynced, w.unsynced[n:])
@@ -989,6 +1019,49 @@ func (w *Writer) commitTo(m mark, n int) {
 	k = copy(w.waiters, w.waiters[n:])
 	clear(w.waiters[k:])
 	w.waiters = w.waiters[:k]
+}
+
+// indexTo adds the leaves up to seq, durable now, to the tree index. An
+// index that cannot be written is given up (IndexError) until the next
+// Open rebuilds it: the log does not depend on it.
+func (w *Writer) indexTo(seq uint64) {
+	if w.idx == nil || seq <= w.idxFrom {
+		return
+	}
+	nb, nm := w.idxBytes(seq), 0
+	for nm < len(w.idxMarks) && w.idxMarks[nm].seq <= seq {
+		nm++
+	}
+	if err := w.idx.append(w.idxBuf[:nb], w.idxMarks[:nm]); err != nil {
+		w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		return
+	}
+	w.idxBuf = w.idxBuf[:copy(w.idxBuf, w.idxBuf[nb:])]
+	w.idxMarks = w.idxMarks[:copy(w.idxMarks, w.idxMarks[nm:])]
+	w.idxFrom = seq
+}
+
+// idxBytes is how many bytes of idxBuf the leaves before seq fill.
+func (w *Writer) idxBytes(seq uint64) int {
+	return int(tlog.StoredHashCount(int64(seq))-tlog.StoredHashCount(int64(w.idxFrom))) * hashSize
+}
+
+func (w *Writer) dropIndex(err error) {
+	w.idxErr.Store(&err)
+	if w.idx != nil {
+		w.idx.close()
+	}
+	w.idx, w.idxBuf, w.idxMarks = nil, nil, nil
+}
+
+// IndexError says why the tree index (TreeIndexPath) is not kept, nil
+// while it is: `agentid audit prove` then reads the whole log instead,
+// and the next Open rebuilds the index.
+func (w *Writer) IndexError() error {
+	if err := w.idxErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 func (w *Writer) fail(err error) {
@@ -1040,7 +1113,21 @@ func (w *Writer) addLeaf(line []byte, typ, noteText string) {
 		w.pend = append(w.pend, snapshot{size: w.rng.End(), rng: cloneRange(w.rng)})
 	}
 	leaf := LeafHash(line)
-	if err := w.rng.Append(leaf, nil); err != nil {
+	var visit compact.VisitFn
+	if w.idx != nil {
+		if kind, size := leafKind(typ, noteText, w.rng.End()); kind != leafRecord {
+			if w.recovering {
+				w.idx.head.note(kind, w.rng.End()+1, size)
+			} else {
+				w.idxMarks = append(w.idxMarks, idxMark{kind, w.rng.End() + 1, size})
+			}
+		}
+		visit = w.idxVisit
+		if w.recovering {
+			visit = w.idx.visit // durable already: checked against the index
+		}
+	}
+	if err := w.rng.Append(leaf, visit); err != nil {
 		panic(err) // appending to a valid range cannot fail
 	}
 	if w.opts.Witness == nil {
@@ -1196,6 +1283,13 @@ func (w *Writer) recover() error {
 		return err
 	}
 	keep := int64(0)
+	if !w.opts.NoTreeIndex {
+		if w.idx, err = openTreeIndex(w.path, w.rng); err != nil {
+			w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		}
+	}
+	w.recovering = true
+	defer func() { w.recovering = false }()
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -1235,6 +1329,12 @@ func (w *Writer) recover() error {
 	}
 	if w.seq != w.rng.End() {
 		return fmt.Errorf("audit: %s: the last line has seq %d but the log has %d lines (run agentid audit verify)", w.path, w.seq, w.rng.End())
+	}
+	if w.idx != nil {
+		if err := w.idx.flush(); err != nil {
+			w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		}
+		w.idxFrom = w.seq
 	}
 	return w.openFile(keep)
 }
