@@ -67,6 +67,17 @@ type Options struct {
 	// MaxBytes rotates the file when it grows beyond this size (0: 64 MiB;
 	// negative: never).
 	MaxBytes int64
+	// RotateInterval also rotates the file once its first line is this old
+	// when a line is written (0: never).
+	RotateInterval time.Duration
+	// MaxSegments, when positive, is retention: after a rotation the
+	// oldest files are deleted while there are more than this many
+	// (the current file included). A file is deleted only once every line
+	// of it is covered by a checkpoint (with a Witness: by a witnessed
+	// one) and the file after it starts with a segment record; the files
+	// left verify on their own (see Verify) and receipts handed out
+	// before stay valid (a receipt is self-contained).
+	MaxSegments int
 	// Signer, when set, provides the X.509-SVID whose key signs
 	// checkpoints (e.g. a workloadapi.X509Source).
 	Signer x509svid.Source
@@ -172,6 +183,7 @@ type Writer struct {
 	witDone  chan struct{}         // the witness goroutine ended
 	cosigned chan Record           // witnessed records, from the witness goroutine
 	witSize  atomic.Uint64         // the last tree size a witness cosigned
+	retErr   atomic.Pointer[error] // the last retention failure
 
 	// Owned by the loop goroutine.
 	f              *os.File
@@ -182,8 +194,10 @@ type Writer struct {
 	prev           string
 	sinceCkpt      int
 	lastCkpt       time.Time
+	ckptSize       uint64 // the tree size of the last checkpoint written
 	recoveredBytes int64
-	line           []byte // encoding buffer
+	fileStart      time.Time // of the current file's first line
+	line           []byte    // encoding buffer
 	// The Merkle tree (format v2): rng is the compact range of every line
 	// written; origin names the log (from its first line); the note key is
 	// made at the first checkpoint and bound to the SVID in a key record
@@ -256,6 +270,7 @@ type mark struct {
 	firstSeq  uint64
 	prev      string
 	sinceCkpt int
+	ckptSize  uint64
 	rng       *compact.Range
 	witRange  *compact.Range
 	since     [][]byte
@@ -562,6 +577,7 @@ func (w *Writer) loop() {
 			w.writeBatch([]item{{rec: rec}})
 			w.witBusy.Store(false)
 			w.sendWitness()
+			w.retain() // files the witness now covers may go
 			continue
 		}
 		if w.opts.BatchDelay > 0 && !now {
@@ -619,6 +635,7 @@ func (w *Writer) loop() {
 		}
 		w.fail(w.sync())
 		w.closeWitness()
+		w.retain()
 	}
 	w.fail(w.f.Close())
 	if w.idx != nil {
@@ -898,7 +915,7 @@ func (w *Writer) tryCheckpoint() error {
 // wait: they are told err and the record is dropped.
 func (w *Writer) rollback(err error) {
 	m := w.mark
-	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
+	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt, w.ckptSize = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt, m.ckptSize
 	// The leaves past the mark may be held by a witness request: append
 	// to a new array rather than over them.
 	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, slices.Clip(m.since), m.pend
@@ -963,7 +980,7 @@ func (w *Writer) commit() {
 
 // snapshot is the current state, as a rollback mark.
 func (w *Writer) snapshot() mark {
-	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
+	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt, ckptSize: w.ckptSize,
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
 }
 
@@ -1075,17 +1092,25 @@ func (w *Writer) write(rec *Record) error {
 		rec.Time = w.opts.Clock()
 	}
 	rec.Time = rec.Time.UTC()
-	rec.Seq = w.seq + 1
-	rec.Prev = w.prev
-	w.line = rec.appendJSON(w.line[:0])
-	line := w.line
-	if w.opts.MaxBytes > 0 && w.size > 0 && w.size+int64(len(line))+1 > w.opts.MaxBytes {
+	w.encode(rec)
+	// A checkpoint stays in the file of the key record before it.
+	if w.size > 0 && rec.Type != TypeCheckpoint && (w.opts.MaxBytes > 0 && w.size+int64(len(w.line))+1 > w.opts.MaxBytes ||
+		w.opts.RotateInterval > 0 && rec.Time.Sub(w.fileStart) >= w.opts.RotateInterval) {
 		if err := w.rotate(); err != nil {
 			return err
 		}
 	}
+	if w.size == 0 && w.seq > 0 && rec.Type != TypeSegment {
+		// A file after the log's first starts with the tree state, so
+		// that it verifies without the files before it.
+		if err := w.write(&Record{Type: TypeSegment, Time: rec.Time, Origin: w.origin, Tree: slices.Clone(w.rng.Hashes())}); err != nil {
+			return err
+		}
+		w.encode(rec)
+	}
+	line := w.line
 	if w.size == 0 {
-		w.firstSeq = rec.Seq
+		w.firstSeq, w.fileStart = rec.Seq, rec.Time
 	}
 	if _, err := w.buf.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -1094,11 +1119,18 @@ func (w *Writer) write(rec *Record) error {
 	w.seq, w.prev = rec.Seq, lineHash(line)
 	w.addLeaf(line, rec.Type, rec.Note)
 	switch rec.Type {
-	case TypeCheckpoint, TypeKey, TypeWitnessed:
+	case TypeCheckpoint, TypeKey, TypeWitnessed, TypeSegment:
 	default:
 		w.sinceCkpt++
 	}
 	return nil
+}
+
+// encode numbers rec as the next line and encodes it into w.line.
+func (w *Writer) encode(rec *Record) {
+	rec.Seq = w.seq + 1
+	rec.Prev = w.prev
+	w.line = rec.appendJSON(w.line[:0])
 }
 
 // addLeaf adds a line (the next, at index w.seq-1) to the tree and keeps
@@ -1108,6 +1140,9 @@ func (w *Writer) write(rec *Record) error {
 func (w *Writer) addLeaf(line []byte, typ, noteText string) {
 	if w.rng.End() == 0 {
 		w.origin = Origin(line)
+	}
+	if typ == TypeCheckpoint && noteText != "" {
+		w.ckptSize = w.rng.End()
 	}
 	if typ == TypeCheckpoint && w.opts.Witness != nil {
 		w.pend = append(w.pend, snapshot{size: w.rng.End(), rng: cloneRange(w.rng)})
@@ -1253,6 +1288,54 @@ func (w *Writer) rotate() error {
 		return err
 	}
 	w.commit()
+	w.retain()
+	return nil
+}
+
+// retain deletes the oldest files of the log beyond MaxSegments (see
+// Options.MaxSegments). A file that cannot be deleted yet stays until a
+// later rotation; errors are kept for RetentionError, not fatal.
+func (w *Writer) retain() {
+	if w.opts.MaxSegments <= 0 {
+		return
+	}
+	segs, err := segments(w.path)
+	if err != nil {
+		w.retErr.Store(&err)
+		return
+	}
+	covered := w.ckptSize
+	if w.opts.Witness != nil {
+		covered = w.witSize.Load()
+	}
+	for len(segs) > w.opts.MaxSegments && len(segs) >= 2 {
+		next := segs[1]
+		if next.firstSeq-1 > covered {
+			return // its last lines are not covered (witnessed) yet
+		}
+		if typ, err := firstType(next.path); err != nil || typ != TypeSegment {
+			if err == nil {
+				err = fmt.Errorf("audit: retention: %s does not start with a segment record (written before them): %s is kept", next.path, segs[0].path)
+			}
+			w.retErr.Store(&err)
+			return
+		}
+		if err := os.Remove(segs[0].path); err != nil {
+			err = fmt.Errorf("audit: retention: %w", err)
+			w.retErr.Store(&err)
+			return
+		}
+		segs = segs[1:]
+	}
+	w.retErr.Store(nil)
+}
+
+// RetentionError is why retention last failed to delete a file it should
+// have (nil: none).
+func (w *Writer) RetentionError() error {
+	if err := w.retErr.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
 
@@ -1283,6 +1366,17 @@ func (w *Writer) recover() error {
 		return err
 	}
 	keep := int64(0)
+	if len(files) > 0 {
+		// Retention deleted the files before this one: the tree state
+		// carries over from its segment record.
+		if rec, err := firstRecord(files[0]); err == nil && rec.Type == TypeSegment && rec.Seq > 1 {
+			r, err := rangeFactory.NewRange(0, rec.Seq-1, rec.Tree)
+			if err != nil {
+				return fmt.Errorf("audit: %s: segment record: %w", files[0], err)
+			}
+			w.rng, w.witRange, w.origin, w.seq = r, cloneRange(r), rec.Origin, rec.Seq-1
+		}
+	}
 	if !w.opts.NoTreeIndex {
 		if w.idx, err = openTreeIndex(w.path, w.rng); err != nil {
 			w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
@@ -1305,15 +1399,16 @@ func (w *Writer) recover() error {
 			line, after, _ := bytes.Cut(rest, []byte{'\n'})
 			rest = after
 			var head struct {
-				Seq  uint64 `json:"seq"`
-				Type string `json:"type"`
-				Note string `json:"note"`
+				Seq  uint64    `json:"seq"`
+				Time time.Time `json:"time"`
+				Type string    `json:"type"`
+				Note string    `json:"note"`
 			}
 			if err := json.Unmarshal(line, &head); err != nil {
 				return fmt.Errorf("audit: %s: line of seq %d: %w", f, w.seq+1, err)
 			}
 			if first && f == w.path {
-				w.firstSeq = head.Seq
+				w.firstSeq, w.fileStart = head.Seq, head.Time
 			}
 			first = false
 			w.seq, w.prev = head.Seq, lineHash(line)
@@ -1321,7 +1416,7 @@ func (w *Writer) recover() error {
 			switch head.Type {
 			case TypeCheckpoint:
 				w.sinceCkpt = 0
-			case TypeKey, TypeWitnessed:
+			case TypeKey, TypeWitnessed, TypeSegment:
 			default:
 				w.sinceCkpt++
 			}

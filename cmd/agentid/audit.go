@@ -121,6 +121,9 @@ Exits 1 naming what is wrong.`)
 	fmt.Fprintln(env.stdout)
 	a := sum.Anchor
 	fmt.Fprintf(env.stdout, "anchor: checkpoint at seq %d (tree size %d) by %s, its SVID valid at %s (%s)\n", a.Seq, a.Size, a.Signer, a.Time.UTC().Format(time.RFC3339), a.TimeSource)
+	if sum.Start > 0 {
+		fmt.Fprintf(env.stdout, "note: the files start at seq %d: the lines before were deleted (retention). Their tree state comes from the first file's segment record, which the checkpoints after it commit to; receipts for them stay valid, and a witness's checkpoint this log extends shows the deleted lines were not rewritten before it\n", sum.Start+1)
+	}
 	if sum.Format == audit.FormatV1 {
 		fmt.Fprintln(env.stdout, "note: hash-chain v1 format (written before issue 13): no Merkle tree, no witness, no receipts")
 	}

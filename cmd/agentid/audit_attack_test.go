@@ -307,6 +307,44 @@ func TestAuditReceipt(t *testing.T) {
 	}
 }
 
+// TestAuditAttackSegmentRemoved (issue 13, rotation): a file removed from
+// the middle of a rotated log fails `audit verify`, naming the file and
+// the missing sequence numbers; the oldest files removed (what retention
+// does) verify, with a note on what is known of the deleted lines.
+func TestAuditAttackSegmentRemoved(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	w, err := audit.Open(path, audit.Options{Signer: ca.CreateX509SVID(auditVerifierID), CheckpointEvery: 3, MaxBytes: 2500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		w.Append(audit.Record{Type: audit.TypeDecision, Peer: testTask.String(), Decision: "allow", Action: &audit.Action{Kind: "http", Method: "GET", Path: "/kb"}})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := audit.Files(path)
+	if len(files) < 4 {
+		t.Fatalf("want 4 files or more: %v", files)
+	}
+	if code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, path); code != 0 {
+		t.Fatalf("genuine: exit %d\n%s\n%s", code, out, errs)
+	}
+	middle, _ := os.ReadFile(files[2])
+	os.Remove(files[2])
+	expectBroken(t, filepath.Base(files[3])+" line 1", "--bundle", bundle, path)
+	expectBroken(t, "are missing (a segment was removed from the middle)", "--bundle", bundle, path)
+	os.WriteFile(files[2], middle, 0o640)
+	os.Remove(files[0])
+	code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, path)
+	if code != 0 || !strings.Contains(out, "the lines before were deleted (retention)") {
+		t.Fatalf("oldest removed: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
 // TestAuditProveTreeIndex: `audit prove` answers from the tree index the
 // writer keeps beside the log; with the index altered (every stored hash
 // flipped) it says so and reads the whole log instead, and the receipt is

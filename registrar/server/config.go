@@ -37,9 +37,13 @@ type fileConfig struct {
 	Audit              *struct {
 		Path       string `hcl:"path"`
 		Durability string `hcl:"durability,optional"`
-		SignerID   string `hcl:"signer_id,optional"`
-		WitnessURL string `hcl:"witness_url,optional"`
-		WitnessKey string `hcl:"witness_key,optional"`
+		// Rotation and retention (package audit, Options).
+		MaxBytes       int64  `hcl:"max_bytes,optional"`
+		RotateInterval string `hcl:"rotate_interval,optional"`
+		MaxSegments    int    `hcl:"max_segments,optional"`
+		SignerID       string `hcl:"signer_id,optional"`
+		WitnessURL     string `hcl:"witness_url,optional"`
+		WitnessKey     string `hcl:"witness_key,optional"`
 	} `hcl:"audit,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -85,6 +89,11 @@ type Config struct {
 	// registrar's SVID when it has one.
 	AuditPath       string
 	AuditDurability audit.Durability
+	// AuditMaxBytes, AuditRotateInterval and AuditMaxSegments are the
+	// log's rotation and retention (audit.Options).
+	AuditMaxBytes       int64
+	AuditRotateInterval time.Duration
+	AuditMaxSegments    int
 	// AuditSignerID (signer_id) is the only SPIFFE ID checkpoints are
 	// signed as; AuditWitness (witness_url, witness_key) cosigns them.
 	AuditSignerID spiffeid.ID
@@ -161,7 +170,11 @@ func (raw *fileConfig) build() (*Config, error) {
 		if cfg.AuditDurability, err = audit.ParseDurability(a.Durability); err != nil {
 			return nil, hclconf.At(raw.body, "audit.durability", fmt.Errorf("audit.durability: %w", err))
 		}
-		cfg.AuditPath = a.Path
+		cfg.AuditPath, cfg.AuditMaxBytes, cfg.AuditMaxSegments = a.Path, a.MaxBytes, a.MaxSegments
+		var key string
+		if cfg.AuditRotateInterval, key, err = audit.ParseRotation(a.RotateInterval, a.MaxSegments); err != nil {
+			return nil, hclconf.At(raw.body, "audit."+key, err)
+		}
 		ws, err := witness.ParseWriterSettings(a.SignerID, a.WitnessURL, a.WitnessKey)
 		if err != nil {
 			return nil, hclconf.At(raw.body, "audit."+ws.BadKey, err)

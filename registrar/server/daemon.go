@@ -99,7 +99,8 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 	}
 	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics)}
 	if cfg.AuditPath != "" {
-		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID}
+		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID,
+			MaxBytes: cfg.AuditMaxBytes, RotateInterval: cfg.AuditRotateInterval, MaxSegments: cfg.AuditMaxSegments}
 		if cfg.AuditWitness != nil {
 			aopts.Witness = cfg.AuditWitness
 		}

@@ -47,6 +47,8 @@ type fileConfig struct {
 		Path               string `hcl:"path"`
 		Durability         string `hcl:"durability,optional"`
 		MaxBytes           int64  `hcl:"max_bytes,optional"`
+		RotateInterval     string `hcl:"rotate_interval,optional"`
+		MaxSegments        int    `hcl:"max_segments,optional"`
 		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
 		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 		OnFailure          string `hcl:"on_failure,optional"`
@@ -262,7 +264,11 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 	if err != nil {
 		return at("durability", fmt.Errorf("audit.durability: %w", err))
 	}
-	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery}
+	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery, MaxSegments: a.MaxSegments}
+	var key string
+	if opts.RotateInterval, key, err = audit.ParseRotation(a.RotateInterval, a.MaxSegments); err != nil {
+		return at(key, err)
+	}
 	if a.CheckpointInterval != "" {
 		if opts.CheckpointInterval, err = time.ParseDuration(a.CheckpointInterval); err != nil {
 			return at("checkpoint_interval", fmt.Errorf("audit.checkpoint_interval: %w", err))
