@@ -112,6 +112,55 @@ func ProveIndexed(path string, index uint64) (*Receipt, error) {
 		Checkpoint: cp.Note, Key: string(keyLine), KeyProof: keyPrf}, nil
 }
 
+// indexConsistency checks, with a consistency proof from the tree index,
+// that the tree the verifier has (of which it computed the root from the
+// files) extends the tree of size1 with root1, whose lines were deleted.
+func (v *verifier) indexConsistency(size1 uint64, root1 []byte) error {
+	f, err := os.Open(v.opts.TreeIndex)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, treeHeader)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return err
+	}
+	if _, err := decodeTreeHead(hdr); err != nil {
+		return err
+	}
+	size2 := min(v.size(), storedLeaves((st.Size()-treeHeader)/hashSize))
+	if size2 < v.from || size2 < size1 {
+		return fmt.Errorf("it covers only %d line(s)", size2)
+	}
+	root2, err := v.tree().root(size2)
+	if err != nil {
+		return err
+	}
+	nodes, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return err
+	}
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		hashes[i] = make([]byte, hashSize)
+		if _, err := f.ReadAt(hashes[i], treeHeader+tlog.StoredHashIndex(int(id.Level), int64(id.Index))*hashSize); err != nil {
+			return fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
+		}
+	}
+	prf, err := nodes.Rehash(hashes, hasher.HashChildren)
+	if err != nil {
+		return err
+	}
+	if err := VerifyConsistency(size1, size2, prf, root1, root2); err != nil {
+		return fmt.Errorf("its consistency proof from size %d to %d does not verify: %w", size1, size2, err)
+	}
+	return nil
+}
+
 // storedLeaves is the number of leaves whose stored hashes the first
 // `hashes` stored hashes hold completely.
 func storedLeaves(hashes int64) uint64 {

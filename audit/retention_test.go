@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // retainedLog writes a witnessed log that rotates every ~3000 bytes and
@@ -107,9 +108,27 @@ func TestRetentionKeepsProofsValid(t *testing.T) {
 	if _, err := audit.Verify(files, old); err == nil || !strings.Contains(err.Error(), "is older than the files given") {
 		t.Fatalf("Verify with a checkpoint of deleted lines = %v", err)
 	}
+	// With the tree index, a consistency proof from its hashes shows the
+	// files extend it; an index altered where the proof reads fails.
+	old.TreeIndex = audit.TreeIndexPath(path)
+	if _, err := audit.Verify(files, old); err != nil {
+		t.Fatalf("Verify with a checkpoint of deleted lines and the tree index: %v", err)
+	}
+	idx, _ := os.ReadFile(old.TreeIndex)
+	altered := append([]byte(nil), idx...)
+	for i := int64(64); i < 64+32*tlog.StoredHashCount(int64(sum.Start)); i++ {
+		altered[i] ^= 0xff // every hash of the deleted lines
+	}
+	os.WriteFile(old.TreeIndex, altered, 0o640)
+	if _, err := audit.Verify(files, old); err == nil || !strings.Contains(err.Error(), "the tree index does not show this log extends it") {
+		t.Fatalf("Verify with an altered tree index = %v", err)
+	}
+	os.WriteFile(old.TreeIndex, idx, 0o640)
 
-	// The writer reopens from the segment record and continues; the
-	// witness cosigns the continuation.
+	// The writer reopens from the segment record and continues (its tree
+	// index deleted: rebuilt from the segment record on); the witness
+	// cosigns the continuation.
+	os.Remove(audit.TreeIndexPath(path))
 	w, err := audit.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +146,9 @@ func TestRetentionKeepsProofsValid(t *testing.T) {
 	files, _ = audit.Files(path)
 	if sum2, err := audit.Verify(files, vopts); err != nil || sum2.Records <= sum.Records-5 {
 		t.Fatalf("after reopening: %+v %v", sum2, err)
+	}
+	if n := proveAll(t, path, vopts); n < 10 {
+		t.Fatalf("after reopening: only %d receipts", n)
 	}
 }
 

@@ -113,6 +113,12 @@ type VerifyOptions struct {
 	// minutes: five times the default checkpoint_interval).
 	MaxUnsigned    int
 	MaxUnsignedAge time.Duration
+	// TreeIndex, when set, is the log's tree index (TreeIndexPath): a
+	// witnessed checkpoint older than the files given (retention deleted
+	// its lines) is then checked by a consistency proof from its hashes to
+	// the tree the files give. The index is not trusted: the proof must
+	// verify against the checkpoint's root and the root computed here.
+	TreeIndex string
 }
 
 // Default checkpoint policy of Verify.
@@ -628,7 +634,16 @@ func (v *verifier) external(text []byte) error {
 	case c.Size > v.size():
 		return fmt.Errorf("the log was cut: it has %d line(s), but %s cosigned a checkpoint of %d at %s", v.size(), name, c.Size, when)
 	case c.Size < v.from:
-		return fmt.Errorf("the checkpoint %s cosigned at %s (size %d) is older than the files given, which start at seq %d (retention deleted the lines before): give a later one (agentid audit witness latest)", name, when, c.Size, v.from+1)
+		// Its lines were deleted by retention: only a consistency proof
+		// from the tree index can show this log extends it.
+		msg := fmt.Sprintf("the checkpoint %s cosigned at %s (size %d) is older than the files given, which start at seq %d (retention deleted the lines before)", name, when, c.Size, v.from+1)
+		if v.opts.TreeIndex == "" {
+			return fmt.Errorf("%s: give a later one (agentid audit witness latest), or the log's tree index", msg)
+		}
+		if err := v.indexConsistency(c.Size, c.Hash); err != nil {
+			return fmt.Errorf("%s, and the tree index does not show this log extends it: %w", msg, err)
+		}
+		return nil
 	}
 	root, err := v.tree().root(c.Size)
 	if err != nil {

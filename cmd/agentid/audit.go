@@ -92,6 +92,11 @@ Exits 1 naming what is wrong.`)
 			opts.Witnessed = append(opts.Witnessed, data)
 		}
 		opts.MaxUnsigned, opts.MaxUnsignedAge = *maxUnsigned, *maxAge
+		if idx := audit.TreeIndexPath(fs.Arg(0)); fs.NArg() == 1 {
+			if _, err := os.Stat(idx); err == nil {
+				opts.TreeIndex = idx // for a --checkpoint older than the files left by retention
+			}
+		}
 		sum, err = audit.Verify(files, opts)
 	}
 	var ve *audit.VerifyError

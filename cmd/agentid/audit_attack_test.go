@@ -345,6 +345,81 @@ func TestAuditAttackSegmentRemoved(t *testing.T) {
 	}
 }
 
+// TestAuditRetentionWitnessed (issue 13, retention): with max_segments a
+// witnessed log keeps 3 files; `audit verify` of them with the witness's
+// latest checkpoint passes, and with a checkpoint the witness cosigned
+// before retention deleted its lines it passes too, by a consistency
+// proof from the tree index; a receipt handed out before still verifies,
+// and one for a retained record is made.
+func TestAuditRetentionWitnessed(t *testing.T) {
+	dir := t.TempDir()
+	ca := testca.New(t, testTD, time.Now())
+	bundle := writeFile(t, dir, "bundle.pem", ca.BundlePEM())
+	path := filepath.Join(dir, "audit.log")
+	wc, vkey, state := witnessed(t, ca)
+	key := writeFile(t, dir, "witness.pub", []byte(vkey+"\n"))
+	session := func(n int) {
+		w, err := audit.Open(path, audit.Options{Signer: ca.CreateX509SVID(auditVerifierID), CheckpointEvery: 3, Witness: wc, MaxBytes: 2500, MaxSegments: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			w.Append(audit.Record{Type: audit.TypeDecision, Peer: testTask.String(), Decision: "allow", Action: &audit.Action{Kind: "http", Method: "GET", Path: "/kb"}})
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WitnessError(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest := func(name string) string {
+		files, _ := filepath.Glob(filepath.Join(state, "*.checkpoint"))
+		return writeFile(t, dir, name, mustRead(t, files[0]))
+	}
+	session(3)
+	early, receipt := latest("early.checkpoint"), filepath.Join(dir, "r0.json")
+	if code, out, errs := runCLI(t, "audit", "prove", "--index", "0", "--out", receipt, path); code != 0 {
+		t.Fatalf("prove: exit %d\n%s\n%s", code, out, errs)
+	}
+	session(30)
+	files, _ := audit.Files(path)
+	if len(files) != 3 {
+		t.Fatalf("retention kept %v", files)
+	}
+	code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, "--witness-key", key, "--checkpoint", latest("latest.checkpoint"), path)
+	if code != 0 || !strings.Contains(out, "deleted (retention)") {
+		t.Fatalf("verify with the latest checkpoint: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "audit", "verify", "--bundle", bundle, "--witness-key", key, "--checkpoint", early, path); code != 0 {
+		t.Fatalf("verify with a checkpoint of deleted lines: exit %d\n%s\n%s", code, out, errs)
+	}
+	// Given the files one by one (no tree index), the old checkpoint
+	// cannot be checked, and the message says why.
+	expectBroken(t, "is older than the files given", append([]string{"--bundle", bundle, "--witness-key", key, "--checkpoint", early}, files...)...)
+	if code, out, errs := runCLI(t, "audit", "verify-receipt", receipt, "--bundle", bundle, "--witness-key", key); code != 0 || !strings.Contains(out, "OK: record seq 1 (index 0)") {
+		t.Fatalf("receipt from before retention: exit %d\n%s\n%s", code, out, errs)
+	}
+	var seq uint64 // the first decision still in the log
+	for _, f := range files {
+		for _, r := range readRecords(t, f) {
+			if r.Type == audit.TypeDecision && seq == 0 {
+				seq = r.Seq
+			}
+		}
+	}
+	r1 := filepath.Join(dir, "r1.json")
+	if code, out, errs := runCLI(t, "audit", "prove", "--index", strconv.FormatUint(seq-1, 10), "--out", r1, path); code != 0 || errs != "" {
+		t.Fatalf("prove a retained record: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "audit", "verify-receipt", r1, "--bundle", bundle, "--witness-key", key); code != 0 {
+		t.Fatalf("receipt of a retained record: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
 // TestAuditProveTreeIndex: `audit prove` answers from the tree index the
 // writer keeps beside the log; with the index altered (every stored hash
 // flipped) it says so and reads the whole log instead, and the receipt is
