@@ -36,13 +36,13 @@ func receiptsAfterFailedFsync(t *testing.T, opts Options) {
 	var fails atomic.Int32
 	fails.Store(3) // every other fsync fails, three times at most
 	var calls atomic.Int32
-	fsync = func(f *os.File) error {
+	fsync = func(f logFile) error {
 		if calls.Add(1)%2 == 0 && fails.Add(-1) >= 0 {
 			return errors.New("injected EIO")
 		}
 		return f.Sync()
 	}
-	t.Cleanup(func() { fsync = (*os.File).Sync })
+	t.Cleanup(func() { fsync = func(f logFile) error { return f.Sync() } })
 
 	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
 	path := filepath.Join(t.TempDir(), "audit.log")

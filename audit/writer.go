@@ -186,7 +186,8 @@ type Writer struct {
 	retErr   atomic.Pointer[error] // the last retention failure
 
 	// Owned by the loop goroutine.
-	f              *os.File
+	f              logFile
+	sqlf           *sqlFile // the SQL store (OpenSQL), else nil: files
 	buf            *bufio.Writer
 	size           int64
 	seq            uint64 // of the last written record
@@ -301,32 +302,45 @@ type item struct {
 // by a crash.
 func Open(path string, opts Options) (*Writer, error) {
 	opts.defaults()
+	w := newWriter(path, opts)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if err := w.start(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func newWriter(path string, opts Options) *Writer {
 	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{}),
 		rng: rangeFactory.NewEmptyRange(0), witRange: rangeFactory.NewEmptyRange(0)}
 	w.notFull.L = &w.mu
 	w.idxVisit = func(_ compact.NodeID, h []byte) { w.idxBuf = append(w.idxBuf, h...) }
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
+	return w
+}
+
+// start recovers the log and starts the writer's goroutines.
+func (w *Writer) start() error {
 	if err := w.recover(); err != nil {
 		if w.idx != nil {
 			w.idx.close()
 		}
-		return nil, err
+		return err
 	}
 	w.commit()
-	w.lastCkpt = opts.Clock()
+	w.lastCkpt = w.opts.Clock()
 	if w.sinceCkpt > 0 {
 		// An unsigned tail (a crash): the first record, the first tick or
 		// Close checkpoints it.
 		w.lastCkpt = time.Time{}
 	}
-	if opts.Witness != nil {
+	if w.opts.Witness != nil {
 		w.witReq, w.witDone, w.cosigned = make(chan *witnessJob), make(chan struct{}), make(chan Record, 4)
 		go w.witnessLoop()
 	}
 	go w.loop()
-	return w, nil
+	return nil
 }
 
 // WitnessError is the error of the last witness request, nil once one
@@ -641,6 +655,9 @@ func (w *Writer) loop() {
 	if w.idx != nil {
 		w.idx.close()
 	}
+	if w.sqlf != nil {
+		w.sqlf.closeLock()
+	}
 }
 
 // closeWitness waits for the request in flight, then has the last
@@ -953,13 +970,15 @@ func (w *Writer) rollback(err error) {
 // replaced, or its file system remounted) at the last synced size.
 func (w *Writer) reopen() error {
 	w.f.Close()
-	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := w.openLog()
 	if err != nil {
 		return fmt.Errorf("audit: reopening: %w", err)
 	}
 	size := w.mark.size
-	if st, err := f.Stat(); err == nil && st.Size() < size {
-		size = 0 // a new file: the chain continues in it
+	if of, ok := f.(*os.File); ok {
+		if st, err := of.Stat(); err == nil && st.Size() < size {
+			size = 0 // a new file: the chain continues in it
+		}
 	}
 	w.f = f
 	if err := f.Truncate(size); err != nil {
@@ -994,8 +1013,18 @@ func (w *Writer) waiting() bool {
 	return false
 }
 
+// logFile is where a Writer's lines go: the log's current file, or the
+// SQL store (OpenSQL).
+type logFile interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Seek(offset int64, whence int) (int64, error)
+	Close() error
+}
+
 // fsync syncs a log file (a variable for the tests of a failing fsync).
-var fsync = (*os.File).Sync
+var fsync = func(f logFile) error { return f.Sync() }
 
 // answerWritten answers, before their fsync, the waiting callers of the
 // unsynced records that only records precede since the last sync. Only
@@ -1005,6 +1034,9 @@ var fsync = (*os.File).Sync
 // may then fall elsewhere), so a record after one could move. Callers of
 // those wait for the fsync (commitTo).
 func (w *Writer) answerWritten() {
+	if w.sqlf != nil {
+		return // lines not committed are in this process only: answered at commit
+	}
 	n := 0
 	for n < len(w.unsynced) && w.unsynced[n].Seq == w.mark.seq+uint64(n)+1 {
 		n++
@@ -1339,8 +1371,16 @@ func (w *Writer) RetentionError() error {
 	return nil
 }
 
+// openLog opens the current file (or the SQL store) for writing.
+func (w *Writer) openLog() (logFile, error) {
+	if w.sqlf != nil {
+		return w.sqlf, nil
+	}
+	return os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+}
+
 func (w *Writer) openFile(truncateTo int64) error {
-	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := w.openLog()
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -1362,11 +1402,14 @@ func (w *Writer) openFile(truncateTo int64) error {
 func (w *Writer) recover() error {
 	w.prev = GenesisPrev
 	files, err := Files(w.path)
+	if w.sqlf != nil {
+		files, err = []string{w.path}, nil // one table, no segments
+	}
 	if err != nil {
 		return err
 	}
 	keep := int64(0)
-	if len(files) > 0 {
+	if len(files) > 0 && w.sqlf == nil {
 		// Retention deleted the files before this one: the tree state
 		// carries over from its segment record.
 		if rec, err := firstRecord(files[0]); err == nil && rec.Type == TypeSegment && rec.Seq > 1 {
@@ -1385,7 +1428,12 @@ func (w *Writer) recover() error {
 	w.recovering = true
 	defer func() { w.recovering = false }()
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		var data []byte
+		if w.sqlf != nil {
+			data, err = w.sqlf.readAll()
+		} else {
+			data, err = os.ReadFile(f)
+		}
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
