@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("audit", "decision logs: audit verify FILE --bundle B [--signer ID] [--witness-key K], audit witness, audit prove, audit verify-receipt, audit export, audit tail", func(env *cli, args []string) error {
+	register("audit", "decision logs: audit verify FILE --bundle B [--signer ID] [--witness-key K], audit witness, audit prove, audit verify-receipt, audit export, audit tail, audit dump", func(env *cli, args []string) error {
 		return env.subcommands("audit", args, map[string]func(*cli, []string) error{
 			"verify":         (*cli).auditVerify,
 			"witness":        (*cli).auditWitness,
@@ -23,6 +23,7 @@ func init() {
 			"verify-receipt": (*cli).auditVerifyReceipt,
 			"export":         (*cli).auditExport,
 			"tail":           (*cli).auditTail,
+			"dump":           (*cli).auditDump,
 		})
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/registrar"
@@ -35,7 +36,7 @@ type fileConfig struct {
 	MaxX509SVIDTTL     string `hcl:"max_x509_svid_ttl,optional"`
 	MaxJWTSVIDTTL      string `hcl:"max_jwt_svid_ttl,optional"`
 	Audit              *struct {
-		Path       string `hcl:"path"`
+		Path       string `hcl:"path,optional"`
 		Durability string `hcl:"durability,optional"`
 		// Rotation and retention (package audit, Options).
 		MaxBytes       int64  `hcl:"max_bytes,optional"`
@@ -44,6 +45,10 @@ type fileConfig struct {
 		SignerID       string `hcl:"signer_id,optional"`
 		WitnessURL     string `hcl:"witness_url,optional"`
 		WitnessKey     string `hcl:"witness_key,optional"`
+		MySQL          *struct {
+			DSN string `hcl:"dsn"`
+			Log string `hcl:"log"`
+		} `hcl:"mysql,block"`
 	} `hcl:"audit,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -94,6 +99,9 @@ type Config struct {
 	AuditMaxBytes       int64
 	AuditRotateInterval time.Duration
 	AuditMaxSegments    int
+	// AuditMySQL, instead of AuditPath, keeps the log in MariaDB/MySQL
+	// (audit { mysql { dsn, log } }).
+	AuditMySQL *mysqlstore.Config
 	// AuditSignerID (signer_id) is the only SPIFFE ID checkpoints are
 	// signed as; AuditWitness (witness_url, witness_key) cosigns them.
 	AuditSignerID spiffeid.ID
@@ -171,6 +179,18 @@ func (raw *fileConfig) build() (*Config, error) {
 			return nil, hclconf.At(raw.body, "audit.durability", fmt.Errorf("audit.durability: %w", err))
 		}
 		cfg.AuditPath, cfg.AuditMaxBytes, cfg.AuditMaxSegments = a.Path, a.MaxBytes, a.MaxSegments
+		switch {
+		case a.MySQL != nil && a.Path != "":
+			return nil, hclconf.At(raw.body, "audit.path", errors.New("audit: path (a file log) and a mysql block (a log in MariaDB/MySQL) exclude each other"))
+		case a.MySQL != nil:
+			c := mysqlstore.Config{DSN: a.MySQL.DSN, Log: a.MySQL.Log}
+			if key, err := c.Check(); err != nil {
+				return nil, hclconf.At(raw.body, "audit.mysql."+key, err)
+			}
+			cfg.AuditMySQL = &c
+		case a.Path == "":
+			return nil, errors.New("audit: give path (a file log) or a mysql { dsn, log } block")
+		}
 		var key string
 		if cfg.AuditRotateInterval, key, err = audit.ParseRotation(a.RotateInterval, a.MaxSegments); err != nil {
 			return nil, hclconf.At(raw.body, "audit."+key, err)

@@ -78,6 +78,8 @@ func TestParseConfigErrors(t *testing.T) {
 			`registrar config r.hcl:7:21: audit.rotate_interval "-1h": want a duration such as "24h": negative`},
 		{"negative max_segments", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  max_segments = -1\n}\n",
 			`registrar config r.hcl:7:18: audit.max_segments -1: want 0 (keep every file) or the number of files to keep`},
+		{"bad mysql log", base + "operator_socket = \"/o\"\naudit {\n  mysql {\n    dsn = \"u@unix(/run/mysqld/mysqld.sock)/agentid\"\n    log = \"\"\n  }\n}\n",
+			`registrar config r.hcl:8:11: audit.mysql.log: want a name of 1 to 190 characters, one per writer`},
 		{"bad durability", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  durability = \"often\"\n}\n",
 			`registrar config r.hcl:7:16: audit.durability: audit: durability "often": want batch, every or none`},
 		{"bad ttl", base + "operator_socket = \"/o\"\nmax_jwt_svid_ttl = \"-5m\"\n",

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/policies"
@@ -44,7 +45,7 @@ type fileConfig struct {
 		SVIDKey    string `hcl:"svid_key,optional"`
 	} `hcl:"files,block"`
 	Audit *struct {
-		Path               string `hcl:"path"`
+		Path               string `hcl:"path,optional"`
 		Durability         string `hcl:"durability,optional"`
 		MaxBytes           int64  `hcl:"max_bytes,optional"`
 		RotateInterval     string `hcl:"rotate_interval,optional"`
@@ -56,6 +57,10 @@ type fileConfig struct {
 		SignerID           string `hcl:"signer_id,optional"`
 		WitnessURL         string `hcl:"witness_url,optional"`
 		WitnessKey         string `hcl:"witness_key,optional"`
+		MySQL              *struct {
+			DSN string `hcl:"dsn"`
+			Log string `hcl:"log"`
+		} `hcl:"mysql,block"`
 	} `hcl:"audit,block"`
 	ExtAuthz *struct {
 		Listen         string   `hcl:"listen"`
@@ -165,6 +170,9 @@ type AuditConfig struct {
 	FailOpen bool
 	// WitnessURL is witness_url (Options.Witness is its client).
 	WitnessURL string
+	// MySQL, instead of Path, keeps the log in MariaDB/MySQL (the
+	// mysql { dsn, log } block; package audit/mysqlstore).
+	MySQL *mysqlstore.Config
 	// Receipts (default true; receipts = false turns them off): every
 	// allowed decision waits until its record is durable and carries its
 	// reference (x-agentid-receipt, the check API's "receipt").
@@ -275,6 +283,18 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 		}
 	}
 	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts, Receipts: a.Receipts == nil || *a.Receipts}
+	switch {
+	case a.MySQL != nil && a.Path != "":
+		return at("path", errors.New("audit: path (a file log) and a mysql block (a log in MariaDB/MySQL) exclude each other"))
+	case a.MySQL != nil:
+		c := mysqlstore.Config{DSN: a.MySQL.DSN, Log: a.MySQL.Log}
+		if key, err := c.Check(); err != nil {
+			return at("mysql."+key, err)
+		}
+		cfg.Audit.MySQL = &c
+	case a.Path == "":
+		return errors.New("audit: give path (a file log) or a mysql { dsn, log } block")
+	}
 	switch a.OnFailure {
 	case "", "deny":
 	case "allow":
