@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,4 +228,60 @@ func TestHelperSQLWriter(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkSQLAppendWait (issue 13, the MariaDB store): receipts
+// (AppendWait) from 64 concurrent callers into a file log (default
+// durability: answered once in the OS, fsync per batch) and into a real
+// MariaDB started by the benchmark (answered at commit, one transaction
+// per batch), in one run; records/s and the receipt latency p50/p99.
+//
+// go test -run '^$' -bench SQLAppendWait -benchtime 3s ./audit/
+func BenchmarkSQLAppendWait(b *testing.B) {
+	db, err := sql.Open("mysql", mariadbtest.Start(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, store := range []string{"file", "mariadb"} {
+		b.Run(store, func(b *testing.B) {
+			var w *audit.Writer
+			var err error
+			if store == "file" {
+				w, err = audit.Open(filepath.Join(b.TempDir(), "audit.log"), audit.Options{})
+			} else {
+				w, err = audit.OpenSQL(context.Background(), db, fmt.Sprintf("bench-%d", b.N), audit.Options{})
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.SetParallelism(32) // 64 callers on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				var mine []time.Duration
+				rec := decision(1)
+				for pb.Next() {
+					start := time.Now()
+					if _, err := w.AppendWait(rec); err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(start))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }
