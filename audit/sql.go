@@ -66,7 +66,7 @@ type sqlFile struct {
 // OpenSQL opens (or creates) the log named log in the database db (a
 // MariaDB or MySQL *sql.DB; the caller imports the driver) and starts its
 // writer, like Open for a file. MaxBytes, RotateInterval, MaxSegments and
-// the tree index do not apply. Only one writer may have a log open: a
+// the tree index do not apply; SyncNone is SyncBatch (a batch is committed). Only one writer may have a log open: a
 // second is refused while the first holds its lock.
 func OpenSQL(ctx context.Context, db *sql.DB, log string, opts Options) (*Writer, error) {
 	if log == "" || len(log) > 190 {
@@ -90,6 +90,9 @@ func OpenSQL(ctx context.Context, db *sql.DB, log string, opts Options) (*Writer
 	}
 	f := &sqlFile{db: db, lock: conn, log: log}
 	opts.MaxBytes, opts.RotateInterval, opts.MaxSegments, opts.NoTreeIndex = -1, 0, 0, true
+	if opts.Durability == SyncNone {
+		opts.Durability = SyncBatch // a line is stored by its commit: there is no "written to the OS"
+	}
 	opts.defaults()
 	w := newWriter("sql:"+log, opts)
 	w.sqlf = f

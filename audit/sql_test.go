@@ -115,6 +115,20 @@ func TestSQLStore(t *testing.T) {
 	if refs["verifier-a"][0].Origin == refs["verifier-b"][0].Origin {
 		t.Fatal("two logs with one origin")
 	}
+	// durability = "none" still commits (there is no OS to leave it to).
+	w, err := audit.OpenSQL(ctx, db, "none", audit.Options{Durability: audit.SyncNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.AppendWait(decision(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(dumpSQL(t, db, "none")); bytes.Count(data, []byte("\n")) != 1 {
+		t.Fatalf("durability none: %q", data)
+	}
 }
 
 // TestSQLReceiptsSurviveKill9: a writer process appending to MariaDB from
