@@ -38,4 +38,13 @@
 // of reading the whole log ([Prove]). It is checked against the log at
 // every Open and every proof built from it is checked against the signed
 // checkpoint read from the log: it is never trusted.
+//
+// # Rotation, retention and the SQL store
+//
+// Every rotated file after the first starts with a segment record (the
+// log's origin and the Merkle tree state before it), so that the files
+// left by retention (Options.MaxSegments) verify, prove and reopen on
+// their own. [OpenSQL] keeps a log in a MariaDB/MySQL table instead of
+// files (one writer per log, a batch per transaction, receipts answered at
+// commit); [DumpSQL] writes it back as a file for Verify and Prove.
 package audit
