@@ -37,6 +37,9 @@ test: spire build
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "PostgreSQL not installed: the scale-out e2e test (two SPIRE servers on one PostgreSQL) will fail"
+	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null) || \
+	  echo "MariaDB not installed: the audit log's SQL store tests will be skipped, saying so"
 	$(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	cd bench && $(GO) test -count=1 ./... 2>&1 | tee -a $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	@passed=$$(grep -c '^ok ' $(CACHE)/test.log); failed=$$(grep -c '^FAIL' $(CACHE)/test.log); \

@@ -378,6 +378,23 @@ func FuzzVerify(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add(seed[:len(seed)/2])
+	// A rotated file on its own, starting with a segment record (as
+	// retention leaves it).
+	rotated := filepath.Join(dir, "rot.log")
+	w, err = audit.Open(rotated, audit.Options{Clock: clock(), Signer: ca.CreateX509SVID(vid), CheckpointEvery: 2, MaxBytes: 1500})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 8 {
+		w.Append(decision(i))
+	}
+	if err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	if files, _ := audit.Files(rotated); len(files) > 1 {
+		data, _ := os.ReadFile(files[1])
+		f.Add(data)
+	}
 	f.Add([]byte("{}\n"))
 	f.Add([]byte(`{"seq":1,"prev":"","type":"checkpoint","sig":"AAAA","chain":["AAAA"]}` + "\n"))
 	bundle := ca.X509Bundle()

@@ -9,13 +9,16 @@ import (
 
 // BenchmarkAppend measures appends per second with the default durability
 // (fsync per batch) from concurrent callers; the final Flush is included.
+// The "no-index" cases leave out the tree index (Options.NoTreeIndex), for
+// its cost.
 func BenchmarkAppend(b *testing.B) {
 	for _, d := range []struct {
-		name string
-		d    audit.Durability
-	}{{"batch", audit.SyncBatch}, {"none", audit.SyncNone}} {
+		name    string
+		d       audit.Durability
+		noIndex bool
+	}{{"batch", audit.SyncBatch, false}, {"batch/no-index", audit.SyncBatch, true}, {"none", audit.SyncNone, false}, {"none/no-index", audit.SyncNone, true}} {
 		b.Run(d.name, func(b *testing.B) {
-			w, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), audit.Options{Durability: d.d})
+			w, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), audit.Options{Durability: d.d, NoTreeIndex: d.noIndex})
 			if err != nil {
 				b.Fatal(err)
 			}

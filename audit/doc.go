@@ -29,4 +29,22 @@
 // <name>.<first-seq>.<ext> and a new file starts whose first line's "prev"
 // is the hash of the last line of the previous file, so the chain spans
 // files. [Files] lists a log's files in order for [Verify].
+//
+// # Tree index
+//
+// Beside the log the Writer keeps <path>.tree ([TreeIndexPath]): the
+// Merkle tree's node hashes in golang.org/x/mod/sumdb/tlog's stored-hash
+// order, so that [ProveIndexed] makes a receipt from a few reads instead
+// of reading the whole log ([Prove]). It is checked against the log at
+// every Open and every proof built from it is checked against the signed
+// checkpoint read from the log: it is never trusted.
+//
+// # Rotation, retention and the SQL store
+//
+// Every rotated file after the first starts with a segment record (the
+// log's origin and the Merkle tree state before it), so that the files
+// left by retention (Options.MaxSegments) verify, prove and reopen on
+// their own. [OpenSQL] keeps a log in a MariaDB/MySQL table instead of
+// files (one writer per log, a batch per transaction, receipts answered at
+// commit); [DumpSQL] writes it back as a file for Verify and Prove.
 package audit

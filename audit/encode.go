@@ -66,6 +66,17 @@ func (rec *Record) appendJSON(b []byte) []byte {
 	}
 	b = field(b, "note_key", rec.NoteKey, true)
 	b = field(b, "note", rec.Note, true)
+	b = field(b, "origin", rec.Origin, true)
+	if len(rec.Tree) > 0 {
+		b = append(b, `,"tree":[`...)
+		for i, h := range rec.Tree {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendBytes(b, h)
+		}
+		b = append(b, ']')
+	}
 	b = field(b, "prev", rec.Prev, false)
 	return append(b, '}')
 }

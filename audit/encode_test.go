@@ -23,6 +23,8 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 			PolicyDigest: "sha256:00", Signer: "spiffe://example.org/v", Chain: [][]byte{{1, 2, 3}, {4}},
 			Signature: []byte{0xff, 0}, Prev: "sha256:11",
 		},
+		{Seq: 7, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeSegment, Origin: "agentid-audit/00",
+			Tree: [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}, Prev: "sha256:22"},
 	}
 	for _, rec := range recs {
 		enc := rec.appendJSON(nil)

@@ -1,12 +1,16 @@
 package audit
 
 import (
+	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // rotatedName is where a full file goes: audit.log → audit.00000000000000000001.log.
@@ -46,7 +50,55 @@ func Files(path string) ([]string, error) {
 	return out, nil
 }
 
+// firstRecord decodes the first line of a log file.
+func firstRecord(path string) (*Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 1<<16).ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("audit: %s: no complete first line: %w", path, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(line, &rec); err != nil {
+		return nil, fmt.Errorf("audit: %s: first line: %w", path, err)
+	}
+	return &rec, nil
+}
+
+// firstType is the type of a log file's first record.
+func firstType(path string) (string, error) {
+	rec, err := firstRecord(path)
+	if err != nil {
+		return "", err
+	}
+	return rec.Type, nil
+}
+
 func globEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
 	return r.Replace(s)
+}
+
+// ParseRotation checks the rotation and retention settings of a daemon's
+// audit block — rotate_interval (a Go duration, "" for none) and
+// max_segments (0: keep every file) — and returns the interval, or the
+// key at fault with the error.
+func ParseRotation(rotateInterval string, maxSegments int) (time.Duration, string, error) {
+	var d time.Duration
+	if rotateInterval != "" {
+		var err error
+		if d, err = time.ParseDuration(rotateInterval); err != nil || d < 0 {
+			if err == nil {
+				err = errors.New("negative")
+			}
+			return 0, "rotate_interval", fmt.Errorf("audit.rotate_interval %q: want a duration such as \"24h\": %w", rotateInterval, err)
+		}
+	}
+	if maxSegments < 0 {
+		return 0, "max_segments", fmt.Errorf("audit.max_segments %d: want 0 (keep every file) or the number of files to keep", maxSegments)
+	}
+	return d, "", nil
 }

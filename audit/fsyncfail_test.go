@@ -1,16 +1,21 @@
 package audit
 
 import (
+	"bytes"
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/internal/mariadbtest"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -27,27 +32,59 @@ func TestReceiptsKeepTheirRecordAfterAFailedFsync(t *testing.T) {
 		"count-based checkpoints": {CheckpointEvery: 2},
 		"time-based checkpoints":  {CheckpointEvery: 1000, CheckpointInterval: time.Millisecond},
 	} {
-		t.Run(name, func(t *testing.T) { receiptsAfterFailedFsync(t, opts) })
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			receiptsAfterFailedFsync(t, opts, func(o Options) (*Writer, error) { return Open(path, o) }, func() ([]byte, error) { return os.ReadFile(path) }, path)
+		})
 	}
 }
 
-func receiptsAfterFailedFsync(t *testing.T, opts Options) {
+// TestSQLReceiptsAfterFailedCommits: the same on the SQL store (a real
+// MariaDB), with commits that fail before reaching the server and commits
+// whose answer is lost after the rows were stored: a rollback must delete
+// those, or the lines written again would collide with them.
+func TestSQLReceiptsAfterFailedCommits(t *testing.T) {
+	db, err := sql.Open("mysql", mariadbtest.Start(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for name, opts := range map[string]Options{
+		"count-based": {CheckpointEvery: 2},
+		"time-based":  {CheckpointEvery: 1000, CheckpointInterval: time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var dump bytes.Buffer
+			receiptsAfterFailedFsync(t, opts, func(o Options) (*Writer, error) { return OpenSQL(context.Background(), db, name, o) }, func() ([]byte, error) {
+				dump.Reset()
+				err := DumpSQL(context.Background(), db, name, &dump)
+				return dump.Bytes(), err
+			}, "")
+		})
+	}
+}
+
+// receiptsAfterFailedFsync: path, when set, is the log file (for the tree
+// index check).
+func receiptsAfterFailedFsync(t *testing.T, opts Options, open func(Options) (*Writer, error), read func() ([]byte, error), path string) {
 	var fails atomic.Int32
 	fails.Store(3) // every other fsync fails, three times at most
 	var calls atomic.Int32
-	fsync = func(f *os.File) error {
-		if calls.Add(1)%2 == 0 && fails.Add(-1) >= 0 {
+	fsync = func(f logFile) error {
+		if n := calls.Add(1); n%2 == 0 && fails.Add(-1) >= 0 {
+			if n%4 == 0 {
+				f.Sync() // the data may have reached the disk (the server) all the same
+			}
 			return errors.New("injected EIO")
 		}
 		return f.Sync()
 	}
-	t.Cleanup(func() { fsync = (*os.File).Sync })
+	t.Cleanup(func() { fsync = func(f logFile) error { return f.Sync() } })
 
 	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
-	path := filepath.Join(t.TempDir(), "audit.log")
 	opts.Signer = ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/verifier"))
 	opts.RetryInterval = 5 * time.Millisecond
-	w, err := Open(path, opts)
+	w, err := open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +115,11 @@ func receiptsAfterFailedFsync(t *testing.T, opts Options) {
 	if fails.Load() == 3 {
 		t.Fatalf("no injected fsync failure happened (%d fsyncs)", calls.Load())
 	}
-	data, err := os.ReadFile(path)
+	data, err := read()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyChain([]string{writeTemp(t, data)}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
@@ -93,4 +133,31 @@ func receiptsAfterFailedFsync(t *testing.T, opts Options) {
 		}
 	}
 	t.Logf("%d references, %d lines, all still name their records", len(refs), len(lines))
+	if path == "" {
+		return
+	}
+	// The tree index, kept through the rollbacks (no reopen), gives the
+	// receipts reading the log gives.
+	if err := w.IndexError(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint64(len(lines)) {
+		if i%7 != 0 && i+20 < uint64(len(lines)) { // every 7th and the last 20
+			continue
+		}
+		slow, serr := Prove([]string{path}, i)
+		fast, ferr := ProveIndexed(path, i)
+		if (serr == nil) != (ferr == nil) || serr == nil && !reflect.DeepEqual(slow, fast) {
+			t.Fatalf("index %d: ProveIndexed = %v, %v; Prove = %v, %v", i, fast, ferr, slow, serr)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "dump.log")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

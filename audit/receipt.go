@@ -44,7 +44,10 @@ func Prove(files []string, index uint64) (*Receipt, error) {
 	}
 	c := v.collect
 	if c.line == nil {
-		return nil, fmt.Errorf("audit: the log has no record at index %d (it has %d lines)", index, len(v.leaves))
+		if index < v.from {
+			return nil, fmt.Errorf("audit: the log has no record at index %d: its files start at index %d (retention deleted the lines before)", index, v.from)
+		}
+		return nil, fmt.Errorf("audit: the log has no record at index %d (it has %d lines)", index, v.size())
 	}
 	var size uint64
 	var text string
@@ -63,7 +66,7 @@ func Prove(files []string, index uint64) (*Receipt, error) {
 	if text == "" {
 		return nil, fmt.Errorf("audit: no checkpoint covers index %d yet", index)
 	}
-	tree := fullTree(v.leaves)
+	tree := v.tree()
 	proof, err := tree.inclusion(index, size)
 	if err != nil {
 		return nil, err

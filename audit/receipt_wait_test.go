@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,6 +170,11 @@ func TestReceiptsSurviveKill9(t *testing.T) {
 		r, err := audit.Prove(files, h.ref.Index)
 		if err != nil {
 			t.Fatalf("reference %s (%s) handed out before the kill: %v", h.ref, h.reason, err)
+		}
+		// The tree index, rebuilt and checked by the restart, gives the
+		// same receipt.
+		if fast, err := audit.ProveIndexed(path, h.ref.Index); err != nil || !reflect.DeepEqual(fast, r) {
+			t.Fatalf("reference %s: ProveIndexed = %+v, %v; Prove = %+v", h.ref, fast, err, r)
 		}
 		if r.Origin != h.ref.Origin {
 			t.Fatalf("reference %s: the log is %s", h.ref, r.Origin)

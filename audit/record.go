@@ -17,6 +17,11 @@ const (
 	TypeKey = "key"
 	// TypeWitnessed carries a checkpoint with a witness's cosignature.
 	TypeWitnessed = "witnessed"
+	// TypeSegment is the first line of every file of a rotated log after
+	// the first: the log's Origin and Tree, the Merkle tree state (the
+	// compact range of every line before it), so that the file verifies
+	// when the files before it were deleted by retention.
+	TypeSegment = "segment"
 )
 
 // Record is one line of the log. The writer fills Seq, Time (when zero) and
@@ -62,6 +67,10 @@ type Record struct {
 	// tree of every line before it), or, in a witnessed record, that note
 	// with the witnesses' cosignatures.
 	Note string `json:"note,omitempty"`
+	// Origin and Tree are a segment record's: the log's checkpoint origin
+	// and the hashes of the compact range [0, seq-1) of its Merkle tree.
+	Origin string   `json:"origin,omitempty"`
+	Tree   [][]byte `json:"tree,omitempty"`
 
 	// Prev is "sha256:<hex>" of the previous line (without its newline);
 	// the first line of a log has the hash of the empty string.

@@ -17,12 +17,12 @@ import (
 // loses no more than before; Flush still syncs at once.
 func TestFsyncRateIsBounded(t *testing.T) {
 	var calls atomic.Int64
-	fsync = func(f *os.File) error {
+	fsync = func(f logFile) error {
 		calls.Add(1)
 		time.Sleep(200 * time.Microsecond) // an fsync takes time on any disk
 		return f.Sync()
 	}
-	t.Cleanup(func() { fsync = (*os.File).Sync })
+	t.Cleanup(func() { fsync = func(f logFile) error { return f.Sync() } })
 
 	path := filepath.Join(t.TempDir(), "audit.log")
 	w, err := Open(path, Options{BatchDelay: -1}) // no gathering delay: a batch per record

@@ -87,11 +87,6 @@ func newPartialTree(r *compact.Range, leaves [][]byte) *partialTree {
 	return p
 }
 
-// fullTree is a partialTree that has every leaf.
-func fullTree(leaves [][]byte) *partialTree {
-	return &partialTree{known: map[compact.NodeID][]byte{}, leaves: leaves}
-}
-
 func (p *partialTree) hash(id compact.NodeID) ([]byte, error) {
 	if h, ok := p.known[id]; ok {
 		return h, nil

@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -53,10 +54,15 @@ const (
 
 // Summary describes a log that verified.
 type Summary struct {
-	Format      string
-	Origin      string // the checkpoint origin (every format has one)
-	Files       int
-	Records     int    // all lines, checkpoints included
+	Format  string
+	Origin  string // the checkpoint origin (every format has one)
+	Files   int
+	Records int // all lines, checkpoints included
+	// Start is the leaf index (seq - 1) of the first line verified: 0,
+	// unless retention deleted the files before (their lines are then
+	// known only by the tree state a segment record carries, which the
+	// first checkpoint after it authenticates).
+	Start       uint64 `json:",omitempty"`
 	Checkpoints int    // signed checkpoints that verified
 	Witnessed   int    // checkpoints cosigned by a trusted witness key
 	LastSeq     uint64 // sequence number of the last line
@@ -107,6 +113,12 @@ type VerifyOptions struct {
 	// minutes: five times the default checkpoint_interval).
 	MaxUnsigned    int
 	MaxUnsignedAge time.Duration
+	// TreeIndex, when set, is the log's tree index (TreeIndexPath): a
+	// witnessed checkpoint older than the files given (retention deleted
+	// its lines) is then checked by a consistency proof from its hashes to
+	// the tree the files give. The index is not trusted: the proof must
+	// verify against the checkpoint's root and the root computed here.
+	TreeIndex string
 }
 
 // Default checkpoint policy of Verify.
@@ -164,6 +176,12 @@ type verifier struct {
 	seq       uint64
 	sum       Summary
 
+	// The tree: rng of every line so far; start the range the first line
+	// continues (empty unless retention deleted the lines before it: then
+	// from a segment record, from > 0); leaves the hashes from `from` on.
+	rng    *compact.Range
+	start  *compact.Range
+	from   uint64
 	leaves [][]byte
 	v1, v2 bool
 
@@ -202,23 +220,30 @@ type ckptInfo struct {
 }
 
 func newVerifier(opts *VerifyOptions) *verifier {
-	return &verifier{opts: opts, prev: GenesisPrev, ckpts: map[uint64]*ckptInfo{}}
+	empty := rangeFactory.NewEmptyRange(0)
+	return &verifier{opts: opts, prev: GenesisPrev, ckpts: map[uint64]*ckptInfo{}, rng: empty, start: cloneRange(empty)}
 }
 
+// tree is what the verifier has of the tree: the starting range and the
+// leaves since.
+func (v *verifier) tree() *partialTree { return newPartialTree(v.start, v.leaves) }
+
+// size is the number of leaves of the tree so far.
+func (v *verifier) size() uint64 { return v.from + uint64(len(v.leaves)) }
+
 func (v *verifier) run(files []string) (Summary, error) {
-	r := rangeFactory.NewEmptyRange(0)
-	for _, f := range files {
-		if err := v.file(f, func(line []byte) {
+	for i, f := range files {
+		if err := v.file(f, i > 0, func(line []byte) {
 			leaf := LeafHash(line)
 			v.leaves = append(v.leaves, leaf)
-			r.Append(leaf, nil)
-		}, func() []byte { return rangeRoot(r) }); err != nil {
+			v.rng.Append(leaf, nil)
+		}, func() []byte { return rangeRoot(v.rng) }); err != nil {
 			return Summary{}, err
 		}
 		v.lastFile = f
 	}
 	v.sum.Files = len(files)
-	v.sum.Root = rangeRoot(r)
+	v.sum.Root = rangeRoot(v.rng)
 	switch {
 	case v.v1 && v.v2:
 		v.sum.Format = FormatV1V2
@@ -230,7 +255,7 @@ func (v *verifier) run(files []string) (Summary, error) {
 	return v.sum, nil
 }
 
-func (v *verifier) file(path string, add func([]byte), root func() []byte) error {
+func (v *verifier) file(path string, after bool, add func([]byte), root func() []byte) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -241,7 +266,7 @@ func (v *verifier) file(path string, add func([]byte), root func() []byte) error
 	n := 0
 	for sc.Scan() {
 		n++
-		if err := v.line(sc.Bytes(), root); err != "" {
+		if err := v.line(sc.Bytes(), root, n == 1 && after); err != "" {
 			return &VerifyError{File: path, Line: n, Seq: v.seq + 1, Reason: err}
 		}
 		add(sc.Bytes())
@@ -252,14 +277,34 @@ func (v *verifier) file(path string, add func([]byte), root func() []byte) error
 	return nil
 }
 
-func (v *verifier) line(line []byte, root func() []byte) string {
+// line checks one line; fileStart: it is the first line of a file after
+// the first.
+func (v *verifier) line(line []byte, root func() []byte, fileStart bool) string {
 	var rec Record
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err != nil {
 		return "not a record: " + err.Error()
 	}
+	if rec.Type == TypeSegment && v.seq == 0 && rec.Seq > 1 {
+		// The first line verified: retention deleted the lines before
+		// it. The tree state it carries is the writer's word until the
+		// first checkpoint after it, whose root commits to it.
+		r, err := rangeFactory.NewRange(0, rec.Seq-1, rec.Tree)
+		if err != nil {
+			return "segment record: " + err.Error()
+		}
+		v.rng, v.start, v.from = r, cloneRange(r), rec.Seq-1
+		v.seq, v.prev = rec.Seq-1, rec.Prev
+		v.sum.Origin, v.sum.Start = rec.Origin, rec.Seq-1
+	}
 	switch {
+	case v.seq == 0 && rec.Seq > 1:
+		return fmt.Sprintf("the log starts at seq %d without a segment record: its first file(s) are missing", rec.Seq)
+	case fileStart && rec.Seq > v.seq+1:
+		return fmt.Sprintf("this file starts at seq %d but the file before it ends at seq %d: the file(s) holding seq %d–%d are missing (a segment was removed from the middle) or the files are out of order", rec.Seq, v.seq, v.seq+1, rec.Seq-1)
+	case fileStart && rec.Seq <= v.seq:
+		return fmt.Sprintf("this file starts at seq %d, at or before the end of the file before it (seq %d): the files are out of order or one is given twice", rec.Seq, v.seq)
 	case rec.Seq != v.seq+1:
 		return fmt.Sprintf("sequence number %d, expected %d (a line was removed, reordered or inserted)", rec.Seq, v.seq+1)
 	case rec.Prev != v.prev:
@@ -290,6 +335,10 @@ func (v *verifier) line(line []byte, root func() []byte) string {
 	case TypeWitnessed:
 		if err := v.witnessed(&rec); err != nil {
 			return "witnessed checkpoint: " + err.Error()
+		}
+	case TypeSegment:
+		if rec.Origin != v.sum.Origin || !slices.EqualFunc(rec.Tree, v.rng.Hashes(), bytes.Equal) {
+			return "segment record: its tree state does not match the lines before it (altered, or from another log)"
 		}
 	default:
 		v.tail = append(v.tail, tailRec{index, rec.Time})
@@ -428,6 +477,11 @@ func (v *verifier) witnessed(rec *Record) error {
 	var c log.Checkpoint
 	if _, err := c.Unmarshal([]byte(rec.Note)); err != nil {
 		return err
+	}
+	if c.Size < v.from {
+		// Cosigned after its checkpoint's file was deleted by retention:
+		// nothing here to check it against; later checkpoints cover it.
+		return nil
 	}
 	info := v.ckpts[c.Size]
 	if info == nil || !strings.HasPrefix(rec.Note, info.body) {
@@ -577,10 +631,21 @@ func (v *verifier) external(text []byte) error {
 	switch {
 	case c.Origin != v.sum.Origin:
 		return fmt.Errorf("the witnessed checkpoint is for log %q but this log is %q (its first line differs: rewritten, or another log)", c.Origin, v.sum.Origin)
-	case c.Size > uint64(len(v.leaves)):
-		return fmt.Errorf("the log was cut: it has %d line(s), but %s cosigned a checkpoint of %d at %s", len(v.leaves), name, c.Size, when)
+	case c.Size > v.size():
+		return fmt.Errorf("the log was cut: it has %d line(s), but %s cosigned a checkpoint of %d at %s", v.size(), name, c.Size, when)
+	case c.Size < v.from:
+		// Its lines were deleted by retention: only a consistency proof
+		// from the tree index can show this log extends it.
+		msg := fmt.Sprintf("the checkpoint %s cosigned at %s (size %d) is older than the files given, which start at seq %d (retention deleted the lines before)", name, when, c.Size, v.from+1)
+		if v.opts.TreeIndex == "" {
+			return fmt.Errorf("%s: give a later one (agentid audit witness latest), or the log's tree index", msg)
+		}
+		if err := v.indexConsistency(c.Size, c.Hash); err != nil {
+			return fmt.Errorf("%s, and the tree index does not show this log extends it: %w", msg, err)
+		}
+		return nil
 	}
-	root, err := fullTree(v.leaves).root(c.Size)
+	root, err := v.tree().root(c.Size)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Durability says when appended records reach the disk.
@@ -70,11 +71,23 @@ type Options struct {
 	// loss may lose what was written since the last fsync began. Under
 	// steady load the group commit otherwise fsyncs back to back (~2,000 a
 	// second at 0.1–0.2 ms of kernel CPU each). Flush, and callers whose
-	// reference waits for an fsync, start one at once.
+	// reference waits for an fsync, start one at once. A log in a
+	// database (mysqlstore) commits every batch, whatever SyncInterval.
 	SyncInterval time.Duration
 	// MaxBytes rotates the file when it grows beyond this size (0: 64 MiB;
 	// negative: never).
 	MaxBytes int64
+	// RotateInterval also rotates the file once its first line is this old
+	// when a line is written (0: never).
+	RotateInterval time.Duration
+	// MaxSegments, when positive, is retention: after a rotation the
+	// oldest files are deleted while there are more than this many
+	// (the current file included). A file is deleted only once every line
+	// of it is covered by a checkpoint (with a Witness: by a witnessed
+	// one) and the file after it starts with a segment record; the files
+	// left verify on their own (see Verify) and receipts handed out
+	// before stay valid (a receipt is self-contained).
+	MaxSegments int
 	// Signer, when set, provides the X.509-SVID whose key signs
 	// checkpoints (e.g. a workloadapi.X509Source).
 	Signer x509svid.Source
@@ -101,6 +114,10 @@ type Options struct {
 	Witness Witness
 	// WitnessTimeout bounds one witness request (default 10 s).
 	WitnessTimeout time.Duration
+	// NoTreeIndex leaves out the tree index (TreeIndexPath) the writer
+	// otherwise keeps beside the log: `agentid audit prove` then reads the
+	// whole log for every receipt.
+	NoTreeIndex bool
 	// RetryInterval is how often a log that failed to write (disk full,
 	// I/O error) tries again (default 1 s); while it cannot write, Append
 	// refuses new records with ErrUnavailable.
@@ -179,9 +196,11 @@ type Writer struct {
 	witDone  chan struct{}         // the witness goroutine ended
 	cosigned chan Record           // witnessed records, from the witness goroutine
 	witSize  atomic.Uint64         // the last tree size a witness cosigned
+	retErr   atomic.Pointer[error] // the last retention failure
 
 	// Owned by the loop goroutine.
-	f              *os.File
+	f              logFile
+	sqlf           *sqlFile // the SQL store (OpenSQL), else nil: files
 	buf            *bufio.Writer
 	size           int64
 	seq            uint64 // of the last written record
@@ -189,8 +208,10 @@ type Writer struct {
 	prev           string
 	sinceCkpt      int
 	lastCkpt       time.Time
+	ckptSize       uint64 // the tree size of the last checkpoint written
 	recoveredBytes int64
-	line           []byte // encoding buffer
+	fileStart      time.Time // of the current file's first line
+	line           []byte    // encoding buffer
 	// The Merkle tree (format v2): rng is the compact range of every line
 	// written; origin names the log (from its first line); the note key is
 	// made at the first checkpoint and bound to the SVID in a key record
@@ -224,6 +245,17 @@ type Writer struct {
 	syncArmed   bool
 	// replaying: the records kept for retry are being written again
 	replaying bool
+	// The tree index (<path>.tree, see TreeIndexPath): idxBuf holds the
+	// stored hashes of the leaves written since the last sync (from leaf
+	// idxFrom on), idxMarks their checkpoint and witnessed lines; both go
+	// to the index once durable. nil idx: not kept (idxErr says why).
+	idx        *treeIndex
+	idxBuf     []byte
+	idxMarks   []idxMark
+	idxFrom    uint64
+	idxVisit   compact.VisitFn
+	idxErr     atomic.Pointer[error]
+	recovering bool
 	// flushes answered by the next sync (written while one was in flight)
 	nextFlushes []chan error
 }
@@ -257,6 +289,7 @@ type mark struct {
 	firstSeq  uint64
 	prev      string
 	sinceCkpt int
+	ckptSize  uint64
 	rng       *compact.Range
 	witRange  *compact.Range
 	since     [][]byte
@@ -287,28 +320,45 @@ type item struct {
 // by a crash.
 func Open(path string, opts Options) (*Writer, error) {
 	opts.defaults()
-	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{}),
-		rng: rangeFactory.NewEmptyRange(0), witRange: rangeFactory.NewEmptyRange(0)}
-	w.notFull.L = &w.mu
+	w := newWriter(path, opts)
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	if err := w.recover(); err != nil {
+	if err := w.start(); err != nil {
 		return nil, err
 	}
+	return w, nil
+}
+
+func newWriter(path string, opts Options) *Writer {
+	w := &Writer{path: path, opts: opts, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{}),
+		rng: rangeFactory.NewEmptyRange(0), witRange: rangeFactory.NewEmptyRange(0)}
+	w.notFull.L = &w.mu
+	w.idxVisit = func(_ compact.NodeID, h []byte) { w.idxBuf = append(w.idxBuf, h...) }
+	return w
+}
+
+// start recovers the log and starts the writer's goroutines.
+func (w *Writer) start() error {
+	if err := w.recover(); err != nil {
+		if w.idx != nil {
+			w.idx.close()
+		}
+		return err
+	}
 	w.commit()
-	w.lastCkpt = opts.Clock()
+	w.lastCkpt = w.opts.Clock()
 	if w.sinceCkpt > 0 {
 		// An unsigned tail (a crash): the first record, the first tick or
 		// Close checkpoints it.
 		w.lastCkpt = time.Time{}
 	}
-	if opts.Witness != nil {
+	if w.opts.Witness != nil {
 		w.witReq, w.witDone, w.cosigned = make(chan *witnessJob), make(chan struct{}), make(chan Record, 4)
 		go w.witnessLoop()
 	}
 	go w.loop()
-	return w, nil
+	return nil
 }
 
 // WitnessError is the error of the last witness request, nil once one
@@ -563,6 +613,7 @@ func (w *Writer) loop() {
 			w.writeBatch([]item{{rec: rec}})
 			w.witBusy.Store(false)
 			w.sendWitness()
+			w.retain() // files the witness now covers may go
 			continue
 		}
 		if w.opts.BatchDelay > 0 && !now {
@@ -620,8 +671,15 @@ func (w *Writer) loop() {
 		}
 		w.fail(w.sync())
 		w.closeWitness()
+		w.retain()
 	}
 	w.fail(w.f.Close())
+	if w.idx != nil {
+		w.idx.close()
+	}
+	if w.sqlf != nil {
+		w.sqlf.closeLock()
+	}
 }
 
 // closeWitness waits for the request in flight, then has the last
@@ -782,7 +840,9 @@ func (w *Writer) writeBatch(batch []item) {
 // passed since the last one started, or someone waits for it (a Flush, or
 // a caller whose reference needs the fsync).
 func (w *Writer) syncAllowed() bool {
-	return w.opts.SyncInterval <= 0 || time.Since(w.syncStarted) >= w.opts.SyncInterval ||
+	// A log in a database commits at the "fsync": its lines are not in the
+	// OS before that, so it is not held back.
+	return w.sqlf != nil || w.opts.SyncInterval <= 0 || time.Since(w.syncStarted) >= w.opts.SyncInterval ||
 		len(w.nextFlushes) > 0 || w.waiting()
 }
 
@@ -934,12 +994,18 @@ func (w *Writer) tryCheckpoint() error {
 // wait: they are told err and the record is dropped.
 func (w *Writer) rollback(err error) {
 	m := w.mark
-	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt
+	w.size, w.seq, w.firstSeq, w.prev, w.sinceCkpt, w.ckptSize = m.size, m.seq, m.firstSeq, m.prev, m.sinceCkpt, m.ckptSize
 	// The leaves past the mark may be held by a witness request: append
 	// to a new array rather than over them.
 	w.rng, w.witRange, w.since, w.pend = cloneRange(m.rng), m.witRange, slices.Clip(m.since), m.pend
 	if w.stash != nil && w.stash.size > m.seq {
 		w.stash = nil
+	}
+	if w.idx != nil {
+		w.idxBuf = w.idxBuf[:w.idxBytes(m.seq)]
+		for len(w.idxMarks) > 0 && w.idxMarks[len(w.idxMarks)-1].seq > m.seq {
+			w.idxMarks = w.idxMarks[:len(w.idxMarks)-1]
+		}
 	}
 	for i, rec := range w.unsynced {
 		switch {
@@ -966,13 +1032,15 @@ func (w *Writer) rollback(err error) {
 // replaced, or its file system remounted) at the last synced size.
 func (w *Writer) reopen() error {
 	w.f.Close()
-	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := w.openLog()
 	if err != nil {
 		return fmt.Errorf("audit: reopening: %w", err)
 	}
 	size := w.mark.size
-	if st, err := f.Stat(); err == nil && st.Size() < size {
-		size = 0 // a new file: the chain continues in it
+	if of, ok := f.(*os.File); ok {
+		if st, err := of.Stat(); err == nil && st.Size() < size {
+			size = 0 // a new file: the chain continues in it
+		}
 	}
 	w.f = f
 	if err := f.Truncate(size); err != nil {
@@ -993,7 +1061,7 @@ func (w *Writer) commit() {
 
 // snapshot is the current state, as a rollback mark.
 func (w *Writer) snapshot() mark {
-	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt,
+	return mark{size: w.size, seq: w.seq, firstSeq: w.firstSeq, prev: w.prev, sinceCkpt: w.sinceCkpt, ckptSize: w.ckptSize,
 		rng: cloneRange(w.rng), witRange: w.witRange, since: w.since, pend: w.pend}
 }
 
@@ -1007,8 +1075,18 @@ func (w *Writer) waiting() bool {
 	return false
 }
 
+// logFile is where a Writer's lines go: the log's current file, or the
+// SQL store (OpenSQL).
+type logFile interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Seek(offset int64, whence int) (int64, error)
+	Close() error
+}
+
 // fsync syncs a log file (a variable for the tests of a failing fsync).
-var fsync = (*os.File).Sync
+var fsync = func(f logFile) error { return f.Sync() }
 
 // answerWritten answers, before their fsync, the waiting callers of the
 // unsynced records that only records precede since the last sync. Only
@@ -1018,6 +1096,9 @@ var fsync = (*os.File).Sync
 // may then fall elsewhere), so a record after one could move. Callers of
 // those wait for the fsync (commitTo).
 func (w *Writer) answerWritten() {
+	if w.sqlf != nil {
+		return // lines not committed are in this process only: answered at commit
+	}
 	n := 0
 	for n < len(w.unsynced) && w.unsynced[n].Seq == w.mark.seq+uint64(n)+1 {
 		n++
@@ -1040,6 +1121,7 @@ func (w *Writer) answer(n int) {
 // durable, their waiting callers are answered with their references.
 func (w *Writer) commitTo(m mark, n int) {
 	w.mark = m
+	w.indexTo(m.seq)
 	w.pending.Add(-int64(n))
 	w.answer(n)
 	k := copy(w.unsynced, w.unsynced[n:])
@@ -1048,6 +1130,49 @@ func (w *Writer) commitTo(m mark, n int) {
 	k = copy(w.waiters, w.waiters[n:])
 	clear(w.waiters[k:])
 	w.waiters = w.waiters[:k]
+}
+
+// indexTo adds the leaves up to seq, durable now, to the tree index. An
+// index that cannot be written is given up (IndexError) until the next
+// Open rebuilds it: the log does not depend on it.
+func (w *Writer) indexTo(seq uint64) {
+	if w.idx == nil || seq <= w.idxFrom {
+		return
+	}
+	nb, nm := w.idxBytes(seq), 0
+	for nm < len(w.idxMarks) && w.idxMarks[nm].seq <= seq {
+		nm++
+	}
+	if err := w.idx.append(w.idxBuf[:nb], w.idxMarks[:nm]); err != nil {
+		w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		return
+	}
+	w.idxBuf = w.idxBuf[:copy(w.idxBuf, w.idxBuf[nb:])]
+	w.idxMarks = w.idxMarks[:copy(w.idxMarks, w.idxMarks[nm:])]
+	w.idxFrom = seq
+}
+
+// idxBytes is how many bytes of idxBuf the leaves before seq fill.
+func (w *Writer) idxBytes(seq uint64) int {
+	return int(tlog.StoredHashCount(int64(seq))-tlog.StoredHashCount(int64(w.idxFrom))) * hashSize
+}
+
+func (w *Writer) dropIndex(err error) {
+	w.idxErr.Store(&err)
+	if w.idx != nil {
+		w.idx.close()
+	}
+	w.idx, w.idxBuf, w.idxMarks = nil, nil, nil
+}
+
+// IndexError says why the tree index (TreeIndexPath) is not kept, nil
+// while it is: `agentid audit prove` then reads the whole log instead,
+// and the next Open rebuilds the index.
+func (w *Writer) IndexError() error {
+	if err := w.idxErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 func (w *Writer) fail(err error) {
@@ -1061,17 +1186,25 @@ func (w *Writer) write(rec *Record) error {
 		rec.Time = w.opts.Clock()
 	}
 	rec.Time = rec.Time.UTC()
-	rec.Seq = w.seq + 1
-	rec.Prev = w.prev
-	w.line = rec.appendJSON(w.line[:0])
-	line := w.line
-	if w.opts.MaxBytes > 0 && w.size > 0 && w.size+int64(len(line))+1 > w.opts.MaxBytes {
+	w.encode(rec)
+	// A checkpoint stays in the file of the key record before it.
+	if w.size > 0 && rec.Type != TypeCheckpoint && (w.opts.MaxBytes > 0 && w.size+int64(len(w.line))+1 > w.opts.MaxBytes ||
+		w.opts.RotateInterval > 0 && rec.Time.Sub(w.fileStart) >= w.opts.RotateInterval) {
 		if err := w.rotate(); err != nil {
 			return err
 		}
 	}
+	if w.size == 0 && w.seq > 0 && rec.Type != TypeSegment {
+		// A file after the log's first starts with the tree state, so
+		// that it verifies without the files before it.
+		if err := w.write(&Record{Type: TypeSegment, Time: rec.Time, Origin: w.origin, Tree: slices.Clone(w.rng.Hashes())}); err != nil {
+			return err
+		}
+		w.encode(rec)
+	}
+	line := w.line
 	if w.size == 0 {
-		w.firstSeq = rec.Seq
+		w.firstSeq, w.fileStart = rec.Seq, rec.Time
 	}
 	if _, err := w.buf.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -1080,11 +1213,18 @@ func (w *Writer) write(rec *Record) error {
 	w.seq, w.prev = rec.Seq, lineHash(line)
 	w.addLeaf(line, rec.Type, rec.Note)
 	switch rec.Type {
-	case TypeCheckpoint, TypeKey, TypeWitnessed:
+	case TypeCheckpoint, TypeKey, TypeWitnessed, TypeSegment:
 	default:
 		w.sinceCkpt++
 	}
 	return nil
+}
+
+// encode numbers rec as the next line and encodes it into w.line.
+func (w *Writer) encode(rec *Record) {
+	rec.Seq = w.seq + 1
+	rec.Prev = w.prev
+	w.line = rec.appendJSON(w.line[:0])
 }
 
 // addLeaf adds a line (the next, at index w.seq-1) to the tree and keeps
@@ -1095,11 +1235,28 @@ func (w *Writer) addLeaf(line []byte, typ, noteText string) {
 	if w.rng.End() == 0 {
 		w.origin = Origin(line)
 	}
+	if typ == TypeCheckpoint && noteText != "" {
+		w.ckptSize = w.rng.End()
+	}
 	if typ == TypeCheckpoint && w.opts.Witness != nil {
 		w.pend = append(w.pend, snapshot{size: w.rng.End(), rng: cloneRange(w.rng)})
 	}
 	leaf := LeafHash(line)
-	if err := w.rng.Append(leaf, nil); err != nil {
+	var visit compact.VisitFn
+	if w.idx != nil {
+		if kind, size := leafKind(typ, noteText, w.rng.End()); kind != leafRecord {
+			if w.recovering {
+				w.idx.head.note(kind, w.rng.End()+1, size)
+			} else {
+				w.idxMarks = append(w.idxMarks, idxMark{kind, w.rng.End() + 1, size})
+			}
+		}
+		visit = w.idxVisit
+		if w.recovering {
+			visit = w.idx.visit // durable already: checked against the index
+		}
+	}
+	if err := w.rng.Append(leaf, visit); err != nil {
 		panic(err) // appending to a valid range cannot fail
 	}
 	if w.opts.Witness == nil {
@@ -1225,11 +1382,67 @@ func (w *Writer) rotate() error {
 		return err
 	}
 	w.commit()
+	w.retain()
 	return nil
 }
 
+// retain deletes the oldest files of the log beyond MaxSegments (see
+// Options.MaxSegments). A file that cannot be deleted yet stays until a
+// later rotation; errors are kept for RetentionError, not fatal.
+func (w *Writer) retain() {
+	if w.opts.MaxSegments <= 0 {
+		return
+	}
+	segs, err := segments(w.path)
+	if err != nil {
+		w.retErr.Store(&err)
+		return
+	}
+	covered := w.ckptSize
+	if w.opts.Witness != nil {
+		covered = w.witSize.Load()
+	}
+	for len(segs) > w.opts.MaxSegments && len(segs) >= 2 {
+		next := segs[1]
+		if next.firstSeq-1 > covered {
+			return // its last lines are not covered (witnessed) yet
+		}
+		if typ, err := firstType(next.path); err != nil || typ != TypeSegment {
+			if err == nil {
+				err = fmt.Errorf("audit: retention: %s does not start with a segment record (written before them): %s is kept", next.path, segs[0].path)
+			}
+			w.retErr.Store(&err)
+			return
+		}
+		if err := os.Remove(segs[0].path); err != nil {
+			err = fmt.Errorf("audit: retention: %w", err)
+			w.retErr.Store(&err)
+			return
+		}
+		segs = segs[1:]
+	}
+	w.retErr.Store(nil)
+}
+
+// RetentionError is why retention last failed to delete a file it should
+// have (nil: none).
+func (w *Writer) RetentionError() error {
+	if err := w.retErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// openLog opens the current file (or the SQL store) for writing.
+func (w *Writer) openLog() (logFile, error) {
+	if w.sqlf != nil {
+		return w.sqlf, nil
+	}
+	return os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+}
+
 func (w *Writer) openFile(truncateTo int64) error {
-	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := w.openLog()
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -1251,12 +1464,38 @@ func (w *Writer) openFile(truncateTo int64) error {
 func (w *Writer) recover() error {
 	w.prev = GenesisPrev
 	files, err := Files(w.path)
+	if w.sqlf != nil {
+		files, err = []string{w.path}, nil // one table, no segments
+	}
 	if err != nil {
 		return err
 	}
 	keep := int64(0)
+	if len(files) > 0 && w.sqlf == nil {
+		// Retention deleted the files before this one: the tree state
+		// carries over from its segment record.
+		if rec, err := firstRecord(files[0]); err == nil && rec.Type == TypeSegment && rec.Seq > 1 {
+			r, err := rangeFactory.NewRange(0, rec.Seq-1, rec.Tree)
+			if err != nil {
+				return fmt.Errorf("audit: %s: segment record: %w", files[0], err)
+			}
+			w.rng, w.witRange, w.origin, w.seq = r, cloneRange(r), rec.Origin, rec.Seq-1
+		}
+	}
+	if !w.opts.NoTreeIndex {
+		if w.idx, err = openTreeIndex(w.path, w.rng); err != nil {
+			w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		}
+	}
+	w.recovering = true
+	defer func() { w.recovering = false }()
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		var data []byte
+		if w.sqlf != nil {
+			data, err = w.sqlf.readAll()
+		} else {
+			data, err = os.ReadFile(f)
+		}
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
@@ -1270,15 +1509,16 @@ func (w *Writer) recover() error {
 			line, after, _ := bytes.Cut(rest, []byte{'\n'})
 			rest = after
 			var head struct {
-				Seq  uint64 `json:"seq"`
-				Type string `json:"type"`
-				Note string `json:"note"`
+				Seq  uint64    `json:"seq"`
+				Time time.Time `json:"time"`
+				Type string    `json:"type"`
+				Note string    `json:"note"`
 			}
 			if err := json.Unmarshal(line, &head); err != nil {
 				return fmt.Errorf("audit: %s: line of seq %d: %w", f, w.seq+1, err)
 			}
 			if first && f == w.path {
-				w.firstSeq = head.Seq
+				w.firstSeq, w.fileStart = head.Seq, head.Time
 			}
 			first = false
 			w.seq, w.prev = head.Seq, lineHash(line)
@@ -1286,7 +1526,7 @@ func (w *Writer) recover() error {
 			switch head.Type {
 			case TypeCheckpoint:
 				w.sinceCkpt = 0
-			case TypeKey, TypeWitnessed:
+			case TypeKey, TypeWitnessed, TypeSegment:
 			default:
 				w.sinceCkpt++
 			}
@@ -1294,6 +1534,12 @@ func (w *Writer) recover() error {
 	}
 	if w.seq != w.rng.End() {
 		return fmt.Errorf("audit: %s: the last line has seq %d but the log has %d lines (run agentid audit verify)", w.path, w.seq, w.rng.End())
+	}
+	if w.idx != nil {
+		if err := w.idx.flush(); err != nil {
+			w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
+		}
+		w.idxFrom = w.seq
 	}
 	return w.openFile(keep)
 }

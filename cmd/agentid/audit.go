@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("audit", "decision logs: audit verify FILE --bundle B [--signer ID] [--witness-key K], audit witness, audit prove, audit verify-receipt, audit export, audit tail", func(env *cli, args []string) error {
+	register("audit", "decision logs: audit verify FILE --bundle B [--signer ID] [--witness-key K], audit witness, audit prove, audit verify-receipt, audit export, audit tail, audit dump", func(env *cli, args []string) error {
 		return env.subcommands("audit", args, map[string]func(*cli, []string) error{
 			"verify":         (*cli).auditVerify,
 			"witness":        (*cli).auditWitness,
@@ -23,6 +23,7 @@ func init() {
 			"verify-receipt": (*cli).auditVerifyReceipt,
 			"export":         (*cli).auditExport,
 			"tail":           (*cli).auditTail,
+			"dump":           (*cli).auditDump,
 		})
 	})
 }
@@ -92,6 +93,11 @@ Exits 1 naming what is wrong.`)
 			opts.Witnessed = append(opts.Witnessed, data)
 		}
 		opts.MaxUnsigned, opts.MaxUnsignedAge = *maxUnsigned, *maxAge
+		if idx := audit.TreeIndexPath(fs.Arg(0)); fs.NArg() == 1 {
+			if _, err := os.Stat(idx); err == nil {
+				opts.TreeIndex = idx // for a --checkpoint older than the files left by retention
+			}
+		}
 		sum, err = audit.Verify(files, opts)
 	}
 	var ve *audit.VerifyError
@@ -121,6 +127,9 @@ Exits 1 naming what is wrong.`)
 	fmt.Fprintln(env.stdout)
 	a := sum.Anchor
 	fmt.Fprintf(env.stdout, "anchor: checkpoint at seq %d (tree size %d) by %s, its SVID valid at %s (%s)\n", a.Seq, a.Size, a.Signer, a.Time.UTC().Format(time.RFC3339), a.TimeSource)
+	if sum.Start > 0 {
+		fmt.Fprintf(env.stdout, "note: the files start at seq %d: the lines before were deleted (retention). Their tree state comes from the first file's segment record, which the checkpoints after it commit to; receipts for them stay valid, and a witness's checkpoint this log extends shows the deleted lines were not rewritten before it\n", sum.Start+1)
+	}
 	if sum.Format == audit.FormatV1 {
 		fmt.Fprintln(env.stdout, "note: hash-chain v1 format (written before issue 13): no Merkle tree, no witness, no receipts")
 	}

@@ -39,8 +39,8 @@ func (f *recordFilter) parse() error {
 }
 
 // keep reports whether a line is printed: by default the decisions and the
-// registrar's actions, not the log's own key, checkpoint and witnessed
-// records (--all prints every line).
+// registrar's actions, not the log's own key, checkpoint, witnessed and
+// segment records (--all prints every line).
 func (f *recordFilter) keep(line []byte) (bool, error) {
 	var h struct {
 		Seq  uint64    `json:"seq"`
@@ -56,7 +56,7 @@ func (f *recordFilter) keep(line []byte) (bool, error) {
 	if len(f.types) > 0 {
 		return slices.Contains(f.types, h.Type), nil
 	}
-	return f.all || (h.Type != audit.TypeCheckpoint && h.Type != audit.TypeKey && h.Type != audit.TypeWitnessed), nil
+	return f.all || (h.Type != audit.TypeCheckpoint && h.Type != audit.TypeKey && h.Type != audit.TypeWitnessed && h.Type != audit.TypeSegment), nil
 }
 
 // eachLine calls fn with every complete line of r (without its newline).

@@ -123,7 +123,7 @@ func (env *cli) auditWitnessLatest(args []string) error {
 }
 
 func (env *cli) auditProve(args []string) error {
-	fs := env.flags("audit prove", "audit prove --index N [--out FILE] LOG\n\nWrites the receipt of the record at index N (its seq - 1): the record, its\ninclusion proof, the last witnessed (else signed) checkpoint covering it and\nthe key record with the writer's certificates.")
+	fs := env.flags("audit prove", "audit prove --index N [--out FILE] LOG\n\nWrites the receipt of the record at index N (its seq - 1): the record, its\ninclusion proof, the last witnessed (else signed) checkpoint covering it and\nthe key record with the writer's certificates. It reads the tree index the\nwriter keeps beside the log (LOG.tree; checked against the log's signed\ncheckpoint, never trusted), else the whole log.")
 	index := fs.Uint64("index", 0, "the record's index in the log (seq - 1)")
 	out := fs.String("out", "", "write the receipt here (default: stdout)")
 	if err := parseFlags(fs, args); err != nil {
@@ -136,7 +136,7 @@ func (env *cli) auditProve(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := audit.Prove(files, *index)
+	r, err := proveReceipt(env, fs.Args(), files, *index)
 	if err != nil {
 		return err
 	}
@@ -150,6 +150,20 @@ func (env *cli) auditProve(args []string) error {
 		return err
 	}
 	return os.WriteFile(*out, data, 0o640)
+}
+
+// proveReceipt proves from the log's tree index (audit.ProveIndexed) when
+// given one log, else, or when the index cannot, by reading the whole log
+// (audit.Prove), saying why on stderr.
+func proveReceipt(env *cli, args, files []string, index uint64) (*audit.Receipt, error) {
+	if len(args) == 1 {
+		r, err := audit.ProveIndexed(args[0], index)
+		if err == nil {
+			return r, nil
+		}
+		fmt.Fprintf(env.stderr, "note: %v; reading the whole log instead\n", err)
+	}
+	return audit.Prove(files, index)
 }
 
 func (env *cli) auditVerifyReceipt(args []string) error {

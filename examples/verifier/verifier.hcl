@@ -16,6 +16,8 @@ audit {
   path                = "/var/log/agentid/audit.log"
   durability          = "batch"   # written per batch, fsync at most every 10 ms; "every" or "none"
   max_bytes           = 67108864  # rotate at 64 MiB, the chain continues
+  # rotate_interval     = "24h"     # also rotate daily
+  # max_segments        = 30        # retention: keep 30 files (receipts stay valid)
   checkpoint_every    = 1000      # signed checkpoint every 1000 records…
   checkpoint_interval = "1m"      # …and at least once a minute
   on_failure          = "deny"    # a decision the log cannot take is refused (503); "allow" gives it unrecorded

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/registrar"
@@ -35,11 +36,19 @@ type fileConfig struct {
 	MaxX509SVIDTTL     string `hcl:"max_x509_svid_ttl,optional"`
 	MaxJWTSVIDTTL      string `hcl:"max_jwt_svid_ttl,optional"`
 	Audit              *struct {
-		Path       string `hcl:"path"`
+		Path       string `hcl:"path,optional"`
 		Durability string `hcl:"durability,optional"`
-		SignerID   string `hcl:"signer_id,optional"`
-		WitnessURL string `hcl:"witness_url,optional"`
-		WitnessKey string `hcl:"witness_key,optional"`
+		// Rotation and retention (package audit, Options).
+		MaxBytes       int64  `hcl:"max_bytes,optional"`
+		RotateInterval string `hcl:"rotate_interval,optional"`
+		MaxSegments    int    `hcl:"max_segments,optional"`
+		SignerID       string `hcl:"signer_id,optional"`
+		WitnessURL     string `hcl:"witness_url,optional"`
+		WitnessKey     string `hcl:"witness_key,optional"`
+		MySQL          *struct {
+			DSN string `hcl:"dsn"`
+			Log string `hcl:"log"`
+		} `hcl:"mysql,block"`
 	} `hcl:"audit,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -85,6 +94,14 @@ type Config struct {
 	// registrar's SVID when it has one.
 	AuditPath       string
 	AuditDurability audit.Durability
+	// AuditMaxBytes, AuditRotateInterval and AuditMaxSegments are the
+	// log's rotation and retention (audit.Options).
+	AuditMaxBytes       int64
+	AuditRotateInterval time.Duration
+	AuditMaxSegments    int
+	// AuditMySQL, instead of AuditPath, keeps the log in MariaDB/MySQL
+	// (audit { mysql { dsn, log } }).
+	AuditMySQL *mysqlstore.Config
 	// AuditSignerID (signer_id) is the only SPIFFE ID checkpoints are
 	// signed as; AuditWitness (witness_url, witness_key) cosigns them.
 	AuditSignerID spiffeid.ID
@@ -161,7 +178,23 @@ func (raw *fileConfig) build() (*Config, error) {
 		if cfg.AuditDurability, err = audit.ParseDurability(a.Durability); err != nil {
 			return nil, hclconf.At(raw.body, "audit.durability", fmt.Errorf("audit.durability: %w", err))
 		}
-		cfg.AuditPath = a.Path
+		cfg.AuditPath, cfg.AuditMaxBytes, cfg.AuditMaxSegments = a.Path, a.MaxBytes, a.MaxSegments
+		switch {
+		case a.MySQL != nil && a.Path != "":
+			return nil, hclconf.At(raw.body, "audit.path", errors.New("audit: path (a file log) and a mysql block (a log in MariaDB/MySQL) exclude each other"))
+		case a.MySQL != nil:
+			c := mysqlstore.Config{DSN: a.MySQL.DSN, Log: a.MySQL.Log}
+			if key, err := c.Check(); err != nil {
+				return nil, hclconf.At(raw.body, "audit.mysql."+key, err)
+			}
+			cfg.AuditMySQL = &c
+		case a.Path == "":
+			return nil, errors.New("audit: give path (a file log) or a mysql { dsn, log } block")
+		}
+		var key string
+		if cfg.AuditRotateInterval, key, err = audit.ParseRotation(a.RotateInterval, a.MaxSegments); err != nil {
+			return nil, hclconf.At(raw.body, "audit."+key, err)
+		}
 		ws, err := witness.ParseWriterSettings(a.SignerID, a.WitnessURL, a.WitnessKey)
 		if err != nil {
 			return nil, hclconf.At(raw.body, "audit."+ws.BadKey, err)

@@ -74,6 +74,12 @@ func TestParseConfigErrors(t *testing.T) {
 			`registrar config r.hcl:8:17: audit.witness_key "nope": want a cosignature/v1 verifier key (agentid audit witness keygen): malformed verifier id`},
 		{"task signer_id", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  signer_id = \"spiffe://example.org/agent/a/task/T\"\n}\n",
 			`registrar config r.hcl:7:15: audit.signer_id "spiffe://example.org/agent/a/task/T" is an agent task's identity: task SVIDs never sign logs`},
+		{"bad rotate_interval", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  rotate_interval = \"-1h\"\n}\n",
+			`registrar config r.hcl:7:21: audit.rotate_interval "-1h": want a duration such as "24h": negative`},
+		{"negative max_segments", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  max_segments = -1\n}\n",
+			`registrar config r.hcl:7:18: audit.max_segments -1: want 0 (keep every file) or the number of files to keep`},
+		{"bad mysql log", base + "operator_socket = \"/o\"\naudit {\n  mysql {\n    dsn = \"u@unix(/run/mysqld/mysqld.sock)/agentid\"\n    log = \"\"\n  }\n}\n",
+			`registrar config r.hcl:8:11: audit.mysql.log: want a name of 1 to 190 characters, one per writer`},
 		{"bad durability", base + "operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  durability = \"often\"\n}\n",
 			`registrar config r.hcl:7:16: audit.durability: audit: durability "often": want batch, every or none`},
 		{"bad ttl", base + "operator_socket = \"/o\"\nmax_jwt_svid_ttl = \"-5m\"\n",
@@ -90,6 +96,10 @@ func TestParseConfigErrors(t *testing.T) {
 	cfg, err := ParseConfig([]byte(base+"operator_socket = \"/o\"\n"), "r.hcl")
 	if err != nil || cfg.OperatorSocketMode != DefaultOperatorSocketMode || cfg.SelectorType != "agentid" || cfg.ParentID != "" || cfg.MetricsListen != "" {
 		t.Errorf("defaults: %+v %v", cfg, err)
+	}
+	cfg, err = ParseConfig([]byte(base+"operator_socket = \"/o\"\naudit {\n  path = \"a\"\n  max_bytes = 1048576\n  rotate_interval = \"24h\"\n  max_segments = 30\n}\n"), "r.hcl")
+	if err != nil || cfg.AuditMaxBytes != 1<<20 || cfg.AuditRotateInterval != 24*time.Hour || cfg.AuditMaxSegments != 30 {
+		t.Errorf("rotation and retention: %+v %v", cfg, err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/internal/recovery"
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -98,19 +99,26 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 		}
 	}
 	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics)}
-	if cfg.AuditPath != "" {
-		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID}
+	if cfg.AuditPath != "" || cfg.AuditMySQL != nil {
+		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID,
+			MaxBytes: cfg.AuditMaxBytes, RotateInterval: cfg.AuditRotateInterval, MaxSegments: cfg.AuditMaxSegments}
 		if cfg.AuditWitness != nil {
 			aopts.Witness = cfg.AuditWitness
 		}
 		if src != nil {
 			aopts.Signer = src.X509SVID
 		}
-		w, err := audit.Open(cfg.AuditPath, aopts)
+		var w *audit.Writer
+		closeLog := func() error { return w.Close() }
+		if cfg.AuditMySQL != nil {
+			w, closeLog, err = mysqlstore.Open(ctx, *cfg.AuditMySQL, aopts)
+		} else {
+			w, err = audit.Open(cfg.AuditPath, aopts)
+		}
 		if err != nil {
 			return err
 		}
-		d.closers = append(d.closers, w.Close)
+		d.closers = append(d.closers, closeLog)
 		opts = append(opts, WithAudit(w))
 	}
 	if cfg.JWTAudience != "" {

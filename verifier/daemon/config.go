@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/policies"
@@ -47,9 +48,11 @@ type fileConfig struct {
 		SVIDKey    string `hcl:"svid_key,optional"`
 	} `hcl:"files,block"`
 	Audit *struct {
-		Path               string `hcl:"path"`
+		Path               string `hcl:"path,optional"`
 		Durability         string `hcl:"durability,optional"`
 		MaxBytes           int64  `hcl:"max_bytes,optional"`
+		RotateInterval     string `hcl:"rotate_interval,optional"`
+		MaxSegments        int    `hcl:"max_segments,optional"`
 		CheckpointEvery    int    `hcl:"checkpoint_every,optional"`
 		CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 		OnFailure          string `hcl:"on_failure,optional"`
@@ -57,6 +60,10 @@ type fileConfig struct {
 		SignerID           string `hcl:"signer_id,optional"`
 		WitnessURL         string `hcl:"witness_url,optional"`
 		WitnessKey         string `hcl:"witness_key,optional"`
+		MySQL              *struct {
+			DSN string `hcl:"dsn"`
+			Log string `hcl:"log"`
+		} `hcl:"mysql,block"`
 	} `hcl:"audit,block"`
 	ExtAuthz *struct {
 		Listen         string   `hcl:"listen"`
@@ -169,6 +176,9 @@ type AuditConfig struct {
 	FailOpen bool
 	// WitnessURL is witness_url (Options.Witness is its client).
 	WitnessURL string
+	// MySQL, instead of Path, keeps the log in MariaDB/MySQL (the
+	// mysql { dsn, log } block; package audit/mysqlstore).
+	MySQL *mysqlstore.Config
 	// Receipts (default true; receipts = false turns them off): every
 	// allowed decision waits until its record is durable and carries its
 	// reference (x-agentid-receipt, the check API's "receipt").
@@ -273,13 +283,29 @@ func (cfg *Config) buildAudit(raw *fileConfig) error {
 	if err != nil {
 		return at("durability", fmt.Errorf("audit.durability: %w", err))
 	}
-	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery}
+	opts := audit.Options{Durability: d, MaxBytes: a.MaxBytes, CheckpointEvery: a.CheckpointEvery, MaxSegments: a.MaxSegments}
+	var key string
+	if opts.RotateInterval, key, err = audit.ParseRotation(a.RotateInterval, a.MaxSegments); err != nil {
+		return at(key, err)
+	}
 	if a.CheckpointInterval != "" {
 		if opts.CheckpointInterval, err = time.ParseDuration(a.CheckpointInterval); err != nil {
 			return at("checkpoint_interval", fmt.Errorf("audit.checkpoint_interval: %w", err))
 		}
 	}
 	cfg.Audit = &AuditConfig{Path: a.Path, Options: opts, Receipts: a.Receipts == nil || *a.Receipts}
+	switch {
+	case a.MySQL != nil && a.Path != "":
+		return at("path", errors.New("audit: path (a file log) and a mysql block (a log in MariaDB/MySQL) exclude each other"))
+	case a.MySQL != nil:
+		c := mysqlstore.Config{DSN: a.MySQL.DSN, Log: a.MySQL.Log}
+		if key, err := c.Check(); err != nil {
+			return at("mysql."+key, err)
+		}
+		cfg.Audit.MySQL = &c
+	case a.Path == "":
+		return errors.New("audit: give path (a file log) or a mysql { dsn, log } block")
+	}
 	switch a.OnFailure {
 	case "", "deny":
 	case "allow":

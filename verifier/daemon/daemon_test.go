@@ -60,6 +60,10 @@ func TestAuditWriterSettings(t *testing.T) {
 	if a.Options.SignerID.String() != "spiffe://example.org/verifier" || a.Options.Witness == nil || a.WitnessURL != "https://witness.example.org:8480" || !a.Receipts {
 		t.Fatalf("audit config %+v", a)
 	}
+	cfg, err = daemon.ParseConfig([]byte(auditBlock(` max_bytes = 1048576`+"\n"+` rotate_interval = "24h"`+"\n"+` max_segments = 30`)), "v.hcl")
+	if o := cfg.Audit.Options; err != nil || o.MaxBytes != 1<<20 || o.RotateInterval != 24*time.Hour || o.MaxSegments != 30 {
+		t.Fatalf("rotation and retention: %+v %v", cfg.Audit, err)
+	}
 	cfg, err = daemon.ParseConfig([]byte(auditBlock(` receipts = false`)), "v.hcl")
 	if err != nil || cfg.Audit.Receipts || cfg.Audit.Options.Witness != nil {
 		t.Fatalf("receipts = false: %+v %v", cfg.Audit, err)
@@ -91,6 +95,11 @@ func TestConfigErrors(t *testing.T) {
 		{"witness_key alone", auditBlock(` witness_key = "` + testWitnessKey + `"`), `v.hcl:8:16: audit.witness_key needs witness_url`},
 		{"task signer_id", auditBlock(` signer_id = "spiffe://example.org/agent/a/task/T-1"`), `v.hcl:8:14: audit.signer_id "spiffe://example.org/agent/a/task/T-1" is an agent task's identity`},
 		{"bad signer_id", auditBlock(` signer_id = "verifier"`), `v.hcl:8:14: audit.signer_id "verifier": scheme is missing or invalid`},
+		{"bad rotate_interval", auditBlock(` rotate_interval = "daily"`), `v.hcl:8:20: audit.rotate_interval "daily": want a duration such as "24h"`},
+		{"negative max_segments", auditBlock(` max_segments = -2`), `v.hcl:8:17: audit.max_segments -2: want 0 (keep every file) or the number of files to keep`},
+		{"path and mysql", auditBlock(" mysql {\n  dsn = \"u@tcp(db:3306)/agentid\"\n  log = \"v\"\n }"), `v.hcl:7:9: audit: path (a file log) and a mysql block (a log in MariaDB/MySQL) exclude each other`},
+		{"bad mysql dsn", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n mysql {\n  dsn = \"db:3306\"\n  log = \"v\"\n }\n}\ncheck_api {\n listen = \":0\"\n}\n", `v.hcl:8:9: audit.mysql.dsn: invalid DSN`},
+		{"neither path nor mysql", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n durability = \"batch\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `audit: give path (a file log) or a mysql { dsn, log } block`},
 		{"syntax", "trust_domain = \n", "v.hcl:1:16: Invalid expression"},
 		{"bad on_failure", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\naudit {\n path = \"a\"\n on_failure = \"ignore\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `audit.on_failure "ignore": want "deny" (default) or "allow"`},
 		{"bad caller", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n allowed_callers = [\"envoy\"]\n}\n", `check_api.allowed_callers: "envoy"`},

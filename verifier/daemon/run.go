@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/audit/mysqlstore"
 	"github.com/agentid/agentid/internal/recovery"
 	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
@@ -72,11 +73,17 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	if cfg.Audit != nil {
 		opts := cfg.Audit.Options
 		opts.Signer = d.svids
-		if w, err = audit.Open(cfg.Audit.Path, opts); err != nil {
+		closeLog := func() error { return w.Close() }
+		if cfg.Audit.MySQL != nil {
+			w, closeLog, err = mysqlstore.Open(ctx, *cfg.Audit.MySQL, opts)
+		} else {
+			w, err = audit.Open(cfg.Audit.Path, opts)
+		}
+		if err != nil {
 			d.Close()
 			return nil, err
 		}
-		d.closers = append(d.closers, w.Close)
+		d.closers = append(d.closers, closeLog)
 	}
 	d.audit = w
 	d.metrics = newMetrics(w)
