@@ -22,7 +22,11 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 			Decision: "deny", Rules: []string{"r1 (a.hcl:1)", "r2 (b.hcl:2)"}, Reason: "line1\nline2\t<&>",
 			PolicyDigest: "sha256:00", Signer: "spiffe://example.org/v", Chain: [][]byte{{1, 2, 3}, {4}},
 			Signature: []byte{0xff, 0}, Prev: "sha256:11",
+			AgentSig: &AgentSignature{Label: "agentid", Base: "\"@method\": POST\n\"@signature-params\": (\"@method\")", Sig: []byte{1, 2},
+				Input: "agentid=(\"@method\")", Value: "agentid=:AQI=:"},
 		},
+		{Seq: 2, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeDecision, Prev: GenesisPrev,
+			AgentSig: &AgentSignature{Input: "garbled"}},
 	}
 	for _, rec := range recs {
 		enc := rec.appendJSON(nil)
