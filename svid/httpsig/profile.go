@@ -260,5 +260,9 @@ func RequestMessage(r *http.Request) *Message {
 	if target == "" {
 		target = r.URL.RequestURI()
 	}
+	if !strings.HasPrefix(target, "/") && strings.Contains(target, "://") {
+		// absolute-form (a request to a forward proxy): the target URI as sent
+		return &Message{Method: r.Method, TargetURI: target, Header: r.Header}
+	}
 	return &Message{Method: r.Method, TargetURI: scheme + "://" + r.Host + target, Header: r.Header}
 }
