@@ -91,6 +91,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Observe:       d.observe,
+		Signatures: &verifier.Signatures{Require: cfg.Signatures.Require, Window: cfg.Signatures.Window,
+			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces},
 	}
 	if lc := cfg.Liveness; lc != nil {
 		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
