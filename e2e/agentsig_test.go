@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -111,6 +112,16 @@ proxy {
 	if got := <-bodies; got != body {
 		t.Fatalf("upstream body %q", got)
 	}
+	// The TypeScript agent (examples/ts-agent): its SVID from the SPIRE
+	// agent's Workload API over @grpc/grpc-js, its signature made with
+	// http-message-sig, accepted by the Go verifier.
+	node, agentJS := tsAgent(t)
+	out, err := s.run("run", "--task-file", task, "--manifest-dir", s.manifestDir, "--",
+		node, agentJS, "--socket", s.agent.SocketPath, "--method", "POST", "--url", url, "--body", body)
+	if got := strings.TrimSpace(out); err != nil || got != "200 created by task=P-1" {
+		t.Fatalf("TypeScript agent: %v %q", err, got)
+	}
+	<-bodies
 
 	// The evidence file of the signed decision verifies offline.
 	index := signedDecision(t, auditPath)
@@ -128,7 +139,7 @@ proxy {
 		}
 		time.Sleep(200 * time.Millisecond) // the checkpoint is on its way
 	}
-	out, err := s.run("audit", "verify-receipt", receipt, "--bundle", bundle)
+	out, err = s.run("audit", "verify-receipt", receipt, "--bundle", bundle)
 	want := "agent signature: OK: spiffe://example.org/agent/planner/task/P-1 (its X.509-SVID key, keyid "
 	wantReq := "ecdsa-p256-sha256) requested POST " + url + " with body " + httpsig.ContentDigest([]byte(body)) + " at "
 	if err != nil || !strings.Contains(out, want) || !strings.Contains(out, wantReq) {
@@ -156,4 +167,29 @@ func signedDecision(t *testing.T, path string) int {
 	}
 	t.Fatal("no signed allowed decision in the log")
 	return 0
+}
+
+// tsAgent builds examples/ts-agent (npm ci when its node_modules is not
+// current, tsc) and returns the node binary and the agent's script.
+func tsAgent(t *testing.T) (node, script string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is required for the TypeScript agent: ", err)
+	}
+	dir := filepath.Join(repoRoot(t), "examples", "ts-agent")
+	steps := [][]string{{"npm", "run", "build"}}
+	lock, err1 := os.Stat(filepath.Join(dir, "package-lock.json"))
+	hidden, err2 := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
+	if err1 != nil || err2 != nil || hidden.ModTime().Before(lock.ModTime()) {
+		steps = append([][]string{{"npm", "ci", "--no-audit", "--no-fund", "--cache", filepath.Join(repoRoot(t), ".cache", "npm")}}, steps...)
+	}
+	for _, args := range steps {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return node, filepath.Join(dir, "dist", "agent.js")
 }
