@@ -8,11 +8,13 @@ package audit
 // signature, so that `agentid audit verify-receipt` can check it with the
 // trust bundle alone. For a refused one, Input and Value are the
 // Signature-Input and Signature fields as received (bounded), and Base is
-// empty.
+// empty. Body is the request body, only when the operator opted in
+// (signatures { record_body = true }) and it was within the size bound.
 type AgentSignature struct {
 	Label string `json:"label,omitempty"`
 	Base  string `json:"base,omitempty"`
 	Sig   []byte `json:"sig,omitempty"`
 	Input string `json:"input,omitempty"`
 	Value string `json:"value,omitempty"`
+	Body  []byte `json:"body,omitempty"`
 }

@@ -152,6 +152,10 @@ func appendAgentSig(b []byte, s *AgentSignature) []byte {
 	}
 	b = field(b, "input", s.Input, true)
 	b = field(b, "value", s.Value, true)
+	if len(s.Body) > 0 {
+		b = append(b, `,"body":`...)
+		b = appendBytes(b, s.Body)
+	}
 	if len(b) > n {
 		b = append(b[:n], b[n+1:]...) // the first member's comma
 	}

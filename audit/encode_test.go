@@ -23,7 +23,7 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 			PolicyDigest: "sha256:00", Signer: "spiffe://example.org/v", Chain: [][]byte{{1, 2, 3}, {4}},
 			Signature: []byte{0xff, 0}, Prev: "sha256:11",
 			AgentSig: &AgentSignature{Label: "agentid", Base: "\"@method\": POST\n\"@signature-params\": (\"@method\")", Sig: []byte{1, 2},
-				Input: "agentid=(\"@method\")", Value: "agentid=:AQI=:"},
+				Input: "agentid=(\"@method\")", Value: "agentid=:AQI=:", Body: []byte("{\"a\":1}")},
 		},
 		{Seq: 2, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeDecision, Prev: GenesisPrev,
 			AgentSig: &AgentSignature{Input: "garbled"}},

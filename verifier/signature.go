@@ -37,6 +37,13 @@ type Signatures struct {
 	// requests are refused (signature_nonce_capacity) rather than a nonce
 	// forgotten early.
 	MaxNonces int
+	// RecordBody also puts the body of a verified signed request into the
+	// audit record (audit.AgentSignature.Body), when it is at most
+	// MaxRecordedBody bytes (default 64 KiB), so that a receipt proves the
+	// body and not only its digest. Off by default: the log would hold
+	// request payloads.
+	RecordBody      bool
+	MaxRecordedBody int
 
 	once   sync.Once
 	nonces *nonceCache
@@ -63,6 +70,13 @@ func (s *Signatures) window() time.Duration {
 		return s.Window
 	}
 	return httpsig.DefaultWindow
+}
+
+func (s *Signatures) maxRecordedBody() int {
+	if s.MaxRecordedBody > 0 {
+		return s.MaxRecordedBody
+	}
+	return 64 << 10
 }
 
 func (s *Signatures) cache() *nonceCache {
@@ -107,6 +121,9 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 	}
 	e := ver.Evidence()
 	r.sig = &audit.AgentSignature{Label: e.Label, Base: e.Base, Sig: e.Signature}
+	if s.RecordBody && len(q.Signed.Body) <= s.maxRecordedBody() {
+		r.sig.Body = q.Signed.Body
+	}
 	r.signed = true
 	return true
 }

@@ -377,3 +377,25 @@ func TestSignedExtAuthz(t *testing.T) {
 		t.Fatalf("body changed: %v %s", c, msg)
 	}
 }
+
+// TestSignedBodyRecorded: with RecordBody the verified request's body goes
+// into the audit record next to its signature (within MaxRecordedBody);
+// without it, only the digest in the signature base.
+func TestSignedBodyRecorded(t *testing.T) {
+	e := newSigEnv(t)
+	e.v.Signatures.RecordBody, e.v.Signatures.MaxRecordedBody = true, 16
+	c := e.client(e.svidA, e.svidA, e.now, nil)
+	for _, body := range []string{`{"amount":10}`, `{"amount":10000000}`} {
+		if code, reason := e.do(t, c, "POST", "/pay", body); code != 200 {
+			t.Fatalf("%d %s", code, reason)
+		}
+		<-e.upstream
+	}
+	recs := e.records(t)
+	if got := string(recs[0].AgentSig.Body); got != `{"amount":10}` {
+		t.Fatalf("recorded body %q", got)
+	}
+	if recs[1].AgentSig.Body != nil || recs[1].AgentSig.Base == "" {
+		t.Fatalf("a body over MaxRecordedBody was recorded: %+v", recs[1].AgentSig)
+	}
+}

@@ -96,3 +96,23 @@ func TestAuditReceiptAgentSignature(t *testing.T) {
 		t.Fatalf("other peer: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestAuditReceiptAgentSignatureBody: when the verifier recorded the body
+// (signatures { record_body = true }), verify-receipt proves it too: its
+// digest must be the signed one. A body the verifier swapped is caught.
+func TestAuditReceiptAgentSignatureBody(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	ca := testca.New(t, testTD, now)
+	task := ca.CreateX509SVID(testTask)
+	rec := signedRecord(t, task, "/pay", `{"amount":10}`, now)
+	rec.AgentSig.Body = []byte(`{"amount":10}`)
+	code, out, errs := proveFirst(t, ca, rec)
+	if code != 0 || !strings.Contains(out, "agent signature: body recorded (13 bytes), its SHA-256 is the signed Content-Digest: {\"amount\":10}") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	rec.AgentSig.Body = []byte(`{"amount":99}`)
+	code, out, errs = proveFirst(t, ca, rec)
+	if code != 1 || !strings.Contains(errs, "FAILED: the recorded body (13 bytes) is not the one the agent signed") {
+		t.Fatalf("swapped body: exit %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -225,7 +225,7 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 		fmt.Fprintf(env.stdout, "policy digest: %s\n", rec.PolicyDigest)
 	}
 	if agentSig != nil {
-		printAgentSignature(env.stdout, agentSig)
+		printAgentSignature(env.stdout, agentSig, res.Record.AgentSig.Body)
 	}
 	return nil
 }

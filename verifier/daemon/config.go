@@ -89,6 +89,8 @@ type fileConfig struct {
 		Window     string   `hcl:"window,optional"`
 		Algorithms []string `hcl:"algorithms,optional"`
 		MaxNonces  *int     `hcl:"max_nonces,optional"`
+		RecordBody bool     `hcl:"record_body,optional"`
+		MaxBody    *int     `hcl:"max_recorded_body,optional"`
 	} `hcl:"signatures,block"`
 
 	body *hclsyntax.Body // for the positions of values found wrong
@@ -136,10 +138,12 @@ type Config struct {
 
 // SignaturesConfig is the signatures block (see verifier.Signatures).
 type SignaturesConfig struct {
-	Require    bool
-	Window     time.Duration
-	Algorithms []string
-	MaxNonces  int
+	Require         bool
+	Window          time.Duration
+	Algorithms      []string
+	MaxNonces       int
+	RecordBody      bool
+	MaxRecordedBody int
 }
 
 // LivenessConfig configures the liveness feed.
@@ -437,7 +441,7 @@ func (cfg *Config) buildSignatures(raw *fileConfig) error {
 		return nil
 	}
 	at := func(key string, err error) error { return hclconf.At(raw.body, "signatures."+key, err) }
-	cfg.Signatures = SignaturesConfig{Require: s.Require, Algorithms: s.Algorithms}
+	cfg.Signatures = SignaturesConfig{Require: s.Require, Algorithms: s.Algorithms, RecordBody: s.RecordBody}
 	if s.Window != "" {
 		d, err := time.ParseDuration(s.Window)
 		if err != nil || d <= 0 {
@@ -458,6 +462,12 @@ func (cfg *Config) buildSignatures(raw *fileConfig) error {
 			return at("max_nonces", fmt.Errorf("signatures.max_nonces %d: want a positive number", *s.MaxNonces))
 		}
 		cfg.Signatures.MaxNonces = *s.MaxNonces
+	}
+	if s.MaxBody != nil {
+		if *s.MaxBody <= 0 {
+			return at("max_recorded_body", fmt.Errorf("signatures.max_recorded_body %d: want a positive number of bytes", *s.MaxBody))
+		}
+		cfg.Signatures.MaxRecordedBody = *s.MaxBody
 	}
 	return nil
 }

@@ -82,6 +82,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad signatures.window", sigBlock(` window = "soon"`), `v.hcl:8:11: signatures.window "soon": want a positive duration such as "60s"`},
 		{"bad signatures.algorithms", sigBlock(` algorithms = ["ecdsa-p256-sha256", "hmac-sha256"]`), `v.hcl:8:15: signatures.algorithms: "hmac-sha256" is not an asymmetric RFC 9421 algorithm agentid verifies`},
 		{"bad signatures.max_nonces", sigBlock(` max_nonces = -1`), `v.hcl:8:15: signatures.max_nonces -1: want a positive number`},
+		{"bad signatures.max_recorded_body", sigBlock(` max_recorded_body = 0`), `v.hcl:8:22: signatures.max_recorded_body 0: want a positive number of bytes`},
 		{"signatures typo", sigBlock(` requre = true`), `v.hcl:8:2: Unsupported argument; An argument named "requre" is not expected here.`},
 		{"callers without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\next_authz {\n listen = \":0\"\n allowed_callers = [\"spiffe://example.org/envoy\"]\n}\n", "ext_authz.allowed_callers needs the verifier's own SVID"},
 	}

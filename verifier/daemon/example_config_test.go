@@ -60,6 +60,8 @@ func TestExampleConfigParses(t *testing.T) {
 		{"signatures.require", cfg.Signatures.Require, false},
 		{"signatures.window", cfg.Signatures.Window, time.Minute},
 		{"signatures.max_nonces", cfg.Signatures.MaxNonces, 1000000},
+		{"signatures.record_body", cfg.Signatures.RecordBody, false},
+		{"signatures.max_recorded_body", cfg.Signatures.MaxRecordedBody, 65536},
 		{"authzen.subject_types", fmt.Sprint(cfg.AuthZEN.SubjectTypes), "[user]"},
 		{"authzen.max_batch", cfg.AuthZEN.MaxBatch, 1000},
 		{"authzen.policy_decision_point", cfg.AuthZEN.PDP, "https://pdp.example.org:9192"},

@@ -92,7 +92,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Observe:       d.observe,
 		Signatures: &verifier.Signatures{Require: cfg.Signatures.Require, Window: cfg.Signatures.Window,
-			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces},
+			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces,
+			RecordBody: cfg.Signatures.RecordBody, MaxRecordedBody: cfg.Signatures.MaxRecordedBody},
 	}
 	if lc := cfg.Liveness; lc != nil {
 		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
