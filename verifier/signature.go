@@ -94,22 +94,21 @@ func (s *Signatures) cache() *nonceCache {
 // when r is now the refusal.
 func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 	s := v.Signatures
-	present := q.Signed != nil && HasSignature(q.Signed.Message.Header)
-	if s == nil || !present {
-		if s != nil && s.Require {
-			reason := "every request must be signed by the agent (signatures.require)"
-			if q.Signed == nil {
-				return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonUnverifiable, Err: fmt.Errorf("%s, and the %s front-end cannot pass a signed request", reason, q.Frontend)})
-			}
-			return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonMissing, Err: errors.New(reason)})
-		}
+	if s == nil {
 		return true
 	}
-	r.sig = rawSignature(q.Signed.Message.Header)
+	if q.Signed == nil || !HasSignature(q.Signed.Message.Header) {
+		return s.unsigned(q, r)
+	}
 	if !q.Signed.BodyKnown {
+		r.sig = rawSignature(q.Signed.Message.Header)
 		return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonUnverifiable, Err: errors.New("the body was not received, so its Content-Digest cannot be checked (ext_authz: enable with_request_body)")})
 	}
 	ver, err := httpsig.VerifyRequest(&q.Signed.Message, q.Signed.Body, httpsig.VerifyOptions{Now: now, Window: s.window(), Algorithms: s.Algorithms})
+	if httpsig.ReasonOf(err) == httpsig.ReasonMissing {
+		return s.unsigned(q, r) // only signatures of other applications (other tags)
+	}
+	r.sig = rawSignature(q.Signed.Message.Header)
 	if err == nil {
 		err = v.bindSigner(q, &r.Peer, ver.Chain, now)
 	}
@@ -126,6 +125,20 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 	}
 	r.signed = true
 	return true
+}
+
+// unsigned is the signature stage for a request without an agentid
+// signature: refused when every request must be signed, passed on
+// otherwise (a rule's require_signature is enforced after the policy).
+func (s *Signatures) unsigned(q *Query, r *Result) bool {
+	if !s.Require {
+		return true
+	}
+	reason := "every request must be signed by the agent (signatures.require)"
+	if q.Signed == nil {
+		return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonUnverifiable, Err: fmt.Errorf("%s, and the %s front-end cannot pass a signed request", reason, q.Frontend)})
+	}
+	return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonMissing, Err: errors.New(reason)})
 }
 
 // bindSigner holds the signing certificate to the authenticated peer: the

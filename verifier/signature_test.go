@@ -399,3 +399,22 @@ func TestSignedBodyRecorded(t *testing.T) {
 		t.Fatalf("a body over MaxRecordedBody was recorded: %+v", recs[1].AgentSig)
 	}
 }
+
+// TestOtherApplicationsSignaturesIgnored: a signature with another tag
+// (another application's RFC 9421 signature) is not agentid's: it neither
+// refuses a request that needs no agent signature nor satisfies one that
+// does.
+func TestOtherApplicationsSignaturesIgnored(t *testing.T) {
+	e := newSigEnv(t)
+	other := e.client(e.svidA, nil, e.now, func(r *http.Request) {
+		r.Header.Set("Signature-Input", `sig1=("@method" "@authority");created=1;keyid="bot";tag="web-bot-auth"`)
+		r.Header.Set("Signature", `sig1=:AAAA:`)
+	})
+	if code, reason := e.do(t, other, "GET", "/kb/doc", ""); code != 200 {
+		t.Fatalf("no rule requires an agent signature: %d %s", code, reason)
+	}
+	<-e.upstream
+	if code, reason := e.do(t, other, "POST", "/pay", "{}"); code != 401 || !strings.Contains(reason, httpsig.ReasonMissing) {
+		t.Fatalf("require_signature: %d %s", code, reason)
+	}
+}

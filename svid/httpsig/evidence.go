@@ -29,7 +29,8 @@ type Proven struct {
 	Method        string
 	TargetURI     string
 	ContentDigest string
-	Authorization bool // the signature also covers an Authorization field
+	ContentType   string // "" when not covered
+	Authorization bool   // the signature also covers an Authorization field
 	Created       time.Time
 	Expires       time.Time
 	Nonce         string
@@ -66,7 +67,7 @@ func VerifyEvidence(e Evidence, bundle x509bundle.Source) (*Proven, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := checkProfile(in, values["authorization"] != "")
+	p, err := checkProfile(in, values["authorization"] != "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func VerifyEvidence(e Evidence, bundle x509bundle.Source) (*Proven, error) {
 		return nil, err
 	}
 	return &Proven{ID: id, Method: values["@method"], TargetURI: values["@target-uri"], ContentDigest: values["content-digest"],
-		Authorization: values["authorization"] != "", Created: created, Expires: time.Unix(p.Expires, 0),
+		ContentType: values["content-type"], Authorization: values["authorization"] != "", Created: created, Expires: time.Unix(p.Expires, 0),
 		Nonce: p.Nonce, KeyID: p.KeyID, Alg: AlgorithmOf(chain[0].PublicKey)}, nil
 }
 

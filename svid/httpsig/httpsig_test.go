@@ -117,11 +117,29 @@ func TestVerifyRequestRefuses(t *testing.T) {
 			c.msg.Header.Set("Signature", `agentid=:not base64!:`)
 			return c
 		}, httpsig.ReasonMalformed},
-		{"Signature without its input", func() captured {
+		{"only another application's signature", func() captured {
 			c := good()
-			c.msg.Header.Set("Signature-Input", `other=("@method");created=1`)
+			c.msg.Header.Set("Signature-Input", `other=("@method");created=1;tag="web-bot-auth"`)
+			c.msg.Header.Set("Signature", `other=:AAAA:`)
+			return c
+		}, httpsig.ReasonMissing},
+		{"tagged input without its Signature", func() captured {
+			c := good()
+			c.msg.Header.Set("Signature", `other=:AAAA:`)
 			return c
 		}, httpsig.ReasonMalformed},
+		{"two signatures tagged agentid", func() captured {
+			c := good()
+			in := c.msg.Header.Get("Signature-Input")
+			c.msg.Header.Set("Signature-Input", in+", "+strings.Replace(in, "agentid=", "second=", 1))
+			c.msg.Header.Set("Signature", c.msg.Header.Get("Signature")+", "+strings.Replace(c.msg.Header.Get("Signature"), "agentid=", "second=", 1))
+			return c
+		}, httpsig.ReasonMalformed},
+		{"content-type not covered", func() captured {
+			c := good()
+			c.msg.Header.Set("Content-Type", "text/plain")
+			return c
+		}, httpsig.ReasonComponents},
 		{"signed by another task's key", func() captured {
 			// B signs, then the request claims A's certificate.
 			c := send(t, svidB, t0, "POST", "/pay", body, nil)
@@ -194,6 +212,23 @@ func TestVerifyRequestRefuses(t *testing.T) {
 				t.Fatalf("got %v (reason %q), want %s", err, got, tc.reason)
 			}
 		})
+	}
+}
+
+// TestVerifyRequestFindsItsSignatureByTag: the agentid signature is the
+// one tagged agentid, whatever its label, next to another application's.
+func TestVerifyRequestFindsItsSignatureByTag(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	c := send(t, ca.CreateX509SVID(taskA), t0, "POST", "/pay", []byte("x"), nil)
+	h := c.msg.Header
+	h.Set("Signature-Input", `sig1=("@method");created=1;tag="web-bot-auth", `+strings.Replace(h.Get("Signature-Input"), "agentid=", "relabelled=", 1))
+	h.Set("Signature", `sig1=:AAAA:, `+strings.Replace(h.Get("Signature"), "agentid=", "relabelled=", 1))
+	v, err := httpsig.VerifyRequest(c.msg, c.body, httpsig.VerifyOptions{Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Signed.Label != "relabelled" {
+		t.Fatalf("label %q", v.Signed.Label)
 	}
 }
 

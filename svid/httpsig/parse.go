@@ -35,21 +35,61 @@ type Signed struct {
 // Signature fields. A missing signature is ReasonMissing; anything that is
 // not valid RFC 8941 (or not the shapes RFC 9421 requires) ReasonMalformed.
 func Parse(h http.Header, label string) (*Signed, error) {
+	inputs, sigs, err := dictionaries(h)
+	if err != nil {
+		return nil, err
+	}
+	return member(inputs, sigs, label)
+}
+
+// ParseTagged reads the one signature whose tag parameter is tag, whatever
+// its label (RFC 9421 §7.2.5: labels are not for choosing a signature;
+// draft-ietf-wimse-http-signature finds its signature by tag the same
+// way). None is ReasonMissing — signatures with other tags are not ours
+// to judge —, more than one ReasonMalformed.
+func ParseTagged(h http.Header, tag string) (*Signed, error) {
+	inputs, sigs, err := dictionaries(h)
+	if err != nil {
+		return nil, err
+	}
+	var labels []string
+	for _, name := range inputs.Names() {
+		m, _ := inputs.Get(name)
+		if il, ok := m.(httpsfv.InnerList); ok && il.Params != nil {
+			if t, _ := il.Params.Get("tag"); t == tag {
+				labels = append(labels, name)
+			}
+		}
+	}
+	switch len(labels) {
+	case 0:
+		return nil, fail(ReasonMissing, "no signature tagged %q (labels: %v)", tag, inputs.Names())
+	case 1:
+		return member(inputs, sigs, labels[0])
+	}
+	return nil, fail(ReasonMalformed, "%d signatures are tagged %q (%v): one is allowed", len(labels), tag, labels)
+}
+
+// dictionaries parses the Signature-Input and Signature fields.
+func dictionaries(h http.Header) (inputs, sigs *httpsfv.Dictionary, err error) {
 	inVals, sigVals := h.Values(HeaderSignatureInput), h.Values(HeaderSignature)
 	if len(inVals) == 0 && len(sigVals) == 0 {
-		return nil, fail(ReasonMissing, "the request has no Signature-Input or Signature")
+		return nil, nil, fail(ReasonMissing, "the request has no Signature-Input or Signature")
 	}
 	if size(inVals) > MaxHeaderBytes || size(sigVals) > MaxHeaderBytes {
-		return nil, fail(ReasonMalformed, "Signature or Signature-Input exceeds %d bytes", MaxHeaderBytes)
+		return nil, nil, fail(ReasonMalformed, "Signature or Signature-Input exceeds %d bytes", MaxHeaderBytes)
 	}
-	inputs, err := httpsfv.UnmarshalDictionary(inVals)
-	if err != nil {
-		return nil, fail(ReasonMalformed, "Signature-Input is not an RFC 8941 dictionary: %v", err)
+	if inputs, err = httpsfv.UnmarshalDictionary(inVals); err != nil {
+		return nil, nil, fail(ReasonMalformed, "Signature-Input is not an RFC 8941 dictionary: %v", err)
 	}
-	sigs, err := httpsfv.UnmarshalDictionary(sigVals)
-	if err != nil {
-		return nil, fail(ReasonMalformed, "Signature is not an RFC 8941 dictionary: %v", err)
+	if sigs, err = httpsfv.UnmarshalDictionary(sigVals); err != nil {
+		return nil, nil, fail(ReasonMalformed, "Signature is not an RFC 8941 dictionary: %v", err)
 	}
+	return inputs, sigs, nil
+}
+
+// member is the signature labelled label.
+func member(inputs, sigs *httpsfv.Dictionary, label string) (*Signed, error) {
 	im, ok1 := inputs.Get(label)
 	sm, ok2 := sigs.Get(label)
 	switch {

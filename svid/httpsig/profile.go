@@ -16,8 +16,9 @@ import (
 )
 
 // Components are the components every agentid signature covers, in this
-// order; "authorization" is added when the request carries a bearer
-// JWT-SVID (the JWT-SVID variant).
+// order; "content-type" is added when the request has one, and
+// "authorization" when it carries a bearer JWT-SVID (the JWT-SVID
+// variant), as draft-ietf-wimse-http-signature requires of both.
 var Components = []string{"@method", "@target-uri", "content-digest", "agentid-svid"}
 
 // DefaultLifetime is expires - created of the signatures Transport makes.
@@ -97,9 +98,12 @@ func (s *RequestSigner) Sign(m *Message, body []byte, now time.Time) (*Signed, e
 	}
 	m.Header.Set(HeaderContentDigest, ContentDigest(body))
 	m.Header.Set(HeaderSVID, EncodeChain(s.Chain))
-	comps := Components
+	comps := slices.Clip(Components)
+	if m.Header.Get("Content-Type") != "" {
+		comps = append(comps, "content-type")
+	}
 	if m.Header.Get("Authorization") != "" {
-		comps = append(slices.Clip(comps), "authorization")
+		comps = append(comps, "authorization")
 	}
 	in := NewInput(comps, Params{Created: now.Unix(), Expires: now.Add(life).Unix(),
 		Nonce: base64.RawURLEncoding.EncodeToString(nonce), KeyID: KeyID(s.Chain[0]), Alg: alg, Tag: Tag})
@@ -151,11 +155,11 @@ func VerifyRequest(m *Message, body []byte, opts VerifyOptions) (*Verified, erro
 	if opts.Window <= 0 {
 		opts.Window = DefaultWindow
 	}
-	s, err := Parse(m.Header, Label)
+	s, err := ParseTagged(m.Header, Tag)
 	if err != nil {
 		return nil, err
 	}
-	p, err := checkProfile(s.Input, m.Header.Get("Authorization") != "")
+	p, err := checkProfile(s.Input, m.Header.Get("Authorization") != "", m.Header.Get("Content-Type") != "")
 	if err != nil {
 		return nil, err
 	}
@@ -186,9 +190,9 @@ func VerifyRequest(m *Message, body []byte, opts VerifyOptions) (*Verified, erro
 }
 
 // checkProfile holds an Input to the agentid profile: the required
-// components (and authorization when the request has one) and the
-// parameters created, expires, nonce and tag="agentid".
-func checkProfile(in Input, hasAuthorization bool) (Params, error) {
+// components (and content-type, authorization when the request has them)
+// and the parameters created, expires, nonce and tag="agentid".
+func checkProfile(in Input, hasAuthorization, hasContentType bool) (Params, error) {
 	p, err := in.Params()
 	if err != nil {
 		return p, err
@@ -198,6 +202,9 @@ func checkProfile(in Input, hasAuthorization bool) (Params, error) {
 		if !in.Covers(c) {
 			missing = append(missing, c)
 		}
+	}
+	if hasContentType && !in.Covers("content-type") {
+		missing = append(missing, "content-type")
 	}
 	if hasAuthorization && !in.Covers("authorization") {
 		missing = append(missing, "authorization")

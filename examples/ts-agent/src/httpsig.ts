@@ -82,6 +82,16 @@ function keyVerifier(key: KeyObject): Verifier {
   return { algorithm, verify: (data: Uint8Array, sig: Uint8Array) => cryptoVerify(hash, data, k, sig) };
 }
 
+// requiredComponents are the profile's components for a message with
+// these headers: content-type and authorization too when present (as
+// draft-ietf-wimse-http-signature requires).
+export function requiredComponents(headers: Record<string, string>): string[] {
+  const c = [...COMPONENTS];
+  if (headers["content-type"]) c.push("content-type");
+  if (headers["authorization"]) c.push("authorization");
+  return c;
+}
+
 export interface Outgoing {
   method: string;
   targetUri: string; // scheme://host[:port]/path?query exactly as sent
@@ -95,8 +105,7 @@ export async function signRequest(req: Outgoing, svid: SVID, now = Date.now()): 
   const headers: Record<string, string> = { ...req.headers };
   headers["content-digest"] = contentDigest(req.body);
   headers[SVID_HEADER] = encodeChain(svid.chain);
-  const components = [...COMPONENTS];
-  if (headers["authorization"]) components.push("authorization");
+  const components = requiredComponents(headers);
   const signer = keySigner(svid.key);
   const created = Math.floor(now / 1000);
   const descriptor: RequestDescriptor = {
@@ -160,7 +169,7 @@ export async function verifyRequest(req: Outgoing, bundle: X509Certificate[], no
     label: LABEL,
     policy: {
       algorithms: ["ecdsa-p256-sha256", "ecdsa-p384-sha384", "ed25519", "rsa-pss-sha512"],
-      requiredComponents: req.headers["authorization"] ? [...COMPONENTS, "authorization"] : COMPONENTS,
+      requiredComponents: requiredComponents(req.headers),
       requiredParameters: ["created", "expires", "nonce", "keyid", "tag"],
       maxAge: WINDOW_S,
       clockSkew: WINDOW_S,
