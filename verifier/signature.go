@@ -104,13 +104,14 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 		r.sig = rawSignature(q.Signed.Message.Header)
 		return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonUnverifiable, Err: errors.New("the body was not received, so its Content-Digest cannot be checked (ext_authz: enable with_request_body)")})
 	}
-	ver, err := httpsig.VerifyRequest(&q.Signed.Message, q.Signed.Body, httpsig.VerifyOptions{Now: now, Window: s.window(), Algorithms: s.Algorithms})
+	leaf := credentialLeaf(&q.Credential)
+	ver, err := httpsig.VerifyRequest(&q.Signed.Message, q.Signed.Body, httpsig.VerifyOptions{Now: now, Window: s.window(), Algorithms: s.Algorithms, Leaf: leaf})
 	if httpsig.ReasonOf(err) == httpsig.ReasonMissing {
 		return s.unsigned(q, r) // only signatures of other applications (other tags)
 	}
 	r.sig = rawSignature(q.Signed.Message.Header)
-	if err == nil {
-		err = v.bindSigner(q, &r.Peer, ver.Chain, now)
+	if err == nil && leaf == nil {
+		err = v.bindSigner(&r.Peer, ver.Chain, now)
 	}
 	if err == nil {
 		err = s.cache().add(nonceKey(r.Peer.id.String(), ver.Params.Nonce), now, 2*s.window())
@@ -141,17 +142,12 @@ func (s *Signatures) unsigned(q *Query, r *Result) bool {
 	return refuseSignature(q, r, &httpsig.Error{Reason: httpsig.ReasonMissing, Err: errors.New(reason)})
 }
 
-// bindSigner holds the signing certificate to the authenticated peer: the
-// very certificate the peer presented over TLS (or that Envoy forwarded),
-// else — a JWT-SVID peer — a certificate of the bundle naming the same
-// SPIFFE ID.
-func (v *Verifier) bindSigner(q *Query, p *Peer, chain []*x509.Certificate, now time.Time) error {
-	if leaf := credentialLeaf(&q.Credential); leaf != nil {
-		if !bytes.Equal(leaf.Raw, chain[0].Raw) {
-			return &httpsig.Error{Reason: httpsig.ReasonCertMismatch, Err: fmt.Errorf("the %s certificate is not the one %s authenticated with", httpsig.HeaderSVID, p.id)}
-		}
-		return nil
-	}
+// bindSigner holds the signing certificate of a peer that authenticated
+// without one (a JWT-SVID) to it: a certificate of the bundle naming the
+// same SPIFFE ID. (With a certificate — the TLS peer's, or the one Envoy
+// forwarded — VerifyRequest requires the signer to be that very
+// certificate: VerifyOptions.Leaf.)
+func (v *Verifier) bindSigner(p *Peer, chain []*x509.Certificate, now time.Time) error {
 	id, _, err := x509svid.Verify(chain, v.Auth.cfg.X509Bundles, x509svid.WithTime(now))
 	if err != nil {
 		return &httpsig.Error{Reason: httpsig.ReasonUntrusted, Err: fmt.Errorf("the %s certificate: %v", httpsig.HeaderSVID, err)}

@@ -60,6 +60,15 @@ func BenchmarkSignVerify(b *testing.B) {
 			}
 		}
 	})
+	b.Run("verify-tls-leaf", func(b *testing.B) {
+		// as the verifier does behind mTLS: the signer is the TLS peer's
+		// certificate, already parsed by the handshake
+		for b.Loop() {
+			if _, err := httpsig.VerifyRequest(signed, body, httpsig.VerifyOptions{Now: t0, Leaf: svid.Certificates[0]}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	v, _ := httpsig.VerifyRequest(signed, body, httpsig.VerifyOptions{Now: t0})
 	b.Run("verify-evidence-offline", func(b *testing.B) {
 		bundle := ca.X509Bundle()

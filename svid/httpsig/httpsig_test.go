@@ -266,3 +266,18 @@ func TestVerifyEvidenceRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyRequestWithTheTLSLeaf: given the certificate the peer
+// authenticated with, the signer must be that certificate.
+func TestVerifyRequestWithTheTLSLeaf(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	a, b := ca.CreateX509SVID(taskA), ca.CreateX509SVID(taskB)
+	c := send(t, a, t0, "POST", "/pay", []byte("x"), nil)
+	if _, err := httpsig.VerifyRequest(c.msg, c.body, httpsig.VerifyOptions{Now: t0, Leaf: a.Certificates[0]}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := httpsig.VerifyRequest(c.msg, c.body, httpsig.VerifyOptions{Now: t0, Leaf: b.Certificates[0]})
+	if httpsig.ReasonOf(err) != httpsig.ReasonCertMismatch {
+		t.Fatalf("another TLS peer: %v", err)
+	}
+}

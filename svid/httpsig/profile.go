@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,6 +47,21 @@ func EncodeChain(chain []*x509.Certificate) string {
 
 // DecodeChain parses an Agentid-Svid field value.
 func DecodeChain(vals []string) ([]*x509.Certificate, error) {
+	ders, err := decodeDER(vals)
+	if err != nil {
+		return nil, err
+	}
+	chain := make([]*x509.Certificate, len(ders))
+	for i, der := range ders {
+		if chain[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, fail(ReasonMalformed, "%s certificate %d: %v", HeaderSVID, i, err)
+		}
+	}
+	return chain, nil
+}
+
+// decodeDER reads the DER certificates of an Agentid-Svid field value.
+func decodeDER(vals []string) ([][]byte, error) {
 	if len(vals) == 0 {
 		return nil, fail(ReasonComponents, "no %s header", HeaderSVID)
 	}
@@ -56,18 +72,34 @@ func DecodeChain(vals []string) ([]*x509.Certificate, error) {
 	if err != nil || len(l) == 0 {
 		return nil, fail(ReasonMalformed, "%s is not an RFC 8941 list of byte sequences: %v", HeaderSVID, err)
 	}
-	chain := make([]*x509.Certificate, len(l))
+	ders := make([][]byte, len(l))
 	for i, m := range l {
 		it, ok := m.(httpsfv.Item)
 		der, ok2 := it.Value.([]byte)
 		if !ok || !ok2 {
 			return nil, fail(ReasonMalformed, "%s member %d is not a byte sequence", HeaderSVID, i)
 		}
-		if chain[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, fail(ReasonMalformed, "%s certificate %d: %v", HeaderSVID, i, err)
-		}
+		ders[i] = der
 	}
-	return chain, nil
+	return ders, nil
+}
+
+// signerChain is the chain the signature is checked with: the
+// Agentid-Svid certificates, or, when the caller knows the certificate
+// the peer authenticated with (leaf), that one — the header's first
+// certificate must be it, byte for byte, and is not parsed again.
+func signerChain(vals []string, leaf *x509.Certificate) ([]*x509.Certificate, error) {
+	if leaf == nil {
+		return DecodeChain(vals)
+	}
+	ders, err := decodeDER(vals)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(ders[0], leaf.Raw) {
+		return nil, fail(ReasonCertMismatch, "the %s certificate is not the one the peer authenticated with", HeaderSVID)
+	}
+	return []*x509.Certificate{leaf}, nil
 }
 
 // RequestSigner signs requests with one X.509-SVID.
@@ -128,6 +160,10 @@ type VerifyOptions struct {
 	// Algorithms allowed (default: every asymmetric algorithm AlgorithmOf
 	// names).
 	Algorithms []string
+	// Leaf, when set, is the certificate the peer authenticated with (its
+	// TLS client certificate): the Agentid-Svid leaf must be it
+	// (ReasonCertMismatch otherwise), and Verified.Chain is just Leaf.
+	Leaf *x509.Certificate
 }
 
 // Verified is a signature that VerifyRequest accepted.
@@ -163,7 +199,7 @@ func VerifyRequest(m *Message, body []byte, opts VerifyOptions) (*Verified, erro
 	if err != nil {
 		return nil, err
 	}
-	chain, err := DecodeChain(m.Header.Values(HeaderSVID))
+	chain, err := signerChain(m.Header.Values(HeaderSVID), opts.Leaf)
 	if err != nil {
 		return nil, err
 	}
