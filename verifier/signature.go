@@ -109,7 +109,6 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 	if httpsig.ReasonOf(err) == httpsig.ReasonMissing {
 		return s.unsigned(q, r) // only signatures of other applications (other tags)
 	}
-	r.sig = rawSignature(q.Signed.Message.Header)
 	if err == nil && leaf == nil {
 		err = v.bindSigner(&r.Peer, ver.Chain, now)
 	}
@@ -117,6 +116,7 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 		err = s.cache().add(nonceKey(r.Peer.id.String(), ver.Params.Nonce), now, 2*s.window())
 	}
 	if err != nil {
+		r.sig = rawSignature(q.Signed.Message.Header)
 		return refuseSignature(q, r, err)
 	}
 	e := ver.Evidence()

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/svid/httpsig"
@@ -78,4 +80,68 @@ func BenchmarkSignVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSignVerifyRatio: the same operations as BenchmarkSignVerify,
+// interleaved in rounds of 200 (floor, ours, ours, floor, …) so that load
+// from other processes on a shared machine hits both alike; reported: the
+// median per-round time ratio to the crypto/ecdsa floor, and the medians
+// of the per-operation times.
+func BenchmarkSignVerifyRatio(b *testing.B) {
+	ca := testca.New(b, td, t0)
+	svid := ca.CreateX509SVID(taskA)
+	key := svid.PrivateKey.(*ecdsa.PrivateKey)
+	body := make([]byte, 1024)
+	digest := sha256.Sum256(body)
+	signer := httpsig.RequestSigner{Chain: svid.Certificates, Key: key}
+	message := func() *httpsig.Message {
+		return &httpsig.Message{Method: "POST", TargetURI: "https://tickets.internal:8443/tickets?x=1", Header: http.Header{"Content-Type": {"application/json"}}}
+	}
+	signed := message()
+	if _, err := signer.Sign(signed, body, t0); err != nil {
+		b.Fatal(err)
+	}
+	sig, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	ops := map[string]func(){
+		"floor-sign":   func() { ecdsa.SignASN1(rand.Reader, key, digest[:]) },
+		"sign":         func() { signer.Sign(message(), body, t0) },
+		"floor-verify": func() { ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) },
+		"verify":       func() { httpsig.VerifyRequest(signed, body, httpsig.VerifyOptions{Now: t0}) },
+		"verify-tls-leaf": func() {
+			httpsig.VerifyRequest(signed, body, httpsig.VerifyOptions{Now: t0, Leaf: svid.Certificates[0]})
+		},
+	}
+	pairs := [][2]string{{"sign", "floor-sign"}, {"verify", "floor-verify"}, {"verify-tls-leaf", "floor-verify"}}
+	const n = 200
+	timeOf := func(name string) time.Duration {
+		start := time.Now()
+		for range n {
+			ops[name]()
+		}
+		return time.Since(start) / n
+	}
+	ratios := make([][]float64, len(pairs))
+	per := map[string][]float64{}
+	round := 0
+	for b.Loop() {
+		for i, p := range pairs {
+			var ours, floor time.Duration
+			if round%2 == 0 {
+				ours, floor = timeOf(p[0]), timeOf(p[1])
+			} else {
+				floor, ours = timeOf(p[1]), timeOf(p[0])
+			}
+			ratios[i] = append(ratios[i], ours.Seconds()/floor.Seconds())
+			per[p[0]] = append(per[p[0]], float64(ours.Microseconds()))
+			per[p[1]] = append(per[p[1]], float64(floor.Microseconds()))
+		}
+		round++
+	}
+	med := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
+	for i, p := range pairs {
+		b.ReportMetric(med(ratios[i]), p[0]+"/floor")
+	}
+	for name, x := range per {
+		b.Logf("%s: median %.0f µs per operation over %d rounds", name, med(x), len(x))
+	}
 }
