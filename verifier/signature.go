@@ -33,7 +33,7 @@ type Signatures struct {
 	// Algorithms allowed (default every one httpsig.AlgorithmOf names).
 	Algorithms []string
 	// MaxNonces bounds the replay cache (default 1,000,000 entries, about
-	// 60 MB): when it is full of nonces still inside the window, signed
+	// 85 MB): when it is full of nonces still inside the window, signed
 	// requests are refused (signature_nonce_capacity) rather than a nonce
 	// forgotten early.
 	MaxNonces int
