@@ -17,12 +17,21 @@ import (
 // refused as too large.
 const MaxSignedBody = 8 << 20
 
+// unsignedRequest stands for a request without signature fields that a
+// front-end could have passed: the stage sees no signature in it (and
+// refuses it as signature_missing where one is required). Shared and
+// never written, so that unsigned requests cost no allocation.
+var unsignedRequest = &SignedRequest{BodyKnown: true}
+
 // signedRequest is the request r for the signature stage: its body is
 // read (and put back for the handler or the upstream) only when r carries
 // a signature; body is the one already read for MCP, if read.
 func signedRequest(r *http.Request, body []byte, bodyRead bool) (*SignedRequest, *InputError) {
+	if !HasSignature(r.Header) {
+		return unsignedRequest, nil
+	}
 	s := &SignedRequest{Message: *httpsig.RequestMessage(r), Body: body, BodyKnown: bodyRead}
-	if bodyRead || !HasSignature(r.Header) {
+	if bodyRead {
 		return s, nil
 	}
 	s.BodyKnown = true
@@ -47,11 +56,13 @@ func signedRequest(r *http.Request, body []byte, bodyRead bool) (*SignedRequest,
 // The body is known when Envoy sent it whole (with_request_body, not
 // partial) or the request declares none.
 func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string]string) *SignedRequest {
+	_, sig := headers["signature"]
+	_, in := headers["signature-input"]
+	if !sig && !in {
+		return unsignedRequest
+	}
 	s := &SignedRequest{Message: httpsig.Message{Method: req.GetMethod(),
 		TargetURI: req.GetScheme() + "://" + req.GetHost() + req.GetPath(), Header: make(http.Header, len(headers))}}
-	if !HasSignature(headerOf(headers)) {
-		return s
-	}
 	for k, v := range headers {
 		s.Message.Header[http.CanonicalHeaderKey(k)] = []string{v}
 	}
@@ -63,15 +74,4 @@ func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string
 	declared := err == nil && n > 0 || headers["transfer-encoding"] != ""
 	s.BodyKnown = headers["x-envoy-auth-partial-body"] != "true" && (len(s.Body) > 0 || !declared)
 	return s
-}
-
-// headerOf is the signature fields of an ext_authz header map.
-func headerOf(headers map[string]string) http.Header {
-	h := http.Header{}
-	for _, k := range []string{"signature", "signature-input"} {
-		if v, ok := headers[k]; ok {
-			h[http.CanonicalHeaderKey(k)] = []string{v}
-		}
-	}
-	return h
 }
