@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/tsagent"
 	"github.com/agentid/agentid/svid/httpsig"
 )
 
@@ -169,27 +169,10 @@ func signedDecision(t *testing.T, path string) int {
 	return 0
 }
 
-// tsAgent builds examples/ts-agent (npm ci when its node_modules is not
-// current, tsc) and returns the node binary and the agent's script.
+// tsAgent builds examples/ts-agent (internal/tsagent) and returns the
+// node binary and the agent's script.
 func tsAgent(t *testing.T) (node, script string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is required for the TypeScript agent: ", err)
-	}
-	dir := filepath.Join(repoRoot(t), "examples", "ts-agent")
-	steps := [][]string{{"npm", "run", "build"}}
-	lock, err1 := os.Stat(filepath.Join(dir, "package-lock.json"))
-	hidden, err2 := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
-	if err1 != nil || err2 != nil || hidden.ModTime().Before(lock.ModTime()) {
-		steps = append([][]string{{"npm", "ci", "--no-audit", "--no-fund", "--cache", filepath.Join(repoRoot(t), ".cache", "npm")}}, steps...)
-	}
-	for _, args := range steps {
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	node, dir := tsagent.Build(t, repoRoot(t))
 	return node, filepath.Join(dir, "dist", "agent.js")
 }

@@ -2,7 +2,7 @@
 // (http-message-sig from npm) and the Go packages svid/httpsig and
 // verifier, in both directions. It installs the npm packages it needs
 // (npm ci, the cache under the repository's .cache/npm) and builds the
-// TypeScript (tsc) on first use.
+// TypeScript (tsc) when they are stale (internal/tsagent).
 package tsagent_test
 
 import (
@@ -19,12 +19,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/internal/tsagent"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/svid/httpsig"
@@ -38,36 +38,9 @@ var (
 	taskID = spiffeid.RequireFromString("spiffe://example.org/agent/planner/task/P-1")
 )
 
-var buildOnce sync.Once
-
-// built installs the npm packages (npm ci) and compiles the TypeScript.
-func built(t *testing.T) {
-	t.Helper()
-	buildOnce.Do(func() {
-		cache, _ := filepath.Abs("../../.cache/npm")
-		steps := [][]string{{"npm", "run", "build"}}
-		if !installed() {
-			steps = append([][]string{{"npm", "ci", "--no-audit", "--no-fund", "--cache", cache}}, steps...)
-		}
-		for _, args := range steps {
-			cmd := exec.Command(args[0], args[1:]...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-	})
-	if _, err := os.Stat("dist/agent.js"); err != nil {
-		t.Fatal("the TypeScript build failed earlier")
-	}
-}
-
-// installed reports whether node_modules holds what package-lock.json
-// names (npm's hidden lockfile is at least as new).
-func installed() bool {
-	lock, err1 := os.Stat("package-lock.json")
-	hidden, err2 := os.Stat("node_modules/.package-lock.json")
-	return err1 == nil && err2 == nil && !hidden.ModTime().Before(lock.ModTime())
-}
+// built makes the agent ready (internal/tsagent: npm ci and tsc when
+// stale, under a lock shared with the e2e test).
+func built(t *testing.T) { tsagent.Build(t, "../..") }
 
 func taskSVID(t *testing.T, ca *testca.CA, now time.Time) *x509svid.SVID {
 	t.Helper()
