@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -153,16 +154,52 @@ proxy {
 			}
 		}
 	}
-	// The check API sees no request to verify: the rule's requirement refuses.
-	b, _ := json.Marshal(map[string]any{"certificate": string(pem), "action": map[string]string{"kind": "http", "method": "POST", "path": "/kb/pay"}})
-	resp, err := http.Post("http://"+f.d.Addr("check_api").String()+"/v1/check", "application/json", strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatal(err)
+	// The check API: the service passes the request it received
+	// ("request": method, target URI, headers, body); without it, the rule's
+	// requirement refuses.
+	check := func(req map[string]any, path string) (int, string) {
+		m := map[string]any{"certificate": string(pem), "action": map[string]string{"kind": "http", "method": "POST", "path": path}}
+		if req != nil {
+			m["request"] = req
+		}
+		b, _ := json.Marshal(m)
+		resp, err := http.Post("http://"+f.d.Addr("check_api").String()+"/v1/check", "application/json", strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(out)
 	}
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(out), `"allow":false`) || !strings.Contains(string(out), httpsig.ReasonMissing) {
-		t.Fatalf("check API: %s", out)
+	checkRequest := func(v variant) map[string]any {
+		sent := body
+		if v.name == "changed" {
+			sent = `{"amount":99}`
+		}
+		headers := map[string]string{}
+		if v.name != "unsigned" {
+			for k, vals := range signedHeaders("https://kb.internal/kb/pay") {
+				headers[k] = vals[0]
+			}
+		}
+		return map[string]any{"method": "POST", "target_uri": "https://kb.internal/kb/pay", "headers": headers,
+			"body": base64.StdEncoding.EncodeToString([]byte(sent))}
+	}
+	for _, v := range variants {
+		code, out := check(checkRequest(v), "/kb/pay")
+		want := `"allow":true`
+		if v.want != "allow" {
+			want = v.want
+		}
+		if code != 200 || !strings.Contains(out, want) {
+			t.Errorf("%s via check_api: %d %s, want %s", v.name, code, out, want)
+		}
+	}
+	if _, out := check(nil, "/kb/pay"); !strings.Contains(out, `"allow":false`) || !strings.Contains(out, httpsig.ReasonMissing) {
+		t.Fatalf("check API without the request: %s", out)
+	}
+	if code, out := check(checkRequest(variant{"signed", "allow"}), "/kb/other"); code != 400 || !strings.Contains(out, "is not the request's") {
+		t.Fatalf("check API, action and request disagree: %d %s", code, out)
 	}
 
 	f.d.Close()
@@ -178,7 +215,7 @@ proxy {
 			signed[r.Frontend]++
 		}
 	}
-	for _, fe := range []string{"proxy", "http", "ext_authz"} {
+	for _, fe := range []string{"proxy", "http", "ext_authz", "check_api"} {
 		if signed[fe] != 1 {
 			t.Errorf("%s: %d allowed records with the agent's signature, want 1", fe, signed[fe])
 		}
