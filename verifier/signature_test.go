@@ -418,3 +418,30 @@ func TestOtherApplicationsSignaturesIgnored(t *testing.T) {
 		t.Fatalf("require_signature: %d %s", code, reason)
 	}
 }
+
+// TestSignedOverHTTP2: the target URI is rebuilt alike from an HTTP/2
+// request (:authority, :path), through the middleware on an h2 server.
+func TestSignedOverHTTP2(t *testing.T) {
+	e := newSigEnv(t)
+	cfg := verifier.ServerTLSConfig(e.ca.CreateX509SVID(e.proxyID), e.ca.X509Bundle())
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proto string
+	srv := &http.Server{Handler: e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { proto = r.Proto })),
+		ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(l)
+	defer srv.Close()
+	tr := &http.Transport{TLSClientConfig: verifier.ClientTLSConfig(e.svidA, e.ca.X509Bundle(), tlsconfig.AuthorizeID(e.proxyID)), ForceAttemptHTTP2: true}
+	c := &http.Client{Transport: &httpsig.Transport{Base: tr, Source: e.svidA, Clock: func() time.Time { return e.now }}, Timeout: 10 * time.Second}
+	resp, err := c.Post("https://"+l.Addr().String()+"/pay?x=1", "application/json", strings.NewReader(`{"amount":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || proto != "HTTP/2.0" {
+		t.Fatalf("%s: %d %s", proto, resp.StatusCode, resp.Header.Get(verifier.HeaderDenyReason))
+	}
+}
