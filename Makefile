@@ -13,7 +13,7 @@ FUZZTIME ?= 30s
 
 export AGENTID_SPIRE_BIN := $(SPIRE_BIN)
 
-.PHONY: all build spire test unit fuzz bench lint demo generate clean
+.PHONY: all build spire test unit fuzz bench lint demo generate clean ts-agent
 
 all: build
 
@@ -78,6 +78,10 @@ $(PROTOC_GEN_GO):
 	GOBIN=$(CACHE)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 $(PROTOC_GEN_GO_GRPC):
 	GOBIN=$(CACHE)/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+
+## ts-agent: the TypeScript agent example (npm packages into examples/ts-agent/node_modules, npm's cache in .cache/npm; its Go interop test does the same)
+ts-agent:
+	cd examples/ts-agent && npm ci --no-audit --no-fund --cache $(CACHE)/npm && npm run build
 
 clean:
 	rm -rf $(BIN)

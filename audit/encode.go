@@ -49,6 +49,7 @@ func (rec *Record) appendJSON(b []byte) []byte {
 	b = field(b, "policy_digest", rec.PolicyDigest, true)
 	b = field(b, "frontend", rec.Frontend, true)
 	b = field(b, "caller", rec.Caller, true)
+	b = appendAgentSig(b, rec.AgentSig)
 	b = field(b, "signer", rec.Signer, true)
 	if len(rec.Chain) > 0 {
 		b = append(b, `,"x5c":[`...)
@@ -145,5 +146,29 @@ func appendEntity(b []byte, key string, e *Entity) []byte {
 	b = appendString(b, e.Type)
 	b = append(b, `,"id":`...)
 	b = appendString(b, e.ID)
+	return append(b, '}')
+}
+
+func appendAgentSig(b []byte, s *AgentSignature) []byte {
+	if s == nil {
+		return b
+	}
+	b = append(b, `,"agent_sig":{`...)
+	n := len(b)
+	b = field(b, "label", s.Label, true)
+	b = field(b, "base", s.Base, true)
+	if len(s.Sig) > 0 {
+		b = append(b, `,"sig":`...)
+		b = appendBytes(b, s.Sig)
+	}
+	b = field(b, "input", s.Input, true)
+	b = field(b, "value", s.Value, true)
+	if len(s.Body) > 0 {
+		b = append(b, `,"body":`...)
+		b = appendBytes(b, s.Body)
+	}
+	if len(b) > n {
+		b = append(b[:n], b[n+1:]...) // the first member's comma
+	}
 	return append(b, '}')
 }

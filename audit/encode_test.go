@@ -22,9 +22,13 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 			Decision: "deny", Rules: []string{"r1 (a.hcl:1)", "r2 (b.hcl:2)"}, Reason: "line1\nline2\t<&>",
 			PolicyDigest: "sha256:00", Signer: "spiffe://example.org/v", Chain: [][]byte{{1, 2, 3}, {4}},
 			Signature: []byte{0xff, 0}, Prev: "sha256:11",
+			AgentSig: &AgentSignature{Label: "agentid", Base: "\"@method\": POST\n\"@signature-params\": (\"@method\")", Sig: []byte{1, 2},
+				Input: "agentid=(\"@method\")", Value: "agentid=:AQI=:", Body: []byte("{\"a\":1}")},
 		},
 		{Seq: 7, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeSegment, Origin: "agentid-audit/00",
 			Tree: [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}, Prev: "sha256:22"},
+		{Seq: 2, Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Type: TypeDecision, Prev: GenesisPrev,
+			AgentSig: &AgentSignature{Input: "garbled"}},
 	}
 	for _, rec := range recs {
 		enc := rec.appendJSON(nil)

@@ -54,6 +54,9 @@ type Record struct {
 	// client that asked on the peer's behalf (Envoy, a service), if any.
 	Frontend string `json:"frontend,omitempty"`
 	Caller   string `json:"caller,omitempty"`
+	// AgentSig is the agent's signature of the request, when it sent one
+	// (see AgentSignature).
+	AgentSig *AgentSignature `json:"agent_sig,omitempty"`
 
 	// Checkpoint fields: the signer's SPIFFE ID, its certificate chain
 	// (DER) and the signature over the "prev" hash (ASN.1 ECDSA, PKCS#1 v1.5

@@ -93,6 +93,9 @@ func loadFiles(files []File, dir string) (*Set, hcl.Diagnostics) {
 	l.dataObj = l.dataValue()
 	for _, c := range bodies {
 		l.rules(c)
+		if a := c.Attributes["require_signature"]; a != nil && l.boolean(a) {
+			l.requireSig = true
+		}
 	}
 	if len(sorted) > 0 && len(l.compiled) == 0 && !l.diags.HasErrors() {
 		l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No rules",
@@ -128,9 +131,10 @@ type loader struct {
 	dataBroken bool
 	nfas       map[string]*globNFA // by pattern middle, shared by equal ones
 	usesArgs   bool                // a condition reads action.arguments
+	requireSig bool                // a file says require_signature = true
 }
 
-var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+var fileSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "require_signature"}}, Blocks: []hcl.BlockHeaderSchema{
 	{Type: "variable", LabelNames: []string{"name"}},
 	{Type: "rule", LabelNames: []string{"name"}},
 	{Type: "data", LabelNames: []string{"name"}},
@@ -234,7 +238,7 @@ func (l *loader) build(files []File) *Set {
 		h.Write(ds.src)
 		dataFiles = append(dataFiles, ds.path)
 	}
-	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots, usesArgs: l.usesArgs,
+	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots, usesArgs: l.usesArgs, requireSig: l.requireSig,
 		digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
 	for _, r := range l.compiled {
 		if r.cond != nil {

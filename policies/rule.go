@@ -19,13 +19,15 @@ type rule struct {
 	subj   *entityMatcher // nil: any subject
 	res    *entityMatcher // nil: any resource
 	cond   *condition     // nil: no condition
+	// requireSig: require_signature = true (allow rules only)
+	requireSig bool
 	// lint data: canonical text of each peer attribute
 	peerText map[string]string
 	def      hcl.Range
 }
 
 var ruleSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "effect", Required: true}, {Name: "reason"}, {Name: "condition"}},
+	Attributes: []hcl.AttributeSchema{{Name: "effect", Required: true}, {Name: "reason"}, {Name: "condition"}, {Name: "require_signature"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "peer"}, {Type: "action"}, {Type: "subject"}, {Type: "resource"}},
 }
 
@@ -75,6 +77,12 @@ func (l *loader) rule(b *hcl.Block) *rule {
 	}
 	if a := content.Attributes["condition"]; a != nil {
 		r.cond = l.condition(a)
+	}
+	if a := content.Attributes["require_signature"]; a != nil {
+		r.requireSig = l.boolean(a)
+		if r.effect == Deny {
+			l.errorf(a.Range, "require_signature in a deny rule", "require_signature applies to allow rules: a deny rule refuses whether or not the request is signed.")
+		}
 	}
 	if hasErrors(l.diags[before:]) {
 		return nil

@@ -18,6 +18,7 @@ type Set struct {
 	roots       rootSet // the condition variables any condition uses
 	conds       bool
 	usesArgs    bool // a condition reads action.arguments: decode them
+	requireSig  bool // top-level require_signature = true
 	digest      string
 }
 
@@ -92,6 +93,7 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 		}
 	} else if first := s.scan(&s.allow, &st, &d, explain); first != nil {
 		d.Allow, d.Reason = true, first.reason
+		d.RequireSignature = first.requireSig || s.requireSig
 	} else {
 		d.Reason = ReasonNoRule
 	}

@@ -167,6 +167,11 @@ type Decision struct {
 	// Limit is set when the decision is a refusal of an over-long input,
 	// decided before any rule (Reason is then Limit.Error()).
 	Limit *LimitError
+	// RequireSignature: the allow came from a rule with
+	// require_signature = true, or from a Set whose files say so at the
+	// top level. The verifier then refuses the request unless it carries
+	// a verified agent signature (svid/httpsig).
+	RequireSignature bool
 
 	ruleStrs []string // Rules rendered, when the Set had them ready
 }

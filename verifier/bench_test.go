@@ -417,10 +417,13 @@ func BenchmarkMiddleware(b *testing.B) {
 	withAudit := benchVerifier(b, ca)
 	noAudit := *withAudit
 	noAudit.Audit = nil
+	// as agentid-verifier runs it: the signature stage on (unsigned requests)
+	withSig := benchVerifier(b, ca)
+	withSig.Signatures = &verifier.Signatures{}
 	for _, bc := range []struct {
 		name string
 		v    *verifier.Verifier
-	}{{"audit", withAudit}, {"noaudit", &noAudit}} {
+	}{{"audit", withAudit}, {"noaudit", &noAudit}, {"audit+signatures", withSig}} {
 		b.Run(bc.name, func(b *testing.B) {
 			h := bc.v.Middleware(ok)
 			r := httptest.NewRequest("GET", "https://kb/svc7/docs/1", nil)

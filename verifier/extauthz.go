@@ -87,6 +87,9 @@ func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pendi
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
 	}
+	if e.V.Signatures != nil {
+		q.Signed = extAuthzSigned(httpReq, headers)
+	}
 	c.decide(e.V)
 	switch r.Outcome {
 	case Allowed:

@@ -193,6 +193,9 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				return
 			}
 		}
+		if v.Signatures != nil && q.Invalid == nil {
+			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP)
+		}
 		if frontend == FrontendProxy && q.Action.Kind == policies.KindHTTP {
 			// What is forwarded is r.URL's path: it must be the one decided.
 			if fwd := r.URL.EscapedPath(); fwd != q.Action.Path {

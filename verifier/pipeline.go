@@ -110,6 +110,10 @@ type Query struct {
 	// WantScopes asks, for a policy denial, which scopes would have let the
 	// peer through (Result.MissingScopes), when the policy can say it.
 	WantScopes bool
+	// Signed is the request as received, for the signature stage
+	// (Verifier.Signatures); nil when the front-end cannot pass it (gRPC,
+	// the check API).
+	Signed *SignedRequest
 }
 
 // Outcome classifies a Result for the front-ends.
@@ -165,7 +169,13 @@ type Result struct {
 	// MissingScopes, for a policy denial of a Query with WantScopes, are
 	// scopes that would have made the policy allow it (nil when none would).
 	MissingScopes []string
+	// sig is the agent's signature as audited; signed: it was verified.
+	sig    *audit.AgentSignature
+	signed bool
 }
+
+// Signed reports whether the request carried a verified agent signature.
+func (r *Result) Signed() bool { return r.signed }
 
 // Allowed reports whether the request may proceed.
 func (r *Result) Allowed() bool { return r.Outcome == Allowed }
@@ -255,6 +265,10 @@ func (v *Verifier) decide(q *Query, now time.Time, r *Result, in *policies.Input
 		}
 	case v.authenticate(q, now, r):
 		r.Authenticated = true
+		if !v.checkSignature(q, now, r) {
+			v.finish(q, r)
+			return
+		}
 	default:
 		v.finish(q, r)
 		return
@@ -326,6 +340,11 @@ func (v *Verifier) ask(q *Query, r *Result, in *policies.Input, now time.Time) {
 
 // conclude turns the policy's decision into the outcome and records it.
 func (v *Verifier) conclude(q *Query, r *Result) {
+	requireSigned(r)
+	if r.Outcome == Unauthenticated {
+		v.finish(q, r)
+		return
+	}
 	if r.Decision.Allow {
 		r.Outcome = Allowed
 	} else {
@@ -492,6 +511,7 @@ func (v *Verifier) record(q *Query, r *Result) error {
 		PolicyDigest: d.PolicyDigest,
 		Frontend:     q.Frontend,
 		Caller:       q.Caller,
+		AgentSig:     r.sig,
 	}
 	if q.Subject.Type != "" {
 		rec.Subject = &audit.Entity{Type: cut512(q.Subject.Type), ID: cut512(q.Subject.ID)}

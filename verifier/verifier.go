@@ -116,6 +116,9 @@ type Verifier struct {
 	// Observe, when set, is called once per decision with the front-end's
 	// name, the result and the time the pipeline took (metrics).
 	Observe func(frontend string, r Result, elapsed time.Duration)
+	// Signatures, when set, verifies agent-signed requests (RFC 9421);
+	// see Signatures.
+	Signatures *Signatures
 	// Clock (default time.Now).
 	Clock func() time.Time
 }

@@ -167,7 +167,7 @@ func proveReceipt(env *cli, args, files []string, index uint64) (*audit.Receipt,
 }
 
 func (env *cli) auditVerifyReceipt(args []string) error {
-	fs := env.flags("audit verify-receipt", "audit verify-receipt FILE --bundle B [--signer ID]... [--witness-key K]...\n\nChecks a receipt (audit prove) offline and prints the record it proves.")
+	fs := env.flags("audit verify-receipt", "audit verify-receipt FILE --bundle B [--signer ID]... [--witness-key K]...\n\nChecks a receipt (audit prove) offline and prints the record it proves.\nWhen the record holds the agent's own signature of the request (RFC 9421,\nsigned with the task's X.509-SVID key), it is checked with the same bundle\nand must name the record's peer, method and path.")
 	var tf trustFlags
 	fs.StringVar(&tf.bundle, "bundle", "", "trust bundle for the writer's SVID (required)")
 	fs.StringVar(&tf.td, "trust-domain", "", "trust domain of the bundle (default: of the receipt's signer)")
@@ -211,6 +211,10 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 	if err != nil {
 		return &exitError{code: 1, msg: "FAILED: " + strings.TrimPrefix(err.Error(), "audit: ")}
 	}
+	agentSig, err := agentSignature(&res.Record, opts.Bundle, res.Time)
+	if err != nil {
+		return &exitError{code: 1, msg: "FAILED: " + err.Error()}
+	}
 	when := "verification time"
 	if res.Witness != "" {
 		when = "cosigned by " + res.Witness
@@ -233,6 +237,9 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 	}
 	if rec.PolicyDigest != "" {
 		fmt.Fprintf(env.stdout, "policy digest: %s\n", rec.PolicyDigest)
+	}
+	if agentSig != nil {
+		printAgentSignature(env.stdout, agentSig, res.Record.AgentSig.Body)
 	}
 	return nil
 }

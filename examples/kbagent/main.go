@@ -1,6 +1,9 @@
 // Command kbagent is a minimal agent: it calls a service over SPIFFE mTLS
 // with the SVID the Workload API gives it — the task identity when it was
 // started with `agentid run`. It prints the HTTP status and the body.
+// With -sign, every request is also signed with the same SVID's key (RFC
+// 9421, svid/httpsig), so that the service's audit log holds the agent's
+// own signature of what it asked.
 //
 //	agentid run --task-file researcher.json -- kbagent -url https://127.0.0.1:8443/kb/doc-1
 package main
@@ -15,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentid/agentid/svid/httpsig"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -28,14 +32,15 @@ func main() {
 	body := flag.String("body", "", "request body")
 	socket := flag.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API socket (unix:///path or a path)")
 	server := flag.String("server-id", "", "the service's SPIFFE ID (default: any ID of the trust domain)")
+	sign := flag.Bool("sign", false, "sign every request with the task's X.509-SVID key (RFC 9421)")
 	flag.Parse()
-	if err := run(*url, *method, *body, *socket, *server); err != nil {
+	if err := run(*url, *method, *body, *socket, *server, *sign); err != nil {
 		fmt.Fprintln(os.Stderr, "kbagent:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, method, body, socket, server string) error {
+func run(url, method, body, socket, server string, sign bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if !strings.Contains(socket, "://") {
@@ -58,7 +63,11 @@ func run(url, method, body, socket, server string) error {
 		}
 		authorizer = tlsconfig.AuthorizeID(id)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(svids, bundles, authorizer)}}
+	var rt http.RoundTripper = &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(svids, bundles, authorizer)}
+	if sign {
+		rt = &httpsig.Transport{Base: rt, Source: svids}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: rt}
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return err

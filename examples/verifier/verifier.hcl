@@ -49,3 +49,11 @@ authzen {                         # AuthZEN 1.0 on the check API listener (same 
 metrics {
   listen = "127.0.0.1:9090"       # /metrics, /healthz, /readyz
 }
+
+signatures {                      # agent-signed requests (RFC 9421, docs/signatures.md): always verified when sent
+  require    = false              # true: every request must be signed; false: where a rule says require_signature
+  window     = "60s"              # created within this much of now; nonces remembered twice as long
+  max_nonces = 1000000            # replay cache bound; full within the window: signed requests refused
+  record_body       = false       # true: also record signed bodies, so receipts prove the body, not only its digest
+  max_recorded_body = 65536       # bodies larger than this are not recorded (their digest still is)
+}

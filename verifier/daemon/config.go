@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"github.com/agentid/agentid/svid/httpsig"
 	"net/url"
 	"os"
 	"time"
@@ -93,6 +94,14 @@ type fileConfig struct {
 		MaxStaleness string   `hcl:"max_staleness,optional"`
 		OnStale      string   `hcl:"on_stale,optional"`
 	} `hcl:"liveness,block"`
+	Signatures *struct {
+		Require    bool     `hcl:"require,optional"`
+		Window     string   `hcl:"window,optional"`
+		Algorithms []string `hcl:"algorithms,optional"`
+		MaxNonces  *int     `hcl:"max_nonces,optional"`
+		RecordBody bool     `hcl:"record_body,optional"`
+		MaxBody    *int     `hcl:"max_recorded_body,optional"`
+	} `hcl:"signatures,block"`
 
 	body *hclsyntax.Body // for the positions of values found wrong
 }
@@ -133,6 +142,21 @@ type Config struct {
 	// Liveness, when set, watches the registrars' liveness feed: revoked
 	// tasks (and delegates of revoked tasks) are refused.
 	Liveness *LivenessConfig
+
+	// Signatures configures agent-signed requests (always on: a signed
+	// request is verified, and a rule's require_signature enforced; the
+	// signatures block tunes it and can require signatures everywhere).
+	Signatures SignaturesConfig
+}
+
+// SignaturesConfig is the signatures block (see verifier.Signatures).
+type SignaturesConfig struct {
+	Require         bool
+	Window          time.Duration
+	Algorithms      []string
+	MaxNonces       int
+	RecordBody      bool
+	MaxRecordedBody int
 }
 
 // LivenessConfig configures the liveness feed.
@@ -250,6 +274,9 @@ func build(raw *fileConfig) (*Config, error) {
 		return nil, err
 	}
 	if err := cfg.buildLiveness(raw); err != nil {
+		return nil, err
+	}
+	if err := cfg.buildSignatures(raw); err != nil {
 		return nil, err
 	}
 	return cfg, cfg.buildFrontEnds(raw)
@@ -442,5 +469,42 @@ func (cfg *Config) buildAuthZEN(raw *fileConfig) error {
 		}
 	}
 	cfg.AuthZEN = ac
+	return nil
+}
+
+func (cfg *Config) buildSignatures(raw *fileConfig) error {
+	s := raw.Signatures
+	if s == nil {
+		return nil
+	}
+	at := func(key string, err error) error { return hclconf.At(raw.body, "signatures."+key, err) }
+	cfg.Signatures = SignaturesConfig{Require: s.Require, Algorithms: s.Algorithms, RecordBody: s.RecordBody}
+	if s.Window != "" {
+		d, err := time.ParseDuration(s.Window)
+		if err != nil || d <= 0 {
+			return at("window", fmt.Errorf("signatures.window %q: want a positive duration such as \"60s\"", s.Window))
+		}
+		cfg.Signatures.Window = d
+	}
+	for _, a := range s.Algorithms {
+		switch a {
+		case httpsig.AlgECDSAP256, httpsig.AlgECDSAP384, httpsig.AlgEd25519, httpsig.AlgRSAPSS:
+		default:
+			return at("algorithms", fmt.Errorf("signatures.algorithms: %q is not an asymmetric RFC 9421 algorithm agentid verifies (%s, %s, %s, %s)",
+				a, httpsig.AlgECDSAP256, httpsig.AlgECDSAP384, httpsig.AlgEd25519, httpsig.AlgRSAPSS))
+		}
+	}
+	if s.MaxNonces != nil {
+		if *s.MaxNonces <= 0 {
+			return at("max_nonces", fmt.Errorf("signatures.max_nonces %d: want a positive number", *s.MaxNonces))
+		}
+		cfg.Signatures.MaxNonces = *s.MaxNonces
+	}
+	if s.MaxBody != nil {
+		if *s.MaxBody <= 0 {
+			return at("max_recorded_body", fmt.Errorf("signatures.max_recorded_body %d: want a positive number of bytes", *s.MaxBody))
+		}
+		cfg.Signatures.MaxRecordedBody = *s.MaxBody
+	}
 	return nil
 }

@@ -105,6 +105,11 @@ func TestConfigErrors(t *testing.T) {
 		{"bad caller", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n allowed_callers = [\"envoy\"]\n}\n", `check_api.allowed_callers: "envoy"`},
 		{"unknown identity header", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nidentity_headers = [\"spiffe_id\", \"model\"]\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `v.hcl:3:20: identity_headers: unknown identity header "model" (expected one of agent, claims, principal, rule, spiffe_id, task)`},
 		{"no identity header", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nidentity_headers = []\nworkload_api {\n socket = \"/s\"\n}\ncheck_api {\n listen = \":0\"\n}\n", `v.hcl:3:20: identity_headers: no identity header named`},
+		{"bad signatures.window", sigBlock(` window = "soon"`), `v.hcl:8:11: signatures.window "soon": want a positive duration such as "60s"`},
+		{"bad signatures.algorithms", sigBlock(` algorithms = ["ecdsa-p256-sha256", "hmac-sha256"]`), `v.hcl:8:15: signatures.algorithms: "hmac-sha256" is not an asymmetric RFC 9421 algorithm agentid verifies`},
+		{"bad signatures.max_nonces", sigBlock(` max_nonces = -1`), `v.hcl:8:15: signatures.max_nonces -1: want a positive number`},
+		{"bad signatures.max_recorded_body", sigBlock(` max_recorded_body = 0`), `v.hcl:8:22: signatures.max_recorded_body 0: want a positive number of bytes`},
+		{"signatures typo", sigBlock(` requre = true`), `v.hcl:8:2: Unsupported argument; An argument named "requre" is not expected here.`},
 		{"callers without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\next_authz {\n listen = \":0\"\n allowed_callers = [\"spiffe://example.org/envoy\"]\n}\n", "ext_authz.allowed_callers needs the verifier's own SVID"},
 	}
 	for _, tc := range tests {
@@ -282,4 +287,10 @@ func TestDaemonCheckReloadAndAudit(t *testing.T) {
 	if sum.Checkpoints == 0 || sum.Unsigned != 0 || sum.Signers[0] != "spiffe://example.org/verifier" {
 		t.Fatalf("audit summary %+v", sum)
 	}
+}
+
+// sigBlock is a minimal configuration with a signatures block holding line
+// (at line 8).
+func sigBlock(line string) string {
+	return "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nworkload_api {\n socket = \"/s\"\n}\nsignatures {\n require = true\n" + line + "\n}\ncheck_api {\n listen = \":0\"\n}\n"
 }

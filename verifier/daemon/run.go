@@ -3,9 +3,11 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentid/agentid/svid/httpsig"
 	"io"
 	"log/slog"
 	"net"
@@ -99,6 +101,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Headers:       cfg.IdentityHeaders,
 		Observe:       d.observe,
+		Signatures: &verifier.Signatures{Require: cfg.Signatures.Require, Window: cfg.Signatures.Window,
+			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces,
+			RecordBody: cfg.Signatures.RecordBody, MaxRecordedBody: cfg.Signatures.MaxRecordedBody},
 	}
 	if lc := cfg.Liveness; lc != nil {
 		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
@@ -453,11 +458,13 @@ func (d *Daemon) check(ctx context.Context, q *verifier.Query) checkResponse {
 }
 
 // parseCheckRequest reads {"certificate"|"jwt", "action": {"kind",
-// "method", "path", "name"}} strictly: duplicate or case-variant keys and
-// unknown keys are refused. The capitalised action keys of the first
+// "method", "path", "name"}, "request": {…}} strictly: duplicate or
+// case-variant keys and unknown keys are refused. "request", optional, is
+// the HTTP request the service received, for the agent's signature; its
+// method and path must be the http action's. The capitalised action keys of the first
 // release ("Kind", "Method", "Path", "Name") are still read.
 func parseCheckRequest(body []byte) (*verifier.Query, error) {
-	v, err := strictjson.Decode(body, 8, 2)
+	v, err := strictjson.Decode(body, 8, 3)
 	if err != nil {
 		return nil, err
 	}
@@ -506,11 +513,86 @@ func parseCheckRequest(body []byte) (*verifier.Query, error) {
 					return nil, fmt.Errorf("action key %q: write %q", ak, strings.ToLower(ak))
 				}
 			}
+		case "request":
+			s, err := parseSignedRequest(v)
+			if err != nil {
+				return nil, err
+			}
+			q.Signed = s
 		default:
-			return nil, fmt.Errorf("unknown key %q (want certificate, jwt, action)", k)
+			return nil, fmt.Errorf("unknown key %q (want certificate, jwt, action, request)", k)
+		}
+	}
+	if s := q.Signed; s != nil && q.Action.Kind == policies.KindHTTP {
+		if p := targetPath(s.Message.TargetURI); s.Message.Method != q.Action.Method || p != q.Action.Path {
+			return nil, fmt.Errorf("action %s %s is not the request's %s %s", q.Action.Method, q.Action.Path, s.Message.Method, p)
 		}
 	}
 	return q, nil
+}
+
+// parseSignedRequest reads "request": {"method", "target_uri", "headers":
+// {name: value}, "body": base64}: the HTTP request a service received, for
+// the signature stage (the agent's RFC 9421 signature in its headers).
+func parseSignedRequest(v any) (*verifier.SignedRequest, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New(`"request" must be an object`)
+	}
+	s := &verifier.SignedRequest{Message: httpsig.Message{Header: http.Header{}}, BodyKnown: true}
+	for k, v := range obj {
+		switch k {
+		case "method", "target_uri", "body":
+			str, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("request.%s must be a string", k)
+			}
+			switch k {
+			case "method":
+				s.Message.Method = str
+			case "target_uri":
+				s.Message.TargetURI = str
+			case "body":
+				b, err := base64.StdEncoding.DecodeString(str)
+				if err != nil {
+					return nil, fmt.Errorf("request.body: %w", err)
+				}
+				s.Body = b
+			}
+		case "headers":
+			h, ok := v.(map[string]any)
+			if !ok {
+				return nil, errors.New("request.headers must be an object of strings")
+			}
+			for name, val := range h {
+				str, ok := val.(string)
+				if !ok {
+					return nil, fmt.Errorf("request.headers.%s must be a string", name)
+				}
+				s.Message.Header.Add(name, str)
+			}
+		default:
+			return nil, fmt.Errorf("unknown key request.%s (want method, target_uri, headers, body)", k)
+		}
+	}
+	if s.Message.Method == "" || !strings.Contains(s.Message.TargetURI, "://") {
+		return nil, errors.New("request needs method and an absolute target_uri")
+	}
+	return s, nil
+}
+
+// targetPath is the path of an absolute URI, without the query.
+func targetPath(uri string) string {
+	_, rest, _ := strings.Cut(uri, "://")
+	i := strings.IndexAny(rest, "/?")
+	if i < 0 {
+		return "/"
+	}
+	p, _, _ := strings.Cut(rest[i:], "?")
+	if p == "" {
+		return "/"
+	}
+	return p
 }
 
 // observe counts one decision of any front-end.

@@ -1,0 +1,77 @@
+package verifier
+
+import (
+	"bytes"
+	"strconv"
+
+	"fmt"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"io"
+	"net/http"
+
+	"github.com/agentid/agentid/svid/httpsig"
+)
+
+// MaxSignedBody bounds the body of a signed request that the middleware
+// and the proxy read to check its Content-Digest (8 MiB): larger ones are
+// refused as too large.
+const MaxSignedBody = 8 << 20
+
+// unsignedRequest stands for a request without signature fields that a
+// front-end could have passed: the stage sees no signature in it (and
+// refuses it as signature_missing where one is required). Shared and
+// never written, so that unsigned requests cost no allocation.
+var unsignedRequest = &SignedRequest{BodyKnown: true}
+
+// signedRequest is the request r for the signature stage: its body is
+// read (and put back for the handler or the upstream) only when r carries
+// a signature; body is the one already read for MCP, if read.
+func signedRequest(r *http.Request, body []byte, bodyRead bool) (*SignedRequest, *InputError) {
+	if !HasSignature(r.Header) {
+		return unsignedRequest, nil
+	}
+	s := &SignedRequest{Message: *httpsig.RequestMessage(r), Body: body, BodyKnown: bodyRead}
+	if bodyRead {
+		return s, nil
+	}
+	s.BodyKnown = true
+	if r.Body == nil || r.Body == http.NoBody {
+		return s, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxSignedBody+1))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.ContentLength = int64(len(b))
+	switch {
+	case err != nil:
+		return s, badInput("body", "reading the body: %v", err)
+	case len(b) > MaxSignedBody:
+		return s, &InputError{What: "body", Detail: fmt.Sprintf("a signed body over %d bytes", MaxSignedBody), TooLarge: true}
+	}
+	s.Body = b
+	return s, nil
+}
+
+// extAuthzSigned is the request Envoy describes, for the signature stage.
+// The body is known when Envoy sent it whole (with_request_body, not
+// partial) or the request declares none.
+func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string]string) *SignedRequest {
+	_, sig := headers["signature"]
+	_, in := headers["signature-input"]
+	if !sig && !in {
+		return unsignedRequest
+	}
+	s := &SignedRequest{Message: httpsig.Message{Method: req.GetMethod(),
+		TargetURI: req.GetScheme() + "://" + req.GetHost() + req.GetPath(), Header: make(http.Header, len(headers))}}
+	for k, v := range headers {
+		s.Message.Header[http.CanonicalHeaderKey(k)] = []string{v}
+	}
+	s.Body = req.GetRawBody()
+	if len(s.Body) == 0 && req.GetBody() != "" {
+		s.Body = []byte(req.GetBody())
+	}
+	n, err := strconv.ParseInt(headers["content-length"], 10, 64)
+	declared := err == nil && n > 0 || headers["transfer-encoding"] != ""
+	s.BodyKnown = headers["x-envoy-auth-partial-body"] != "true" && (len(s.Body) > 0 || !declared)
+	return s
+}
