@@ -23,6 +23,9 @@ func TestExampleConfigParses(t *testing.T) {
 	if cfg.Audit == nil {
 		t.Fatal("audit block not decoded")
 	}
+	if err := cfg.MCP.LoadSecrets(); err != nil {
+		t.Fatal(err)
+	}
 	if cfg.Files != nil {
 		t.Errorf("files = %+v, the example uses the Workload API", cfg.Files)
 	}

@@ -44,8 +44,27 @@ type MCPConfig struct {
 	// Plaintext serves plain HTTP (bearer JWT-SVIDs only): for loopback,
 	// or behind a TLS-terminating load balancer.
 	Plaintext bool
-	// Gateway is the gateway's configuration (without Log, Transport).
+	// Gateway is the gateway's configuration (without Log, Transport,
+	// and without UpstreamValue until Load).
 	Gateway mcpgw.Config
+
+	headerFile, headerEnv, headerPrefix string
+	headerAt                            func(error) error // places an error at the key in the file
+}
+
+// LoadSecrets reads the upstream credential (upstream_header's value_file
+// or value_env) into Gateway.UpstreamValue; the daemon calls it when it
+// starts. Errors name the key's file:line:col.
+func (mc *MCPConfig) LoadSecrets() error {
+	if mc.Gateway.UpstreamHeader == "" {
+		return nil
+	}
+	v, err := upstreamValue(mc.headerFile, mc.headerEnv)
+	if err != nil {
+		return mc.headerAt(err)
+	}
+	mc.Gateway.UpstreamValue = mc.headerPrefix + v
+	return nil
 }
 
 // childEnvKeys are the variables a stdio child inherits from the
@@ -97,17 +116,19 @@ func (cfg *Config) buildMCP(raw *fileConfig) error {
 		return at("stderr_log_bytes", fmt.Errorf("mcp.stderr_log_bytes %d: want a positive size in bytes", m.StderrLogBytes))
 	}
 	if h := m.UpstreamHeader; h != nil {
-		v, err := upstreamValue(h.Name, h.ValueFile, h.ValueEnv)
-		if err != nil {
-			key := "name"
-			if h.ValueFile != "" {
-				key = "value_file"
-			} else if h.ValueEnv != "" {
-				key = "value_env"
-			}
-			return at("upstream_header."+key, err)
+		if err := checkHeaderName(h.Name); err != nil {
+			return at("upstream_header.name", err)
 		}
-		mc.Gateway.UpstreamHeader, mc.Gateway.UpstreamValue = http.CanonicalHeaderKey(h.Name), h.Prefix+v
+		if (h.ValueFile == "") == (h.ValueEnv == "") {
+			return at("upstream_header.name", errors.New("mcp.upstream_header: give one of value_file and value_env"))
+		}
+		mc.Gateway.UpstreamHeader = http.CanonicalHeaderKey(h.Name)
+		mc.headerFile, mc.headerEnv, mc.headerPrefix = h.ValueFile, h.ValueEnv, h.Prefix
+		key := "upstream_header.value_file"
+		if h.ValueEnv != "" {
+			key = "upstream_header.value_env"
+		}
+		mc.headerAt = func(err error) error { return at(key, err) }
 	}
 	if !m.Plaintext && cfg.Files != nil && cfg.Files.SVIDCert == "" {
 		return at("listen", errors.New("mcp serves TLS with the verifier's own SVID: set files.svid_cert and files.svid_key, use workload_api, or set plaintext = true (loopback, or behind a TLS terminator)"))
@@ -118,13 +139,8 @@ func (cfg *Config) buildMCP(raw *fileConfig) error {
 
 // upstreamValue reads the injected credential from a file (trailing
 // newlines dropped) or an environment variable of the verifier.
-func upstreamValue(name, file, env string) (string, error) {
-	if name == "" || strings.ContainsAny(name, " :\r\n") {
-		return "", fmt.Errorf("mcp.upstream_header.name %q: want a header name such as \"Authorization\"", name)
-	}
+func upstreamValue(file, env string) (string, error) {
 	switch {
-	case (file == "") == (env == ""):
-		return "", errors.New("mcp.upstream_header: give one of value_file and value_env")
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -138,6 +154,13 @@ func upstreamValue(name, file, env string) (string, error) {
 		}
 		return checkHeaderValue(v, "value_env "+env)
 	}
+}
+
+func checkHeaderName(name string) error {
+	if name == "" || strings.ContainsAny(name, " :\t\r\n") {
+		return fmt.Errorf("mcp.upstream_header.name %q: want a header name such as \"Authorization\"", name)
+	}
+	return nil
 }
 
 func checkHeaderValue(v, from string) (string, error) {

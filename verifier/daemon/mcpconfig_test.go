@@ -34,6 +34,9 @@ func TestMCPConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := cfg.MCP.LoadSecrets(); err != nil {
+		t.Fatal(err)
+	}
 	g := cfg.MCP.Gateway
 	if cfg.MCP.Listen != "127.0.0.1:0" || g.Resource != "https://files.example.org/mcp" || g.Upstream.String() != "http://127.0.0.1:3001/mcp" ||
 		g.UpstreamHeader != "Authorization" || g.UpstreamValue != "Bearer s3cret" || !slices.Equal(g.ScopesSupported, []string{"fs:read"}) {
@@ -62,6 +65,9 @@ func TestMCPConfig(t *testing.T) {
   name      = "X-Api-Key"
   value_env = "AGENTID_TEST_UPSTREAM_TOKEN"
  }`)), "v.hcl")
+	if err == nil {
+		err = cfg.MCP.LoadSecrets()
+	}
 	if err != nil || cfg.MCP.Gateway.UpstreamValue != "from-env" || cfg.MCP.Gateway.UpstreamHeader != "X-Api-Key" {
 		t.Fatalf("value_env: %+v %v", cfg.MCP, err)
 	}
@@ -89,7 +95,10 @@ func TestMCPConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := daemon.ParseConfig([]byte(tc.src), "v.hcl")
+			cfg, err := daemon.ParseConfig([]byte(tc.src), "v.hcl")
+			if err == nil && cfg.MCP != nil {
+				err = cfg.MCP.LoadSecrets() // what the daemon does when it starts
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}

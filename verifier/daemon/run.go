@@ -59,6 +59,9 @@ type Daemon struct {
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
 	if cfg.MCP != nil {
+		if err := cfg.MCP.LoadSecrets(); err != nil {
+			return nil, err
+		}
 		return nil, errors.New("mcp: the gateway is configured but not built into this daemon yet (issue 14)")
 	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
