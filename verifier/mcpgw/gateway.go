@@ -605,7 +605,7 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 		var env struct {
 			Result *struct {
 				Tools      []map[string]json.RawMessage `json:"tools"`
-				NextCursor string            `json:"nextCursor"`
+				NextCursor string                       `json:"nextCursor"`
 			} `json:"result"`
 			Error *struct {
 				Message string `json:"message"`
