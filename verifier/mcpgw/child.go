@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -512,8 +513,35 @@ func (c *child) initialize(r *http.Request, id, params json.RawMessage) (*http.R
 	}
 	c.sessions[sid] = true
 	c.mu.Unlock()
-	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": sessionResult(result, params)})
 	return answer(r, http.StatusOK, http.Header{headerSessionID: {sid}}, msg), nil
+}
+
+// stdioVersions are the protocol versions whose stdio messages are the
+// same for what the bridge carries (they differ in the HTTP transport,
+// which the bridge speaks itself).
+var stdioVersions = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
+
+// sessionResult is the child's initialize result for a later session: a
+// client asking an older version than the child negotiated with the first
+// one gets that version, so that, e.g., a 2025-06-18 client may join a
+// child first initialized at 2025-11-25.
+func sessionResult(result, params json.RawMessage) json.RawMessage {
+	var asked struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	var res map[string]json.RawMessage
+	if json.Unmarshal(params, &asked) != nil || json.Unmarshal(result, &res) != nil {
+		return result
+	}
+	var have string
+	json.Unmarshal(res["protocolVersion"], &have)
+	if asked.ProtocolVersion == have || asked.ProtocolVersion > have || !slices.Contains(stdioVersions, asked.ProtocolVersion) {
+		return result
+	}
+	res["protocolVersion"], _ = json.Marshal(asked.ProtocolVersion)
+	out, _ := json.Marshal(res)
+	return out
 }
 
 // withID is the child's answer with the client's id.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -614,5 +615,36 @@ func TestGatewayUpstreamDiesMidStream(t *testing.T) {
 	close(up.slow)
 	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/a"}); err != nil {
 		t.Fatalf("the next call: %v", err)
+	}
+}
+
+// TestGatewayUpstreamRestarts: while the upstream is down a call fails
+// with a JSON-RPC error naming the fault and the client's session goes
+// on; once it is back (stateless, 2026-07-28), the next call works.
+func TestGatewayUpstreamRestarts(t *testing.T) {
+	f := newFixture(t)
+	up := newUpstream(t, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}, 0)
+	addr := up.srv.Listener.Addr().String()
+	gw := f.httpGateway(t, up)
+	cs := connect(t, gw.URL, f.token(t, "T-41", []string{"fs:read"}, resource), nil)
+	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/a"}); err != nil {
+		t.Fatal(err)
+	}
+	handler := up.srv.Config.Handler
+	up.srv.Close()
+	_, err := call(cs, "read_file", map[string]any{"path": "/srv/a"})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcpgw.CodeUpstream || !strings.Contains(je.Message, "the upstream MCP server cannot be reached") {
+		t.Fatalf("call while the upstream is down: %v", err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(l)
+	defer srv.Close()
+	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/b"}); err != nil {
+		t.Fatalf("call once the upstream is back: %v", err)
 	}
 }

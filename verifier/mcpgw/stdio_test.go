@@ -88,6 +88,12 @@ func TestGatewayStdioChild(t *testing.T) {
 	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/shared/a"}); err != nil {
 		t.Fatalf("the next call after the crash: %v", err)
 	}
+	// a client of an older protocol joins the child initialized by go-sdk
+	// (2025-11-25) with the version it asked for
+	resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"old","version":"1"}}}`)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" || !strings.Contains(body, `"protocolVersion":"2025-06-18"`) || !strings.Contains(body, `"id":7`) {
+		t.Fatalf("initialize at 2025-06-18: %d %s", resp.StatusCode, body)
+	}
 	cs2 := connect(t, gw.URL, f.token(t, "T-42", []string{"fs:read"}, resource), nil)
 	if got, want := toolNames(t, cs2), []string{"crash", "echo", "read_file"}; !slices.Equal(got, want) {
 		t.Fatalf("a new session after the restart: tools %q, want %q", got, want)
