@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 
@@ -95,6 +96,9 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 			g.rt = t
 		}
 	case len(cfg.Command) > 0:
+		if _, err := exec.LookPath(cfg.Command[0]); err != nil {
+			return nil, fmt.Errorf("mcpgw: Command: %w", err)
+		}
 		g.child = startChild(cfg, g.log)
 		g.upstream, g.rt = "http://stdio.invalid/mcp", g.child
 	default:

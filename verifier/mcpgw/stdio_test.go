@@ -125,3 +125,22 @@ func TestGatewayStdioStderrBounded(t *testing.T) {
 		t.Fatalf("stderr log (%d bytes):\n%.2000s", len(log), log)
 	}
 }
+
+// TestGatewayStdioChildThatNeverRuns: a program that is not there is a
+// configuration error; one that exits at once fails the client's requests
+// with an error naming the child, and never hangs them.
+func TestGatewayStdioChildThatNeverRuns(t *testing.T) {
+	f := newFixture(t)
+	if _, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Command: []string{"/nonexistent/mcp-server"}}); err == nil || !strings.Contains(err.Error(), "mcpgw: Command: ") {
+		t.Fatalf("missing program: %v", err)
+	}
+	// this test binary, running no test: it exits at once
+	_, gw := f.gateway(t, mcpgw.Config{Command: []string{os.Args[0], "-test.run=^$"}})
+	tok := f.token(t, "T-41", []string{"fs:read"}, resource)
+	for range 3 {
+		_, err := tryConnect(gw.URL, tok, nil)
+		if err == nil || !strings.Contains(err.Error(), "stdio MCP server") {
+			t.Fatalf("connect to a child that exits at once: %v", err)
+		}
+	}
+}
