@@ -347,9 +347,28 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 				t.Fatalf("case-variant argument keys: %v", err)
 			}
 
-			want := []string{`read_file {"path":"/srv/shared/notes.md"}`, `write_file {"path":"/srv/agents/T-41/out.md"}`}
-			if got := up.toolCalls(); !slices.Equal(got, want) {
-				t.Fatalf("calls that reached the upstream: %q, want %q", got, want)
+			// the protocol the client and the upstream spoke through the gateway
+			var versions []string
+			for _, h := range up.seenHeaders() {
+				if v := h.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(versions, v) {
+					versions = append(versions, v)
+				}
+				if h.Get("Mcp-Protocol-Version") == "2026-07-28" && h.Get("Mcp-Method") == "" {
+					t.Fatalf("a 2026-07-28 request without Mcp-Method reached the upstream: %v", h)
+				}
+			}
+			// stateful: server/discover at 2026-07-28 is refused, the session
+			// is 2025-11-25; stateless: everything is 2026-07-28
+			want := []string{"2026-07-28", "2025-11-25"}
+			if mode.opts != nil {
+				want = want[:1]
+			}
+			if !slices.Equal(versions, want) {
+				t.Fatalf("protocol versions upstream %q, want %q", versions, want)
+			}
+			wantCalls := []string{`read_file {"path":"/srv/shared/notes.md"}`, `write_file {"path":"/srv/agents/T-41/out.md"}`}
+			if got := up.toolCalls(); !slices.Equal(got, wantCalls) {
+				t.Fatalf("calls that reached the upstream: %q, want %q", got, wantCalls)
 			}
 			recs := f.records(t)
 			var names []string
