@@ -169,6 +169,9 @@ func newUpstream(t testing.TB, opts *mcp.StreamableHTTPOptions, ntools int) *ups
 		})
 	s.AddResource(&mcp.Resource{Name: "notes", URI: "file:///srv/shared/notes.md"}, readResource)
 	s.AddResource(&mcp.Resource{Name: "shadow", URI: "file:///etc/shadow"}, readResource)
+	s.AddPrompt(&mcp.Prompt{Name: "exfiltrate"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "x"}}}}, nil
+	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, opts)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
@@ -327,6 +330,12 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 			if _, err := child.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "file:///etc/shadow"}); err == nil {
 				t.Fatal("resource outside /srv read")
 			}
+			// no rule allows a prompt: none listed, none got
+			if pl, err := child.ListPrompts(context.Background(), nil); err != nil || len(pl.Prompts) != 0 {
+				t.Fatalf("prompts %+v %v", pl, err)
+			}
+			_, err = child.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "exfiltrate"})
+			wantRefusal(t, err, mcpauth.CodeForbidden, "forbidden", "default deny")
 			if _, err := call(child, "read_file", map[string]any{"path": "/srv/shared/notes.md"}); err != nil {
 				t.Fatalf("read allowed: %v", err)
 			}
@@ -379,7 +388,7 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 				names = append(names, r.Decision+" "+r.Action.Kind+" "+r.Action.Name)
 			}
 			// the last: a message that cannot be read is recorded as the POST it was
-			wantRecs := []string{"deny mcp file:///etc/shadow", "allow mcp read_file", "allow mcp write_file", "deny mcp write_file",
+			wantRecs := []string{"deny mcp file:///etc/shadow", "deny mcp exfiltrate", "allow mcp read_file", "allow mcp write_file", "deny mcp write_file",
 				"deny mcp admin_reset", "deny mcp delete_everything", "deny http "}
 			if !slices.Equal(names, wantRecs) {
 				t.Fatalf("audited decisions %q, want %q", names, wantRecs)
