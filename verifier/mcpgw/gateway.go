@@ -480,30 +480,32 @@ func listKey(method string) string {
 // ours is false for a message that is not the answer to x (returned
 // unchanged).
 func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) (out []byte, ours bool) {
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(msg, &env); err != nil {
+	var a listAnswer // one pass over the whole answer
+	if err := json.Unmarshal(msg, &a); err != nil || a.Method != nil || !bytes.Equal(bytes.TrimSpace(a.ID), x.msg.ID) {
 		return msg, false
 	}
-	if _, isRequest := env["method"]; isRequest || !bytes.Equal(bytes.TrimSpace(env["id"]), x.msg.ID) {
-		return msg, false
+	if a.Result == nil {
+		return msg, true // an error answer
 	}
-	out, err := g.filter(ctx, x, env)
+	res, err := g.filter(ctx, x, a.Result)
 	if err != nil {
 		g.log.Warn("mcp gateway: list answer not filtered", "method", x.msg.Method, "err", err)
 		return errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: "+err.Error()), true
 	}
-	return out, true
+	return res, true
 }
 
-func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.RawMessage) ([]byte, error) {
-	result, ok := env["result"]
-	if !ok {
-		return json.Marshal(env) // an error answer
-	}
-	var res map[string]json.RawMessage
-	if err := json.Unmarshal(result, &res); err != nil {
-		return nil, fmt.Errorf("the upstream's %s result is not an object", x.msg.Method)
-	}
+// listAnswer is a JSON-RPC answer as the filter reads it: the result's
+// fields kept as sent.
+type listAnswer struct {
+	ID     json.RawMessage            `json:"id"`
+	Method json.RawMessage            `json:"method"`
+	Result map[string]json.RawMessage `json:"result"`
+}
+
+// filter is the answer with the result's list filtered (or the peer's
+// refusal).
+func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.RawMessage) ([]byte, error) {
 	key := listKey(x.msg.Method)
 	var items []map[string]json.RawMessage // each entry's fields, keys as sent
 	if raw, ok := res[key]; ok {
@@ -522,9 +524,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.R
 	}
 	vis, r := g.v.Visible(ctx, x.q, acts)
 	if vis == nil {
-		r.MCPID = x.msg.ID
-		b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
-		return b, nil
+		return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
 	}
 	kept := make([]map[string]json.RawMessage, 0, len(items))
 	for i, it := range items {
@@ -533,8 +533,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.R
 		}
 	}
 	res[key], _ = json.Marshal(kept)
-	env["result"], _ = json.Marshal(res)
-	return json.Marshal(env)
+	return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "result": res})
 }
 
 // entryNames reads each list entry's name (tools, prompts) or URI
