@@ -507,7 +507,7 @@ type listAnswer struct {
 // refusal).
 func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.RawMessage) ([]byte, error) {
 	key := listKey(x.msg.Method)
-	var items []map[string]json.RawMessage // each entry's fields, keys as sent
+	var items []json.RawMessage
 	if raw, ok := res[key]; ok {
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("the upstream's %s result has no %s list", x.msg.Method, key)
@@ -526,28 +526,30 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	if vis == nil {
 		return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
 	}
-	kept := make([]map[string]json.RawMessage, 0, len(items))
+	kept := []byte{'['} // the entries as sent (validated by the Unmarshal above)
 	for i, it := range items {
 		if vis[i] && names[i] != "" {
-			kept = append(kept, it)
+			if len(kept) > 1 {
+				kept = append(kept, ',')
+			}
+			kept = append(kept, it...)
 		}
 	}
-	res[key], _ = json.Marshal(kept)
+	res[key] = append(kept, ']')
 	return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "result": res})
 }
 
 // entryNames reads each list entry's name (tools, prompts) or URI
 // (resources), by its exact key as a case-sensitive client reads it; ""
-// for an entry without one, which is dropped.
-func entryNames(key string, items []map[string]json.RawMessage) []string {
+// for an entry without one (or not an object), which is dropped.
+func entryNames(key string, items []json.RawMessage) []string {
 	field := "name"
 	if key == "resources" {
 		field = "uri"
 	}
 	names := make([]string, len(items))
-	for i, e := range items {
-		var s string
-		if json.Unmarshal(e[field], &s) == nil && len(s) <= verifier.MaxNameLen {
+	for i, it := range items {
+		if s, ok := topLevelString(it, field); ok && len(s) <= verifier.MaxNameLen {
 			names[i] = s
 		}
 	}
@@ -607,8 +609,8 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 		}
 		var env struct {
 			Result *struct {
-				Tools      []map[string]json.RawMessage `json:"tools"`
-				NextCursor string                       `json:"nextCursor"`
+				Tools      []json.RawMessage `json:"tools"`
+				NextCursor string            `json:"nextCursor"`
 			} `json:"result"`
 			Error *struct {
 				Message string `json:"message"`
