@@ -118,6 +118,25 @@ func (g *Gateway) Close() error {
 // Path is the MCP endpoint's path.
 func (g *Gateway) Path() string { return g.path }
 
+// Healthy is nil while the gateway can serve: always for an HTTP upstream
+// (whose faults are per request), and for a stdio child while one is
+// running.
+func (g *Gateway) Healthy() error {
+	if g.child == nil {
+		return nil
+	}
+	return g.child.healthy()
+}
+
+// ChildStarts is how many times the stdio child was started (0 for an
+// HTTP upstream): 1 plus its restarts.
+func (g *Gateway) ChildStarts() int64 {
+	if g.child == nil {
+		return 0
+	}
+	return g.child.starts.Load()
+}
+
 // ServeHTTP serves the MCP endpoint and the RFC 9728 metadata.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
