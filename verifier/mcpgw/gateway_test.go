@@ -676,3 +676,29 @@ func TestGatewayUpstreamRestarts(t *testing.T) {
 		t.Fatalf("call once the upstream is back: %v", err)
 	}
 }
+
+// TestGatewayInsufficientScope: a JWT-SVID peer denied for want of a
+// scope the policy names gets 403 with the MCP authorization spec's
+// challenge, as from mcpauth; a denial more scopes would not lift is a
+// JSON-RPC error (HTTP 200).
+func TestGatewayInsufficientScope(t *testing.T) {
+	f := newFixture(t)
+	up := newUpstream(t, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}, 0)
+	gw := f.httpGateway(t, up)
+	readOnly := f.token(t, "T-42", []string{"fs:read"}, resource)
+	call := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/srv/agents/T-42/out.md"}}}`
+	resp, body := post(t, gw.URL, readOnly, call)
+	h := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != 403 || !strings.Contains(h, `error="insufficient_scope"`) || !strings.Contains(h, `scope="fs:write"`) ||
+		!strings.Contains(h, `resource_metadata="https://files.example.org/.well-known/oauth-protected-resource/mcp"`) || !strings.Contains(body, `"id":3`) {
+		t.Fatalf("403: %d %q %s", resp.StatusCode, h, body)
+	}
+	resp, body = post(t, gw.URL, f.token(t, "T-42", []string{"fs:read", "fs:write"}, resource),
+		`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/etc/passwd"}}}`)
+	if resp.StatusCode != 200 || !strings.Contains(body, "fs-write-outside-task") || !strings.Contains(body, "-32031") {
+		t.Fatalf("denied call: %d %s", resp.StatusCode, body)
+	}
+	if calls := up.toolCalls(); len(calls) != 0 {
+		t.Fatalf("calls reached the upstream: %q", calls)
+	}
+}
