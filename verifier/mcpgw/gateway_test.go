@@ -585,6 +585,17 @@ func TestGatewaySessions(t *testing.T) {
 	if resp, _ := post(t, gw.URL, tokA, list, "Mcp-Session-Id", "made-up", "Mcp-Protocol-Version", "2025-06-18"); resp.StatusCode != 404 {
 		t.Fatalf("unknown session: %d", resp.StatusCode)
 	}
+	// two session ids: the gateway would check one and the upstream might
+	// serve the other
+	req2, _ := http.NewRequest("POST", gw.URL+"/mcp", strings.NewReader(list))
+	req2.Header.Set("Authorization", "Bearer "+tokB)
+	req2.Header.Set("Content-Type", "application/json")
+	req2.Header.Set("Accept", "application/json, text/event-stream")
+	respB, _ := post(t, gw.URL, tokB, initMsg)
+	req2.Header["Mcp-Session-Id"] = []string{respB.Header.Get("Mcp-Session-Id"), sid} // its own, then A's
+	if resp, err := http.DefaultClient.Do(req2); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("two Mcp-Session-Id headers: %v %v", resp.StatusCode, err)
+	}
 	req, _ := http.NewRequest("DELETE", gw.URL+"/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+tokB)
 	req.Header.Set("Mcp-Session-Id", sid)
