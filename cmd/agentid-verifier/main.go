@@ -1,6 +1,7 @@
 // Command agentid-verifier serves agentid's verifier: Envoy ext_authz, the
-// mTLS reverse proxy and the check API, with hot-reloaded HCL policies, an
-// audit log and Prometheus metrics. See docs/verifier.md.
+// mTLS reverse proxy, the check API and the MCP gateway, with hot-reloaded
+// HCL policies, an audit log and Prometheus metrics. See docs/verifier.md
+// and, for the gateway, docs/mcp.md.
 package main
 
 import (
@@ -37,7 +38,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agentid-verifier:", err)
 		os.Exit(1)
 	}
-	for _, name := range []string{"ext_authz", "proxy", "check_api", "metrics"} {
+	for _, name := range []string{"ext_authz", "proxy", "check_api", "mcp", "metrics"} {
 		if a := d.Addr(name); a != nil {
 			log.Info("serving", "frontend", name, "addr", a.String())
 		}

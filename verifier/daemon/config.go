@@ -1,9 +1,10 @@
 // Package daemon runs agentid-verifier: it loads the HCL configuration,
 // keeps the trust bundles and its own SVID current (Workload API or files),
 // loads and hot-reloads the policy directory (file watch and SIGHUP, keeping
-// the last good set), and serves any combination of the three front-ends —
-// Envoy ext_authz, the mTLS reverse proxy and the check API — plus
-// Prometheus metrics and /healthz and /readyz.
+// the last good set), and serves any combination of the front-ends —
+// Envoy ext_authz, the mTLS reverse proxy, the check API and the MCP
+// gateway (verifier/mcpgw) — plus Prometheus metrics and /healthz and
+// /readyz.
 package daemon
 
 import (
@@ -88,6 +89,7 @@ type fileConfig struct {
 	Metrics *struct {
 		Listen string `hcl:"listen"`
 	} `hcl:"metrics,block"`
+	MCP      *mcpBlock `hcl:"mcp,block"`
 	Liveness *struct {
 		Registrars   []string `hcl:"registrars"`
 		RegistrarIDs []string `hcl:"registrar_ids"`
@@ -142,6 +144,9 @@ type Config struct {
 	// Liveness, when set, watches the registrars' liveness feed: revoked
 	// tasks (and delegates of revoked tasks) are refused.
 	Liveness *LivenessConfig
+
+	// MCP, when set, serves the MCP gateway (verifier/mcpgw).
+	MCP *MCPConfig
 
 	// Signatures configures agent-signed requests (always on: a signed
 	// request is verified, and a rule's require_signature enforced; the
@@ -381,8 +386,11 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 	if err := cfg.buildAuthZEN(raw); err != nil {
 		return err
 	}
-	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" {
-		return fmt.Errorf("nothing to serve: add an ext_authz, proxy or check_api block")
+	if err := cfg.buildMCP(raw); err != nil {
+		return err
+	}
+	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" && cfg.MCP == nil {
+		return fmt.Errorf("nothing to serve: add an ext_authz, proxy, check_api or mcp block")
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
+	"github.com/agentid/agentid/verifier/mcpgw"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -48,6 +50,7 @@ type Daemon struct {
 	metrics *metrics
 	audit   *audit.Writer
 	view    *verifier.LivenessView // nil without a liveness block
+	mcp     *mcpgw.Gateway         // nil without an mcp block
 
 	svids   x509svid.Source // nil when the config gives no SVID
 	closers []func() error
@@ -61,6 +64,13 @@ type Daemon struct {
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
+	audiences := cfg.JWTAudiences
+	if cfg.MCP != nil {
+		if err := cfg.MCP.LoadSecrets(); err != nil {
+			return nil, err
+		}
+		audiences = append(slices.Clone(audiences), cfg.MCP.Gateway.Resource)
+	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("policy %s: %s", cfg.PolicyDir, diags.Error())
@@ -92,7 +102,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d.metrics.policyOK.Set(1)
 	d.v = &verifier.Verifier{
 		Auth: verifier.NewAuthenticator(verifier.Config{
-			X509Bundles: x509s, JWTBundles: jwts, Audiences: cfg.JWTAudiences,
+			X509Bundles: x509s, JWTBundles: jwts, Audiences: audiences,
 			TrustDomains: cfg.TrustDomains, ExtensionOID: cfg.ExtensionOID,
 		}),
 		Policy:        verifier.StorePolicy{Store: store},
@@ -125,7 +135,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Verifier() *verifier.Verifier { return d.v }
 
 // Addr is the bound address of a front-end: "ext_authz", "proxy",
-// "check_api" or "metrics".
+// "check_api", "mcp" or "metrics".
 func (d *Daemon) Addr(name string) net.Addr { return d.addrs[name] }
 
 func (d *Daemon) sources(ctx context.Context) (x509bundle.Source, jwtbundle.Source, error) {
@@ -218,6 +228,9 @@ func (d *Daemon) listen() error {
 		}
 		d.addrs["check_api"] = l.Addr()
 		d.httpServer(l, d.checkAPI())
+	}
+	if err := d.listenMCP(); err != nil {
+		return err
 	}
 	if a := d.cfg.MetricsListen; a != "" {
 		l, err := net.Listen("tcp", a)
@@ -385,6 +398,12 @@ func (d *Daemon) opsHandler() http.Handler {
 		if d.audit != nil {
 			if err := d.audit.Healthy(); err != nil {
 				http.Error(w, "decision log cannot take records: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		if d.mcp != nil {
+			if err := d.mcp.Healthy(); err != nil {
+				http.Error(w, "mcp gateway: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 		}

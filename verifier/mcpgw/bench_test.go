@@ -1,0 +1,255 @@
+package mcpgw_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentid/agentid/verifier/mcpgw"
+)
+
+// BenchmarkGatewayVsDirect calls a trivial tool (echo, allowed by a rule
+// without condition; audit on) through the gateway and directly on the
+// same go-sdk server (Streamable HTTP, SSE answers), interleaved in one
+// run, each over real HTTP with its own go-sdk client session; and lists
+// 100 tools the same two ways. "parallel" runs 8 client pairs at once
+// per core, each alternating the two paths. It reports the time per
+// operation of each path and their calls/s ratio (gateway/direct;
+// target >= 0.8).
+func BenchmarkGatewayVsDirect(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		list     bool
+		ntools   int
+		parallel bool
+	}{
+		{"tools-call", false, 0, false},
+		{"tools-call-parallel", false, 0, true},
+		{"tools-list-100", true, 100, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b)
+			up := newUpstream(b, nil, bc.ntools)
+			gw := f.httpGateway(b, up)
+			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
+			ctx := context.Background()
+			op := func(cs *mcp.ClientSession) error {
+				var err error
+				if bc.list {
+					_, err = cs.ListTools(ctx, nil)
+				} else {
+					_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"x": 1}})
+				}
+				return err
+			}
+			var tDirect, tGateway atomic.Int64
+			pair := func(direct, through *mcp.ClientSession) error {
+				s := time.Now()
+				if err := op(direct); err != nil {
+					return err
+				}
+				m := time.Now()
+				if err := op(through); err != nil {
+					return err
+				}
+				tGateway.Add(int64(time.Since(m)))
+				tDirect.Add(int64(m.Sub(s)))
+				return nil
+			}
+			if bc.parallel {
+				b.SetParallelism(8)
+				b.RunParallel(func(pb *testing.PB) {
+					direct, err := tryConnect(up.srv.URL, tok, nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer direct.Close()
+					through, err := tryConnect(gw.URL, tok, nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer through.Close()
+					for pb.Next() {
+						if err := pair(direct, through); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			} else {
+				direct := connect(b, up.srv.URL, tok, nil)
+				through := connect(b, gw.URL, tok, nil)
+				if err := pair(direct, through); err != nil { // the gateway learns the tool names
+					b.Fatal(err)
+				}
+				tDirect.Store(0)
+				tGateway.Store(0)
+				b.ResetTimer()
+				for range b.N {
+					if err := pair(direct, through); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(float64(tDirect.Load())/n/1e3, "direct-µs/op")
+			b.ReportMetric(float64(tGateway.Load())/n/1e3, "gateway-µs/op")
+			b.ReportMetric(float64(tDirect.Load())/float64(tGateway.Load()), "calls/s-ratio")
+		})
+	}
+}
+
+// cannedUpstream answers in memory, with one SSE event: a tools/list
+// with tools (named as newUpstream names them), anything else with a
+// tool result of resultBytes of text. It measures the gateway's own work,
+// without the network.
+type cannedUpstream struct {
+	list, call []byte // the results, JSON
+}
+
+func newCanned(tools []string, resultBytes int) cannedUpstream {
+	var ts []any
+	for _, n := range tools {
+		ts = append(ts, map[string]any{"name": n, "description": "a tool of the benchmark", "inputSchema": map[string]any{"type": "object"}})
+	}
+	list, _ := json.Marshal(map[string]any{"tools": ts})
+	call, _ := json.Marshal(map[string]any{"content": []any{map[string]any{"type": "text", "text": strings.Repeat("x", resultBytes)}}})
+	return cannedUpstream{list: list, call: call}
+}
+
+func (c cannedUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	in, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	var m struct{ ID json.RawMessage }
+	json.Unmarshal(in, &m)
+	result := c.call
+	if strings.Contains(string(in), `"tools/list"`) {
+		result = c.list
+	}
+	body := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":" + string(m.ID) + ",\"result\":" + string(result) + "}\n\n"
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}},
+		Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+}
+
+// BenchmarkGatewayHandler is the gateway's work per request (read,
+// parse, decide and audit, headers, pass the SSE answer through, filter
+// a list) with the HTTP server and the upstream taken away. tools-call:
+// a call with a small answer. tools-list-100: interleaved in one loop, a
+// tools/list of 100 tools filtered by examples/mcp/filesystem and a
+// tools/call whose answer is as large as that list, passed through; the
+// difference is the filtering (filter-µs/op).
+func BenchmarkGatewayHandler(b *testing.B) {
+	tools := []string{"read_file", "list_directory", "write_file", "move_file", "admin_reset", "echo"}
+	for i := len(tools); i < 100; i++ {
+		tools = append(tools, "tool_"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	newGateway := func(b *testing.B, up cannedUpstream) (*mcpgw.Gateway, func(body string) *http.Request) {
+		f := newFixture(b)
+		g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(b, "http://upstream.invalid/mcp"), Transport: up,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok := f.token(b, "T-41", []string{"fs:read"}, resource)
+		return g, func(body string) *http.Request {
+			r := httptest.NewRequest("POST", "/mcp", strings.NewReader(body))
+			r.Header.Set("Authorization", "Bearer "+tok)
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Accept", "application/json, text/event-stream")
+			r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+			return r
+		}
+	}
+	serve := func(b *testing.B, g *mcpgw.Gateway, r *http.Request) {
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"result"`) {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	const (
+		callBody = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`
+		listBody = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	)
+	b.Run("tools-call", func(b *testing.B) {
+		g, req := newGateway(b, newCanned(tools, 2))
+		serve(b, g, req(callBody)) // the gateway learns the tool names
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			serve(b, g, req(callBody))
+		}
+	})
+	b.Run("tools-list-100", func(b *testing.B) {
+		g, req := newGateway(b, newCanned(tools, len(newCanned(tools, 0).list)))
+		serve(b, g, req(callBody))
+		var tList, tPass time.Duration
+		b.ResetTimer()
+		for range b.N {
+			s := time.Now()
+			serve(b, g, req(listBody))
+			m := time.Now()
+			serve(b, g, req(callBody))
+			tPass += time.Since(m)
+			tList += m.Sub(s)
+		}
+		b.StopTimer()
+		n := float64(b.N)
+		b.ReportMetric(float64(tList.Microseconds())/n, "list-µs/op")
+		b.ReportMetric(float64(tPass.Microseconds())/n, "passthrough-µs/op")
+		b.ReportMetric(float64((tList-tPass).Microseconds())/n, "filter-µs/op")
+	})
+}
+
+// BenchmarkGatewayStdio calls echo on the stdio test server through the
+// gateway (agent → HTTP → gateway → the child's stdin) and, interleaved,
+// directly over go-sdk's CommandTransport on another instance of the same
+// program: what serving a stdio server over Streamable HTTP behind the
+// checks costs.
+func BenchmarkGatewayStdio(b *testing.B) {
+	bin := buildStdioServer(b)
+	f := newFixture(b)
+	_, gw := f.gateway(b, mcpgw.Config{Command: []string{bin}})
+	through := connect(b, gw.URL, f.token(b, "T-41", []string{"fs:read"}, resource), nil)
+	ctx := context.Background()
+	direct, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: exec.Command(bin)}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer direct.Close()
+	op := func(cs *mcp.ClientSession) {
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"x": 1}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	op(direct)
+	op(through)
+	var tDirect, tGateway time.Duration
+	b.ResetTimer()
+	for range b.N {
+		s := time.Now()
+		op(direct)
+		m := time.Now()
+		op(through)
+		tGateway += time.Since(m)
+		tDirect += m.Sub(s)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(tDirect.Microseconds())/n, "direct-µs/op")
+	b.ReportMetric(float64(tGateway.Microseconds())/n, "gateway-µs/op")
+	b.ReportMetric(float64(tDirect)/float64(tGateway), "calls/s-ratio")
+}
