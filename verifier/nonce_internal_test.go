@@ -43,3 +43,22 @@ func TestNonceCache(t *testing.T) {
 		t.Fatal("keys collide")
 	}
 }
+
+// TestNonceLifeCoversWindow: whenever a signature is first accepted (its
+// created within the window of the clock, in whole seconds, the clock not),
+// its nonce is remembered past created + window, the last instant at which
+// the same signature passes the created check again.
+func TestNonceLifeCoversWindow(t *testing.T) {
+	created := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for _, w := range []time.Duration{time.Second, time.Minute, httpsig.DefaultWindow} {
+		for first := created.Add(-w); !first.After(created.Add(w)); first = first.Add(w / 7) {
+			life := nonceLife(first, created, w)
+			if until := first.Add(life); !until.After(created.Add(w)) {
+				t.Fatalf("window %s, first use %s: remembered until %s, a replay at created+window %s passes", w, first, until, created.Add(w))
+			}
+			if life > 2*w+time.Second {
+				t.Fatalf("window %s: life %s exceeds 2·window + 1 s", w, life)
+			}
+		}
+	}
+}

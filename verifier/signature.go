@@ -28,7 +28,8 @@ type Signatures struct {
 	// Require: every request must carry a verified signature.
 	Require bool
 	// Window: created must be within Window of now (default
-	// httpsig.DefaultWindow); nonces are remembered for twice that.
+	// httpsig.DefaultWindow); nonces are remembered for twice that and
+	// one second (past created + Window).
 	Window time.Duration
 	// Algorithms allowed (default every one httpsig.AlgorithmOf names).
 	Algorithms []string
@@ -113,7 +114,7 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 		err = v.bindSigner(&r.Peer, ver.Chain, now)
 	}
 	if err == nil {
-		err = s.cache().add(nonceKey(r.Peer.id.String(), ver.Params.Nonce), now, 2*s.window())
+		err = s.cache().add(nonceKey(r.Peer.id.String(), ver.Params.Nonce), now, nonceLife(now, time.Unix(ver.Params.Created, 0), s.window()))
 	}
 	if err != nil {
 		r.sig = rawSignature(q.Signed.Message.Header)
@@ -219,6 +220,21 @@ func requireSigned(r *Result) {
 	r.Outcome, r.Code = Unauthenticated, httpsig.ReasonMissing
 	r.Decision.Allow = false
 	r.Decision.Reason = "verifier: " + httpsig.ReasonMissing + ": the allowing rule requires a request signed by the agent (require_signature)"
+}
+
+// nonceLife is how long from now (its first use) a nonce is remembered:
+// past every time the same signature could pass again. It passes while
+// created is within window of the clock, that is up to and including
+// created + window (expires only narrows that, so it is not waited for:
+// a signer's far-off expires cannot pin entries in the bounded cache);
+// since created >= now - window, now + 2·window already reaches it, and
+// one second more covers the inclusive edge and created's whole seconds.
+func nonceLife(now, created time.Time, window time.Duration) time.Duration {
+	until := now.Add(2 * window)
+	if c := created.Add(window); c.After(until) {
+		until = c
+	}
+	return until.Add(time.Second).Sub(now)
 }
 
 // nonceKey is the replay cache's key for a peer's nonce: 16 bytes of

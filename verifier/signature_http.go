@@ -53,8 +53,10 @@ func signedRequest(r *http.Request, body []byte, bodyRead bool) (*SignedRequest,
 }
 
 // extAuthzSigned is the request Envoy describes, for the signature stage.
-// The body is known when Envoy sent it whole (with_request_body, not
-// partial) or the request declares none.
+// Envoy passes the body only with with_request_body, and an HTTP/2 or
+// HTTP/3 request need not declare its length, so the body is known only
+// when (bodyKnownExtAuthz) Envoy passed it whole, or the request says
+// explicitly that it has none.
 func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string]string) *SignedRequest {
 	_, sig := headers["signature"]
 	_, in := headers["signature-input"]
@@ -70,8 +72,36 @@ func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string
 	if len(s.Body) == 0 && req.GetBody() != "" {
 		s.Body = []byte(req.GetBody())
 	}
-	n, err := strconv.ParseInt(headers["content-length"], 10, 64)
-	declared := err == nil && n > 0 || headers["transfer-encoding"] != ""
-	s.BodyKnown = headers["x-envoy-auth-partial-body"] != "true" && (len(s.Body) > 0 || !declared)
+	s.BodyKnown = bodyKnownExtAuthz(req.GetMethod(), req.GetSize(), len(s.Body), headers)
 	return s
+}
+
+// bodyKnownExtAuthz: the body Envoy describes is the request's whole body
+// when Envoy passed one (raw_body or body, and not x-envoy-auth-partial-body:
+// true), or the request has none: content-length: 0 stated, or a method
+// without body semantics (GET, HEAD, DELETE, OPTIONS, TRACE) of size 0,
+// neither with a transfer-encoding. Anything else — in particular a
+// request of unknown size (-1, no content-length, as HTTP/2 allows) whose
+// body Envoy did not pass — is not known to be empty. The request's own
+// x-envoy-auth-partial-body: false is not trusted (a client can send it
+// when the filter has no with_request_body).
+func bodyKnownExtAuthz(method string, size int64, bodyLen int, headers map[string]string) bool {
+	if headers["x-envoy-auth-partial-body"] == "true" {
+		return false
+	}
+	if bodyLen > 0 {
+		return true
+	}
+	if headers["transfer-encoding"] != "" {
+		return false
+	}
+	if cl, ok := headers["content-length"]; ok {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		return err == nil && n == 0
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodTrace:
+		return size == 0
+	}
+	return false
 }

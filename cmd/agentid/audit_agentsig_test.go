@@ -54,8 +54,11 @@ func proveFirst(t *testing.T, ca *testca.CA, rec audit.Record) (int, string, str
 	if code, out, errs := runCLI(t, "audit", "prove", "--index", "0", "--out", receipt, path); code != 0 {
 		t.Fatalf("prove: exit %d\n%s\n%s", code, out, errs)
 	}
-	return runCLI(t, "audit", "verify-receipt", receipt, "--bundle", bundle)
+	return runCLI(t, append([]string{"audit", "verify-receipt", receipt, "--bundle", bundle}, verifyReceiptExtra...)...)
 }
+
+// verifyReceiptExtra are more flags for proveFirst's verify-receipt.
+var verifyReceiptExtra []string
 
 // TestAuditReceiptAgentSignature: the receipt of a signed request shows,
 // with the bundle alone, that the task's key requested exactly this

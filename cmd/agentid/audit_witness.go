@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/audit/witness"
+	"github.com/agentid/agentid/svid/httpsig"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -167,7 +168,7 @@ func proveReceipt(env *cli, args, files []string, index uint64) (*audit.Receipt,
 }
 
 func (env *cli) auditVerifyReceipt(args []string) error {
-	fs := env.flags("audit verify-receipt", "audit verify-receipt FILE --bundle B [--signer ID]... [--witness-key K]...\n\nChecks a receipt (audit prove) offline and prints the record it proves.\nWhen the record holds the agent's own signature of the request (RFC 9421,\nsigned with the task's X.509-SVID key), it is checked with the same bundle\nand must name the record's peer, method and path.")
+	fs := env.flags("audit verify-receipt", "audit verify-receipt FILE --bundle B [--signer ID]... [--witness-key K]...\n\nChecks a receipt (audit prove) offline and prints the record it proves.\nWhen the record holds the agent's own signature of the request (RFC 9421,\nsigned with the task's X.509-SVID key), it is checked with the same bundle\nand must name the record's peer, its time must lie within [created -\nwindow, expires + window], and it must be of the record's action: an http\naction's method and path, an mcp action's method and name read from the\nrecorded body. Without the body (or for another kind) the signature is\nshown as \"not bound to this action\", never OK (exit 0: the record itself\nis proven).")
 	var tf trustFlags
 	fs.StringVar(&tf.bundle, "bundle", "", "trust bundle for the writer's SVID (required)")
 	fs.StringVar(&tf.td, "trust-domain", "", "trust domain of the bundle (default: of the receipt's signer)")
@@ -175,14 +176,16 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 	fs.Var(&tf.configs, "config", "a verifier's or registrar's configuration file: its audit.signer_id is pinned like --signer (repeatable)")
 	fs.Var(&tf.witnessKey, "witness-key", "trusted witness's cosignature verifier key or a file holding it (repeatable): the checkpoint must be cosigned")
 	fs.StringVar(&tf.at, "at", "", "without --witness-key: verify the writer's SVID at this RFC 3339 time instead of now")
+	var sigWindow time.Duration
+	fs.DurationVar(&sigWindow, "signature-window", httpsig.DefaultWindow, "the verifier's signatures.window: the record's time must lie within [created − it, expires + it] of the agent's signature")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := tf.addConfigSigners(); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || tf.bundle == "" {
-		return fmt.Errorf("%w: agentid audit verify-receipt FILE --bundle B", errUsage)
+	if fs.NArg() != 1 || tf.bundle == "" || sigWindow <= 0 {
+		return fmt.Errorf("%w: agentid audit verify-receipt FILE --bundle B [--signature-window D > 0]", errUsage)
 	}
 	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
@@ -211,7 +214,7 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 	if err != nil {
 		return &exitError{code: 1, msg: "FAILED: " + strings.TrimPrefix(err.Error(), "audit: ")}
 	}
-	agentSig, err := agentSignature(&res.Record, opts.Bundle, res.Time)
+	agentSig, err := agentSignature(&res.Record, opts.Bundle, res.Time, sigWindow)
 	if err != nil {
 		return &exitError{code: 1, msg: "FAILED: " + err.Error()}
 	}
@@ -239,7 +242,7 @@ func (env *cli) auditVerifyReceipt(args []string) error {
 		fmt.Fprintf(env.stdout, "policy digest: %s\n", rec.PolicyDigest)
 	}
 	if agentSig != nil {
-		printAgentSignature(env.stdout, agentSig, res.Record.AgentSig.Body)
+		printAgentSignature(env.stdout, agentSig)
 	}
 	return nil
 }
