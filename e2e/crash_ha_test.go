@@ -50,8 +50,8 @@ func TestHAServerCrashDuringBatches(t *testing.T) {
 	}
 	var mu sync.Mutex
 	acked := map[string]string{} // task → entry ID, as acknowledged
-	failures := map[string]int{}  // caller → failed creates
-	crossed := 0                  // creates of A acknowledged through server 2 after failing on server 1
+	failures := map[string]int{} // caller → failed creates
+	crossed := 0                 // creates of A acknowledged through server 2 after failing on server 1
 	crashed := make(chan struct{})
 	var wg sync.WaitGroup
 	// write runs one caller: its batches through regs[home], a failed

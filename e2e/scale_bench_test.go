@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,4 +217,48 @@ func fillTasks(ctx context.Context, b testing.TB, r *registrar.Registrar, client
 			}
 		}
 	}
+}
+
+// scalePostgres gives opts a PostgreSQL datastore of its own (a fresh
+// cluster) when AGENTID_SCALE_DATASTORE=postgres and returns the cluster;
+// nil (opts untouched: sqlite) otherwise.
+func scalePostgres(b testing.TB, opts *spiretest.Options) *postgres {
+	b.Helper()
+	if os.Getenv("AGENTID_SCALE_DATASTORE") != "postgres" {
+		return nil
+	}
+	pg := startPostgres(b, "spire")
+	opts.DataStore = pg.SPIREDataStore()
+	return pg
+}
+
+// datastoreName is "postgres" or "sqlite", as scalePostgres decides.
+func datastoreName() string {
+	if os.Getenv("AGENTID_SCALE_DATASTORE") == "postgres" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// datastoreBytes is the size of srv's datastore: the sqlite file, or the
+// PostgreSQL database (pg_database_size) when pg is not nil.
+func datastoreBytes(b testing.TB, srv *spiretest.Server, pg *postgres) int64 {
+	b.Helper()
+	if pg == nil {
+		fi, err := os.Stat(filepath.Join(srv.Dir, "data", "datastore.sqlite3"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return fi.Size()
+	}
+	out, err := pg.cmd(30*time.Second, "psql", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-d", pg.Database, "-tAc",
+		"SELECT pg_database_size(current_database())")
+	if err != nil {
+		b.Fatalf("psql: %v\n%s", err, out)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		b.Fatalf("pg_database_size: %q", out)
+	}
+	return n
 }
