@@ -95,26 +95,40 @@ func rssKiB(b *testing.B, pid int) int64 {
 	return 0
 }
 
-// pgTicks is the CPU time of PostgreSQL's processes (the postmaster and
-// its children) in clock ticks; 0 for a nil cluster.
+// pgTicks is the CPU time of PostgreSQL's processes in clock ticks: the
+// postmaster's, its live children's, and (cutime, cstime) that of the
+// children it has reaped — backends come and go; 0 for a nil cluster.
 func pgTicks(b *testing.B, pg *postgres) int64 {
 	if pg == nil {
 		return 0
 	}
 	root := pg.server.Process.Pid
-	total := cpuTicks(b, root)
+	var total int64
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range dirs {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			continue // gone meanwhile
 		}
+		// fields after the ")" that ends comm: ppid is field 4; utime,
+		// stime, cutime, cstime 14-17
 		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == root {
-			u, _ := strconv.ParseInt(fields[11], 10, 64)
-			s, _ := strconv.ParseInt(fields[12], 10, 64)
-			total += u + s
+		pid, _ := strconv.Atoi(strings.Fields(string(data))[0])
+		ppid, _ := strconv.Atoi(fields[1])
+		if pid != root && ppid != root {
+			continue
 		}
+		last := 12
+		if pid == root {
+			last = 14
+		}
+		for _, v := range fields[11 : last+1] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			total += n
+		}
+	}
+	if total == 0 {
+		b.Fatalf("no CPU time found for PostgreSQL (pid %d)", root)
 	}
 	return total
 }

@@ -87,7 +87,7 @@ func BenchmarkCreateToSVID(b *testing.B) {
 				b.Fatal(err)
 			}
 			cmd := exec.Command(agentidCLI, "run", "--task-file", file, "--manifest-dir", manifests, "--exe-digest=false", "--",
-				waiter, "-socket", agent.SocketPath, "-id", task.ID.String(), "-timeout", "90s")
+				waiter, "-socket", agent.SocketPath, "-id", task.ID.String(), "-timeout", "5m")
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
 			if err := cmd.Run(); err != nil {
