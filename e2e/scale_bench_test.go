@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -261,4 +262,24 @@ func datastoreBytes(b testing.TB, srv *spiretest.Server, pg *postgres) int64 {
 		b.Fatalf("pg_database_size: %q", out)
 	}
 	return n
+}
+
+// fillStats is fillTasks on srv with, when AGENTID_SCALE_ANALYZE=1 and the
+// datastore is sqlite (pg nil), SQLite's statistics refreshed (ANALYZE)
+// every 10,000 tasks and at the end: without them its planner answers
+// SPIRE's duplicate check through the parent_id index, which every task of
+// one node shares, and a fill of 100,000 on one node slows to a crawl.
+func fillStats(ctx context.Context, b testing.TB, r *registrar.Registrar, client entryv1.EntryClient, node spiffeid.ID,
+	deadline time.Time, from, to int, srv *spiretest.Server, pg *postgres) {
+	b.Helper()
+	analyzing := os.Getenv("AGENTID_SCALE_ANALYZE") == "1" && pg == nil
+	for lo := from; lo < to; lo += 10_000 {
+		fillTasks(ctx, b, r, client, node, deadline, lo, min(to, lo+10_000), scaleClaims)
+		if analyzing {
+			db := filepath.Join(srv.Dir, "data", "datastore.sqlite3")
+			if out, err := exec.Command("sqlite3", db, "ANALYZE;").CombinedOutput(); err != nil {
+				b.Fatalf("sqlite3 %s ANALYZE: %v: %s", db, err, out)
+			}
+		}
+	}
 }

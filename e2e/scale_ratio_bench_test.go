@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,35 +58,14 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 			conn := srv.Dial(b)
 			regs[k] = registrar.New(conn, srv.TrustDomain, pol)
 			client := entryv1.NewEntryClient(conn)
-			analyze := func() {
-				// SQLite statistics: without them its planner answers
-				// SPIRE's duplicate check through the parent_id index,
-				// which every task of one node shares.
-				db := filepath.Join(srv.Dir, "data", "datastore.sqlite3")
-				if out, err := exec.Command("sqlite3", db, "ANALYZE;").CombinedOutput(); err != nil {
-					b.Fatalf("sqlite3 %s ANALYZE: %v: %s", db, err, out)
-				}
-			}
-			analyzing := os.Getenv("AGENTID_SCALE_ANALYZE") == "1" && pg == nil
 			start := time.Now()
-			// With ANALYZE, statistics are refreshed every 10,000 tasks of
-			// the fill too: the fill's own duplicate checks grow with the
-			// node's tasks without them (100,000 would not fill).
-			for from := 0; from < size; from += 10_000 {
-				fillTasks(ctx, b, regs[k], client, node, deadline, from, min(size, from+10_000), scaleClaims)
-				if analyzing && from+10_000 < size {
-					analyze()
-				}
-			}
+			fillStats(ctx, b, regs[k], client, node, deadline, 0, size, srv, pg)
 			b.Logf("filled %d tasks in %v (%.0f/s); load %s", size, time.Since(start).Round(time.Second), float64(size)/time.Since(start).Seconds(), loadAvg())
 			if pg != nil {
 				// PostgreSQL's autovacuum analyzes the filled table by
 				// itself (within autovacuum_naptime, 1 min): wait for it
 				// rather than run ANALYZE.
 				waitAutoAnalyze(b, pg)
-			}
-			if analyzing {
-				analyze()
 			}
 		}
 		const perRound = 50
