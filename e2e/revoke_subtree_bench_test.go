@@ -19,12 +19,14 @@ import (
 // the entry hint (the chain's root), listed and deleted until none is
 // left. Each round fills SPIRE again (children in the registrar's own
 // layout, registrar.RenderEntry, through BatchCreateEntry) outside the
-// timer.
+// timer. AGENTID_SCALE_DATASTORE=postgres runs the server on PostgreSQL.
 //
 //	go test -run '^$' -bench RevokeSubtree -benchtime 3x ./e2e/
 func BenchmarkRevokeSubtree(b *testing.B) {
 	const children, others = 1000, 1000
-	srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN"})
+	opts := spiretest.Options{LogLevel: "WARN"}
+	scalePostgres(b, &opts)
+	srv := spiretest.StartServer(b, opts)
 	conn := srv.Dial(b)
 	pol, err := registrar.ParsePolicy([]byte(issuancePolicy), "issuance.hcl")
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -213,6 +215,70 @@ func fillTasks(ctx context.Context, b testing.TB, r *registrar.Registrar, client
 		for _, res := range resp.GetResults() {
 			if codes.Code(res.GetStatus().GetCode()) != codes.OK {
 				b.Fatalf("fill: %v", res.GetStatus())
+			}
+		}
+	}
+}
+
+// scalePostgres gives opts a PostgreSQL datastore of its own (a fresh
+// cluster) when AGENTID_SCALE_DATASTORE=postgres and returns the cluster;
+// nil (opts untouched: sqlite) otherwise.
+func scalePostgres(b testing.TB, opts *spiretest.Options) *postgres {
+	b.Helper()
+	if os.Getenv("AGENTID_SCALE_DATASTORE") != "postgres" {
+		return nil
+	}
+	pg := startPostgres(b, "spire")
+	opts.DataStore = pg.SPIREDataStore()
+	return pg
+}
+
+// datastoreName is "postgres" or "sqlite", as scalePostgres decides.
+func datastoreName() string {
+	if os.Getenv("AGENTID_SCALE_DATASTORE") == "postgres" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// datastoreBytes is the size of srv's datastore: the sqlite file, or the
+// PostgreSQL database (pg_database_size) when pg is not nil.
+func datastoreBytes(b testing.TB, srv *spiretest.Server, pg *postgres) int64 {
+	b.Helper()
+	if pg == nil {
+		fi, err := os.Stat(filepath.Join(srv.Dir, "data", "datastore.sqlite3"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return fi.Size()
+	}
+	out, err := pg.cmd(30*time.Second, "psql", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-d", pg.Database, "-tAc",
+		"SELECT pg_database_size(current_database())")
+	if err != nil {
+		b.Fatalf("psql: %v\n%s", err, out)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		b.Fatalf("pg_database_size: %q", out)
+	}
+	return n
+}
+
+// fillStats is fillTasks on srv with, when AGENTID_SCALE_ANALYZE=1 and the
+// datastore is sqlite (pg nil), SQLite's statistics refreshed (ANALYZE)
+// every 10,000 tasks and at the end: without them its planner answers
+// SPIRE's duplicate check through the parent_id index, which every task of
+// one node shares, and a fill of 100,000 on one node slows to a crawl.
+func fillStats(ctx context.Context, b testing.TB, r *registrar.Registrar, client entryv1.EntryClient, node spiffeid.ID,
+	deadline time.Time, from, to int, srv *spiretest.Server, pg *postgres) {
+	b.Helper()
+	analyzing := os.Getenv("AGENTID_SCALE_ANALYZE") == "1" && pg == nil
+	for lo := from; lo < to; lo += 10_000 {
+		fillTasks(ctx, b, r, client, node, deadline, lo, min(to, lo+10_000), scaleClaims)
+		if analyzing {
+			db := filepath.Join(srv.Dir, "data", "datastore.sqlite3")
+			if out, err := exec.Command("sqlite3", db, "ANALYZE;").CombinedOutput(); err != nil {
+				b.Fatalf("sqlite3 %s ANALYZE: %v: %s", db, err, out)
 			}
 		}
 	}

@@ -17,11 +17,14 @@ import (
 // task-scoped layout filters are tested on decoded tasks, so both read
 // every entry). SPIRE is filled in the registrar's own layout
 // (registrar.RenderEntry, through BatchCreateEntry) before the timer.
+// AGENTID_SCALE_DATASTORE=postgres runs the server on PostgreSQL.
 //
 //	go test -run '^$' -bench TaskList -benchtime 5x ./e2e/
 func BenchmarkTaskList(b *testing.B) {
 	const live = 10_000
-	srv := spiretest.StartServer(b, spiretest.Options{LogLevel: "WARN"})
+	opts := spiretest.Options{LogLevel: "WARN"}
+	scalePostgres(b, &opts)
+	srv := spiretest.StartServer(b, opts)
 	conn := srv.Dial(b)
 	r := registrar.New(conn, srv.TrustDomain, nil)
 	client := entryv1.NewEntryClient(conn)

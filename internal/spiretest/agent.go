@@ -185,3 +185,11 @@ func (a *Agent) Restart(t testing.TB) {
 	a.Stop(t)
 	a.start(t)
 }
+
+// Pid is the process ID of the running spire-agent (for measurements of
+// its memory in /proc).
+func (a *Agent) Pid() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.proc.Pid()
+}
