@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,13 +78,22 @@ type sqlFile struct {
 	// connMu serializes the statements on lock (a transaction, the
 	// keepalive, the release); lost, once set, is returned by every write.
 	connMu sync.Mutex
-	lost   error
-	stop   chan struct{} // closed by closeLock: ends the keepalive
+	lost   atomic.Pointer[error] // set under connMu
+	stop   chan struct{}         // closed by closeLock: ends the keepalive
 }
 
 // sqlKeepalive is how often an idle lock connection is pinged, well
 // within the server's wait_timeout (8 h by default, often set to minutes).
-const sqlKeepalive = 30 * time.Second
+// A variable for the tests.
+var sqlKeepalive = 30 * time.Second
+
+// lostErr is why the lock is lost, nil while it is held.
+func (f *sqlFile) lostErr() error {
+	if err := f.lost.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
 
 // OpenSQL opens (or creates) the log named log in the database db (a
 // MariaDB or MySQL *sql.DB; the caller imports the driver) and starts its
@@ -142,7 +152,7 @@ func (f *sqlFile) keepalive() {
 		case <-t.C:
 		}
 		f.connMu.Lock()
-		if f.lost == nil {
+		if f.lostErr() == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := f.lock.PingContext(ctx); err != nil {
 				f.loseLock(err)
@@ -156,10 +166,12 @@ func (f *sqlFile) keepalive() {
 // loseLock records that the lock is gone (connMu held): the writer stops
 // for good, since another writer may have the log now.
 func (f *sqlFile) loseLock(cause error) error {
-	if f.lost == nil {
-		f.lost = fmt.Errorf("the lock on log %q is lost (%v): another writer may have the log, this one writes no more; open the log again", f.log, cause)
+	if err := f.lostErr(); err != nil {
+		return err
 	}
-	return f.lost
+	err := fmt.Errorf("the lock on log %q is lost (%v): another writer may have the log, this one writes no more; open the log again", f.log, cause)
+	f.lost.Store(&err)
+	return err
 }
 
 // lockedTx runs fn in a transaction on the lock connection and commits
@@ -169,8 +181,8 @@ func (f *sqlFile) loseLock(cause error) error {
 func (f *sqlFile) lockedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	f.connMu.Lock()
 	defer f.connMu.Unlock()
-	if f.lost != nil {
-		return f.lost
+	if err := f.lostErr(); err != nil {
+		return err
 	}
 	tx, err := f.lock.BeginTx(ctx, nil)
 	if err != nil {
@@ -393,7 +405,7 @@ func (f *sqlFile) closeLock() error {
 	defer f.connMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if f.lost == nil {
+	if f.lostErr() == nil {
 		f.lock.ExecContext(ctx, "DO RELEASE_LOCK(?)", f.lockName())
 	}
 	return f.lock.Close()

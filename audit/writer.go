@@ -450,6 +450,11 @@ func (w *Writer) Healthy() error {
 	if err := w.err.Load(); err != nil {
 		return *err
 	}
+	if w.sqlf != nil {
+		if err := w.sqlf.lostErr(); err != nil {
+			return fmt.Errorf("%w: SQL store: %w", ErrUnavailable, err)
+		}
+	}
 	return nil
 }
 
