@@ -85,6 +85,9 @@ func ProveIndexed(path string, index uint64) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := chained(segs, index, recLine); err != nil {
+		return nil, err
+	}
 	keyLine, err := lineAt(segs, size)
 	if err != nil {
 		return nil, err
@@ -110,6 +113,46 @@ func ProveIndexed(path string, index uint64) (*Receipt, error) {
 	}
 	return &Receipt{Format: ReceiptFormat, Origin: c.Origin, Index: index, Record: string(recLine), Proof: prf,
 		Checkpoint: cp.Note, Key: string(keyLine), KeyProof: keyPrf}, nil
+}
+
+// chained checks that the record line of index is in the log's hash
+// chain where it stands: its prev is the hash of the line before it, and
+// the next line's prev is its hash. A checkpoint holds the lines as they
+// were when it was signed: a line rewritten and then signed over (a log
+// laundered by a writer before Open checked the chain) is refused here.
+func chained(segs []segment, index uint64, recLine []byte) error {
+	var rec, next struct {
+		Prev string `json:"prev"`
+	}
+	if err := json.Unmarshal(recLine, &rec); err != nil {
+		return fmt.Errorf("audit: the line of seq %d: %w", index+1, err)
+	}
+	want := GenesisPrev
+	if index > 0 {
+		if len(segs) > 0 && segs[0].firstSeq == index+1 {
+			want = rec.Prev // the line before it was deleted by retention
+		} else {
+			prevLine, err := lineAt(segs, index)
+			if err != nil {
+				return err
+			}
+			want = lineHash(prevLine)
+		}
+	}
+	if rec.Prev != want {
+		return fmt.Errorf("audit: the line of seq %d does not chain to the line before it (prev hash differs: the log was altered; run agentid audit verify)", index+1)
+	}
+	nextLine, err := lineAt(segs, index+2)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(nextLine, &next); err != nil {
+		return fmt.Errorf("audit: the line of seq %d: %w", index+2, err)
+	}
+	if next.Prev != lineHash(recLine) {
+		return fmt.Errorf("audit: the line of seq %d is not the line the next one chains to (it was altered; run agentid audit verify)", index+1)
+	}
+	return nil
 }
 
 // indexConsistency checks, with a consistency proof from the tree index,

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,9 +33,16 @@ import (
 // One writer per log: OpenSQL takes the named lock "agentid-audit:<log>"
 // (GET_LOCK) on a connection it holds until Close; a second writer of the
 // same log is refused, and the lock goes with the holder's connection
-// when its process dies. A batch's "fsync" is one transaction (its lines'
-// INSERT and COMMIT); a batch that fails is rolled back to the last
-// committed line, as a file is cut back. Unlike a file, a line not yet
+// when its process dies. Every write goes through that pinned connection
+// (which is never replaced by another from the pool) in a transaction
+// that commits only if IS_USED_LOCK(name) is still its CONNECTION_ID; once
+// the connection drops (a network drop, the server's wait_timeout, a
+// KILL) the lock is lost for good and every write fails with
+// ErrUnavailable, as another writer may have the log by then. An idle
+// lock connection is pinged every 30 s. A batch's "fsync" is one
+// transaction (its lines' INSERT and COMMIT); a batch that fails is
+// rolled back to the last committed line, as a file is cut back: only
+// this writer's own rows are deleted, under the same lock check. Unlike a file, a line not yet
 // committed lives in the writer's memory only, so AppendWait answers once
 // the line is committed (a kill -9 can lose only unanswered lines). There
 // is no rotation, retention or tree index: DumpSQL writes the lines as a
@@ -55,12 +64,35 @@ const sqlSchema = `CREATE TABLE IF NOT EXISTS ` + sqlTable + ` (
 // Sync commits the complete ones, Truncate cuts the rows back.
 type sqlFile struct {
 	db   *sql.DB
-	lock *sql.Conn
+	lock *sql.Conn // holds the log's named lock; every write goes through it
 	log  string
 
 	mu        sync.Mutex
 	pending   []byte // written, not committed; starts at offset committed
 	committed int64
+	// The log as this writer found it (under its lock): the rows after
+	// them are this writer's own.
+	openedSize int64
+	openedSeq  uint64
+
+	// connMu serializes the statements on lock (a transaction, the
+	// keepalive, the release); lost, once set, is returned by every write.
+	connMu sync.Mutex
+	lost   atomic.Pointer[error] // set under connMu
+	stop   chan struct{}         // closed by closeLock: ends the keepalive
+}
+
+// sqlKeepalive is how often an idle lock connection is pinged, well
+// within the server's wait_timeout (8 h by default, often set to minutes).
+// A variable for the tests.
+var sqlKeepalive = 30 * time.Second
+
+// lostErr is why the lock is lost, nil while it is held.
+func (f *sqlFile) lostErr() error {
+	if err := f.lost.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // OpenSQL opens (or creates) the log named log in the database db (a
@@ -88,7 +120,7 @@ func OpenSQL(ctx context.Context, db *sql.DB, log string, opts Options) (*Writer
 		conn.Close()
 		return nil, fmt.Errorf("audit: SQL store: log %q is open by another writer (one writer per log)", log)
 	}
-	f := &sqlFile{db: db, lock: conn, log: log}
+	f := &sqlFile{db: db, lock: conn, log: log, stop: make(chan struct{})}
 	opts.MaxBytes, opts.RotateInterval, opts.MaxSegments, opts.NoTreeIndex = -1, 0, 0, true
 	if opts.Durability == SyncNone {
 		opts.Durability = SyncBatch // a line is stored by its commit: there is no "written to the OS"
@@ -100,7 +132,97 @@ func OpenSQL(ctx context.Context, db *sql.DB, log string, opts Options) (*Writer
 		conn.Close()
 		return nil, err
 	}
+	go f.keepalive()
 	return w, nil
+}
+
+// lockName is the named lock of a log.
+func (f *sqlFile) lockName() string { return "agentid-audit:" + f.log }
+
+// keepalive pings the lock connection while the log is idle, so that the
+// server's wait_timeout does not drop it (and the lock with it); a ping
+// that fails marks the lock lost.
+func (f *sqlFile) keepalive() {
+	t := time.NewTicker(sqlKeepalive)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		f.connMu.Lock()
+		if f.lostErr() == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := f.lock.PingContext(ctx); err != nil {
+				f.loseLock(err)
+			}
+			cancel()
+		}
+		f.connMu.Unlock()
+	}
+}
+
+// loseLock records that the lock is gone (connMu held): the writer stops
+// for good, since another writer may have the log now.
+func (f *sqlFile) loseLock(cause error) error {
+	if err := f.lostErr(); err != nil {
+		return err
+	}
+	err := fmt.Errorf("the lock on log %q is lost (%v): another writer may have the log, this one writes no more; open the log again", f.log, cause)
+	f.lost.Store(&err)
+	return err
+}
+
+// lockedTx runs fn in a transaction on the lock connection and commits
+// only if this connection still holds the log's lock (IS_USED_LOCK is
+// its CONNECTION_ID). The connection is pinned: when it drops it is not
+// replaced by another from the pool, and every write fails from then on.
+func (f *sqlFile) lockedTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
+	if err := f.lostErr(); err != nil {
+		return err
+	}
+	tx, err := f.lock.BeginTx(ctx, nil)
+	if err != nil {
+		return f.connErr(err)
+	}
+	fail := func(err error) error {
+		tx.Rollback()
+		return f.connErr(err)
+	}
+	if err := fn(tx); err != nil {
+		return fail(err)
+	}
+	var held sql.NullBool
+	if err := tx.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", f.lockName()).Scan(&held); err != nil {
+		return fail(err)
+	}
+	if !held.Valid || !held.Bool {
+		tx.Rollback()
+		return f.loseLock(errors.New("this connection no longer holds it"))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", f.connErr(err))
+	}
+	return nil
+}
+
+// connErr is err, and the lock lost when the connection is gone (the
+// lock went with it). No transaction is open on the connection.
+func (f *sqlFile) connErr(err error) error {
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
+		return f.loseLock(err)
+	}
+	// Another error (a driver's own for a dropped connection, or one of
+	// the statement): the connection answers a ping, or it is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if perr := f.lock.PingContext(ctx); perr != nil {
+		return f.loseLock(fmt.Errorf("%v; then: %v", err, perr))
+	}
+	return err
 }
 
 // readAll is every committed line, in order, each with its newline.
@@ -111,10 +233,15 @@ func (f *sqlFile) readAll() ([]byte, error) {
 		out.WriteByte('\n')
 		return nil
 	})
+	data := out.Bytes()
 	f.mu.Lock()
-	f.committed, f.pending = int64(out.Len()), nil
+	f.committed, f.pending, f.openedSize, f.openedSeq = int64(len(data)), nil, int64(len(data)), 0
+	if len(data) > 0 {
+		last := data[bytes.LastIndexByte(data[:len(data)-1], '\n')+1:]
+		f.openedSeq, _ = lineSeq(last)
+	}
 	f.mu.Unlock()
-	return out.Bytes(), err
+	return data, err
 }
 
 func eachSQLLine(ctx context.Context, db *sql.DB, log string, fn func([]byte) error) error {
@@ -172,50 +299,45 @@ func (f *sqlFile) Sync() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tx, err := f.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("SQL store: %w", err)
-	}
-	defer tx.Rollback()
 	const perInsert = 256
 	var q strings.Builder
 	args := make([]any, 0, 5*perInsert)
 	off := start
-	flush := func() error {
-		if len(args) == 0 {
-			return nil
+	err := f.lockedTx(ctx, func(tx *sql.Tx) error {
+		flush := func() error {
+			if len(args) == 0 {
+				return nil
+			}
+			_, err := tx.ExecContext(ctx, q.String(), args...)
+			q.Reset()
+			args = args[:0]
+			return err
 		}
-		_, err := tx.ExecContext(ctx, q.String(), args...)
-		q.Reset()
-		args = args[:0]
-		return err
-	}
-	for rest := batch; len(rest) > 0; {
-		line, after, _ := bytes.Cut(rest, []byte{'\n'})
-		rest = after
-		off += int64(len(line)) + 1
-		seq, ok := lineSeq(line)
-		if !ok {
-			return errors.New("SQL store: a line without a sequence number")
-		}
-		if len(args) == 0 {
-			q.WriteString("INSERT INTO " + sqlTable + " (log, seq, end_offset, type, line) VALUES ")
-		} else {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?,?,?,?,?)")
-		args = append(args, f.log, seq, off, lineType(line), line)
-		if len(args) == 5*perInsert {
-			if err := flush(); err != nil {
-				return fmt.Errorf("SQL store: %w", err)
+		for rest := batch; len(rest) > 0; {
+			line, after, _ := bytes.Cut(rest, []byte{'\n'})
+			rest = after
+			off += int64(len(line)) + 1
+			seq, ok := lineSeq(line)
+			if !ok {
+				return errors.New("a line without a sequence number")
+			}
+			if len(args) == 0 {
+				q.WriteString("INSERT INTO " + sqlTable + " (log, seq, end_offset, type, line) VALUES ")
+			} else {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?)")
+			args = append(args, f.log, seq, off, lineType(line), line)
+			if len(args) == 5*perInsert {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := flush(); err != nil {
+		return flush()
+	})
+	if err != nil {
 		return fmt.Errorf("SQL store: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("SQL store: commit: %w", err)
 	}
 	f.mu.Lock()
 	f.committed = off
@@ -239,21 +361,35 @@ func lineType(line []byte) string {
 
 // Truncate cuts the log back to size bytes: lines not committed beyond it
 // are dropped, and rows beyond it deleted (a commit whose answer was lost
-// may have stored them).
+// may have stored them). It deletes only this writer's own rows (after
+// the log as it found it at Open, under its lock) and only while its
+// connection holds the lock (checked in the same transaction): rows
+// another writer stored after this one lost the lock are never touched.
 func (f *sqlFile) Truncate(size int64) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	if size < f.openedSize {
+		f.mu.Unlock()
+		return fmt.Errorf("SQL store: cutting log %q back to byte %d, before the lines this writer found at Open (byte %d): refused", f.log, size, f.openedSize)
+	}
 	if size >= f.committed && size-f.committed <= int64(len(f.pending)) {
 		f.pending = f.pending[:size-f.committed]
 	} else {
 		f.pending = nil
 	}
+	floor := f.openedSeq
+	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := f.db.ExecContext(ctx, "DELETE FROM "+sqlTable+" WHERE log = ? AND end_offset > ?", f.log, size); err != nil {
+	err := f.lockedTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM "+sqlTable+" WHERE log = ? AND seq > ? AND end_offset > ?", f.log, floor, size)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("SQL store: %w", err)
 	}
+	f.mu.Lock()
 	f.committed = min(f.committed, size)
+	f.mu.Unlock()
 	return nil
 }
 
@@ -264,8 +400,13 @@ func (f *sqlFile) Seek(offset int64, _ int) (int64, error) { return offset, nil 
 func (f *sqlFile) Close() error { return nil }
 
 func (f *sqlFile) closeLock() error {
+	close(f.stop)
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	f.lock.ExecContext(ctx, "DO RELEASE_LOCK(?)", "agentid-audit:"+f.log)
+	if f.lostErr() == nil {
+		f.lock.ExecContext(ctx, "DO RELEASE_LOCK(?)", f.lockName())
+	}
 	return f.lock.Close()
 }

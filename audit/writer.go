@@ -450,6 +450,11 @@ func (w *Writer) Healthy() error {
 	if err := w.err.Load(); err != nil {
 		return *err
 	}
+	if w.sqlf != nil {
+		if err := w.sqlf.lostErr(); err != nil {
+			return fmt.Errorf("%w: SQL store: %w", ErrUnavailable, err)
+		}
+	}
 	return nil
 }
 
@@ -1489,7 +1494,13 @@ func (w *Writer) recover() error {
 	}
 	w.recovering = true
 	defer func() { w.recovering = false }()
-	for _, f := range files {
+	// Open checks what it continues (cheaply: it hashes every line
+	// anyway): every line's prev is the hash of the line before it and
+	// every checkpoint's root is the tree of the lines before it, so that
+	// a line rewritten while the writer was stopped is not signed over by
+	// the next checkpoint. The signatures are `agentid audit verify`'s job.
+	roots := map[uint64][]byte{} // checkpoint roots by tree size, for the witnessed lines
+	for fi, f := range files {
 		var data []byte
 		if w.sqlf != nil {
 			data, err = w.sqlf.readAll()
@@ -1510,12 +1521,20 @@ func (w *Writer) recover() error {
 			rest = after
 			var head struct {
 				Seq  uint64    `json:"seq"`
+				Prev string    `json:"prev"`
 				Time time.Time `json:"time"`
 				Type string    `json:"type"`
 				Note string    `json:"note"`
 			}
 			if err := json.Unmarshal(line, &head); err != nil {
 				return fmt.Errorf("audit: %s: line of seq %d: %w", f, w.seq+1, err)
+			}
+			// The first line of the oldest file retention kept chains to
+			// a deleted line: its tree state came from its segment record.
+			if !(first && fi == 0 && head.Type == TypeSegment && head.Seq > 1) {
+				if err := w.checkRecovered(line, head.Seq, head.Prev, head.Type, head.Note, roots); err != "" {
+					return fmt.Errorf("audit: %s: line of seq %d: %s: the log was altered; the writer will not continue it (run agentid audit verify on it, and move it aside to start a new log)", f, head.Seq, err)
+				}
 			}
 			if first && f == w.path {
 				w.firstSeq, w.fileStart = head.Seq, head.Time
@@ -1542,6 +1561,41 @@ func (w *Writer) recover() error {
 		w.idxFrom = w.seq
 	}
 	return w.openFile(keep)
+}
+
+// checkRecovered checks a line Open replays against the lines before it
+// (the tree not yet holding it): its seq and prev continue the chain, and
+// a checkpoint's (or witnessed checkpoint's) root is that of the tree of
+// its size. It returns what is wrong, "" if nothing.
+func (w *Writer) checkRecovered(line []byte, seq uint64, prev, typ, noteText string, roots map[uint64][]byte) string {
+	switch {
+	case seq != w.seq+1:
+		return fmt.Sprintf("sequence number %d, expected %d (a line was removed, reordered or inserted)", seq, w.seq+1)
+	case prev != w.prev:
+		return "prev hash does not match the previous line (the previous line was altered, or this one was moved)"
+	}
+	if noteText == "" || (typ != TypeCheckpoint && typ != TypeWitnessed) {
+		return "" // a record, or a format v1 checkpoint (no tree)
+	}
+	var c log.Checkpoint
+	if _, err := c.Unmarshal([]byte(noteText)); err != nil {
+		return "checkpoint: " + err.Error()
+	}
+	if typ == TypeWitnessed {
+		if root, ok := roots[c.Size]; ok && !bytes.Equal(root, c.Hash) {
+			return fmt.Sprintf("witnessed checkpoint: root hash of tree size %d differs from the log's checkpoint of that size", c.Size)
+		}
+		return ""
+	}
+	root := rangeRoot(w.rng)
+	switch {
+	case c.Size != w.rng.End():
+		return fmt.Sprintf("checkpoint: tree size %d, but %d lines precede it", c.Size, w.rng.End())
+	case !bytes.Equal(c.Hash, root):
+		return "checkpoint: root hash does not match the lines before it (they were altered)"
+	}
+	roots[c.Size] = root
+	return ""
 }
 
 // Path is the log's current file.

@@ -124,6 +124,7 @@ func TestConfigErrors(t *testing.T) {
 
 type fixture struct {
 	dir, policyDir, auditPath string
+	cfgSrc                    string // the configuration it was started with
 	ca                        *testca.CA
 	d                         *daemon.Daemon
 }
@@ -169,6 +170,7 @@ metrics {
   listen = "127.0.0.1:0"
 }
 ` + frontends
+	f.cfgSrc = cfgSrc
 	cfg, err := daemon.ParseConfig([]byte(cfgSrc), "verifier.hcl")
 	if err != nil {
 		t.Fatal(err)
