@@ -41,6 +41,9 @@ const (
 	headerMethod    = "Mcp-Method"
 	headerName      = "Mcp-Name"
 	headerVersion   = "Mcp-Protocol-Version"
+	// headerLastEventID resumes an SSE stream: refused on GET, never
+	// forwarded.
+	headerLastEventID = "Last-Event-Id"
 )
 
 // Gateway is an http.Handler serving the MCP endpoint (Config.Path) and
@@ -219,6 +222,12 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 			sessionNotFound(w, nil)
 			return
 		}
+		if r.Method == http.MethodGet && r.Header.Get(headerLastEventID) != "" {
+			// the upstream would replay its stored events, answers to lists
+			// included, on a stream the gateway cannot tie to their requests
+			http.Error(w, "agentid gateway: stream resumption (Last-Event-ID) is not supported through the gateway; send the request again", http.StatusBadRequest)
+			return
+		}
 		g.forward(w, r, nil, &exchange{res: &res, q: q})
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
@@ -354,6 +363,7 @@ var requestDrop = map[string]bool{
 	"Upgrade": true, "Proxy-Connection": true, "Host": true, "Content-Length": true,
 	"Accept-Encoding": true, // Go's transport asks for gzip and decodes it: the gateway reads lists
 	"Forwarded":       true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	headerLastEventID: true, // no stream resumption through the gateway
 }
 
 var responseDrop = map[string]bool{
@@ -497,7 +507,7 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 			return
 		}
 		raw := ev.raw
-		if ev.hasData {
+		if ev.hasData && len(bytes.TrimSpace(ev.data)) > 0 { // not a priming event (an id and empty data)
 			hasMethod, _, _, ok := messageKind(ev.data)
 			switch {
 			case ok && hasMethod: // the server's request or notification
