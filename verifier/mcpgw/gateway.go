@@ -72,7 +72,7 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcpgw: %w", err)
 	}
-	g := &Gateway{v: v, auth: a, meta: a.MetadataHandler(), cfg: cfg, path: cfg.Path, sessions: newSessions(), log: cfg.Log}
+	g := &Gateway{v: v, auth: a, meta: a.MetadataHandler(), cfg: cfg, path: cfg.Path, sessions: newSessions(cfg.MaxSessionsPerTask), log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
