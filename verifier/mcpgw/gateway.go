@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/agentid/agentid/policies"
@@ -62,6 +63,9 @@ type Gateway struct {
 	log      *slog.Logger
 	seq      atomic.Uint64
 	dropped  atomic.Int64
+	// inflight maps the calls being forwarded (inflightKey) to the ids the
+	// upstream got, for the agent's notifications/cancelled
+	inflight sync.Map
 }
 
 // New returns a gateway deciding with v. With Config.Command it starts
@@ -286,8 +290,75 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 			return
 		}
 		body, x.agentID = out, old
+		key := inflightKey(&res.Peer, r.Header.Get(headerSessionID), m.ID)
+		g.inflight.Store(key, x.upID)
+		defer g.inflight.CompareAndDelete(key, x.upID)
+	} else if m.Method == "notifications/cancelled" {
+		body = g.translateCancel(body, &res.Peer, r.Header.Get(headerSessionID))
 	}
 	g.forward(w, r, body, x)
+}
+
+// inflightKey names a call in flight: the peer's, in its session, by the
+// agent's id (as ParseMCP encodes it).
+func inflightKey(p *verifier.Peer, sid string, id []byte) string {
+	return peerKey(p) + "\x00" + sid + "\x00" + string(id)
+}
+
+// translateCancel is the agent's notifications/cancelled with the
+// requestId of one of its calls in flight replaced by the id the upstream
+// got for it (unchanged when it names none: the upstream ignores it).
+func (g *Gateway) translateCancel(body []byte, p *verifier.Peer, sid string) []byte {
+	ps, pe := -1, -1
+	eachTopLevel(body, func(k []byte, s, e int) {
+		if keyIs(k, "params") {
+			ps, pe = s, e
+		}
+	})
+	if ps < 0 {
+		return body
+	}
+	params := body[ps:pe]
+	var old []byte
+	eachTopLevel(params, func(k []byte, s, e int) {
+		if keyIs(k, "requestId") {
+			old = params[s:e]
+		}
+	})
+	id := canonicalID(old)
+	if id == nil {
+		return body
+	}
+	up, ok := g.inflight.Load(inflightKey(p, sid, id))
+	if !ok {
+		return body
+	}
+	upID, _ := json.Marshal(up)
+	np, _, ok := replaceTopLevel(params, "requestId", upID)
+	if !ok {
+		return body
+	}
+	return append(append(append(make([]byte, 0, len(body)+len(upID)), body[:ps]...), np...), body[pe:]...)
+}
+
+// canonicalID is a JSON-RPC id as ParseMCP encodes it (nil if it is not
+// a string or a number).
+func canonicalID(raw []byte) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return nil
+	}
+	switch v.(type) {
+	case string, json.Number:
+		b, _ := json.Marshal(v)
+		return b
+	}
+	return nil
 }
 
 // readBody reads at most verifier.MaxMCPBody+1 bytes (so that an
