@@ -191,9 +191,11 @@ func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bo
 	return out, append([]byte(nil), obj[last.s:last.e]...), true
 }
 
-// messageKind reads a JSON-RPC message's envelope by its exact keys:
-// whether it has a "method" (a request or notification), and its id when
-// that is a string. ok is false for what is not a JSON object.
+// messageKind reads a JSON-RPC message's envelope by its exact keys, as
+// a case-sensitive client does: whether it has a "method" (a request or
+// notification), and its id when that is a string (the last one, as with
+// topLevelString). ok is false for what is not a JSON object; the values
+// are not validated (a client cannot read an invalid message at all).
 func messageKind(msg []byte) (hasMethod bool, id string, idIsString, ok bool) {
 	ok = eachTopLevel(msg, func(k []byte, s, e int) {
 		switch {
@@ -206,5 +208,5 @@ func messageKind(msg []byte) (hasMethod bool, id string, idIsString, ok bool) {
 			}
 		}
 	})
-	return hasMethod, id, idIsString, ok && json.Valid(msg)
+	return hasMethod, id, idIsString, ok
 }
