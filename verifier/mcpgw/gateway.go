@@ -185,12 +185,12 @@ func (x *exchange) id() []byte {
 	return x.msg.ID
 }
 
-// ours reports whether msg is the upstream's response to the call: no
-// method, and the gateway's id (compared as the string it is, whatever
+// ours reports whether msg is the upstream's response to the call: not a
+// request, and the gateway's id (compared as the string it is, whatever
 // its spelling).
 func (x *exchange) ours(msg []byte) bool {
-	hasMethod, id, isString, ok := messageKind(msg)
-	return ok && !hasMethod && isString && id == x.upID
+	request, id, isString, ok := messageKind(msg)
+	return ok && !request && isString && id == x.upID
 }
 
 // answer is the upstream's response msg (ours) with the agent's id.
@@ -579,9 +579,9 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 		}
 		raw := ev.raw
 		if ev.hasData && len(bytes.TrimSpace(ev.data)) > 0 { // not a priming event (an id and empty data)
-			hasMethod, _, _, ok := messageKind(ev.data)
+			request, _, _, ok := messageKind(ev.data)
 			switch {
-			case ok && hasMethod: // the server's request or notification
+			case ok && request: // the server's request or notification
 			case !x.isCall():
 				// a GET stream carries no responses (a replayed or misrouted
 				// answer would reach the agent unfiltered)
@@ -648,8 +648,8 @@ func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *h
 // isResponseTo reports whether msg is the JSON-RPC response to the
 // string id.
 func isResponseTo(msg []byte, id string) bool {
-	hasMethod, got, isString, ok := messageKind(msg)
-	return ok && !hasMethod && isString && got == id
+	request, got, isString, ok := messageKind(msg)
+	return ok && !request && isString && got == id
 }
 
 // listKey is the result field of a list method ("" for other methods).

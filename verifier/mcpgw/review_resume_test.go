@@ -90,6 +90,7 @@ func TestGatewayGETStreamDropsResponses(t *testing.T) {
 		io.WriteString(w, "id: e1\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"admin_reset\"}]}}\n\n")
 		io.WriteString(w, "data: [{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"prompts\":[{\"name\":\"secret_prompt\"}]}}]\n\n")
 		io.WriteString(w, "data: not json\n\n")
+		io.WriteString(w, "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"x\",\"result\":{\"tools\":[{\"name\":\"write_file\"}]}}\n\n")
 		io.WriteString(w, "id: e4\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
 	}))
 	t.Cleanup(up.Close)
@@ -98,12 +99,12 @@ func TestGatewayGETStreamDropsResponses(t *testing.T) {
 	resp, _ := rawReq(t, "POST", gw.URL, tok, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`, "Last-Event-ID", "e0")
 	sid := resp.Header.Get("Mcp-Session-Id")
 	resp, body := rawReq(t, "GET", gw.URL, tok, sid, "")
-	if resp.StatusCode != 200 || strings.Contains(body, "admin_reset") || strings.Contains(body, "secret_prompt") || strings.Contains(body, "not json") ||
+	if resp.StatusCode != 200 || strings.Contains(body, "admin_reset") || strings.Contains(body, "secret_prompt") || strings.Contains(body, "not json") || strings.Contains(body, "write_file") ||
 		!strings.Contains(body, "notifications/tools/list_changed") {
 		t.Fatalf("GET stream: %d %q", resp.StatusCode, body)
 	}
-	if n := g.DroppedResponses(); n != 3 {
-		t.Fatalf("DroppedResponses = %d, want 3", n)
+	if n := g.DroppedResponses(); n != 4 {
+		t.Fatalf("DroppedResponses = %d, want 4", n)
 	}
 	if sawLastEventID.Load() {
 		t.Fatal("Last-Event-ID reached the upstream")

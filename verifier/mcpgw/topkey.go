@@ -192,15 +192,20 @@ func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bo
 }
 
 // messageKind reads a JSON-RPC message's envelope by its exact keys, as
-// a case-sensitive client does: whether it has a "method" (a request or
-// notification), and its id when that is a string (the last one, as with
-// topLevelString). ok is false for what is not a JSON object; the values
-// are not validated (a client cannot read an invalid message at all).
-func messageKind(msg []byte) (hasMethod bool, id string, idIsString, ok bool) {
+// a case-sensitive client does: whether it is a request or notification
+// (a "method", and neither "result" nor "error": a message with both is
+// taken for a response), and its id when that is a string (the last one,
+// as with topLevelString). ok is false for what is not a JSON object;
+// the values are not validated (a client cannot read an invalid message
+// at all).
+func messageKind(msg []byte) (request bool, id string, idIsString, ok bool) {
+	hasMethod, hasResult := false, false
 	ok = eachTopLevel(msg, func(k []byte, s, e int) {
 		switch {
 		case keyIs(k, "method"):
 			hasMethod = true
+		case keyIs(k, "result"), keyIs(k, "error"):
+			hasResult = true
 		case keyIs(k, "id"):
 			id, idIsString = "", false
 			if msg[s] == '"' && json.Unmarshal(msg[s:e], &id) == nil {
@@ -208,5 +213,5 @@ func messageKind(msg []byte) (hasMethod bool, id string, idIsString, ok bool) {
 			}
 		}
 	})
-	return hasMethod, id, idIsString, ok
+	return hasMethod && !hasResult, id, idIsString, ok
 }
