@@ -50,6 +50,13 @@ type Config struct {
 	ResourceName         string
 	AuthorizationServers []string
 
+	// MaxSessionsPerTask bounds the MCP sessions one peer (SPIFFE ID and
+	// task) holds through the gateway (default DefaultMaxSessionsPerTask):
+	// a peer opening more forgets its own oldest, whose client gets 404
+	// and starts a new one; the sessions of all peers together are bounded
+	// too (65,536, the oldest forgotten first).
+	MaxSessionsPerTask int
+
 	// Log receives the child's stderr and the gateway's faults (default:
 	// slog.Default()).
 	Log *slog.Logger

@@ -11,4 +11,12 @@
 // answers are filtered to what the task may use (JSON or SSE); and every
 // decision is audited. The agent's credential never reaches the upstream,
 // which can be given its own (Config.UpstreamHeader).
+//
+// The upstream sees the gateway's request ids, not the agent's (each
+// answer goes back under the agent's id as it spelled it), so that an
+// answer is known by the id the gateway chose; a list answer not known as
+// such is replaced by an error. Sessions are bound to the task that
+// opened them, at most Config.MaxSessionsPerTask per task; stream
+// resumption (Last-Event-ID) is refused, and GET streams carry the
+// server's requests and notifications only.
 package mcpgw

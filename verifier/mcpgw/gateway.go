@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/agentid/agentid/policies"
@@ -41,6 +42,9 @@ const (
 	headerMethod    = "Mcp-Method"
 	headerName      = "Mcp-Name"
 	headerVersion   = "Mcp-Protocol-Version"
+	// headerLastEventID resumes an SSE stream: refused on GET, never
+	// forwarded.
+	headerLastEventID = "Last-Event-Id"
 )
 
 // Gateway is an http.Handler serving the MCP endpoint (Config.Path) and
@@ -58,6 +62,10 @@ type Gateway struct {
 	tools    toolSet
 	log      *slog.Logger
 	seq      atomic.Uint64
+	dropped  atomic.Int64
+	// inflight maps the calls being forwarded (inflightKey) to the ids the
+	// upstream got, for the agent's notifications/cancelled
+	inflight sync.Map
 }
 
 // New returns a gateway deciding with v. With Config.Command it starts
@@ -68,7 +76,7 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcpgw: %w", err)
 	}
-	g := &Gateway{v: v, auth: a, meta: a.MetadataHandler(), cfg: cfg, path: cfg.Path, sessions: newSessions(), log: cfg.Log}
+	g := &Gateway{v: v, auth: a, meta: a.MetadataHandler(), cfg: cfg, path: cfg.Path, sessions: newSessions(cfg.MaxSessionsPerTask), log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -137,6 +145,12 @@ func (g *Gateway) ChildStarts() int64 {
 	return g.child.starts.Load()
 }
 
+// DroppedResponses is how many JSON-RPC responses from the upstream the
+// gateway dropped because they answered no request of the agent's: on a
+// GET stream (which carries the server's requests and notifications
+// only) or under an id the gateway did not send on that request.
+func (g *Gateway) DroppedResponses() int64 { return g.dropped.Load() }
+
 // ServeHTTP serves the MCP endpoint and the RFC 9728 metadata.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -154,9 +168,39 @@ type exchange struct {
 	msg *verifier.MCPMessage // nil for GET and DELETE
 	res *verifier.Result     // the peer's authentication or the call's decision
 	q   *verifier.Query
+	// for a call: the id the gateway sent the upstream in place of the
+	// agent's, and the agent's id as it spelled it (which its answer gets
+	// back)
+	upID    string
+	agentID []byte
 }
 
 func (x *exchange) isCall() bool { return x.msg != nil && len(x.msg.ID) > 0 && x.msg.Method != "" }
+
+// id is the id the agent's answer carries.
+func (x *exchange) id() []byte {
+	if x.agentID != nil {
+		return x.agentID
+	}
+	return x.msg.ID
+}
+
+// ours reports whether msg is the upstream's response to the call: not a
+// request, and the gateway's id (compared as the string it is, whatever
+// its spelling).
+func (x *exchange) ours(msg []byte) bool {
+	request, id, isString, ok := messageKind(msg)
+	return ok && !request && isString && id == x.upID
+}
+
+// answer is the upstream's response msg (ours) with the agent's id.
+func (x *exchange) answer(msg []byte) []byte {
+	out, _, ok := replaceTopLevel(msg, "id", x.agentID)
+	if !ok {
+		return errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer could not be read")
+	}
+	return out
+}
 
 func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 	q := &verifier.Query{Frontend: Frontend, Credential: verifier.HTTPCredential(r), Audience: g.cfg.Resource, Request: mcpauth.HTTPRequest(r)}
@@ -180,6 +224,12 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 		}
 		if !g.sessions.owns(r.Header.Get(headerSessionID), &res.Peer) {
 			sessionNotFound(w, nil)
+			return
+		}
+		if r.Method == http.MethodGet && r.Header.Get(headerLastEventID) != "" {
+			// the upstream would replay its stored events, answers to lists
+			// included, on a stream the gateway cannot tie to their requests
+			http.Error(w, "agentid gateway: stream resumption (Last-Event-ID) is not supported through the gateway; send the request again", http.StatusBadRequest)
 			return
 		}
 		g.forward(w, r, nil, &exchange{res: &res, q: q})
@@ -227,7 +277,88 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 			return
 		}
 	}
-	g.forward(w, r, body, &exchange{msg: &m, res: &res, q: q})
+	x := &exchange{msg: &m, res: &res, q: q}
+	if x.isCall() {
+		// the upstream gets an id of the gateway's: its answer is known by
+		// that id whatever spelling the agent chose (1.0 and 1 are one
+		// number to most JSON libraries, not to a byte comparison)
+		x.upID = fmt.Sprintf("agentid-gateway-%d", g.seq.Add(1))
+		upID, _ := json.Marshal(x.upID)
+		out, old, ok := replaceTopLevel(body, "id", upID)
+		if !ok || old == nil { // ParseMCP read an id from this object
+			http.Error(w, "agentid gateway: internal error", http.StatusInternalServerError)
+			return
+		}
+		body, x.agentID = out, old
+		key := inflightKey(&res.Peer, r.Header.Get(headerSessionID), m.ID)
+		g.inflight.Store(key, x.upID)
+		defer g.inflight.CompareAndDelete(key, x.upID)
+	} else if m.Method == "notifications/cancelled" {
+		body = g.translateCancel(body, &res.Peer, r.Header.Get(headerSessionID))
+	}
+	g.forward(w, r, body, x)
+}
+
+// inflightKey names a call in flight: the peer's, in its session, by the
+// agent's id (as ParseMCP encodes it).
+func inflightKey(p *verifier.Peer, sid string, id []byte) string {
+	return peerKey(p) + "\x00" + sid + "\x00" + string(id)
+}
+
+// translateCancel is the agent's notifications/cancelled with the
+// requestId of one of its calls in flight replaced by the id the upstream
+// got for it (unchanged when it names none: the upstream ignores it).
+func (g *Gateway) translateCancel(body []byte, p *verifier.Peer, sid string) []byte {
+	ps, pe := -1, -1
+	eachTopLevel(body, func(k []byte, s, e int) {
+		if keyIs(k, "params") {
+			ps, pe = s, e
+		}
+	})
+	if ps < 0 {
+		return body
+	}
+	params := body[ps:pe]
+	var old []byte
+	eachTopLevel(params, func(k []byte, s, e int) {
+		if keyIs(k, "requestId") {
+			old = params[s:e]
+		}
+	})
+	id := canonicalID(old)
+	if id == nil {
+		return body
+	}
+	up, ok := g.inflight.Load(inflightKey(p, sid, id))
+	if !ok {
+		return body
+	}
+	upID, _ := json.Marshal(up)
+	np, _, ok := replaceTopLevel(params, "requestId", upID)
+	if !ok {
+		return body
+	}
+	return append(append(append(make([]byte, 0, len(body)+len(upID)), body[:ps]...), np...), body[pe:]...)
+}
+
+// canonicalID is a JSON-RPC id as ParseMCP encodes it (nil if it is not
+// a string or a number).
+func canonicalID(raw []byte) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return nil
+	}
+	switch v.(type) {
+	case string, json.Number:
+		b, _ := json.Marshal(v)
+		return b
+	}
+	return nil
 }
 
 // readBody reads at most verifier.MaxMCPBody+1 bytes (so that an
@@ -303,6 +434,7 @@ var requestDrop = map[string]bool{
 	"Upgrade": true, "Proxy-Connection": true, "Host": true, "Content-Length": true,
 	"Accept-Encoding": true, // Go's transport asks for gzip and decodes it: the gateway reads lists
 	"Forwarded":       true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	headerLastEventID: true, // no stream resumption through the gateway
 }
 
 var responseDrop = map[string]bool{
@@ -370,8 +502,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); {
 	case ct == "text/event-stream":
 		g.streamSSE(w, r.Context(), resp, x, list)
-	case list && ct == "application/json":
-		g.filterJSON(w, r.Context(), resp, x)
+	case x.isCall() && ct == "application/json":
+		g.answerJSON(w, r.Context(), resp, x, list)
 	default:
 		w.WriteHeader(resp.StatusCode)
 		copyFlushing(w, resp.Body)
@@ -383,7 +515,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 // anything else 502.
 func (g *Gateway) upstreamError(w http.ResponseWriter, x *exchange, msg string) {
 	if x.isCall() {
-		writeJSONRPCError(w, http.StatusOK, x.msg.ID, CodeUpstream, "agentid gateway: "+msg)
+		writeJSONRPCError(w, http.StatusOK, x.id(), CodeUpstream, "agentid gateway: "+msg)
 		return
 	}
 	http.Error(w, "agentid gateway: "+msg, http.StatusBadGateway)
@@ -399,7 +531,7 @@ func errorMessage(id []byte, code int, msg string) []byte {
 	if len(id) == 0 {
 		id = []byte("null")
 	}
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "error": map[string]any{"code": code, "message": msg}})
+	b, _ := messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": code, "message": msg}}, id)
 	return b
 }
 
@@ -440,20 +572,35 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 		if err != nil {
 			if !errors.Is(err, io.EOF) && x.isCall() && !answered && ctx.Err() == nil {
 				g.log.Warn("mcp gateway: the upstream's SSE stream broke before it answered", "method", x.msg.Method, "err", err)
-				w.Write(sseMessage(errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: the upstream MCP server's stream broke before it answered: "+err.Error())))
+				w.Write(sseMessage(errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream MCP server's stream broke before it answered: "+err.Error())))
 				rc.Flush()
 			}
 			return
 		}
 		raw := ev.raw
-		switch {
-		case !x.isCall() || !ev.hasData:
-		case list: // filter reads the id itself: one decoding of a large answer fewer
-			if out, ours := g.filterMessage(ctx, x, ev.data); ours {
-				answered, raw = true, ev.withData(out)
+		if ev.hasData && len(bytes.TrimSpace(ev.data)) > 0 { // not a priming event (an id and empty data)
+			request, _, _, ok := messageKind(ev.data)
+			switch {
+			case ok && request: // the server's request or notification
+			case !x.isCall():
+				// a GET stream carries no responses (a replayed or misrouted
+				// answer would reach the agent unfiltered)
+				g.dropResponse(x, ev.data)
+				continue
+			case x.ours(ev.data) && list:
+				answered, raw = true, ev.withData(g.filterMessage(ctx, x, ev.data))
+			case x.ours(ev.data):
+				answered, raw = true, ev.withData(x.answer(ev.data))
+			case list:
+				// not known as the list's answer: never passed unfiltered
+				g.dropResponse(x, ev.data)
+				w.Write(sseMessage(errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer to "+x.msg.Method+" could not be read")))
+				rc.Flush()
+				return
+			default:
+				g.dropResponse(x, ev.data)
+				continue
 			}
-		case isResponseTo(ev.data, x.msg.ID):
-			answered = true
 		}
 		if _, err := w.Write(raw); err != nil {
 			return
@@ -462,30 +609,47 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 	}
 }
 
-// filterJSON filters a list answered as one JSON body.
-func (g *Gateway) filterJSON(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange) {
+// dropResponse drops a response that answers no request of the agent's
+// on this stream, counted and logged.
+func (g *Gateway) dropResponse(x *exchange, data []byte) {
+	g.dropped.Add(1)
+	method := ""
+	if x.msg != nil {
+		method = x.msg.Method
+	}
+	g.log.Warn("mcp gateway: dropped a message from the upstream that answers no request of the agent's", "method", method, "bytes", len(data))
+}
+
+// answerJSON passes on a call's answer sent as one JSON body, with the
+// agent's id, and filters a list. An answer not known as the answer to
+// the call becomes an error, but for another call's non-200 answer,
+// passed on as sent (an error about the request, such as HTTP 400 or
+// 404, whose id may be null).
+func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
 	if err != nil || len(data) > maxUpstreamMessage {
-		g.upstreamError(w, x, "the upstream's list answer could not be read")
+		g.upstreamError(w, x, "the upstream's answer could not be read")
 		return
 	}
-	if out, ours := g.filterMessage(ctx, x, data); ours {
-		data = out
+	switch {
+	case x.ours(data) && list:
+		data = g.filterMessage(ctx, x, data)
+	case x.ours(data):
+		data = x.answer(data)
+	case list || resp.StatusCode == http.StatusOK:
+		g.dropResponse(x, data)
+		g.upstreamError(w, x, "the upstream's answer to "+x.msg.Method+" could not be read")
+		return
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(data)
 }
 
-// isResponseTo reports whether msg is the JSON-RPC response to id.
-func isResponseTo(msg, id []byte) bool {
-	var env struct {
-		ID     json.RawMessage `json:"id"`
-		Method *string         `json:"method"`
-	}
-	if json.Unmarshal(msg, &env) != nil || env.Method != nil {
-		return false
-	}
-	return bytes.Equal(bytes.TrimSpace(env.ID), id)
+// isResponseTo reports whether msg is the JSON-RPC response to the
+// string id.
+func isResponseTo(msg []byte, id string) bool {
+	request, got, isString, ok := messageKind(msg)
+	return ok && !request && isString && got == id
 }
 
 // listKey is the result field of a list method ("" for other methods).
@@ -503,31 +667,28 @@ func listKey(method string) string {
 
 // filterMessage keeps the list entries the peer could use (as
 // mcpauth's middleware does): each is decided as the call it names, with
-// the arguments unknown. An answer that cannot be read is replaced by an
-// error: the gateway fails closed.
-// ours is false for a message that is not the answer to x (returned
-// unchanged).
-func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) (out []byte, ours bool) {
-	var a listAnswer // one pass over the whole answer
-	if err := json.Unmarshal(msg, &a); err != nil || a.Method != nil || !bytes.Equal(bytes.TrimSpace(a.ID), x.msg.ID) {
-		return msg, false
+// the arguments unknown. msg is the upstream's answer to x (x.ours); the
+// result carries the agent's id. An answer that cannot be read is
+// replaced by an error: the gateway fails closed.
+func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) []byte {
+	var a listAnswer
+	if err := json.Unmarshal(msg, &a); err != nil {
+		return errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer to "+x.msg.Method+" could not be read")
 	}
 	if a.Result == nil {
-		return msg, true // an error answer
+		return x.answer(msg) // an error answer
 	}
 	res, err := g.filter(ctx, x, a.Result)
 	if err != nil {
 		g.log.Warn("mcp gateway: list answer not filtered", "method", x.msg.Method, "err", err)
-		return errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: "+err.Error()), true
+		return errorMessage(x.id(), CodeUpstream, "agentid gateway: "+err.Error())
 	}
-	return res, true
+	return res
 }
 
 // listAnswer is a JSON-RPC answer as the filter reads it: the result's
 // fields kept as sent.
 type listAnswer struct {
-	ID     json.RawMessage            `json:"id"`
-	Method json.RawMessage            `json:"method"`
 	Result map[string]json.RawMessage `json:"result"`
 }
 
@@ -552,7 +713,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	}
 	vis, r := g.v.Visible(ctx, x.q, acts)
 	if vis == nil {
-		return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
+		return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "error": mcpauth.RefusalError(&r)}, x.id())
 	}
 	kept := []byte{'['} // the entries as sent (validated by the Unmarshal above)
 	for i, it := range items {
@@ -564,7 +725,21 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 		}
 	}
 	res[key] = append(kept, ']')
-	return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "result": res})
+	return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "result": res}, x.id())
+}
+
+// messageWithID marshals msg (whose "id" is nil) with the id set to id
+// as the agent spelled it (json.Marshal would compact and escape it).
+func messageWithID(msg map[string]any, id []byte) ([]byte, error) {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	out, _, ok := replaceTopLevel(b, "id", id)
+	if !ok {
+		return nil, errors.New("internal error: no id to set")
+	}
+	return out, nil
 }
 
 // entryNames reads each list entry's name (tools, prompts) or URI
@@ -625,8 +800,8 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
-		id, _ := json.Marshal(fmt.Sprintf("agentid-gateway-%d", g.seq.Add(1)))
-		msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "tools/list", "params": params})
+		id := fmt.Sprintf("agentid-gateway-%d", g.seq.Add(1))
+		msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params})
 		resp, err := g.rt.RoundTrip(g.upstreamRequest(ctx, http.MethodPost, hdr, msg))
 		if err != nil {
 			return nil, err
@@ -675,7 +850,7 @@ func callMeta(body []byte) map[string]json.RawMessage {
 }
 
 // readAnswer reads the response to id from a JSON or SSE answer.
-func readAnswer(resp *http.Response, id []byte) ([]byte, error) {
+func readAnswer(resp *http.Response, id string) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))

@@ -136,8 +136,9 @@ type upstream struct {
 	headers []http.Header
 	calls   []string
 	// slow, when set, is closed by the slow tool's caller to let it end;
-	// slowStarted is closed when the slow tool has sent its progress.
-	slow, slowStarted chan struct{}
+	// slowStarted is closed when the slow tool has sent its progress;
+	// slowCancelled, when set, when the call was cancelled instead.
+	slow, slowStarted, slowCancelled chan struct{}
 }
 
 func newUpstream(t testing.TB, opts *mcp.StreamableHTTPOptions, ntools int) *upstream {
@@ -164,6 +165,9 @@ func newUpstream(t testing.TB, opts *mcp.StreamableHTTPOptions, ntools int) *ups
 			select {
 			case <-u.slow:
 			case <-ctx.Done():
+				if u.slowCancelled != nil {
+					close(u.slowCancelled)
+				}
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "slow done"}}}, nil
 		})

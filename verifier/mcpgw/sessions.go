@@ -6,20 +6,51 @@ import (
 	"github.com/agentid/agentid/verifier"
 )
 
-// maxSessions bounds the sessions the gateway remembers; the oldest is
-// forgotten first (its client gets 404 and starts a new one).
-const maxSessions = 1 << 16
+// maxSessions bounds the sessions the gateway remembers, all peers
+// together; the oldest is forgotten first (its client gets 404 and starts
+// a new one). Config.MaxSessionsPerTask bounds one peer's.
+var maxSessions = 1 << 16 // a variable for tests (export_test.go)
+
+// DefaultMaxSessionsPerTask is the default of Config.MaxSessionsPerTask.
+const DefaultMaxSessionsPerTask = 256
 
 // sessions binds each upstream session (Mcp-Session-Id) to the peer that
 // opened it: the upstream sees only the gateway, so it cannot tell
-// agents apart, and a session id is no credential.
+// agents apart, and a session id is no credential. A peer (SPIFFE ID and
+// task) opening more than perPeer sessions forgets its own oldest first,
+// so that one task cannot push the others' sessions out.
 type sessions struct {
-	mu    sync.Mutex
-	owner map[string]string
-	order []string // binding order, for eviction (may hold dropped ids)
+	mu      sync.Mutex
+	perPeer int
+	seq     uint64
+	owner   map[string]binding
+	order   []bound // binding order, for eviction (may hold dropped ids)
+	byPeer  map[string]*peerSessions
 }
 
-func newSessions() *sessions { return &sessions{owner: map[string]string{}} }
+type binding struct {
+	peer string
+	seq  uint64 // the binding's, telling a rebound id from its earlier binding
+}
+
+type bound struct {
+	sid string
+	seq uint64
+}
+
+// peerSessions is one peer's bindings in order (may hold dropped ones)
+// and how many are live.
+type peerSessions struct {
+	order []bound
+	live  int
+}
+
+func newSessions(perPeer int) *sessions {
+	if perPeer <= 0 {
+		perPeer = DefaultMaxSessionsPerTask
+	}
+	return &sessions{perPeer: perPeer, owner: map[string]binding{}, byPeer: map[string]*peerSessions{}}
+}
 
 func peerKey(p *verifier.Peer) string { return p.ID().String() + "\x00" + p.Task() }
 
@@ -31,7 +62,7 @@ func (s *sessions) owns(sid string, p *verifier.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.owner[sid]
-	return ok && o == peerKey(p)
+	return ok && o.peer == peerKey(p)
 }
 
 // bind records a session the upstream opened for p; false when the id is
@@ -41,30 +72,67 @@ func (s *sessions) bind(sid string, p *verifier.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o, ok := s.owner[sid]; ok {
-		return o == k
+		return o.peer == k
+	}
+	ps := s.byPeer[k]
+	if ps == nil {
+		ps = &peerSessions{}
+		s.byPeer[k] = ps
+	}
+	for ps.live >= s.perPeer && len(ps.order) > 0 { // the peer's own oldest first
+		s.forget(ps.order[0])
+		ps.order = ps.order[1:]
 	}
 	for len(s.owner) >= maxSessions && len(s.order) > 0 {
-		delete(s.owner, s.order[0])
+		s.forget(s.order[0])
 		s.order = s.order[1:]
 	}
-	if len(s.order) > 2*maxSessions { // compact the dropped ids away
-		live := s.order[:0]
-		for _, id := range s.order {
-			if _, ok := s.owner[id]; ok {
-				live = append(live, id)
-			}
-		}
-		s.order = live
-	}
-	s.owner[sid] = k
-	s.order = append(s.order, sid)
+	s.order = s.compact(s.order, maxSessions)
+	ps.order = s.compact(ps.order, s.perPeer)
+	s.byPeer[k] = ps // again: forget drops a peer left without sessions
+	s.seq++
+	s.owner[sid] = binding{peer: k, seq: s.seq}
+	s.order = append(s.order, bound{sid, s.seq})
+	ps.order = append(ps.order, bound{sid, s.seq})
+	ps.live++
 	return true
+}
+
+// forget ends the binding b, if it is still live (s.mu held).
+func (s *sessions) forget(b bound) {
+	o, ok := s.owner[b.sid]
+	if !ok || o.seq != b.seq {
+		return
+	}
+	delete(s.owner, b.sid)
+	if ps := s.byPeer[o.peer]; ps != nil {
+		if ps.live--; ps.live <= 0 {
+			delete(s.byPeer, o.peer) // only ended bindings left
+		}
+	}
+}
+
+// compact drops the ended bindings from order once it holds more than
+// twice max entries (s.mu held).
+func (s *sessions) compact(order []bound, max int) []bound {
+	if len(order) <= 2*max {
+		return order
+	}
+	live := order[:0]
+	for _, b := range order {
+		if o, ok := s.owner[b.sid]; ok && o.seq == b.seq {
+			live = append(live, b)
+		}
+	}
+	return live
 }
 
 func (s *sessions) drop(sid string) {
 	s.mu.Lock()
-	delete(s.owner, sid)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if o, ok := s.owner[sid]; ok {
+		s.forget(bound{sid, o.seq})
+	}
 }
 
 // maxToolNames bounds the remembered tool names of the upstream.

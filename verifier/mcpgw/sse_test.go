@@ -107,3 +107,43 @@ func FuzzTopLevelString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReplaceTopLevel: replacing the id of a JSON object keeps it one
+// valid object with the same keys, the id now the new one (every
+// top-level "id", however spelled), and messageKind reads it back.
+func FuzzReplaceTopLevel(f *testing.F) {
+	for _, s := range []string{`{"id":1,"result":{}}`, `{"id":1.0,"id":"x"}`, `{"i\u0064":"<a>","method":"m"}`,
+		`{"x":{"id":2},"result":[1,"}"]}`, ` { "id" : 10E-1 } `, `{}`, `{"ID":3,"id":4}`, `{"result":{},"id":null}`, `{"id":1,"method":"m","result":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		var before map[string]json.RawMessage
+		if json.Unmarshal(obj, &before) != nil {
+			return
+		}
+		out, old, ok := replaceTopLevel(obj, "id", []byte(`"agentid-gateway-1"`))
+		if !ok {
+			t.Fatalf("%s: not replaced", obj)
+		}
+		var after map[string]json.RawMessage
+		if err := json.Unmarshal(out, &after); err != nil {
+			t.Fatalf("%s -> %s: %v", obj, out, err)
+		}
+		if len(after) != len(before) {
+			t.Fatalf("%s -> %s: keys changed", obj, out)
+		}
+		if _, hadID := before["id"]; hadID != (old != nil) || !bytes.Equal(old, before["id"]) {
+			t.Fatalf("%s: old id %s, want %s", obj, old, before["id"])
+		}
+		if old == nil {
+			return
+		}
+		request, id, isString, ok := messageKind(out)
+		_, m := before["method"]
+		_, r := before["result"]
+		_, e := before["error"]
+		if !ok || !isString || id != "agentid-gateway-1" || request != (m && !r && !e) {
+			t.Fatalf("%s -> %s: messageKind %v %q %v %v", obj, out, request, id, isString, ok)
+		}
+	})
+}

@@ -124,3 +124,94 @@ func valueEnd(b []byte, i int) int {
 	}
 	return i
 }
+
+// eachTopLevel calls f with each key (quoted, as sent) and value span of
+// the JSON object obj, in order; false when obj is not an object as far
+// as the walk can tell (it does not validate the values).
+func eachTopLevel(obj []byte, f func(k []byte, vStart, vEnd int)) bool {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(obj, i)
+		if i >= len(obj) {
+			return false
+		}
+		if obj[i] == '}' {
+			return true
+		}
+		if obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+		kEnd := stringEnd(obj, i)
+		if kEnd < 0 {
+			return false
+		}
+		k := obj[i:kEnd]
+		i = skipSpace(obj, kEnd)
+		if i >= len(obj) || obj[i] != ':' {
+			return false
+		}
+		i = skipSpace(obj, i+1)
+		vEnd := valueEnd(obj, i)
+		if vEnd < 0 || vEnd == i {
+			return false
+		}
+		f(k, i, vEnd)
+		i = vEnd
+	}
+}
+
+// replaceTopLevel is obj with the value of every top-level key spelled
+// key replaced by val, and the last value it had (nil when absent).
+func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bool) {
+	type span struct{ s, e int }
+	var spans []span
+	if !eachTopLevel(obj, func(k []byte, s, e int) {
+		if keyIs(k, key) {
+			spans = append(spans, span{s, e})
+		}
+	}) {
+		return nil, nil, false
+	}
+	if len(spans) == 0 {
+		return obj, nil, true
+	}
+	out = make([]byte, 0, len(obj)+len(val))
+	prev := 0
+	for _, sp := range spans {
+		out = append(out, obj[prev:sp.s]...)
+		out = append(out, val...)
+		prev = sp.e
+	}
+	out = append(out, obj[prev:]...)
+	last := spans[len(spans)-1]
+	return out, append([]byte(nil), obj[last.s:last.e]...), true
+}
+
+// messageKind reads a JSON-RPC message's envelope by its exact keys, as
+// a case-sensitive client does: whether it is a request or notification
+// (a "method", and neither "result" nor "error": a message with both is
+// taken for a response), and its id when that is a string (the last one,
+// as with topLevelString). ok is false for what is not a JSON object;
+// the values are not validated (a client cannot read an invalid message
+// at all).
+func messageKind(msg []byte) (request bool, id string, idIsString, ok bool) {
+	hasMethod, hasResult := false, false
+	ok = eachTopLevel(msg, func(k []byte, s, e int) {
+		switch {
+		case keyIs(k, "method"):
+			hasMethod = true
+		case keyIs(k, "result"), keyIs(k, "error"):
+			hasResult = true
+		case keyIs(k, "id"):
+			id, idIsString = "", false
+			if msg[s] == '"' && json.Unmarshal(msg[s:e], &id) == nil {
+				idIsString = true
+			}
+		}
+	})
+	return hasMethod && !hasResult, id, idIsString, ok
+}
