@@ -1,0 +1,191 @@
+// Package npmtest gives tests the npm side of the MCP interop tests: the
+// TypeScript MCP client of examples/mcp/client (built with
+// @modelcontextprotocol/sdk) and the published MCP servers
+// @modelcontextprotocol/server-filesystem and
+// @modelcontextprotocol/server-everything, at the versions that
+// examples/mcp/client/package-lock.json pins, installed by `make mcp-npm`
+// into .cache/npm/mcp-client.
+//
+//	js := npmtest.Require(t) // installs (once, under a file lock) or skips if npm cannot
+//	cmd := exec.Command(js.Node, js.Client, "--url", url, "--token-file", tok, "list")
+//	srv := exec.Command(js.Node, js.Bin("mcp-server-filesystem"), root)
+package npmtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/internal/spiretest"
+)
+
+// Tools is an installed copy of examples/mcp/client.
+type Tools struct {
+	// Dir is the install folder, <repo>/.cache/npm/mcp-client.
+	Dir string
+	// Node is the node executable.
+	Node string
+	// Client is the compiled TypeScript client, Dir/dist/client.js: run it
+	// with Node.
+	Client string
+}
+
+// Package returns the folder of the installed npm package name, e.g.
+// "@modelcontextprotocol/server-everything".
+func (t *Tools) Package(name string) string {
+	return filepath.Join(t.Dir, "node_modules", filepath.FromSlash(name))
+}
+
+// Bin returns the script of an installed package's executable, e.g.
+// "mcp-server-filesystem": run it with Node.
+func (t *Tools) Bin(name string) string {
+	return filepath.Join(t.Dir, "node_modules", ".bin", name)
+}
+
+// UnavailableError says that npm could not install the packages (no node
+// or npm on the machine, no registry reachable): tests skip with it.
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return "npm cannot install the MCP packages: " + e.Reason }
+
+var installed struct {
+	sync.Mutex
+	done  bool
+	tools *Tools
+	err   error
+}
+
+// Require returns the installed tools, running `make mcp-npm` once per
+// test binary (a no-op when nothing changed). It skips the test with the
+// reason when npm cannot install the packages, and fails it for any
+// other error (the client does not compile, …).
+func Require(t testing.TB) *Tools {
+	t.Helper()
+	tools, err := Install()
+	var un *UnavailableError
+	switch {
+	case errors.As(err, &un):
+		t.Skipf("npmtest: %v", err)
+	case err != nil:
+		t.Fatalf("npmtest: %v", err)
+	}
+	return tools
+}
+
+// Install runs `make mcp-npm` in the repository (once per process, under
+// an exclusive lock on .cache/npm/mcp-client.lock so that test binaries
+// running in parallel do not install twice) and returns the tools.
+func Install() (*Tools, error) {
+	installed.Lock()
+	defer installed.Unlock()
+	if !installed.done {
+		installed.tools, installed.err = install()
+		installed.done = true
+	}
+	return installed.tools, installed.err
+}
+
+func install() (*Tools, error) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return nil, &UnavailableError{Reason: "node is not installed (" + err.Error() + ")"}
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		return nil, &UnavailableError{Reason: "npm is not installed (" + err.Error() + ")"}
+	}
+	root, err := spiretest.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tools{Dir: filepath.Join(root, ".cache", "npm", "mcp-client"), Node: node}
+	t.Client = filepath.Join(t.Dir, "dist", "client.js")
+	unlock, err := lockFile(t.Dir + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	out, err := exec.Command("make", "-s", "-C", root, "mcp-npm").CombinedOutput()
+	if err != nil {
+		// npm ci failing leaves no hidden lockfile newer than the
+		// committed one; then it is npm that could not install.
+		if !newer(filepath.Join(t.Dir, "node_modules", ".package-lock.json"), filepath.Join(root, "examples", "mcp", "client", "package-lock.json")) {
+			return nil, &UnavailableError{Reason: fmt.Sprintf("make mcp-npm: %v\n%s", err, out)}
+		}
+		return nil, fmt.Errorf("make mcp-npm: %w\n%s", err, out)
+	}
+	if _, err := os.Stat(t.Client); err != nil {
+		return nil, fmt.Errorf("make mcp-npm succeeded but %w\n%s", err, out)
+	}
+	return t, nil
+}
+
+// newer reports whether a exists and was modified after b.
+func newer(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && fa.ModTime().After(fb.ModTime())
+}
+
+// lockFile takes an exclusive flock on path, creating it and its folder.
+func lockFile(path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// StartEverything runs @modelcontextprotocol/server-everything over
+// Streamable HTTP on a free port (it listens on every interface: the
+// server takes no address) until the test ends, and returns its MCP
+// endpoint on 127.0.0.1.
+func (js *Tools) StartEverything(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(js.Node, js.Bin("mcp-server-everything"), "streamableHttp")
+	cmd.Env = append(cmd.Environ(), "PORT="+strconv.Itoa(port))
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return "http://" + addr + "/mcp"
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server-everything not listening on %s: %v\n%s", addr, err, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
