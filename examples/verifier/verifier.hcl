@@ -41,6 +41,19 @@ authzen {                         # AuthZEN 1.0 on the check API listener (same 
   policy_decision_point = "https://pdp.example.org:9192" # discovery; default: the URL asked
 }
 
+mcp {                             # the MCP gateway (docs/mcp.md); omit when unused
+  listen           = "0.0.0.0:8444"                  # TLS with the verifier's SVID; SPIFFE mTLS or JWT-SVID bearer
+  resource         = "https://files.example.org/mcp" # RFC 8707 resource: the JWT-SVID audience, RFC 9728 metadata
+  upstream         = "http://127.0.0.1:3001/mcp"     # a Streamable HTTP MCP server…
+  # upstream_command = ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv"] # …or a stdio one, run as a child
+  scopes_supported = ["fs:read", "fs:write"]
+  upstream_header {                                  # the MCP server's own credential; the agent never holds it
+    name      = "Authorization"
+    value_env = "FILES_MCP_TOKEN"                    # or value_file = "/run/secrets/files-mcp-token"
+    prefix    = "Bearer "
+  }
+}
+
 metrics {
   listen = "127.0.0.1:9090"       # /metrics, /healthz, /readyz
 }

@@ -77,6 +77,7 @@ type fileConfig struct {
 	Metrics *struct {
 		Listen string `hcl:"listen"`
 	} `hcl:"metrics,block"`
+	MCP      *mcpBlock `hcl:"mcp,block"`
 	Liveness *struct {
 		Registrars   []string `hcl:"registrars"`
 		RegistrarIDs []string `hcl:"registrar_ids"`
@@ -120,6 +121,9 @@ type Config struct {
 	// Liveness, when set, watches the registrars' liveness feed: revoked
 	// tasks (and delegates of revoked tasks) are refused.
 	Liveness *LivenessConfig
+
+	// MCP, when set, serves the MCP gateway (verifier/mcpgw).
+	MCP *MCPConfig
 }
 
 // LivenessConfig configures the liveness feed.
@@ -317,8 +321,11 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 	if err := cfg.buildAuthZEN(raw); err != nil {
 		return err
 	}
-	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" {
-		return fmt.Errorf("nothing to serve: add an ext_authz, proxy or check_api block")
+	if err := cfg.buildMCP(raw); err != nil {
+		return err
+	}
+	if cfg.ExtAuthzListen == "" && cfg.ProxyListen == "" && cfg.CheckAPIListen == "" && cfg.MCP == nil {
+		return fmt.Errorf("nothing to serve: add an ext_authz, proxy, check_api or mcp block")
 	}
 	return nil
 }

@@ -15,12 +15,16 @@ import (
 // (examples/verifier/verifier.hcl) loadable by the code and checks that
 // each of its blocks lands where the docs say.
 func TestExampleConfigParses(t *testing.T) {
+	t.Setenv("FILES_MCP_TOKEN", "example-token") // the mcp block's upstream credential
 	cfg, err := daemon.LoadConfig("../../examples/verifier/verifier.hcl")
 	if err != nil {
 		t.Fatalf("the example configuration does not load:\n%v", err)
 	}
 	if cfg.Audit == nil {
 		t.Fatal("audit block not decoded")
+	}
+	if err := cfg.MCP.LoadSecrets(); err != nil {
+		t.Fatal(err)
 	}
 	if cfg.Files != nil {
 		t.Errorf("files = %+v, the example uses the Workload API", cfg.Files)
@@ -60,6 +64,10 @@ func TestExampleConfigParses(t *testing.T) {
 		{"authzen.subject_types", fmt.Sprint(cfg.AuthZEN.SubjectTypes), "[user]"},
 		{"authzen.max_batch", cfg.AuthZEN.MaxBatch, 1000},
 		{"authzen.policy_decision_point", cfg.AuthZEN.PDP, "https://pdp.example.org:9192"},
+		{"mcp.listen", cfg.MCP.Listen, "0.0.0.0:8444"},
+		{"mcp.resource", cfg.MCP.Gateway.Resource, "https://files.example.org/mcp"},
+		{"mcp.upstream", cfg.MCP.Gateway.Upstream.String(), "http://127.0.0.1:3001/mcp"},
+		{"mcp.upstream_header", cfg.MCP.Gateway.UpstreamHeader + ": " + cfg.MCP.Gateway.UpstreamValue, "Authorization: Bearer example-token"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)

@@ -58,6 +58,12 @@ type Daemon struct {
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
+	if cfg.MCP != nil {
+		if err := cfg.MCP.LoadSecrets(); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("mcp: the gateway is configured but not built into this daemon yet (issue 14)")
+	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("policy %s: %s", cfg.PolicyDir, diags.Error())

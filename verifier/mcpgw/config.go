@@ -1,0 +1,59 @@
+package mcpgw
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+)
+
+// Config configures a Gateway. agentid-verifier fills it from its
+// mcp { … } block (docs/mcp.md, "The gateway").
+type Config struct {
+	// Resource is the gateway's resource URI (RFC 8707 / RFC 9728), e.g.
+	// "https://files.example.org/mcp": the audience a JWT-SVID must name.
+	// Required.
+	Resource string
+	// Path is the MCP endpoint on the gateway's listener (default: the
+	// path of Resource, "/mcp" when it has none).
+	Path string
+
+	// Upstream is the Streamable HTTP endpoint of the MCP server. Exactly
+	// one of Upstream and Command is set.
+	Upstream *url.URL
+	// Transport carries requests to Upstream (default: a clone of
+	// http.DefaultTransport).
+	Transport http.RoundTripper
+
+	// Command runs a stdio MCP server as a child process (argv); the
+	// gateway serves it over Streamable HTTP behind the same checks and
+	// restarts it when it exits.
+	Command []string
+	// Env is the child's whole environment ("KEY=value"): it does not
+	// inherit the verifier's, which may hold secrets.
+	Env []string
+	// Dir is the child's working directory ("" for the verifier's).
+	Dir string
+	// StderrBytes bounds the child's stderr kept and logged (default
+	// DefaultStderrBytes).
+	StderrBytes int
+
+	// UpstreamHeader, when set, is a header sent on every request to
+	// Upstream with the value UpstreamValue (e.g. "Authorization" and
+	// "Bearer <key>"): the MCP server's credential, which the agent
+	// never holds. The agent's own credential is never forwarded.
+	UpstreamHeader string
+	UpstreamValue  string
+
+	// ScopesSupported, ResourceName and AuthorizationServers go into the
+	// RFC 9728 metadata.
+	ScopesSupported      []string
+	ResourceName         string
+	AuthorizationServers []string
+
+	// Log receives the child's stderr and the gateway's faults (default:
+	// slog.Default()).
+	Log *slog.Logger
+}
+
+// DefaultStderrBytes is the default bound of a stdio child's stderr log.
+const DefaultStderrBytes = 64 << 10
