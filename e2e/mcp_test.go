@@ -290,7 +290,7 @@ func TestMCPLibraryOnRealSPIRE(t *testing.T) {
 			t.Errorf("planner reads: %s", out[2].Result)
 		}
 		if e := out[3].Error; e == nil || e.Code != mcpauth.CodeForbidden || !strings.Contains(e.Message, "fs-write-outside-task (policy.hcl:") {
-			t.Errorf("planner writes /etc/passwd: %+v", out[3])
+			t.Errorf("planner writes /etc/passwd: %+v %s", e, out[3].Result)
 		}
 		out = run(childTok, "list", "call", "read_file", `{"path":"/srv/shared/notes.md"}`)
 		if got := out[1].Tools; !slices.Equal(sorted(got), readTools) {
@@ -303,7 +303,7 @@ func TestMCPLibraryOnRealSPIRE(t *testing.T) {
 		other := s.jwtAs(tk.planner, "https://db.example.org/mcp")
 		out = run(other)
 		if e := out[0].Error; e == nil || !strings.Contains(e.Message, "401") && !strings.Contains(e.Message, "wrong_audience") {
-			t.Errorf("a bearer minted for another server connects: %+v", out[0])
+			t.Errorf("a bearer minted for another server connects: %+v", e)
 		}
 	})
 
