@@ -307,6 +307,34 @@ func TestMCPLibraryOnRealSPIRE(t *testing.T) {
 		}
 	})
 
+	t.Run("kbagent -mcp as the task", func(t *testing.T) {
+		// examples/kbagent fetches the task's JWT-SVID for the resource
+		// from the Workload API itself.
+		kbagent := buildCmd(t, "./examples/kbagent")
+		run := func(task, tool, args string) string {
+			t.Helper()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				out, err := s.run("run", "--task-file", task, "--manifest-dir", s.manifestDir, "--", kbagent,
+					"-socket", s.agent.SocketPath, "-mcp", url, "-audience", resource, "-call", tool, "-args", args)
+				if err == nil {
+					return out
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("kbagent -mcp as %s: %v", filepath.Base(task), err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		if out := run(tk.child, "read_file", `{"path":"/srv/shared/notes.md"}`); out != "tools: list_directory, read_file\nread_file: the notes\n" {
+			t.Errorf("researcher: %q", out)
+		}
+		if out := run(tk.planner, "write_file", `{"path":"/etc/passwd","content":"x"}`); !strings.HasPrefix(out, "tools: create_directory, list_directory, read_file, write_file\nwrite_file: refused: -32031 ") ||
+			!strings.Contains(out, "fs-write-outside-task (policy.hcl:") {
+			t.Errorf("planner: %q", out)
+		}
+	})
+
 	// Every decision is in the log, the refusals with the deciding rule.
 	aw.Flush()
 	var denied int
