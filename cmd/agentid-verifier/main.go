@@ -37,7 +37,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agentid-verifier:", err)
 		os.Exit(1)
 	}
-	for _, name := range []string{"ext_authz", "proxy", "check_api", "metrics"} {
+	for _, name := range []string{"ext_authz", "proxy", "check_api", "mcp", "metrics"} {
 		if a := d.Addr(name); a != nil {
 			log.Info("serving", "frontend", name, "addr", a.String())
 		}

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/verifier/mcpgw"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 )
 
 // mcpBlock is the mcp { … } block as written.
@@ -196,4 +199,39 @@ func childEnv(extra map[string]string) []string {
 		env = append(env, k+"="+extra[k])
 	}
 	return env
+}
+
+// listenMCP serves the MCP gateway: TLS with the verifier's SVID, client
+// certificates requested but optional (an agent presents its X.509-SVID
+// or a JWT-SVID bearer; the pipeline verifies either), or plain HTTP.
+func (d *Daemon) listenMCP() error {
+	mc := d.cfg.MCP
+	if mc == nil {
+		return nil
+	}
+	gc := mc.Gateway
+	gc.Log = d.log.With("frontend", mcpgw.Frontend)
+	g, err := mcpgw.New(d.v, gc)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, g.Close)
+	l, err := net.Listen("tcp", mc.Listen)
+	if err != nil {
+		return fmt.Errorf("mcp listen %s: %w", mc.Listen, err)
+	}
+	if mc.Plaintext {
+		d.log.Warn("the MCP gateway serves plain HTTP (plaintext = true): bearer tokens cross the network in the clear unless a TLS terminator is in front", "listen", mc.Listen)
+	} else {
+		if d.svids == nil {
+			l.Close()
+			return errors.New("mcp: serving TLS needs the verifier's own SVID")
+		}
+		tc := tlsconfig.TLSServerConfig(d.svids)
+		tc.ClientAuth = tls.RequestClientCert // verified by the pipeline (verifier.HTTPCredential)
+		l = tls.NewListener(l, tc)
+	}
+	d.addrs["mcp"] = l.Addr()
+	d.httpServer(l, g)
+	return nil
 }

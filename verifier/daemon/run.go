@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,11 +59,12 @@ type Daemon struct {
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
+	audiences := cfg.JWTAudiences
 	if cfg.MCP != nil {
 		if err := cfg.MCP.LoadSecrets(); err != nil {
 			return nil, err
 		}
-		return nil, errors.New("mcp: the gateway is configured but not built into this daemon yet (issue 14)")
+		audiences = append(slices.Clone(audiences), cfg.MCP.Gateway.Resource)
 	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
 	if diags.HasErrors() {
@@ -89,7 +91,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d.metrics.policyOK.Set(1)
 	d.v = &verifier.Verifier{
 		Auth: verifier.NewAuthenticator(verifier.Config{
-			X509Bundles: x509s, JWTBundles: jwts, Audiences: cfg.JWTAudiences,
+			X509Bundles: x509s, JWTBundles: jwts, Audiences: audiences,
 			TrustDomains: cfg.TrustDomains, ExtensionOID: cfg.ExtensionOID,
 		}),
 		Policy:        verifier.StorePolicy{Store: store},
@@ -118,7 +120,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Verifier() *verifier.Verifier { return d.v }
 
 // Addr is the bound address of a front-end: "ext_authz", "proxy",
-// "check_api" or "metrics".
+// "check_api", "mcp" or "metrics".
 func (d *Daemon) Addr(name string) net.Addr { return d.addrs[name] }
 
 func (d *Daemon) sources(ctx context.Context) (x509bundle.Source, jwtbundle.Source, error) {
@@ -211,6 +213,9 @@ func (d *Daemon) listen() error {
 		}
 		d.addrs["check_api"] = l.Addr()
 		d.httpServer(l, d.checkAPI())
+	}
+	if err := d.listenMCP(); err != nil {
+		return err
 	}
 	if a := d.cfg.MetricsListen; a != "" {
 		l, err := net.Listen("tcp", a)

@@ -88,16 +88,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		if !decided {
 			res = a.v.Authenticate(ctx, &q)
 		}
-		switch {
-		case !res.Authenticated:
-			a.challenge(w, &res, cred)
-			return
-		case res.Outcome == verifier.BadRequest || res.Outcome == verifier.TooLarge:
-			writeJSONRPCError(w, res.HTTPStatus(), res.MCPID, refusal(&res))
-			return
-		case res.Outcome == verifier.Forbidden && len(res.MissingScopes) > 0 && cred.Kind == verifier.CredentialJWT:
-			w.Header().Set("WWW-Authenticate", a.bearerChallenge("insufficient_scope", res.Message(), res.MissingScopes))
-			writeJSONRPCError(w, http.StatusForbidden, res.MCPID, refusal(&res))
+		if a.writeHTTPRefusal(w, &res, cred) {
 			return
 		}
 		if decided {
@@ -111,6 +102,47 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		inner.ServeHTTP(w, r)
 	})
 }
+
+// WriteRefusal answers an HTTP request to the MCP endpoint that the
+// pipeline refused (res is not allowed), as Handler does, for front-ends
+// that decide the message themselves (the gateway, verifier/mcpgw):
+//   - 401 with WWW-Authenticate (resource_metadata, and
+//     error="invalid_token" for a refused credential) when the peer is not
+//     authenticated;
+//   - 400 or 413 with a JSON-RPC error for a message that cannot be
+//     decided as sent;
+//   - 403 with error="insufficient_scope" and the scopes when a JWT-SVID
+//     peer is denied and the policy says which scopes would allow it;
+//   - otherwise (a policy denial, an unrecordable decision) 200 with the
+//     JSON-RPC error naming the rule: an MCP error result, not a
+//     transport failure.
+func (a *Auth) WriteRefusal(w http.ResponseWriter, res *verifier.Result, cred verifier.Credential) {
+	if !a.writeHTTPRefusal(w, res, cred) {
+		writeJSONRPCError(w, http.StatusOK, res.MCPID, refusal(res))
+	}
+}
+
+// writeHTTPRefusal answers the refusals that HTTP carries (401, 400,
+// 413, 403 insufficient_scope); false for the others, which are JSON-RPC
+// errors of the call.
+func (a *Auth) writeHTTPRefusal(w http.ResponseWriter, res *verifier.Result, cred verifier.Credential) bool {
+	switch {
+	case !res.Authenticated:
+		a.challenge(w, res, cred)
+	case res.Outcome == verifier.BadRequest || res.Outcome == verifier.TooLarge:
+		writeJSONRPCError(w, res.HTTPStatus(), res.MCPID, refusal(res))
+	case res.Outcome == verifier.Forbidden && len(res.MissingScopes) > 0 && cred.Kind == verifier.CredentialJWT:
+		w.Header().Set("WWW-Authenticate", a.bearerChallenge("insufficient_scope", res.Message(), res.MissingScopes))
+		writeJSONRPCError(w, http.StatusForbidden, res.MCPID, refusal(res))
+	default:
+		return false
+	}
+	return true
+}
+
+// HTTPRequest is what conditions see of an HTTP request (its headers and
+// source address).
+func HTTPRequest(r *http.Request) verifier.Request { return requestOf(r) }
 
 // challenge answers a peer that is not authenticated: 401 with the
 // resource metadata, and error="invalid_token" when a credential was sent.

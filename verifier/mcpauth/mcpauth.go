@@ -243,3 +243,15 @@ func decidedMethod(method string) bool {
 	}
 	return false
 }
+
+// Decided reports whether an MCP method is decided by the policy one
+// request at a time (tools/call, prompts/get, resources/read, subscribe,
+// unsubscribe); the others are admitted for an authenticated peer, and
+// the lists are filtered.
+func Decided(method string) bool { return decidedMethod(method) }
+
+// RefusalError is the JSON-RPC error (a *jsonrpc.Error) that answers a
+// request the pipeline refused: its code (CodeUnauthenticated,
+// CodeForbidden, CodeUnavailable, or invalid params), a message naming
+// the rule, and Refusal as data.
+func RefusalError(r *verifier.Result) error { return refusal(r) }

@@ -1,0 +1,178 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/svid"
+	"github.com/agentid/agentid/verifier/daemon"
+)
+
+type bearerRT struct {
+	tok  string
+	base http.RoundTripper
+}
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return b.base.RoundTrip(r)
+}
+
+// TestDaemonMCPGatewayOnly: agentid-verifier with only an mcp block
+// (besides trust, policy and audit) serves the gateway over TLS with its
+// SVID; a go-sdk client reaches a go-sdk server through it with a
+// JWT-SVID bearer and with its X.509-SVID (SPIFFE mTLS); the upstream
+// gets the configured credential.
+func TestDaemonMCPGatewayOnly(t *testing.T) {
+	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
+	dir := t.TempDir()
+	policyDir := filepath.Join(dir, "policies")
+	os.Mkdir(policyDir, 0o755)
+	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
+	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
+	jb, _ := ca.JWTBundle().Marshal()
+	write(t, filepath.Join(dir, "jwt.json"), string(jb))
+	verifierID := spiffeid.RequireFromString("spiffe://example.org/verifier")
+	certs, key := testca.SVIDPEM(t, ca.CreateX509SVID(verifierID))
+	write(t, filepath.Join(dir, "svid.pem"), string(certs))
+	write(t, filepath.Join(dir, "key.pem"), string(key))
+
+	var mu sync.Mutex
+	var upstreamAuth []string
+	s := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1"}, nil)
+	for _, name := range []string{"read_file", "write_file", "admin_reset"} {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)},
+			func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+			})
+	}
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		upstreamAuth = append(upstreamAuth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	t.Setenv("AGENTID_TEST_MCP_TOKEN", "upstream-token")
+
+	cfg, err := daemon.ParseConfig([]byte(`
+trust_domain = "example.org"
+policy_dir   = "`+policyDir+`"
+files {
+  x509_bundle = "`+filepath.Join(dir, "bundle.pem")+`"
+  jwt_bundle  = "`+filepath.Join(dir, "jwt.json")+`"
+  svid_cert   = "`+filepath.Join(dir, "svid.pem")+`"
+  svid_key    = "`+filepath.Join(dir, "key.pem")+`"
+}
+audit {
+  path = "`+filepath.Join(dir, "audit.log")+`"
+}
+mcp {
+  listen   = "127.0.0.1:0"
+  resource = "https://files.example.org/mcp"
+  upstream = "`+up.URL+`/mcp"
+  upstream_header {
+    name      = "Authorization"
+    value_env = "AGENTID_TEST_MCP_TOKEN"
+    prefix    = "Bearer "
+  }
+}
+`), "gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	url := "https://" + d.Addr("mcp").String() + "/mcp"
+
+	// JWT-SVID bearer over TLS (the client checks the verifier's SPIFFE ID)
+	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-41", Model: "openai/gpt-4o", Prompt: svid.PromptDigest(nil),
+		Scope: []string{"fs:read"}, Principal: "spiffe://example.org/user/alice", Chain: []string{},
+		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
+	tok := ca.CreateJWTSVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-41"), []string{"https://files.example.org/mcp"}, c.JWTClaims())
+	tlsOnly := &http.Transport{TLSClientConfig: tlsconfig.TLSClientConfig(ca.X509Bundle(), tlsconfig.AuthorizeID(verifierID))}
+	f := &fixture{ca: ca}
+	taskSVID := f.taskSVID(t, ca, "fs:read", "fs:write")
+	mtls := &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(x509svid.Source(taskSVID), ca.X509Bundle(), tlsconfig.AuthorizeID(verifierID))}
+	defer tlsOnly.CloseIdleConnections() // before d.Close: it waits 5 s for connections that never sent a request
+	defer mtls.CloseIdleConnections()
+	for _, tc := range []struct {
+		name  string
+		rt    http.RoundTripper
+		tools []string
+	}{
+		{"bearer", bearerRT{tok, tlsOnly}, []string{"read_file"}},
+		{"mtls", mtls, []string{"read_file", "write_file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
+				&mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: tc.rt}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			res, err := cs.ListTools(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, tl := range res.Tools {
+				names = append(names, tl.Name)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tc.tools) {
+				t.Fatalf("tools %q, want %q", names, tc.tools)
+			}
+			if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "/srv/a"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "admin_reset", Arguments: map[string]any{}}); err == nil {
+				t.Fatal("admin_reset allowed")
+			}
+		})
+	}
+	// without a credential: 401 with the resource metadata
+	resp, err := (&http.Client{Transport: tlsOnly}).Post(url, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("no credential: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(upstreamAuth) == 0 {
+		t.Fatal("the upstream got nothing")
+	}
+	for _, a := range upstreamAuth {
+		if a != "Bearer upstream-token" {
+			t.Fatalf("the upstream got Authorization %q", a)
+		}
+	}
+}
