@@ -442,11 +442,13 @@ func countCommands(args []string) int {
 	return n
 }
 
+// auditRecords returns the decision records of the log at path.
 func auditRecords(t *testing.T, path string) []audit.Record {
 	t.Helper()
 	b := mustRead(t, path)
 	var out []audit.Record
-	for _, line := range bytes.Split(b, []byte("\n")) {
+	lines := bytes.Split(b, []byte("\n"))
+	for _, line := range lines[:len(lines)-1] { // the last is "" or a line being written
 		if len(line) == 0 {
 			continue
 		}
