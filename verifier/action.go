@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/agentid/agentid/internal/strictjson"
@@ -96,11 +97,30 @@ var (
 	mcpParamsKeys   = []string{"name", "uri", "arguments", "_meta"}
 )
 
-func checkSpelling(obj map[string]any, known []string, where string) error {
+// Folded forms of the known keys (no two of which fold alike, so a key
+// spelled exactly as one is no variant of another).
+var (
+	mcpEnvelopeFolded = foldAll(mcpEnvelopeKeys)
+	mcpParamsFolded   = foldAll(mcpParamsKeys)
+)
+
+func foldAll(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strictjson.Fold(k)
+	}
+	return out
+}
+
+func checkSpelling(obj map[string]any, known, folded []string, where string) error {
 	for k := range obj {
-		for _, want := range known {
-			if k != want && strictjson.Fold(k) == strictjson.Fold(want) {
-				return errors.New(where + " key " + quote(k) + " is not " + quote(want) + ": keys are case-sensitive")
+		if slices.Contains(known, k) {
+			continue // the common case, without folding
+		}
+		fk := strictjson.Fold(k)
+		for i, want := range folded {
+			if fk == want {
+				return errors.New(where + " key " + quote(k) + " is not " + quote(known[i]) + ": keys are case-sensitive")
 			}
 		}
 	}
@@ -111,7 +131,7 @@ func quote(s string) string { return strictjson.Quote(s) }
 
 func mcpFields(obj map[string]any) (MCPMessage, error) {
 	var m MCPMessage
-	if err := checkSpelling(obj, mcpEnvelopeKeys, "envelope"); err != nil {
+	if err := checkSpelling(obj, mcpEnvelopeKeys, mcpEnvelopeFolded, "envelope"); err != nil {
 		return m, err
 	}
 	if id, ok := obj["id"]; ok {
@@ -147,7 +167,7 @@ func mcpFields(obj map[string]any) (MCPMessage, error) {
 		if params, ok = p.(map[string]any); !ok {
 			return m, errors.New(`"params" must be an object`)
 		}
-		if err := checkSpelling(params, mcpParamsKeys, "params"); err != nil {
+		if err := checkSpelling(params, mcpParamsKeys, mcpParamsFolded, "params"); err != nil {
 			return m, err
 		}
 	}

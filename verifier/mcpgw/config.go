@@ -21,7 +21,7 @@ type Config struct {
 	// one of Upstream and Command is set.
 	Upstream *url.URL
 	// Transport carries requests to Upstream (default: a clone of
-	// http.DefaultTransport).
+	// http.DefaultTransport keeping up to 256 idle connections).
 	Transport http.RoundTripper
 
 	// Command runs a stdio MCP server as a child process (argv); the

@@ -31,6 +31,10 @@ const CodeUpstream = -32033
 // filter it, and one SSE event.
 const maxUpstreamMessage = 32 << 20
 
+// maxIdleUpstream is how many idle connections to the upstream are kept
+// (net/http's default of 2 redials under concurrent calls).
+const maxIdleUpstream = 256
+
 const (
 	headerSessionID = "Mcp-Session-Id"
 	headerMethod    = "Mcp-Method"
@@ -86,7 +90,9 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 		}
 		g.upstream, g.rt = cfg.Upstream.String(), cfg.Transport
 		if g.rt == nil {
-			g.rt = http.DefaultTransport.(*http.Transport).Clone()
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.MaxIdleConnsPerHost = maxIdleUpstream // one host: keep a connection per concurrent call
+			g.rt = t
 		}
 	case len(cfg.Command) > 0:
 		g.child = startChild(cfg, g.log)
@@ -154,7 +160,7 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 // post decides one JSON-RPC message and forwards it.
 func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query) {
 	ctx := r.Context()
-	body, err := io.ReadAll(io.LimitReader(r.Body, verifier.MaxMCPBody+1))
+	body, err := readBody(r)
 	if err != nil {
 		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
 		return
@@ -190,6 +196,25 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 		}
 	}
 	g.forward(w, r, body, &exchange{msg: &m, res: &res, q: q})
+}
+
+// readBody reads at most verifier.MaxMCPBody+1 bytes (so that an
+// oversized body is seen as such), in one allocation when the length is
+// announced.
+func readBody(r *http.Request) ([]byte, error) {
+	lr := io.LimitReader(r.Body, verifier.MaxMCPBody+1)
+	if n := r.ContentLength; n > 0 && n <= verifier.MaxMCPBody {
+		buf := make([]byte, n, n+1)
+		if _, err := io.ReadFull(lr, buf); err != nil {
+			return nil, err
+		}
+		var one [1]byte
+		if m, _ := lr.Read(one[:]); m > 0 { // longer than announced
+			return nil, errors.New("body longer than its Content-Length")
+		}
+		return buf, nil
+	}
+	return io.ReadAll(lr)
 }
 
 // decide runs the pipeline on a decided method (tools/call, prompts/get,
@@ -349,7 +374,7 @@ func errorMessage(id []byte, code int, msg string) []byte {
 // copyFlushing copies an answer of unknown kind, flushing each read.
 func copyFlushing(w http.ResponseWriter, r io.Reader) {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 8<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -370,8 +395,11 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool) {
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
-	rc.Flush()
+	if !x.isCall() { // a stream that may stay quiet (GET, subscriptions): let the client see it open
+		rc.Flush()
+	}
 	rd := newSSEReader(resp.Body, maxUpstreamMessage)
+	defer rd.release()
 	answered := false
 	for {
 		ev, err := rd.next()
@@ -622,6 +650,7 @@ func readAnswer(resp *http.Response, id []byte) ([]byte, error) {
 		return data, nil
 	}
 	rd := newSSEReader(resp.Body, maxUpstreamMessage)
+	defer rd.release()
 	for {
 		ev, err := rd.next()
 		if err != nil {

@@ -239,9 +239,17 @@ func connect(t testing.TB, url, tok string, opts *mcp.ClientOptions) *mcp.Client
 	return cs
 }
 
+// clientTransport is the agents' HTTP transport, keeping enough idle
+// connections for the parallel benchmark.
+var clientTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
+
 func tryConnect(url, tok string, opts *mcp.ClientOptions) (*mcp.ClientSession, error) {
 	return mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, opts).Connect(context.Background(),
-		&mcp.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}}}, nil)
+		&mcp.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: &http.Client{Transport: bearer{tok, clientTransport}}}, nil)
 }
 
 func toolNames(t testing.TB, cs *mcp.ClientSession) []string {

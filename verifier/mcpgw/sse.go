@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // sseReader reads Server-Sent Events one event at a time, keeping each
@@ -21,8 +22,19 @@ type sseEvent struct {
 	hasData bool
 }
 
+var sseBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
 func newSSEReader(r io.Reader, max int) *sseReader {
-	return &sseReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	br := sseBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &sseReader{r: br, max: max}
+}
+
+// release returns the reader's buffer; s is not used after.
+func (s *sseReader) release() {
+	s.r.Reset(nil)
+	sseBufs.Put(s.r)
+	s.r = nil
 }
 
 var errEventTooLarge = errors.New("an SSE event exceeds the gateway's limit")

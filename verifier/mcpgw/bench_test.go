@@ -1,0 +1,164 @@
+package mcpgw_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentid/agentid/verifier/mcpgw"
+)
+
+// BenchmarkGatewayVsDirect calls a trivial tool (echo, allowed by a rule
+// without condition; audit on) through the gateway and directly on the
+// same go-sdk server (Streamable HTTP, SSE answers), interleaved in one
+// run, each over real HTTP with its own go-sdk client session; and lists
+// 100 tools the same two ways. "parallel" runs 8 client pairs at once
+// per core, each alternating the two paths. It reports the time per
+// operation of each path and their calls/s ratio (gateway/direct;
+// target >= 0.8).
+func BenchmarkGatewayVsDirect(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		list     bool
+		ntools   int
+		parallel bool
+	}{
+		{"tools-call", false, 0, false},
+		{"tools-call-parallel", false, 0, true},
+		{"tools-list-100", true, 100, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b)
+			up := newUpstream(b, nil, bc.ntools)
+			gw := f.httpGateway(b, up)
+			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
+			ctx := context.Background()
+			op := func(cs *mcp.ClientSession) error {
+				var err error
+				if bc.list {
+					_, err = cs.ListTools(ctx, nil)
+				} else {
+					_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"x": 1}})
+				}
+				return err
+			}
+			var tDirect, tGateway atomic.Int64
+			pair := func(direct, through *mcp.ClientSession) error {
+				s := time.Now()
+				if err := op(direct); err != nil {
+					return err
+				}
+				m := time.Now()
+				if err := op(through); err != nil {
+					return err
+				}
+				tGateway.Add(int64(time.Since(m)))
+				tDirect.Add(int64(m.Sub(s)))
+				return nil
+			}
+			if bc.parallel {
+				b.SetParallelism(8)
+				b.RunParallel(func(pb *testing.PB) {
+					direct, err := tryConnect(up.srv.URL, tok, nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer direct.Close()
+					through, err := tryConnect(gw.URL, tok, nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer through.Close()
+					for pb.Next() {
+						if err := pair(direct, through); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			} else {
+				direct := connect(b, up.srv.URL, tok, nil)
+				through := connect(b, gw.URL, tok, nil)
+				if err := pair(direct, through); err != nil { // the gateway learns the tool names
+					b.Fatal(err)
+				}
+				tDirect.Store(0)
+				tGateway.Store(0)
+				b.ResetTimer()
+				for range b.N {
+					if err := pair(direct, through); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(float64(tDirect.Load())/n/1e3, "direct-µs/op")
+			b.ReportMetric(float64(tGateway.Load())/n/1e3, "gateway-µs/op")
+			b.ReportMetric(float64(tDirect.Load())/float64(tGateway.Load()), "calls/s-ratio")
+		})
+	}
+}
+
+// cannedUpstream answers every request with one SSE event carrying a
+// tool result, in memory: what the gateway's own work costs per call,
+// without the network.
+type cannedUpstream struct{}
+
+func (cannedUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	in, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	body := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n"
+	if strings.Contains(string(in), `"tools/list"`) { // the gateway's own list: echo its id
+		var m struct{ ID json.RawMessage }
+		json.Unmarshal(in, &m)
+		body = "data: {\"jsonrpc\":\"2.0\",\"id\":" + string(m.ID) + ",\"result\":{\"tools\":[{\"name\":\"echo\"}]}}\n\n"
+	}
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}},
+		Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+}
+
+// BenchmarkGatewayHandler is the gateway's work per tools/call (read,
+// parse, decide and audit, headers, pass the SSE answer through) with the
+// HTTP server and the upstream taken away.
+func BenchmarkGatewayHandler(b *testing.B) {
+	f := newFixture(b)
+	g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(b, "http://upstream.invalid/mcp"), Transport: cannedUpstream{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := f.token(b, "T-41", []string{"fs:read"}, resource)
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`
+	req := func() *http.Request {
+		r := httptest.NewRequest("POST", "/mcp", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json, text/event-stream")
+		r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		return r
+	}
+	// the tool list, once
+	listed := httptest.NewRecorder()
+	g.ServeHTTP(listed, req())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, req())
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"text":"ok"`) {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+}
