@@ -155,6 +155,33 @@ mcp {
 			t.Errorf("researcher sums: %+v %s", out[2].Error, out[2].Result)
 		}
 		wantTSRefusal(t, out[3], "everything-no-fetch (everything.hcl:")
+
+		// resources and prompts: listed as the policy allows, each
+		// resources/read and prompts/get decided
+		const docs = "demo://resource/static/document/"
+		out = runTSClient(t, js, everythingURL, planner, "resources", "read", docs+"features.md", "read", docs+"architecture.md",
+			"prompts", "prompt", "args-prompt", `{"city":"Paris"}`)
+		if got := out[1].Resources; !slices.Contains(got, docs+"features.md") || slices.Contains(got, docs+"architecture.md") {
+			t.Errorf("planner's resources %q: want the documents without architecture.md", got)
+		}
+		if out[2].Error != nil || !strings.Contains(string(out[2].Result), "Everything Server - Features") {
+			t.Errorf("planner reads features.md: %+v %.200s", out[2].Error, out[2].Result)
+		}
+		wantTSRefusal(t, out[3], "everything-docs-internal (everything.hcl:")
+		if got := sorted(out[4].Prompts); !slices.Equal(got, []string{"args-prompt", "simple-prompt"}) {
+			t.Errorf("planner's prompts %q", got)
+		}
+		if out[5].Error != nil || !strings.Contains(string(out[5].Result), "Paris") {
+			t.Errorf("planner gets args-prompt: %+v %s", out[5].Error, out[5].Result)
+		}
+		out = runTSClient(t, js, everythingURL, child, "prompts", "prompt", "args-prompt", `{"city":"Paris"}`)
+		if got := out[1].Prompts; !slices.Equal(got, []string{"simple-prompt"}) {
+			t.Errorf("delegated researcher's prompts %q, want [simple-prompt]", got)
+		}
+		// mcp:write would allow it: 403 insufficient_scope
+		if e := out[2].Error; e == nil || e.Code != 403 || !strings.Contains(e.Message, `"scopes":["mcp:write"]`) {
+			t.Errorf("researcher without mcp:write gets args-prompt: %+v %s", e, out[2].Result)
+		}
 	})
 
 	// Each gateway recorded its decisions, the refusals with their rules.

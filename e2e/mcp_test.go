@@ -387,11 +387,15 @@ func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s
 
 // tsLine is one JSON line of examples/mcp/client.
 type tsLine struct {
-	Op     string          `json:"op"`
-	Tools  []string        `json:"tools"`
-	Tool   string          `json:"tool"`
-	Result json.RawMessage `json:"result"`
-	Error  *struct {
+	Op        string          `json:"op"`
+	Tools     []string        `json:"tools"`
+	Resources []string        `json:"resources"`
+	Prompts   []string        `json:"prompts"`
+	Tool      string          `json:"tool"`
+	URI       string          `json:"uri"`
+	Prompt    string          `json:"prompt"`
+	Result    json.RawMessage `json:"result"`
+	Error     *struct {
 		Code    int             `json:"code"`
 		Message string          `json:"message"`
 		Data    json.RawMessage `json:"data"`
@@ -435,7 +439,8 @@ func runTSClient(t *testing.T, js *npmtest.Tools, url, token string, args ...str
 func countCommands(args []string) int {
 	n := 0
 	for _, a := range args {
-		if a == "list" || a == "call" {
+		switch a {
+		case "list", "call", "resources", "read", "prompts", "prompt":
 			n++
 		}
 	}

@@ -12,6 +12,10 @@
 //   list                  {"op":"list","tools":["read_file",…]}
 //   call NAME [ARGS]      {"op":"call","tool":NAME,"result":{…}}   (ARGS: a JSON object)
 //                         {"op":"call","tool":NAME,"error":{"code":-32031,"message":"…","data":{…}}}
+//   resources             {"op":"resources","resources":["file:///…",…]}
+//   read URI              {"op":"read","uri":URI,"result":{…}} (or "error")
+//   prompts               {"op":"prompts","prompts":["…",…]}
+//   prompt NAME [ARGS]    {"op":"prompt","prompt":NAME,"result":{…}} (or "error"; ARGS: strings)
 //
 // The first line is {"op":"connect","server":{…},"protocolVersion":"…"}
 // or, when the session cannot be opened (401: no or a refused token),
@@ -24,7 +28,11 @@ import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
-type Command = { op: "list" } | { op: "call"; tool: string; args: Record<string, unknown> };
+type Command =
+  | { op: "list" | "resources" | "prompts" }
+  | { op: "call"; tool: string; args: Record<string, unknown> }
+  | { op: "read"; uri: string }
+  | { op: "prompt"; prompt: string; args: Record<string, string> };
 
 interface Flags {
   url: URL;
@@ -32,7 +40,8 @@ interface Flags {
   commands: Command[];
 }
 
-const usage = "usage: client.js --url URL [--token-file FILE] (list | call NAME [JSON-ARGS])...";
+const usage =
+  "usage: client.js --url URL [--token-file FILE] (list | call NAME [JSON-ARGS] | resources | read URI | prompts | prompt NAME [JSON-ARGS])...";
 
 function parseArgs(argv: string[]): Flags {
   let url: URL | undefined;
@@ -52,19 +61,23 @@ function parseArgs(argv: string[]): Flags {
         token = readFileSync(value(), "utf8").trim();
         break;
       case "list":
-        commands.push({ op: "list" });
+      case "resources":
+      case "prompts":
+        commands.push({ op: a });
         break;
       case "call": {
         const tool = value();
-        let args: Record<string, unknown> = {};
-        if (i + 1 < argv.length && argv[i + 1].startsWith("{")) {
-          const parsed: unknown = JSON.parse(argv[++i]);
-          if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-            throw new Error(`arguments of ${tool} must be a JSON object`);
-          }
-          args = parsed as Record<string, unknown>;
-        }
+        const args = i + 1 < argv.length && argv[i + 1].startsWith("{") ? jsonObject(tool, argv[++i]) : {};
         commands.push({ op: "call", tool, args });
+        break;
+      }
+      case "read":
+        commands.push({ op: "read", uri: value() });
+        break;
+      case "prompt": {
+        const prompt = value();
+        const args = i + 1 < argv.length && argv[i + 1].startsWith("{") ? jsonObject(prompt, argv[++i]) : {};
+        commands.push({ op: "prompt", prompt, args: args as Record<string, string> });
         break;
       }
       default:
@@ -73,6 +86,47 @@ function parseArgs(argv: string[]): Flags {
   }
   if (!url) throw new Error("--url is required");
   return { url, token, commands };
+}
+
+function jsonObject(what: string, text: string): Record<string, unknown> {
+  const parsed: unknown = JSON.parse(text);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new Error(`arguments of ${what} must be a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+// run performs one command on the session and returns its line.
+async function run(client: Client, c: Command): Promise<Record<string, unknown>> {
+  const line: Record<string, unknown> = { op: c.op };
+  try {
+    switch (c.op) {
+      case "list":
+        line.tools = (await client.listTools()).tools.map((t) => t.name);
+        break;
+      case "resources":
+        line.resources = (await client.listResources()).resources.map((r) => r.uri);
+        break;
+      case "prompts":
+        line.prompts = (await client.listPrompts()).prompts.map((p) => p.name);
+        break;
+      case "call":
+        line.tool = c.tool;
+        line.result = await client.callTool({ name: c.tool, arguments: c.args });
+        break;
+      case "read":
+        line.uri = c.uri;
+        line.result = await client.readResource({ uri: c.uri });
+        break;
+      case "prompt":
+        line.prompt = c.prompt;
+        line.result = await client.getPrompt({ name: c.prompt, arguments: c.args });
+        break;
+    }
+  } catch (err) {
+    line.error = errorJSON(err);
+  }
+  return line;
 }
 
 // errorJSON renders an MCP error (McpError: code, message, data) or a
@@ -113,21 +167,7 @@ async function main(): Promise<number> {
   print({ op: "connect", server: client.getServerVersion(), protocolVersion: transport.protocolVersion });
   try {
     for (const c of flags.commands) {
-      if (c.op === "list") {
-        try {
-          const { tools } = await client.listTools();
-          print({ op: "list", tools: tools.map((t) => t.name) });
-        } catch (err) {
-          print({ op: "list", error: errorJSON(err) });
-        }
-        continue;
-      }
-      try {
-        const result = await client.callTool({ name: c.tool, arguments: c.args });
-        print({ op: "call", tool: c.tool, result });
-      } catch (err) {
-        print({ op: "call", tool: c.tool, error: errorJSON(err) });
-      }
+      print(await run(client, c));
     }
   } finally {
     await client.close();

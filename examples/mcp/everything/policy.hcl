@@ -47,3 +47,35 @@ rule "everything-no-env" {
     mcp { tools = ["get-env"] }
   }
 }
+
+rule "everything-docs" {
+  effect = "allow"
+  peer { scopes_all = ["mcp:read"] }
+  action {
+    mcp { resources = ["demo://resource/static/document/*"] }
+  }
+}
+
+rule "everything-docs-internal" {
+  effect = "deny"
+  reason = "the architecture notes are internal"
+  action {
+    mcp { resources = ["demo://resource/static/document/architecture.md"] }
+  }
+}
+
+rule "everything-prompts" {
+  effect = "allow"
+  peer { scopes_all = ["mcp:read"] }
+  action {
+    mcp { prompts = ["simple-prompt"] }
+  }
+}
+
+rule "everything-prompts-with-arguments" {
+  effect = "allow"
+  peer { scopes_all = ["mcp:write"] }
+  action {
+    mcp { prompts = ["args-prompt"] }
+  }
+}

@@ -49,3 +49,32 @@ test "nobody reads the server's environment" {
   expect = "deny"
   rule   = "everything-no-env"
 }
+
+test "documents with mcp:read" {
+  peer {
+    spiffe_id = "spiffe://example.org/agent/researcher/task/T-42"
+    claims    = { scope = ["mcp:read"] }
+  }
+  action = "mcp resources/read demo://resource/static/document/features.md"
+  expect = "allow"
+  rule   = "everything-docs"
+}
+
+test "not the internal architecture notes" {
+  peer {
+    spiffe_id = "spiffe://example.org/agent/planner/task/T-41"
+    claims    = { scope = ["mcp:read", "mcp:write"] }
+  }
+  action = "mcp resources/read demo://resource/static/document/architecture.md"
+  expect = "deny"
+  rule   = "everything-docs-internal"
+}
+
+test "the prompt with arguments needs mcp:write" {
+  peer {
+    spiffe_id = "spiffe://example.org/agent/researcher/task/T-42"
+    claims    = { scope = ["mcp:read"] }
+  }
+  action = "mcp prompts/get args-prompt"
+  expect = "deny"
+}
