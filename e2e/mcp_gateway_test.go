@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +52,7 @@ func TestMCPGatewayOnRealSPIRE(t *testing.T) {
 
 	vbin := s.buildDaemon("./cmd/agentid-verifier")
 	s.srv.CreateEntry(t, "spiffe://example.org/verifier", s.agent.NodeID.String(), "unix:path:"+vbin)
-	gateway := func(name, resource, upstream string) string {
+	gateway := func(name, resource, upstream string) (string, *daemon) {
 		t.Helper()
 		listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 		cfg := filepath.Join(s.dir, name+".hcl")
@@ -66,14 +68,15 @@ mcp {
   `+upstream+`
 }
 `)
-		startDaemon(t, vbin, "-config", cfg)
+		d := startDaemon(t, vbin, "-config", cfg)
 		waitTCP(t, listen, 30*time.Second)
-		return "http://" + listen + "/mcp"
+		return "http://" + listen + "/mcp", d
 	}
 	const filesResource, everythingResource = "https://files.example.org/mcp", "https://everything.example.org/mcp"
-	filesURL := gateway("files", filesResource,
+	filesURL, filesGateway := gateway("files", filesResource,
 		`upstream_command = ["`+js.Node+`", "`+js.Bin("mcp-server-filesystem")+`", "`+fsRoot+`"]`)
-	everythingURL := gateway("everything", everythingResource, `upstream = "`+js.StartEverything(t)+`"`)
+	everything := js.StartEverything(t)
+	everythingURL, everythingGateway := gateway("everything", everythingResource, `upstream = "`+everything.URL+`"`)
 
 	t.Run("server-filesystem over stdio", func(t *testing.T) {
 		planner, child := s.jwtAs(tk.planner, filesResource), s.jwtAs(tk.child, filesResource)
@@ -184,6 +187,46 @@ mcp {
 		}
 	})
 
+	t.Run("faults", func(t *testing.T) {
+		// The stdio child is killed: the gateway restarts it.
+		planner := s.jwtAs(tk.planner, filesResource)
+		old := fsChildren(t, filesGateway.cmd.Process.Pid)
+		if len(old) != 1 {
+			t.Fatalf("the files gateway runs %d server-filesystem children, want 1", len(old))
+		}
+		if err := syscall.Kill(old[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		read := `{"path":"` + fsRoot + `/shared/notes.md"}`
+		pollTSClient(t, 20*time.Second, "server-filesystem restarted", func() bool {
+			out := runTSClient(t, js, filesURL, planner, "call", "read_text_file", read)
+			return out[0].Error == nil && out[1].Error == nil && strings.Contains(string(out[1].Result), "the shared notes")
+		})
+		if now := fsChildren(t, filesGateway.cmd.Process.Pid); len(now) != 1 || now[0] == old[0] {
+			t.Errorf("server-filesystem children after the crash: %v (the killed one: %d)", now, old[0])
+		}
+
+		// The Streamable HTTP upstream dies: a session cannot be opened
+		// (the gateway's JSON-RPC error -32033), the gateway stays up, and
+		// serves again once the upstream is back.
+		planner = s.jwtAs(tk.planner, everythingResource)
+		everything.Kill()
+		out := runTSClient(t, js, everythingURL, planner, "call", "echo", `{"message":"down"}`)
+		if e := out[len(out)-1].Error; e == nil || e.Code != -32033 || !strings.Contains(e.Message, "cannot be reached") {
+			t.Errorf("echo with the upstream down: want the gateway's JSON-RPC error -32033, got %+v", out[len(out)-1])
+		}
+		everything.Restart()
+		pollTSClient(t, 20*time.Second, "server-everything back", func() bool {
+			out := runTSClient(t, js, everythingURL, planner, "call", "echo", `{"message":"back"}`)
+			return out[0].Error == nil && out[1].Error == nil && strings.Contains(string(out[1].Result), "Echo: back")
+		})
+		for _, d := range []*daemon{filesGateway, everythingGateway} {
+			if err := syscall.Kill(d.cmd.Process.Pid, 0); err != nil {
+				t.Errorf("a gateway died: %v\n%s", err, d.log.String())
+			}
+		}
+	})
+
 	// Each gateway recorded its decisions, the refusals with their rules.
 	for name, rule := range map[string]string{"files": "fs-write-outside-task", "everything": "everything-no-fetch"} {
 		deadline := time.Now().Add(10 * time.Second)
@@ -213,4 +256,45 @@ func wantTSRefusal(t *testing.T, l tsLine, rule string) {
 	if l.Error == nil || l.Error.Code != mcpauth.CodeForbidden || !strings.Contains(l.Error.Message, rule) {
 		t.Errorf("%s %s: want an MCP error %d naming %q, got %+v %s", l.Op, l.Tool, mcpauth.CodeForbidden, rule, l.Error, l.Result)
 	}
+}
+
+// pollTSClient calls try until it returns true, failing the test after
+// timeout.
+func pollTSClient(t *testing.T, timeout time.Duration, what string, try func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !try() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// fsChildren returns the PIDs of the server-filesystem processes whose
+// parent is ppid.
+func fsChildren(t *testing.T, ppid int) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) && bytes.Contains(cmdline, []byte("mcp-server-filesystem")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -432,7 +432,14 @@ func runTSClient(t *testing.T, js *npmtest.Tools, url, token string, args ...str
 	if len(lines) == 0 || connected && (err != nil || len(lines) != 1+countCommands(args)) {
 		t.Fatalf("client %q: %v\nstdout:\n%s\nstderr:\n%s", args, err, stdout.String(), stderr.String())
 	}
-	t.Logf("TypeScript client %s:\n%s", strings.Join(args, " "), stdout.String())
+	var shown []string
+	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if len(l) > 400 {
+			l = l[:400] + "…"
+		}
+		shown = append(shown, l)
+	}
+	t.Logf("TypeScript client %s:\n%s", strings.Join(args, " "), strings.Join(shown, "\n"))
 	return lines
 }
 

@@ -154,11 +154,24 @@ func lockFile(path string) (unlock func(), err error) {
 	return func() { f.Close() }, nil // closing releases the lock
 }
 
+// Server is an npm MCP server run for a test.
+type Server struct {
+	// URL is its MCP endpoint, http://127.0.0.1:port/mcp.
+	URL string
+
+	t    testing.TB
+	argv []string
+	env  []string
+	addr string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+}
+
 // StartEverything runs @modelcontextprotocol/server-everything over
 // Streamable HTTP on a free port (it listens on every interface: the
-// server takes no address) until the test ends, and returns its MCP
-// endpoint on 127.0.0.1.
-func (js *Tools) StartEverything(t testing.TB) string {
+// server takes no address) until the test ends.
+func (js *Tools) StartEverything(t testing.TB) *Server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,26 +179,72 @@ func (js *Tools) StartEverything(t testing.TB) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command(js.Node, js.Bin("mcp-server-everything"), "streamableHttp")
-	cmd.Env = append(cmd.Environ(), "PORT="+strconv.Itoa(port))
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	s := &Server{t: t, argv: []string{js.Node, js.Bin("mcp-server-everything"), "streamableHttp"},
+		env: append(os.Environ(), "PORT="+strconv.Itoa(port)), addr: "127.0.0.1:" + strconv.Itoa(port)}
+	s.URL = "http://" + s.addr + "/mcp"
+	s.start()
+	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
+	return s
+}
+
+// Kill kills the server (SIGKILL) and waits for it to exit.
+func (s *Server) Kill() { s.stop(syscall.SIGKILL) }
+
+// Restart starts the server again on the same port, after Kill.
+func (s *Server) Restart() { s.t.Helper(); s.start() }
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = &lockedBuffer{}
+	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return "http://" + addr + "/mcp"
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server-everything not listening on %s: %v\n%s", addr, err, log.String())
+			s.t.Fatalf("%s not listening on %s: %v\n%s", filepath.Base(s.argv[1]), s.addr, err, s.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (s *Server) stop(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+// lockedBuffer is a bytes.Buffer a child process writes while a test may
+// read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

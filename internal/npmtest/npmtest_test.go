@@ -20,7 +20,7 @@ import (
 // prints the tool error of an unknown tool as a result.
 func TestClientAgainstServerEverything(t *testing.T) {
 	js := npmtest.Require(t)
-	url := js.StartEverything(t)
+	url := js.StartEverything(t).URL
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, js.Node, js.Client, "--url", url, "list",
