@@ -9,6 +9,7 @@
 //	js := npmtest.Require(t) // installs (once, under a file lock) or skips if npm cannot
 //	cmd := exec.Command(js.Node, js.Client, "--url", url, "--token-file", tok, "list")
 //	srv := exec.Command(js.Node, js.Bin("mcp-server-filesystem"), root)
+//	everything := js.StartEverything(t) // server-everything over Streamable HTTP at everything.URL
 package npmtest
 
 import (
@@ -37,12 +38,6 @@ type Tools struct {
 	// Client is the compiled TypeScript client, Dir/dist/client.js: run it
 	// with Node.
 	Client string
-}
-
-// Package returns the folder of the installed npm package name, e.g.
-// "@modelcontextprotocol/server-everything".
-func (t *Tools) Package(name string) string {
-	return filepath.Join(t.Dir, "node_modules", filepath.FromSlash(name))
 }
 
 // Bin returns the script of an installed package's executable, e.g.
