@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,4 +177,97 @@ mcp {
 			t.Fatalf("the upstream got Authorization %q", a)
 		}
 	}
+}
+
+// TestDaemonMCPGatewayStdioPlaintext: the gateway of agentid-verifier in
+// front of a stdio MCP server it runs (the mcpgw tests' server, built
+// here), served as plain HTTP (plaintext = true) to a bearer client; the
+// child stops with the daemon.
+func TestDaemonMCPGatewayStdioPlaintext(t *testing.T) {
+	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
+	dir, err := os.MkdirTemp("/tmp", "ai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "stdioserver")
+	if out, err := exec.Command("go", "build", "-o", bin, "../mcpgw/testdata/stdioserver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	policyDir := filepath.Join(dir, "policies")
+	os.Mkdir(policyDir, 0o755)
+	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
+	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
+	jb, _ := ca.JWTBundle().Marshal()
+	write(t, filepath.Join(dir, "jwt.json"), string(jb))
+	cfg, err := daemon.ParseConfig([]byte(`
+trust_domain = "example.org"
+policy_dir   = "`+policyDir+`"
+files {
+  x509_bundle = "`+filepath.Join(dir, "bundle.pem")+`"
+  jwt_bundle  = "`+filepath.Join(dir, "jwt.json")+`"
+}
+mcp {
+  listen           = "127.0.0.1:0"
+  plaintext        = true
+  resource         = "https://files.example.org/mcp"
+  upstream_command = ["`+bin+`", "-tag", "`+filepath.Base(dir)+`"]
+}
+`), "gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-41", Model: "openai/gpt-4o", Prompt: svid.PromptDigest(nil),
+		Scope: []string{"fs:read"}, Principal: "spiffe://example.org/user/alice", Chain: []string{},
+		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
+	tok := ca.CreateJWTSVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-41"), []string{"https://files.example.org/mcp"}, c.JWTClaims())
+	rt := &http.Transport{}
+	defer rt.CloseIdleConnections()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
+		&mcp.StreamableClientTransport{Endpoint: "http://" + d.Addr("mcp").String() + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{tok, rt}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil || len(res.Tools) != 1 || res.Tools[0].Name != "read_file" {
+		t.Fatalf("tools %+v %v", res, err)
+	}
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "/srv/a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "/srv/agents/T-41/a"}}); err == nil {
+		t.Fatal("write without fs:write allowed")
+	}
+	if n := processesWith(t, filepath.Base(dir)); n != 1 {
+		t.Fatalf("%d child processes running, want 1", n)
+	}
+	cs.Close()
+	d.Close()
+	if n := processesWith(t, filepath.Base(dir)); n != 0 {
+		t.Fatalf("%d child processes left after the daemon closed", n)
+	}
+}
+
+// processesWith counts the processes whose command line holds tag.
+func processesWith(t *testing.T, tag string) int {
+	t.Helper()
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	n := 0
+	for _, p := range cmdlines {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), "stdioserver\x00-tag\x00"+tag) {
+			n++
+		}
+	}
+	return n
 }

@@ -111,54 +111,89 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 	}
 }
 
-// cannedUpstream answers every request with one SSE event carrying a
-// tool result, in memory: what the gateway's own work costs per call,
+// cannedUpstream answers in memory, with one SSE event: a tools/list
+// with tools (named as newUpstream names them), anything else with a
+// tool result of resultBytes of text. It measures the gateway's own work,
 // without the network.
-type cannedUpstream struct{}
+type cannedUpstream struct {
+	list, call []byte // the results, JSON
+}
 
-func (cannedUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+func newCanned(tools []string, resultBytes int) cannedUpstream {
+	var ts []any
+	for _, n := range tools {
+		ts = append(ts, map[string]any{"name": n, "description": "a tool of the benchmark", "inputSchema": map[string]any{"type": "object"}})
+	}
+	list, _ := json.Marshal(map[string]any{"tools": ts})
+	call, _ := json.Marshal(map[string]any{"content": []any{map[string]any{"type": "text", "text": strings.Repeat("x", resultBytes)}}})
+	return cannedUpstream{list: list, call: call}
+}
+
+func (c cannedUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 	in, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	body := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n"
-	if strings.Contains(string(in), `"tools/list"`) { // the gateway's own list: echo its id
-		var m struct{ ID json.RawMessage }
-		json.Unmarshal(in, &m)
-		body = "data: {\"jsonrpc\":\"2.0\",\"id\":" + string(m.ID) + ",\"result\":{\"tools\":[{\"name\":\"echo\"}]}}\n\n"
+	var m struct{ ID json.RawMessage }
+	json.Unmarshal(in, &m)
+	result := c.call
+	if strings.Contains(string(in), `"tools/list"`) {
+		result = c.list
 	}
+	body := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":" + string(m.ID) + ",\"result\":" + string(result) + "}\n\n"
 	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}},
 		Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
 }
 
-// BenchmarkGatewayHandler is the gateway's work per tools/call (read,
-// parse, decide and audit, headers, pass the SSE answer through) with the
-// HTTP server and the upstream taken away.
+// BenchmarkGatewayHandler is the gateway's work per request (read,
+// parse, decide and audit, headers, pass the SSE answer through, filter
+// a list) with the HTTP server and the upstream taken away: tools/call
+// with a small answer; tools/list of 100 tools, filtered by
+// examples/mcp/filesystem; and a tools/call whose answer is as large as
+// that list, passed through unfiltered (so the difference of the last two
+// is the filtering).
 func BenchmarkGatewayHandler(b *testing.B) {
-	f := newFixture(b)
-	g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(b, "http://upstream.invalid/mcp"), Transport: cannedUpstream{},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
+	tools := []string{"read_file", "list_directory", "write_file", "move_file", "admin_reset", "echo"}
+	for i := len(tools); i < 100; i++ {
+		tools = append(tools, "tool_"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 	}
-	tok := f.token(b, "T-41", []string{"fs:read"}, resource)
-	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`
-	req := func() *http.Request {
-		r := httptest.NewRequest("POST", "/mcp", strings.NewReader(body))
-		r.Header.Set("Authorization", "Bearer "+tok)
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Accept", "application/json, text/event-stream")
-		r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-		return r
-	}
-	// the tool list, once
-	listed := httptest.NewRecorder()
-	g.ServeHTTP(listed, req())
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		w := httptest.NewRecorder()
-		g.ServeHTTP(w, req())
-		if w.Code != 200 || !strings.Contains(w.Body.String(), `"text":"ok"`) {
-			b.Fatalf("%d %s", w.Code, w.Body)
-		}
+	listSize := len(newCanned(tools, 0).list)
+	for _, bc := range []struct {
+		name, method string
+		up           cannedUpstream
+	}{
+		{"tools-call", "tools/call", newCanned(tools, 2)},
+		{"tools-list-100", "tools/list", newCanned(tools, 2)},
+		{"tools-call-answer-as-large", "tools/call", newCanned(tools, listSize)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b)
+			g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(b, "http://upstream.invalid/mcp"), Transport: bc.up,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
+			body := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+			if bc.method == "tools/call" {
+				body = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`
+			}
+			req := func() *http.Request {
+				r := httptest.NewRequest("POST", "/mcp", strings.NewReader(body))
+				r.Header.Set("Authorization", "Bearer "+tok)
+				r.Header.Set("Content-Type", "application/json")
+				r.Header.Set("Accept", "application/json, text/event-stream")
+				r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+				return r
+			}
+			g.ServeHTTP(httptest.NewRecorder(), req()) // the gateway learns the tool names
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				w := httptest.NewRecorder()
+				g.ServeHTTP(w, req())
+				if w.Code != 200 || !strings.Contains(w.Body.String(), `"result"`) {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
 	}
 }

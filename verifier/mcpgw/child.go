@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,8 +54,11 @@ type child struct {
 	errs *stderrLog
 
 	mu         sync.Mutex
-	cur        *proc         // nil while down
+	proc       *proc         // the running child (being initialized until cur is set), nil while down
+	cur        *proc         // the child serving requests, nil while down
 	up         chan struct{} // closed when cur is set; replaced when it exits
+	lastErr    error         // why the last child exited
+	crashLoop  bool          // restarts are backing off over a second: requests fail at once
 	sessions   map[string]bool
 	initParams json.RawMessage // of the first initialize
 	initResult json.RawMessage
@@ -101,7 +105,7 @@ func (c *child) Close() error {
 	}
 	c.closed = true
 	close(c.done)
-	p := c.cur
+	p := c.proc
 	c.mu.Unlock()
 	if p != nil {
 		p.stop()
@@ -117,14 +121,21 @@ func (c *child) supervise() {
 		start := time.Now()
 		p, err := c.start()
 		if err == nil {
+			if !c.track(p) { // closed while starting
+				p.stop()
+				<-p.dead
+				return
+			}
 			if err = c.replayInit(p); err == nil {
 				c.setUp(p)
-				<-p.dead
-				err = p.exitErr
 			} else {
 				p.stop()
 			}
-			c.setDown(p)
+			<-p.dead
+			if err == nil {
+				err = p.exitErr
+			}
+			c.setDown(p, err)
 		}
 		select {
 		case <-c.done:
@@ -134,6 +145,9 @@ func (c *child) supervise() {
 		if time.Since(start) > stableAfter {
 			backoff = backoffMin
 		}
+		c.mu.Lock()
+		c.lastErr, c.crashLoop = err, backoff > time.Second
+		c.mu.Unlock()
 		c.log.Warn("mcp gateway: the stdio MCP server exited; restarting", "command", c.argv[0], "err", err, "after", backoff)
 		select {
 		case <-time.After(backoff):
@@ -142,6 +156,17 @@ func (c *child) supervise() {
 		}
 		backoff = min(2*backoff, backoffMax)
 	}
+}
+
+// track makes p the child that Close stops; false when closed already.
+func (c *child) track(p *proc) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.proc = p
+	return true
 }
 
 func (c *child) start() (*proc, error) {
@@ -342,31 +367,38 @@ func (p *proc) notifyInitialized() {
 
 func (c *child) setUp(p *proc) {
 	c.mu.Lock()
-	c.cur = p
+	c.cur, c.crashLoop = p, false
 	close(c.up)
 	c.mu.Unlock()
 }
 
-func (c *child) setDown(p *proc) {
+func (c *child) setDown(p *proc, err error) {
 	c.mu.Lock()
 	if c.cur == p {
 		c.cur = nil
 		c.up = make(chan struct{})
 	}
+	if c.proc == p {
+		c.proc = nil
+	}
+	c.lastErr = err
 	c.mu.Unlock()
 }
 
-// running waits until a child is up.
+// running waits until a child is up; in a crash loop (restarts backing
+// off over a second) it fails at once with the last exit.
 func (c *child) running(ctx context.Context) (*proc, error) {
 	for {
 		c.mu.Lock()
-		p, up, closed := c.cur, c.up, c.closed
+		p, up, closed, loop, last := c.cur, c.up, c.closed, c.crashLoop, c.lastErr
 		c.mu.Unlock()
-		if closed {
+		switch {
+		case closed:
 			return nil, errors.New("the gateway is closed")
-		}
-		if p != nil {
+		case p != nil:
 			return p, nil
+		case loop:
+			return nil, fmt.Errorf("the stdio MCP server keeps exiting and is restarted with backoff: %v", last)
 		}
 		select {
 		case <-up:
@@ -512,8 +544,35 @@ func (c *child) initialize(r *http.Request, id, params json.RawMessage) (*http.R
 	}
 	c.sessions[sid] = true
 	c.mu.Unlock()
-	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": sessionResult(result, params)})
 	return answer(r, http.StatusOK, http.Header{headerSessionID: {sid}}, msg), nil
+}
+
+// stdioVersions are the protocol versions whose stdio messages are the
+// same for what the bridge carries (they differ in the HTTP transport,
+// which the bridge speaks itself).
+var stdioVersions = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
+
+// sessionResult is the child's initialize result for a later session: a
+// client asking an older version than the child negotiated with the first
+// one gets that version, so that, e.g., a 2025-06-18 client may join a
+// child first initialized at 2025-11-25.
+func sessionResult(result, params json.RawMessage) json.RawMessage {
+	var asked struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	var res map[string]json.RawMessage
+	if json.Unmarshal(params, &asked) != nil || json.Unmarshal(result, &res) != nil {
+		return result
+	}
+	var have string
+	json.Unmarshal(res["protocolVersion"], &have)
+	if asked.ProtocolVersion == have || asked.ProtocolVersion > have || !slices.Contains(stdioVersions, asked.ProtocolVersion) {
+		return result
+	}
+	res["protocolVersion"], _ = json.Marshal(asked.ProtocolVersion)
+	out, _ := json.Marshal(res)
+	return out
 }
 
 // withID is the child's answer with the client's id.

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 
@@ -95,6 +96,9 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 			g.rt = t
 		}
 	case len(cfg.Command) > 0:
+		if _, err := exec.LookPath(cfg.Command[0]); err != nil {
+			return nil, fmt.Errorf("mcpgw: Command: %w", err)
+		}
 		g.child = startChild(cfg, g.log)
 		g.upstream, g.rt = "http://stdio.invalid/mcp", g.child
 	default:
@@ -395,7 +399,9 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool) {
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
-	if !x.isCall() { // a stream that may stay quiet (GET, subscriptions): let the client see it open
+	if x.msg == nil || !mcpauth.Decided(x.msg.Method) {
+		// a stream that may stay quiet (GET, subscriptions/listen): let the
+		// client see it open; a call's answer carries the headers
 		rc.Flush()
 	}
 	rd := newSSEReader(resp.Body, maxUpstreamMessage)
@@ -412,11 +418,14 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 			return
 		}
 		raw := ev.raw
-		if x.isCall() && ev.hasData && isResponseTo(ev.data, x.msg.ID) {
-			answered = true
-			if list {
-				raw = ev.withData(g.filterMessage(ctx, x, ev.data))
+		switch {
+		case !x.isCall() || !ev.hasData:
+		case list: // filter reads the id itself: one decoding of a large answer fewer
+			if out, ours := g.filterMessage(ctx, x, ev.data); ours {
+				answered, raw = true, ev.withData(out)
 			}
+		case isResponseTo(ev.data, x.msg.ID):
+			answered = true
 		}
 		if _, err := w.Write(raw); err != nil {
 			return
@@ -432,8 +441,8 @@ func (g *Gateway) filterJSON(w http.ResponseWriter, ctx context.Context, resp *h
 		g.upstreamError(w, x, "the upstream's list answer could not be read")
 		return
 	}
-	if isResponseTo(data, x.msg.ID) {
-		data = g.filterMessage(ctx, x, data)
+	if out, ours := g.filterMessage(ctx, x, data); ours {
+		data = out
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(data)
@@ -468,30 +477,35 @@ func listKey(method string) string {
 // mcpauth's middleware does): each is decided as the call it names, with
 // the arguments unknown. An answer that cannot be read is replaced by an
 // error: the gateway fails closed.
-func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) []byte {
-	out, err := g.filter(ctx, x, msg)
-	if err != nil {
-		g.log.Warn("mcp gateway: list answer not filtered", "method", x.msg.Method, "err", err)
-		return errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: "+err.Error())
-	}
-	return out
-}
-
-func (g *Gateway) filter(ctx context.Context, x *exchange, msg []byte) ([]byte, error) {
+// ours is false for a message that is not the answer to x (returned
+// unchanged).
+func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) (out []byte, ours bool) {
 	var env map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &env); err != nil {
-		return nil, fmt.Errorf("the upstream's %s answer is not JSON: %v", x.msg.Method, err)
+		return msg, false
 	}
+	if _, isRequest := env["method"]; isRequest || !bytes.Equal(bytes.TrimSpace(env["id"]), x.msg.ID) {
+		return msg, false
+	}
+	out, err := g.filter(ctx, x, env)
+	if err != nil {
+		g.log.Warn("mcp gateway: list answer not filtered", "method", x.msg.Method, "err", err)
+		return errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: "+err.Error()), true
+	}
+	return out, true
+}
+
+func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.RawMessage) ([]byte, error) {
 	result, ok := env["result"]
 	if !ok {
-		return msg, nil // an error answer
+		return json.Marshal(env) // an error answer
 	}
 	var res map[string]json.RawMessage
 	if err := json.Unmarshal(result, &res); err != nil {
 		return nil, fmt.Errorf("the upstream's %s result is not an object", x.msg.Method)
 	}
 	key := listKey(x.msg.Method)
-	var items []json.RawMessage
+	var items []map[string]json.RawMessage // each entry's fields, keys as sent
 	if raw, ok := res[key]; ok {
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("the upstream's %s result has no %s list", x.msg.Method, key)
@@ -512,7 +526,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, msg []byte) ([]byte, 
 		b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
 		return b, nil
 	}
-	kept := make([]json.RawMessage, 0, len(items))
+	kept := make([]map[string]json.RawMessage, 0, len(items))
 	for i, it := range items {
 		if vis[i] && names[i] != "" {
 			kept = append(kept, it)
@@ -524,18 +538,15 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, msg []byte) ([]byte, 
 }
 
 // entryNames reads each list entry's name (tools, prompts) or URI
-// (resources); "" for an entry without one, which is dropped.
-func entryNames(key string, items []json.RawMessage) []string {
+// (resources), by its exact key as a case-sensitive client reads it; ""
+// for an entry without one, which is dropped.
+func entryNames(key string, items []map[string]json.RawMessage) []string {
 	field := "name"
 	if key == "resources" {
 		field = "uri"
 	}
 	names := make([]string, len(items))
-	for i, it := range items {
-		var e map[string]json.RawMessage
-		if json.Unmarshal(it, &e) != nil {
-			continue
-		}
+	for i, e := range items {
 		var s string
 		if json.Unmarshal(e[field], &s) == nil && len(s) <= verifier.MaxNameLen {
 			names[i] = s
@@ -597,8 +608,8 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 		}
 		var env struct {
 			Result *struct {
-				Tools      []json.RawMessage `json:"tools"`
-				NextCursor string            `json:"nextCursor"`
+				Tools      []map[string]json.RawMessage `json:"tools"`
+				NextCursor string                       `json:"nextCursor"`
 			} `json:"result"`
 			Error *struct {
 				Message string `json:"message"`

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -168,6 +169,9 @@ func newUpstream(t testing.TB, opts *mcp.StreamableHTTPOptions, ntools int) *ups
 		})
 	s.AddResource(&mcp.Resource{Name: "notes", URI: "file:///srv/shared/notes.md"}, readResource)
 	s.AddResource(&mcp.Resource{Name: "shadow", URI: "file:///etc/shadow"}, readResource)
+	s.AddPrompt(&mcp.Prompt{Name: "exfiltrate"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "x"}}}}, nil
+	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, opts)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
@@ -326,6 +330,12 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 			if _, err := child.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "file:///etc/shadow"}); err == nil {
 				t.Fatal("resource outside /srv read")
 			}
+			// no rule allows a prompt: none listed, none got
+			if pl, err := child.ListPrompts(context.Background(), nil); err != nil || len(pl.Prompts) != 0 {
+				t.Fatalf("prompts %+v %v", pl, err)
+			}
+			_, err = child.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "exfiltrate"})
+			wantRefusal(t, err, mcpauth.CodeForbidden, "forbidden", "default deny")
 			if _, err := call(child, "read_file", map[string]any{"path": "/srv/shared/notes.md"}); err != nil {
 				t.Fatalf("read allowed: %v", err)
 			}
@@ -346,9 +356,28 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 				t.Fatalf("case-variant argument keys: %v", err)
 			}
 
-			want := []string{`read_file {"path":"/srv/shared/notes.md"}`, `write_file {"path":"/srv/agents/T-41/out.md"}`}
-			if got := up.toolCalls(); !slices.Equal(got, want) {
-				t.Fatalf("calls that reached the upstream: %q, want %q", got, want)
+			// the protocol the client and the upstream spoke through the gateway
+			var versions []string
+			for _, h := range up.seenHeaders() {
+				if v := h.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(versions, v) {
+					versions = append(versions, v)
+				}
+				if h.Get("Mcp-Protocol-Version") == "2026-07-28" && h.Get("Mcp-Method") == "" {
+					t.Fatalf("a 2026-07-28 request without Mcp-Method reached the upstream: %v", h)
+				}
+			}
+			// stateful: server/discover at 2026-07-28 is refused, the session
+			// is 2025-11-25; stateless: everything is 2026-07-28
+			want := []string{"2026-07-28", "2025-11-25"}
+			if mode.opts != nil {
+				want = want[:1]
+			}
+			if !slices.Equal(versions, want) {
+				t.Fatalf("protocol versions upstream %q, want %q", versions, want)
+			}
+			wantCalls := []string{`read_file {"path":"/srv/shared/notes.md"}`, `write_file {"path":"/srv/agents/T-41/out.md"}`}
+			if got := up.toolCalls(); !slices.Equal(got, wantCalls) {
+				t.Fatalf("calls that reached the upstream: %q, want %q", got, wantCalls)
 			}
 			recs := f.records(t)
 			var names []string
@@ -359,7 +388,7 @@ func TestGatewayDecidesAndFilters(t *testing.T) {
 				names = append(names, r.Decision+" "+r.Action.Kind+" "+r.Action.Name)
 			}
 			// the last: a message that cannot be read is recorded as the POST it was
-			wantRecs := []string{"deny mcp file:///etc/shadow", "allow mcp read_file", "allow mcp write_file", "deny mcp write_file",
+			wantRecs := []string{"deny mcp file:///etc/shadow", "deny mcp exfiltrate", "allow mcp read_file", "allow mcp write_file", "deny mcp write_file",
 				"deny mcp admin_reset", "deny mcp delete_everything", "deny http "}
 			if !slices.Equal(names, wantRecs) {
 				t.Fatalf("audited decisions %q, want %q", names, wantRecs)
@@ -614,5 +643,36 @@ func TestGatewayUpstreamDiesMidStream(t *testing.T) {
 	close(up.slow)
 	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/a"}); err != nil {
 		t.Fatalf("the next call: %v", err)
+	}
+}
+
+// TestGatewayUpstreamRestarts: while the upstream is down a call fails
+// with a JSON-RPC error naming the fault and the client's session goes
+// on; once it is back (stateless, 2026-07-28), the next call works.
+func TestGatewayUpstreamRestarts(t *testing.T) {
+	f := newFixture(t)
+	up := newUpstream(t, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}, 0)
+	addr := up.srv.Listener.Addr().String()
+	gw := f.httpGateway(t, up)
+	cs := connect(t, gw.URL, f.token(t, "T-41", []string{"fs:read"}, resource), nil)
+	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/a"}); err != nil {
+		t.Fatal(err)
+	}
+	handler := up.srv.Config.Handler
+	up.srv.Close()
+	_, err := call(cs, "read_file", map[string]any{"path": "/srv/a"})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcpgw.CodeUpstream || !strings.Contains(je.Message, "the upstream MCP server cannot be reached") {
+		t.Fatalf("call while the upstream is down: %v", err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(l)
+	defer srv.Close()
+	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/b"}); err != nil {
+		t.Fatalf("call once the upstream is back: %v", err)
 	}
 }

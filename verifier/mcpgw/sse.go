@@ -111,9 +111,9 @@ func (ev sseEvent) withData(data []byte) []byte {
 		out = append(out, text...)
 		out = append(out, '\n')
 	}
-	for d := range bytes.Lines(data) {
+	for d := range bytes.SplitSeq(data, []byte("\n")) { // each line, empty ones included
 		out = append(out, "data: "...)
-		out = append(out, bytes.TrimRight(d, "\n")...)
+		out = append(out, d...)
 		out = append(out, '\n')
 	}
 	return append(out, '\n')

@@ -88,6 +88,12 @@ func TestGatewayStdioChild(t *testing.T) {
 	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/shared/a"}); err != nil {
 		t.Fatalf("the next call after the crash: %v", err)
 	}
+	// a client of an older protocol joins the child initialized by go-sdk
+	// (2025-11-25) with the version it asked for
+	resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"old","version":"1"}}}`)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" || !strings.Contains(body, `"protocolVersion":"2025-06-18"`) || !strings.Contains(body, `"id":7`) {
+		t.Fatalf("initialize at 2025-06-18: %d %s", resp.StatusCode, body)
+	}
 	cs2 := connect(t, gw.URL, f.token(t, "T-42", []string{"fs:read"}, resource), nil)
 	if got, want := toolNames(t, cs2), []string{"crash", "echo", "read_file"}; !slices.Equal(got, want) {
 		t.Fatalf("a new session after the restart: tools %q, want %q", got, want)
@@ -117,5 +123,24 @@ func TestGatewayStdioStderrBounded(t *testing.T) {
 	log := logs.String()
 	if !strings.Contains(log, "started") || !strings.Contains(log, "reached stderr_log_bytes") || strings.Contains(log, strings.Repeat("n", 5000)) || len(log) > 16<<10 {
 		t.Fatalf("stderr log (%d bytes):\n%.2000s", len(log), log)
+	}
+}
+
+// TestGatewayStdioChildThatNeverRuns: a program that is not there is a
+// configuration error; one that exits at once fails the client's requests
+// with an error naming the child, and never hangs them.
+func TestGatewayStdioChildThatNeverRuns(t *testing.T) {
+	f := newFixture(t)
+	if _, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Command: []string{"/nonexistent/mcp-server"}}); err == nil || !strings.Contains(err.Error(), "mcpgw: Command: ") {
+		t.Fatalf("missing program: %v", err)
+	}
+	// this test binary, running no test: it exits at once
+	_, gw := f.gateway(t, mcpgw.Config{Command: []string{os.Args[0], "-test.run=^$"}})
+	tok := f.token(t, "T-41", []string{"fs:read"}, resource)
+	for range 3 {
+		_, err := tryConnect(gw.URL, tok, nil)
+		if err == nil || !strings.Contains(err.Error(), "stdio MCP server") {
+			t.Fatalf("connect to a child that exits at once: %v", err)
+		}
 	}
 }

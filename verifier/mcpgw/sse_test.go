@@ -1,0 +1,86 @@
+package mcpgw
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func readEvents(t *testing.T, in []byte) ([]sseEvent, error) {
+	t.Helper()
+	rd := newSSEReader(bytes.NewReader(in), 1<<16)
+	defer rd.release()
+	var evs []sseEvent
+	for {
+		ev, err := rd.next()
+		if err != nil {
+			return evs, err
+		}
+		evs = append(evs, ev)
+	}
+}
+
+func TestSSEReader(t *testing.T) {
+	in := ": comment\n\nid: 7\nevent: message\ndata: {\"a\":\ndata: 1}\nretry: 10\n\n\r\ndata: x\r\n\r\n"
+	evs, err := readEvents(t, []byte(in))
+	if !errors.Is(err, io.EOF) || len(evs) != 3 {
+		t.Fatalf("%d events, %v", len(evs), err)
+	}
+	if evs[0].hasData || string(evs[0].raw) != ": comment\n\n" {
+		t.Fatalf("comment event %+v", evs[0])
+	}
+	if string(evs[1].data) != "{\"a\":\n1}" || !evs[1].hasData {
+		t.Fatalf("data %q", evs[1].data)
+	}
+	if got := string(evs[1].withData([]byte(`{"b":2}`))); got != "id: 7\nevent: message\nretry: 10\ndata: {\"b\":2}\n\n" {
+		t.Fatalf("withData %q", got)
+	}
+	if string(evs[2].data) != "x" {
+		t.Fatalf("CRLF event %q", evs[2].data)
+	}
+	// a stream that ends inside an event is broken, not finished
+	if _, err := readEvents(t, []byte("data: {\"id\":1")); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("cut stream: %v", err)
+	}
+	if _, err := readEvents(t, []byte("data: "+strings.Repeat("x", 1<<17)+"\n\n")); !errors.Is(err, errEventTooLarge) {
+		t.Fatalf("oversized event: %v", err)
+	}
+}
+
+// FuzzSSEReader: the events pass the stream through unchanged (their raw
+// bytes, less the blank lines between events, are the input), and an
+// event rebuilt with its own data reads back as the same data.
+func FuzzSSEReader(f *testing.F) {
+	for _, s := range []string{"event: message\ndata: {}\n\n", ": c\n\ndata: a\ndata: b\n\n", "data:x\r\n\r\n", "id: 1\n\ndata: \n\n", "\n\n\ndata: y"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		evs, _ := readEvents(t, in)
+		var all []byte
+		for _, ev := range evs {
+			all = append(all, ev.raw...)
+			if !ev.hasData {
+				continue
+			}
+			again, err := readEvents(t, ev.withData(ev.data))
+			if len(again) != 1 || !bytes.Equal(again[0].data, ev.data) {
+				t.Fatalf("event %q rebuilt as %q reads %d events (%v)", ev.raw, ev.withData(ev.data), len(again), err)
+			}
+		}
+		if !bytes.Contains(stripBlankLines(in), stripBlankLines(all)) {
+			t.Fatalf("events %q are not the input %q", all, in)
+		}
+	})
+}
+
+func stripBlankLines(b []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(b) {
+		if len(bytes.TrimRight(line, "\r\n")) > 0 {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
