@@ -54,6 +54,10 @@ func TestMCPGatewayOnRealSPIRE(t *testing.T) {
 	s.srv.CreateEntry(t, "spiffe://example.org/verifier", s.agent.NodeID.String(), "unix:path:"+vbin)
 	gateway := func(name, resource, upstream string) (string, *daemon) {
 		t.Helper()
+		scheme, plaintext := "http", "plaintext = true"
+		if strings.HasSuffix(name, "-tls") {
+			scheme, plaintext = "https", "" // TLS with the verifier's SVID
+		}
 		listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 		cfg := filepath.Join(s.dir, name+".hcl")
 		writeFile(t, cfg, `
@@ -64,13 +68,13 @@ audit { path = "`+filepath.Join(s.dir, "audit", name+".log")+`" }
 mcp {
   listen    = "`+listen+`"
   resource  = "`+resource+`"
-  plaintext = true
+  `+plaintext+`
   `+upstream+`
 }
 `)
 		d := startDaemon(t, vbin, "-config", cfg)
 		waitTCP(t, listen, 30*time.Second)
-		return "http://" + listen + "/mcp", d
+		return scheme + "://" + listen + "/mcp", d
 	}
 	const filesResource, everythingResource = "https://files.example.org/mcp", "https://everything.example.org/mcp"
 	filesURL, filesGateway := gateway("files", filesResource,
@@ -184,6 +188,31 @@ mcp {
 		// mcp:write would allow it: 403 insufficient_scope
 		if e := out[2].Error; e == nil || e.Code != 403 || !strings.Contains(e.Message, `"scopes":["mcp:write"]`) {
 			t.Errorf("researcher without mcp:write gets args-prompt: %+v %s", e, out[2].Result)
+		}
+	})
+
+	t.Run("SPIFFE mTLS", func(t *testing.T) {
+		// The researcher's X.509-SVID, as the task fetches it; the
+		// gateway serves TLS with the verifier's SVID.
+		url, _ := gateway("everything-tls", everythingResource, `upstream = "`+everything.URL+`"`)
+		dir := filepath.Join(s.dir, "researcher-svid")
+		os.Mkdir(dir, 0o700)
+		s.mustRun("run", "--task-file", tk.child, "--manifest-dir", s.manifestDir, "--",
+			filepath.Join(spiretestBin(t), "spire-agent"), "api", "fetch", "x509", "-socketPath", s.agent.SocketPath, "-write", dir)
+		out := runTSClient(t, js, url, "", "--svid-dir", dir, "--server-id", "spiffe://example.org/verifier",
+			"list", "call", "get-sum", `{"a":2,"b":3}`, "call", "gzip-file-as-resource", `{"name":"b.gz","data":"http://169.254.169.254/"}`)
+		readTools := []string{"echo", "get-annotated-message", "get-structured-content", "get-sum", "get-tiny-image"}
+		if got := sorted(out[1].Tools); !slices.Equal(got, readTools) {
+			t.Errorf("researcher's tools over mTLS %q, want %q", got, readTools)
+		}
+		if out[2].Error != nil || !strings.Contains(string(out[2].Result), "The sum of 2 and 3 is 5.") {
+			t.Errorf("researcher sums over mTLS: %+v %s", out[2].Error, out[2].Result)
+		}
+		wantTSRefusal(t, out[3], "everything-no-fetch (everything.hcl:")
+		// the client checks the server's SPIFFE ID
+		if out := runTSClient(t, js, url, "", "--svid-dir", dir, "--server-id", "spiffe://example.org/not-the-gateway", "list"); out[0].Error == nil ||
+			!strings.Contains(out[0].Error.Message, "not spiffe://example.org/not-the-gateway") {
+			t.Errorf("a gateway with another SPIFFE ID: %+v", out[0])
 		}
 	})
 

@@ -17,6 +17,12 @@
 //   prompts               {"op":"prompts","prompts":["…",…]}
 //   prompt NAME [ARGS]    {"op":"prompt","prompt":NAME,"result":{…}} (or "error"; ARGS: strings)
 //
+// SPIFFE mTLS instead of (or with) the bearer token: --svid-dir DIR holds
+// the task's X.509-SVID as `spire-agent api fetch x509 -write DIR` writes
+// it (svid.0.pem, svid.0.key, bundle.0.pem); the server must present an
+// X.509-SVID that chains to the bundle, with the SPIFFE ID --server-id
+// (any ID of the bundle's trust domain without it).
+//
 // The first line is {"op":"connect","server":{…},"protocolVersion":"…"}
 // or, when the session cannot be opened (401: no or a refused token),
 // {"op":"connect","error":{…}} and exit status 1. A refused call is a
@@ -24,7 +30,12 @@
 // The token is the file's content (a JWT-SVID whose audience is the
 // server's resource URI, e.g. written by `spire-agent api fetch jwt`), or
 // $AGENTID_MCP_TOKEN; without either no Authorization header is sent.
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import https from "node:https";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import type { PeerCertificate } from "node:tls";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
@@ -37,15 +48,19 @@ type Command =
 interface Flags {
   url: URL;
   token?: string;
+  svidDir?: string;
+  serverID?: string;
   commands: Command[];
 }
 
 const usage =
-  "usage: client.js --url URL [--token-file FILE] (list | call NAME [JSON-ARGS] | resources | read URI | prompts | prompt NAME [JSON-ARGS])...";
+  "usage: client.js --url URL [--token-file FILE] [--svid-dir DIR [--server-id SPIFFE-ID]] (list | call NAME [JSON-ARGS] | resources | read URI | prompts | prompt NAME [JSON-ARGS])...";
 
 function parseArgs(argv: string[]): Flags {
   let url: URL | undefined;
   let token = process.env.AGENTID_MCP_TOKEN;
+  let svidDir: string | undefined;
+  let serverID: string | undefined;
   const commands: Command[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -59,6 +74,12 @@ function parseArgs(argv: string[]): Flags {
         break;
       case "--token-file":
         token = readFileSync(value(), "utf8").trim();
+        break;
+      case "--svid-dir":
+        svidDir = value();
+        break;
+      case "--server-id":
+        serverID = value();
         break;
       case "list":
       case "resources":
@@ -85,7 +106,8 @@ function parseArgs(argv: string[]): Flags {
     }
   }
   if (!url) throw new Error("--url is required");
-  return { url, token, commands };
+  if (serverID && !svidDir) throw new Error("--server-id needs --svid-dir");
+  return { url, token, svidDir, serverID, commands };
 }
 
 function jsonObject(what: string, text: string): Record<string, unknown> {
@@ -94,6 +116,51 @@ function jsonObject(what: string, text: string): Record<string, unknown> {
     throw new Error(`arguments of ${what} must be a JSON object`);
   }
   return parsed as Record<string, unknown>;
+}
+
+// spiffeFetch is a fetch over SPIFFE mTLS: the client presents the
+// X.509-SVID in dir and accepts a server whose X.509-SVID chains to the
+// bundle there and whose URI SAN is serverID (or of the bundle's trust
+// domain), in place of a host name check.
+function spiffeFetch(dir: string, serverID?: string) {
+  const cert = readFileSync(join(dir, "svid.0.pem"));
+  const key = readFileSync(join(dir, "svid.0.key"));
+  const ca = readFileSync(join(dir, "bundle.0.pem"));
+  const ours = spiffeIDs(new X509Certificate(cert).subjectAltName ?? "")[0] ?? "";
+  const trustDomain = ours.split("/").slice(0, 3).join("/") + "/";
+  const checkServerIdentity = (_host: string, peer: PeerCertificate): Error | undefined => {
+    const ids = spiffeIDs(peer.subjectaltname ?? "");
+    const ok = serverID ? ids.includes(serverID) : ids.some((id) => id.startsWith(trustDomain));
+    return ok ? undefined : new Error(`server SPIFFE ID ${ids.join(", ") || "(none)"} is not ${serverID ?? "of " + trustDomain}`);
+  };
+  return (url: string | URL, init?: RequestInit): Promise<Response> =>
+    new Promise((resolve, reject) => {
+      const headers: Record<string, string> = {};
+      new Headers(init?.headers).forEach((v, k) => (headers[k] = v));
+      const req = https.request(
+        new URL(url),
+        { method: init?.method ?? "GET", headers, cert, key, ca, checkServerIdentity, signal: init?.signal ?? undefined },
+        (res) => {
+          const h = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) {
+            for (const one of Array.isArray(v) ? v : v === undefined ? [] : [v]) h.append(k, one);
+          }
+          const status = res.statusCode ?? 0;
+          const body = [204, 205, 304].includes(status) ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
+          resolve(new Response(body, { status, statusText: res.statusMessage, headers: h }));
+        },
+      );
+      req.on("error", reject);
+      if (typeof init?.body === "string") req.write(init.body);
+      req.end();
+    });
+}
+
+function spiffeIDs(subjectAltName: string): string[] {
+  return subjectAltName
+    .split(", ")
+    .filter((s) => s.startsWith("URI:spiffe://"))
+    .map((s) => s.slice("URI:".length));
 }
 
 // run performs one command on the session and returns its line.
@@ -156,7 +223,8 @@ async function main(): Promise<number> {
   }
   const headers: Record<string, string> = {};
   if (flags.token) headers.Authorization = `Bearer ${flags.token}`;
-  const transport = new StreamableHTTPClientTransport(flags.url, { requestInit: { headers } });
+  const fetch = flags.svidDir ? spiffeFetch(flags.svidDir, flags.serverID) : undefined;
+  const transport = new StreamableHTTPClientTransport(flags.url, { requestInit: { headers }, fetch });
   const client = new Client({ name: "agentid-example-client", version: "0.0.0" });
   try {
     await client.connect(transport);
