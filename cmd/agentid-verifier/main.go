@@ -1,6 +1,7 @@
 // Command agentid-verifier serves agentid's verifier: Envoy ext_authz, the
-// mTLS reverse proxy and the check API, with hot-reloaded HCL policies, an
-// audit log and Prometheus metrics. See docs/verifier.md.
+// mTLS reverse proxy, the check API and the MCP gateway, with hot-reloaded
+// HCL policies, an audit log and Prometheus metrics. See docs/verifier.md
+// and, for the gateway, docs/mcp.md.
 package main
 
 import (

@@ -1,9 +1,10 @@
 // Package daemon runs agentid-verifier: it loads the HCL configuration,
 // keeps the trust bundles and its own SVID current (Workload API or files),
 // loads and hot-reloads the policy directory (file watch and SIGHUP, keeping
-// the last good set), and serves any combination of the three front-ends —
-// Envoy ext_authz, the mTLS reverse proxy and the check API — plus
-// Prometheus metrics and /healthz and /readyz.
+// the last good set), and serves any combination of the front-ends —
+// Envoy ext_authz, the mTLS reverse proxy, the check API and the MCP
+// gateway (verifier/mcpgw) — plus Prometheus metrics and /healthz and
+// /readyz.
 package daemon
 
 import (

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/verifier/mcpgw"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 )
 
@@ -216,6 +217,12 @@ func (d *Daemon) listenMCP() error {
 		return err
 	}
 	d.closers = append(d.closers, g.Close)
+	d.mcp = g
+	if len(gc.Command) > 0 {
+		d.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "agentid_mcp_child_starts_total", Help: "Starts of the MCP gateway's stdio server (1 plus its restarts).",
+		}, func() float64 { return float64(g.ChildStarts()) }))
+	}
 	l, err := net.Listen("tcp", mc.Listen)
 	if err != nil {
 		return fmt.Errorf("mcp listen %s: %w", mc.Listen, err)

@@ -201,6 +201,7 @@ func TestDaemonMCPGatewayStdioPlaintext(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
+	write(t, filepath.Join(policyDir, "crash.hcl"), "rule \"crash\" {\n  effect = \"allow\"\n  action {\n    mcp { tools = [\"crash\"] }\n  }\n}\n")
 	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
 	jb, _ := ca.JWTBundle().Marshal()
 	write(t, filepath.Join(dir, "jwt.json"), string(jb))
@@ -210,6 +211,9 @@ policy_dir   = "`+policyDir+`"
 files {
   x509_bundle = "`+filepath.Join(dir, "bundle.pem")+`"
   jwt_bundle  = "`+filepath.Join(dir, "jwt.json")+`"
+}
+metrics {
+  listen = "127.0.0.1:0"
 }
 mcp {
   listen           = "127.0.0.1:0"
@@ -239,8 +243,12 @@ mcp {
 	}
 	defer cs.Close()
 	res, err := cs.ListTools(context.Background(), nil)
-	if err != nil || len(res.Tools) != 1 || res.Tools[0].Name != "read_file" {
+	if err != nil || len(res.Tools) != 2 || res.Tools[0].Name != "crash" || res.Tools[1].Name != "read_file" {
 		t.Fatalf("tools %+v %v", res, err)
+	}
+	// the child crashes, is restarted, and counted; ready again once it runs
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "crash", Arguments: map[string]any{}}); err == nil {
+		t.Fatal("the crash call succeeded")
 	}
 	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "/srv/a"}}); err != nil {
 		t.Fatal(err)
@@ -250,6 +258,13 @@ mcp {
 	}
 	if n := processesWith(t, filepath.Base(dir)); n != 1 {
 		t.Fatalf("%d child processes running, want 1", n)
+	}
+	ops := "http://" + d.Addr("metrics").String()
+	if body := get(t, ops+"/metrics"); !strings.Contains(body, "agentid_mcp_child_starts_total 2") {
+		t.Fatalf("metrics:\n%s", body)
+	}
+	if body := get(t, ops+"/readyz"); !strings.HasPrefix(body, "ready") {
+		t.Fatalf("readyz: %s", body)
 	}
 	cs.Close()
 	d.Close()
@@ -270,4 +285,15 @@ func processesWith(t *testing.T, tag string) int {
 		}
 	}
 	return n
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
+	"github.com/agentid/agentid/verifier/mcpgw"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -46,6 +47,7 @@ type Daemon struct {
 	metrics *metrics
 	audit   *audit.Writer
 	view    *verifier.LivenessView // nil without a liveness block
+	mcp     *mcpgw.Gateway         // nil without an mcp block
 
 	svids   x509svid.Source // nil when the config gives no SVID
 	closers []func() error
@@ -383,6 +385,12 @@ func (d *Daemon) opsHandler() http.Handler {
 		if d.audit != nil {
 			if err := d.audit.Healthy(); err != nil {
 				http.Error(w, "decision log cannot take records: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		if d.mcp != nil {
+			if err := d.mcp.Healthy(); err != nil {
+				http.Error(w, "mcp gateway: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 		}

@@ -586,8 +586,17 @@ func withID(ans []byte, id json.RawMessage) []byte {
 	return b
 }
 
-// Starts is how many times the child was started (for tests and metrics).
-func (c *child) Starts() int64 { return c.starts.Load() }
+func (c *child) healthy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		return nil
+	}
+	if c.lastErr != nil {
+		return fmt.Errorf("the stdio MCP server is not running: %v", c.lastErr)
+	}
+	return errors.New("the stdio MCP server is starting")
+}
 
 // stderrLog is the child's stderr: each line is logged until StderrBytes
 // were logged since the child's start, then one line says how much was

@@ -118,6 +118,25 @@ func (g *Gateway) Close() error {
 // Path is the MCP endpoint's path.
 func (g *Gateway) Path() string { return g.path }
 
+// Healthy is nil while the gateway can serve: always for an HTTP upstream
+// (whose faults are per request), and for a stdio child while one is
+// running.
+func (g *Gateway) Healthy() error {
+	if g.child == nil {
+		return nil
+	}
+	return g.child.healthy()
+}
+
+// ChildStarts is how many times the stdio child was started (0 for an
+// HTTP upstream): 1 plus its restarts.
+func (g *Gateway) ChildStarts() int64 {
+	if g.child == nil {
+		return 0
+	}
+	return g.child.starts.Load()
+}
+
 // ServeHTTP serves the MCP endpoint and the RFC 9728 metadata.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -480,32 +499,34 @@ func listKey(method string) string {
 // ours is false for a message that is not the answer to x (returned
 // unchanged).
 func (g *Gateway) filterMessage(ctx context.Context, x *exchange, msg []byte) (out []byte, ours bool) {
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(msg, &env); err != nil {
+	var a listAnswer // one pass over the whole answer
+	if err := json.Unmarshal(msg, &a); err != nil || a.Method != nil || !bytes.Equal(bytes.TrimSpace(a.ID), x.msg.ID) {
 		return msg, false
 	}
-	if _, isRequest := env["method"]; isRequest || !bytes.Equal(bytes.TrimSpace(env["id"]), x.msg.ID) {
-		return msg, false
+	if a.Result == nil {
+		return msg, true // an error answer
 	}
-	out, err := g.filter(ctx, x, env)
+	res, err := g.filter(ctx, x, a.Result)
 	if err != nil {
 		g.log.Warn("mcp gateway: list answer not filtered", "method", x.msg.Method, "err", err)
 		return errorMessage(x.msg.ID, CodeUpstream, "agentid gateway: "+err.Error()), true
 	}
-	return out, true
+	return res, true
 }
 
-func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.RawMessage) ([]byte, error) {
-	result, ok := env["result"]
-	if !ok {
-		return json.Marshal(env) // an error answer
-	}
-	var res map[string]json.RawMessage
-	if err := json.Unmarshal(result, &res); err != nil {
-		return nil, fmt.Errorf("the upstream's %s result is not an object", x.msg.Method)
-	}
+// listAnswer is a JSON-RPC answer as the filter reads it: the result's
+// fields kept as sent.
+type listAnswer struct {
+	ID     json.RawMessage            `json:"id"`
+	Method json.RawMessage            `json:"method"`
+	Result map[string]json.RawMessage `json:"result"`
+}
+
+// filter is the answer with the result's list filtered (or the peer's
+// refusal).
+func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.RawMessage) ([]byte, error) {
 	key := listKey(x.msg.Method)
-	var items []map[string]json.RawMessage // each entry's fields, keys as sent
+	var items []json.RawMessage
 	if raw, ok := res[key]; ok {
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("the upstream's %s result has no %s list", x.msg.Method, key)
@@ -522,33 +543,32 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, env map[string]json.R
 	}
 	vis, r := g.v.Visible(ctx, x.q, acts)
 	if vis == nil {
-		r.MCPID = x.msg.ID
-		b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
-		return b, nil
+		return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "error": mcpauth.RefusalError(&r)})
 	}
-	kept := make([]map[string]json.RawMessage, 0, len(items))
+	kept := []byte{'['} // the entries as sent (validated by the Unmarshal above)
 	for i, it := range items {
 		if vis[i] && names[i] != "" {
-			kept = append(kept, it)
+			if len(kept) > 1 {
+				kept = append(kept, ',')
+			}
+			kept = append(kept, it...)
 		}
 	}
-	res[key], _ = json.Marshal(kept)
-	env["result"], _ = json.Marshal(res)
-	return json.Marshal(env)
+	res[key] = append(kept, ']')
+	return json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(x.msg.ID), "result": res})
 }
 
 // entryNames reads each list entry's name (tools, prompts) or URI
 // (resources), by its exact key as a case-sensitive client reads it; ""
-// for an entry without one, which is dropped.
-func entryNames(key string, items []map[string]json.RawMessage) []string {
+// for an entry without one (or not an object), which is dropped.
+func entryNames(key string, items []json.RawMessage) []string {
 	field := "name"
 	if key == "resources" {
 		field = "uri"
 	}
 	names := make([]string, len(items))
-	for i, e := range items {
-		var s string
-		if json.Unmarshal(e[field], &s) == nil && len(s) <= verifier.MaxNameLen {
+	for i, it := range items {
+		if s, ok := topLevelString(it, field); ok && len(s) <= verifier.MaxNameLen {
 			names[i] = s
 		}
 	}
@@ -608,8 +628,8 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 		}
 		var env struct {
 			Result *struct {
-				Tools      []map[string]json.RawMessage `json:"tools"`
-				NextCursor string                       `json:"nextCursor"`
+				Tools      []json.RawMessage `json:"tools"`
+				NextCursor string            `json:"nextCursor"`
 			} `json:"result"`
 			Error *struct {
 				Message string `json:"message"`

@@ -2,6 +2,7 @@ package mcpgw
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -83,4 +84,26 @@ func stripBlankLines(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// FuzzTopLevelString: on any JSON object, topLevelString reads a key as
+// a map[string]json.RawMessage decoding does (exact key, the last
+// duplicate), without building the object.
+func FuzzTopLevelString(f *testing.F) {
+	for _, s := range []string{`{"name":"a"}`, `{"Name":"b","name":"a"}`, `{"name":"a","name":"c"}`, `{"x":{"name":"no"},"name":"y"}`,
+		`{"n\u0061me":"esc"}`, `{"name":1}`, `{"a":["}",{"name":"q"}],"name":"\"z\""}`, ` { "name" : "s" } `, `{}`, `{"uri":"file:///x"}`} {
+		f.Add([]byte(s), "name")
+	}
+	f.Fuzz(func(t *testing.T, obj []byte, key string) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(obj, &m) != nil {
+			return
+		}
+		var want string
+		wantOK := json.Unmarshal(m[key], &want) == nil && len(m[key]) > 0 && m[key][0] == '"'
+		got, ok := topLevelString(obj, key)
+		if ok != wantOK || got != want {
+			t.Fatalf("%q in %s: got %q %v, want %q %v", key, obj, got, ok, want, wantOK)
+		}
+	})
 }
