@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -211,4 +212,44 @@ func BenchmarkGatewayHandler(b *testing.B) {
 		b.ReportMetric(float64(tPass.Microseconds())/n, "passthrough-µs/op")
 		b.ReportMetric(float64((tList-tPass).Microseconds())/n, "filter-µs/op")
 	})
+}
+
+// BenchmarkGatewayStdio calls echo on the stdio test server through the
+// gateway (agent → HTTP → gateway → the child's stdin) and, interleaved,
+// directly over go-sdk's CommandTransport on another instance of the same
+// program: what serving a stdio server over Streamable HTTP behind the
+// checks costs.
+func BenchmarkGatewayStdio(b *testing.B) {
+	bin := buildStdioServer(b)
+	f := newFixture(b)
+	_, gw := f.gateway(b, mcpgw.Config{Command: []string{bin}})
+	through := connect(b, gw.URL, f.token(b, "T-41", []string{"fs:read"}, resource), nil)
+	ctx := context.Background()
+	direct, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: exec.Command(bin)}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer direct.Close()
+	op := func(cs *mcp.ClientSession) {
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"x": 1}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	op(direct)
+	op(through)
+	var tDirect, tGateway time.Duration
+	b.ResetTimer()
+	for range b.N {
+		s := time.Now()
+		op(direct)
+		m := time.Now()
+		op(through)
+		tGateway += time.Since(m)
+		tDirect += m.Sub(s)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(tDirect.Microseconds())/n, "direct-µs/op")
+	b.ReportMetric(float64(tGateway.Microseconds())/n, "gateway-µs/op")
+	b.ReportMetric(float64(tDirect)/float64(tGateway), "calls/s-ratio")
 }

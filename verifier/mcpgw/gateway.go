@@ -160,6 +160,15 @@ func (x *exchange) isCall() bool { return x.msg != nil && len(x.msg.ID) > 0 && x
 
 func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 	q := &verifier.Query{Frontend: Frontend, Credential: verifier.HTTPCredential(r), Audience: g.cfg.Resource, Request: mcpauth.HTTPRequest(r)}
+	if n := len(r.Header.Values(headerSessionID)); n > 1 {
+		// servers differ on which one they take: the gateway would check one
+		// session and the upstream serve another
+		q.Action = verifier.Action{Kind: policies.KindHTTP, Method: r.Method, Path: g.path}
+		q.Reject = &verifier.InputError{What: headerSessionID, Detail: fmt.Sprintf("sent %d times", n)}
+		res := g.v.Decide(r.Context(), q)
+		g.auth.WriteRefusal(w, &res, q.Credential) // 401, or 400 for an authenticated peer
+		return
+	}
 	switch r.Method {
 	case http.MethodPost:
 		g.post(w, r, q)

@@ -585,6 +585,17 @@ func TestGatewaySessions(t *testing.T) {
 	if resp, _ := post(t, gw.URL, tokA, list, "Mcp-Session-Id", "made-up", "Mcp-Protocol-Version", "2025-06-18"); resp.StatusCode != 404 {
 		t.Fatalf("unknown session: %d", resp.StatusCode)
 	}
+	// two session ids: the gateway would check one and the upstream might
+	// serve the other
+	req2, _ := http.NewRequest("POST", gw.URL+"/mcp", strings.NewReader(list))
+	req2.Header.Set("Authorization", "Bearer "+tokB)
+	req2.Header.Set("Content-Type", "application/json")
+	req2.Header.Set("Accept", "application/json, text/event-stream")
+	respB, _ := post(t, gw.URL, tokB, initMsg)
+	req2.Header["Mcp-Session-Id"] = []string{respB.Header.Get("Mcp-Session-Id"), sid} // its own, then A's
+	if resp, err := http.DefaultClient.Do(req2); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("two Mcp-Session-Id headers: %v %v", resp.StatusCode, err)
+	}
 	req, _ := http.NewRequest("DELETE", gw.URL+"/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+tokB)
 	req.Header.Set("Mcp-Session-Id", sid)
@@ -674,5 +685,31 @@ func TestGatewayUpstreamRestarts(t *testing.T) {
 	defer srv.Close()
 	if _, err := call(cs, "read_file", map[string]any{"path": "/srv/b"}); err != nil {
 		t.Fatalf("call once the upstream is back: %v", err)
+	}
+}
+
+// TestGatewayInsufficientScope: a JWT-SVID peer denied for want of a
+// scope the policy names gets 403 with the MCP authorization spec's
+// challenge, as from mcpauth; a denial more scopes would not lift is a
+// JSON-RPC error (HTTP 200).
+func TestGatewayInsufficientScope(t *testing.T) {
+	f := newFixture(t)
+	up := newUpstream(t, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}, 0)
+	gw := f.httpGateway(t, up)
+	readOnly := f.token(t, "T-42", []string{"fs:read"}, resource)
+	call := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/srv/agents/T-42/out.md"}}}`
+	resp, body := post(t, gw.URL, readOnly, call)
+	h := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != 403 || !strings.Contains(h, `error="insufficient_scope"`) || !strings.Contains(h, `scope="fs:write"`) ||
+		!strings.Contains(h, `resource_metadata="https://files.example.org/.well-known/oauth-protected-resource/mcp"`) || !strings.Contains(body, `"id":3`) {
+		t.Fatalf("403: %d %q %s", resp.StatusCode, h, body)
+	}
+	resp, body = post(t, gw.URL, f.token(t, "T-42", []string{"fs:read", "fs:write"}, resource),
+		`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/etc/passwd"}}}`)
+	if resp.StatusCode != 200 || !strings.Contains(body, "fs-write-outside-task") || !strings.Contains(body, "-32031") {
+		t.Fatalf("denied call: %d %s", resp.StatusCode, body)
+	}
+	if calls := up.toolCalls(); len(calls) != 0 {
+		t.Fatalf("calls reached the upstream: %q", calls)
 	}
 }
