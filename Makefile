@@ -13,7 +13,7 @@ FUZZTIME ?= 30s
 
 export AGENTID_SPIRE_BIN := $(SPIRE_BIN)
 
-.PHONY: all build spire test unit fuzz bench lint demo generate clean ts-agent
+.PHONY: all build spire test unit fuzz bench lint demo generate clean ts-agent mcp-npm
 
 all: build
 
@@ -40,10 +40,30 @@ test: spire build
 	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null) || \
 	  echo "MariaDB not installed: the audit log's SQL store tests will be skipped, saying so"
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) || \
+	  echo "npm not installed: the MCP interop e2e tests (TypeScript client, npm MCP servers) will skip"
+	@$(MAKE) -s mcp-npm || echo "the npm packages of examples/mcp/client did not install: the MCP interop e2e tests will say why and skip"
 	$(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	cd bench && $(GO) test -count=1 ./... 2>&1 | tee -a $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	@passed=$$(grep -c '^ok ' $(CACHE)/test.log); failed=$$(grep -c '^FAIL' $(CACHE)/test.log); \
 	  echo "packages: $$passed passed, $$failed failed"
+
+## mcp-npm: the npm packages pinned by examples/mcp/client/package-lock.json (the TypeScript MCP
+## client's @modelcontextprotocol/sdk, the published MCP servers the e2e tests run) into
+## .cache/npm/mcp-client, and the client compiled there (dist/client.js)
+MCP_CLIENT := examples/mcp/client
+MCP_NPM := $(CACHE)/npm/mcp-client
+mcp-npm: $(MCP_NPM)/dist/client.js
+
+$(MCP_NPM)/node_modules/.package-lock.json: $(MCP_CLIENT)/package.json $(MCP_CLIENT)/package-lock.json
+	@mkdir -p $(MCP_NPM)
+	cp $^ $(MCP_NPM)/
+	cd $(MCP_NPM) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MCP_NPM)/dist/client.js: $(MCP_NPM)/node_modules/.package-lock.json $(MCP_CLIENT)/client.ts $(MCP_CLIENT)/tsconfig.json
+	cp $(MCP_CLIENT)/client.ts $(MCP_CLIENT)/tsconfig.json $(MCP_NPM)/
+	cd $(MCP_NPM) && node_modules/.bin/tsc -p tsconfig.json
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 fuzz:

@@ -34,6 +34,9 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		"tickets-need-write-scope (services.hcl:44)",
+		// step 3b: MCP tools through the verifier's MCP gateway
+		"researcher tools/list -> kb_read, kb_search",
+		"tickets-mcp-need-write-scope (services.hcl:",
 		"Every step turned out as the story says.",
 		// step 5: the researcher's receipt, proved offline with the witness
 		"researcher's read proved",

@@ -12,6 +12,11 @@
 //     proxy (allowed), tries to open a ticket (denied, with the deciding
 //     rule), the planner opens it (allowed), and a process that was not
 //     launched as a task gets no identity at all;
+//     3b. the same tasks use the knowledge base as MCP tools (kbservice
+//     -mcp, a stdio MCP server) through agentid-verifier's MCP gateway,
+//     with JWT-SVIDs for its resource URI: the researcher is listed fewer
+//     tools than the planner, searches (allowed) and may not open a
+//     ticket (an MCP error naming the rule); the planner may;
 //  4. the planner's task is revoked: the X.509-SVID the researcher already
 //     holds is refused at the service within the liveness feed's interval
 //     (the time is measured and shown), the researcher's entry goes with
@@ -106,7 +111,7 @@ func (s *story) run(ctx context.Context, opts devstack.Options) error {
 	}
 	say("   knowledge-base service behind the verifier proxy at %s (policies: %s)\n", v.ProxyURL, policyDir)
 
-	steps := []func(context.Context, *devstack.Verifier) error{s.step1, s.step2, s.step3, s.step4, s.step5}
+	steps := []func(context.Context, *devstack.Verifier) error{s.step1, s.step2, s.step3, s.step3MCP, s.step4, s.step5}
 	for _, step := range steps {
 		if err := step(ctx, v); err != nil {
 			return err
@@ -177,6 +182,48 @@ func (s *story) step3(ctx context.Context, v *devstack.Verifier) error {
 	out, err := s.bin(ctx, "kbagent", "-socket", s.st.AgentSocket, "-url", v.ProxyURL+"/kb/onboarding")
 	s.expect("3", "(no task)", "GET /kb/onboarding from a process not launched as a task", err != nil && strings.Contains(err.Error(), "no identity issued"), "no identity", "", out+errText(err))
 	say("   %-10s %-6s %-18s -> %s\n", "(no task)", "GET", "/kb/onboarding", lastLine(errText(err)))
+	return nil
+}
+
+// mcpResource is the resource URI of the knowledge base's MCP gateway:
+// the audience of the JWT-SVIDs the tasks present to it.
+const mcpResource = "https://kb.example.org/mcp"
+
+func (s *story) step3MCP(ctx context.Context, _ *devstack.Verifier) error {
+	say("== 3b. the same tasks use the knowledge base's MCP tools through the verifier's MCP gateway")
+	policyDir, _ := filepath.Abs(filepath.Join(s.examples, "policies"))
+	g, err := s.st.StartVerifier(ctx, devstack.VerifierOptions{Name: "mcp", PolicyDir: policyDir,
+		MCP: &devstack.MCPGateway{Resource: mcpResource, Command: []string{filepath.Join(s.st.BinDir, "kbservice"), "-mcp"}}})
+	if err != nil {
+		return err
+	}
+	defer g.Stop()
+	say("   kbservice -mcp (a stdio MCP server) run by the gateway at %s (resource %s)", g.MCPURL, mcpResource)
+	call := func(who, tool, args, wantTools, want string) {
+		argv := []string{"kbagent", "-socket", s.st.AgentSocket, "-mcp", g.MCPURL, "-audience", mcpResource}
+		if tool != "" {
+			argv = append(argv, "-call", tool, "-args", args)
+		}
+		out, err := s.as(ctx, who, argv...)
+		tools, result := firstLine(out), lastLine(out)
+		if tool == "" {
+			s.expect("3b", who, "MCP tools/list", err == nil && tools == "tools: "+wantTools, wantTools, "", out+errText(err))
+			say("   %-10s tools/list -> %s", who, strings.TrimPrefix(tools, "tools: ")+errText(err))
+			return
+		}
+		got := "allowed"
+		if strings.Contains(result, ": refused: ") {
+			got = "refused"
+		}
+		s.expect("3b", who, "MCP tools/call "+tool+" "+args, err == nil && got == want, want, ruleOf(result), out+errText(err))
+		say("   %-10s tools/call %s %s -> %s", who, tool, args, strings.TrimPrefix(result, tool+": ")+errText(err))
+	}
+	call("researcher", "", "", "kb_read, kb_search", "")
+	call("planner", "", "", "kb_read, kb_search, ticket_create", "")
+	call("researcher", "kb_search", `{"query":"agent"}`, "", "allowed")
+	call("researcher", "ticket_create", `{"title":"more GPUs"}`, "", "refused")
+	call("planner", "ticket_create", `{"title":"more GPUs"}`, "", "allowed")
+	say("")
 	return nil
 }
 

@@ -6,6 +6,14 @@
 // own signature of what it asked.
 //
 //	agentid run --task-file researcher.json -- kbagent -url https://127.0.0.1:8443/kb/doc-1
+//
+// With -mcp it is an MCP client instead: it fetches its JWT-SVID for
+// -audience (the MCP server's resource URI), lists the server's tools
+// over Streamable HTTP with it as bearer token, and calls -call with
+// -args.
+//
+//	agentid run --task-file researcher.json -- kbagent -mcp http://127.0.0.1:8444/mcp \
+//	    -audience https://kb.example.org/mcp -call kb_search -args '{"query": "onboarding"}'
 package main
 
 import (
@@ -32,8 +40,23 @@ func main() {
 	body := flag.String("body", "", "request body")
 	socket := flag.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API socket (unix:///path or a path)")
 	server := flag.String("server-id", "", "the service's SPIFFE ID (default: any ID of the trust domain)")
+	mcpURL := flag.String("mcp", "", "an MCP endpoint (Streamable HTTP) to call with the task's JWT-SVID instead of -url")
+	audience := flag.String("audience", "", "with -mcp: the MCP server's resource URI, the JWT-SVID's audience")
+	tool := flag.String("call", "", "with -mcp: the tool to call after listing the tools")
+	args := flag.String("args", "{}", "with -mcp: the tool's arguments, a JSON object")
 	sign := flag.Bool("sign", false, "sign every request with the task's X.509-SVID key (RFC 9421)")
 	flag.Parse()
+	if *mcpURL != "" {
+		s := *socket
+		if !strings.Contains(s, "://") {
+			s = "unix://" + s
+		}
+		if err := runMCP(*mcpURL, *audience, *tool, *args, s); err != nil {
+			fmt.Fprintln(os.Stderr, "kbagent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*url, *method, *body, *socket, *server, *sign); err != nil {
 		fmt.Fprintln(os.Stderr, "kbagent:", err)
 		os.Exit(1)

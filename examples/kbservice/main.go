@@ -12,6 +12,12 @@
 // from the x-agentid-* headers the proxy sets (and strips from callers).
 //
 //	kbservice -behind-proxy 127.0.0.1:8080
+//
+// With -mcp it serves the knowledge base and tickets as MCP tools
+// (kb_search, kb_read, ticket_create) over stdin/stdout, for an
+// agentid-verifier MCP gateway to run as its upstream_command.
+//
+//	mcp { upstream_command = ["/usr/local/bin/kbservice", "-mcp"] … }
 package main
 
 import (
@@ -39,7 +45,16 @@ func main() {
 	auditPath := flag.String("audit", "", "audit log file (optional)")
 	socket := flag.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API socket")
 	behind := flag.String("behind-proxy", "", "serve plain HTTP on this loopback address behind an agentid-verifier proxy")
+	stdio := flag.Bool("mcp", false, "serve the knowledge base and tickets as MCP tools over stdin/stdout (behind an agentid-verifier MCP gateway)")
 	flag.Parse()
+	if *stdio {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runMCP(ctx); err != nil && ctx.Err() == nil {
+			log.Fatal("kbservice: ", err)
+		}
+		return
+	}
 	if *behind != "" {
 		if err := runBehindProxy(*behind); err != nil {
 			log.Fatal("kbservice: ", err)

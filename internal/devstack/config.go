@@ -184,7 +184,7 @@ rule "dev-no-deletes" {
 }
 
 // verifierConfig is agentid-verifier's configuration.
-func (s *Stack) verifierConfig(v *Verifier, opts VerifierOptions, proxyPort, checkPort, metricsPort int) string {
+func (s *Stack) verifierConfig(v *Verifier, opts VerifierOptions, proxyPort, checkPort, metricsPort, mcpPort int) string {
 	audiences := ""
 	for i, a := range opts.JWTAudiences {
 		if i > 0 {
@@ -218,6 +218,19 @@ workload_api {
 				cfg += q(p)
 			}
 			cfg += "]\n"
+		}
+		cfg += "}\n"
+	}
+	if m := opts.MCP; m != nil {
+		cfg += fmt.Sprintf("\n# The MCP gateway (docs/mcp.md): plain HTTP on loopback, JWT-SVID bearers.\nmcp {\n  listen    = \"127.0.0.1:%d\"\n  resource  = %s\n  plaintext = true\n", mcpPort, q(m.Resource))
+		if m.Upstream != "" {
+			cfg += "  upstream  = " + q(m.Upstream) + "\n"
+		} else {
+			quoted := make([]string, len(m.Command))
+			for i, a := range m.Command {
+				quoted[i] = q(a)
+			}
+			cfg += "  upstream_command = [" + strings.Join(quoted, ", ") + "]\n"
 		}
 		cfg += "}\n"
 	}

@@ -40,6 +40,23 @@ type VerifierOptions struct {
 	// CheckpointInterval is the audit log's checkpoint_interval (default
 	// the verifier's, 1 min): a receipt proves once a checkpoint covers it.
 	CheckpointInterval time.Duration
+	// MCP, when set, runs the verifier's MCP gateway (docs/mcp.md) on a
+	// free port of 127.0.0.1, in plain HTTP (JWT-SVID bearers), at
+	// Verifier.MCPURL.
+	MCP *MCPGateway
+}
+
+// MCPGateway is the mcp { … } block of a verifier: the gateway in front of
+// a Streamable HTTP MCP server (Upstream) or of a stdio one it runs
+// (Command).
+type MCPGateway struct {
+	// Resource is the gateway's resource URI, the audience of the
+	// JWT-SVIDs it accepts (required).
+	Resource string
+	// Upstream is the URL of a Streamable HTTP MCP endpoint; Command the
+	// argv of a stdio MCP server. Exactly one is set.
+	Upstream string
+	Command  []string
 }
 
 // Verifier is a running agentid-verifier. Its fields are read-only.
@@ -55,6 +72,9 @@ type Verifier struct {
 	// MetricsURL is the metrics listener, http://127.0.0.1:port: /metrics,
 	// /healthz and /readyz.
 	MetricsURL string
+	// MCPURL is the MCP gateway's endpoint, http://127.0.0.1:port/<path of
+	// the resource> ("" without VerifierOptions.MCP).
+	MCPURL string
 
 	proc *Process
 }
@@ -84,6 +104,16 @@ func (s *Stack) StartVerifier(ctx context.Context, opts VerifierOptions) (*Verif
 	if opts.ProxyUpstream != "" {
 		if u, err := url.Parse(opts.ProxyUpstream); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return nil, fmt.Errorf("devstack: StartVerifier: ProxyUpstream %q is not an http(s) URL", opts.ProxyUpstream)
+		}
+	}
+	var mcpPath string
+	if m := opts.MCP; m != nil {
+		u, err := url.Parse(m.Resource)
+		if err != nil || u.Scheme == "" || u.Host == "" || (m.Upstream == "") == (len(m.Command) == 0) {
+			return nil, fmt.Errorf("devstack: StartVerifier: MCP needs a resource URI (%q) and one of Upstream and Command", m.Resource)
+		}
+		if mcpPath = u.Path; mcpPath == "" || mcpPath == "/" {
+			mcpPath = "/mcp"
 		}
 	}
 	if len(opts.JWTAudiences) == 0 {
@@ -119,7 +149,7 @@ func (s *Stack) StartVerifier(ctx context.Context, opts VerifierOptions) (*Verif
 	start := time.Now()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a picked port can be taken before the bind
-		var ports [3]int
+		var ports [4]int
 		for i := range ports {
 			if ports[i], err = FreePort(); err != nil {
 				return nil, err
@@ -131,7 +161,10 @@ func (s *Stack) StartVerifier(ctx context.Context, opts VerifierOptions) (*Verif
 		}
 		v.CheckURL = fmt.Sprintf("http://127.0.0.1:%d/v1/check", ports[1])
 		v.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
-		if err := os.WriteFile(v.ConfigPath, []byte(s.verifierConfig(v, opts, ports[0], ports[1], ports[2])), 0o600); err != nil {
+		if opts.MCP != nil {
+			v.MCPURL = fmt.Sprintf("http://127.0.0.1:%d%s", ports[3], mcpPath)
+		}
+		if err := os.WriteFile(v.ConfigPath, []byte(s.verifierConfig(v, opts, ports[0], ports[1], ports[2], ports[3])), 0o600); err != nil {
 			return nil, err
 		}
 		p, err := StartProcess(opts.Name, filepath.Join(s.BinDir, VerifierBin), []string{"-config", v.ConfigPath}, s.env, v.LogPath)
@@ -148,6 +181,9 @@ func (s *Stack) StartVerifier(ctx context.Context, opts VerifierOptions) (*Verif
 			what := "check API " + v.CheckURL
 			if v.ProxyAddr != "" {
 				what = "proxy " + v.ProxyURL + " → " + opts.ProxyUpstream + ", " + what
+			}
+			if v.MCPURL != "" {
+				what = "MCP gateway " + v.MCPURL + ", " + what
 			}
 			s.logf("agentid-verifier %s ready in %v (%s)", opts.Name, time.Since(start).Round(time.Millisecond), what)
 			return v, nil
@@ -184,7 +220,13 @@ func (v *Verifier) ready(ctx context.Context) error {
 		return err
 	}
 	if v.ProxyAddr != "" {
-		return dialCheck("tcp", v.ProxyAddr)
+		if err := dialCheck("tcp", v.ProxyAddr); err != nil {
+			return err
+		}
+	}
+	if v.MCPURL != "" {
+		u, _ := url.Parse(v.MCPURL)
+		return dialCheck("tcp", u.Host)
 	}
 	return nil
 }

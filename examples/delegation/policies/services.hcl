@@ -58,3 +58,50 @@ rule "tickets-need-write-scope" {
 
   condition = !has_scope(peer, "tickets:write")
 }
+
+# The same knowledge base and tickets as MCP tools (kbservice -mcp), behind
+# the agentid-verifier MCP gateway.
+
+rule "kb-mcp-read" {
+  effect = "allow"
+  reason = "tasks holding kb:read, working for a user, search and read the knowledge base over MCP"
+
+  peer {
+    scopes_all = ["kb:read"]
+    principal  = var.user_principals
+    max_depth  = 2
+  }
+
+  action {
+    mcp { tools = ["kb_search", "kb_read"] }
+  }
+}
+
+rule "tickets-mcp-create" {
+  effect = "allow"
+  reason = "tasks holding tickets:write open tickets over MCP"
+
+  peer {
+    scopes_all = ["tickets:write"]
+    principal  = var.user_principals
+  }
+
+  action {
+    mcp { tools = ["ticket_create"] }
+  }
+}
+
+rule "tickets-mcp-need-write-scope" {
+  effect = "deny"
+  reason = "opening a ticket needs the tickets:write scope"
+
+  peer {
+    task_required = true
+  }
+
+  action {
+    mcp { tools = ["ticket_create"] }
+  }
+
+  condition = !has_scope(peer, "tickets:write")
+}
