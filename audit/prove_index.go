@@ -194,7 +194,7 @@ func (v *verifier) indexConsistency(size1 uint64, root1 []byte) error {
 			return fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
 		}
 	}
-	prf, err := nodes.Rehash(hashes, hasher.HashChildren)
+	prf, err := nodes.Rehash(hashes, HashChildren)
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func storedInclusion(read func(level uint, i uint64) ([]byte, error), index, siz
 			return nil, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
 		}
 	}
-	return nodes.Rehash(hashes, hasher.HashChildren)
+	return nodes.Rehash(hashes, HashChildren)
 }
 
 // segment is one file of a log and the sequence number of its first line.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -100,5 +101,11 @@ var GenesisPrev = lineHash(nil)
 
 func lineHash(line []byte) string {
 	sum := sha256.Sum256(line)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	var sb strings.Builder // one allocation: the string itself
+	sb.Grow(len("sha256:") + len(hx))
+	sb.WriteString("sha256:")
+	sb.Write(hx[:])
+	return sb.String()
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -26,13 +27,38 @@ import (
 
 var hasher = rfc6962.DefaultHasher
 
-var rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+var rangeFactory = &compact.RangeFactory{Hash: HashChildren}
 
-// LeafHash is the RFC 6962 leaf hash of one log line (without its newline).
-func LeafHash(line []byte) []byte { return hasher.HashLeaf(line) }
+// leafBufs are reused buffers for LeafHash's input (rfc6962's hasher
+// allocates a hash state per leaf: the writer hashes every line).
+var leafBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// HashChildren is the RFC 6962 interior node hash.
-func HashChildren(l, r []byte) []byte { return hasher.HashChildren(l, r) }
+// LeafHash is the RFC 6962 leaf hash of one log line (without its newline):
+// SHA-256(0x00 || line), with the result as its only allocation.
+func LeafHash(line []byte) []byte {
+	bp := leafBufs.Get().(*[]byte)
+	buf := append(append((*bp)[:0], rfc6962.RFC6962LeafHashPrefix), line...)
+	sum := sha256.Sum256(buf)
+	*bp = buf
+	leafBufs.Put(bp)
+	out := make([]byte, sha256.Size)
+	copy(out, sum[:])
+	return out
+}
+
+// HashChildren is the RFC 6962 interior node hash, SHA-256(0x01 || l || r),
+// with the result as its only allocation.
+func HashChildren(l, r []byte) []byte {
+	if len(l) != sha256.Size || len(r) != sha256.Size {
+		return hasher.HashChildren(l, r)
+	}
+	var buf [1 + 2*sha256.Size]byte
+	buf[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(buf[1:], l)
+	copy(buf[1+sha256.Size:], r)
+	sum := sha256.Sum256(buf[:])
+	return sum[:]
+}
 
 // Origin is the checkpoint origin of the log whose first line is line1:
 // "agentid-audit/<first 16 bytes of the line's SHA-256, hex>". It names
@@ -112,7 +138,7 @@ func (p *partialTree) hash(id compact.NodeID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hasher.HashChildren(l, r), nil
+	return HashChildren(l, r), nil
 }
 
 func (p *partialTree) proof(nodes proof.Nodes) ([][]byte, error) {
@@ -124,7 +150,7 @@ func (p *partialTree) proof(nodes proof.Nodes) ([][]byte, error) {
 		}
 		hashes[i] = h
 	}
-	return nodes.Rehash(hashes, hasher.HashChildren)
+	return nodes.Rehash(hashes, HashChildren)
 }
 
 // inclusion is the proof of leaf index in the tree of size.
