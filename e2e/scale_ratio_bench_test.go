@@ -70,6 +70,7 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 		}
 		const perRound = 50
 		rates := make([][]float64, len(sizes))
+		lat := make([][]time.Duration, len(sizes)) // each create's latency
 		var ratios []float64
 		n := 0
 		for round := range rounds {
@@ -79,11 +80,13 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 				start := time.Now()
 				for range perRound {
 					n++
+					t0 := time.Now()
 					if _, err := regs[k].Create(ctx, registrar.Request{Agent: "planner", Task: fmt.Sprintf("C-%d", n),
 						Model: "openai/gpt-4o", Prompt: digest, Scope: []string{"kb:read"},
 						Principal: "spiffe://example.org/user/alice", TTL: time.Hour, ParentID: node.String()}); err != nil {
 						b.Fatal(err)
 					}
+					lat[k] = append(lat[k], time.Since(t0))
 				}
 				took[k] = time.Since(start)
 				rates[k] = append(rates[k], perRound/took[k].Seconds())
@@ -93,6 +96,11 @@ func BenchmarkRegistrarCreateRatio(b *testing.B) {
 		med := func(xs []float64) float64 { xs = slices.Clone(xs); slices.Sort(xs); return xs[len(xs)/2] }
 		for k, size := range sizes {
 			b.ReportMetric(med(rates[k]), fmt.Sprintf("tasks/s@%d", size))
+		}
+		for k, size := range sizes {
+			l := slices.Sorted(slices.Values(lat[k]))
+			b.ReportMetric(float64(l[len(l)*99/100].Milliseconds()), fmt.Sprintf("p99-ms@%d", size))
+			b.Logf("create latency at %d live tasks: p50 %v, p99 %v (%d creates)", size, l[len(l)/2].Round(time.Millisecond), l[len(l)*99/100].Round(time.Millisecond), len(l))
 		}
 		r := med(ratios)
 		b.ReportMetric(r, fmt.Sprintf("rate@%d/rate@%d", sizes[len(sizes)-1], sizes[0]))
