@@ -199,6 +199,35 @@ func TestHelperReceiptWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	appendUntilKilled(t, w)
+}
+
+// TestSignerIDRefusesAnotherSVID: with SignerID set, an SVID of another ID
+// does not sign checkpoints (CheckpointError says why); the right one does.
+func TestSignerIDRefusesAnotherSVID(t *testing.T) {
+	ca := testca.New(t, td, t0)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{Clock: clock(), Signer: ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/ci")), SignerID: vid, CheckpointEvery: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		w.Append(decision(i))
+	}
+	w.Flush()
+	if err := w.CheckpointError(); err == nil || !strings.Contains(err.Error(), "not the configured signer spiffe://example.org/verifier") {
+		t.Fatalf("checkpoint error %v", err)
+	}
+	w.Close()
+	if data, _ := os.ReadFile(path); strings.Contains(string(data), `"type":"checkpoint"`) {
+		t.Fatalf("signed with the wrong SVID:\n%s", data)
+	}
+}
+
+// appendUntilKilled is the loop of a helper process that a crash test
+// kills: 16 callers append with AppendWait and print each reference handed
+// out with its record's reason, until the process dies.
+func appendUntilKilled(t *testing.T, w *audit.Writer) {
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
@@ -222,26 +251,4 @@ func TestHelperReceiptWriter(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-}
-
-// TestSignerIDRefusesAnotherSVID: with SignerID set, an SVID of another ID
-// does not sign checkpoints (CheckpointError says why); the right one does.
-func TestSignerIDRefusesAnotherSVID(t *testing.T) {
-	ca := testca.New(t, td, t0)
-	path := filepath.Join(t.TempDir(), "audit.log")
-	w, err := audit.Open(path, audit.Options{Clock: clock(), Signer: ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/ci")), SignerID: vid, CheckpointEvery: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		w.Append(decision(i))
-	}
-	w.Flush()
-	if err := w.CheckpointError(); err == nil || !strings.Contains(err.Error(), "not the configured signer spiffe://example.org/verifier") {
-		t.Fatalf("checkpoint error %v", err)
-	}
-	w.Close()
-	if data, _ := os.ReadFile(path); strings.Contains(string(data), `"type":"checkpoint"`) {
-		t.Fatalf("signed with the wrong SVID:\n%s", data)
-	}
 }

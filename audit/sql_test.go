@@ -219,29 +219,7 @@ func TestHelperSQLWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	out := bufio.NewWriter(os.Stdout)
-	var wg sync.WaitGroup
-	for c := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				rec := decision(i)
-				rec.Reason = fmt.Sprintf("c%d-%d", c, i)
-				ref, err := w.AppendWait(rec)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				fmt.Fprintf(out, "%s %s\n", ref, rec.Reason)
-				out.Flush()
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	appendUntilKilled(t, w)
 }
 
 // BenchmarkSQLAppendWait (issue 13, the MariaDB store): receipts

@@ -1,7 +1,6 @@
 package mcpauth_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentid/agentid/audit"
+	"github.com/agentid/agentid/internal/audittest"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
@@ -187,24 +187,7 @@ func wantRefusal(t testing.TB, err error, code int64, reason, text string) *mcpa
 func (f *fixture) records(t testing.TB) []audit.Record {
 	t.Helper()
 	f.v.Audit.Flush()
-	fh, err := os.Open(f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	var out []audit.Record
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r audit.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Type == audit.TypeDecision {
-			out = append(out, r)
-		}
-	}
-	return out
+	return audittest.Decisions(t, f.log)
 }
 
 func TestCallsDecidedWithArguments(t *testing.T) {
