@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,7 +202,19 @@ func goBuild(pkg string) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, filepath.Base(pkg)+"-"+sum[:16])
-	return path, os.Rename(tmp, path) // atomic: a running copy keeps its inode
+	// Never replace an existing file: another test binary may be running
+	// it, and a replaced executable shows as "<path> (deleted)" in
+	// /proc/<pid>/exe, which SPIRE's unix path: selector no longer matches.
+	// The same name means the same content, so keep the one that is there
+	// (Link fails instead of replacing) and mark it used for pruneOld.
+	if err := os.Link(tmp, path); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+		now := time.Now()
+		_ = os.Chtimes(path, now, now)
+	}
+	return path, nil
 }
 
 // pruneOld removes the files in dir not modified within age.
