@@ -63,6 +63,9 @@ type Gateway struct {
 	log      *slog.Logger
 	seq      atomic.Uint64
 	dropped  atomic.Int64
+	// suppressed counts the upstream's messages to the agent kept from it
+	// (notify.go)
+	suppressed atomic.Int64
 	// inflight maps the calls being forwarded (inflightKey) to the ids the
 	// upstream got, for the agent's notifications/cancelled
 	inflight sync.Map
@@ -582,6 +585,9 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 			request, _, _, ok := messageKind(ev.data)
 			switch {
 			case ok && request: // the server's request or notification
+				if !g.passServerMessage(ctx, x, ev.data) {
+					continue
+				}
 			case !x.isCall():
 				// a GET stream carries no responses (a replayed or misrouted
 				// answer would reach the agent unfiltered)
