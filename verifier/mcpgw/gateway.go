@@ -258,7 +258,7 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 		return
 	}
 	var res verifier.Result
-	if mcpauth.Decided(m.Method) {
+	if mcpauth.Decided(m.Method) || m.Method == methodComplete {
 		res = g.decide(ctx, r, q, &m, body)
 		if res.Authenticated && !g.sessions.owns(r.Header.Get(headerSessionID), &res.Peer) {
 			sessionNotFound(w, m.ID)
@@ -388,6 +388,9 @@ func readBody(r *http.Request) ([]byte, error) {
 // bad_request; the upstream's list is asked for when the name is not
 // known yet, for an authenticated peer only.
 func (g *Gateway) decide(ctx context.Context, r *http.Request, q *verifier.Query, m *verifier.MCPMessage, body []byte) verifier.Result {
+	if m.Method == methodComplete {
+		return g.decideCompletion(ctx, r, q, m, body)
+	}
 	q.Action = m.Action("")
 	q.WantScopes = q.Credential.Kind == verifier.CredentialJWT
 	if m.Method == policies.MCPToolsCall && !g.tools.has(m.Name) {
@@ -667,6 +670,8 @@ func listKey(method string) string {
 		return "prompts"
 	case "resources/list":
 		return "resources"
+	case "resources/templates/list":
+		return "resourceTemplates"
 	}
 	return ""
 }
@@ -712,7 +717,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	if key == "tools" {
 		g.tools.add(names)
 	}
-	method := map[string]string{"tools": policies.MCPToolsCall, "prompts": policies.MCPPromptsGet, "resources": policies.MCPResourceRead}[key]
+	method := map[string]string{"tools": policies.MCPToolsCall, "prompts": policies.MCPPromptsGet, "resources": policies.MCPResourceRead, "resourceTemplates": policies.MCPResourceRead}[key]
 	acts := make([]verifier.Action, len(items))
 	for i, n := range names {
 		acts[i] = verifier.Action{Kind: policies.KindMCP, Method: method, Name: n}
@@ -753,8 +758,11 @@ func messageWithID(msg map[string]any, id []byte) ([]byte, error) {
 // for an entry without one (or not an object), which is dropped.
 func entryNames(key string, items []json.RawMessage) []string {
 	field := "name"
-	if key == "resources" {
+	switch key {
+	case "resources":
 		field = "uri"
+	case "resourceTemplates": // decided as reading the template as written
+		field = "uriTemplate"
 	}
 	names := make([]string, len(items))
 	for i, it := range items {

@@ -41,7 +41,8 @@ const (
 var td = spiffeid.RequireTrustDomainFromString("example.org")
 
 // extraPolicy lets fs:read holders call echo and crash (the stdio test
-// server's tools) besides examples/mcp/filesystem.
+// server's tools) and get the prompt summarize besides
+// examples/mcp/filesystem.
 const extraPolicy = `
 rule "test-tools" {
   effect = "allow"
@@ -51,6 +52,18 @@ rule "test-tools" {
   action {
     mcp {
       tools = ["echo", "crash", "slow"]
+    }
+  }
+}
+
+rule "test-prompts" {
+  effect = "allow"
+  peer {
+    scopes_all = ["fs:read"]
+  }
+  action {
+    mcp {
+      prompts = ["summarize"]
     }
   }
 }
