@@ -60,6 +60,7 @@ type Gateway struct {
 	child    *child // nil for an HTTP upstream
 	sessions *sessions
 	tools    toolSet
+	params   paramSchemas // the tools' x-mcp-header bindings (params.go)
 	log      *slog.Logger
 	seq      atomic.Uint64
 	dropped  atomic.Int64
@@ -254,6 +255,10 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 	if perr != nil { // refused and audited by the pipeline, which reads the body the same way
 		q.Action, q.MCP, q.Body = verifier.Action{Kind: policies.KindHTTP, Method: http.MethodPost, Path: g.path}, true, body
 		res := g.v.Decide(ctx, q)
+		if res.Authenticated && res.Outcome == verifier.BadRequest && isHeaderMismatch(perr) {
+			writeHeaderMismatch(w, &res) // 400 with HeaderMismatch (-32020), as MCP asks
+			return
+		}
 		g.refuse(w, &res, q)
 		return
 	}
@@ -393,7 +398,7 @@ func (g *Gateway) decide(ctx context.Context, r *http.Request, q *verifier.Query
 	}
 	q.Action = m.Action("")
 	q.WantScopes = q.Credential.Kind == verifier.CredentialJWT
-	if m.Method == policies.MCPToolsCall && !g.tools.has(m.Name) {
+	if m.Method == policies.MCPToolsCall && (!g.tools.has(m.Name) || g.params.stale(r.Header, m.Name)) {
 		a := g.v.Authenticate(ctx, q)
 		if !a.Authenticated {
 			a.MCPID = m.ID
@@ -403,6 +408,11 @@ func (g *Gateway) decide(ctx context.Context, r *http.Request, q *verifier.Query
 			return a // answered 404 by post
 		}
 		q.Reject = g.checkTool(ctx, r, body, m.Name)
+	}
+	if q.Reject == nil && m.Method == policies.MCPToolsCall {
+		if err := g.params.check(r.Header, m); err != nil {
+			q.Reject = err // params.go: Mcp-Param-* headers against the arguments
+		}
 	}
 	res := g.v.Decide(ctx, q)
 	res.MCPID = m.ID
@@ -415,6 +425,8 @@ func (g *Gateway) refuse(w http.ResponseWriter, res *verifier.Result, q *verifie
 	switch {
 	case res.Allowed(): // a programming error: never forward on this path
 		http.Error(w, "agentid gateway: internal error", http.StatusInternalServerError)
+	case res.Authenticated && res.Outcome == verifier.BadRequest && isHeaderMismatch(q.Reject):
+		writeHeaderMismatch(w, res) // params.go
 	case q.Reject != nil && res.Outcome == verifier.BadRequest:
 		// a well-formed call the gateway cannot pass on (a tool the upstream
 		// does not have): an MCP error, as mcpauth's middleware answers it
@@ -716,6 +728,7 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	names := entryNames(key, items)
 	if key == "tools" {
 		g.tools.add(names)
+		g.params.record(items)
 	}
 	method := map[string]string{"tools": policies.MCPToolsCall, "prompts": policies.MCPPromptsGet, "resources": policies.MCPResourceRead, "resourceTemplates": policies.MCPResourceRead}[key]
 	acts := make([]verifier.Action, len(items))
@@ -840,6 +853,7 @@ func (g *Gateway) fetchTools(ctx context.Context, in http.Header, call []byte) (
 			return nil, fmt.Errorf("tools/list: %s", env.Error.Message)
 		}
 		names = append(names, entryNames("tools", env.Result.Tools)...)
+		g.params.record(env.Result.Tools)
 		if cursor = env.Result.NextCursor; cursor == "" {
 			return names, nil
 		}

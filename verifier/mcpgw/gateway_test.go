@@ -51,7 +51,7 @@ rule "test-tools" {
   }
   action {
     mcp {
-      tools = ["echo", "crash", "slow"]
+      tools = ["echo", "crash", "slow", "query"]
     }
   }
 }
