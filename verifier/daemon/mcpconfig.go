@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -58,9 +59,21 @@ type MCPConfig struct {
 
 // LoadSecrets reads the upstream credential (upstream_header's value_file
 // or value_env) into Gateway.UpstreamValue; the daemon calls it when it
-// starts. Errors name the key's file:line:col.
-func (mc *MCPConfig) LoadSecrets() error {
+// starts. A value_file is read again when it changes
+// (Gateway.UpstreamValueFunc, see secretFile), its changes and faults
+// logged to slog.Default(). Errors name the key's file:line:col.
+func (mc *MCPConfig) LoadSecrets() error { return mc.loadSecrets(slog.Default()) }
+
+func (mc *MCPConfig) loadSecrets(log *slog.Logger) error {
 	if mc.Gateway.UpstreamHeader == "" {
+		return nil
+	}
+	if mc.headerFile != "" {
+		sf, err := newSecretFile(mc.headerFile, mc.headerPrefix, log)
+		if err != nil {
+			return mc.headerAt(err)
+		}
+		mc.Gateway.UpstreamValue, mc.Gateway.UpstreamValueFunc = sf.Value(), sf.Value
 		return nil
 	}
 	v, err := upstreamValue(mc.headerFile, mc.headerEnv)

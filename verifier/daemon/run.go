@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
 	audiences := cfg.JWTAudiences
 	if cfg.MCP != nil {
-		if err := cfg.MCP.LoadSecrets(); err != nil {
+		if err := cfg.MCP.loadSecrets(log.With("frontend", mcpgw.Frontend)); err != nil {
 			return nil, err
 		}
 		audiences = append(slices.Clone(audiences), cfg.MCP.Gateway.Resource)

@@ -43,6 +43,11 @@ type Config struct {
 	// never holds. The agent's own credential is never forwarded.
 	UpstreamHeader string
 	UpstreamValue  string
+	// UpstreamValueFunc, when set, gives the value for each request in
+	// place of UpstreamValue: a credential that rotates (agentid-verifier
+	// reads value_file again when it changes). It is called on every
+	// request to the upstream and must be fast and safe for concurrent use.
+	UpstreamValueFunc func() string
 
 	// ScopesSupported, ResourceName and AuthorizationServers go into the
 	// RFC 9728 metadata.

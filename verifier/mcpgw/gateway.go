@@ -480,9 +480,17 @@ func (g *Gateway) upstreamRequest(ctx context.Context, method string, in http.He
 	out.ContentLength = int64(len(body))
 	copyHeaders(out.Header, in, requestDrop)
 	if g.cfg.UpstreamHeader != "" {
-		out.Header.Set(g.cfg.UpstreamHeader, g.cfg.UpstreamValue)
+		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
 	}
 	return out
+}
+
+// upstreamValue is the value of Config.UpstreamHeader now.
+func (g *Gateway) upstreamValue() string {
+	if g.cfg.UpstreamValueFunc != nil {
+		return g.cfg.UpstreamValueFunc()
+	}
+	return g.cfg.UpstreamValue
 }
 
 // forward sends the request upstream and streams the answer back,
@@ -491,7 +499,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	out := g.upstreamRequest(r.Context(), r.Method, r.Header, body)
 	verifier.SetIdentityHeaders(out.Header, &x.res.Peer, x.res.Decision)
 	if g.cfg.UpstreamHeader != "" { // after the identity headers: an x-agentid-* name stays the operator's
-		out.Header.Set(g.cfg.UpstreamHeader, g.cfg.UpstreamValue)
+		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
 	}
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
