@@ -28,6 +28,7 @@ type mcpBlock struct {
 	UpstreamEnv          map[string]string `hcl:"upstream_env,optional"`
 	UpstreamDir          string            `hcl:"upstream_dir,optional"`
 	StderrLogBytes       int               `hcl:"stderr_log_bytes,optional"`
+	MaxSessionsPerTask   *int              `hcl:"max_sessions_per_task,optional"`
 	Plaintext            bool              `hcl:"plaintext,optional"`
 	ScopesSupported      []string          `hcl:"scopes_supported,optional"`
 	ResourceName         string            `hcl:"resource_name,optional"`
@@ -84,6 +85,10 @@ func (mc *MCPConfig) loadSecrets(log *slog.Logger) error {
 	return nil
 }
 
+// maxSessionsPerTask is the largest max_sessions_per_task: the sessions
+// the gateway remembers for all tasks together.
+const maxSessionsPerTask = 1 << 16
+
 // childEnvKeys are the variables a stdio child inherits from the
 // verifier; everything else it gets from upstream_env.
 var childEnvKeys = []string{"PATH", "HOME"}
@@ -131,6 +136,12 @@ func (cfg *Config) buildMCP(raw *fileConfig) error {
 	}
 	if m.StderrLogBytes < 0 {
 		return at("stderr_log_bytes", fmt.Errorf("mcp.stderr_log_bytes %d: want a positive size in bytes", m.StderrLogBytes))
+	}
+	if n := m.MaxSessionsPerTask; n != nil {
+		if *n < 1 || *n > maxSessionsPerTask {
+			return at("max_sessions_per_task", fmt.Errorf("mcp.max_sessions_per_task %d: want 1 to %d (default %d)", *n, maxSessionsPerTask, mcpgw.DefaultMaxSessionsPerTask))
+		}
+		mc.Gateway.MaxSessionsPerTask = *n
 	}
 	if h := m.UpstreamHeader; h != nil {
 		if err := checkHeaderName(h.Name); err != nil {

@@ -43,6 +43,16 @@ func TestMCPConfig(t *testing.T) {
 		t.Fatalf("mcp config %+v", cfg.MCP)
 	}
 
+	if g.MaxSessionsPerTask != 0 {
+		t.Fatalf("MaxSessionsPerTask %d without max_sessions_per_task, want 0 (mcpgw's default)", g.MaxSessionsPerTask)
+	}
+	cfg, err = daemon.ParseConfig([]byte(mcpBlock(` resource = "https://files.example.org/mcp"
+ upstream = "http://127.0.0.1:3001/mcp"
+ max_sessions_per_task = 16`)), "v.hcl")
+	if err != nil || cfg.MCP.Gateway.MaxSessionsPerTask != 16 {
+		t.Fatalf("max_sessions_per_task: %+v %v", cfg, err)
+	}
+
 	cfg, err = daemon.ParseConfig([]byte(mcpBlock(` resource = "https://files.example.org/mcp"
  plaintext = true
  upstream_command = ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv"]
@@ -90,6 +100,9 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"file and env", mcpBlock(res + " upstream = \"http://u/mcp\"\n upstream_header {\n  name = \"Authorization\"\n  value_env = \"A\"\n  value_file = \"f\"\n }"), `mcp.upstream_header: give one of value_file and value_env`},
 		{"bad header name", mcpBlock(res + " upstream = \"http://u/mcp\"\n upstream_header {\n  name = \"Authorization:\"\n  value_env = \"PATH\"\n }"), `mcp.upstream_header.name "Authorization:"`},
 		{"header for stdio", mcpBlock(res + " upstream_command = [\"srv\"]\n upstream_header {\n  name = \"Authorization\"\n  value_env = \"PATH\"\n }"), `upstream_header is for an upstream URL`},
+		{"zero sessions per task", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = 0"), `v.hcl:10:26: mcp.max_sessions_per_task 0: want 1 to 65536`},
+		{"too many sessions per task", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = 100000"), `v.hcl:10:26: mcp.max_sessions_per_task 100000: want 1 to 65536`},
+		{"sessions per task not a number", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = \"many\""), `v.hcl:10:27: Unsuitable value type; Unsuitable value: a number is required`},
 		{"unknown key", mcpBlock(res + " upstream = \"http://u/mcp\"\n upstream_dri = \"/srv\""), `v.hcl:10:2: Unsupported argument; An argument named "upstream_dri" is not expected here. Did you mean "upstream_dir"?`},
 		{"TLS without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\nmcp {\n listen = \":0\"\n" + res + " upstream = \"http://u/mcp\"\n}\n", `v.hcl:7:11: mcp serves TLS with the verifier's own SVID`},
 	}

@@ -64,6 +64,10 @@ type Gateway struct {
 	log      *slog.Logger
 	seq      atomic.Uint64
 	dropped  atomic.Int64
+	// deletes bounds the DELETEs of forgotten sessions in flight, and
+	// forgottenDeleted counts them (forget.go)
+	deletes          chan struct{}
+	forgottenDeleted atomic.Int64
 	// suppressed counts the upstream's messages to the agent kept from it
 	// (notify.go)
 	suppressed atomic.Int64
@@ -84,6 +88,8 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
+	g.deletes = make(chan struct{}, maxDeletes)
+	g.sessions.onForget = g.deleteForgotten // forget.go
 	if g.path == "" {
 		u, _ := url.Parse(cfg.Resource) // checked by mcpauth.New
 		g.path = u.EscapedPath()

@@ -20,6 +20,10 @@ const DefaultMaxSessionsPerTask = 256
 // task) opening more than perPeer sessions forgets its own oldest first,
 // so that one task cannot push the others' sessions out.
 type sessions struct {
+	// onForget, when set, is called (without mu held) with the sessions
+	// that bind forgot to make room: the gateway ends them upstream.
+	onForget func(sids []string)
+
 	mu      sync.Mutex
 	perPeer int
 	seq     uint64
@@ -68,11 +72,19 @@ func (s *sessions) owns(sid string, p *verifier.Peer) bool {
 // bind records a session the upstream opened for p; false when the id is
 // another peer's.
 func (s *sessions) bind(sid string, p *verifier.Peer) bool {
-	k := peerKey(p)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ok, gone := s.bindLocked(sid, peerKey(p))
+	s.mu.Unlock()
+	if len(gone) > 0 && s.onForget != nil {
+		s.onForget(gone)
+	}
+	return ok
+}
+
+// bindLocked is bind with s.mu held; gone are the sessions it forgot.
+func (s *sessions) bindLocked(sid, k string) (ok bool, gone []string) {
 	if o, ok := s.owner[sid]; ok {
-		return o.peer == k
+		return o.peer == k, nil
 	}
 	ps := s.byPeer[k]
 	if ps == nil {
@@ -80,11 +92,15 @@ func (s *sessions) bind(sid string, p *verifier.Peer) bool {
 		s.byPeer[k] = ps
 	}
 	for ps.live >= s.perPeer && len(ps.order) > 0 { // the peer's own oldest first
-		s.forget(ps.order[0])
+		if s.forget(ps.order[0]) {
+			gone = append(gone, ps.order[0].sid)
+		}
 		ps.order = ps.order[1:]
 	}
 	for len(s.owner) >= maxSessions && len(s.order) > 0 {
-		s.forget(s.order[0])
+		if s.forget(s.order[0]) {
+			gone = append(gone, s.order[0].sid)
+		}
 		s.order = s.order[1:]
 	}
 	s.order = s.compact(s.order, maxSessions)
@@ -95,14 +111,15 @@ func (s *sessions) bind(sid string, p *verifier.Peer) bool {
 	s.order = append(s.order, bound{sid, s.seq})
 	ps.order = append(ps.order, bound{sid, s.seq})
 	ps.live++
-	return true
+	return true, gone
 }
 
-// forget ends the binding b, if it is still live (s.mu held).
-func (s *sessions) forget(b bound) {
+// forget ends the binding b, if it is still live (s.mu held); false when
+// it had ended.
+func (s *sessions) forget(b bound) bool {
 	o, ok := s.owner[b.sid]
 	if !ok || o.seq != b.seq {
-		return
+		return false
 	}
 	delete(s.owner, b.sid)
 	if ps := s.byPeer[o.peer]; ps != nil {
@@ -110,6 +127,7 @@ func (s *sessions) forget(b bound) {
 			delete(s.byPeer, o.peer) // only ended bindings left
 		}
 	}
+	return true
 }
 
 // compact drops the ended bindings from order once it holds more than
