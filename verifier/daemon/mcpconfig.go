@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/agentid/agentid/internal/hclconf"
 	"github.com/agentid/agentid/verifier/mcpgw"
@@ -29,6 +30,7 @@ type mcpBlock struct {
 	UpstreamDir          string            `hcl:"upstream_dir,optional"`
 	StderrLogBytes       int               `hcl:"stderr_log_bytes,optional"`
 	MaxSessionsPerTask   *int              `hcl:"max_sessions_per_task,optional"`
+	SessionIdleTimeout   string            `hcl:"session_idle_timeout,optional"`
 	Plaintext            bool              `hcl:"plaintext,optional"`
 	ScopesSupported      []string          `hcl:"scopes_supported,optional"`
 	ResourceName         string            `hcl:"resource_name,optional"`
@@ -142,6 +144,13 @@ func (cfg *Config) buildMCP(raw *fileConfig) error {
 			return at("max_sessions_per_task", fmt.Errorf("mcp.max_sessions_per_task %d: want 1 to %d (default %d)", *n, maxSessionsPerTask, mcpgw.DefaultMaxSessionsPerTask))
 		}
 		mc.Gateway.MaxSessionsPerTask = *n
+	}
+	if m.SessionIdleTimeout != "" {
+		d, err := time.ParseDuration(m.SessionIdleTimeout)
+		if err != nil || d <= 0 {
+			return at("session_idle_timeout", fmt.Errorf("mcp.session_idle_timeout %q: want a positive duration such as \"30m\"", m.SessionIdleTimeout))
+		}
+		mc.Gateway.SessionIdleTimeout = d
 	}
 	if h := m.UpstreamHeader; h != nil {
 		if err := checkHeaderName(h.Name); err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentid/agentid/verifier/daemon"
 )
@@ -49,7 +50,15 @@ func TestMCPConfig(t *testing.T) {
 	cfg, err = daemon.ParseConfig([]byte(mcpBlock(` resource = "https://files.example.org/mcp"
  upstream = "http://127.0.0.1:3001/mcp"
  max_sessions_per_task = 16`)), "v.hcl")
-	if err != nil || cfg.MCP.Gateway.MaxSessionsPerTask != 16 {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := daemon.ParseConfig([]byte(mcpBlock(` resource = "https://files.example.org/mcp"
+ upstream = "http://127.0.0.1:3001/mcp"
+ session_idle_timeout = "30m"`)), "v.hcl"); err != nil || c2.MCP.Gateway.SessionIdleTimeout != 30*time.Minute {
+		t.Fatalf("session_idle_timeout: %v", err)
+	}
+	if err != nil || cfg.MCP.Gateway.MaxSessionsPerTask != 16 || cfg.MCP.Gateway.SessionIdleTimeout != 0 {
 		t.Fatalf("max_sessions_per_task: %+v %v", cfg, err)
 	}
 
@@ -103,6 +112,8 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"zero sessions per task", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = 0"), `v.hcl:10:26: mcp.max_sessions_per_task 0: want 1 to 65536`},
 		{"too many sessions per task", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = 100000"), `v.hcl:10:26: mcp.max_sessions_per_task 100000: want 1 to 65536`},
 		{"sessions per task not a number", mcpBlock(res + " upstream = \"http://u/mcp\"\n max_sessions_per_task = \"many\""), `v.hcl:10:27: Unsuitable value type; Unsuitable value: a number is required`},
+		{"bad idle timeout", mcpBlock(res + " upstream = \"http://u/mcp\"\n session_idle_timeout = \"soon\""), `v.hcl:10:25: mcp.session_idle_timeout "soon": want a positive duration`},
+		{"negative idle timeout", mcpBlock(res + " upstream = \"http://u/mcp\"\n session_idle_timeout = \"-1m\""), `v.hcl:10:25: mcp.session_idle_timeout "-1m"`},
 		{"unknown key", mcpBlock(res + " upstream = \"http://u/mcp\"\n upstream_dri = \"/srv\""), `v.hcl:10:2: Unsupported argument; An argument named "upstream_dri" is not expected here. Did you mean "upstream_dir"?`},
 		{"TLS without SVID", "trust_domain = \"example.org\"\npolicy_dir = \"p\"\nfiles {\n x509_bundle = \"b\"\n}\nmcp {\n listen = \":0\"\n" + res + " upstream = \"http://u/mcp\"\n}\n", `v.hcl:7:11: mcp serves TLS with the verifier's own SVID`},
 	}

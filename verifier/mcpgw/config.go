@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Config configures a Gateway. agentid-verifier fills it from its
@@ -61,6 +62,11 @@ type Config struct {
 	// and starts a new one; the sessions of all peers together are bounded
 	// too (65,536, the oldest forgotten first).
 	MaxSessionsPerTask int
+	// SessionIdleTimeout, when set, forgets a session that had no request
+	// and no stream open for that long: its client gets 404 and starts a
+	// new one. 0: sessions are forgotten only to make room. Forgotten
+	// sessions are ended upstream with DELETE.
+	SessionIdleTimeout time.Duration
 
 	// Log receives the child's stderr and the gateway's faults (default:
 	// slog.Default()).

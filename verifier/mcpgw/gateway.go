@@ -90,6 +90,7 @@ func New(v *verifier.Verifier, cfg Config) (*Gateway, error) {
 	}
 	g.deletes = make(chan struct{}, maxDeletes)
 	g.sessions.onForget = g.deleteForgotten // forget.go
+	g.sessions.idle = cfg.SessionIdleTimeout
 	if g.path == "" {
 		u, _ := url.Parse(cfg.Resource) // checked by mcpauth.New
 		g.path = u.EscapedPath()
@@ -507,6 +508,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	if g.cfg.UpstreamHeader != "" { // after the identity headers: an x-agentid-* name stays the operator's
 		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
 	}
+	defer g.sessions.enter(r.Header.Get(headerSessionID))() // idle.go: not idle while in flight
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
 		g.log.Warn("mcp gateway: upstream request failed", "err", err)

@@ -2,6 +2,7 @@ package mcpgw
 
 import (
 	"sync"
+	"time"
 
 	"github.com/agentid/agentid/verifier"
 )
@@ -24,17 +25,25 @@ type sessions struct {
 	// that bind forgot to make room: the gateway ends them upstream.
 	onForget func(sids []string)
 
-	mu      sync.Mutex
-	perPeer int
-	seq     uint64
-	owner   map[string]binding
-	order   []bound // binding order, for eviction (may hold dropped ids)
-	byPeer  map[string]*peerSessions
+	mu  sync.Mutex
+	now func() time.Time
+	// idle forgets sessions without a request or a stream for that long
+	// (0: never); swept at most every idle/16 by the requests.
+	idle      time.Duration
+	nextSweep time.Time
+	perPeer   int
+	seq       uint64
+	owner     map[string]binding
+	order     []bound // binding order, for eviction (may hold dropped ids)
+	byPeer    map[string]*peerSessions
 }
 
 type binding struct {
 	peer string
 	seq  uint64 // the binding's, telling a rebound id from its earlier binding
+	// last use and the requests in flight (streams open), with idle only
+	last   time.Time
+	active int
 }
 
 type bound struct {
@@ -53,7 +62,7 @@ func newSessions(perPeer int) *sessions {
 	if perPeer <= 0 {
 		perPeer = DefaultMaxSessionsPerTask
 	}
-	return &sessions{perPeer: perPeer, owner: map[string]binding{}, byPeer: map[string]*peerSessions{}}
+	return &sessions{perPeer: perPeer, now: time.Now, owner: map[string]binding{}, byPeer: map[string]*peerSessions{}}
 }
 
 func peerKey(p *verifier.Peer) string { return p.ID().String() + "\x00" + p.Task() }
@@ -64,6 +73,9 @@ func (s *sessions) owns(sid string, p *verifier.Peer) bool {
 		return true
 	}
 	s.mu.Lock()
+	if s.idle > 0 {
+		return s.ownsIdle(sid, peerKey(p)) // idle.go
+	}
 	defer s.mu.Unlock()
 	o, ok := s.owner[sid]
 	return ok && o.peer == peerKey(p)
@@ -83,8 +95,9 @@ func (s *sessions) bind(sid string, p *verifier.Peer) bool {
 
 // bindLocked is bind with s.mu held; gone are the sessions it forgot.
 func (s *sessions) bindLocked(sid, k string) (ok bool, gone []string) {
+	gone = s.sweepLocked() // idle.go
 	if o, ok := s.owner[sid]; ok {
-		return o.peer == k, nil
+		return o.peer == k, gone
 	}
 	ps := s.byPeer[k]
 	if ps == nil {
@@ -107,7 +120,7 @@ func (s *sessions) bindLocked(sid, k string) (ok bool, gone []string) {
 	ps.order = s.compact(ps.order, s.perPeer)
 	s.byPeer[k] = ps // again: forget drops a peer left without sessions
 	s.seq++
-	s.owner[sid] = binding{peer: k, seq: s.seq}
+	s.owner[sid] = binding{peer: k, seq: s.seq, last: s.idleNow()}
 	s.order = append(s.order, bound{sid, s.seq})
 	ps.order = append(ps.order, bound{sid, s.seq})
 	ps.live++
