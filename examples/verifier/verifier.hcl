@@ -54,9 +54,11 @@ mcp {                             # the MCP gateway (docs/mcp.md); omit when unu
   scopes_supported = ["fs:read", "fs:write"]
   upstream_header {                                  # the MCP server's own credential; the agent never holds it
     name      = "Authorization"
-    value_env = "FILES_MCP_TOKEN"                    # or value_file = "/run/secrets/files-mcp-token"
+    value_env = "FILES_MCP_TOKEN"                    # or value_file = "/run/secrets/files-mcp-token" (read again when it changes)
     prefix    = "Bearer "
   }
+  max_sessions_per_task = 256                        # MCP sessions one task holds; past it its oldest is forgotten (and DELETEd upstream)
+  session_idle_timeout  = "1h"                       # forget sessions idle this long (default: never)
 }
 
 metrics {
