@@ -175,7 +175,7 @@ mcp {
 			t.Errorf("planner reads features.md: %+v %.200s", out[2].Error, out[2].Result)
 		}
 		wantTSRefusal(t, out[3], "everything-docs-internal (everything.hcl:")
-		if got := sorted(out[4].Prompts); !slices.Equal(got, []string{"args-prompt", "simple-prompt"}) {
+		if got := sorted(out[4].Prompts); !slices.Equal(got, []string{"args-prompt", "completable-prompt", "simple-prompt"}) {
 			t.Errorf("planner's prompts %q", got)
 		}
 		if out[5].Error != nil || !strings.Contains(string(out[5].Result), "Paris") {
@@ -188,6 +188,25 @@ mcp {
 		// mcp:write would allow it: 403 insufficient_scope
 		if e := out[2].Error; e == nil || e.Code != 403 || !strings.Contains(e.Message, `"scopes":["mcp:write"]`) {
 			t.Errorf("researcher without mcp:write gets args-prompt: %+v %s", e, out[2].Result)
+		}
+
+		// completion/complete is decided as the prompt or resource it
+		// completes; resources/templates/list is filtered (no pattern
+		// covers server-everything's dynamic templates)
+		const dynamic = "demo://resource/dynamic/text/{resourceId}"
+		out = runTSClient(t, js, everythingURL, planner, "templates",
+			"complete", "ref/prompt", "completable-prompt", "department", "E",
+			"complete", "ref/resource", dynamic, "resourceId", "1")
+		if got := out[1].Templates; len(got) != 0 || out[1].Error != nil {
+			t.Errorf("planner's resource templates %q %+v, want none", got, out[1].Error)
+		}
+		if out[2].Error != nil || !strings.Contains(string(out[2].Result), "Engineering") {
+			t.Errorf("planner completes completable-prompt: %+v %s", out[2].Error, out[2].Result)
+		}
+		wantTSRefusal(t, out[3], "default deny")
+		out = runTSClient(t, js, everythingURL, child, "complete", "ref/prompt", "completable-prompt", "department", "E")
+		if e := out[1].Error; e == nil || e.Code != 403 || !strings.Contains(e.Message, `"scopes":["mcp:write"]`) || strings.Contains(string(out[1].Result), "Engineering") {
+			t.Errorf("researcher without mcp:write completes completable-prompt: %+v %s", e, out[1].Result)
 		}
 	})
 

@@ -391,6 +391,8 @@ type tsLine struct {
 	Tools     []string        `json:"tools"`
 	Resources []string        `json:"resources"`
 	Prompts   []string        `json:"prompts"`
+	Templates []string        `json:"templates"`
+	Ref       string          `json:"ref"`
 	Tool      string          `json:"tool"`
 	URI       string          `json:"uri"`
 	Prompt    string          `json:"prompt"`
@@ -447,7 +449,7 @@ func countCommands(args []string) int {
 	n := 0
 	for _, a := range args {
 		switch a {
-		case "list", "call", "resources", "read", "prompts", "prompt":
+		case "list", "call", "resources", "read", "prompts", "prompt", "templates", "complete":
 			n++
 		}
 	}

@@ -16,6 +16,11 @@
 //   read URI              {"op":"read","uri":URI,"result":{…}} (or "error")
 //   prompts               {"op":"prompts","prompts":["…",…]}
 //   prompt NAME [ARGS]    {"op":"prompt","prompt":NAME,"result":{…}} (or "error"; ARGS: strings)
+//   templates             {"op":"templates","templates":["demo://…/{id}",…]} (resources/templates/list)
+//   complete REF TARGET ARG VALUE
+//                         {"op":"complete","ref":TARGET,"result":{"completion":{…}}} (or "error"):
+//                         completion/complete of argument ARG, typed so far VALUE, of the
+//                         prompt (REF ref/prompt) or resource template (REF ref/resource) TARGET
 //
 // SPIFFE mTLS instead of (or with) the bearer token: --svid-dir DIR holds
 // the task's X.509-SVID as `spire-agent api fetch x509 -write DIR` writes
@@ -40,7 +45,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 type Command =
-  | { op: "list" | "resources" | "prompts" }
+  | { op: "list" | "resources" | "prompts" | "templates" }
+  | { op: "complete"; ref: "ref/prompt" | "ref/resource"; target: string; arg: string; value: string }
   | { op: "call"; tool: string; args: Record<string, unknown> }
   | { op: "read"; uri: string }
   | { op: "prompt"; prompt: string; args: Record<string, string> };
@@ -54,7 +60,7 @@ interface Flags {
 }
 
 const usage =
-  "usage: client.js --url URL [--token-file FILE] [--svid-dir DIR [--server-id SPIFFE-ID]] (list | call NAME [JSON-ARGS] | resources | read URI | prompts | prompt NAME [JSON-ARGS])...";
+  "usage: client.js --url URL [--token-file FILE] [--svid-dir DIR [--server-id SPIFFE-ID]] (list | call NAME [JSON-ARGS] | resources | read URI | prompts | prompt NAME [JSON-ARGS] | templates | complete ref/prompt|ref/resource TARGET ARG VALUE)...";
 
 function parseArgs(argv: string[]): Flags {
   let url: URL | undefined;
@@ -84,8 +90,15 @@ function parseArgs(argv: string[]): Flags {
       case "list":
       case "resources":
       case "prompts":
+      case "templates":
         commands.push({ op: a });
         break;
+      case "complete": {
+        const ref = value();
+        if (ref !== "ref/prompt" && ref !== "ref/resource") throw new Error(`complete: REF must be ref/prompt or ref/resource, not ${JSON.stringify(ref)}`);
+        commands.push({ op: "complete", ref, target: value(), arg: value(), value: value() });
+        break;
+      }
       case "call": {
         const tool = value();
         const args = i + 1 < argv.length && argv[i + 1].startsWith("{") ? jsonObject(tool, argv[++i]) : {};
@@ -188,6 +201,16 @@ async function run(client: Client, c: Command): Promise<Record<string, unknown>>
       case "prompt":
         line.prompt = c.prompt;
         line.result = await client.getPrompt({ name: c.prompt, arguments: c.args });
+        break;
+      case "templates":
+        line.templates = (await client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
+        break;
+      case "complete":
+        line.ref = c.target;
+        line.result = await client.complete({
+          ref: c.ref === "ref/prompt" ? { type: "ref/prompt", name: c.target } : { type: "ref/resource", uri: c.target },
+          argument: { name: c.arg, value: c.value },
+        });
         break;
     }
   } catch (err) {

@@ -76,6 +76,6 @@ rule "everything-prompts-with-arguments" {
   effect = "allow"
   peer { scopes_all = ["mcp:write"] }
   action {
-    mcp { prompts = ["args-prompt"] }
+    mcp { prompts = ["args-prompt", "completable-prompt"] } # completion/complete of their arguments too
   }
 }

@@ -78,3 +78,12 @@ test "the prompt with arguments needs mcp:write" {
   action = "mcp prompts/get args-prompt"
   expect = "deny"
 }
+
+test "completing a prompt's arguments is getting the prompt: mcp:write" {
+  peer {
+    spiffe_id = "spiffe://example.org/agent/researcher/task/T-42"
+    claims    = { scope = ["mcp:read"] }
+  }
+  action = "mcp prompts/get completable-prompt"
+  expect = "deny"
+}
