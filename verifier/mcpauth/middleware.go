@@ -21,17 +21,23 @@ import (
 //     a tool the server does not have, and arguments that are not one JSON
 //     object (or have duplicate or case-variant keys), are refused as
 //     bad_request, audited like every decision;
-//   - filters tools/list, prompts/list and resources/list to the entries
-//     the policy could allow the peer (with some arguments), so the model
-//     never sees a tool its task cannot call;
+//   - decides completion/complete as what it completes: a ref/prompt as
+//     prompts/get of the prompt, a ref/resource as resources/read of its URI
+//     (template) as written;
+//   - filters tools/list, prompts/list, resources/list and
+//     resources/templates/list to the entries the policy could allow the
+//     peer (with some arguments), so the model never sees a tool its task
+//     cannot call;
 //   - admits the other methods (initialize, ping, notifications, …) for an
 //     authenticated peer.
 func (a *Auth) Middleware() mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
-			case "tools/list", "prompts/list", "resources/list":
+			case "tools/list", "prompts/list", "resources/list", "resources/templates/list":
 				return a.list(ctx, method, req, next)
+			case methodComplete:
+				return a.complete(ctx, method, req, next) // completion.go
 			}
 			if !decidedMethod(method) {
 				if err := a.admit(ctx, req); err != nil {
@@ -142,6 +148,10 @@ func (a *Auth) list(ctx context.Context, method string, req mcp.Request, next mc
 	case *mcp.ListResourcesResult:
 		out := *lr
 		out.Resources, err = visible(ctx, a, &q, lr.Resources, policies.MCPResourceRead, func(x *mcp.Resource) string { return x.URI })
+		return orRefusal(&out, err)
+	case *mcp.ListResourceTemplatesResult: // each template as reading its URI template as written
+		out := *lr
+		out.ResourceTemplates, err = visible(ctx, a, &q, lr.ResourceTemplates, policies.MCPResourceRead, func(x *mcp.ResourceTemplate) string { return x.URITemplate })
 		return orRefusal(&out, err)
 	}
 	return res, nil
