@@ -270,7 +270,7 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 		return
 	}
 	var res verifier.Result
-	if mcpauth.Decided(m.Method) || m.Method == methodComplete {
+	if mcpauth.Decided(m.Method) || m.Method == methodComplete || m.Method == methodListen {
 		res = g.decide(ctx, r, q, &m, body)
 		if res.Authenticated && !g.sessions.owns(r.Header.Get(headerSessionID), &res.Peer) {
 			sessionNotFound(w, m.ID)
@@ -400,8 +400,11 @@ func readBody(r *http.Request) ([]byte, error) {
 // bad_request; the upstream's list is asked for when the name is not
 // known yet, for an authenticated peer only.
 func (g *Gateway) decide(ctx context.Context, r *http.Request, q *verifier.Query, m *verifier.MCPMessage, body []byte) verifier.Result {
-	if m.Method == methodComplete {
-		return g.decideCompletion(ctx, r, q, m, body)
+	switch m.Method {
+	case methodComplete:
+		return g.decideCompletion(ctx, r, q, m, body) // completion.go
+	case methodListen:
+		return g.decideListen(ctx, r, q, m, body) // listen.go
 	}
 	q.Action = m.Action("")
 	q.WantScopes = q.Credential.Kind == verifier.CredentialJWT
