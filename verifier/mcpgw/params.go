@@ -1,6 +1,7 @@
 package mcpgw
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -170,12 +171,8 @@ func (p *paramSchemas) check(h http.Header, m *verifier.MCPMessage) *verifier.In
 			return mismatch(k, "tool %q declares no such header (x-mcp-header) in its inputSchema", m.Name)
 		}
 	}
-	var args map[string]json.RawMessage
-	if len(m.Arguments) > 0 && json.Unmarshal(m.Arguments, &args) != nil {
-		return mismatch(headerParamPrefix+"*", "the arguments are not an object")
-	}
 	for _, b := range bindings {
-		raw, present := lookupPath(args, b.path)
+		raw, present := lookupPath(m.Arguments, b.path)
 		vals, sent := hdrs[b.header]
 		where := strings.Join(b.path, ".")
 		switch {
@@ -204,19 +201,23 @@ func mismatch(header, format string, args ...any) *verifier.InputError {
 	return &verifier.InputError{What: header, Detail: fmt.Sprintf(format, args...)}
 }
 
-func lookupPath(args map[string]json.RawMessage, path []string) (json.RawMessage, bool) {
-	cur, ok := args[path[0]]
-	for _, k := range path[1:] {
-		if !ok {
+// lookupPath is the value at path (object keys) in the arguments, as
+// sent; ParseMCP refused duplicate and case-variant keys, so a key is
+// found once.
+func lookupPath(args []byte, path []string) ([]byte, bool) {
+	cur := args
+	for _, k := range path {
+		var next []byte
+		if !eachTopLevel(cur, func(key []byte, s, e int) {
+			if keyIs(key, k) {
+				next = cur[s:e]
+			}
+		}) || next == nil {
 			return nil, false
 		}
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(cur, &obj) != nil {
-			return nil, false
-		}
-		cur, ok = obj[k]
+		cur = next
 	}
-	return cur, ok
+	return cur, true
 }
 
 // decodeParam is a header value with the "=?base64?…?=" form decoded.
@@ -240,18 +241,21 @@ const maxSafeInteger = 1<<53 - 1
 // primitiveEqual reports whether the decoded header v mirrors the JSON
 // value raw: a string as itself, a boolean as "true"/"false", an integer
 // compared as a number ("3.0" mirrors 3). Anything else mirrors nothing.
-func primitiveEqual(v string, raw json.RawMessage) bool {
-	var body any
-	if json.Unmarshal(raw, &body) != nil {
+func primitiveEqual(v string, raw []byte) bool {
+	switch {
+	case len(raw) == 0:
 		return false
-	}
-	switch b := body.(type) {
-	case string:
-		return v == b
-	case bool:
-		return v == strconv.FormatBool(b)
-	case float64:
-		if b != math.Trunc(b) || math.Abs(b) > maxSafeInteger {
+	case raw[0] == '"':
+		if !bytes.ContainsRune(raw, '\\') { // no escapes: the bytes are the string
+			return len(raw) >= 2 && v == string(raw[1:len(raw)-1])
+		}
+		var b string
+		return json.Unmarshal(raw, &b) == nil && v == b
+	case string(raw) == "true", string(raw) == "false":
+		return v == string(raw)
+	case raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
+		b, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || b != math.Trunc(b) || math.Abs(b) > maxSafeInteger {
 			return false
 		}
 		h, err := strconv.ParseFloat(v, 64)
