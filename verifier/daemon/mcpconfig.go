@@ -251,6 +251,17 @@ func (d *Daemon) listenMCP() error {
 	}
 	d.closers = append(d.closers, g.Close)
 	d.mcp = g
+	for _, c := range []struct {
+		name, help string
+		f          func() int64
+	}{
+		{"agentid_mcp_dropped_responses_total", "Responses of the upstream MCP server the gateway dropped: on a GET stream, or under an id it did not send.", g.DroppedResponses},
+		{"agentid_mcp_suppressed_notifications_total", "Messages of the upstream MCP server kept from the agent: resource updates the task may not read, envelopes clients read differently.", g.SuppressedNotifications},
+		{"agentid_mcp_forgotten_sessions_deleted_total", "MCP sessions the gateway forgot (per-task cap, bound of all, idle) and ended upstream with DELETE.", g.ForgottenSessionsDeleted},
+	} {
+		d.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.f()) }))
+	}
 	if len(gc.Command) > 0 {
 		d.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "agentid_mcp_child_starts_total", Help: "Starts of the MCP gateway's stdio server (1 plus its restarts).",

@@ -260,8 +260,12 @@ mcp {
 		t.Fatalf("%d child processes running, want 1", n)
 	}
 	ops := "http://" + d.Addr("metrics").String()
-	if body := get(t, ops+"/metrics"); !strings.Contains(body, "agentid_mcp_child_starts_total 2") {
-		t.Fatalf("metrics:\n%s", body)
+	body := get(t, ops+"/metrics")
+	for _, m := range []string{"agentid_mcp_child_starts_total 2", "agentid_mcp_dropped_responses_total 0",
+		"agentid_mcp_suppressed_notifications_total 0", "agentid_mcp_forgotten_sessions_deleted_total 0"} {
+		if !strings.Contains(body, m) {
+			t.Fatalf("metrics without %q:\n%s", m, body)
+		}
 	}
 	if body := get(t, ops+"/readyz"); !strings.HasPrefix(body, "ready") {
 		t.Fatalf("readyz: %s", body)
