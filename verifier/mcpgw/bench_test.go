@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -22,10 +23,17 @@ import (
 // without condition; audit on) through the gateway and directly on the
 // same go-sdk server (Streamable HTTP, SSE answers), interleaved in one
 // run, each over real HTTP with its own go-sdk client session; and lists
-// 100 tools the same two ways. "parallel" runs 8 client pairs at once
-// per core, each alternating the two paths. It reports the time per
+// 100 tools the same two ways. "parallel" runs 8 client sets at once
+// per core, each alternating the paths. It reports the time per
 // operation of each path and their calls/s ratio (gateway/direct;
 // target >= 0.8).
+//
+// The floor is a third path in the same loop: net/http/httputil's
+// ReverseProxy, which checks and rewrites nothing, in front of the same
+// server (with the gateway's upstream transport settings): what the
+// second HTTP hop costs by itself. floor-ratio is floor/direct and
+// gateway/floor-ratio what the gateway's own work costs on top of the
+// hop.
 func BenchmarkGatewayVsDirect(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -41,6 +49,7 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 			f := newFixture(b)
 			up := newUpstream(b, nil, bc.ntools)
 			gw := f.httpGateway(b, up)
+			floor := newFloor(b, up.srv.URL)
 			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
 			ctx := context.Background()
 			op := func(cs *mcp.ClientSession) error {
@@ -52,53 +61,59 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 				}
 				return err
 			}
-			var tDirect, tGateway atomic.Int64
-			pair := func(direct, through *mcp.ClientSession) error {
-				s := time.Now()
-				if err := op(direct); err != nil {
-					return err
+			var tDirect, tFloor, tGateway atomic.Int64
+			// one call on each path; the order turns with i so that none
+			// always follows the same one
+			set := func(i int, direct, proxied, through *mcp.ClientSession) error {
+				paths := [3]struct {
+					cs *mcp.ClientSession
+					t  *atomic.Int64
+				}{{direct, &tDirect}, {proxied, &tFloor}, {through, &tGateway}}
+				for k := range 3 {
+					p := paths[(i+k)%3]
+					s := time.Now()
+					if err := op(p.cs); err != nil {
+						return err
+					}
+					p.t.Add(int64(time.Since(s)))
 				}
-				m := time.Now()
-				if err := op(through); err != nil {
-					return err
-				}
-				tGateway.Add(int64(time.Since(m)))
-				tDirect.Add(int64(m.Sub(s)))
 				return nil
 			}
 			if bc.parallel {
 				b.SetParallelism(8)
+				var next atomic.Int64
 				b.RunParallel(func(pb *testing.PB) {
-					direct, err := tryConnect(up.srv.URL, tok, nil)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer direct.Close()
-					through, err := tryConnect(gw.URL, tok, nil)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer through.Close()
-					for pb.Next() {
-						if err := pair(direct, through); err != nil {
+					var cs [3]*mcp.ClientSession
+					for k, u := range []string{up.srv.URL, floor.URL, gw.URL} {
+						var err error
+						if cs[k], err = tryConnect(u, tok, nil); err != nil {
 							b.Error(err)
 							return
 						}
+						defer cs[k].Close()
+					}
+					i := int(next.Add(1))
+					for pb.Next() {
+						if err := set(i, cs[0], cs[1], cs[2]); err != nil {
+							b.Error(err)
+							return
+						}
+						i++
 					}
 				})
 			} else {
 				direct := connect(b, up.srv.URL, tok, nil)
+				proxied := connect(b, floor.URL, tok, nil)
 				through := connect(b, gw.URL, tok, nil)
-				if err := pair(direct, through); err != nil { // the gateway learns the tool names
+				if err := set(0, direct, proxied, through); err != nil { // the gateway learns the tool names
 					b.Fatal(err)
 				}
 				tDirect.Store(0)
+				tFloor.Store(0)
 				tGateway.Store(0)
 				b.ResetTimer()
-				for range b.N {
-					if err := pair(direct, through); err != nil {
+				for i := range b.N {
+					if err := set(i, direct, proxied, through); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -106,10 +121,29 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 			b.StopTimer()
 			n := float64(b.N)
 			b.ReportMetric(float64(tDirect.Load())/n/1e3, "direct-µs/op")
+			b.ReportMetric(float64(tFloor.Load())/n/1e3, "floor-µs/op")
 			b.ReportMetric(float64(tGateway.Load())/n/1e3, "gateway-µs/op")
 			b.ReportMetric(float64(tDirect.Load())/float64(tGateway.Load()), "calls/s-ratio")
+			b.ReportMetric(float64(tDirect.Load())/float64(tFloor.Load()), "floor-ratio")
+			b.ReportMetric(float64(tFloor.Load())/float64(tGateway.Load()), "gateway/floor-ratio")
 		})
 	}
+}
+
+// newFloor is a reverse proxy that checks and rewrites nothing in front
+// of the upstream at upURL, streaming each write through as the gateway
+// does, over a transport with the gateway's idle connection pool.
+func newFloor(b *testing.B, upURL string) *httptest.Server {
+	target := mustURL(b, upURL)
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	srv := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport:     t,
+		FlushInterval: -1,
+	})
+	b.Cleanup(srv.Close)
+	return srv
 }
 
 // cannedUpstream answers in memory, with one SSE event: a tools/list
