@@ -287,3 +287,36 @@ func BenchmarkGatewayStdio(b *testing.B) {
 	b.ReportMetric(float64(tGateway.Microseconds())/n, "gateway-µs/op")
 	b.ReportMetric(float64(tDirect)/float64(tGateway), "calls/s-ratio")
 }
+
+// TestGatewayCallAllocs bounds the allocations of one tools/call through
+// the gateway (request, recorder and canned upstream included): the id
+// rewriting, the answer's walk, the SSE pass-through and the header copy
+// allocate only what they return.
+func TestGatewayCallAllocs(t *testing.T) {
+	f := newFixture(t)
+	up := newCanned([]string{"echo"}, 2)
+	g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(t, "http://upstream.invalid/mcp"), Transport: up,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t, "T-41", []string{"fs:read"}, resource)
+	serve := func() {
+		r := httptest.NewRequest("POST", "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json, text/event-stream")
+		r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"id":1,"result"`) {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	serve() // the gateway learns the tool names
+	n := testing.AllocsPerRun(50, serve)
+	t.Logf("%.0f allocations per call", n)
+	if n > 115 { // 135 before the cuts
+		t.Errorf("%.0f allocations per call, want at most 115", n)
+	}
+}

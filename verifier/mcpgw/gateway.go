@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,8 +190,8 @@ func (x *exchange) id() []byte {
 // request, and the gateway's id (compared as the string it is, whatever
 // its spelling).
 func (x *exchange) ours(msg []byte) bool {
-	request, id, isString, ok := messageKind(msg)
-	return ok && !request && isString && id == x.upID
+	request, id, isString, ok := messageKindBytes(msg)
+	return ok && !request && isString && string(id) == x.upID
 }
 
 // answer is the upstream's response msg (ours) with the agent's id.
@@ -282,8 +283,10 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 		// the upstream gets an id of the gateway's: its answer is known by
 		// that id whatever spelling the agent chose (1.0 and 1 are one
 		// number to most JSON libraries, not to a byte comparison)
-		x.upID = fmt.Sprintf("agentid-gateway-%d", g.seq.Add(1))
-		upID, _ := json.Marshal(x.upID)
+		var buf [48]byte
+		upID := strconv.AppendUint(append(buf[:0], `"agentid-gateway-`...), g.seq.Add(1), 10)
+		upID = append(upID, '"')
+		x.upID = string(upID[1 : len(upID)-1])
 		out, old, ok := replaceTopLevel(body, "id", upID)
 		if !ok || old == nil { // ParseMCP read an id from this object
 			http.Error(w, "agentid gateway: internal error", http.StatusInternalServerError)
@@ -443,12 +446,42 @@ var responseDrop = map[string]bool{
 }
 
 func copyHeaders(dst, src http.Header, drop map[string]bool) {
+	n := 0
+	for _, vs := range src {
+		n += len(vs)
+	}
+	all := make([]string, 0, n) // one backing array, as http.Header.Clone
 	for k, vs := range src {
-		if drop[http.CanonicalHeaderKey(k)] {
+		if drop[canonicalKey(k)] {
 			continue
 		}
-		dst[k] = append([]string(nil), vs...)
+		all = append(all, vs...)
+		dst[k] = all[len(all)-len(vs) : len(all) : len(all)]
 	}
+}
+
+// canonicalKey is http.CanonicalHeaderKey(k), without allocating for a
+// key already in that form (as net/http stores the headers it reads).
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			if upper {
+				return http.CanonicalHeaderKey(k)
+			}
+		case c >= 'A' && c <= 'Z':
+			if !upper {
+				return http.CanonicalHeaderKey(k)
+			}
+		case c == '-' || c >= '0' && c <= '9':
+		default: // what CanonicalHeaderKey leaves as is, or another byte
+			return http.CanonicalHeaderKey(k)
+		}
+		upper = c == '-'
+	}
+	return k
 }
 
 // upstreamRequest is a request to the upstream with the gateway's
@@ -460,6 +493,7 @@ func (g *Gateway) upstreamRequest(ctx context.Context, method string, in http.He
 	}
 	out, _ := http.NewRequestWithContext(ctx, method, g.upstream, rd) // g.upstream parsed in New
 	out.ContentLength = int64(len(body))
+	out.Header = make(http.Header, len(in)+8) // room for the identity headers and the credential
 	copyHeaders(out.Header, in, requestDrop)
 	if g.cfg.UpstreamHeader != "" {
 		out.Header.Set(g.cfg.UpstreamHeader, g.cfg.UpstreamValue)
@@ -499,7 +533,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	}
 	copyHeaders(w.Header(), resp.Header, responseDrop)
 	list := x.msg != nil && listKey(x.msg.Method) != "" && resp.StatusCode == http.StatusOK
-	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); {
+	switch ct := mediaType(resp.Header.Get("Content-Type")); {
 	case ct == "text/event-stream":
 		g.streamSSE(w, r.Context(), resp, x, list)
 	case x.isCall() && ct == "application/json":
@@ -648,8 +682,8 @@ func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *h
 // isResponseTo reports whether msg is the JSON-RPC response to the
 // string id.
 func isResponseTo(msg []byte, id string) bool {
-	request, got, isString, ok := messageKind(msg)
-	return ok && !request && isString && got == id
+	request, got, isString, ok := messageKindBytes(msg)
+	return ok && !request && isString && string(got) == id
 }
 
 // listKey is the result field of a list method ("" for other methods).
@@ -856,8 +890,7 @@ func readAnswer(resp *http.Response, id string) ([]byte, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, fmt.Errorf("tools/list: HTTP %d", resp.StatusCode)
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if ct != "text/event-stream" {
+	if ct := mediaType(resp.Header.Get("Content-Type")); ct != "text/event-stream" {
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage))
 		if err != nil {
 			return nil, err
@@ -875,6 +908,18 @@ func readAnswer(resp *http.Response, id string) ([]byte, error) {
 			return ev.data, nil
 		}
 	}
+}
+
+// mediaType is the media type of a Content-Type value as
+// mime.ParseMediaType reads it, without its work for the two types MCP
+// servers send without parameters.
+func mediaType(v string) string {
+	switch v {
+	case "text/event-stream", "application/json":
+		return v
+	}
+	ct, _, _ := mime.ParseMediaType(v)
+	return ct
 }
 
 // sseMessage is one SSE message event carrying data.
