@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,17 +25,18 @@ import (
 // without condition; audit on) through the gateway and directly on the
 // same go-sdk server (Streamable HTTP, SSE answers), interleaved in one
 // run, each over real HTTP with its own go-sdk client session; and lists
-// 100 tools the same two ways. "parallel" runs 8 client sets at once
-// per core, each alternating the paths. It reports the time per
-// operation of each path and their calls/s ratio (gateway/direct;
-// target >= 0.8).
+// 100 tools the same ways. "parallel" runs 8 client sets at once per
+// core, each alternating the paths. It reports the time per operation of
+// each path and their calls/s ratio (gateway/direct; target >= 0.8).
 //
-// The floor is a third path in the same loop: net/http/httputil's
-// ReverseProxy, which checks and rewrites nothing, in front of the same
-// server (with the gateway's upstream transport settings): what the
-// second HTTP hop costs by itself. floor-ratio is floor/direct and
-// gateway/floor-ratio what the gateway's own work costs on top of the
-// hop.
+// Two floors are paths of the same loop, in front of the same server:
+// "floor", net/http/httputil's ReverseProxy, which checks and rewrites
+// nothing (with the gateway's upstream transport settings): what a second
+// HTTP hop costs by itself; and "relay", a TCP relay copying bytes both
+// ways without reading HTTP at all: what any process in the path costs
+// on this machine. floor-ratio and relay-ratio are theirs against direct;
+// gateway/floor-ratio is what the gateway's own work costs on top of the
+// HTTP hop.
 func BenchmarkGatewayVsDirect(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -49,7 +52,9 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 			f := newFixture(b)
 			up := newUpstream(b, nil, bc.ntools)
 			gw := f.httpGateway(b, up)
-			floor := newFloor(b, up.srv.URL)
+			// the paths, in this order in t
+			urls := []string{up.srv.URL, newRelay(b, up.srv.URL), newFloor(b, up.srv.URL).URL, gw.URL}
+			const direct, relay, floor, gateway = 0, 1, 2, 3
 			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
 			ctx := context.Background()
 			op := func(cs *mcp.ClientSession) error {
@@ -61,40 +66,44 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 				}
 				return err
 			}
-			var tDirect, tFloor, tGateway atomic.Int64
+			var t [4]atomic.Int64
 			// one call on each path; the order turns with i so that none
 			// always follows the same one
-			set := func(i int, direct, proxied, through *mcp.ClientSession) error {
-				paths := [3]struct {
-					cs *mcp.ClientSession
-					t  *atomic.Int64
-				}{{direct, &tDirect}, {proxied, &tFloor}, {through, &tGateway}}
-				for k := range 3 {
-					p := paths[(i+k)%3]
+			set := func(i int, cs []*mcp.ClientSession) error {
+				for k := range cs {
+					p := (i + k) % len(cs)
 					s := time.Now()
-					if err := op(p.cs); err != nil {
+					if err := op(cs[p]); err != nil {
 						return err
 					}
-					p.t.Add(int64(time.Since(s)))
+					t[p].Add(int64(time.Since(s)))
 				}
 				return nil
+			}
+			open := func() ([]*mcp.ClientSession, error) {
+				var cs []*mcp.ClientSession
+				for _, u := range urls {
+					c, err := tryConnect(u, tok, nil)
+					if err != nil {
+						return nil, err
+					}
+					b.Cleanup(func() { c.Close() })
+					cs = append(cs, c)
+				}
+				return cs, nil
 			}
 			if bc.parallel {
 				b.SetParallelism(8)
 				var next atomic.Int64
 				b.RunParallel(func(pb *testing.PB) {
-					var cs [3]*mcp.ClientSession
-					for k, u := range []string{up.srv.URL, floor.URL, gw.URL} {
-						var err error
-						if cs[k], err = tryConnect(u, tok, nil); err != nil {
-							b.Error(err)
-							return
-						}
-						defer cs[k].Close()
+					cs, err := open()
+					if err != nil {
+						b.Error(err)
+						return
 					}
 					i := int(next.Add(1))
 					for pb.Next() {
-						if err := set(i, cs[0], cs[1], cs[2]); err != nil {
+						if err := set(i, cs); err != nil {
 							b.Error(err)
 							return
 						}
@@ -102,32 +111,80 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 					}
 				})
 			} else {
-				direct := connect(b, up.srv.URL, tok, nil)
-				proxied := connect(b, floor.URL, tok, nil)
-				through := connect(b, gw.URL, tok, nil)
-				if err := set(0, direct, proxied, through); err != nil { // the gateway learns the tool names
+				cs, err := open()
+				if err != nil {
 					b.Fatal(err)
 				}
-				tDirect.Store(0)
-				tFloor.Store(0)
-				tGateway.Store(0)
+				if err := set(0, cs); err != nil { // the gateway learns the tool names
+					b.Fatal(err)
+				}
+				for k := range t {
+					t[k].Store(0)
+				}
 				b.ResetTimer()
 				for i := range b.N {
-					if err := set(i, direct, proxied, through); err != nil {
+					if err := set(i, cs); err != nil {
 						b.Fatal(err)
 					}
 				}
 			}
 			b.StopTimer()
 			n := float64(b.N)
-			b.ReportMetric(float64(tDirect.Load())/n/1e3, "direct-µs/op")
-			b.ReportMetric(float64(tFloor.Load())/n/1e3, "floor-µs/op")
-			b.ReportMetric(float64(tGateway.Load())/n/1e3, "gateway-µs/op")
-			b.ReportMetric(float64(tDirect.Load())/float64(tGateway.Load()), "calls/s-ratio")
-			b.ReportMetric(float64(tDirect.Load())/float64(tFloor.Load()), "floor-ratio")
-			b.ReportMetric(float64(tFloor.Load())/float64(tGateway.Load()), "gateway/floor-ratio")
+			for k, name := range []string{"direct", "relay", "floor", "gateway"} {
+				b.ReportMetric(float64(t[k].Load())/n/1e3, name+"-µs/op")
+			}
+			ratio := func(x, y int) float64 { return float64(t[x].Load()) / float64(t[y].Load()) }
+			b.ReportMetric(ratio(direct, gateway), "calls/s-ratio")
+			b.ReportMetric(ratio(direct, floor), "floor-ratio")
+			b.ReportMetric(ratio(direct, relay), "relay-ratio")
+			b.ReportMetric(ratio(floor, gateway), "gateway/floor-ratio")
 		})
 	}
+}
+
+// newRelay is a TCP relay to the server at upURL: every connection
+// accepted is copied both ways to a connection of its own to the server,
+// bytes as they come, without reading HTTP. It returns the relay's URL.
+func newRelay(b *testing.B, upURL string) string {
+	target := mustURL(b, upURL).Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			pipe := func(dst, src net.Conn) {
+				io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(out, in)
+			go pipe(in, out)
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // newFloor is a reverse proxy that checks and rewrites nothing in front
