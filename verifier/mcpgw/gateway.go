@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -730,9 +731,10 @@ type listAnswer struct {
 // refusal).
 func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.RawMessage) ([]byte, error) {
 	key := listKey(x.msg.Method)
-	var items []json.RawMessage
+	var items [][]byte
 	if raw, ok := res[key]; ok {
-		if err := json.Unmarshal(raw, &items); err != nil {
+		var isList bool
+		if items, isList = arrayItems(raw); !isList {
 			return nil, fmt.Errorf("the upstream's %s result has no %s list", x.msg.Method, key)
 		}
 	}
@@ -749,7 +751,11 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	if vis == nil {
 		return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "error": mcpauth.RefusalError(&r)}, x.id())
 	}
-	kept := []byte{'['} // the entries as sent (validated by the Unmarshal above)
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	kept := append(make([]byte, 0, n), '[') // the entries as sent (validated by filterMessage's Unmarshal)
 	for i, it := range items {
 		if vis[i] && names[i] != "" {
 			if len(kept) > 1 {
@@ -759,7 +765,64 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 		}
 	}
 	res[key] = append(kept, ']')
-	return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "result": res}, x.id())
+	return resultMessage(x.id(), res), nil
+}
+
+// resultMessage is the JSON-RPC answer with id (as the agent spelled it)
+// and the result's fields (valid JSON, as read by encoding/json), written
+// out without encoding/json's second validation of every value.
+func resultMessage(id []byte, res map[string]json.RawMessage) []byte {
+	keys := make([]string, 0, len(res))
+	n := len(id) + 40
+	for k, v := range res {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 8
+	}
+	slices.Sort(keys) // as json.Marshal orders a map
+	out := make([]byte, 0, n)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, id...)
+	out = append(out, `,"result":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		kj, _ := json.Marshal(k) // a string always marshals
+		out = append(append(append(out, kj...), ':'), res[k]...)
+	}
+	return append(out, "}}"...)
+}
+
+// arrayItems are the values of the JSON array raw (valid JSON), as
+// slices of it; null is an empty list; false for another value.
+func arrayItems(raw []byte) ([][]byte, bool) {
+	i := skipSpace(raw, 0)
+	switch {
+	case bytes.HasPrefix(raw[i:], []byte("null")):
+		return nil, true
+	case i >= len(raw) || raw[i] != '[':
+		return nil, false
+	}
+	var items [][]byte
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) {
+			return nil, false
+		}
+		switch raw[i] {
+		case ']':
+			return items, true
+		case ',':
+			i = skipSpace(raw, i+1)
+		}
+		e := valueEnd(raw, i)
+		if e <= i {
+			return nil, false
+		}
+		items = append(items, raw[i:e])
+		i = e
+	}
 }
 
 // messageWithID marshals msg (whose "id" is nil) with the id set to id
@@ -779,7 +842,7 @@ func messageWithID(msg map[string]any, id []byte) ([]byte, error) {
 // entryNames reads each list entry's name (tools, prompts) or URI
 // (resources), by its exact key as a case-sensitive client reads it; ""
 // for an entry without one (or not an object), which is dropped.
-func entryNames(key string, items []json.RawMessage) []string {
+func entryNames[T ~[]byte](key string, items []T) []string {
 	field := "name"
 	if key == "resources" {
 		field = "uri"

@@ -53,3 +53,82 @@ func TestCopyHeaders(t *testing.T) {
 		t.Fatalf("values shared: %v / %v", dst, src)
 	}
 }
+
+// FuzzArrayItems: arrayItems splits a JSON array as encoding/json does
+// into []json.RawMessage, and refuses what it refuses.
+func FuzzArrayItems(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ 1 , "a,]" , {"b":[2,3]} , null ] `, `null`, `{}`, `"x"`, `[[],[{}]]`, `7`, `true`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return // filterMessage's Unmarshal validated it
+		}
+		var want []json.RawMessage
+		werr := json.Unmarshal(raw, &want)
+		got, ok := arrayItems(raw)
+		if ok != (werr == nil) || len(got) != len(want) {
+			t.Fatalf("%q: arrayItems %q %v, encoding/json %q %v", raw, got, ok, want, werr)
+		}
+		for i := range got {
+			if string(got[i]) != string(want[i]) {
+				t.Fatalf("%q: item %d %q, encoding/json %q", raw, i, got[i], want[i])
+			}
+		}
+	})
+}
+
+// FuzzResultMessage: resultMessage writes what json.Marshal wrote (the
+// same JSON value), with the agent's id as spelled.
+func FuzzResultMessage(f *testing.F) {
+	f.Add([]byte(`{"tools":[{"name":"a"}],"nextCursor":"c","_meta":{"x":"<&>"}}`), []byte(`1`))
+	f.Add([]byte(`{"k\u00e9y":null,"a b":[1, 2]}`), []byte(`"id-\u0001"`))
+	f.Fuzz(func(t *testing.T, result, id []byte) {
+		var res map[string]json.RawMessage
+		if json.Unmarshal(result, &res) != nil || res == nil || !json.Valid(id) {
+			return
+		}
+		want, err := messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "result": res}, id)
+		if err != nil {
+			return
+		}
+		got := resultMessage(id, res)
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("%s: %v", got, err)
+		}
+		json.Unmarshal(want, &w)
+		gj, _ := json.Marshal(g)
+		wj, _ := json.Marshal(w)
+		if string(gj) != string(wj) {
+			t.Fatalf("resultMessage %s, json.Marshal %s", got, want)
+		}
+		if _, old, _ := replaceTopLevel(got, "id", []byte(`0`)); string(old) != string(id) {
+			t.Fatalf("%s: id %s, want %s", got, old, id)
+		}
+	})
+}
+
+// FuzzStringEnd: stringEnd finds the end a byte-by-byte scan finds (a
+// backslash escapes the next byte), on any bytes.
+func FuzzStringEnd(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\"b`, `"\\\"x"`, `"`, `"\`, `x"`, `"é\u0022\\\\"rest`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := -1
+		if len(b) > 0 && b[0] == '"' {
+			for i := 1; i < len(b); i++ {
+				if b[i] == '\\' {
+					i++
+				} else if b[i] == '"' {
+					want = i + 1
+					break
+				}
+			}
+		}
+		if got := stringEnd(b, 0); got != want {
+			t.Fatalf("%q: stringEnd %d, want %d", b, got, want)
+		}
+	})
+}
