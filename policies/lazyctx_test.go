@@ -141,3 +141,61 @@ rule "write" {
 		t.Errorf("Decide: %.0f allocations, want at most 60", n)
 	}
 }
+
+// TestConditionRootsForms: the variables and peer attributes a set
+// builds follow every way a condition can name them (attribute, literal
+// index, computed index, the whole object, for-expressions, templates,
+// can); each rule decides as with every variable built.
+func TestConditionRootsForms(t *testing.T) {
+	for _, cond := range []string{
+		`peer.task == "T-42"`,
+		`peer["task"] == "T-42"`,
+		`peer[var.attr] == "T-42"`,
+		`length([for k, v in peer : k]) == 13`,
+		`contains(keys(peer), "deadline_remaining")`,
+		`"${peer.agent}/${peer.task}" == "researcher/T-42"`,
+		`can(peer.scopes[1]) && peer.depth == 1`,
+		`peer.deadline_remaining > 0 && peer.is_task`,
+		`request.headers["x-ticket"] == "7"`,
+		`contains(keys(request.headers), "x-ticket")`,
+		`action.name == "write_file" && startswith(action.arguments.path, "/srv/")`,
+		`length(keys(action)) == 6`,
+		`now != "" && peer.trust_domain == "example.org"`,
+	} {
+		src := `
+variable "attr" {
+  value = "task"
+}
+rule "r" {
+  effect = "allow"
+  action {
+    mcp { tools = ["write_file"] }
+  }
+  condition = ` + cond + `
+}`
+		set, diags := LoadFiles([]File{{Name: "p.hcl", Src: []byte(src)}})
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", cond, diags)
+		}
+		full := *set
+		full.roots, full.peerAttrs = ^rootSet(0), nil
+		id := spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-42")
+		for _, claims := range []*svid.Claims{nil, {Agent: "researcher", Task: "T-42", Scope: []string{"fs:read", "fs:write"},
+			Chain: []string{"spiffe://example.org/agent/lead/task/T-1"}, Deadline: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}} {
+			for _, anyArgs := range []bool{false, true} {
+				in := &Input{Peer: Peer{ID: id, Claims: claims},
+					Action:       Action{Kind: KindMCP, Method: MCPToolsCall, Name: "write_file", Arguments: `{"path":"/srv/a"}`},
+					Request:      Request{Headers: map[string][]string{"X-Ticket": {"7"}}},
+					Now:          time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+					AnyArguments: anyArgs}
+				got, want := set.Explain(in), full.Explain(in)
+				if !sameDecision(got, want) {
+					t.Errorf("%s (claims %v, any arguments %v):\n got %+v\nwant %+v", cond, claims != nil, anyArgs, got, want)
+				}
+				if claims != nil && !anyArgs && !got.Allow {
+					t.Errorf("%s: denied: %+v", cond, got)
+				}
+			}
+		}
+	}
+}
