@@ -172,6 +172,13 @@ rule "r" {
     mcp { tools = ["write_file"] }
   }
   condition = ` + cond + `
+}
+rule "other" {
+  effect = "allow"
+  action {
+    mcp { tools = ["read_file"] }
+  }
+  condition = peer.agent != ""
 }`
 		set, diags := LoadFiles([]File{{Name: "p.hcl", Src: []byte(src)}})
 		if diags.HasErrors() {
