@@ -204,6 +204,15 @@ func (x *exchange) answer(msg []byte) []byte {
 	return out
 }
 
+// answerEvent is the SSE event ev carrying the upstream's response (ours)
+// with the agent's id, as ev.withData(x.answer(ev.data)) has it.
+func (x *exchange) answerEvent(ev sseEvent) []byte {
+	if out, ok := ev.withTopLevel("id", x.agentID); ok {
+		return out
+	}
+	return ev.withData(errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer could not be read"))
+}
+
 func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 	q := &verifier.Query{Frontend: Frontend, Credential: verifier.HTTPCredential(r), Audience: g.cfg.Resource, Request: mcpauth.HTTPRequest(r)}
 	if n := len(r.Header.Values(headerSessionID)); n > 1 {
@@ -625,7 +634,7 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 			case x.ours(ev.data) && list:
 				answered, raw = true, ev.withData(g.filterMessage(ctx, x, ev.data))
 			case x.ours(ev.data):
-				answered, raw = true, ev.withData(x.answer(ev.data))
+				answered, raw = true, x.answerEvent(ev)
 			case list:
 				// not known as the list's answer: never passed unfiltered
 				g.dropResponse(x, ev.data)

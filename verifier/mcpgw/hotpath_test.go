@@ -1,6 +1,7 @@
 package mcpgw
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -129,6 +130,35 @@ func FuzzStringEnd(f *testing.F) {
 		}
 		if got := stringEnd(b, 0); got != want {
 			t.Fatalf("%q: stringEnd %d, want %d", b, got, want)
+		}
+	})
+}
+
+// FuzzWithTopLevel: an answer event rebuilt in one pass is the event
+// withData(replaceTopLevel(data)) builds, byte for byte.
+func FuzzWithTopLevel(f *testing.F) {
+	for _, s := range [][2]string{
+		{"id: 7\nevent: message\ndata: {\"id\":\"agentid-gateway-1\",\"result\":{}}\n\n", `1`},
+		{"data: {\"result\":\ndata: {\"a\":1},\ndata:  \"id\" : \"x\", \"id\":2}\n\n", `"a\nb"`},
+		{"retry: 10\ndata:{}\n\n", `{"k":[1,2]}`},
+		{"data: [1]\n\n", `3`},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, in, val []byte) {
+		rd := newSSEReader(bytes.NewReader(in), 1<<16)
+		defer rd.release()
+		ev, err := rd.next()
+		if err != nil || !ev.hasData {
+			return
+		}
+		got, ok := ev.withTopLevel("id", val)
+		out, _, wok := replaceTopLevel(ev.data, "id", val)
+		if ok != wok {
+			t.Fatalf("%q: withTopLevel %v, replaceTopLevel %v", in, ok, wok)
+		}
+		if ok && !bytes.Equal(got, ev.withData(out)) {
+			t.Fatalf("%q:\n got %q\nwant %q", in, got, ev.withData(out))
 		}
 	})
 }

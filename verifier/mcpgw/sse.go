@@ -111,7 +111,40 @@ func (s *sseReader) appendLine(dst []byte) ([]byte, error) {
 
 // withData is the event with its data replaced (its other fields kept).
 func (ev sseEvent) withData(data []byte) []byte {
-	out := make([]byte, 0, len(ev.raw)+len(data)+16)
+	out := ev.fields(len(data))
+	return append(appendDataLines(append(out, "data: "...), data), '\n', '\n')
+}
+
+// withTopLevel is the event with its data, a JSON object, carrying val as
+// the value of every top-level key spelled key (as
+// ev.withData(replaceTopLevel(ev.data, key, val)) has it, in one pass:
+// the answer to a call is copied once on its way through).
+func (ev sseEvent) withTopLevel(key string, val []byte) ([]byte, bool) {
+	type span struct{ s, e int }
+	var first [2]span
+	spans := first[:0]
+	if !eachTopLevel(ev.data, func(k []byte, s, e int) {
+		if keyIs(k, key) {
+			spans = append(spans, span{s, e})
+		}
+	}) {
+		return nil, false
+	}
+	out := ev.fields(len(ev.data) + len(spans)*len(val))
+	out = append(out, "data: "...)
+	prev := 0
+	for _, sp := range spans {
+		out = appendDataLines(out, ev.data[prev:sp.s])
+		out = appendDataLines(out, val)
+		prev = sp.e
+	}
+	return append(appendDataLines(out, ev.data[prev:]), '\n', '\n'), true
+}
+
+// fields is a new buffer holding the event's lines but its data lines,
+// with room for extra bytes of data.
+func (ev sseEvent) fields(extra int) []byte {
+	out := make([]byte, 0, len(ev.raw)+extra+16)
 	for line := range bytes.Lines(ev.raw) {
 		text := bytes.TrimRight(line, "\r\n")
 		if len(text) == 0 {
@@ -123,10 +156,18 @@ func (ev sseEvent) withData(data []byte) []byte {
 		out = append(out, text...)
 		out = append(out, '\n')
 	}
-	for d := range bytes.SplitSeq(data, []byte("\n")) { // each line, empty ones included
-		out = append(out, "data: "...)
-		out = append(out, d...)
-		out = append(out, '\n')
+	return out
+}
+
+// appendDataLines appends d to a data line, each newline in it starting
+// the next data line.
+func appendDataLines(out, d []byte) []byte {
+	for {
+		i := bytes.IndexByte(d, '\n')
+		if i < 0 {
+			return append(out, d...)
+		}
+		out = append(append(out, d[:i]...), "\ndata: "...)
+		d = d[i+1:]
 	}
-	return append(out, '\n')
 }
