@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 
@@ -37,9 +38,33 @@ func ArgumentsValue(args string) (cty.Value, error) {
 }
 
 // CheckArguments reports why args cannot be decided on (see
-// ArgumentsValue), or nil.
+// ArgumentsValue), or nil: the same checks without building the value
+// (a decision builds it only when a condition reads the arguments).
 func CheckArguments(args string) error {
-	_, err := ArgumentsValue(args)
+	if args == "" {
+		return nil
+	}
+	if len(args) > MaxArgumentsLen {
+		return &LimitError{Field: "action.arguments", Len: len(args), Max: MaxArgumentsLen}
+	}
+	obj, numErr, err := strictjson.Check([]byte(args), MaxArgumentsDepth, checkNumber)
+	switch {
+	case err != nil:
+		return err
+	case !obj:
+		return errors.New("not a JSON object")
+	}
+	return numErr
+}
+
+// checkNumber refuses the numbers jsonValue refuses: cty.ParseNumberVal
+// fails on an exponent out of big.Float's range, never on a number
+// without one (at most MaxArgumentsLen digits).
+func checkNumber(n []byte) error {
+	if bytes.IndexAny(n, "eE") < 0 {
+		return nil
+	}
+	_, err := cty.ParseNumberVal(string(n))
 	return err
 }
 

@@ -56,6 +56,9 @@ const (
 	rootSubject rootSet = 1 << iota
 	rootResource
 	rootContext
+	rootPeer
+	rootAction
+	rootRequest
 )
 
 func rootBit(name string) rootSet {
@@ -66,6 +69,12 @@ func rootBit(name string) rootSet {
 		return rootResource
 	case "context":
 		return rootContext
+	case "peer":
+		return rootPeer
+	case "action":
+		return rootAction
+	case "request":
+		return rootRequest
 	}
 	return 0
 }
@@ -87,6 +96,9 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 	}
 	for _, t := range a.Expr.Variables() {
 		l.roots |= rootBit(t.RootName())
+		if t.RootName() == "peer" {
+			l.usePeerAttr(t)
+		}
 	}
 	l.checkCost(a.Expr)
 	if readsArguments(a.Expr) {
@@ -95,6 +107,34 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 	c := &condition{root: splitCond(a.Expr)}
 	l.typecheck(c.root, a)
 	return c
+}
+
+// usePeerAttr notes the peer attribute that t reads (peer.task,
+// peer["task"]); a traversal that reads the peer whole, or by a key known
+// only at decision time, needs every attribute.
+func (l *loader) usePeerAttr(t hcl.Traversal) {
+	if l.peerAll {
+		return
+	}
+	name := ""
+	if len(t) >= 2 {
+		switch s := t[1].(type) {
+		case hcl.TraverseAttr:
+			name = s.Name
+		case hcl.TraverseIndex:
+			if s.Key.Type() == cty.String && s.Key.IsKnown() && !s.Key.IsNull() {
+				name = s.Key.AsString()
+			}
+		}
+	}
+	if name == "" {
+		l.peerAll, l.peerAttrs = true, nil
+		return
+	}
+	if l.peerAttrs == nil {
+		l.peerAttrs = map[string]bool{}
+	}
+	l.peerAttrs[name] = true
 }
 
 func contains(list []string, s string) bool {
@@ -254,11 +294,12 @@ func diagText(diags hcl.Diagnostics) string {
 	return strings.Join(parts, "; ")
 }
 
-// evalContext builds the per-decision variables of the conditions: the
-// AuthZEN ones (subject, resource, context) only when a condition of the
-// set uses them, and the MCP arguments only when one reads them. It says
-// why the arguments could not be decoded (then they are null, and a
-// condition that reads them errs: fail closed).
+// evalContext builds the per-decision variables of the conditions: peer,
+// action, request, subject, resource and context only when a condition
+// of the set uses them (HCL's Variables, at load), and the MCP arguments
+// only when one reads them. It says why the arguments could not be
+// decoded (then they are null, and a condition that reads them errs: fail
+// closed).
 func evalContext(st *evalState) (*hcl.EvalContext, string) {
 	in, now := st.in, st.now
 	args, argErr := cty.NullVal(cty.DynamicPseudoType), ""
@@ -272,9 +313,16 @@ func evalContext(st *evalState) (*hcl.EvalContext, string) {
 		}
 	}
 	vars := map[string]cty.Value{
-		"peer": peerValue(&in.Peer, now), "action": actionValue(in, args),
-		"request": requestValue(&in.Request), "var": st.vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)),
-		"data": st.data,
+		"var": st.vars, "now": cty.StringVal(now.UTC().Format(time.RFC3339)), "data": st.data,
+	}
+	if st.roots&rootPeer != 0 {
+		vars["peer"] = peerValue(&in.Peer, now, st.peerAttrs)
+	}
+	if st.roots&rootAction != 0 {
+		vars["action"] = actionValue(in, args)
+	}
+	if st.roots&rootRequest != 0 {
+		vars["request"] = requestValue(&in.Request)
 	}
 	if st.roots&rootSubject != 0 {
 		typ, id := in.subject()
@@ -315,26 +363,63 @@ func jsonObjectValue(raw []byte) cty.Value {
 	return v
 }
 
-func peerValue(p *Peer, now time.Time) cty.Value {
-	m := map[string]cty.Value{
-		"id": cty.StringVal(p.ID.String()), "trust_domain": cty.StringVal(p.ID.TrustDomain().Name()),
-		"is_task": cty.BoolVal(p.Claims != nil),
+// peerValue is the peer variable with the attributes in attrs (all when
+// attrs is nil).
+func peerValue(p *Peer, now time.Time, attrs map[string]bool) cty.Value {
+	want := func(name string) bool { return attrs == nil || attrs[name] }
+	n := len(peerType.AttributeTypes())
+	if attrs != nil {
+		n = len(attrs)
+	}
+	m := make(map[string]cty.Value, n)
+	if want("id") {
+		m["id"] = cty.StringVal(p.ID.String())
+	}
+	if want("trust_domain") {
+		m["trust_domain"] = cty.StringVal(p.ID.TrustDomain().Name())
+	}
+	if want("is_task") {
+		m["is_task"] = cty.BoolVal(p.Claims != nil)
 	}
 	c := p.Claims
 	if c == nil {
 		for name, t := range peerType.AttributeTypes() {
-			if _, set := m[name]; !set {
+			if _, set := m[name]; !set && want(name) {
 				m[name] = cty.NullVal(t)
 			}
 		}
 		return cty.ObjectVal(m)
 	}
-	m["agent"], m["task"], m["model"] = cty.StringVal(c.Agent), cty.StringVal(c.Task), cty.StringVal(c.Model)
-	m["prompt"], m["principal"] = cty.StringVal(c.Prompt), cty.StringVal(c.Principal)
-	m["scopes"], m["chain"] = strList(c.Scope), strList(c.Chain)
-	m["depth"] = cty.NumberIntVal(int64(len(c.Chain)))
-	m["deadline"] = cty.StringVal(c.Deadline.UTC().Format(time.RFC3339))
-	m["deadline_remaining"] = cty.NumberIntVal(int64(c.Deadline.Sub(now) / time.Second))
+	if want("agent") {
+		m["agent"] = cty.StringVal(c.Agent)
+	}
+	if want("task") {
+		m["task"] = cty.StringVal(c.Task)
+	}
+	if want("model") {
+		m["model"] = cty.StringVal(c.Model)
+	}
+	if want("prompt") {
+		m["prompt"] = cty.StringVal(c.Prompt)
+	}
+	if want("principal") {
+		m["principal"] = cty.StringVal(c.Principal)
+	}
+	if want("scopes") {
+		m["scopes"] = strList(c.Scope)
+	}
+	if want("chain") {
+		m["chain"] = strList(c.Chain)
+	}
+	if want("depth") {
+		m["depth"] = cty.NumberIntVal(int64(len(c.Chain)))
+	}
+	if want("deadline") {
+		m["deadline"] = cty.StringVal(c.Deadline.UTC().Format(time.RFC3339))
+	}
+	if want("deadline_remaining") {
+		m["deadline_remaining"] = cty.NumberIntVal(int64(c.Deadline.Sub(now) / time.Second))
+	}
 	return cty.ObjectVal(m)
 }
 

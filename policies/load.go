@@ -132,6 +132,10 @@ type loader struct {
 	nfas       map[string]*globNFA // by pattern middle, shared by equal ones
 	usesArgs   bool                // a condition reads action.arguments
 	requireSig bool                // a file says require_signature = true
+	// peerAttrs: the peer attributes conditions read by name; peerAll: one
+	// reads the peer whole (or by a computed key)
+	peerAttrs map[string]bool
+	peerAll   bool
 }
 
 var fileSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "require_signature"}}, Blocks: []hcl.BlockHeaderSchema{
@@ -239,7 +243,8 @@ func (l *loader) build(files []File) *Set {
 		dataFiles = append(dataFiles, ds.path)
 	}
 	s := &Set{rules: l.compiled, vars: l.varObj, data: l.dataObj, dataFiles: dataFiles, roots: l.roots, usesArgs: l.usesArgs, requireSig: l.requireSig,
-		digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+		peerAttrs: l.peerAttrs,
+		digest:    "sha256:" + hex.EncodeToString(h.Sum(nil))}
 	for _, r := range l.compiled {
 		if r.cond != nil {
 			s.conds = true

@@ -18,8 +18,10 @@ type Set struct {
 	roots       rootSet // the condition variables any condition uses
 	conds       bool
 	usesArgs    bool // a condition reads action.arguments: decode them
-	requireSig  bool // top-level require_signature = true
-	digest      string
+	// peerAttrs are the peer's attributes that conditions read (nil: all)
+	peerAttrs  map[string]bool
+	requireSig bool // top-level require_signature = true
+	digest     string
 }
 
 // DataFiles are the files of the data sources, as read (for a watcher).
@@ -66,7 +68,8 @@ type evalState struct {
 	ctx    *hcl.EvalContext
 	errors []string
 	// usesArgs: the Set's conditions read action.arguments
-	usesArgs bool
+	usesArgs  bool
+	peerAttrs map[string]bool
 }
 
 func (s *Set) decide(in *Input, explain bool) Decision {
@@ -79,7 +82,7 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 	if in.reservedSubject() {
 		return Decision{Reason: ReasonReservedSubject}
 	}
-	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs}
+	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs, peerAttrs: s.peerAttrs}
 	if st.now.IsZero() {
 		st.now = time.Now()
 	}

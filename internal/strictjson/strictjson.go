@@ -44,11 +44,40 @@ func Decode(data []byte, maxDepth, build int) (any, error) {
 	return v, nil
 }
 
+// Check runs Decode's checks without building anything. number, when
+// not nil, is called with each number, and numErr is the first error it
+// returned (when the document passed the other checks, err == nil).
+// isObject reports whether the value is a JSON object.
+func Check(data []byte, maxDepth int, number func([]byte) error) (isObject bool, numErr, err error) {
+	if !json.Valid(data) {
+		_, err := Decode(data, maxDepth, 0) // for its message
+		return false, nil, err
+	}
+	s := scanner{data: data, max: maxDepth, number: number}
+	if _, err := s.value(0); err != nil {
+		return false, nil, err
+	}
+	if s.skip(); s.i != len(data) {
+		return false, nil, errors.New("data after the JSON value")
+	}
+	return data[skipSpace(data)] == '{', s.numErr, nil
+}
+
+func skipSpace(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
 // scanner walks JSON that json.Valid accepted.
 type scanner struct {
 	data       []byte
 	i          int
 	max, build int
+	number     func([]byte) error // Check's
+	numErr     error
 }
 
 func (s *scanner) skip() {
@@ -90,7 +119,7 @@ func (s *scanner) value(depth int) (any, error) {
 				s.i++
 				s.skip()
 			}
-			var k string
+			var k []byte
 			if c == '{' {
 				var err error
 				if k, err = s.str(); err != nil {
@@ -107,7 +136,7 @@ func (s *scanner) value(depth int) (any, error) {
 				return nil, err
 			}
 			if obj != nil {
-				obj[k] = v
+				obj[string(k)] = v
 			} else if built {
 				arr = append(arr, v)
 			}
@@ -118,9 +147,16 @@ func (s *scanner) value(depth int) (any, error) {
 		case built:
 			return arr, nil
 		}
+		if depth > s.build { // in a container not built: not kept
+			return nil, nil
+		}
 		return json.RawMessage(s.data[start:s.i]), nil
 	case '"':
-		return s.str()
+		b, err := s.str()
+		if err != nil || depth > s.build { // in a container not built: not kept
+			return nil, err
+		}
+		return string(b), nil
 	case 't':
 		s.i += 4
 		return true, nil
@@ -134,12 +170,19 @@ func (s *scanner) value(depth int) (any, error) {
 	for s.i < len(s.data) && strings.IndexByte(",]} \t\r\n", s.data[s.i]) < 0 {
 		s.i++
 	}
+	if s.number != nil && s.numErr == nil {
+		s.numErr = s.number(s.data[start:s.i])
+	}
+	if depth > s.build {
+		return nil, nil
+	}
 	return json.Number(s.data[start:s.i]), nil
 }
 
-// str reads a string at s.i; keys and values with invalid UTF-8 are
+// str reads a string at s.i, its content unescaped (a slice of s.data
+// when there was no escape); keys and values with invalid UTF-8 are
 // refused (encoding/json would replace the bytes, other readers keep them).
-func (s *scanner) str() (string, error) {
+func (s *scanner) str() ([]byte, error) {
 	start := s.i
 	s.i++
 	escaped := false
@@ -154,60 +197,58 @@ func (s *scanner) str() (string, error) {
 	raw := s.data[start:s.i]
 	if !escaped {
 		if !utf8.Valid(raw) {
-			return "", errors.New("invalid UTF-8 in a string")
+			return nil, errors.New("invalid UTF-8 in a string")
 		}
-		return string(raw[1 : len(raw)-1]), nil
+		return raw[1 : len(raw)-1], nil
 	}
 	var out string
 	if err := json.Unmarshal(raw, &out); err != nil {
-		return "", err
+		return nil, err
 	}
 	if strings.ContainsRune(out, utf8.RuneError) && !bytes.Contains(raw, []byte(`\ufffd`)) && !bytes.Contains(raw, []byte(`\uFFFD`)) && !utf8.Valid(raw) {
-		return "", errors.New("invalid UTF-8 in a string")
+		return nil, errors.New("invalid UTF-8 in a string")
 	}
-	return out, nil
+	return []byte(out), nil
 }
 
-// keySet holds one object's keys by their fold; few keys stay in a slice.
+// keySet holds one object's keys; up to 16 are compared with
+// bytes.EqualFold (no allocation), more are kept in a map by their Fold.
 type keySet struct {
-	small []keyFold
-	big   map[string]string
+	n     int
+	small [16][]byte
+	big   map[string][]byte
 }
 
-type keyFold struct{ fold, key string }
-
-func (s *keySet) add(k string) error {
-	f := Fold(k)
-	prev, dup := "", false
-	if s.big != nil {
-		prev, dup = s.big[f]
-	} else {
-		for _, e := range s.small {
-			if e.fold == f {
-				prev, dup = e.key, true
-				break
+func (s *keySet) add(k []byte) error {
+	if s.big == nil {
+		for _, prev := range s.small[:s.n] {
+			if bytes.EqualFold(prev, k) {
+				return dupKey(prev, k)
 			}
 		}
-	}
-	if dup {
-		if prev == k {
-			return fmt.Errorf("duplicate key %s", Quote(k))
+		if s.n < len(s.small) {
+			s.small[s.n] = k
+			s.n++
+			return nil
 		}
-		return fmt.Errorf("keys %s and %s are the same key to case-insensitive readers", Quote(prev), Quote(k))
-	}
-	if s.big == nil && len(s.small) < 16 {
-		s.small = append(s.small, keyFold{f, k})
-		return nil
-	}
-	if s.big == nil {
-		s.big = make(map[string]string, 32)
-		for _, e := range s.small {
-			s.big[e.fold] = e.key
+		s.big = make(map[string][]byte, 32)
+		for _, e := range s.small[:s.n] {
+			s.big[Fold(string(e))] = e
 		}
-		s.small = nil
+	}
+	f := Fold(string(k))
+	if prev, dup := s.big[f]; dup {
+		return dupKey(prev, k)
 	}
 	s.big[f] = k
 	return nil
+}
+
+func dupKey(prev, k []byte) error {
+	if bytes.Equal(prev, k) {
+		return fmt.Errorf("duplicate key %s", Quote(string(k)))
+	}
+	return fmt.Errorf("keys %s and %s are the same key to case-insensitive readers", Quote(string(prev)), Quote(string(k)))
 }
 
 // Fold maps s to a form that two keys share exactly when encoding/json

@@ -56,6 +56,27 @@ func FuzzDecode(f *testing.F) {
 		if !bytes.Equal(gj, wj) {
 			t.Fatalf("%q: strictjson %s, encoding/json %s", data, gj, wj)
 		}
+		// fewer levels built: the same value, deeper levels as raw bytes
+		for _, build := range []int{0, 1, 2} {
+			part, err := Decode(data, 64, build)
+			if err != nil {
+				t.Fatalf("%q: build %d: %v", data, build, err)
+			}
+			pj, _ := json.Marshal(part)
+			var pv any
+			pd := json.NewDecoder(bytes.NewReader(pj))
+			pd.UseNumber()
+			if err := pd.Decode(&pv); err != nil {
+				t.Fatalf("%q: build %d: %s: %v", data, build, pj, err)
+			}
+			if pj, _ = json.Marshal(pv); !bytes.Equal(pj, wj) {
+				t.Fatalf("%q: build %d: %s, encoding/json %s", data, build, pj, wj)
+			}
+		}
+		// Check accepts what Decode accepts
+		if obj, _, err := Check(data, 64, nil); err != nil || obj != (data[skipSpace(data)] == '{') {
+			t.Fatalf("%q: Check %v %v", data, obj, err)
+		}
 	})
 }
 

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,10 +25,18 @@ import (
 // without condition; audit on) through the gateway and directly on the
 // same go-sdk server (Streamable HTTP, SSE answers), interleaved in one
 // run, each over real HTTP with its own go-sdk client session; and lists
-// 100 tools the same two ways. "parallel" runs 8 client pairs at once
-// per core, each alternating the two paths. It reports the time per
-// operation of each path and their calls/s ratio (gateway/direct;
-// target >= 0.8).
+// 100 tools the same ways. "parallel" runs 8 client sets at once per
+// core, each alternating the paths. It reports the time per operation of
+// each path and their calls/s ratio (gateway/direct; target >= 0.8).
+//
+// Two floors are paths of the same loop, in front of the same server:
+// "floor", net/http/httputil's ReverseProxy, which checks and rewrites
+// nothing (with the gateway's upstream transport settings): what a second
+// HTTP hop costs by itself; and "relay", a TCP relay copying bytes both
+// ways without reading HTTP at all: what any process in the path costs
+// on this machine. floor-ratio and relay-ratio are theirs against direct;
+// gateway/floor-ratio is what the gateway's own work costs on top of the
+// HTTP hop.
 func BenchmarkGatewayVsDirect(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -41,6 +52,9 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 			f := newFixture(b)
 			up := newUpstream(b, nil, bc.ntools)
 			gw := f.httpGateway(b, up)
+			// the paths, in this order in t
+			urls := []string{up.srv.URL, newRelay(b, up.srv.URL), newFloor(b, up.srv.URL).URL, gw.URL}
+			const direct, relay, floor, gateway = 0, 1, 2, 3
 			tok := f.token(b, "T-41", []string{"fs:read"}, resource)
 			ctx := context.Background()
 			op := func(cs *mcp.ClientSession) error {
@@ -52,64 +66,141 @@ func BenchmarkGatewayVsDirect(b *testing.B) {
 				}
 				return err
 			}
-			var tDirect, tGateway atomic.Int64
-			pair := func(direct, through *mcp.ClientSession) error {
-				s := time.Now()
-				if err := op(direct); err != nil {
-					return err
+			var t [4]atomic.Int64
+			// one call on each path; the order turns with i so that none
+			// always follows the same one
+			set := func(i int, cs []*mcp.ClientSession) error {
+				for k := range cs {
+					p := (i + k) % len(cs)
+					s := time.Now()
+					if err := op(cs[p]); err != nil {
+						return err
+					}
+					t[p].Add(int64(time.Since(s)))
 				}
-				m := time.Now()
-				if err := op(through); err != nil {
-					return err
-				}
-				tGateway.Add(int64(time.Since(m)))
-				tDirect.Add(int64(m.Sub(s)))
 				return nil
+			}
+			open := func() ([]*mcp.ClientSession, error) {
+				var cs []*mcp.ClientSession
+				for _, u := range urls {
+					c, err := tryConnect(u, tok, nil)
+					if err != nil {
+						return nil, err
+					}
+					b.Cleanup(func() { c.Close() })
+					cs = append(cs, c)
+				}
+				return cs, nil
 			}
 			if bc.parallel {
 				b.SetParallelism(8)
+				var next atomic.Int64
 				b.RunParallel(func(pb *testing.PB) {
-					direct, err := tryConnect(up.srv.URL, tok, nil)
+					cs, err := open()
 					if err != nil {
 						b.Error(err)
 						return
 					}
-					defer direct.Close()
-					through, err := tryConnect(gw.URL, tok, nil)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer through.Close()
+					i := int(next.Add(1))
 					for pb.Next() {
-						if err := pair(direct, through); err != nil {
+						if err := set(i, cs); err != nil {
 							b.Error(err)
 							return
 						}
+						i++
 					}
 				})
 			} else {
-				direct := connect(b, up.srv.URL, tok, nil)
-				through := connect(b, gw.URL, tok, nil)
-				if err := pair(direct, through); err != nil { // the gateway learns the tool names
+				cs, err := open()
+				if err != nil {
 					b.Fatal(err)
 				}
-				tDirect.Store(0)
-				tGateway.Store(0)
+				if err := set(0, cs); err != nil { // the gateway learns the tool names
+					b.Fatal(err)
+				}
+				for k := range t {
+					t[k].Store(0)
+				}
 				b.ResetTimer()
-				for range b.N {
-					if err := pair(direct, through); err != nil {
+				for i := range b.N {
+					if err := set(i, cs); err != nil {
 						b.Fatal(err)
 					}
 				}
 			}
 			b.StopTimer()
 			n := float64(b.N)
-			b.ReportMetric(float64(tDirect.Load())/n/1e3, "direct-µs/op")
-			b.ReportMetric(float64(tGateway.Load())/n/1e3, "gateway-µs/op")
-			b.ReportMetric(float64(tDirect.Load())/float64(tGateway.Load()), "calls/s-ratio")
+			for k, name := range []string{"direct", "relay", "floor", "gateway"} {
+				b.ReportMetric(float64(t[k].Load())/n/1e3, name+"-µs/op")
+			}
+			ratio := func(x, y int) float64 { return float64(t[x].Load()) / float64(t[y].Load()) }
+			b.ReportMetric(ratio(direct, gateway), "calls/s-ratio")
+			b.ReportMetric(ratio(direct, floor), "floor-ratio")
+			b.ReportMetric(ratio(direct, relay), "relay-ratio")
+			b.ReportMetric(ratio(floor, gateway), "gateway/floor-ratio")
 		})
 	}
+}
+
+// newRelay is a TCP relay to the server at upURL: every connection
+// accepted is copied both ways to a connection of its own to the server,
+// bytes as they come, without reading HTTP. It returns the relay's URL.
+func newRelay(b *testing.B, upURL string) string {
+	target := mustURL(b, upURL).Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			pipe := func(dst, src net.Conn) {
+				io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(out, in)
+			go pipe(in, out)
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// newFloor is a reverse proxy that checks and rewrites nothing in front
+// of the upstream at upURL, streaming each write through as the gateway
+// does, over a transport with the gateway's idle connection pool.
+func newFloor(b *testing.B, upURL string) *httptest.Server {
+	target := mustURL(b, upURL)
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	srv := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport:     t,
+		FlushInterval: -1,
+	})
+	b.Cleanup(srv.Close)
+	return srv
 }
 
 // cannedUpstream answers in memory, with one SSE event: a tools/list
@@ -252,4 +343,37 @@ func BenchmarkGatewayStdio(b *testing.B) {
 	b.ReportMetric(float64(tDirect.Microseconds())/n, "direct-µs/op")
 	b.ReportMetric(float64(tGateway.Microseconds())/n, "gateway-µs/op")
 	b.ReportMetric(float64(tDirect)/float64(tGateway), "calls/s-ratio")
+}
+
+// TestGatewayCallAllocs bounds the allocations of one tools/call through
+// the gateway (request, recorder and canned upstream included): the id
+// rewriting, the answer's walk, the SSE pass-through and the header copy
+// allocate only what they return.
+func TestGatewayCallAllocs(t *testing.T) {
+	f := newFixture(t)
+	up := newCanned([]string{"echo"}, 2)
+	g, err := mcpgw.New(f.v, mcpgw.Config{Resource: resource, Upstream: mustURL(t, "http://upstream.invalid/mcp"), Transport: up,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t, "T-41", []string{"fs:read"}, resource)
+	serve := func() {
+		r := httptest.NewRequest("POST", "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json, text/event-stream")
+		r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"id":1,"result"`) {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	serve() // the gateway learns the tool names
+	n := testing.AllocsPerRun(50, serve)
+	t.Logf("%.0f allocations per call", n)
+	if n > 115 { // 135 before the cuts
+		t.Errorf("%.0f allocations per call, want at most 115", n)
+	}
 }

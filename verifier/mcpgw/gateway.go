@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,8 +202,8 @@ func (x *exchange) id() []byte {
 // request, and the gateway's id (compared as the string it is, whatever
 // its spelling).
 func (x *exchange) ours(msg []byte) bool {
-	request, id, isString, ok := messageKind(msg)
-	return ok && !request && isString && id == x.upID
+	request, id, isString, ok := messageKindBytes(msg)
+	return ok && !request && isString && string(id) == x.upID
 }
 
 // answer is the upstream's response msg (ours) with the agent's id.
@@ -211,6 +213,15 @@ func (x *exchange) answer(msg []byte) []byte {
 		return errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer could not be read")
 	}
 	return out
+}
+
+// answerEvent is the SSE event ev carrying the upstream's response (ours)
+// with the agent's id, as ev.withData(x.answer(ev.data)) has it.
+func (x *exchange) answerEvent(ev sseEvent) []byte {
+	if out, ok := ev.withTopLevel("id", x.agentID); ok {
+		return out
+	}
+	return ev.withData(errorMessage(x.id(), CodeUpstream, "agentid gateway: the upstream's answer could not be read"))
 }
 
 func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
@@ -297,8 +308,10 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query
 		// the upstream gets an id of the gateway's: its answer is known by
 		// that id whatever spelling the agent chose (1.0 and 1 are one
 		// number to most JSON libraries, not to a byte comparison)
-		x.upID = fmt.Sprintf("agentid-gateway-%d", g.seq.Add(1))
-		upID, _ := json.Marshal(x.upID)
+		var buf [48]byte
+		upID := strconv.AppendUint(append(buf[:0], `"agentid-gateway-`...), g.seq.Add(1), 10)
+		upID = append(upID, '"')
+		x.upID = string(upID[1 : len(upID)-1])
 		out, old, ok := replaceTopLevel(body, "id", upID)
 		if !ok || old == nil { // ParseMCP read an id from this object
 			http.Error(w, "agentid gateway: internal error", http.StatusInternalServerError)
@@ -471,12 +484,42 @@ var responseDrop = map[string]bool{
 }
 
 func copyHeaders(dst, src http.Header, drop map[string]bool) {
+	n := 0
+	for _, vs := range src {
+		n += len(vs)
+	}
+	all := make([]string, 0, n) // one backing array, as http.Header.Clone
 	for k, vs := range src {
-		if drop[http.CanonicalHeaderKey(k)] {
+		if drop[canonicalKey(k)] {
 			continue
 		}
-		dst[k] = append([]string(nil), vs...)
+		all = append(all, vs...)
+		dst[k] = all[len(all)-len(vs) : len(all) : len(all)]
 	}
+}
+
+// canonicalKey is http.CanonicalHeaderKey(k), without allocating for a
+// key already in that form (as net/http stores the headers it reads).
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			if upper {
+				return http.CanonicalHeaderKey(k)
+			}
+		case c >= 'A' && c <= 'Z':
+			if !upper {
+				return http.CanonicalHeaderKey(k)
+			}
+		case c == '-' || c >= '0' && c <= '9':
+		default: // what CanonicalHeaderKey leaves as is, or another byte
+			return http.CanonicalHeaderKey(k)
+		}
+		upper = c == '-'
+	}
+	return k
 }
 
 // upstreamRequest is a request to the upstream with the gateway's
@@ -488,6 +531,7 @@ func (g *Gateway) upstreamRequest(ctx context.Context, method string, in http.He
 	}
 	out, _ := http.NewRequestWithContext(ctx, method, g.upstream, rd) // g.upstream parsed in New
 	out.ContentLength = int64(len(body))
+	out.Header = make(http.Header, len(in)+8) // room for the identity headers and the credential
 	copyHeaders(out.Header, in, requestDrop)
 	if g.cfg.UpstreamHeader != "" {
 		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
@@ -536,7 +580,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	}
 	copyHeaders(w.Header(), resp.Header, responseDrop)
 	list := x.msg != nil && listKey(x.msg.Method) != "" && resp.StatusCode == http.StatusOK
-	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); {
+	switch ct := mediaType(resp.Header.Get("Content-Type")); {
 	case ct == "text/event-stream":
 		g.streamSSE(w, r.Context(), resp, x, list)
 	case x.isCall() && ct == "application/json":
@@ -630,7 +674,7 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 			case x.ours(ev.data) && list:
 				answered, raw = true, ev.withData(g.filterMessage(ctx, x, ev.data))
 			case x.ours(ev.data):
-				answered, raw = true, ev.withData(x.answer(ev.data))
+				answered, raw = true, x.answerEvent(ev)
 			case list:
 				// not known as the list's answer: never passed unfiltered
 				g.dropResponse(x, ev.data)
@@ -688,8 +732,8 @@ func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *h
 // isResponseTo reports whether msg is the JSON-RPC response to the
 // string id.
 func isResponseTo(msg []byte, id string) bool {
-	request, got, isString, ok := messageKind(msg)
-	return ok && !request && isString && got == id
+	request, got, isString, ok := messageKindBytes(msg)
+	return ok && !request && isString && string(got) == id
 }
 
 // listKey is the result field of a list method ("" for other methods).
@@ -738,16 +782,21 @@ type listAnswer struct {
 // refusal).
 func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.RawMessage) ([]byte, error) {
 	key := listKey(x.msg.Method)
-	var items []json.RawMessage
+	var items [][]byte
 	if raw, ok := res[key]; ok {
-		if err := json.Unmarshal(raw, &items); err != nil {
+		var isList bool
+		if items, isList = arrayItems(raw); !isList {
 			return nil, fmt.Errorf("the upstream's %s result has no %s list", x.msg.Method, key)
 		}
 	}
 	names := entryNames(key, items)
 	if key == "tools" {
 		g.tools.add(names)
-		g.params.record(items)
+		raw := make([]json.RawMessage, len(items))
+		for i, it := range items {
+			raw[i] = it
+		}
+		g.params.record(raw)
 	}
 	method := map[string]string{"tools": policies.MCPToolsCall, "prompts": policies.MCPPromptsGet, "resources": policies.MCPResourceRead, "resourceTemplates": policies.MCPResourceRead}[key]
 	acts := make([]verifier.Action, len(items))
@@ -758,7 +807,11 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 	if vis == nil {
 		return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "error": mcpauth.RefusalError(&r)}, x.id())
 	}
-	kept := []byte{'['} // the entries as sent (validated by the Unmarshal above)
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	kept := append(make([]byte, 0, n), '[') // the entries as sent (validated by filterMessage's Unmarshal)
 	for i, it := range items {
 		if vis[i] && names[i] != "" {
 			if len(kept) > 1 {
@@ -768,7 +821,64 @@ func (g *Gateway) filter(ctx context.Context, x *exchange, res map[string]json.R
 		}
 	}
 	res[key] = append(kept, ']')
-	return messageWithID(map[string]any{"jsonrpc": "2.0", "id": nil, "result": res}, x.id())
+	return resultMessage(x.id(), res), nil
+}
+
+// resultMessage is the JSON-RPC answer with id (as the agent spelled it)
+// and the result's fields (valid JSON, as read by encoding/json), written
+// out without encoding/json's second validation of every value.
+func resultMessage(id []byte, res map[string]json.RawMessage) []byte {
+	keys := make([]string, 0, len(res))
+	n := len(id) + 40
+	for k, v := range res {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 8
+	}
+	slices.Sort(keys) // as json.Marshal orders a map
+	out := make([]byte, 0, n)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, id...)
+	out = append(out, `,"result":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		kj, _ := json.Marshal(k) // a string always marshals
+		out = append(append(append(out, kj...), ':'), res[k]...)
+	}
+	return append(out, "}}"...)
+}
+
+// arrayItems are the values of the JSON array raw (valid JSON), as
+// slices of it; null is an empty list; false for another value.
+func arrayItems(raw []byte) ([][]byte, bool) {
+	i := skipSpace(raw, 0)
+	switch {
+	case bytes.HasPrefix(raw[i:], []byte("null")):
+		return nil, true
+	case i >= len(raw) || raw[i] != '[':
+		return nil, false
+	}
+	var items [][]byte
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) {
+			return nil, false
+		}
+		switch raw[i] {
+		case ']':
+			return items, true
+		case ',':
+			i = skipSpace(raw, i+1)
+		}
+		e := valueEnd(raw, i)
+		if e <= i {
+			return nil, false
+		}
+		items = append(items, raw[i:e])
+		i = e
+	}
 }
 
 // messageWithID marshals msg (whose "id" is nil) with the id set to id
@@ -788,7 +898,7 @@ func messageWithID(msg map[string]any, id []byte) ([]byte, error) {
 // entryNames reads each list entry's name (tools, prompts) or URI
 // (resources), by its exact key as a case-sensitive client reads it; ""
 // for an entry without one (or not an object), which is dropped.
-func entryNames(key string, items []json.RawMessage) []string {
+func entryNames[T ~[]byte](key string, items []T) []string {
 	field := "name"
 	switch key {
 	case "resources":
@@ -903,8 +1013,7 @@ func readAnswer(resp *http.Response, id string) ([]byte, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, fmt.Errorf("tools/list: HTTP %d", resp.StatusCode)
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if ct != "text/event-stream" {
+	if ct := mediaType(resp.Header.Get("Content-Type")); ct != "text/event-stream" {
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage))
 		if err != nil {
 			return nil, err
@@ -922,6 +1031,18 @@ func readAnswer(resp *http.Response, id string) ([]byte, error) {
 			return ev.data, nil
 		}
 	}
+}
+
+// mediaType is the media type of a Content-Type value as
+// mime.ParseMediaType reads it, without its work for the two types MCP
+// servers send without parameters.
+func mediaType(v string) string {
+	switch v {
+	case "text/event-stream", "application/json":
+		return v
+	}
+	ct, _, _ := mime.ParseMediaType(v)
+	return ct
 }
 
 // sseMessage is one SSE message event carrying data.

@@ -41,55 +41,67 @@ var errEventTooLarge = errors.New("an SSE event exceeds the gateway's limit")
 
 // next returns the next event; io.EOF at the end of a stream that ended
 // between events, another error (io.ErrUnexpectedEOF for one that ended
-// inside an event) otherwise.
+// inside an event) otherwise. The lines are read straight into ev.raw;
+// the data of a one-line event is a slice of it.
 func (s *sseReader) next() (sseEvent, error) {
 	var ev sseEvent
+	ds, de := 0, 0 // the first data line's value in ev.raw
+	multi := false // more than one data line: ev.data is built
 	for {
-		line, err := s.line()
+		start := len(ev.raw)
+		raw, err := s.appendLine(ev.raw)
 		if err != nil {
-			if errors.Is(err, io.EOF) && len(ev.raw) > 0 {
+			if errors.Is(err, io.EOF) && start > 0 {
 				err = io.ErrUnexpectedEOF
 			}
 			return sseEvent{}, err
 		}
-		ev.raw = append(ev.raw, line...)
-		if len(ev.raw) > s.max {
-			return sseEvent{}, errEventTooLarge
-		}
+		ev.raw = raw
+		line := raw[start:]
 		text := bytes.TrimRight(line, "\r\n")
 		if len(text) == 0 {
-			if len(ev.raw) == len(line) { // blank lines between events
+			if start == 0 { // blank lines between events
 				ev.raw = ev.raw[:0]
 				continue
+			}
+			if ev.hasData && !multi {
+				ev.data = ev.raw[ds:de:de]
 			}
 			return ev, nil
 		}
 		field, value, _ := bytes.Cut(text, []byte(":"))
 		if string(field) == "data" {
 			value = bytes.TrimPrefix(value, []byte(" "))
-			if ev.hasData {
-				ev.data = append(ev.data, '\n')
+			vs, ve := start+len(text)-len(value), start+len(text)
+			switch {
+			case !ev.hasData:
+				ds, de = vs, ve
+			case !multi:
+				multi = true
+				ev.data = append(append(append([]byte(nil), ev.raw[ds:de]...), '\n'), ev.raw[vs:ve]...)
+			default:
+				ev.data = append(append(ev.data, '\n'), ev.raw[vs:ve]...)
 			}
-			ev.data = append(ev.data, value...)
 			ev.hasData = true
 		}
 	}
 }
 
-func (s *sseReader) line() ([]byte, error) {
-	var out []byte
+// appendLine appends the next line (with its end) to dst.
+func (s *sseReader) appendLine(dst []byte) ([]byte, error) {
+	start := len(dst)
 	for {
 		chunk, err := s.r.ReadSlice('\n')
-		out = append(out, chunk...)
-		if len(out) > s.max {
+		dst = append(dst, chunk...)
+		if len(dst) > s.max {
 			return nil, errEventTooLarge
 		}
 		switch {
 		case err == nil:
-			return out, nil
+			return dst, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
-		case errors.Is(err, io.EOF) && len(out) > 0:
+		case errors.Is(err, io.EOF) && len(dst) > start:
 			return nil, io.ErrUnexpectedEOF
 		default:
 			return nil, err
@@ -99,7 +111,40 @@ func (s *sseReader) line() ([]byte, error) {
 
 // withData is the event with its data replaced (its other fields kept).
 func (ev sseEvent) withData(data []byte) []byte {
-	var out []byte
+	out := ev.fields(len(data))
+	return append(appendDataLines(append(out, "data: "...), data), '\n', '\n')
+}
+
+// withTopLevel is the event with its data, a JSON object, carrying val as
+// the value of every top-level key spelled key (as
+// ev.withData(replaceTopLevel(ev.data, key, val)) has it, in one pass:
+// the answer to a call is copied once on its way through).
+func (ev sseEvent) withTopLevel(key string, val []byte) ([]byte, bool) {
+	type span struct{ s, e int }
+	var first [2]span
+	spans := first[:0]
+	if !eachTopLevel(ev.data, func(k []byte, s, e int) {
+		if keyIs(k, key) {
+			spans = append(spans, span{s, e})
+		}
+	}) {
+		return nil, false
+	}
+	out := ev.fields(len(ev.data) + len(spans)*len(val))
+	out = append(out, "data: "...)
+	prev := 0
+	for _, sp := range spans {
+		out = appendDataLines(out, ev.data[prev:sp.s])
+		out = appendDataLines(out, val)
+		prev = sp.e
+	}
+	return append(appendDataLines(out, ev.data[prev:]), '\n', '\n'), true
+}
+
+// fields is a new buffer holding the event's lines but its data lines,
+// with room for extra bytes of data.
+func (ev sseEvent) fields(extra int) []byte {
+	out := make([]byte, 0, len(ev.raw)+extra+16)
 	for line := range bytes.Lines(ev.raw) {
 		text := bytes.TrimRight(line, "\r\n")
 		if len(text) == 0 {
@@ -111,10 +156,18 @@ func (ev sseEvent) withData(data []byte) []byte {
 		out = append(out, text...)
 		out = append(out, '\n')
 	}
-	for d := range bytes.SplitSeq(data, []byte("\n")) { // each line, empty ones included
-		out = append(out, "data: "...)
-		out = append(out, d...)
-		out = append(out, '\n')
+	return out
+}
+
+// appendDataLines appends d to a data line, each newline in it starting
+// the next data line.
+func appendDataLines(out, d []byte) []byte {
+	for {
+		i := bytes.IndexByte(d, '\n')
+		if i < 0 {
+			return append(out, d...)
+		}
+		out = append(append(out, d[:i]...), "\ndata: "...)
+		d = d[i+1:]
 	}
-	return append(out, '\n')
 }

@@ -1,6 +1,7 @@
 package mcpgw
 
 import (
+	"bytes"
 	"encoding/json"
 )
 
@@ -76,15 +77,21 @@ func stringEnd(b []byte, i int) int {
 	if i >= len(b) || b[i] != '"' {
 		return -1
 	}
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; ; {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
 		}
+		q := i + j
+		n := 0 // the backslashes right before the quote: an odd run escapes it
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
-	return -1
 }
 
 // valueEnd is the index after the JSON value starting at b[i].
@@ -165,10 +172,12 @@ func eachTopLevel(obj []byte, f func(k []byte, vStart, vEnd int)) bool {
 }
 
 // replaceTopLevel is obj with the value of every top-level key spelled
-// key replaced by val, and the last value it had (nil when absent).
+// key replaced by val, and the last value it had (nil when absent; a
+// slice of obj).
 func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bool) {
 	type span struct{ s, e int }
-	var spans []span
+	var first [2]span // one id, or a duplicate: no allocation
+	spans := first[:0]
 	if !eachTopLevel(obj, func(k []byte, s, e int) {
 		if keyIs(k, key) {
 			spans = append(spans, span{s, e})
@@ -179,7 +188,11 @@ func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bo
 	if len(spans) == 0 {
 		return obj, nil, true
 	}
-	out = make([]byte, 0, len(obj)+len(val))
+	n := len(obj)
+	for _, sp := range spans {
+		n += len(val) - (sp.e - sp.s)
+	}
+	out = make([]byte, 0, n)
 	prev := 0
 	for _, sp := range spans {
 		out = append(out, obj[prev:sp.s]...)
@@ -188,7 +201,7 @@ func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bo
 	}
 	out = append(out, obj[prev:]...)
 	last := spans[len(spans)-1]
-	return out, append([]byte(nil), obj[last.s:last.e]...), true
+	return out, obj[last.s:last.e:last.e], true
 }
 
 // messageKind reads a JSON-RPC message's envelope by its exact keys, as
@@ -199,6 +212,13 @@ func replaceTopLevel(obj []byte, key string, val []byte) (out, old []byte, ok bo
 // the values are not validated (a client cannot read an invalid message
 // at all).
 func messageKind(msg []byte) (request bool, id string, idIsString, ok bool) {
+	request, rawID, idIsString, ok := messageKindBytes(msg)
+	return request, string(rawID), idIsString, ok
+}
+
+// messageKindBytes is messageKind with the id's content as bytes (a slice
+// of msg when the string has no escape).
+func messageKindBytes(msg []byte) (request bool, id []byte, idIsString, ok bool) {
 	hasMethod, hasResult := false, false
 	ok = eachTopLevel(msg, func(k []byte, s, e int) {
 		switch {
@@ -207,11 +227,31 @@ func messageKind(msg []byte) (request bool, id string, idIsString, ok bool) {
 		case keyIs(k, "result"), keyIs(k, "error"):
 			hasResult = true
 		case keyIs(k, "id"):
-			id, idIsString = "", false
-			if msg[s] == '"' && json.Unmarshal(msg[s:e], &id) == nil {
-				idIsString = true
-			}
+			id, idIsString = jsonString(msg[s:e])
 		}
 	})
 	return hasMethod && !hasResult, id, idIsString, ok
+}
+
+// jsonString decodes the JSON string raw (false when raw is not one),
+// without allocating when it is printable ASCII without escapes.
+func jsonString(raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, false
+	}
+	plain := true
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return raw[1 : len(raw)-1 : len(raw)-1], true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return nil, false
+	}
+	return []byte(s), true
 }
