@@ -586,9 +586,39 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	case x.isCall() && ct == "application/json":
 		g.answerJSON(w, r.Context(), resp, x, list)
 	default:
+		if resp.StatusCode/100 == 2 && r.Method != http.MethodDelete && hasBody(resp) {
+			// Fail closed: clients read answers more leniently than
+			// mime.ParseMediaType (the TypeScript SDK takes any type that
+			// contains "text/event-stream" for SSE), so an answer the
+			// gateway did not read must not reach them.
+			g.log.Warn("mcp gateway: the upstream answered with a content type that is neither JSON nor SSE", "content_type", resp.Header.Get("Content-Type"))
+			for k := range w.Header() {
+				delete(w.Header(), k)
+			}
+			g.upstreamError(w, x, fmt.Sprintf("the upstream MCP server answered with content type %q, neither application/json nor text/event-stream", resp.Header.Get("Content-Type")))
+			return
+		}
 		w.WriteHeader(resp.StatusCode)
 		copyFlushing(w, resp.Body)
 	}
+}
+
+// hasBody reports whether an answer has a body, reading at most one byte
+// of it (put back in front of the rest).
+func hasBody(resp *http.Response) bool {
+	if resp.ContentLength == 0 || resp.Body == http.NoBody {
+		return false
+	}
+	var b [1]byte
+	n, _ := io.ReadFull(resp.Body, b[:])
+	if n == 0 {
+		return false
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b[:n]), resp.Body), resp.Body}
+	return true
 }
 
 // upstreamError fails a request the upstream did not answer: a call gets
@@ -1041,7 +1071,10 @@ func mediaType(v string) string {
 	case "text/event-stream", "application/json":
 		return v
 	}
-	ct, _, _ := mime.ParseMediaType(v)
+	ct, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return "" // malformed: read as no type (a 2xx answer with a body fails closed)
+	}
 	return ct
 }
 

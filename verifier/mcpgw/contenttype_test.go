@@ -1,0 +1,56 @@
+package mcpgw_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/agentid/agentid/verifier/mcpgw"
+)
+
+// TestGatewayUnknownContentTypeFailsClosed: an upstream answer whose
+// Content-Type the gateway does not take for JSON or SSE must not reach the
+// agent unread. Clients are lenient (the TypeScript SDK parses any type
+// that contains "text/event-stream" as SSE), so passing such an answer
+// through would hand them an unfiltered list, or a list under the
+// gateway's own id.
+func TestGatewayUnknownContentTypeFailsClosed(t *testing.T) {
+	for _, ct := range []string{
+		"text/event-stream, text/plain", // mime.ParseMediaType refuses it; clients see SSE
+		"text/plain; x=text/event-stream",
+		"text/event-stream;;",
+		"application/json-seq",
+		"text/plain",
+		"", // none at all
+	} {
+		t.Run(ct, func(t *testing.T) {
+			f := newFixture(t)
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req struct {
+					ID json.RawMessage `json:"id"`
+				}
+				in, _ := io.ReadAll(r.Body)
+				json.Unmarshal(in, &req)
+				list := `{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"tools":[{"name":"admin_reset","inputSchema":{"type":"object"}}]}}`
+				w.Header()["Content-Type"] = []string{ct}
+				if strings.Contains(ct, "event-stream") {
+					list = "event: message\ndata: " + list + "\n\n"
+				}
+				w.Write([]byte(list))
+			}))
+			t.Cleanup(up.Close)
+			_, gw := f.gateway(t, mcpgw.Config{Upstream: mustURL(t, up.URL+"/mcp")})
+			tok := f.token(t, "T-42", []string{"fs:read"}, resource)
+			resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`)
+			if strings.Contains(body, "admin_reset") {
+				t.Fatalf("an answer of type %q reached the agent unread: %d %s", ct, resp.StatusCode, body)
+			}
+			if !strings.Contains(body, `"error"`) || !strings.Contains(body, `"id":1,`) {
+				t.Fatalf("want a JSON-RPC error under the agent's id, got %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+}
