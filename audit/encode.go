@@ -11,6 +11,14 @@ import (
 // tags, in struct order, without reflection (the writer encodes every
 // decision). The output decodes into the same Record with encoding/json.
 func (rec *Record) appendJSON(b []byte) []byte {
+	b = rec.appendFields(b)
+	b = field(b, "prev", rec.Prev, false)
+	return append(b, '}')
+}
+
+// appendFields is appendJSON without its last member ("prev") and the
+// closing brace: the writer appends those from its own state.
+func (rec *Record) appendFields(b []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, rec.Seq, 10)
 	b = append(b, `,"time":"`...)
@@ -78,8 +86,7 @@ func (rec *Record) appendJSON(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
-	b = field(b, "prev", rec.Prev, false)
-	return append(b, '}')
+	return b
 }
 
 func field(b []byte, key, val string, omitEmpty bool) []byte {

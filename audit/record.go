@@ -76,8 +76,11 @@ type Record struct {
 	Origin string   `json:"origin,omitempty"`
 	Tree   [][]byte `json:"tree,omitempty"`
 
-	// Prev is "sha256:<hex>" of the previous line (without its newline);
-	// the first line of a log has the hash of the empty string.
+	// Prev names the previous line (without its newline) by a hash:
+	// "leaf:<hex>", its RFC 6962 leaf hash SHA-256(0x00 || line) — the
+	// hash the Merkle tree has of it, what writers write — or
+	// "sha256:<hex>", its SHA-256 (logs written before; both verify). The
+	// first line of a log has GenesisPrev, the SHA-256 of nothing.
 	Prev string `json:"prev"`
 }
 
@@ -98,6 +101,38 @@ type Entity struct {
 
 // GenesisPrev is the "prev" of a log's first line: the hash of nothing.
 var GenesisPrev = lineHash(nil)
+
+// leafPrevPrefix starts a "prev" that names the line before by its leaf
+// hash. Writers before it named the line by its SHA-256 ("sha256:"), a
+// second hash of every line: the leaf hash is computed for the tree anyway.
+const leafPrevPrefix = "leaf:"
+
+// appendLeafPrev appends the "prev" naming the line whose leaf hash is
+// leaf.
+func appendLeafPrev(b []byte, leaf *[sha256.Size]byte) []byte {
+	b = append(b, leafPrevPrefix...)
+	return hex.AppendEncode(b, leaf[:])
+}
+
+// isLeafPrev says whether prev is "leaf:" and the (lower-case) hex of
+// leaf.
+func isLeafPrev(prev string, leaf []byte) bool {
+	if len(leaf) != sha256.Size {
+		return false
+	}
+	var b [len(leafPrevPrefix) + 2*sha256.Size]byte
+	copy(b[:], leafPrevPrefix)
+	hex.Encode(b[len(leafPrevPrefix):], leaf)
+	return prev == string(b[:])
+}
+
+// chainsTo says whether prev, the "prev" of a line after the first, names
+// line, the line before it, whose leaf hash is leaf and whose SHA-256
+// "prev" is sha (lineHash(line)): either form verifies, each binds the
+// line's bytes.
+func chainsTo(prev, sha string, leaf []byte) bool {
+	return prev == sha || isLeafPrev(prev, leaf)
+}
 
 func lineHash(line []byte) string {
 	sum := sha256.Sum256(line)
