@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -214,6 +216,7 @@ type Writer struct {
 	recoveredBytes int64
 	fileStart      time.Time // of the current file's first line
 	line           []byte    // encoding buffer
+	hasher         hash.Hash // SHA-256 of the lines' leaf hashes (leafHash)
 	// The Merkle tree (format v2): rng is the compact range of every line
 	// written; origin names the log (from its first line); the note key is
 	// made at the first checkpoint and bound to the SVID in a key record
@@ -1217,7 +1220,7 @@ func (w *Writer) write(rec *Record) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	w.size += int64(len(line)) + 1
-	leaf := LeafHash(line) // the line's only hash: prev and the tree's leaf
+	leaf := w.leafHash(line) // the line's only hash: prev and the tree's leaf
 	w.seq, w.prev = rec.Seq, [sha256.Size]byte(leaf)
 	w.addLeaf(line, leaf, rec.Type, rec.Note)
 	switch rec.Type {
@@ -1227,6 +1230,20 @@ func (w *Writer) write(rec *Record) error {
 	}
 	return nil
 }
+
+// leafHash is LeafHash(line) with the writer's own hash state: the line
+// is not copied behind the prefix byte.
+func (w *Writer) leafHash(line []byte) []byte {
+	if w.hasher == nil {
+		w.hasher = sha256.New()
+	}
+	w.hasher.Reset()
+	w.hasher.Write(leafPrefix[:])
+	w.hasher.Write(line)
+	return w.hasher.Sum(make([]byte, 0, sha256.Size))
+}
+
+var leafPrefix = [1]byte{rfc6962.RFC6962LeafHashPrefix}
 
 // encode numbers rec as the next line and encodes it into w.line, its
 // "prev" naming the last line by its leaf hash (GenesisPrev for a log's
