@@ -685,7 +685,10 @@ func (w *Writer) loop() {
 	}
 	w.fail(w.f.Close())
 	if w.idx != nil {
-		w.idx.close()
+		w.indexTo(w.mark.seq, true)
+		if w.idx != nil {
+			w.idx.close()
+		}
 	}
 	if w.sqlf != nil {
 		w.sqlf.closeLock()
@@ -1131,7 +1134,7 @@ func (w *Writer) answer(n int) {
 // durable, their waiting callers are answered with their references.
 func (w *Writer) commitTo(m mark, n int) {
 	w.mark = m
-	w.indexTo(m.seq)
+	w.indexTo(m.seq, false)
 	w.pending.Add(-int64(n))
 	w.answer(n)
 	k := copy(w.unsynced, w.unsynced[n:])
@@ -1144,14 +1147,21 @@ func (w *Writer) commitTo(m mark, n int) {
 
 // indexTo adds the leaves up to seq, durable now, to the tree index. An
 // index that cannot be written is given up (IndexError) until the next
-// Open rebuilds it: the log does not depend on it.
-func (w *Writer) indexTo(seq uint64) {
+// Open rebuilds it: the log does not depend on it. The hashes of plain
+// records wait in idxBuf (unless force, or idxBatch bytes are waiting)
+// until a checkpoint or witnessed line is durable: a proof needs the
+// tree of a checkpoint, and one write per checkpoint rather than per
+// fsync saves a write syscall every SyncInterval (TestTreeIndexAtCheckpoints).
+func (w *Writer) indexTo(seq uint64, force bool) {
 	if w.idx == nil || seq <= w.idxFrom {
 		return
 	}
 	nb, nm := w.idxBytes(seq), 0
 	for nm < len(w.idxMarks) && w.idxMarks[nm].seq <= seq {
 		nm++
+	}
+	if nm == 0 && nb < idxBatch && !force {
+		return
 	}
 	if err := w.idx.append(w.idxBuf[:nb], w.idxMarks[:nm]); err != nil {
 		w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
@@ -1161,6 +1171,10 @@ func (w *Writer) indexTo(seq uint64) {
 	w.idxMarks = w.idxMarks[:copy(w.idxMarks, w.idxMarks[nm:])]
 	w.idxFrom = seq
 }
+
+// idxBatch is how many bytes of record hashes the index takes at once
+// when no checkpoint comes (a log without a Signer): ~1,000 records.
+const idxBatch = 64 << 10
 
 // idxBytes is how many bytes of idxBuf the leaves before seq fill.
 func (w *Writer) idxBytes(seq uint64) int {
