@@ -109,8 +109,9 @@ func NewPeerFields(id, serial, jwtID string, claims json.RawMessage) *PeerFields
 
 // SetPeer sets the record's Peer, Serial, JWTID and Claims to p's. The
 // encoding made by NewPeerFields is used only while those four fields
-// are still p's (compared by identity, cheaply): a record changed
-// afterwards is encoded field by field, the same bytes either way.
+// are still p's (the strings compared by value, the claims by identity:
+// the same array): a record changed afterwards is encoded field by
+// field, the same bytes either way.
 func (rec *Record) SetPeer(p *PeerFields) {
 	rec.Peer, rec.Serial, rec.JWTID, rec.Claims, rec.peer = p.id, p.serial, p.jwtID, p.claims, p
 }

@@ -216,7 +216,7 @@ type Writer struct {
 	recoveredBytes int64
 	fileStart      time.Time // of the current file's first line
 	line           []byte    // encoding buffer
-	hasher         hash.Hash // SHA-256 of the lines' leaf hashes (leafHash)
+	hasher         hash.Hash // the SHA-256 state of leafHash
 	// The Merkle tree (format v2): rng is the compact range of every line
 	// written; origin names the log (from its first line); the note key is
 	// made at the first checkpoint and bound to the SVID in a key record
