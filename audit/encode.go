@@ -11,18 +11,24 @@ import (
 // tags, in struct order, without reflection (the writer encodes every
 // decision). The output decodes into the same Record with encoding/json.
 func (rec *Record) appendJSON(b []byte) []byte {
+	b = rec.appendFields(b)
+	b = field(b, "prev", rec.Prev, false)
+	return append(b, '}')
+}
+
+// appendFields is appendJSON without its last member ("prev") and the
+// closing brace: the writer appends those from its own state.
+func (rec *Record) appendFields(b []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, rec.Seq, 10)
 	b = append(b, `,"time":"`...)
 	b = rec.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	b = field(b, "type", rec.Type, false)
-	b = field(b, "peer", rec.Peer, true)
-	b = field(b, "serial", rec.Serial, true)
-	b = field(b, "jwt_id", rec.JWTID, true)
-	if len(rec.Claims) > 0 {
-		b = append(b, `,"claims":`...)
-		b = append(b, rec.Claims...)
+	if p := rec.peer; p != nil && p.id == rec.Peer && p.serial == rec.Serial && p.jwtID == rec.JWTID && sameBytes(p.claims, rec.Claims) {
+		b = appendClaims(append(b, p.enc...), p.claims)
+	} else {
+		b = appendPeer(b, rec.Peer, rec.Serial, rec.JWTID, rec.Claims)
 	}
 	b = appendEntity(b, "subject", rec.Subject)
 	b = appendEntity(b, "resource", rec.Resource)
@@ -78,8 +84,29 @@ func (rec *Record) appendJSON(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
-	b = field(b, "prev", rec.Prev, false)
-	return append(b, '}')
+	return b
+}
+
+// appendPeer encodes a record's peer, serial, jwt_id and claims members.
+func appendPeer(b []byte, peer, serial, jwtID string, claims []byte) []byte {
+	b = field(b, "peer", peer, true)
+	b = field(b, "serial", serial, true)
+	b = field(b, "jwt_id", jwtID, true)
+	return appendClaims(b, claims)
+}
+
+func appendClaims(b, claims []byte) []byte {
+	if len(claims) > 0 {
+		b = append(b, `,"claims":`...)
+		b = append(b, claims...)
+	}
+	return b
+}
+
+// sameBytes says whether a and b are the same slice (not only equal
+// bytes: a caller may have changed the array).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func field(b []byte, key, val string, omitEmpty bool) []byte {

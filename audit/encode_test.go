@@ -49,3 +49,48 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerFieldsEncodeAlike: a record whose peer fields come from
+// PeerFields (encoded once) is the same bytes as one encoded field by
+// field, for awkward and empty values, and a record changed after SetPeer
+// is encoded as it is now, not as the PeerFields were.
+func TestPeerFieldsEncodeAlike(t *testing.T) {
+	when := time.Date(2026, 12, 7, 3, 0, 0, 1, time.UTC)
+	claims := json.RawMessage(`{"v":1,"agent":"a","scope":["x"]}`)
+	peers := []struct {
+		id, serial, jwtID string
+		claims            json.RawMessage
+	}{
+		{"spiffe://example.org/agent/a/task/t", "2a", "", claims},
+		{"spiffe://example.org/agent/a/task/t", "", "jti-\"1\"\\\x01\xff", nil},
+		{"", "", "", nil},
+		{"spiffe://example.org/é/\u2028", "ff", "j", json.RawMessage(`{}`)},
+	}
+	for i, p := range peers {
+		pf := NewPeerFields(p.id, p.serial, p.jwtID, p.claims)
+		base := Record{Seq: uint64(i + 1), Time: when, Type: TypeDecision, Action: &Action{Kind: "http", Method: "GET", Path: "/x"},
+			Decision: "allow", Rules: []string{"r (a.hcl:1)"}, PolicyDigest: "sha256:00", Frontend: "http", Prev: GenesisPrev}
+		plain := base
+		plain.Peer, plain.Serial, plain.JWTID, plain.Claims = p.id, p.serial, p.jwtID, p.claims
+		fast := base
+		fast.SetPeer(pf)
+		if got, want := fast.appendJSON(nil), plain.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Fatalf("peer %d:\n got %s\nwant %s", i, got, want)
+		}
+		// Changed after SetPeer: each field in turn.
+		for j, change := range []func(r *Record){
+			func(r *Record) { r.Peer = "spiffe://example.org/other" },
+			func(r *Record) { r.Serial = "1" },
+			func(r *Record) { r.JWTID = "other" },
+			func(r *Record) { r.Claims = json.RawMessage(`{"v":2}`) },
+			func(r *Record) { r.Claims = nil },
+		} {
+			changed, want := fast, plain
+			change(&changed)
+			change(&want)
+			if got, want := changed.appendJSON(nil), want.appendJSON(nil); !bytes.Equal(got, want) {
+				t.Fatalf("peer %d, change %d:\n got %s\nwant %s", i, j, got, want)
+			}
+		}
+	}
+}

@@ -109,10 +109,13 @@ func receiptsAfterFailedFsync(t *testing.T, opts Options, open func(Options) (*W
 		}()
 	}
 	wg.Wait()
+	// Close's own last fsync is not what this test is about (it would
+	// return the injected error: 3 runs in 40 did): no failure from here.
+	injected := 3 - max(fails.Swap(0), 0)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if fails.Load() == 3 {
+	if injected == 0 {
 		t.Fatalf("no injected fsync failure happened (%d fsyncs)", calls.Load())
 	}
 	data, err := read()

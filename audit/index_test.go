@@ -13,6 +13,7 @@ import (
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/audit/witness"
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -193,5 +194,57 @@ func TestTreeIndexNeverTrusted(t *testing.T) {
 	}
 	if _, err := audit.VerifyReceipt(r, vopts); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTreeIndexAtCheckpoints: the writer adds records' hashes to the tree
+// index once a checkpoint after them is durable (not at every fsync), so
+// a record a durable checkpoint covers is proven from the index of a log
+// still being written; after Close the index holds every line.
+func TestTreeIndexAtCheckpoints(t *testing.T) {
+	now := time.Now()
+	ca := testca.New(t, td, now.Add(-time.Minute))
+	s := ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/verifier"))
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{Signer: s, CheckpointEvery: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		if err := w.Append(decision(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, index := range []uint64{3, 12} {
+		r, err := audit.ProveIndexed(path, index)
+		if err != nil {
+			t.Fatalf("index %d, log still open: %v", index, err)
+		}
+		if _, err := audit.VerifyReceipt(r, audit.VerifyOptions{Bundle: ca.X509Bundle()}); err != nil {
+			t.Fatalf("index %d: %v", index, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(lines(t, path)))
+	st, err := os.Stat(audit.TreeIndexPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 64 + tlog.StoredHashCount(n)*32; st.Size() != want {
+		t.Fatalf("index of %d lines after Close: %d bytes, want %d", n, st.Size(), want)
+	}
+	// Without a Signer (no checkpoint line): Close writes what waits.
+	path = filepath.Join(t.TempDir(), "audit.log")
+	write(t, path, audit.Options{}, 10)
+	if st, err = os.Stat(audit.TreeIndexPath(path)); err != nil {
+		t.Fatal(err)
+	}
+	if want := 64 + tlog.StoredHashCount(10)*32; st.Size() != want {
+		t.Fatalf("index of 10 unsigned lines after Close: %d bytes, want %d", st.Size(), want)
 	}
 }

@@ -33,7 +33,7 @@ func TestProveIndexedRefusesUnchainedLine(t *testing.T) {
 	if err := w.write(&Record{Time: now, Type: TypeDecision, Decision: "allow"}); err != nil {
 		t.Fatal(err)
 	}
-	w.prev = lineHash(denyLine) // the next line chains to the original
+	w.prev = [32]byte(LeafHash(denyLine)) // the next line chains to the original
 	for range 3 {
 		if err := w.write(&Record{Time: now, Type: TypeDecision, Decision: "allow"}); err != nil {
 			t.Fatal(err)

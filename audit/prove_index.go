@@ -127,19 +127,19 @@ func chained(segs []segment, index uint64, recLine []byte) error {
 	if err := json.Unmarshal(recLine, &rec); err != nil {
 		return fmt.Errorf("audit: the line of seq %d: %w", index+1, err)
 	}
-	want := GenesisPrev
+	ok := rec.Prev == GenesisPrev
 	if index > 0 {
 		if len(segs) > 0 && segs[0].firstSeq == index+1 {
-			want = rec.Prev // the line before it was deleted by retention
+			ok = true // the line before it was deleted by retention
 		} else {
 			prevLine, err := lineAt(segs, index)
 			if err != nil {
 				return err
 			}
-			want = lineHash(prevLine)
+			ok = chainsTo(rec.Prev, lineHash(prevLine), LeafHash(prevLine))
 		}
 	}
-	if rec.Prev != want {
+	if !ok {
 		return fmt.Errorf("audit: the line of seq %d does not chain to the line before it (prev hash differs: the log was altered; run agentid audit verify)", index+1)
 	}
 	nextLine, err := lineAt(segs, index+2)
@@ -149,7 +149,7 @@ func chained(segs []segment, index uint64, recLine []byte) error {
 	if err := json.Unmarshal(nextLine, &next); err != nil {
 		return fmt.Errorf("audit: the line of seq %d: %w", index+2, err)
 	}
-	if next.Prev != lineHash(recLine) {
+	if !chainsTo(next.Prev, lineHash(recLine), LeafHash(recLine)) {
 		return fmt.Errorf("audit: the line of seq %d is not the line the next one chains to (it was altered; run agentid audit verify)", index+1)
 	}
 	return nil

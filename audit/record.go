@@ -76,9 +76,44 @@ type Record struct {
 	Origin string   `json:"origin,omitempty"`
 	Tree   [][]byte `json:"tree,omitempty"`
 
-	// Prev is "sha256:<hex>" of the previous line (without its newline);
-	// the first line of a log has the hash of the empty string.
+	// peer, when set by SetPeer, holds the encoding of Peer, Serial,
+	// JWTID and Claims, used while they are still the ones it was made of.
+	peer *PeerFields
+
+	// Prev names the previous line (without its newline) by a hash:
+	// "leaf:<hex>", its RFC 6962 leaf hash SHA-256(0x00 || line) — the
+	// hash the Merkle tree has of it, what writers write — or
+	// "sha256:<hex>", its SHA-256 (logs written before; both verify). The
+	// first line of a log has GenesisPrev, the SHA-256 of nothing.
 	Prev string `json:"prev"`
+}
+
+// PeerFields are a peer's record fields (Record.Peer, Serial, JWTID and
+// Claims) with their JSON encoding made once: a caller that records many
+// decisions of the same peer (the verifier keeps one per cached peer)
+// sets them with Record.SetPeer, and the writer copies their encoding
+// instead of encoding them for every record. It is immutable.
+type PeerFields struct {
+	id, serial, jwtID string
+	claims            json.RawMessage
+	enc               []byte
+}
+
+// NewPeerFields encodes a peer's fields (claims is kept, not copied: the
+// caller must not change it).
+func NewPeerFields(id, serial, jwtID string, claims json.RawMessage) *PeerFields {
+	p := &PeerFields{id: id, serial: serial, jwtID: jwtID, claims: claims}
+	p.enc = appendPeer(nil, id, serial, jwtID, nil) // the claims are copied as they are
+	return p
+}
+
+// SetPeer sets the record's Peer, Serial, JWTID and Claims to p's. The
+// encoding made by NewPeerFields is used only while those four fields
+// are still p's (the strings compared by value, the claims by identity:
+// the same array): a record changed afterwards is encoded field by
+// field, the same bytes either way.
+func (rec *Record) SetPeer(p *PeerFields) {
+	rec.Peer, rec.Serial, rec.JWTID, rec.Claims, rec.peer = p.id, p.serial, p.jwtID, p.claims, p
 }
 
 // Action is what the peer asked to do.
@@ -98,6 +133,38 @@ type Entity struct {
 
 // GenesisPrev is the "prev" of a log's first line: the hash of nothing.
 var GenesisPrev = lineHash(nil)
+
+// leafPrevPrefix starts a "prev" that names the line before by its leaf
+// hash. Writers before it named the line by its SHA-256 ("sha256:"), a
+// second hash of every line: the leaf hash is computed for the tree anyway.
+const leafPrevPrefix = "leaf:"
+
+// appendLeafPrev appends the "prev" naming the line whose leaf hash is
+// leaf.
+func appendLeafPrev(b []byte, leaf *[sha256.Size]byte) []byte {
+	b = append(b, leafPrevPrefix...)
+	return hex.AppendEncode(b, leaf[:])
+}
+
+// isLeafPrev says whether prev is "leaf:" and the (lower-case) hex of
+// leaf.
+func isLeafPrev(prev string, leaf []byte) bool {
+	if len(leaf) != sha256.Size {
+		return false
+	}
+	var b [len(leafPrevPrefix) + 2*sha256.Size]byte
+	copy(b[:], leafPrevPrefix)
+	hex.Encode(b[len(leafPrevPrefix):], leaf)
+	return prev == string(b[:])
+}
+
+// chainsTo says whether prev, the "prev" of a line after the first, names
+// line, the line before it, whose leaf hash is leaf and whose SHA-256
+// "prev" is sha (lineHash(line)): either form verifies, each binds the
+// line's bytes.
+func chainsTo(prev, sha string, leaf []byte) bool {
+	return prev == sha || isLeafPrev(prev, leaf)
+}
 
 func lineHash(line []byte) string {
 	sum := sha256.Sum256(line)

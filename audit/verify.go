@@ -172,7 +172,8 @@ func Verify(files []string, opts VerifyOptions) (Summary, error) {
 type verifier struct {
 	opts      *VerifyOptions // nil: structure only
 	witnesses []note.Verifier
-	prev      string
+	prev      string // the "prev" the next line has: exactly this, or
+	prevLeaf  []byte // "leaf:" and the hex of this (nil: the first line)
 	seq       uint64
 	sum       Summary
 
@@ -233,8 +234,7 @@ func (v *verifier) size() uint64 { return v.from + uint64(len(v.leaves)) }
 
 func (v *verifier) run(files []string) (Summary, error) {
 	for i, f := range files {
-		if err := v.file(f, i > 0, func(line []byte) {
-			leaf := LeafHash(line)
+		if err := v.file(f, i > 0, func(leaf []byte) {
 			v.leaves = append(v.leaves, leaf)
 			v.rng.Append(leaf, nil)
 		}, func() []byte { return rangeRoot(v.rng) }); err != nil {
@@ -266,10 +266,11 @@ func (v *verifier) file(path string, after bool, add func([]byte), root func() [
 	n := 0
 	for sc.Scan() {
 		n++
-		if err := v.line(sc.Bytes(), root, n == 1 && after); err != "" {
+		leaf := LeafHash(sc.Bytes())
+		if err := v.line(sc.Bytes(), leaf, root, n == 1 && after); err != "" {
 			return &VerifyError{File: path, Line: n, Seq: v.seq + 1, Reason: err}
 		}
-		add(sc.Bytes())
+		add(leaf)
 	}
 	if err := sc.Err(); err != nil {
 		return &VerifyError{File: path, Line: n + 1, Seq: v.seq + 1, Reason: err.Error()}
@@ -279,7 +280,7 @@ func (v *verifier) file(path string, after bool, add func([]byte), root func() [
 
 // line checks one line; fileStart: it is the first line of a file after
 // the first.
-func (v *verifier) line(line []byte, root func() []byte, fileStart bool) string {
+func (v *verifier) line(line, leaf []byte, root func() []byte, fileStart bool) string {
 	var rec Record
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -295,7 +296,7 @@ func (v *verifier) line(line []byte, root func() []byte, fileStart bool) string 
 			return "segment record: " + err.Error()
 		}
 		v.rng, v.start, v.from = r, cloneRange(r), rec.Seq-1
-		v.seq, v.prev = rec.Seq-1, rec.Prev
+		v.seq, v.prev, v.prevLeaf = rec.Seq-1, rec.Prev, nil
 		v.sum.Origin, v.sum.Start = rec.Origin, rec.Seq-1
 	}
 	switch {
@@ -307,7 +308,7 @@ func (v *verifier) line(line []byte, root func() []byte, fileStart bool) string 
 		return fmt.Sprintf("this file starts at seq %d, at or before the end of the file before it (seq %d): the files are out of order or one is given twice", rec.Seq, v.seq)
 	case rec.Seq != v.seq+1:
 		return fmt.Sprintf("sequence number %d, expected %d (a line was removed, reordered or inserted)", rec.Seq, v.seq+1)
-	case rec.Prev != v.prev:
+	case rec.Prev != v.prev && (v.prevLeaf == nil || !isLeafPrev(rec.Prev, v.prevLeaf)):
 		return "prev hash does not match the previous line (the previous line was altered, or this one was moved)"
 	}
 	if rec.Seq == 1 {
@@ -346,7 +347,8 @@ func (v *verifier) line(line []byte, root func() []byte, fileStart bool) string 
 	if v.collect != nil {
 		v.collect.add(index, &rec, line)
 	}
-	v.seq, v.prev = rec.Seq, lineHash(line)
+	// The next line names this one by its SHA-256 or by its leaf hash.
+	v.seq, v.prev, v.prevLeaf = rec.Seq, lineHash(line), leaf
 	v.sum.Records++
 	v.sum.LastSeq = rec.Seq
 	return ""

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -199,19 +201,22 @@ type Writer struct {
 	retErr   atomic.Pointer[error] // the last retention failure
 
 	// Owned by the loop goroutine.
-	f              logFile
-	sqlf           *sqlFile // the SQL store (OpenSQL), else nil: files
-	buf            *bufio.Writer
-	size           int64
-	seq            uint64 // of the last written record
-	firstSeq       uint64 // of the current file's first record
-	prev           string
+	f        logFile
+	sqlf     *sqlFile // the SQL store (OpenSQL), else nil: files
+	buf      *bufio.Writer
+	size     int64
+	seq      uint64 // of the last written record
+	firstSeq uint64 // of the current file's first record
+	// prev is the leaf hash of the last line (seq > 0): the next line's
+	// "prev" names it ("leaf:<hex>").
+	prev           [sha256.Size]byte
 	sinceCkpt      int
 	lastCkpt       time.Time
 	ckptSize       uint64 // the tree size of the last checkpoint written
 	recoveredBytes int64
 	fileStart      time.Time // of the current file's first line
 	line           []byte    // encoding buffer
+	hasher         hash.Hash // the SHA-256 state of leafHash
 	// The Merkle tree (format v2): rng is the compact range of every line
 	// written; origin names the log (from its first line); the note key is
 	// made at the first checkpoint and bound to the SVID in a key record
@@ -287,7 +292,7 @@ type mark struct {
 	size      int64
 	seq       uint64
 	firstSeq  uint64
-	prev      string
+	prev      [sha256.Size]byte
 	sinceCkpt int
 	ckptSize  uint64
 	rng       *compact.Range
@@ -680,7 +685,10 @@ func (w *Writer) loop() {
 	}
 	w.fail(w.f.Close())
 	if w.idx != nil {
-		w.idx.close()
+		w.indexTo(w.mark.seq, true)
+		if w.idx != nil {
+			w.idx.close()
+		}
 	}
 	if w.sqlf != nil {
 		w.sqlf.closeLock()
@@ -1126,7 +1134,7 @@ func (w *Writer) answer(n int) {
 // durable, their waiting callers are answered with their references.
 func (w *Writer) commitTo(m mark, n int) {
 	w.mark = m
-	w.indexTo(m.seq)
+	w.indexTo(m.seq, false)
 	w.pending.Add(-int64(n))
 	w.answer(n)
 	k := copy(w.unsynced, w.unsynced[n:])
@@ -1139,14 +1147,21 @@ func (w *Writer) commitTo(m mark, n int) {
 
 // indexTo adds the leaves up to seq, durable now, to the tree index. An
 // index that cannot be written is given up (IndexError) until the next
-// Open rebuilds it: the log does not depend on it.
-func (w *Writer) indexTo(seq uint64) {
+// Open rebuilds it: the log does not depend on it. The hashes of plain
+// records wait in idxBuf (unless force, or idxBatch bytes are waiting)
+// until a checkpoint or witnessed line is durable: a proof needs the
+// tree of a checkpoint, and one write per checkpoint rather than per
+// fsync saves a write syscall every SyncInterval (TestTreeIndexAtCheckpoints).
+func (w *Writer) indexTo(seq uint64, force bool) {
 	if w.idx == nil || seq <= w.idxFrom {
 		return
 	}
 	nb, nm := w.idxBytes(seq), 0
 	for nm < len(w.idxMarks) && w.idxMarks[nm].seq <= seq {
 		nm++
+	}
+	if nm == 0 && nb < idxBatch && !force {
+		return
 	}
 	if err := w.idx.append(w.idxBuf[:nb], w.idxMarks[:nm]); err != nil {
 		w.dropIndex(fmt.Errorf("audit: tree index: %w", err))
@@ -1156,6 +1171,10 @@ func (w *Writer) indexTo(seq uint64) {
 	w.idxMarks = w.idxMarks[:copy(w.idxMarks, w.idxMarks[nm:])]
 	w.idxFrom = seq
 }
+
+// idxBatch is how many bytes of record hashes the index takes at once
+// when no checkpoint comes (a log without a Signer): ~1,000 records.
+const idxBatch = 64 << 10
 
 // idxBytes is how many bytes of idxBuf the leaves before seq fill.
 func (w *Writer) idxBytes(seq uint64) int {
@@ -1215,8 +1234,9 @@ func (w *Writer) write(rec *Record) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	w.size += int64(len(line)) + 1
-	w.seq, w.prev = rec.Seq, lineHash(line)
-	w.addLeaf(line, rec.Type, rec.Note)
+	leaf := w.leafHash(line) // the line's only hash: prev and the tree's leaf
+	w.seq, w.prev = rec.Seq, [sha256.Size]byte(leaf)
+	w.addLeaf(line, leaf, rec.Type, rec.Note)
 	switch rec.Type {
 	case TypeCheckpoint, TypeKey, TypeWitnessed, TypeSegment:
 	default:
@@ -1225,18 +1245,40 @@ func (w *Writer) write(rec *Record) error {
 	return nil
 }
 
-// encode numbers rec as the next line and encodes it into w.line.
+// leafHash is LeafHash(line) with the writer's own hash state: the line
+// is not copied behind the prefix byte.
+func (w *Writer) leafHash(line []byte) []byte {
+	if w.hasher == nil {
+		w.hasher = sha256.New()
+	}
+	w.hasher.Reset()
+	w.hasher.Write(leafPrefix[:])
+	w.hasher.Write(line)
+	return w.hasher.Sum(make([]byte, 0, sha256.Size))
+}
+
+var leafPrefix = [1]byte{rfc6962.RFC6962LeafHashPrefix}
+
+// encode numbers rec as the next line and encodes it into w.line, its
+// "prev" naming the last line by its leaf hash (GenesisPrev for a log's
+// first line). rec.Prev is left empty: the writer's copy of the record
+// needs no string of it.
 func (w *Writer) encode(rec *Record) {
-	rec.Seq = w.seq + 1
-	rec.Prev = w.prev
-	w.line = rec.appendJSON(w.line[:0])
+	rec.Seq, rec.Prev = w.seq+1, ""
+	b := append(rec.appendFields(w.line[:0]), `,"prev":"`...)
+	if w.seq == 0 {
+		b = append(b, GenesisPrev...)
+	} else {
+		b = appendLeafPrev(b, &w.prev)
+	}
+	w.line = append(b, '"', '}')
 }
 
 // addLeaf adds a line (the next, at index w.seq-1) to the tree and keeps
 // what the witness needs: the leaves since the last witnessed size, a
 // snapshot at each checkpoint, and the witnessed size when a witnessed
 // record is written.
-func (w *Writer) addLeaf(line []byte, typ, noteText string) {
+func (w *Writer) addLeaf(line, leaf []byte, typ, noteText string) {
 	if w.rng.End() == 0 {
 		w.origin = Origin(line)
 	}
@@ -1246,7 +1288,6 @@ func (w *Writer) addLeaf(line []byte, typ, noteText string) {
 	if typ == TypeCheckpoint && w.opts.Witness != nil {
 		w.pend = append(w.pend, snapshot{size: w.rng.End(), rng: cloneRange(w.rng)})
 	}
-	leaf := LeafHash(line)
 	var visit compact.VisitFn
 	if w.idx != nil {
 		if kind, size := leafKind(typ, noteText, w.rng.End()); kind != leafRecord {
@@ -1467,7 +1508,7 @@ func (w *Writer) openFile(truncateTo int64) error {
 // what the witness needs), cuts a torn last line off the current file and
 // continues the chain from the last complete line.
 func (w *Writer) recover() error {
-	w.prev = GenesisPrev
+	prevSHA := GenesisPrev // the last line's SHA-256 "prev" (logs written before leaf prevs)
 	files, err := Files(w.path)
 	if w.sqlf != nil {
 		files, err = []string{w.path}, nil // one table, no segments
@@ -1532,7 +1573,7 @@ func (w *Writer) recover() error {
 			// The first line of the oldest file retention kept chains to
 			// a deleted line: its tree state came from its segment record.
 			if !(first && fi == 0 && head.Type == TypeSegment && head.Seq > 1) {
-				if err := w.checkRecovered(line, head.Seq, head.Prev, head.Type, head.Note, roots); err != "" {
+				if err := w.checkRecovered(line, head.Seq, head.Prev, prevSHA, head.Type, head.Note, roots); err != "" {
 					return fmt.Errorf("audit: %s: line of seq %d: %s: the log was altered; the writer will not continue it (run agentid audit verify on it, and move it aside to start a new log)", f, head.Seq, err)
 				}
 			}
@@ -1540,8 +1581,10 @@ func (w *Writer) recover() error {
 				w.firstSeq, w.fileStart = head.Seq, head.Time
 			}
 			first = false
-			w.seq, w.prev = head.Seq, lineHash(line)
-			w.addLeaf(line, head.Type, head.Note)
+			leaf := LeafHash(line)
+			prevSHA = lineHash(line)
+			w.seq, w.prev = head.Seq, [sha256.Size]byte(leaf)
+			w.addLeaf(line, leaf, head.Type, head.Note)
 			switch head.Type {
 			case TypeCheckpoint:
 				w.sinceCkpt = 0
@@ -1567,11 +1610,11 @@ func (w *Writer) recover() error {
 // (the tree not yet holding it): its seq and prev continue the chain, and
 // a checkpoint's (or witnessed checkpoint's) root is that of the tree of
 // its size. It returns what is wrong, "" if nothing.
-func (w *Writer) checkRecovered(line []byte, seq uint64, prev, typ, noteText string, roots map[uint64][]byte) string {
+func (w *Writer) checkRecovered(line []byte, seq uint64, prev, prevSHA, typ, noteText string, roots map[uint64][]byte) string {
 	switch {
 	case seq != w.seq+1:
 		return fmt.Sprintf("sequence number %d, expected %d (a line was removed, reordered or inserted)", seq, w.seq+1)
-	case prev != w.prev:
+	case w.seq == 0 && prev != GenesisPrev, w.seq > 0 && !chainsTo(prev, prevSHA, w.prev[:]):
 		return "prev hash does not match the previous line (the previous line was altered, or this one was moved)"
 	}
 	if noteText == "" || (typ != TypeCheckpoint && typ != TypeWitnessed) {

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/svid"
@@ -42,6 +43,15 @@ type Peer struct {
 	claimsB64  string       // base64url of claimsJSON: the x-agentid-claims header
 	audience   []string     // a JWT-SVID's aud (shared with the cache: never handed out)
 	hdrs       *peerHeaders // ext_authz responses, shared by the copies
+	// rec is the peer's audit record fields, encoded once (nil: encoded
+	// per record).
+	rec *audit.PeerFields
+}
+
+// withRecord makes the peer's audit record fields, once it is complete.
+func (p Peer) withRecord() Peer {
+	p.rec = audit.NewPeerFields(p.id.String(), p.serial, p.jwtID, p.claimsJSON)
+	return p
 }
 
 // setClaims attaches c, rendered once for the audit log and the headers.
@@ -60,7 +70,7 @@ func NewPeer(id spiffeid.ID, claims *svid.Claims) Peer {
 		p.expires = c.Deadline
 		p.setClaims(&c)
 	}
-	return p
+	return p.withRecord()
 }
 
 // ID is the caller's SPIFFE ID.
@@ -354,6 +364,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if found {
 		p.setClaims(&c)
 	}
+	p = p.withRecord()
 	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
 	return p, nil
 }
@@ -482,7 +493,7 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	if found {
 		p.setClaims(&c)
 	}
-	return p, nil
+	return p.withRecord(), nil
 }
 
 func (a *Authenticator) checkDomain(id spiffeid.ID) error {

@@ -521,8 +521,12 @@ func (v *Verifier) record(q *Query, r *Result) error {
 	}
 	if r.Authenticated {
 		p := &r.Peer
-		rec.Peer, rec.Serial, rec.JWTID = p.id.String(), p.serial, p.jwtID
-		rec.Claims = p.claimsJSON
+		if p.rec != nil {
+			rec.SetPeer(p.rec)
+		} else {
+			rec.Peer, rec.Serial, rec.JWTID = p.id.String(), p.serial, p.jwtID
+			rec.Claims = p.claimsJSON
+		}
 	}
 	if v.Receipts && r.Outcome == Allowed {
 		ref, err := v.Audit.AppendWait(rec)
