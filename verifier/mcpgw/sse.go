@@ -39,6 +39,11 @@ func (s *sseReader) release() {
 
 var errEventTooLarge = errors.New("an SSE event exceeds the gateway's limit")
 
+// errLoneCR: a CR inside an SSE line. Clients end lines at a lone CR (the
+// SSE standard), the gateway at LF: rather than read the stream otherwise
+// than the client would, the gateway refuses it.
+var errLoneCR = errors.New("an SSE line holds a CR that is not part of its line end")
+
 // next returns the next event; io.EOF at the end of a stream that ended
 // between events, another error (io.ErrUnexpectedEOF for one that ended
 // inside an event) otherwise. The lines are read straight into ev.raw;
@@ -57,8 +62,11 @@ func (s *sseReader) next() (sseEvent, error) {
 			return sseEvent{}, err
 		}
 		ev.raw = raw
-		line := raw[start:]
-		text := bytes.TrimRight(line, "\r\n")
+		text := raw[start : len(raw)-1] // without its LF
+		text = bytes.TrimSuffix(text, []byte("\r"))
+		if bytes.IndexByte(text, '\r') >= 0 {
+			return sseEvent{}, errLoneCR
+		}
 		if len(text) == 0 {
 			if start == 0 { // blank lines between events
 				ev.raw = ev.raw[:0]

@@ -147,3 +147,23 @@ func FuzzReplaceTopLevel(f *testing.F) {
 		}
 	})
 }
+
+// TestSSEReaderRefusesLoneCR: the SSE standard ends a line at CR, LF or
+// CRLF, and eventsource-parser (the TypeScript SDK's client) does so. A
+// reader splitting on LF only would take "data: A\r\rdata: B\n\n" for
+// one event whose data is A (the gateway deciding A) while the client
+// reads two events, the second B unchecked. A CR anywhere but right
+// before the LF is refused: the stream is broken, not passed on.
+func TestSSEReaderRefusesLoneCR(t *testing.T) {
+	for _, in := range []string{
+		"data: {\"method\":\"a\"}\r\rdata: {\"method\":\"b\"}\n\n",
+		"data: x\rdata: y\n\n",
+		"event: message\r\n\r\r\ndata: y\n\n",
+		"data: x\r\r\n\n",
+	} {
+		evs, err := readEvents(t, []byte(in))
+		if !errors.Is(err, errLoneCR) {
+			t.Errorf("%q: %d events, err %v; want errLoneCR", in, len(evs), err)
+		}
+	}
+}
