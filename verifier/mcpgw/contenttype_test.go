@@ -2,6 +2,7 @@ package mcpgw_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,5 +53,42 @@ func TestGatewayUnknownContentTypeFailsClosed(t *testing.T) {
 				t.Fatalf("want a JSON-RPC error under the agent's id, got %d %s", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// TestGatewayListUnder2xxStatusFiltered: clients read any 2xx but 202 as
+// the answer (the TypeScript SDK's response.ok, go-sdk's 200–299), so a
+// list answered with 201, 203 or 206 must be filtered like one answered
+// with 200, in JSON and in SSE; a 202 carries no answer to the agent.
+func TestGatewayListUnder2xxStatusFiltered(t *testing.T) {
+	for _, status := range []int{201, 202, 203, 206} {
+		for _, sse := range []bool{false, true} {
+			t.Run(fmt.Sprint(status, " sse=", sse), func(t *testing.T) {
+				f := newFixture(t)
+				up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var req struct {
+						ID json.RawMessage `json:"id"`
+					}
+					in, _ := io.ReadAll(r.Body)
+					json.Unmarshal(in, &req)
+					list := `{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"tools":[{"name":"read_file","inputSchema":{"type":"object"}},{"name":"admin_reset","inputSchema":{"type":"object"}}]}}`
+					if sse {
+						w.Header().Set("Content-Type", "text/event-stream")
+						list = "event: message\ndata: " + list + "\n\n"
+					} else {
+						w.Header().Set("Content-Type", "application/json")
+					}
+					w.WriteHeader(status)
+					w.Write([]byte(list))
+				}))
+				t.Cleanup(up.Close)
+				_, gw := f.gateway(t, mcpgw.Config{Upstream: mustURL(t, up.URL+"/mcp")})
+				tok := f.token(t, "T-42", []string{"fs:read"}, resource)
+				resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`)
+				if strings.Contains(body, "admin_reset") {
+					t.Fatalf("a list answered with %d reached the agent unfiltered: %d %s", status, resp.StatusCode, body)
+				}
+			})
+		}
 	}
 }

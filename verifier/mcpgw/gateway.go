@@ -578,6 +578,13 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 		g.upstreamError(w, x, "the upstream MCP server answered with another peer's session")
 		return
 	}
+	if x.isCall() && resp.StatusCode/100 == 2 && resp.StatusCode != http.StatusOK {
+		// A request is answered 200 (JSON or SSE). Clients read any 2xx
+		// but 202 as the answer, so another 2xx is not passed on unread.
+		g.log.Warn("mcp gateway: the upstream answered a request with an unexpected status", "method", x.msg.Method, "status", resp.StatusCode)
+		g.upstreamError(w, x, fmt.Sprintf("the upstream MCP server answered %s with HTTP %d, not 200", x.msg.Method, resp.StatusCode))
+		return
+	}
 	copyHeaders(w.Header(), resp.Header, responseDrop)
 	list := x.msg != nil && listKey(x.msg.Method) != "" && resp.StatusCode == http.StatusOK
 	switch ct := mediaType(resp.Header.Get("Content-Type")); {
