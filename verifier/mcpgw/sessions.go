@@ -8,8 +8,9 @@ import (
 )
 
 // maxSessions bounds the sessions the gateway remembers, all peers
-// together; the oldest is forgotten first (its client gets 404 and starts
-// a new one). Config.MaxSessionsPerTask bounds one peer's.
+// together; when it is reached, the oldest session of the peer holding the
+// most is forgotten (its client gets 404 and starts a new one).
+// Config.MaxSessionsPerTask bounds one peer's.
 var maxSessions = 1 << 16 // a variable for tests (export_test.go)
 
 // DefaultMaxSessionsPerTask is the default of Config.MaxSessionsPerTask.
@@ -34,7 +35,6 @@ type sessions struct {
 	perPeer   int
 	seq       uint64
 	owner     map[string]binding
-	order     []bound // binding order, for eviction (may hold dropped ids)
 	byPeer    map[string]*peerSessions
 }
 
@@ -110,21 +110,41 @@ func (s *sessions) bindLocked(sid, k string) (ok bool, gone []string) {
 		}
 		ps.order = ps.order[1:]
 	}
-	for len(s.owner) >= maxSessions && len(s.order) > 0 {
-		if s.forget(s.order[0]) {
-			gone = append(gone, s.order[0].sid)
+	for len(s.owner) >= maxSessions { // all tasks together: the heaviest task's oldest
+		b, ok := s.forgetHeaviestLocked()
+		if !ok {
+			break
 		}
-		s.order = s.order[1:]
+		gone = append(gone, b)
 	}
-	s.order = s.compact(s.order, maxSessions)
 	ps.order = s.compact(ps.order, s.perPeer)
 	s.byPeer[k] = ps // again: forget drops a peer left without sessions
 	s.seq++
 	s.owner[sid] = binding{peer: k, seq: s.seq, last: s.idleNow()}
-	s.order = append(s.order, bound{sid, s.seq})
 	ps.order = append(ps.order, bound{sid, s.seq})
 	ps.live++
 	return true, gone
+}
+
+// forgetHeaviestLocked forgets the oldest session of the task holding
+// the most (s.mu held), so that when all tasks' sessions fill the table a
+// task at or under its share never loses one to tasks holding more. The
+// scan over the tasks runs only while the table is full.
+func (s *sessions) forgetHeaviestLocked() (sid string, ok bool) {
+	var heavy *peerSessions
+	for _, ps := range s.byPeer {
+		if heavy == nil || ps.live > heavy.live {
+			heavy = ps
+		}
+	}
+	for heavy != nil && len(heavy.order) > 0 {
+		b := heavy.order[0]
+		heavy.order = heavy.order[1:]
+		if s.forget(b) {
+			return b.sid, true
+		}
+	}
+	return "", false
 }
 
 // forget ends the binding b, if it is still live (s.mu held); false when

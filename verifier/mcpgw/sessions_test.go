@@ -11,7 +11,7 @@ import (
 
 // TestSessionsPerTaskCap: a peer over its cap forgets its own oldest
 // session, never another peer's; the cap of all peers forgets the oldest
-// of any; an id dropped and bound again is not forgotten by its earlier
+// of the peer holding the most; an id dropped and bound again is not forgotten by its earlier
 // binding's place in the order.
 func TestSessionsPerTaskCap(t *testing.T) {
 	peer := func(task string) *verifier.Peer {
@@ -49,14 +49,16 @@ func TestSessionsPerTaskCap(t *testing.T) {
 		t.Fatal("a stale entry of B's order forgot a live session")
 	}
 
-	// the cap of all peers: the oldest of any peer goes first
+	// the cap of all peers: the oldest session of the peer holding the
+	// most goes (B's b99), not the oldest of all (A's a1)
 	defer func(n int) { maxSessions = n }(maxSessions)
 	maxSessions = 5
 	s.bind("c1", c)
-	s.bind("c2", c) // 6 > 5: a1, the oldest, goes
-	if s.owns("a1", a) || !s.owns("c1", c) || !s.owns("c2", c) || len(s.owner) != 5 {
+	s.bind("c2", c) // 6 > 5
+	if !s.owns("a1", a) || s.owns("b99", b) || !s.owns("b97", b) || !s.owns("c1", c) || !s.owns("c2", c) || len(s.owner) != 5 {
 		t.Fatalf("global cap: %v", s.owner)
 	}
+	s.drop("a1")
 	if _, ok := s.byPeer[peerKey(a)]; ok {
 		t.Fatal("a peer without sessions is still remembered")
 	}
