@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/agentid/agentid/verifier/mcpgw"
@@ -90,5 +91,34 @@ func TestGatewayListUnder2xxStatusFiltered(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestGatewayRefusesEncodedBodies: the gateway decides the body's bytes
+// as they are; an upstream that inflates a body sent with
+// Content-Encoding (express.json() does) would run what it inflated. A
+// compressed body is refused (415) and the header never forwarded.
+func TestGatewayRefusesEncodedBodies(t *testing.T) {
+	f := newFixture(t)
+	var got atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	t.Cleanup(up.Close)
+	_, gw := f.gateway(t, mcpgw.Config{Upstream: mustURL(t, up.URL+"/mcp")})
+	tok := f.token(t, "T-42", []string{"fs:read"}, resource)
+	for _, ce := range []string{"gzip", "deflate", "br", "GZIP"} {
+		resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`, "Content-Encoding", ce)
+		if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(body, "Content-Encoding") {
+			t.Errorf("Content-Encoding %s: %d %s; want 415 naming Content-Encoding", ce, resp.StatusCode, body)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("%d encoded requests reached the upstream", n)
+	}
+	// identity is no encoding
+	if resp, body := post(t, gw.URL, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`, "Content-Encoding", "identity"); resp.StatusCode == http.StatusUnsupportedMediaType {
+		t.Fatalf("identity refused: %s", body)
 	}
 }

@@ -264,6 +264,14 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 // post decides one JSON-RPC message and forwards it.
 func (g *Gateway) post(w http.ResponseWriter, r *http.Request, q *verifier.Query) {
 	ctx := r.Context()
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+			// the gateway decides the bytes as they are; an upstream that
+			// inflates them (express.json() does) would run something else
+			http.Error(w, fmt.Sprintf("agentid gateway: Content-Encoding %q is not accepted: send the JSON-RPC message uncompressed", ce), http.StatusUnsupportedMediaType)
+			return
+		}
+	}
 	body, err := readBody(r)
 	if err != nil {
 		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
@@ -473,8 +481,9 @@ var requestDrop = map[string]bool{
 	"Authorization": true, "Proxy-Authorization": true, "Cookie": true,
 	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
 	"Upgrade": true, "Proxy-Connection": true, "Host": true, "Content-Length": true,
-	"Accept-Encoding": true, // Go's transport asks for gzip and decodes it: the gateway reads lists
-	"Forwarded":       true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"Accept-Encoding":  true, // Go's transport asks for gzip and decodes it: the gateway reads lists
+	"Content-Encoding": true, // only identity is accepted (post)
+	"Forwarded":        true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
 	headerLastEventID: true, // no stream resumption through the gateway
 }
 
