@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -31,23 +32,33 @@ func UserCreds(uid, gid uint32, groups []uint32) Creds {
 	return Creds{UIDs: [4]uint32{uid, uid, uid, uid}, GIDs: [4]uint32{gid, gid, gid, gid}, Groups: groups}
 }
 
-// Capabilities that let a process write a directory it has no permission
-// bits for, or become a uid that has them.
-const (
-	capChown       = 0
-	capDACOverride = 1
-	capFowner      = 3
-	capSetgid      = 6
-	capSetuid      = 7
-	capSysAdmin    = 21
-)
+// capNameList names capabilities by bit (linux/capability.h).
+var capNameList = [...]string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
 
-var forgeCaps = [...]struct {
-	bit  uint
-	name string
-}{
-	{capChown, "CAP_CHOWN"}, {capDACOverride, "CAP_DAC_OVERRIDE"}, {capFowner, "CAP_FOWNER"},
-	{capSetgid, "CAP_SETGID"}, {capSetuid, "CAP_SETUID"}, {capSysAdmin, "CAP_SYS_ADMIN"},
+// capNames lists the capabilities of a capability set, e.g.
+// "CAP_SYS_PTRACE, CAP_BPF".
+func capNames(set uint64) string {
+	var names []string
+	for bit := uint(0); bit < 64; bit++ {
+		if set&(1<<bit) == 0 {
+			continue
+		}
+		if int(bit) < len(capNameList) {
+			names = append(names, capNameList[bit])
+		} else {
+			names = append(names, fmt.Sprintf("capability %d", bit))
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // ParseStatus parses the Uid, Gid, Groups, CapPrm and CapEff lines of
@@ -200,10 +211,12 @@ func CouldForge(c Creds, d DirStat, owners []uint32) *Forgery {
 	if d.Mode&0o002 != 0 {
 		return writes("chmod o-w the directory", "the directory is world-writable (mode %04o)", d.Mode)
 	}
-	for _, cp := range forgeCaps {
-		if (c.CapPrm|c.CapEff)&(1<<cp.bit) != 0 {
-			return writes("start the agent without capabilities (agentid run --user drops them)", "holds %s", cp.name)
-		}
+	if held := c.CapPrm | c.CapEff; held != 0 {
+		// Any capability, not only the six that write the directory:
+		// CAP_SYS_PTRACE takes over the launcher or the SPIRE agent,
+		// CAP_DAC_READ_SEARCH reads its keys, CAP_SYS_MODULE or CAP_BPF own
+		// the kernel. (Ambient capabilities are a subset of the permitted.)
+		return writes("start the agent without capabilities (agentid run --user drops them)", "holds %s", capNames(held))
 	}
 	for i, uid := range c.UIDs {
 		if slices.Contains(owners, uid) {

@@ -139,3 +139,36 @@ func chown(t *testing.T, path string, uid, gid int) {
 		t.Fatal(err)
 	}
 }
+
+// TestCouldForgeAnyCapability: the README's precondition is an agent with
+// no capabilities at all. Beyond the six that write the manifest
+// directory directly, CAP_SYS_PTRACE takes over the launcher or the SPIRE
+// agent, CAP_DAC_READ_SEARCH reads the SPIRE agent's keys, CAP_SYS_MODULE
+// and CAP_BPF own the kernel: any capability held is refused (review 5).
+func TestCouldForgeAnyCapability(t *testing.T) {
+	d := DirStat{UID: 0, GID: 0, Mode: 0o755}
+	for _, c := range []struct {
+		name string
+		bit  uint
+	}{
+		{"CAP_DAC_READ_SEARCH", 2}, {"CAP_SETPCAP", 8}, {"CAP_SYS_MODULE", 16}, {"CAP_SYS_RAWIO", 17},
+		{"CAP_SYS_PTRACE", 19}, {"CAP_MKNOD", 27}, {"CAP_SETFCAP", 31}, {"CAP_BPF", 39}, {"CAP_CHOWN", 0},
+	} {
+		for _, eff := range []bool{false, true} {
+			cr := UserCreds(61001, 61001, nil)
+			cr.CapPrm = 1 << c.bit
+			if eff {
+				cr.CapEff = 1 << c.bit
+			}
+			f := CouldForge(cr, d, []uint32{0})
+			if f == nil {
+				t.Errorf("an agent holding %s (effective %v) is not refused", c.name, eff)
+			} else if !strings.Contains(f.Detail, c.name) {
+				t.Errorf("%s: the refusal does not name it: %s", c.name, f.Detail)
+			}
+		}
+	}
+	if f := CouldForge(UserCreds(61001, 61001, nil), d, []uint32{0}); f != nil {
+		t.Fatalf("an agent without capabilities refused: %+v", f)
+	}
+}
