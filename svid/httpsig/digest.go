@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"strings"
 
 	"github.com/dunglas/httpsfv"
 )
@@ -26,6 +27,11 @@ func CheckContentDigest(vals []string, body []byte) error {
 	if err != nil {
 		return fail(ReasonMalformed, "Content-Digest is not an RFC 8941 dictionary: %v", err)
 	}
+	if k, dup := repeatedKey(vals); dup {
+		// RFC 8941 keeps one of a repeated key: the signed field would name
+		// a digest that was not checked
+		return fail(ReasonMalformed, "Content-Digest repeats the member %q", k)
+	}
 	m, ok := d.Get("sha-256")
 	if !ok {
 		return fail(ReasonDigest, "Content-Digest has no sha-256 member (has %v)", d.Names())
@@ -40,4 +46,46 @@ func CheckContentDigest(vals []string, body []byte) error {
 		return fail(ReasonDigest, "Content-Digest sha-256 does not match the %d-byte body received", len(body))
 	}
 	return nil
+}
+
+// repeatedKey reports a key that occurs more than once among the members
+// of a structured-field dictionary that has already parsed (members are
+// split at commas outside quoted strings; byte sequences hold no commas).
+func repeatedKey(vals []string) (string, bool) {
+	seen := map[string]bool{}
+	for _, v := range vals {
+		inQuote, escaped, start := false, false, 0
+		member := func(end int) (string, bool) {
+			m := strings.TrimSpace(v[start:end])
+			k := m
+			if i := strings.IndexAny(m, "=;"); i >= 0 {
+				k = m[:i]
+			}
+			if seen[k] {
+				return k, true
+			}
+			seen[k] = true
+			return "", false
+		}
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			switch {
+			case escaped:
+				escaped = false
+			case inQuote && c == '\\':
+				escaped = true
+			case c == '"':
+				inQuote = !inQuote
+			case c == ',' && !inQuote:
+				if k, dup := member(i); dup {
+					return k, true
+				}
+				start = i + 1
+			}
+		}
+		if k, dup := member(len(v)); dup {
+			return k, true
+		}
+	}
+	return "", false
 }

@@ -281,3 +281,25 @@ func TestVerifyRequestWithTheTLSLeaf(t *testing.T) {
 		t.Fatalf("another TLS peer: %v", err)
 	}
 }
+
+// TestContentDigestRepeatedMember: RFC 8941 keeps the last of a repeated
+// dictionary key, so "sha-256=<decoy>, sha-256=<body>" checked against
+// the body passes, while the signed field — what verify-receipt shows as
+// the evidence — names a body that was never sent first (review 5). A
+// repeated member is refused.
+func TestContentDigestRepeatedMember(t *testing.T) {
+	body := []byte(`{"amount":1}`)
+	decoy := []byte(`{"amount":1000000}`)
+	for _, vals := range [][]string{
+		{httpsig.ContentDigest(decoy) + ", " + httpsig.ContentDigest(body)},
+		{httpsig.ContentDigest(decoy), httpsig.ContentDigest(body)}, // two field lines
+		{httpsig.ContentDigest(body) + ";a=\"x,y\", " + httpsig.ContentDigest(body)},
+	} {
+		if err := httpsig.CheckContentDigest(vals, body); err == nil {
+			t.Errorf("Content-Digest %q: accepted with a repeated member", vals)
+		}
+	}
+	if err := httpsig.CheckContentDigest([]string{httpsig.ContentDigest(body) + `, sha-512=:AAAA:;a="1,2"`}, body); err != nil {
+		t.Fatalf("one sha-256 member beside another algorithm refused: %v", err)
+	}
+}
