@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -95,6 +97,9 @@ func (l *Launch) Prepare() (string, error) {
 	if err := l.Claims.Check(); err != nil {
 		return "", fmt.Errorf("attestor: task record: %w", err)
 	}
+	if err := l.checkUIDUnshared(dir); err != nil {
+		return "", err
+	}
 	now := time.Now
 	if l.Now != nil {
 		now = l.Now
@@ -143,4 +148,46 @@ func (l *Launch) Exec() error {
 	err = syscall.Exec(l.Path, l.Args, l.Env)
 	os.Remove(path)
 	return fmt.Errorf("attestor: exec %s: %w", l.Path, err)
+}
+
+// checkUIDUnshared refuses a User uid that a live agent of another task
+// in dir runs as (any of its uids): an exec'd agent is dumpable, so
+// processes of one uid read each other's memory (/proc/<pid>/mem and
+// environ, ptrace) and with it the other task's SVID key. The same task
+// may run more processes under its uid. Launchers are trusted, so this
+// guards their configuration; two launches of different tasks racing
+// with the same uid are not serialized.
+func (l *Launch) checkUIDUnshared(dir string) error {
+	if l.User == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("attestor: %w", err)
+	}
+	for _, e := range entries {
+		pid, ok := parseManifestName(e.Name())
+		if !ok {
+			continue
+		}
+		f, err := readNoFollow(filepath.Join(dir, e.Name()), MaxManifestSize)
+		if err != nil || f.data == nil {
+			continue
+		}
+		m, err := ParseManifest(f.data)
+		if err != nil || (m.Claims.Agent == l.Claims.Agent && m.Claims.Task == l.Claims.Task) {
+			continue
+		}
+		if !processMatches(l.ProcRoot, pid, m.StartTime) {
+			continue // gone: a stale manifest
+		}
+		c, err := ReadCreds(l.ProcRoot, pid)
+		if err != nil {
+			continue
+		}
+		if slices.Contains(c.UIDs[:], l.User.UID) {
+			return fmt.Errorf("attestor: launch: uid %d already runs task %s of agent %s (pid %d): tasks that share a uid can read each other's memory and SVID keys; fix: give every task its own dedicated uid (--user)", l.User.UID, m.Claims.Task, m.Claims.Agent, pid)
+		}
+	}
+	return nil
 }

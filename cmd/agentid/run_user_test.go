@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -136,4 +138,38 @@ func TestRunRefusesAgentUser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunRefusesSharedUID: two tasks under one uid can read each other's
+// memory (/proc/<pid>/environ and mem, ptrace: an exec'd agent is
+// dumpable), and so each other's SVID keys (review 5). The launcher
+// refuses a uid that a live agent of another task in the directory runs
+// as, naming it; the same task may run more processes under its uid, and
+// the uid is free again once that agent is gone.
+func TestRunRefusesSharedUID(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	dir := runDir(t)
+	recA, recB := filepath.Join(tmp, "a.json"), filepath.Join(tmp, "b.json")
+	a := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
+	b := a
+	b.Task = "T-78"
+	if err := writeTaskRecord(recA, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeTaskRecord(recB, b); err != nil {
+		t.Fatal(err)
+	}
+	as := []string{"--user", "61001", "--group", "61001"}
+	victim := launch(t, append(append([]string{"run", "--manifest-dir", dir, "--task-file", recA}, as...), "--", "sleep", "60")...)
+	// in a helper process: accepted, it would exec "true" and exit 0
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestRunHelperProcess$", "--", "run", "--manifest-dir", dir, "--task-file", recB}, append(as, "--", "true")...)...)
+	cmd.Env = append(os.Environ(), "GO_WANT_HELPER_PROCESS=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "uid 61001 already runs task "+a.Task) || !strings.Contains(string(out), fmt.Sprint("pid ", victim.Process.Pid)) {
+		t.Fatalf("a second task under the same uid: %v, output %q", err, out)
+	}
+	// the same task: allowed; another uid: allowed
+	launch(t, append(append([]string{"run", "--manifest-dir", dir, "--task-file", recA}, as...), "--", "sleep", "60")...)
+	launch(t, append([]string{"run", "--manifest-dir", dir, "--task-file", recB, "--user", "61003", "--group", "61003"}, "--", "sleep", "60")...)
 }
