@@ -65,7 +65,18 @@ type AuthZEN struct {
 	// PDP is the policy_decision_point of the discovery document; by
 	// default the scheme and host the request was sent to.
 	PDP string
+	// CertificatesFromAnyCaller accepts an agent_task subject's
+	// "certificate" from callers that did not authenticate with a SPIFFE
+	// client certificate. A certificate is public (every TLS handshake and
+	// Agentid-Svid header shows it): it is the PEP's word that it
+	// authenticated it, so by default it is accepted only over mTLS (the
+	// check API's allowed_callers); the "jwt" is accepted from anyone.
+	CertificatesFromAnyCaller bool
 }
+
+// errCertificateNeedsCaller refuses an agent_task certificate from an
+// unauthenticated caller.
+const errCertificateNeedsCaller = `an agent_task subject's "certificate" is public and proves nothing from a caller that did not authenticate: call over SPIFFE mTLS as a PEP in the check API's allowed_callers, or send the task's "jwt"`
 
 // Handler serves POST /access/v1/evaluation, POST /access/v1/evaluations
 // and GET /.well-known/authzen-configuration.
@@ -155,6 +166,9 @@ func (z *AuthZEN) serve(w http.ResponseWriter, r *http.Request, batch bool) {
 	for i := range qs {
 		q := &qs[i]
 		q.Caller = caller
+		if q.Credential.Kind == CredentialPEM && caller == "" && !z.CertificatesFromAnyCaller {
+			q.Credential = Credential{Kind: CredentialMalformed, Value: errCertificateNeedsCaller}
+		}
 		res := z.V.Decide(r.Context(), q)
 		d := AuthZENDecision{Decision: res.Allowed()}
 		if !res.Allowed() && res.Outcome != Forbidden {

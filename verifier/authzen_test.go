@@ -2,7 +2,10 @@ package verifier_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,9 +18,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
+	"github.com/agentid/agentid/svid/httpsig"
 	"github.com/agentid/agentid/verifier"
 )
 
@@ -82,12 +87,15 @@ func (r *recAudit) load(t *testing.T) {
 }
 
 type azEnv struct {
-	ca    *testca.CA
-	v     *verifier.Verifier
-	audit *recAudit
-	srv   *httptest.Server
-	jwt   string
-	cert  string
+	ca     *testca.CA
+	v      *verifier.Verifier
+	az     *verifier.AuthZEN
+	audit  *recAudit
+	srv    *httptest.Server
+	url    string // where post sends: srv, or its mTLS twin (useMTLS)
+	client *http.Client
+	jwt    string
+	cert   string
 }
 
 func newAZEnv(t *testing.T) *azEnv {
@@ -108,19 +116,38 @@ func newAZEnv(t *testing.T) *azEnv {
 		Policy: loadPolicy(t, authzenPolicy),
 		Audit:  w,
 	}
-	e.srv = httptest.NewServer((&verifier.AuthZEN{V: e.v, SubjectTypes: []string{"user"}, MaxBatch: 100}).Handler())
+	e.az = &verifier.AuthZEN{V: e.v, SubjectTypes: []string{"user"}, MaxBatch: 100}
+	e.srv = httptest.NewServer(e.az.Handler())
 	t.Cleanup(e.srv.Close)
+	e.url, e.client = e.srv.URL, http.DefaultClient
 	return e
+}
+
+// useMTLS makes e's requests go over SPIFFE mTLS, as a PEP in the check
+// API's allowed_callers does: its callers are authenticated.
+func (e *azEnv) useMTLS(t *testing.T) {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.MTLSServerConfig(e.ca.CreateX509SVID(serverID), e.ca.X509Bundle(), tlsconfig.AuthorizeAny()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e.az.Handler()}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	pep := e.ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/envoy"))
+	tr := &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(pep, e.ca.X509Bundle(), tlsconfig.AuthorizeID(serverID))}
+	t.Cleanup(tr.CloseIdleConnections)
+	e.url, e.client = "https://"+l.Addr().String(), &http.Client{Transport: tr}
 }
 
 func (e *azEnv) post(t *testing.T, path, body string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(body))
+	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,9 +204,11 @@ func allowed(t *testing.T, body string) bool {
 }
 
 // Agent subjects are proven: the credential in the subject's properties is
-// authenticated exactly as the check API does.
+// authenticated exactly as the check API does (the caller a PEP over mTLS:
+// see TestAuthZENCertificateNeedsAuthenticatedCaller).
 func TestAuthZENAgentSubjects(t *testing.T) {
 	e := newAZEnv(t)
+	e.useMTLS(t)
 	for _, props := range []string{`{"jwt":"` + e.jwt + `"}`, mustJSON(map[string]string{"certificate": e.cert})} {
 		_, body, _ := e.post(t, "/access/v1/evaluation", agentReq(props, taskID.String()))
 		if ok, ctx := decision(t, body); !ok {
@@ -353,4 +382,46 @@ func TestAuthZENDiscovery(t *testing.T) {
 	if r, _ := http.Get(e.srv.URL + "/access/v1/evaluation"); r.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET evaluation: %d", r.StatusCode)
 	}
+}
+
+// TestAuthZENCertificateNeedsAuthenticatedCaller: a task's X.509-SVID is
+// public (every TLS handshake and Agentid-Svid header shows it), so an
+// agent_task subject's "certificate" from a caller that did not
+// authenticate must not make the caller that task (review 5): refused
+// with the reason and audited, while the audience-bound "jwt" is still
+// accepted; CertificatesFromAnyCaller restores the old behaviour for
+// deployments that keep the API to a trusted PEP on loopback.
+func TestAuthZENCertificateNeedsAuthenticatedCaller(t *testing.T) {
+	e := newAZEnv(t)
+	// what an observer has: the certificate from an Agentid-Svid header
+	blk, _ := pem.Decode([]byte(e.cert))
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := httpsig.DecodeChain([]string{httpsig.EncodeChain([]*x509.Certificate{leaf})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	observed := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[0].Raw}))
+	_, body, _ := e.post(t, "/access/v1/evaluation", agentReq(mustJSON(map[string]string{"certificate": observed}), taskID.String()))
+	if ok, ctx := decision(t, body); ok || ctx == nil || ctx["code"] != verifier.ReasonBadCredential || !strings.Contains(fmt.Sprint(ctx["reason"]), "public") {
+		t.Fatalf("a caller holding only the task's public certificate: %s", body)
+	}
+	if rec := e.audit.recs[len(e.audit.recs)-1]; rec.Decision != "deny" || rec.Frontend != "authzen" {
+		t.Fatalf("audit %+v", rec)
+	}
+	if _, body, _ := e.post(t, "/access/v1/evaluation", agentReq(`{"jwt":"`+e.jwt+`"}`, taskID.String())); !decided(t, body) {
+		t.Fatalf("the JWT-SVID from an unauthenticated caller: %s", body)
+	}
+	e.az.CertificatesFromAnyCaller = true
+	if _, body, _ := e.post(t, "/access/v1/evaluation", agentReq(mustJSON(map[string]string{"certificate": e.cert}), taskID.String())); !decided(t, body) {
+		t.Fatalf("CertificatesFromAnyCaller: %s", body)
+	}
+}
+
+func decided(t *testing.T, body string) bool {
+	t.Helper()
+	ok, _ := decision(t, body)
+	return ok
 }

@@ -44,6 +44,7 @@ authzen {                         # AuthZEN 1.0 on the check API listener (same 
   subject_types         = ["user"]  # asserted subjects (the PEP's word); agent_task is always proven
   max_batch             = 1000      # evaluations per /access/v1/evaluations request
   policy_decision_point = "https://pdp.example.org:9192" # discovery; default: the URL asked
+  certificates_from_any_caller = false # an agent_task "certificate" only from allowed_callers (it is public)
 }
 
 mcp {                             # the MCP gateway (docs/mcp.md); omit when unused

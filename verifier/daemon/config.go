@@ -85,6 +85,7 @@ type fileConfig struct {
 		SubjectTypes []string `hcl:"subject_types,optional"`
 		MaxBatch     int      `hcl:"max_batch,optional"`
 		PDP          string   `hcl:"policy_decision_point,optional"`
+		AnyCaller    bool     `hcl:"certificates_from_any_caller,optional"`
 	} `hcl:"authzen,block"`
 	Metrics *struct {
 		Listen string `hcl:"listen"`
@@ -186,6 +187,9 @@ type AuthZENConfig struct {
 	// PDP is the discovery document's policy_decision_point ("": the URL
 	// the request was sent to).
 	PDP string
+	// CertificatesFromAnyCaller: see verifier.AuthZEN (off: an agent_task
+	// "certificate" needs a caller in check_api.allowed_callers).
+	CertificatesFromAnyCaller bool
 }
 
 // MaxAuthZENBatch is the largest max_batch a configuration may set.
@@ -457,7 +461,7 @@ func (cfg *Config) buildAuthZEN(raw *fileConfig) error {
 	if raw.CheckAPI == nil {
 		return fmt.Errorf("authzen is served on the check API's listener: add a check_api block")
 	}
-	ac := &AuthZENConfig{MaxBatch: z.MaxBatch, PDP: z.PDP}
+	ac := &AuthZENConfig{MaxBatch: z.MaxBatch, PDP: z.PDP, CertificatesFromAnyCaller: z.AnyCaller}
 	for _, t := range z.SubjectTypes {
 		switch {
 		case t == "":

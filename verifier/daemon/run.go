@@ -458,7 +458,7 @@ func (d *Daemon) checkAPI() http.Handler {
 		writeJSON(w, d.check(r.Context(), q))
 	})
 	if z := d.cfg.AuthZEN; z != nil {
-		(&verifier.AuthZEN{V: d.v, SubjectTypes: z.SubjectTypes, MaxBatch: z.MaxBatch, PDP: z.PDP}).Register(mux)
+		(&verifier.AuthZEN{V: d.v, SubjectTypes: z.SubjectTypes, MaxBatch: z.MaxBatch, PDP: z.PDP, CertificatesFromAnyCaller: z.CertificatesFromAnyCaller}).Register(mux)
 	}
 	return mux
 }
