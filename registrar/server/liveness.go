@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -76,6 +77,28 @@ type livenessHub struct {
 	cur     map[string]struct{} // the last listing; nil before the first
 	curAsOf time.Time
 	curIDs  []string // the last listing as a slice, for full messages
+	// revoked are tasks revoked through this registrar since the last
+	// delta (tombstone): named in the next delta's removals even when no
+	// listing saw them (created and revoked between two listings).
+	revoked []string
+}
+
+// maxTombstones bounds the revocations kept for the next delta; past it
+// the oldest are dropped (their tasks are then refused by the view's
+// grace for new tasks, as before tombstones).
+const maxTombstones = 1 << 16
+
+// tombstone names tasks revoked through this registrar in the next delta.
+func (h *livenessHub) tombstone(ids []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur == nil && !h.running {
+		return // no subscriber: nobody to tell
+	}
+	h.revoked = append(h.revoked, ids...)
+	if n := len(h.revoked) - maxTombstones; n > 0 {
+		h.revoked = append(h.revoked[:0], h.revoked[n:]...)
+	}
 }
 
 type livenessSub struct {
@@ -191,7 +214,15 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, err error) bool {
 				delta.Removed = append(delta.Removed, id)
 			}
 		}
+		for _, id := range h.revoked { // revoked before any listing saw them
+			_, listed := next[id]
+			_, wasLive := h.cur[id]
+			if !listed && !wasLive && !slices.Contains(delta.Removed, id) {
+				delta.Removed = append(delta.Removed, id)
+			}
+		}
 	}
+	h.revoked = h.revoked[:0]
 	h.cur, h.curAsOf, h.curIDs = next, asOf, ids
 	var full *registrarv1.LivenessSnapshot
 	for sub := range h.subs {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -232,5 +233,32 @@ func TestStopLivenessEndsStreams(t *testing.T) {
 	}
 	if _, err := watch().Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("a new watch on a stopping registrar: %v, want Unavailable", err)
+	}
+}
+
+// TestLivenessTombstones: a task created and revoked between two listings
+// is in neither, so the diff of the two never names it, and a verifier
+// would accept its fresh SVID until the view's grace for new tasks ends
+// (up to 15 s; review 5). A task revoked through this registrar is named
+// in the next delta's removals whether or not a listing saw it.
+func TestLivenessTombstones(t *testing.T) {
+	h := newLivenessHub(func(context.Context) ([]string, error) { return nil, nil }, time.Hour)
+	h.running = true // publish is driven by the test
+	sub := h.subscribe()
+	t0 := time.Now()
+	if !h.publish(t0, []string{"P1"}, nil) {
+		t.Fatal("publish")
+	}
+	<-sub.ch // the full listing
+	h.tombstone([]string{"T-fast", "P1"})
+	h.publish(t0.Add(time.Second), []string{}, nil)
+	d := <-sub.ch
+	slices.Sort(d.Removed)
+	if !slices.Equal(d.Removed, []string{"P1", "T-fast"}) {
+		t.Fatalf("removed %v, want P1 and T-fast (each once)", d.Removed)
+	}
+	h.publish(t0.Add(2*time.Second), []string{}, nil)
+	if d := <-sub.ch; len(d.Removed) != 0 {
+		t.Fatalf("a tombstone sent twice: %v", d.Removed)
 	}
 }

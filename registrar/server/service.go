@@ -252,6 +252,13 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 	}
 	removed, err := s.r.Revoke(ctx, id)
 	s.cfg.metrics.tasksRevoked(len(removed))
+	if s.hub != nil && len(removed) > 0 {
+		ids := make([]string, len(removed))
+		for i, t := range removed {
+			ids[i] = t.ID.String()
+		}
+		s.hub.tombstone(ids) // liveness.go: named in the next delta
+	}
 	for _, t := range removed {
 		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())
 		s.record("RevokeTask", "operator", t.ID.String(), t.Claims, "allow", "", "revoked with "+id.String())
