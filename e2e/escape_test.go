@@ -21,6 +21,7 @@ import (
 const (
 	attackerUID = 61101
 	victimUID   = 61102
+	pinnedUID   = 61103 // task P-1: one uid per task (docs/attestor.md)
 	readersGID  = 61150
 )
 
@@ -144,12 +145,12 @@ exec "$AGENTID" run --task-file "$RECORD_A" --manifest-dir "$DIR" -- "$AGENTID" 
 	// A task pinned to the agentid binary: the binary gets it, a shell
 	// (whose tools would inherit) under the same record gets nothing.
 	recordP := share(t, shared, s.createTask("planner", "P-1", append(common, "--scope", "kb:read", "--exe", s.agentid)...))
-	pinned := s.inspectIDsAs(t, append(append([]string{"run", "--task-file", recordP}, as(victimUID)...), "--",
+	pinned := s.inspectIDsAs(t, append(append([]string{"run", "--task-file", recordP}, as(pinnedUID)...), "--",
 		s.agentid, "svid", "inspect", "--json", "--socket", s.agent.SocketPath)...)
 	if !slices.Equal(pinned, []string{"spiffe://example.org/agent/planner/task/P-1"}) {
 		t.Errorf("pinned task, its binary: %q", pinned)
 	}
-	_, err = s.run(append(append([]string{"run", "--task-file", recordP, "--manifest-dir", s.manifestDir}, as(victimUID)...), "--",
+	_, err = s.run(append(append([]string{"run", "--task-file", recordP, "--manifest-dir", s.manifestDir}, as(pinnedUID)...), "--",
 		"sh", "-c", `exec "$0" svid inspect --socket "$1" & wait $!`, s.agentid, s.agent.SocketPath)...)
 	if err == nil || !strings.Contains(err.Error(), "no identity issued") {
 		t.Errorf("pinned task under another binary: %v", err)
