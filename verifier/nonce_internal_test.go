@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,5 +61,41 @@ func TestNonceLifeCoversWindow(t *testing.T) {
 				t.Fatalf("window %s: life %s exceeds 2·window + 1 s", w, life)
 			}
 		}
+	}
+}
+
+// TestNonceCachePeerShare: one peer cannot fill the replay cache for all
+// (review 5: with max_nonces reached by one task, every signed request of
+// every task was refused): a peer holds at most its share of the cache's
+// live nonces; past it, its own new nonces are refused
+// (signature_nonce_capacity) while other peers' are taken, and its room
+// comes back as its nonces expire.
+func TestNonceCachePeerShare(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	c := newNonceCache(64)
+	c.perPeer = 4
+	life := 2 * time.Minute
+	add := func(peer, nonce string, at time.Time) string {
+		return httpsig.ReasonOf(c.addFor(peer, nonceKey(peer, nonce), at, life))
+	}
+	for i := range 4 {
+		if r := add("greedy", fmt.Sprint(i), t0); r != "" {
+			t.Fatalf("nonce %d: %s", i, r)
+		}
+	}
+	if r := add("greedy", "4", t0); r != httpsig.ReasonNonceCapacity {
+		t.Fatalf("over its share: %q", r)
+	}
+	if r := add("other", "x", t0); r != "" {
+		t.Fatalf("another peer refused while one peer is at its share: %q", r)
+	}
+	if r := add("greedy", "5", t0.Add(life)); r != "" {
+		t.Fatalf("after its nonces expired: %q", r)
+	}
+	if got := perPeerShare(1_000_000); got != 62_500 {
+		t.Fatalf("default share of 1,000,000: %d", got)
+	}
+	if got := perPeerShare(3); got != 3 {
+		t.Fatalf("share of a tiny cache: %d", got)
 	}
 }

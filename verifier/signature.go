@@ -36,7 +36,8 @@ type Signatures struct {
 	// MaxNonces bounds the replay cache (default 1,000,000 entries, about
 	// 85 MB): when it is full of nonces still inside the window, signed
 	// requests are refused (signature_nonce_capacity) rather than a nonce
-	// forgotten early.
+	// forgotten early. One peer holds at most a sixteenth of it (at least
+	// min(MaxNonces, 1024)), so that one task cannot lock the others out.
 	MaxNonces int
 	// RecordBody also puts the body of a verified signed request into the
 	// audit record (audit.AgentSignature.Body), when it is at most
@@ -114,7 +115,8 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 		err = v.bindSigner(&r.Peer, ver.Chain, now)
 	}
 	if err == nil {
-		err = s.cache().add(nonceKey(r.Peer.id.String(), ver.Params.Nonce), now, nonceLife(now, time.Unix(ver.Params.Created, 0), s.window()))
+		id := r.Peer.id.String()
+		err = s.cache().addFor(id, nonceKey(id, ver.Params.Nonce), now, nonceLife(now, time.Unix(ver.Params.Created, 0), s.window()))
 	}
 	if err != nil {
 		r.sig = rawSignature(q.Signed.Message.Header)
@@ -258,25 +260,51 @@ type nonceCache struct {
 	seen map[[16]byte]int64
 	fifo []nonceEntry
 	head int
+	// perPeer bounds one peer's live nonces (perPeerShare(max)), so that
+	// one task cannot fill the cache and lock every task out; held counts
+	// them by a hash of the peer.
+	perPeer int
+	held    map[uint64]int
 }
 
 type nonceEntry struct {
 	key     [16]byte
 	expires int64
+	peer    uint64
 }
 
 func newNonceCache(max int) *nonceCache {
-	return &nonceCache{max: max, seen: make(map[[16]byte]int64)}
+	return &nonceCache{max: max, seen: make(map[[16]byte]int64), perPeer: perPeerShare(max), held: make(map[uint64]int)}
 }
 
+// perPeerShare is one peer's share of a cache of max nonces: a sixteenth
+// (62,500 of the default 1,000,000: 516 signed requests a second for the
+// 121 s a nonce lives), but never less than min(max, 1024).
+func perPeerShare(n int) int {
+	return max(n/16, min(n, 1024))
+}
+
+// add remembers key without a peer share (tests).
 func (c *nonceCache) add(key [16]byte, now time.Time, life time.Duration) error {
+	return c.addFor("", key, now, life)
+}
+
+// addFor remembers peer's nonce key until now+life, refusing a replay,
+// a full cache and a peer over its share.
+func (c *nonceCache) addFor(peer string, key [16]byte, now time.Time, life time.Duration) error {
 	t := now.UnixNano()
+	ph := peerHash(peer)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.head < len(c.fifo) && c.fifo[c.head].expires <= t {
 		e := c.fifo[c.head]
 		if c.seen[e.key] == e.expires {
 			delete(c.seen, e.key)
+		}
+		if n := c.held[e.peer] - 1; n > 0 {
+			c.held[e.peer] = n
+		} else {
+			delete(c.held, e.peer)
 		}
 		c.head++
 	}
@@ -290,8 +318,23 @@ func (c *nonceCache) add(key [16]byte, now time.Time, life time.Duration) error 
 	if len(c.seen) >= c.max {
 		return &httpsig.Error{Reason: httpsig.ReasonNonceCapacity, Err: fmt.Errorf("the replay cache holds %d nonces still inside the window", len(c.seen))}
 	}
+	if peer != "" && c.held[ph] >= c.perPeer {
+		return &httpsig.Error{Reason: httpsig.ReasonNonceCapacity, Err: fmt.Errorf("this peer holds %d nonces still inside the window, its share of the replay cache", c.held[ph])}
+	}
 	exp := now.Add(life).UnixNano()
 	c.seen[key] = exp
-	c.fifo = append(c.fifo, nonceEntry{key, exp})
+	c.fifo = append(c.fifo, nonceEntry{key, exp, ph})
+	c.held[ph]++
 	return nil
+}
+
+// peerHash is FNV-1a of the peer's ID: two peers sharing a hash share a
+// share, nothing more.
+func peerHash(peer string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(peer); i++ {
+		h ^= uint64(peer[i])
+		h *= 1099511628211
+	}
+	return h
 }
