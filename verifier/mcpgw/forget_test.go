@@ -68,7 +68,7 @@ func TestGatewayForgottenSessionsDeletedUpstream(t *testing.T) {
 	tokB := f.token(t, "T-43", []string{"fs:read"}, resource)
 	open(tokB)                                              // s-4
 	open(tokB)                                              // s-5: 4 sessions, the bound of all tasks
-	open(f.token(t, "T-44", []string{"fs:read"}, resource)) // s-6: the oldest of all (s-2) goes
+	open(f.token(t, "T-44", []string{"fs:read"}, resource)) // s-6: A and B hold two each; the older of equals, A, loses s-2
 	wait("s-2")
 	select {
 	case sid := <-deleted:

@@ -131,10 +131,17 @@ func (s *sessions) bindLocked(sid, k string) (ok bool, gone []string) {
 // task at or under its share never loses one to tasks holding more. The
 // scan over the tasks runs only while the table is full.
 func (s *sessions) forgetHeaviestLocked() (sid string, ok bool) {
+	// the most sessions; among equals the one whose oldest is oldest, so
+	// that the choice does not depend on map order
 	var heavy *peerSessions
+	var heavyOldest uint64
 	for _, ps := range s.byPeer {
-		if heavy == nil || ps.live > heavy.live {
-			heavy = ps
+		if heavy != nil && ps.live < heavy.live {
+			continue
+		}
+		oldest := s.oldestLocked(ps)
+		if heavy == nil || ps.live > heavy.live || oldest < heavyOldest {
+			heavy, heavyOldest = ps, oldest
 		}
 	}
 	for heavy != nil && len(heavy.order) > 0 {
@@ -145,6 +152,19 @@ func (s *sessions) forgetHeaviestLocked() (sid string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// oldestLocked is the sequence number of ps's oldest live binding
+// (dropping the ended ones in front of it).
+func (s *sessions) oldestLocked(ps *peerSessions) uint64 {
+	for len(ps.order) > 0 {
+		b := ps.order[0]
+		if o, ok := s.owner[b.sid]; ok && o.seq == b.seq {
+			return b.seq
+		}
+		ps.order = ps.order[1:]
+	}
+	return ^uint64(0)
 }
 
 // forget ends the binding b, if it is still live (s.mu held); false when
