@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/big"
 
 	"github.com/zclconf/go-cty/cty"
 
@@ -59,13 +61,34 @@ func CheckArguments(args string) error {
 
 // checkNumber refuses the numbers jsonValue refuses: cty.ParseNumberVal
 // fails on an exponent out of big.Float's range, never on a number
-// without one (at most MaxArgumentsLen digits).
+// without one (at most MaxArgumentsLen digits). It also refuses an
+// integer that float64 cannot hold exactly: the policy reads it exactly,
+// but JavaScript servers (and Go servers decoding into any) round it, so
+// a condition and the tool would see two different numbers.
 func checkNumber(n []byte) error {
 	if bytes.IndexAny(n, "eE") < 0 {
-		return nil
+		return checkIntegerExact(n)
 	}
 	_, err := cty.ParseNumberVal(string(n))
 	return err
+}
+
+// checkIntegerExact refuses an integer literal beyond 2^53 that float64
+// rounds (a fraction is left alone: decimals are inexact in float64
+// anyway, and servers and policies agree on their digits).
+func checkIntegerExact(n []byte) error {
+	digits := bytes.TrimPrefix(n, []byte("-"))
+	if len(digits) <= 15 || bytes.IndexByte(n, '.') >= 0 { // < 2^53: exact
+		return nil
+	}
+	i, ok := new(big.Int).SetString(string(n), 10)
+	if !ok {
+		return nil // not an integer literal: the JSON scanner judged it
+	}
+	if _, acc := new(big.Float).SetInt(i).Float64(); acc != big.Exact {
+		return fmt.Errorf("the integer %s is not exact in float64: JavaScript and Go servers that decode into float64 round it, so the policy and the tool would see different numbers; send it as a string", n)
+	}
+	return nil
 }
 
 func jsonValue(v any) (cty.Value, error) {
@@ -77,6 +100,11 @@ func jsonValue(v any) (cty.Value, error) {
 	case string:
 		return cty.StringVal(x), nil
 	case json.Number:
+		if bytes.IndexAny([]byte(x), "eE") < 0 {
+			if err := checkIntegerExact([]byte(x)); err != nil {
+				return cty.NilVal, err
+			}
+		}
 		return cty.ParseNumberVal(string(x))
 	case map[string]any:
 		if len(x) == 0 {

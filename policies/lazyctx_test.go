@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,6 +204,36 @@ rule "other" {
 					t.Errorf("%s: denied: %+v", cond, got)
 				}
 			}
+		}
+	}
+}
+
+// TestCheckArgumentsRoundedIntegers: a policy reads an argument's number
+// exactly, while JavaScript servers (and Go servers decoding into any)
+// round it to float64: 9007199254740993 is another number to a condition
+// than to such a tool, which runs it as 9007199254740992 — a deny on the
+// latter would be sidestepped by the former (review 4). An integer that
+// float64 cannot hold exactly is refused; one it holds exactly, however
+// large, is not.
+func TestCheckArgumentsRoundedIntegers(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		ok   bool
+	}{
+		{`{"account_id":9007199254740993}`, false},
+		{`{"a":{"b":[1,-9007199254740993]}}`, false},
+		{`{"id":123456789012345678901234567890}`, false},
+		{`{"account_id":9007199254740992}`, true},
+		{`{"big":1152921504606846976}`, true}, // 2^60: exact in float64
+		{`{"n":12,"x":-3,"f":0.5,"e":1e3}`, true},
+		{`{"s":"9007199254740993"}`, true}, // a string is a string
+	} {
+		err := CheckArguments(tc.args)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.args, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "float64") {
+			t.Errorf("%s: the error does not say why: %v", tc.args, err)
 		}
 	}
 }
