@@ -45,16 +45,7 @@ func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestDaemonMCPGatewayOnly(t *testing.T) {
 	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
 	dir := t.TempDir()
-	policyDir := filepath.Join(dir, "policies")
-	os.Mkdir(policyDir, 0o755)
-	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
-	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
-	jb, _ := ca.JWTBundle().Marshal()
-	write(t, filepath.Join(dir, "jwt.json"), string(jb))
+	policyDir := writeMCPFiles(t, ca, dir)
 	verifierID := spiffeid.RequireFromString("spiffe://example.org/verifier")
 	certs, key := testca.SVIDPEM(t, ca.CreateX509SVID(verifierID))
 	write(t, filepath.Join(dir, "svid.pem"), string(certs))
@@ -194,17 +185,8 @@ func TestDaemonMCPGatewayStdioPlaintext(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../mcpgw/testdata/stdioserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	policyDir := filepath.Join(dir, "policies")
-	os.Mkdir(policyDir, 0o755)
-	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
+	policyDir := writeMCPFiles(t, ca, dir)
 	write(t, filepath.Join(policyDir, "crash.hcl"), "rule \"crash\" {\n  effect = \"allow\"\n  action {\n    mcp { tools = [\"crash\"] }\n  }\n}\n")
-	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
-	jb, _ := ca.JWTBundle().Marshal()
-	write(t, filepath.Join(dir, "jwt.json"), string(jb))
 	cfg, err := daemon.ParseConfig([]byte(`
 trust_domain = "example.org"
 policy_dir   = "`+policyDir+`"
@@ -230,17 +212,7 @@ mcp {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-41", Model: "openai/gpt-4o", Prompt: svid.PromptDigest(nil),
-		Scope: []string{"fs:read"}, Principal: "spiffe://example.org/user/alice", Chain: []string{},
-		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
-	tok := ca.CreateJWTSVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-41"), []string{"https://files.example.org/mcp"}, c.JWTClaims())
-	rt := &http.Transport{}
-	defer rt.CloseIdleConnections()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
-		&mcp.StreamableClientTransport{Endpoint: "http://" + d.Addr("mcp").String() + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{tok, rt}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := connectResearcher(t, ca, d)
 	defer cs.Close()
 	res, err := cs.ListTools(context.Background(), nil)
 	if err != nil || len(res.Tools) != 2 || res.Tools[0].Name != "crash" || res.Tools[1].Name != "read_file" {
@@ -300,4 +272,41 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// writeMCPFiles writes the gateway tests' files under dir: the filesystem
+// example policy in dir/policies (returned) and ca's bundles, bundle.pem
+// and jwt.json.
+func writeMCPFiles(t *testing.T, ca *testca.CA, dir string) string {
+	t.Helper()
+	policyDir := filepath.Join(dir, "policies")
+	os.Mkdir(policyDir, 0o755)
+	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
+	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
+	jb, _ := ca.JWTBundle().Marshal()
+	write(t, filepath.Join(dir, "jwt.json"), string(jb))
+	return policyDir
+}
+
+// connectResearcher connects a go-sdk client to d's plaintext gateway as
+// task T-41 (fs:read) with a JWT-SVID bearer for the gateway's resource.
+// Close the session before d: d.Close waits for its open streams.
+func connectResearcher(t *testing.T, ca *testca.CA, d *daemon.Daemon) *mcp.ClientSession {
+	t.Helper()
+	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-41", Model: "openai/gpt-4o", Prompt: svid.PromptDigest(nil),
+		Scope: []string{"fs:read"}, Principal: "spiffe://example.org/user/alice", Chain: []string{},
+		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
+	tok := ca.CreateJWTSVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-41"), []string{"https://files.example.org/mcp"}, c.JWTClaims())
+	rt := &http.Transport{}
+	t.Cleanup(rt.CloseIdleConnections)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
+		&mcp.StreamableClientTransport{Endpoint: "http://" + d.Addr("mcp").String() + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{tok, rt}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

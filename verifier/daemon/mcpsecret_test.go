@@ -17,7 +17,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentid/agentid/internal/testca"
-	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/verifier/daemon"
 )
 
@@ -30,16 +29,7 @@ func TestDaemonMCPUpstreamCredentialRotation(t *testing.T) {
 	defer daemon.SetSecretCheckEvery(0)() // look at the file on every request
 	ca := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org"), time.Now())
 	dir := t.TempDir()
-	policyDir := filepath.Join(dir, "policies")
-	os.Mkdir(policyDir, 0o755)
-	src, err := os.ReadFile("../../examples/mcp/filesystem/policy.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(policyDir, "fs.hcl"), string(src))
-	write(t, filepath.Join(dir, "bundle.pem"), string(ca.BundlePEM()))
-	jb, _ := ca.JWTBundle().Marshal()
-	write(t, filepath.Join(dir, "jwt.json"), string(jb))
+	policyDir := writeMCPFiles(t, ca, dir)
 
 	// the secret as Kubernetes mounts it: token -> ..data/token, ..data -> v1
 	secrets := filepath.Join(dir, "secrets")
@@ -97,17 +87,7 @@ mcp {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	c := svid.Claims{V: 1, Agent: "researcher", Task: "T-41", Model: "openai/gpt-4o", Prompt: svid.PromptDigest(nil),
-		Scope: []string{"fs:read"}, Principal: "spiffe://example.org/user/alice", Chain: []string{},
-		Deadline: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
-	tok := ca.CreateJWTSVID(spiffeid.RequireFromString("spiffe://example.org/agent/researcher/task/T-41"), []string{"https://files.example.org/mcp"}, c.JWTClaims())
-	rt := &http.Transport{}
-	defer rt.CloseIdleConnections()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(),
-		&mcp.StreamableClientTransport{Endpoint: "http://" + d.Addr("mcp").String() + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{tok, rt}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := connectResearcher(t, ca, d)
 	defer cs.Close()
 
 	// callSees calls a tool and returns the credential the upstream got
