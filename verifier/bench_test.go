@@ -335,15 +335,20 @@ func BenchmarkExtAuthz(b *testing.B) {
 	}
 }
 
+// serveExtAuthz serves v on the server the daemon runs (ExtAuthz.NewServer).
 func serveExtAuthz(b *testing.B, v *verifier.Verifier) string {
-	return serveGRPC(b, (&verifier.ExtAuthz{V: v}).Register)
+	return serve(b, (&verifier.ExtAuthz{V: v}).NewServer())
 }
 
-// serveGRPC serves what register adds on a loopback port.
+// serveGRPC serves what register adds to grpc.NewServer() on a loopback port.
 func serveGRPC(b *testing.B, register func(*grpc.Server)) string {
-	b.Helper()
 	srv := grpc.NewServer()
 	register(srv)
+	return serve(b, srv)
+}
+
+func serve(b *testing.B, srv *grpc.Server) string {
+	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -3,7 +3,6 @@ package verifier
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -55,32 +55,34 @@ func (e *ExtAuthz) Register(s *grpc.Server) { authv3.RegisterAuthorizationServer
 // not modify it.
 func (e *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	c := getPending()
-	resp := e.check(ctx, req, c)
+	inputFromProto(req, &c.ext)
+	resp, _ := e.check(ctx, &c.ext, c)
 	c.release()
 	return resp, nil
 }
 
-func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pending) *authv3.CheckResponse {
-	httpReq := req.GetAttributes().GetRequest().GetHttp()
-	if httpReq == nil {
-		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes")
+// check decides the request in; an OK response shared per peer and rule
+// also comes encoded (wire), for the server NewServer makes.
+func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp *authv3.CheckResponse, wire []byte) {
+	if !in.hasHTTP {
+		return deniedResponse(typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT, "bad_request: no HTTP request attributes"), nil
 	}
-	headers := httpReq.GetHeaders()
+	headers := in.headers
 	q, r := &c.q, &c.r
 	q.Frontend, q.Caller = FrontendExtAuthz, callerID(ctx)
-	q.Action = Action{Kind: policies.KindHTTP, Method: httpReq.GetMethod(), Path: stripQuery(httpReq.GetPath())}
+	q.Action = Action{Kind: policies.KindHTTP, Method: in.method, Path: stripQuery(in.path)}
 	if n := headerBytes(headers); n > MaxHeaderBytes {
-		return e.headersTooLarge(q, r, n)
+		return e.invalid(q, r, &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}, typev3.StatusCode_RequestHeaderFieldsTooLarge), nil
 	}
-	q.Credential = extAuthzCredential(req.GetAttributes().GetSource(), headers)
-	q.Request.Source = sourceAddr(req.GetAttributes().GetSource())
+	if in.bad != nil {
+		return e.invalid(q, r, in.bad, typev3.StatusCode_BadRequest), nil
+	}
+	q.Credential = extAuthzCredential(in.certificate, in.principal, headers)
+	q.Request.Source = in.source
 	if q.Action.Method == "POST" && isMCPPath(e.MCPPaths, q.Action.Path) {
 		q.MCP = true
 		q.Request.Headers = headerMap(headers) // ParseMCP reads them
-		q.Body = httpReq.GetRawBody()
-		if len(q.Body) == 0 {
-			q.Body = []byte(httpReq.GetBody())
-		}
+		q.Body = in.body
 		if headers["x-envoy-auth-partial-body"] == "true" {
 			q.Body = make([]byte, MaxMCPBody+1) // truncated by Envoy: too large to decide
 		}
@@ -88,30 +90,31 @@ func (e *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest, c *pendi
 		q.Request.HeaderMap = headers // the policy reads them as they are
 	}
 	if e.V.Signatures != nil {
-		q.Signed = extAuthzSigned(httpReq, headers)
+		q.Signed = extAuthzSigned(in)
 	}
 	c.decide(e.V)
 	switch r.Outcome {
 	case Allowed:
 		return okResponse(&r.Peer, &r.Decision, e.V.Headers.orDefault(), headers)
 	case Unauthenticated:
-		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, r.Message())
+		return deniedResponse(typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED, r.Message()), nil
 	case Forbidden:
-		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, r.Message())
+		return deniedResponse(typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED, r.Message()), nil
 	case Unavailable:
-		return deniedResponse(typev3.StatusCode_ServiceUnavailable, code.Code_UNAVAILABLE, r.Message())
+		return deniedResponse(typev3.StatusCode_ServiceUnavailable, code.Code_UNAVAILABLE, r.Message()), nil
 	}
-	return deniedResponse(typev3.StatusCode(r.HTTPStatus()), code.Code_INVALID_ARGUMENT, r.Message())
+	return deniedResponse(typev3.StatusCode(r.HTTPStatus()), code.Code_INVALID_ARGUMENT, r.Message()), nil
 }
 
-func (e *ExtAuthz) headersTooLarge(q *Query, r *Result, n int) *authv3.CheckResponse {
-	q.Invalid = &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}
+// invalid decides (refuses and audits) a request that cannot be read.
+func (e *ExtAuthz) invalid(q *Query, r *Result, bad *InputError, httpCode typev3.StatusCode) *authv3.CheckResponse {
+	q.Invalid = bad
 	e.V.decideInto(q, r, nil)
-	return deniedResponse(typev3.StatusCode_RequestHeaderFieldsTooLarge, code.Code_INVALID_ARGUMENT, r.Message())
+	return deniedResponse(httpCode, code.Code_INVALID_ARGUMENT, r.Message())
 }
 
-func extAuthzCredential(src *authv3.AttributeContext_Peer, headers map[string]string) Credential {
-	if cert := src.GetCertificate(); cert != "" {
+func extAuthzCredential(cert, principal string, headers map[string]string) Credential {
+	if cert != "" {
 		return Credential{Kind: CredentialPEM, Value: cert}
 	}
 	if h, ok := headers["authorization"]; ok {
@@ -119,7 +122,7 @@ func extAuthzCredential(src *authv3.AttributeContext_Peer, headers map[string]st
 			return c
 		}
 	}
-	if src.GetPrincipal() != "" {
+	if principal != "" {
 		return Credential{Kind: CredentialMalformed, Value: "only source.principal was sent: enable include_peer_certificate in the ext_authz filter so the task claims can be read"}
 	}
 	return Credential{}
@@ -150,7 +153,7 @@ func callerID(ctx context.Context) string {
 // Without incoming x-agentid-* headers (the common case) the response is
 // the one built for this peer and deciding rule the first time, shared:
 // responses are only serialized, and a peer is immutable.
-func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string) *authv3.CheckResponse {
+func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string) (*authv3.CheckResponse, []byte) {
 	oh := p.hdrs.okHeaders(p, ruleHeader(d), set)
 	headers := oh.resp.GetOkResponse().Headers
 	if !d.Receipt.IsZero() {
@@ -167,7 +170,7 @@ func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string)
 		}
 	}
 	if remove == nil && d.Receipt.IsZero() {
-		return oh.resp
+		return oh.resp, oh.wire
 	}
 	slices.Sort(remove)
 	return &authv3.CheckResponse{
@@ -175,7 +178,7 @@ func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string)
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			Headers: headers, HeadersToRemove: remove,
 		}},
-	}
+	}, nil
 }
 
 // withReceipt is the shared header options hs with x-agentid-receipt
@@ -218,6 +221,7 @@ type okHeaders struct {
 	rule string
 	set  HeaderSet
 	resp *authv3.CheckResponse
+	wire []byte // resp encoded
 }
 
 // okHeaders returns the OK response for p and rule, built once (h may
@@ -257,6 +261,7 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string, set HeaderSet) *okHeaders 
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
 	}}
+	oh.wire, _ = proto.MarshalOptions{Deterministic: true}.Marshal(oh.resp) // cannot fail: no required fields, valid UTF-8 (identityHeaders)
 	if h != nil {
 		next := append([]*okHeaders{oh}, list[:min(len(list), maxOKRules-1)]...)
 		h.ok.Store(&next)
@@ -320,16 +325,4 @@ func isLower(s string) bool {
 		}
 	}
 	return true
-}
-
-func sourceAddr(src *authv3.AttributeContext_Peer) netip.AddrPort {
-	sa := src.GetAddress().GetSocketAddress()
-	if sa == nil {
-		return netip.AddrPort{}
-	}
-	addr, err := netip.ParseAddr(sa.GetAddress())
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(addr, uint16(sa.GetPortValue()))
 }

@@ -29,15 +29,22 @@ var mcpPolicy = verifier.PolicyFunc(func(in *policies.Input) policies.Decision {
 	return scopePolicy(in)
 })
 
-func startExtAuthz(t *testing.T) (authv3.AuthorizationClient, *grpc.ClientConn, *testca.CA) {
+// startExtAuthz serves the policy mcpPolicy over ext_authz: on the server
+// ExtAuthz.NewServer makes (wire), or on a plain gRPC server with the
+// generated service (Register).
+func startExtAuthz(t *testing.T, wire bool) (authv3.AuthorizationClient, *grpc.ClientConn, *testca.CA) {
 	t.Helper()
 	ca := testca.New(t, td, time.Now())
 	v := &verifier.Verifier{
 		Auth:   verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle(), JWTBundles: ca.JWTBundle(), Audiences: []string{"kb"}}),
 		Policy: mcpPolicy,
 	}
-	srv := grpc.NewServer()
-	(&verifier.ExtAuthz{V: v, MCPPaths: []string{"/mcp"}}).Register(srv)
+	e := &verifier.ExtAuthz{V: v, MCPPaths: []string{"/mcp"}}
+	srv := e.NewServer()
+	if !wire {
+		srv = grpc.NewServer()
+		e.Register(srv)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +70,12 @@ func checkReq(cert, method, path string, headers map[string]string, body string)
 }
 
 func TestExtAuthzCheck(t *testing.T) {
-	client, conn, ca := startExtAuthz(t)
+	t.Run("NewServer", func(t *testing.T) { testExtAuthzCheck(t, true) })
+	t.Run("Register", func(t *testing.T) { testExtAuthzCheck(t, false) })
+}
+
+func testExtAuthzCheck(t *testing.T, wire bool) {
+	client, conn, ca := startExtAuthz(t, wire)
 	c := claims()
 	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
 	certPEM, _ := testca.SVIDPEM(t, ca.CreateX509SVID(taskID, ext(t, c)))
@@ -234,5 +246,69 @@ rule "kb" {
 		if got := applyAsEnvoy(map[string]string{"x-agentid-task": "T-1", "x-agentid-other": "x"}, forged.GetOkResponse()); got["x-agentid-task"] != "T-42" || got["x-agentid-other"] != "" {
 			t.Fatalf("round %d: upstream headers %v", i, got)
 		}
+	}
+}
+
+// TestExtAuthzRawHeaderMap: with encode_raw_headers Envoy sends the
+// request headers in header_map (raw_value, one entry per header line)
+// instead of headers. The verifier reads them there too: a JWT-SVID in
+// authorization authenticates, the policy sees the headers, and a forged
+// x-agentid-* header is removed — before, header_map was ignored, so the
+// request looked headerless and the forged header reached the upstream.
+func TestExtAuthzRawHeaderMap(t *testing.T) {
+	ca := testca.New(t, td, time.Now())
+	set, diags := policies.LoadFiles([]policies.File{{Name: "h.hcl", Src: []byte(`
+rule "ticket" {
+  effect = "allow"
+  action {
+    http {
+      paths = ["/tickets/**"]
+    }
+  }
+  condition = lookup(request.headers, "x-ticket", "") == "CHG-1,CHG-2"
+}
+`)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	e := &verifier.ExtAuthz{V: &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle(), JWTBundles: ca.JWTBundle(), Audiences: []string{"kb"}}), Policy: set}}
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	jwt := ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims())
+	raw := func(kv ...string) *corev3.HeaderMap {
+		m := &corev3.HeaderMap{}
+		for i := 0; i < len(kv); i += 2 {
+			m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+		}
+		return m
+	}
+	check := func(hm *corev3.HeaderMap) *authv3.CheckResponse {
+		t.Helper()
+		req := checkReq("", "GET", "/tickets/1", nil, "")
+		req.Attributes.Request.Http.HeaderMap = hm
+		resp, err := e.Check(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := check(raw("authorization", "Bearer "+jwt, "x-ticket", "CHG-1", "x-ticket", "CHG-2", "x-agentid-other", "forged"))
+	if resp.GetOkResponse() == nil {
+		t.Fatalf("raw headers: %v", resp)
+	}
+	if got := applyAsEnvoy(map[string]string{"x-agentid-other": "forged"}, resp.GetOkResponse()); got["x-agentid-other"] != "" || got[verifier.HeaderTask] != "T-42" {
+		t.Fatalf("upstream headers %v", got)
+	}
+	if resp := check(raw("authorization", "Bearer "+jwt, "x-ticket", "CHG-1")); code.Code(resp.GetStatus().GetCode()) != code.Code_PERMISSION_DENIED {
+		t.Fatalf("one of two header lines: %v", resp)
+	}
+	if resp := check(raw("x-ticket", "CHG-1", "x-ticket", "CHG-2")); code.Code(resp.GetStatus().GetCode()) != code.Code_UNAUTHENTICATED {
+		t.Fatalf("no credential: %v", resp)
+	}
+	// Both forms at once cannot disagree: refused.
+	req := checkReq("", "GET", "/tickets/1", map[string]string{"authorization": "Bearer " + jwt}, "")
+	req.Attributes.Request.Http.HeaderMap = raw("authorization", "Bearer x")
+	if resp, _ := e.Check(context.Background(), req); code.Code(resp.GetStatus().GetCode()) != code.Code_INVALID_ARGUMENT {
+		t.Fatalf("headers and header_map: %v", resp)
 	}
 }

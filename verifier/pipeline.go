@@ -403,9 +403,10 @@ func (v *Verifier) Authenticate(ctx context.Context, q *Query) Result {
 // grow, by copying, on every call) and off the heap. Nothing of a
 // request stays in the pool: release clears it.
 type pending struct {
-	q  Query
-	r  Result
-	in policies.Input
+	q   Query
+	r   Result
+	in  policies.Input
+	ext checkInput // ExtAuthz's request
 }
 
 var pendingPool = sync.Pool{New: func() any { return new(pending) }}

@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"fmt"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"io"
 	"net/http"
 
@@ -57,22 +56,20 @@ func signedRequest(r *http.Request, body []byte, bodyRead bool) (*SignedRequest,
 // HTTP/3 request need not declare its length, so the body is known only
 // when (bodyKnownExtAuthz) Envoy passed it whole, or the request says
 // explicitly that it has none.
-func extAuthzSigned(req *authv3.AttributeContext_HttpRequest, headers map[string]string) *SignedRequest {
+func extAuthzSigned(in *checkInput) *SignedRequest {
+	headers := in.headers
 	_, sig := headers["signature"]
-	_, in := headers["signature-input"]
-	if !sig && !in {
+	_, input := headers["signature-input"]
+	if !sig && !input {
 		return unsignedRequest
 	}
-	s := &SignedRequest{Message: httpsig.Message{Method: req.GetMethod(),
-		TargetURI: req.GetScheme() + "://" + req.GetHost() + req.GetPath(), Header: make(http.Header, len(headers))}}
+	s := &SignedRequest{Message: httpsig.Message{Method: in.method,
+		TargetURI: in.scheme + "://" + in.host + in.path, Header: make(http.Header, len(headers))}}
 	for k, v := range headers {
 		s.Message.Header[http.CanonicalHeaderKey(k)] = []string{v}
 	}
-	s.Body = req.GetRawBody()
-	if len(s.Body) == 0 && req.GetBody() != "" {
-		s.Body = []byte(req.GetBody())
-	}
-	s.BodyKnown = bodyKnownExtAuthz(req.GetMethod(), req.GetSize(), len(s.Body), headers)
+	s.Body = in.body
+	s.BodyKnown = bodyKnownExtAuthz(in.method, in.size, len(s.Body), headers)
 	return s
 }
 

@@ -197,8 +197,7 @@ func (d *Daemon) listen() error {
 		} else if tc != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 		}
-		s := grpc.NewServer(opts...)
-		(&verifier.ExtAuthz{V: d.v, MCPPaths: d.cfg.ExtAuthzMCPPaths}).Register(s)
+		s := (&verifier.ExtAuthz{V: d.v, MCPPaths: d.cfg.ExtAuthzMCPPaths}).NewServer(opts...)
 		d.addrs["ext_authz"] = l.Addr()
 		d.serve(func() error { return s.Serve(l) }, func(context.Context) error { s.GracefulStop(); return nil })
 	}
