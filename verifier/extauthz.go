@@ -75,7 +75,11 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 		return e.invalid(q, r, &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}, typev3.StatusCode_RequestHeaderFieldsTooLarge), nil
 	}
 	if in.bad != nil {
-		return e.invalid(q, r, in.bad, typev3.StatusCode_BadRequest), nil
+		status := typev3.StatusCode_BadRequest
+		if in.bad.TooLarge {
+			status = typev3.StatusCode_RequestHeaderFieldsTooLarge
+		}
+		return e.invalid(q, r, in.bad, status), nil
 	}
 	q.Credential = extAuthzCredential(in.certificate, in.principal, headers)
 	q.Request.Source = in.source

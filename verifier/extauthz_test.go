@@ -14,6 +14,7 @@ import (
 	"github.com/agentid/agentid/verifier"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -310,5 +311,21 @@ rule "ticket" {
 	req.Attributes.Request.Http.HeaderMap = raw("authorization", "Bearer x")
 	if resp, _ := e.Check(context.Background(), req); code.Code(resp.GetStatus().GetCode()) != code.Code_INVALID_ARGUMENT {
 		t.Fatalf("headers and header_map: %v", resp)
+	}
+}
+
+// TestExtAuthzHeaderMapTooLarge: a header_map over MaxHeaderBytes is
+// refused with 431 like oversized headers.
+func TestExtAuthzHeaderMapTooLarge(t *testing.T) {
+	e := &verifier.ExtAuthz{V: &verifier.Verifier{Auth: verifier.NewAuthenticator(verifier.Config{}), Policy: mcpPolicy}}
+	hm := &corev3.HeaderMap{}
+	for range verifier.MaxHeaderBytes / 100 {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "x-big", RawValue: []byte(strings.Repeat("a", 200))})
+	}
+	req := checkReq("", "GET", "/kb/1", nil, "")
+	req.Attributes.Request.Http.HeaderMap = hm
+	resp, _ := e.Check(context.Background(), req)
+	if resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_RequestHeaderFieldsTooLarge {
+		t.Fatalf("%v", resp)
 	}
 }

@@ -67,37 +67,52 @@ func inputFromProto(req *authv3.CheckRequest, in *checkInput) {
 	}
 }
 
-// rawHeaders collects header_map's lines.
+// rawHeaders collects header_map's lines, joined once at the end (not
+// line by line, which is quadratic in the lines of one name), and stops
+// collecting once they exceed MaxHeaderBytes.
 type rawHeaders struct {
-	m    map[string]string
-	seen bool // header_map was present
+	lines    map[string][]string
+	n        int // bytes of names and values
+	tooLarge bool
 }
 
 func (r *rawHeaders) add(k, v string) {
-	if r.m == nil {
-		r.m = make(map[string]string, 8)
+	if r.tooLarge {
+		return
+	}
+	if r.n += len(k) + len(v) + 1; r.n > MaxHeaderBytes {
+		r.tooLarge = true
+		r.lines = nil
+		return
+	}
+	if r.lines == nil {
+		r.lines = make(map[string][]string, 8)
 	}
 	if !isLower(k) {
 		k = strings.ToLower(k)
 	}
-	if prev, ok := r.m[k]; ok {
-		v = prev + "," + v
-	}
-	r.m[k] = v
+	r.lines[k] = append(r.lines[k], v)
 }
 
 // mergeHeaderMap takes header_map's headers, refusing a request that
 // also has headers (Envoy sends one form or the other: two that could
 // disagree are not decided).
 func (in *checkInput) mergeHeaderMap(r *rawHeaders) {
-	if len(r.m) == 0 {
+	if r.tooLarge {
+		in.bad = &InputError{What: "request headers", Detail: fmt.Sprintf("header_map exceeds %d bytes", MaxHeaderBytes), TooLarge: true}
+		return
+	}
+	if len(r.lines) == 0 {
 		return
 	}
 	if len(in.headers) > 0 {
 		in.bad = badInput("request headers", "both headers and header_map are set")
 		return
 	}
-	in.headers = r.m
+	in.headers = make(map[string]string, len(r.lines))
+	for k, vs := range r.lines {
+		in.headers[k] = strings.Join(vs, ",")
+	}
 }
 
 func addrPort(a string, port uint32) netip.AddrPort {
@@ -125,6 +140,7 @@ const (
 	fAddressInternal = 3 // Address.envoy_internal_address
 	fSocketAddress   = 2 // SocketAddress.address
 	fSocketPortVal   = 3 // SocketAddress.port_value
+	fSocketNamedPort = 4 // SocketAddress.named_port
 	fRequestHTTP     = 2 // Request.http
 	fHTTPMethod      = 2
 	fHTTPHeaders     = 3
@@ -143,9 +159,11 @@ const (
 
 // wireReader decodes the fields of a CheckRequest the verifier reads from
 // the message's bytes, skipping the rest (destination, metadata,
-// context extensions, TLS session…) without decoding them. The strings
-// it makes share the message's buffer, which is never written after it
-// is read (the codec hands over a copy of its own).
+// context extensions, TLS session…) without decoding them. The short
+// strings it makes are copies (some go into the audit record, which waits
+// in the writer's queue: a view would keep the whole request alive); the
+// certificate and the body are views of the message's buffer, which is
+// never written after it is read (the codec hands over a copy of its own).
 //
 // It is stricter than protobuf's decoder where Envoy never differs: a
 // field it reads that arrives twice, or with another wire type, is an
@@ -206,11 +224,22 @@ func (r *wireReader) message(b []byte, name string, field func(num protowire.Num
 
 var errWireType = fmt.Errorf("unexpected wire type")
 
-// str is v as a string sharing its memory (v is never written again),
-// which must be UTF-8.
+// str is a copy of v as a string, which must be UTF-8.
 func str(v []byte) (string, error) {
 	if !utf8.Valid(v) {
-		return "", fmt.Errorf("string is not valid UTF-8")
+		return "", errNotUTF8
+	}
+	return string(v), nil
+}
+
+var errNotUTF8 = fmt.Errorf("string is not valid UTF-8")
+
+// view is v as a string sharing its memory (v is never written again),
+// which must be UTF-8: for the certificate, which the Authenticator's
+// cache copies when it keeps it.
+func view(v []byte) (string, error) {
+	if !utf8.Valid(v) {
+		return "", errNotUTF8
 	}
 	return unsafe.String(unsafe.SliceData(v), len(v)), nil
 }
@@ -261,7 +290,7 @@ func (r *wireReader) peer(num protowire.Number, typ protowire.Type, v []byte, _ 
 		}
 	case fPeerCertificate:
 		if err = bytesField(typ); err == nil {
-			r.in.certificate, err = str(v)
+			r.in.certificate, err = view(v)
 		}
 	default:
 		return false, nil
@@ -270,7 +299,7 @@ func (r *wireReader) peer(num protowire.Number, typ protowire.Type, v []byte, _ 
 }
 
 func (r *wireReader) address(num protowire.Number, typ protowire.Type, v []byte, _ uint64) (bool, error) {
-	if num == fAddressPipe || num == fAddressInternal {
+	if (num == fAddressPipe || num == fAddressInternal) && typ == protowire.BytesType {
 		r.in.source = netip.AddrPort{} // the oneof's last member wins
 		return false, nil
 	}
@@ -297,6 +326,10 @@ func (r *wireReader) address(num protowire.Number, typ protowire.Type, v []byte,
 			}
 			port = uint32(x)
 			return true, nil
+		case fSocketNamedPort:
+			if typ == protowire.BytesType {
+				port = 0 // the port oneof's last member wins; a named port is no number
+			}
 		}
 		return false, nil
 	})
@@ -370,7 +403,6 @@ func (r *wireReader) http(num protowire.Number, typ protowire.Type, v []byte, x 
 		if err = bytesField(typ); err != nil {
 			return true, err
 		}
-		r.lines.seen = true
 		return true, r.message(v, "HeaderMap", func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) (bool, error) {
 			if num != fHeaderMapLines {
 				return false, nil
@@ -414,7 +446,7 @@ func (r *wireReader) pair(b []byte, name string, header bool) (k, v string, err 
 		return true, err
 	})
 	if len(raw) > 0 {
-		v = unsafe.String(unsafe.SliceData(raw), len(raw))
+		v = string(raw)
 	}
 	return k, v, err
 }

@@ -1,8 +1,10 @@
 package verifier
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -164,4 +166,111 @@ func FuzzExtAuthzWire(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		compareDecoders(t, b, false)
 	})
+}
+
+func wireMsg(num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+}
+
+// wireRequest is a CheckRequest whose HttpRequest holds the given
+// encoded fields, besides method GET and path /kb/doc-1.
+func wireRequest(src []byte, httpFields ...[]byte) []byte {
+	h := append(wireMsg(fHTTPMethod, []byte("GET")), wireMsg(fHTTPPath, []byte("/kb/doc-1"))...)
+	for _, f := range httpFields {
+		h = append(h, f...)
+	}
+	attrs := wireMsg(fAttrRequest, wireMsg(fRequestHTTP, h))
+	if src != nil {
+		attrs = append(wireMsg(fAttrSource, src), attrs...)
+	}
+	return wireMsg(fCheckAttributes, attrs)
+}
+
+// TestHeaderMapLinesJoinedOnce: many header_map lines of one name are
+// joined once, not by copying the value so far for every line (which was
+// quadratic: 100,000 lines took seconds), and a header_map over
+// MaxHeaderBytes is refused as too large (431) without being built.
+func TestHeaderMapLinesJoinedOnce(t *testing.T) {
+	line := wireMsg(fHeaderMapLines, append(wireMsg(fHeaderKey, []byte("a")), wireMsg(fHeaderRawValue, []byte("b"))...))
+	lines := func(n int) []byte { return wireMsg(fHTTPHeaderMap, bytes.Repeat(line, n)) }
+	const n = 5000 // 20 KB of headers: under the limit
+	b := wireRequest(nil, lines(n))
+	var in checkInput
+	if err := decodeCheckRequest(b, &in); err != nil || in.bad != nil || len(in.headers["a"]) != 2*n-1 {
+		t.Fatalf("%v %v %d", err, in.bad, len(in.headers["a"]))
+	}
+	if allocs := testing.AllocsPerRun(3, func() { decodeCheckRequest(b, &checkInput{}) }); allocs > 100 {
+		t.Errorf("wire: %d lines of one name take %.0f allocations", n, allocs)
+	}
+	var req authv3.CheckRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(3, func() { inputFromProto(&req, &checkInput{}) }); allocs > 100 {
+		t.Errorf("proto: %d lines of one name take %.0f allocations", n, allocs)
+	}
+	big := wireRequest(nil, lines(MaxHeaderBytes/3+1))
+	in = checkInput{}
+	if err := decodeCheckRequest(big, &in); err != nil || in.bad == nil || !in.bad.TooLarge {
+		t.Fatalf("headers over the limit: %v %v", err, in.bad)
+	}
+	if err := proto.Unmarshal(big, &req); err != nil {
+		t.Fatal(err)
+	}
+	in = checkInput{}
+	if inputFromProto(&req, &in); in.bad == nil || !in.bad.TooLarge {
+		t.Fatalf("headers over the limit, protobuf: %v", in.bad)
+	}
+}
+
+// TestExtAuthzWireOneofs: the address oneofs are read as protobuf reads
+// them — the last member wins (named_port after port_value is no port), a
+// member of the wrong wire type is an unknown field.
+func TestExtAuthzWireOneofs(t *testing.T) {
+	sock, _ := proto.Marshal(&corev3.SocketAddress{Address: "10.0.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 51234}})
+	named := append(append([]byte(nil), sock...), wireMsg(4, []byte("http"))...)
+	pipeAsVarint := protowire.AppendVarint(protowire.AppendTag(nil, fAddressPipe, protowire.VarintType), 1)
+	for name, addr := range map[string][]byte{
+		"named port after port":     wireMsg(fAddressSocket, named),
+		"pipe of another wire type": append(wireMsg(fAddressSocket, sock), pipeAsVarint...),
+		"pipe after socket":         append(wireMsg(fAddressSocket, sock), wireMsg(fAddressPipe, wireMsg(1, []byte("/run/x")))...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			compareDecoders(t, wireRequest(wireMsg(fPeerAddress, addr)), true)
+		})
+	}
+}
+
+// TestWireStringsDoNotPinTheRequest: the short strings a decision keeps
+// (method, path, host, scheme, principal, headers: some go into the audit
+// record, which waits in the writer's queue) are copies, not views of the
+// request's bytes, which may be megabytes of body.
+func TestWireStringsDoNotPinTheRequest(t *testing.T) {
+	src := append(wireMsg(fPeerPrincipal, []byte("spiffe://example.org/x")), wireMsg(fPeerAddress, wireMsg(fAddressSocket, wireMsg(fSocketAddress, []byte("10.0.0.7"))))...)
+	hdr := wireMsg(fHTTPHeaders, append(wireMsg(fHeaderKey, []byte("x-a")), wireMsg(fHeaderValue, []byte("v"))...))
+	hm := wireMsg(fHTTPHeaderMap, wireMsg(fHeaderMapLines, append(wireMsg(fHeaderKey, []byte("x-b")), wireMsg(fHeaderRawValue, []byte("w"))...)))
+	for name, b := range map[string][]byte{
+		"headers":    wireRequest(src, wireMsg(fHTTPHost, []byte("kb")), wireMsg(fHTTPScheme, []byte("https")), hdr, wireMsg(fHTTPRawBody, make([]byte, 1<<20))),
+		"header map": wireRequest(src, hm, wireMsg(fHTTPRawBody, make([]byte, 1<<20))),
+	} {
+		var in checkInput
+		if err := decodeCheckRequest(b, &in); err != nil {
+			t.Fatal(err)
+		}
+		lo, hi := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))+uintptr(len(b))
+		check := func(what, s string) {
+			if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); len(s) > 0 && p >= lo && p < hi {
+				t.Errorf("%s: %s %q is a view of the %d-byte request", name, what, s, len(b))
+			}
+		}
+		check("method", in.method)
+		check("path", in.path)
+		check("host", in.host)
+		check("scheme", in.scheme)
+		check("principal", in.principal)
+		for k, v := range in.headers {
+			check("header name", k)
+			check("header value", v)
+		}
+	}
 }

@@ -125,7 +125,7 @@ func (v *Verifier) checkSignature(q *Query, now time.Time, r *Result) bool {
 	e := ver.Evidence()
 	r.sig = &audit.AgentSignature{Label: e.Label, Base: e.Base, Sig: e.Signature}
 	if s.RecordBody && len(q.Signed.Body) <= s.maxRecordedBody() {
-		r.sig.Body = q.Signed.Body
+		r.sig.Body = bytes.Clone(q.Signed.Body) // the record outlives the request's buffer
 	}
 	r.signed = true
 	return true
