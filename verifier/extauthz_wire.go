@@ -160,9 +160,13 @@ const (
 // wireReader decodes the fields of a CheckRequest the verifier reads from
 // the message's bytes, skipping the rest (destination, metadata,
 // context extensions, TLS session…) without decoding them. The short
-// strings it makes are copies (some go into the audit record, which waits
-// in the writer's queue: a view would keep the whole request alive); the
-// certificate and the body are views of the message's buffer, which is
+// strings it makes are copied into two small arenas of their own, one for
+// the request line (method, path, host, scheme, principal: the audit
+// record keeps the action, and waits in the writer's queue) and one for
+// the headers (which only the decision reads; the signature stage clones
+// what it records), so that what outlives the check does not keep the
+// whole request alive; the certificate (the Authenticator's cache clones
+// its keys) and the body are views of the message's buffer, which is
 // never written after it is read (the codec hands over a copy of its own).
 //
 // It is stricter than protobuf's decoder where Envoy never differs: a
@@ -170,8 +174,32 @@ const (
 // error (protobuf would keep the last or merge, or treat it as unknown);
 // strings must be UTF-8 as proto3 requires.
 type wireReader struct {
-	in    *checkInput
-	lines rawHeaders
+	in       *checkInput
+	lines    rawHeaders
+	line, hd []byte // the arenas
+}
+
+// keep copies v into arena and returns the copy as a string: the bytes
+// it views are never written again (a full arena is replaced, not
+// grown in place, and appends only go past what was handed out).
+func keep(arena *[]byte, v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	if cap(*arena)-len(*arena) < len(v) {
+		*arena = make([]byte, 0, max(2*cap(*arena), len(v), 256))
+	}
+	start := len(*arena)
+	*arena = append(*arena, v...)
+	return unsafe.String(&(*arena)[start], len(v))
+}
+
+// keepUTF8 is keep for a proto3 string, which must be UTF-8.
+func keepUTF8(arena *[]byte, v []byte) (string, error) {
+	if !utf8.Valid(v) {
+		return "", errNotUTF8
+	}
+	return keep(arena, v), nil
 }
 
 func decodeCheckRequest(b []byte, in *checkInput) error {
@@ -223,14 +251,6 @@ func (r *wireReader) message(b []byte, name string, field func(num protowire.Num
 }
 
 var errWireType = fmt.Errorf("unexpected wire type")
-
-// str is a copy of v as a string, which must be UTF-8.
-func str(v []byte) (string, error) {
-	if !utf8.Valid(v) {
-		return "", errNotUTF8
-	}
-	return string(v), nil
-}
 
 var errNotUTF8 = fmt.Errorf("string is not valid UTF-8")
 
@@ -286,7 +306,7 @@ func (r *wireReader) peer(num protowire.Number, typ protowire.Type, v []byte, _ 
 		}
 	case fPeerPrincipal:
 		if err = bytesField(typ); err == nil {
-			r.in.principal, err = str(v)
+			r.in.principal, err = keepUTF8(&r.line, v)
 		}
 	case fPeerCertificate:
 		if err = bytesField(typ); err == nil {
@@ -317,7 +337,7 @@ func (r *wireReader) address(num protowire.Number, typ protowire.Type, v []byte,
 			if err := bytesField(typ); err != nil {
 				return true, err
 			}
-			s, err := str(v)
+			s, err := view(v) // parsed at once
 			addr = s
 			return true, err
 		case fSocketPortVal:
@@ -356,8 +376,17 @@ func (r *wireReader) http(num protowire.Number, typ protowire.Type, v []byte, x 
 		if err = bytesField(typ); err != nil {
 			return true, err
 		}
+		if num == fHTTPBody {
+			if !utf8.Valid(v) {
+				return true, errNotUTF8
+			}
+			if len(in.body) == 0 { // raw_body wins
+				in.body = v
+			}
+			return true, nil
+		}
 		var s string
-		if s, err = str(v); err != nil {
+		if s, err = keepUTF8(&r.line, v); err != nil {
 			return true, err
 		}
 		switch num {
@@ -369,10 +398,6 @@ func (r *wireReader) http(num protowire.Number, typ protowire.Type, v []byte, x 
 			in.host = s
 		case fHTTPScheme:
 			in.scheme = s
-		case fHTTPBody:
-			if len(in.body) == 0 { // raw_body wins
-				in.body = v
-			}
 		}
 		return true, nil
 	case fHTTPRawBody:
@@ -437,16 +462,16 @@ func (r *wireReader) pair(b []byte, name string, header bool) (k, v string, err 
 		var err error
 		switch num {
 		case fHeaderKey:
-			k, err = str(f)
+			k, err = keepUTF8(&r.hd, f)
 		case fHeaderValue:
-			v, err = str(f)
+			v, err = keepUTF8(&r.hd, f)
 		default:
 			raw = f
 		}
 		return true, err
 	})
 	if len(raw) > 0 {
-		v = string(raw)
+		v = keep(&r.hd, raw)
 	}
 	return k, v, err
 }
