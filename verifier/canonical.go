@@ -138,11 +138,15 @@ func isTchar(c byte) bool {
 }
 
 // CheckPath accepts only a canonical path: the one form that the policy,
-// Envoy, the proxy and every upstream read alike. Canonical means no
-// percent-encoded unreserved characters (%61 for "a"), no encoded "/",
-// "\" or NUL at all, no dot segments, no empty segments ("//"), upper-case
-// hex in the escapes that remain, and nothing outside printable ASCII.
-// A refusal names the canonical form where there is one.
+// Envoy, the proxy and every upstream read alike. Canonical means: the
+// characters a path segment may carry literally (RFC 3986 pchar:
+// unreserved, sub-delims, ":" and "@") never percent-encoded ("%61" for
+// "a", "%3A" for ":" are refused), every other byte percent-encoded with
+// upper-case hex (a literal "{" is refused: send "%7B"), no ";" (path
+// parameters: Tomcat, Spring and Jetty drop ";…" from a segment before
+// mapping it; "%3B" is a ";" in a name), no encoded "/", "\" or NUL at
+// all, no dot segments and no empty segments ("//"). A refusal names the
+// canonical form where there is one.
 func CheckPath(p string) error {
 	if isPlainCanonical(p) {
 		return nil // the common case, without allocating
@@ -158,9 +162,11 @@ func CheckPath(p string) error {
 }
 
 // CanonicalPath returns the canonical form of an absolute request path
-// (without its query): percent-encoded unreserved characters decoded, the
-// other escapes in upper-case hex, dot segments removed (RFC 3986 5.2.4)
-// and runs of slashes merged. Encoded "/", "\" and NUL, a literal "\",
+// (without its query): escapes of characters a segment may carry
+// literally (unreserved, sub-delims but ";", ":", "@") decoded, other
+// escapes in upper-case hex, the printable ASCII bytes a path must escape
+// (`"<>?[]^` + "`{|}") escaped, dot segments removed (RFC 3986 5.2.4) and
+// runs of slashes merged. Encoded "/", "\" and NUL, a literal "\" or ";",
 // bytes outside printable ASCII and malformed escapes are errors: they
 // mean different paths to different servers.
 func CanonicalPath(p string) (string, error) {
@@ -182,7 +188,7 @@ func CanonicalPath(p string) (string, error) {
 			switch {
 			case d == '/' || d == '\\' || d == 0:
 				return "", badInput("path", "encoded %q (%s) is refused", d, p[i:i+3])
-			case isUnreserved(d):
+			case isUnreserved(d) || isLiteralReserved(d):
 				dec = append(dec, d)
 			default:
 				dec = append(dec, '%', upperHex[d>>4], upperHex[d&15])
@@ -192,19 +198,17 @@ func CanonicalPath(p string) (string, error) {
 			return "", badInput("path", "a backslash is refused")
 		case c == '#':
 			return "", badInput("path", "a \"#\" is refused (a request-target has no fragment)")
+		case c == ';':
+			return "", badInput("path", "a \";\" is refused: servers such as Tomcat, Spring and Jetty drop \";…\" from a segment before mapping it (send %%3B for a \";\" in a name)")
 		case c <= ' ' || c >= 0x7f:
 			return "", badInput("path", "byte 0x%02x at %d must be percent-encoded", c, i)
+		case mustEscape(c):
+			dec = append(dec, '%', upperHex[c>>4], upperHex[c&15])
 		default:
 			dec = append(dec, c)
 		}
 	}
-	c := string(dec)
-	for seg := range strings.SplitSeq(c[1:], "/") {
-		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
-			return "", badInput("path", "segment %q is a dot segment to servers that drop path parameters (Tomcat, Spring)", truncate(seg))
-		}
-	}
-	return removeDotSegments(c), nil
+	return removeDotSegments(string(dec)), nil
 }
 
 // isPlainCanonical reports, without allocating, whether p is canonical
@@ -218,7 +222,7 @@ func isPlainCanonical(p string) bool {
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
-			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' {
+			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' || mustEscape(c) {
 				return false
 			}
 			if c != '/' {
@@ -250,6 +254,20 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
+}
+
+// isLiteralReserved: the reserved characters a path segment carries
+// literally (RFC 3986 pchar: sub-delims, ":" and "@"), but ";".
+func isLiteralReserved(c byte) bool {
+	return strings.IndexByte("!$&'()*+,=:@", c) >= 0
+}
+
+// mustEscape: the printable ASCII bytes that are not pchar, "/", "%",
+// "#", ";" or "\\" (which have their own rules): a URL path carries them
+// escaped (Go's URL encoder escapes them, so the proxy would forward "%7B"
+// for "{"; a "?" would start the query).
+func mustEscape(c byte) bool {
+	return strings.IndexByte(`"<>?[]^`+"`{|}", c) >= 0
 }
 
 func isUnreserved(c byte) bool {

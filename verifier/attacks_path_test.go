@@ -1,0 +1,140 @@
+package verifier_test
+
+import (
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentid/agentid/verifier"
+	"google.golang.org/genproto/googleapis/rpc/code"
+)
+
+// pathAttackPolicy allows /kb/** and denies an admin area and a custom
+// method (Google AIP-136 style "/v1/jobs/7:cancel").
+const pathAttackPolicy = `
+rule "kb" {
+  effect = "allow"
+  peer {
+    scopes_all = ["kb:read"]
+  }
+  action {
+    http {
+      paths = ["/kb/**"]
+    }
+  }
+}
+
+rule "kb-private" {
+  effect = "deny"
+  reason = "private areas"
+  action {
+    http {
+      paths = ["/kb/admin/**", "/kb/jobs/*:cancel"]
+    }
+  }
+}
+`
+
+// refusedEverywhere asserts that the proxy (in front of upstream) and
+// ext_authz both refuse target and that upstream never served a secret.
+func refusedEverywhere(t *testing.T, e *attackEnv, upstream http.Handler, method string, targets ...string) {
+	t.Helper()
+	client, base, _ := proxyTo(t, e, upstream)
+	for _, target := range targets {
+		st, body := rawRequest(t, client, method, base, target, "")
+		if st == http.StatusOK || strings.Contains(body, "SECRET") || strings.Contains(body, "CANCELLED") {
+			t.Errorf("proxy %s %s: %d %q", method, target, st, body)
+		}
+		if resp := e.extAuthz(t, checkReq(e.certPEM, method, target, nil, "")); code.Code(resp.GetStatus().GetCode()) == code.Code_OK {
+			t.Errorf("ext_authz %s %s allowed", method, target)
+		}
+	}
+}
+
+// TestAttackPathParameters: Tomcat, Spring and Jetty drop ";params" from
+// every segment before mapping, so "/kb/admin;x/keys" is /kb/admin/keys to
+// them while the policy saw the segment "admin;x". A ";" is refused in any
+// segment (only dot segments were before); its encoded form %3B, a literal
+// ";" in a name to those servers, stays allowed.
+func TestAttackPathParameters(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, pathAttackPolicy)
+	docs := t.TempDir()
+	os.MkdirAll(filepath.Join(docs, "kb", "admin"), 0o755)
+	os.WriteFile(filepath.Join(docs, "kb", "admin", "keys"), []byte("SECRET"), 0o644)
+	fs := http.FileServer(http.Dir(docs))
+	// Tomcat's CoyoteAdapter.parsePathParameters / Spring's
+	// UrlPathHelper.removeSemicolonContent, emulated over a FileServer.
+	tomcatLike := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		segs := strings.Split(r.URL.Path, "/")
+		for i, s := range segs {
+			segs[i], _, _ = strings.Cut(s, ";")
+		}
+		r.URL.Path, r.URL.RawPath = path.Clean(strings.Join(segs, "/")), ""
+		fs.ServeHTTP(w, r)
+	})
+	refusedEverywhere(t, e, tomcatLike, "GET", "/kb/admin;x/keys", "/kb/admin;/keys", "/kb/admin/keys;x", "/kb;x/admin/keys")
+	if err := verifier.CheckPath("/kb/a%3Bb"); err != nil {
+		t.Errorf("the encoded form of \";\": %v", err)
+	}
+}
+
+// TestAttackReservedEscapes: ":" and "%3A" (and the other characters a
+// path may carry literally: "@", "!", "$", "&", "'", "(", ")", "*", "+",
+// ",", "=") were both canonical, so a deny written with ":" was dodged
+// with %3A while a Go 1.22 ServeMux handler saw the same ":cancel". The
+// escaped form is refused now, naming the literal one.
+func TestAttackReservedEscapes(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, pathAttackPolicy)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /kb/jobs/{job}", func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutSuffix(r.PathValue("job"), ":cancel"); ok {
+			w.Write([]byte("CANCELLED " + id))
+		}
+	})
+	refusedEverywhere(t, e, mux, "POST", "/kb/jobs/7:cancel", "/kb/jobs/7%3Acancel", "/kb/jobs/7%3acancel")
+	for esc, lit := range map[string]string{"%3A": ":", "%40": "@", "%21": "!", "%24": "$", "%26": "&", "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2B": "+", "%2C": ",", "%3D": "="} {
+		err := verifier.CheckPath("/kb/a" + esc + "b")
+		if err == nil || !strings.Contains(err.Error(), `"/kb/a`+lit+`b"`) {
+			t.Errorf("%s: %v, want a refusal naming /kb/a%sb", esc, err, lit)
+		}
+		if err := verifier.CheckPath("/kb/a" + lit + "b"); err != nil {
+			t.Errorf("literal %s: %v", lit, err)
+		}
+	}
+}
+
+// TestAttackLiteralUnsafeBytes: a literal "{" (or another byte a URL path
+// must escape: `"<>[\]^` + "`{|}") was accepted by ext_authz and the
+// middleware but refused by the proxy, which would forward it escaped.
+// Each front-end now refuses it, naming the escaped form, which all
+// accept.
+func TestAttackLiteralUnsafeBytes(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, pathAttackPolicy)
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("reached")) })
+	client, base, _ := proxyTo(t, e, ok)
+	for _, c := range `"<>[]^` + "`{|}" {
+		target := "/kb/a" + string(c) + "b"
+		if st, _ := rawRequest(t, client, "GET", base, target, ""); st == http.StatusOK {
+			t.Errorf("proxy %s: %d", target, st)
+		}
+		if resp := e.extAuthz(t, checkReq(e.certPEM, "GET", target, nil, "")); code.Code(resp.GetStatus().GetCode()) != code.Code_INVALID_ARGUMENT {
+			t.Errorf("ext_authz %s: %v", target, resp.GetStatus())
+		}
+		esc := "/kb/a%" + strings.ToUpper(string("0123456789abcdef"[c>>4])+string("0123456789abcdef"[c&15])) + "b"
+		if err := verifier.CheckPath(target); err == nil || !strings.Contains(err.Error(), esc) {
+			t.Errorf("%s: %v, want a refusal naming %s", target, err, esc)
+		}
+		if st, body := rawRequest(t, client, "GET", base, esc, ""); st != http.StatusOK {
+			t.Errorf("proxy %s: %d %q", esc, st, body)
+		}
+		if resp := e.extAuthz(t, checkReq(e.certPEM, "GET", esc, nil, "")); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Errorf("ext_authz %s: %v", esc, resp.GetStatus())
+		}
+	}
+}
