@@ -1,7 +1,9 @@
 package verifier_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path"
 	"path/filepath"
@@ -10,6 +12,10 @@ import (
 
 	"github.com/agentid/agentid/verifier"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // pathAttackPolicy allows /kb/** and denies an admin area and a custom
@@ -135,6 +141,71 @@ func TestAttackLiteralUnsafeBytes(t *testing.T) {
 		}
 		if resp := e.extAuthz(t, checkReq(e.certPEM, "GET", esc, nil, "")); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
 			t.Errorf("ext_authz %s: %v", esc, resp.GetStatus())
+		}
+	}
+}
+
+// TestAttackGRPCKindAlike: a gRPC call through Envoy (ext_authz) or an
+// HTTP handler serving gRPC (the middleware) was decided as {http, POST,
+// /pkg.Svc/Method}, so a grpc deny rule that the interceptors apply did
+// not, and an http allow let the call through. A POST with a gRPC content
+// type is decided as the gRPC call {grpc, /pkg.Svc/Method} by every
+// front-end (after the path's own checks); an MCP path stays MCP.
+func TestAttackGRPCKindAlike(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, `
+rule "api" {
+  effect = "allow"
+  peer {
+    scopes_all = ["kb:read"]
+  }
+  action {
+    http {
+      paths = ["/**"]
+    }
+    grpc {
+      methods = ["/kb.v1.KB/*"]
+    }
+  }
+}
+rule "no-delete" {
+  effect = "deny"
+  action {
+    grpc {
+      methods = ["/kb.v1.KB/Delete"]
+    }
+  }
+}
+`)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+e.jwt))
+	_, err := e.v.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/kb.v1.KB/Delete"}, func(context.Context, any) (any, error) { return nil, nil })
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("interceptor: %v", err)
+	}
+	mw := e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ran")) }))
+	for _, tc := range []struct {
+		path, contentType string
+		want              code.Code
+	}{
+		{"/kb.v1.KB/Delete", "application/grpc", code.Code_PERMISSION_DENIED},
+		{"/kb.v1.KB/Delete", "application/grpc+proto", code.Code_PERMISSION_DENIED},
+		{"/kb.v1.KB/Delete", "Application/GRPC-Web", code.Code_PERMISSION_DENIED},
+		{"/kb.v1.KB/Get", "application/grpc", code.Code_OK},
+		{"/kb.v1.KB/Delete", "application/json", code.Code_OK}, // an HTTP request: the http rule
+		{"/kb/v1/KB/Delete", "application/grpc", code.Code_INVALID_ARGUMENT},
+	} {
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", tc.path, map[string]string{"content-type": tc.contentType}, ""))
+		if got := code.Code(resp.GetStatus().GetCode()); got != tc.want {
+			t.Errorf("ext_authz %s (%s): %v, want %v", tc.path, tc.contentType, resp.GetStatus(), tc.want)
+		}
+		req := httptest.NewRequest("POST", tc.path, nil)
+		req.Header.Set("Content-Type", tc.contentType)
+		req.Header.Set("Authorization", "Bearer "+e.jwt)
+		rec := httptest.NewRecorder()
+		mw.ServeHTTP(rec, req)
+		want := map[code.Code]int{code.Code_OK: 200, code.Code_PERMISSION_DENIED: 403, code.Code_INVALID_ARGUMENT: 400}[tc.want]
+		if rec.Code != want {
+			t.Errorf("middleware %s (%s): %d %q, want %d", tc.path, tc.contentType, rec.Code, rec.Body, want)
 		}
 	}
 }

@@ -76,6 +76,9 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 			}
 			return m.Action(a.Path), m.ID, nil
 		}
+		if q.GRPC {
+			return Action{Kind: policies.KindGRPC, Path: a.Path}, nil, checkGRPCMethod(a.Path)
+		}
 		return Action{Kind: a.Kind, Method: a.Method, Path: a.Path}, nil, nil
 	case policies.KindGRPC:
 		return a, nil, checkGRPCMethod(a.Path)
@@ -317,6 +320,26 @@ func checkGRPCMethod(m string) error {
 		}
 	}
 	return nil
+}
+
+// isGRPCContentType tells whether one of the Content-Type values (each
+// possibly a comma-joined list, as Envoy joins repeated headers) is a gRPC
+// media type: application/grpc, application/grpc+proto, application/grpc-web…
+// (case-insensitive).
+func isGRPCContentType(values ...string) bool {
+	const grpcType = "application/grpc"
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if len(t) < len(grpcType) || !strings.EqualFold(t[:len(grpcType)], grpcType) {
+				continue
+			}
+			if rest := t[len(grpcType):]; rest == "" || rest[0] == '+' || rest[0] == '-' || rest[0] == ';' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func truncate(s string) string {

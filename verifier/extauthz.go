@@ -92,6 +92,7 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 		}
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
+		q.GRPC = q.Action.Method == "POST" && isGRPCContentType(headers["content-type"])
 	}
 	if e.V.Signatures != nil {
 		q.Signed = extAuthzSigned(in)

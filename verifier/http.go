@@ -193,6 +193,7 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				return
 			}
 		}
+		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
 		if v.Signatures != nil && q.Invalid == nil {
 			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP)
 		}

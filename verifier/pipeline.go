@@ -73,6 +73,11 @@ type Query struct {
 	// the Mcp-Method / Mcp-Name headers in Request must agree with it.
 	MCP  bool
 	Body []byte
+	// GRPC marks an HTTP request that is a gRPC call (a POST with a gRPC
+	// content type, not to an MCP path): it is decided as {grpc, path},
+	// the path a canonical /package.Service/Method, as the interceptors
+	// decide the same call.
+	GRPC bool
 	// Request is the context conditions may read (headers, source).
 	Request Request
 	// Invalid, when set, refuses the request before anything else is read
