@@ -68,7 +68,7 @@ func (alt *actionAlt) match(a *Action) bool {
 	subject := a.Name
 	switch alt.kind {
 	case KindHTTP:
-		if alt.methods != nil && !slices.Contains(alt.methods, a.Method) {
+		if alt.methods != nil && !httpMethodIn(alt.methods, a.Method) {
 			return false
 		}
 		subject = a.Path
@@ -80,6 +80,13 @@ func (alt *actionAlt) match(a *Action) bool {
 		}
 	}
 	return alt.pats == nil || matchAny(alt.pats, subject)
+}
+
+// httpMethodIn: m is one of methods, or HEAD where methods has GET —
+// servers answer HEAD with their GET handler (Go's net/http, Express…),
+// so a rule on GET covers HEAD: a deny on GET is not dodged with HEAD.
+func httpMethodIn(methods []string, m string) bool {
+	return slices.Contains(methods, m) || m == "HEAD" && slices.Contains(methods, "GET")
 }
 
 func (alt *actionAlt) describe() string {

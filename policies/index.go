@@ -125,6 +125,9 @@ func (r *rule) actionKeys() []actionKey {
 			}
 			for _, m := range alt.methods {
 				out = append(out, actionKey{alt.kind, m, key})
+				if alt.kind == KindHTTP && m == "GET" { // HEAD is GET (httpMethodIn)
+					out = append(out, actionKey{alt.kind, "HEAD", key})
+				}
 			}
 		}
 	}
