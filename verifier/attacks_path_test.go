@@ -209,3 +209,26 @@ rule "no-delete" {
 		}
 	}
 }
+
+// TestAttackMethodOverride: frameworks that honour X-HTTP-Method-Override
+// (and X-HTTP-Method, X-Method-Override) run a POST carrying "DELETE" as
+// a DELETE, past a deny on DELETE that the verifier applied to "POST".
+// Such headers are refused: the method is the request's own.
+func TestAttackMethodOverride(t *testing.T) {
+	e := newAttackEnv(t)
+	mw := e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ran")) }))
+	for _, h := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x-http-method-override"} {
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", "/kb/doc-1", map[string]string{strings.ToLower(h): "DELETE"}, ""))
+		if code.Code(resp.GetStatus().GetCode()) != code.Code_INVALID_ARGUMENT {
+			t.Errorf("ext_authz with %s: %v", h, resp.GetStatus())
+		}
+		req := httptest.NewRequest("POST", "/kb/doc-1", nil)
+		req.Header.Set(h, "DELETE")
+		req.Header.Set("Authorization", "Bearer "+e.jwt)
+		rec := httptest.NewRecorder()
+		mw.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("middleware with %s: %d %q", h, rec.Code, rec.Body)
+		}
+	}
+}

@@ -69,6 +69,9 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 		if err := CheckPath(a.Path); err != nil {
 			return Action{}, nil, err
 		}
+		if h := methodOverride(&q.Request); h != "" {
+			return Action{}, nil, badInput("method", "the %s header is refused: frameworks that honour it run another method than the one decided (send the method itself)", h)
+		}
 		if q.MCP {
 			m, err := ParseMCP(q.Body, q.Request.Headers)
 			if err != nil {
@@ -320,6 +323,35 @@ func checkGRPCMethod(m string) error {
 		}
 	}
 	return nil
+}
+
+// methodOverrideHeaders are the headers with which frameworks (Express's
+// method-override, Symfony, Laravel, ASP.NET…) let a POST run as another
+// method, in Go's canonical and in lower case (Envoy's) form.
+var methodOverrideHeaders = [...][2]string{
+	{"X-Http-Method-Override", "x-http-method-override"},
+	{"X-Http-Method", "x-http-method"},
+	{"X-Method-Override", "x-method-override"},
+}
+
+// methodOverride names a method-override header the request carries, or "".
+func methodOverride(r *Request) string {
+	for _, h := range methodOverrideHeaders {
+		if len(r.Headers) > 0 {
+			if _, ok := r.Headers[h[0]]; ok {
+				return h[0]
+			}
+			if _, ok := r.Headers[h[1]]; ok {
+				return h[0]
+			}
+		}
+		if len(r.HeaderMap) > 0 {
+			if _, ok := r.HeaderMap[h[1]]; ok {
+				return h[0]
+			}
+		}
+	}
+	return ""
 }
 
 // isGRPCContentType tells whether one of the Content-Type values (each
