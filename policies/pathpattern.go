@@ -66,6 +66,14 @@ func CheckPathPattern(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("does not start with \"/\"")
 	}
+	return checkPathLiterals(p)
+}
+
+// checkPathLiterals is CheckPathPattern without the leading "/": a
+// pattern that starts with a wildcard ("**/my docs/**", in a condition)
+// has its bytes and escapes checked, its segments only after the first
+// "/".
+func checkPathLiterals(p string) error {
 	var b strings.Builder
 	b.Grow(len(p) + 8)
 	for i := 0; i < len(p); i++ {
@@ -117,9 +125,13 @@ func CheckPathPattern(p string) error {
 			b.WriteByte(c)
 		}
 	}
-	c, err := cleanPatternSegments(b.String())
-	if err != nil {
-		return err
+	c := b.String()
+	if i := strings.IndexByte(c, '/'); i >= 0 {
+		clean, err := cleanPatternSegments(c[i:])
+		if err != nil {
+			return err
+		}
+		c = c[:i] + clean
 	}
 	if c != p {
 		return fmt.Errorf("is not canonical: write %q", c)

@@ -25,3 +25,10 @@ rule "no-keys" {
     }
   }
 }
+
+# In a condition, a literal glob pattern over action.path is checked too
+# (a warning: action.path is also a gRPC method).
+rule "no-drafts" {
+  effect    = "deny"
+  condition = glob("/kb/my drafts/**", action.path) || glob("**/café/**", action.path) || glob("/kb/ok%20/**", action.path)
+}
