@@ -143,3 +143,45 @@ func TestCanonicalPathPatternsLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestTestActionPathCanonical: a policy test or `agentid policy eval` with
+// a path the verifier would refuse ("/kb/café/keys") decides a request
+// that never reaches the policy, and passed against the inert literal
+// deny: ParseAction refuses it, naming the canonical path. "*" is a
+// literal character in a path.
+func TestTestActionPathCanonical(t *testing.T) {
+	for s, want := range map[string]string{
+		"http GET /kb/café/keys":      `write "/kb/caf%C3%A9/keys"`,
+		"http GET /kb/caf%c3%a9/keys": `write "/kb/caf%C3%A9/keys"`,
+		"http GET /kb/%40ops/keys":    `write "/kb/@ops/keys"`,
+		"http GET /kb/x/../keys":      `write "/kb/keys"`,
+		"http GET /kb//keys":          `write "/kb/keys"`,
+		"http GET /kb/a;v=1":          `write "/kb/a%3Bv=1"`,
+		"http GET /kb/%2A":            `write "/kb/*"`,
+		"http GET /kb/100%":           `write "/kb/100%25"`,
+		"http GET /kb/a%2Fb":          `the verifier refuses "%2F"`,
+	} {
+		_, err := policies.ParseAction(s)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %s", s, err, want)
+		}
+	}
+	for _, s := range []string{"http GET /kb/caf%C3%A9/keys", "http GET /kb/@ops/keys", "http GET /kb/a*b", "http GET /kb/", "http GET /"} {
+		if _, err := policies.ParseAction(s); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	set := mustLoad(t, pathPolicy("/kb/caf%C3%A9/**"))
+	_, diags := set.LoadTests([]policies.File{{Name: "p_test.hcl", Src: []byte(`test "cafe" {
+  peer {
+    spiffe_id = "spiffe://example.org/agent/researcher/task/T-42"
+  }
+  action = "http GET /kb/café/keys"
+  expect = "deny"
+}
+`)}})
+	got := formatDiags(diags)
+	if !strings.HasPrefix(got, `p_test.hcl:5:12: error: Invalid action: "http GET /kb/café/keys": the path is not canonical: write "/kb/caf%C3%A9/keys"`) {
+		t.Errorf("diagnostics:\n%s", got)
+	}
+}

@@ -66,14 +66,23 @@ func CheckPathPattern(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("does not start with \"/\"")
 	}
-	return checkPathLiterals(p)
+	return checkPathLiterals(p, true)
+}
+
+// checkPath is CheckPathPattern for a path, where "*" is a character:
+// what the verifier accepts (a test case's or policy eval's path).
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("does not start with \"/\"")
+	}
+	return checkPathLiterals(p, false)
 }
 
 // checkPathLiterals is CheckPathPattern without the leading "/": a
 // pattern that starts with a wildcard ("**/my docs/**", in a condition)
 // has its bytes and escapes checked, its segments only after the first
 // "/".
-func checkPathLiterals(p string) error {
+func checkPathLiterals(p string, wild bool) error {
 	var b strings.Builder
 	b.Grow(len(p) + 8)
 	for i := 0; i < len(p); i++ {
@@ -81,6 +90,13 @@ func checkPathLiterals(p string) error {
 		if c == '*' {
 			b.WriteByte(c)
 			continue
+		}
+		if c == '%' && !wild {
+			if i+2 < len(p) && unhex(p[i+1]) >= 0 && unhex(p[i+2]) >= 0 && byte(unhex(p[i+1])<<4|unhex(p[i+2])) == '*' {
+				b.WriteByte('*')
+				i += 2
+				continue
+			}
 		}
 		if c == '%' {
 			if i+2 < len(p) && unhex(p[i+1]) >= 0 && unhex(p[i+2]) >= 0 {
@@ -101,6 +117,10 @@ func checkPathLiterals(p string) error {
 				continue
 			}
 			// A wildcard inside the escape: "%*", "%E*" (upper-case hex).
+			if !wild {
+				b.WriteString("%25")
+				continue
+			}
 			if i+1 < len(p) && p[i+1] == '*' {
 				b.WriteByte('%')
 				continue
