@@ -237,7 +237,7 @@ func (l *loader) condPathPattern(e hclsyntax.Expression) {
 	if p == "**" {
 		return
 	}
-	if err := checkPathLiterals(p, true); err != nil {
+	if err := notCanonical(p, true); err != nil {
 		l.warnf(e.Range(), "Non-canonical path pattern", "The pattern %q of glob(…, action.path) %v; as written it never matches an HTTP path, which the verifier decides in canonical form (docs/policy.md#what-the-path-is).", p, err)
 	}
 }

@@ -66,7 +66,7 @@ func CheckPathPattern(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("does not start with \"/\"")
 	}
-	return checkPathLiterals(p, true)
+	return notCanonical(p, true)
 }
 
 // checkPath is CheckPathPattern for a path, where "*" is a character:
@@ -75,14 +75,28 @@ func checkPath(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("does not start with \"/\"")
 	}
-	return checkPathLiterals(p, false)
+	return notCanonical(p, false)
 }
 
-// checkPathLiterals is CheckPathPattern without the leading "/": a
-// pattern that starts with a wildcard ("**/my docs/**", in a condition)
-// has its bytes and escapes checked, its segments only after the first
-// "/".
-func checkPathLiterals(p string, wild bool) error {
+// notCanonical is nil for a canonical p, or the error naming its
+// canonical spelling or why there is none.
+func notCanonical(p string, wild bool) error {
+	c, err := canonicalPathLiterals(p, wild)
+	if err != nil {
+		return err
+	}
+	if c != p {
+		return fmt.Errorf("is not canonical: write %q", c)
+	}
+	return nil
+}
+
+// canonicalPathLiterals returns the canonical spelling of a path pattern
+// (wild) or a path, or an error saying why it has none. A pattern that
+// starts with a wildcard rather than "/" ("**/my docs/**", in a
+// condition) has its bytes and escapes made canonical, its segments only
+// after the first "/".
+func canonicalPathLiterals(p string, wild bool) (string, error) {
 	var b strings.Builder
 	b.Grow(len(p) + 8)
 	for i := 0; i < len(p); i++ {
@@ -103,9 +117,9 @@ func checkPathLiterals(p string, wild bool) error {
 				d := byte(unhex(p[i+1])<<4 | unhex(p[i+2]))
 				switch {
 				case d == '*':
-					return fmt.Errorf("has %q, which the verifier refuses (a path carries \"*\" literally), and a literal \"*\" in a path is matched by a wildcard: write \"*\"", p[i:i+3])
+					return "", fmt.Errorf("has %q, which the verifier refuses (a path carries \"*\" literally), and a literal \"*\" in a path is matched by a wildcard: write \"*\"", p[i:i+3])
 				case pathByteClass[d] == pathRefused || d == '/':
-					return fmt.Errorf("can never match: the verifier refuses %q in any form", "%"+string(upperHex[d>>4])+string(upperHex[d&15]))
+					return "", fmt.Errorf("can never match: the verifier refuses %q in any form", "%"+string(upperHex[d>>4])+string(upperHex[d&15]))
 				case pathByteClass[d] == pathLiteral:
 					b.WriteByte(d)
 				default:
@@ -136,7 +150,7 @@ func checkPathLiterals(p string, wild bool) error {
 		}
 		switch pathByteClass[c] {
 		case pathRefused:
-			return fmt.Errorf("can never match: the verifier refuses %q in any form", string(c))
+			return "", fmt.Errorf("can never match: the verifier refuses %q in any form", string(c))
 		case pathEscaped:
 			b.WriteByte('%')
 			b.WriteByte(upperHex[c>>4])
@@ -149,14 +163,11 @@ func checkPathLiterals(p string, wild bool) error {
 	if i := strings.IndexByte(c, '/'); i >= 0 {
 		clean, err := cleanPatternSegments(c[i:])
 		if err != nil {
-			return err
+			return "", err
 		}
 		c = c[:i] + clean
 	}
-	if c != p {
-		return fmt.Errorf("is not canonical: write %q", c)
-	}
-	return nil
+	return c, nil
 }
 
 // cleanPatternSegments removes the empty ("//"), "." and ".." segments

@@ -75,3 +75,53 @@ func TestPathPatternByteClasses(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCanonicalPathLiterals: the spelling that an error names is itself
+// canonical (a fixed point), and an accepted path, read independently of
+// the byte table, is canonical: every "%" starts an upper-case escape of
+// a byte that is not literal, every other byte is literal, and no segment
+// is empty (but a final one), "." or "..".
+func FuzzCanonicalPathLiterals(f *testing.F) {
+	for _, s := range []string{"/kb/my docs/**", "/kb/café/**", "/kb/%40ops", "/kb/x/../y", "/kb//x/.", "/a%2a", "/a%*", "/a%e*", "/a;b", "/a%zz%", "/**/../x"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, p string, wild bool) {
+		if !strings.HasPrefix(p, "/") {
+			return
+		}
+		c, err := canonicalPathLiterals(p, wild)
+		if err != nil {
+			return
+		}
+		if c2, err := canonicalPathLiterals(c, wild); err != nil || c2 != c {
+			t.Fatalf("%q → %q → %q, %v", p, c, c2, err)
+		}
+		if wild && strings.Contains(c, "*") {
+			return
+		}
+		segs := strings.Split(c[1:], "/")
+		for i, s := range segs {
+			if s == "." || s == ".." || s == "" && i < len(segs)-1 {
+				t.Fatalf("%q → %q: segment %q", p, c, s)
+			}
+		}
+		for i := 0; i < len(c); i++ {
+			switch ch := c[i]; {
+			case ch == '%':
+				if i+2 >= len(c) || !strings.ContainsRune(upperHex, rune(c[i+1])) || !strings.ContainsRune(upperHex, rune(c[i+2])) {
+					t.Fatalf("%q → %q: bad escape at %d", p, c, i)
+				}
+				d := byte(unhex(c[i+1])<<4 | unhex(c[i+2]))
+				if d != '%' && (d == '/' || d == 0 || d == '\\' || strings.IndexByte("-._~!$&'()*+,=:@", d) >= 0 ||
+					d >= 'a' && d <= 'z' || d >= 'A' && d <= 'Z' || d >= '0' && d <= '9') {
+					t.Fatalf("%q → %q: %%%02X is not canonical", p, c, d)
+				}
+				i += 2
+			case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', strings.IndexByte("-._~!$&'()*+,=:@/", ch) >= 0:
+			default:
+				t.Fatalf("%q → %q: byte %q", p, c, ch)
+			}
+		}
+	})
+}
