@@ -419,6 +419,11 @@ func ParseAction(s string) (Action, error) {
 	}
 	switch {
 	case f[0] == KindHTTP && len(f) == 3 && strings.HasPrefix(f[2], "/"):
+		// Only a canonical path reaches the policy: the verifier refuses
+		// the others, so deciding one would test what never happens.
+		if err := checkPath(f[2]); err != nil {
+			return Action{}, fmt.Errorf("%q: the path %v (the verifier refuses any other form: docs/policy.md#what-the-path-is)", s, err)
+		}
 		return Action{Kind: KindHTTP, Method: strings.ToUpper(f[1]), Path: f[2]}, nil
 	case f[0] == KindGRPC && len(f) == 2 && strings.HasPrefix(f[1], "/"):
 		return Action{Kind: KindGRPC, Path: f[1]}, nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // A condition must cost time linear in the request: the agent chooses
@@ -135,6 +136,9 @@ func (w *costWalker) forBody(x *hclsyntax.ForExpr, scope map[string]taint) {
 // call refuses request data in the arguments that must come from the
 // policy, and in setunion.
 func (w *costWalker) call(x *hclsyntax.FunctionCallExpr, scope map[string]taint) {
+	if x.Name == "glob" && len(x.Args) == 2 && !x.ExpandFinal && isActionPath(x.Args[1]) {
+		w.l.condPathPattern(x.Args[0])
+	}
 	if x.Name == "setunion" {
 		for _, a := range x.Args {
 			if taintOf(a, scope)&taintRequest != 0 {
@@ -205,4 +209,35 @@ func traversalText(t hcl.Traversal) string {
 		}
 	}
 	return b.String()
+}
+
+// isActionPath reports whether e is action.path.
+func isActionPath(e hclsyntax.Expression) bool {
+	t, ok := e.(*hclsyntax.ScopeTraversalExpr)
+	if !ok || len(t.Traversal) != 2 || t.Traversal.RootName() != "action" {
+		return false
+	}
+	a, ok := t.Traversal[1].(hcl.TraverseAttr)
+	return ok && a.Name == "path"
+}
+
+// condPathPattern warns about a literal glob() pattern over action.path
+// that is not in canonical form (CheckPathPattern): it never matches an
+// HTTP path the verifier decides. A warning, not an error: action.path
+// is also a gRPC method, which is not a URL path.
+func (l *loader) condPathPattern(e hclsyntax.Expression) {
+	if len(hclsyntax.Variables(e)) != 0 {
+		return
+	}
+	v, diags := e.Value(nil)
+	if diags.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.String {
+		return
+	}
+	p := v.AsString()
+	if p == "**" {
+		return
+	}
+	if err := notCanonical(p, true); err != nil {
+		l.warnf(e.Range(), "Non-canonical path pattern", "The pattern %q of glob(…, action.path) %v; as written it never matches an HTTP path, which the verifier decides in canonical form (docs/policy.md#what-the-path-is).", p, err)
+	}
 }

@@ -10,6 +10,12 @@
 // every rule considered did or did not match. Decisions are default deny,
 // and any matching deny rule wins over every allow rule.
 //
+// HTTP paths are decided in the canonical form that the verifier accepts
+// (unreserved characters, sub-delims but ";", ":" and "@" literal, every
+// other byte "%XX" in upper-case hex, no dot or empty segments), so path
+// patterns must be written in it: loading refuses any other spelling and
+// names the canonical one ([CheckPathPattern]).
+//
 // Matching costs time linear in the request, whatever the policy: patterns
 // run as bit-parallel automata without backtracking, condition expressions
 // whose cost would grow faster than the request are refused at load, and

@@ -137,3 +137,19 @@ func ExamplePeerFromPEM() {
 	// researcher [kb:read] 1
 	// true [kb-read]
 }
+
+// CheckPathPattern is what loading checks in every http paths pattern:
+// the verifier decides only canonical paths, so a pattern spelled any
+// other way could never match.
+func ExampleCheckPathPattern() {
+	for _, p := range []string{"/kb/my%20docs/**", "/kb/my docs/**", "/kb/café/**", "/kb/%40ops/*", "/kb/x/../keys", "/kb/a%2Fb"} {
+		fmt.Printf("%s: %v\n", p, policies.CheckPathPattern(p))
+	}
+	// Output:
+	// /kb/my%20docs/**: <nil>
+	// /kb/my docs/**: is not canonical: write "/kb/my%20docs/**"
+	// /kb/café/**: is not canonical: write "/kb/caf%C3%A9/**"
+	// /kb/%40ops/*: is not canonical: write "/kb/@ops/*"
+	// /kb/x/../keys: is not canonical: write "/kb/keys"
+	// /kb/a%2Fb: can never match: the verifier refuses "%2F" in any form
+}

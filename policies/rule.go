@@ -221,7 +221,7 @@ func (l *loader) actionAlt(kind string, c *hcl.BodyContent) actionAlt {
 			alt.methods = l.methods(a)
 		}
 		if a := at["paths"]; a != nil {
-			alt.pats = l.globs(a, "/")
+			alt.pats = l.pathGlobs(a)
 		}
 	case KindGRPC:
 		if a := at["methods"]; a != nil {

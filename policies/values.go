@@ -113,6 +113,17 @@ func elemRanges(e hcl.Expression) []hcl.Range {
 
 // globs decodes a list of patterns; prefix, when set, is required.
 func (l *loader) globs(a *hcl.Attribute, prefix string) []glob {
+	return l.globsChecked(a, prefix, false)
+}
+
+// pathGlobs decodes a list of HTTP path patterns, which must be in the
+// canonical form of the paths the verifier decides (CheckPathPattern):
+// any other spelling would never match.
+func (l *loader) pathGlobs(a *hcl.Attribute) []glob {
+	return l.globsChecked(a, "/", true)
+}
+
+func (l *loader) globsChecked(a *hcl.Attribute, prefix string, path bool) []glob {
 	items, ok := l.strs(a)
 	if !ok {
 		return nil
@@ -122,6 +133,12 @@ func (l *loader) globs(a *hcl.Attribute, prefix string) []glob {
 		if prefix != "" && !strings.HasPrefix(it.val, prefix) && it.val != "**" {
 			l.errorf(it.rng, "Invalid pattern", "The pattern %q of %q must start with %q.", it.val, a.Name, prefix)
 			continue
+		}
+		if path {
+			if err := CheckPathPattern(it.val); err != nil {
+				l.errorf(it.rng, "Non-canonical path pattern", "The pattern %q of %q %v (the verifier decides paths in canonical form: docs/policy.md#what-the-path-is).", it.val, a.Name, err)
+				continue
+			}
 		}
 		g, err := compileGlob(it.val)
 		if err != nil {

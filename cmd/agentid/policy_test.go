@@ -65,6 +65,18 @@ func TestPolicyLint(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, want) || !strings.HasSuffix(out, "\n0 error(s), 1 warning(s)\n") {
 		t.Fatalf("costly pattern: exit %d\n%s\nwant\n%s…", code, out, want)
 	}
+	// a deny on a path written as people write paths (a space, "é") never
+	// matches a decided path, which is canonical: an error naming the
+	// canonical spelling, so the deny is not silently inert
+	writeFile(t, dir, "p.hcl", []byte("rule \"r\" {\n  effect = \"deny\"\n  action {\n    http { paths = [\"/kb/**/x\", \"/kb/my docs/**\", \"/kb/café/**\"] }\n  }\n}\n"))
+	code, out, _ = runCLI(t, "policy", "lint", dir)
+	suffix := ` (the verifier decides paths in canonical form: docs/policy.md#what-the-path-is).`
+	want = filepath.Join(dir, "p.hcl") + `:4:33: error: Non-canonical path pattern: The pattern "/kb/my docs/**" of "paths" is not canonical: write "/kb/my%20docs/**"` + suffix + "\n" +
+		filepath.Join(dir, "p.hcl") + `:4:51: error: Non-canonical path pattern: The pattern "/kb/café/**" of "paths" is not canonical: write "/kb/caf%C3%A9/**"` + suffix + "\n" +
+		"2 error(s), 0 warning(s)\n"
+	if code != 1 || out != want {
+		t.Fatalf("non-canonical path: exit %d\n%s\nwant\n%s", code, out, want)
+	}
 }
 
 func TestPolicyFmt(t *testing.T) {

@@ -1,0 +1,205 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+)
+
+// A path byte's class in the canonical form that the verifier decides
+// (verifier.CheckPath): the only form a path pattern's literal parts may
+// take, since a pattern in any other form never matches a decided path.
+const (
+	// pathLiteral: written as itself, never as "%XX": the unreserved
+	// characters (ALPHA DIGIT - . _ ~), the sub-delims but ";"
+	// (! $ & ' ( ) * + , =), ":", "@" and the separator "/".
+	pathLiteral uint8 = iota
+	// pathEscaped: written only as "%XX" with upper-case hex: every other
+	// printable ASCII byte (space " # % ; < > ? [ \ ] ^ ` { | }), the
+	// control bytes but NUL, and every byte of non-ASCII UTF-8.
+	pathEscaped
+	// pathRefused: in no form: "\" and NUL, which mean different paths to
+	// different servers ("/" too, when encoded: "%2F").
+	pathRefused
+)
+
+// pathByteClass is the class of each byte in a canonical path.
+var pathByteClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == 0 || c == '\\':
+			t[c] = pathRefused
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			strings.IndexByte("-._~!$&'()*+,=:@/", byte(c)) >= 0:
+			t[c] = pathLiteral
+		default:
+			t[c] = pathEscaped
+		}
+	}
+	return t
+}()
+
+const upperHex = "0123456789ABCDEF"
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// CheckPathPattern reports whether the literal parts of an HTTP path
+// pattern (the text around its wildcards "*" and "**") are in canonical
+// form, the only form of the paths the verifier decides: it returns nil,
+// or an error naming the canonical spelling ("/kb/my docs/**" is written
+// "/kb/my%20docs/**") or saying why there is none. A pattern must start
+// with "/" (or be "**"); the wildcards may stand anywhere, also inside an
+// escape ("%*" matches any escaped byte).
+func CheckPathPattern(p string) error {
+	if p == "**" {
+		return nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("does not start with \"/\"")
+	}
+	return notCanonical(p, true)
+}
+
+// checkPath is CheckPathPattern for a path, where "*" is a character:
+// what the verifier accepts (a test case's or policy eval's path).
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("does not start with \"/\"")
+	}
+	return notCanonical(p, false)
+}
+
+// notCanonical is nil for a canonical p, or the error naming its
+// canonical spelling or why there is none.
+func notCanonical(p string, wild bool) error {
+	c, err := canonicalPathLiterals(p, wild)
+	if err != nil {
+		return err
+	}
+	if c != p {
+		return fmt.Errorf("is not canonical: write %q", c)
+	}
+	return nil
+}
+
+// canonicalPathLiterals returns the canonical spelling of a path pattern
+// (wild) or a path, or an error saying why it has none. A pattern that
+// starts with a wildcard rather than "/" ("**/my docs/**", in a
+// condition) has its bytes and escapes made canonical, its segments only
+// after the first "/".
+func canonicalPathLiterals(p string, wild bool) (string, error) {
+	var b strings.Builder
+	b.Grow(len(p) + 8)
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '*' {
+			b.WriteByte(c)
+			continue
+		}
+		if c == '%' && !wild {
+			if i+2 < len(p) && unhex(p[i+1]) >= 0 && unhex(p[i+2]) >= 0 && byte(unhex(p[i+1])<<4|unhex(p[i+2])) == '*' {
+				b.WriteByte('*')
+				i += 2
+				continue
+			}
+		}
+		if c == '%' {
+			if i+2 < len(p) && unhex(p[i+1]) >= 0 && unhex(p[i+2]) >= 0 {
+				d := byte(unhex(p[i+1])<<4 | unhex(p[i+2]))
+				switch {
+				case d == '*':
+					return "", fmt.Errorf("has %q, which the verifier refuses (a path carries \"*\" literally), and a literal \"*\" in a path is matched by a wildcard: write \"*\"", p[i:i+3])
+				case pathByteClass[d] == pathRefused || d == '/':
+					return "", fmt.Errorf("can never match: the verifier refuses %q in any form", "%"+string(upperHex[d>>4])+string(upperHex[d&15]))
+				case pathByteClass[d] == pathLiteral:
+					b.WriteByte(d)
+				default:
+					b.WriteByte('%')
+					b.WriteByte(upperHex[d>>4])
+					b.WriteByte(upperHex[d&15])
+				}
+				i += 2
+				continue
+			}
+			// A wildcard inside the escape: "%*", "%E*" (upper-case hex).
+			if !wild {
+				b.WriteString("%25")
+				continue
+			}
+			if i+1 < len(p) && p[i+1] == '*' {
+				b.WriteByte('%')
+				continue
+			}
+			if i+2 < len(p) && unhex(p[i+1]) >= 0 && p[i+2] == '*' {
+				b.WriteByte('%')
+				b.WriteByte(upperHex[unhex(p[i+1])])
+				i++
+				continue
+			}
+			b.WriteString("%25") // a literal "%"
+			continue
+		}
+		switch pathByteClass[c] {
+		case pathRefused:
+			return "", fmt.Errorf("can never match: the verifier refuses %q in any form", string(c))
+		case pathEscaped:
+			b.WriteByte('%')
+			b.WriteByte(upperHex[c>>4])
+			b.WriteByte(upperHex[c&15])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	c := b.String()
+	if i := strings.IndexByte(c, '/'); i >= 0 {
+		clean, err := cleanPatternSegments(c[i:])
+		if err != nil {
+			return "", err
+		}
+		c = c[:i] + clean
+	}
+	return c, nil
+}
+
+// cleanPatternSegments removes the empty ("//"), "." and ".." segments
+// of p as the verifier does from a path (RFC 3986 5.2.4, runs of slashes
+// merged); a pattern that ends in "/", "." or ".." keeps a final "/". A
+// ".." after a segment with a wildcard has no such spelling: it would
+// remove what the wildcard matched.
+func cleanPatternSegments(p string) (string, error) {
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	trailing := false
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case "", ".":
+			trailing = last
+		case "..":
+			if len(out) > 0 && strings.Contains(out[len(out)-1], "*") {
+				return "", fmt.Errorf("has a \"..\" after a wildcard, which no canonical path has: write the pattern without dot segments")
+			}
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			trailing = last
+		default:
+			out = append(out, s)
+			trailing = false
+		}
+	}
+	c := "/" + strings.Join(out, "/")
+	if trailing && len(out) > 0 {
+		c += "/"
+	}
+	return c, nil
+}
