@@ -1,11 +1,14 @@
 package verifier
 
 import (
+	"fmt"
 	"net/url"
 	"path"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentid/agentid/policies"
 )
 
 func TestCanonicalPath(t *testing.T) {
@@ -124,5 +127,23 @@ func TestCacheBoundedAndEvictsUnused(t *testing.T) {
 	}
 	if c.len() != 3 {
 		t.Fatalf("cache holds %d entries, max 3", c.len())
+	}
+}
+
+// TestPathPatternsAgreeWithCheckPath: a policy path pattern without
+// wildcards loads exactly when the verifier accepts the same string as a
+// request path — so no pattern an operator can write names a path the
+// verifier never decides, and every decided path can be named (a literal
+// "*" is a pattern's wildcard, left out).
+func TestPathPatternsAgreeWithCheckPath(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		if c == '*' {
+			continue
+		}
+		for _, p := range []string{"/a" + string([]byte{byte(c)}) + "b", fmt.Sprintf("/a%%%02Xb", c), fmt.Sprintf("/a%%%02xb", c)} {
+			if got, want := policies.CheckPathPattern(p) == nil, CheckPath(p) == nil; got != want {
+				t.Errorf("%q: pattern check %v, CheckPath %v", p, policies.CheckPathPattern(p), CheckPath(p))
+			}
+		}
 	}
 }
