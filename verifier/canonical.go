@@ -228,7 +228,7 @@ func isPlainCanonical(p string) bool {
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
-			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' || mustEscape(c) {
+			if !plainPathByte[c] {
 				return false
 			}
 			if c != '/' {
@@ -261,6 +261,15 @@ func unhex(c byte) int {
 	}
 	return -1
 }
+
+// plainPathByte: the bytes a canonical path carries as they are (pchar
+// and "/"): printable ASCII but "%", "\\", "#", ";" and mustEscape's.
+var plainPathByte = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = c != '%' && c != '\\' && c != '#' && c != ';' && !mustEscape(byte(c))
+	}
+	return t
+}()
 
 // isLiteralReserved: the reserved characters a path segment carries
 // literally (RFC 3986 pchar: sub-delims, ":" and "@"), but ";".
