@@ -61,6 +61,8 @@ func (m MCPMessage) Action(path string) Action {
 // differently. headers are the request's (any case): when they carry
 // Mcp-Method or Mcp-Name (MCP 2026-07-28, SEP-2243) these must agree with
 // the body, and from protocol version 2026-07-28 on they are required.
+// A resource URI that is not canonical (CheckResourceURI: "..",
+// "%2e%2e", "//" in a file: or http(s): URI) is refused.
 func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
 	if len(body) > MaxMCPBody {
 		return MCPMessage{}, tooLarge("MCP body", len(body), MaxMCPBody)
@@ -197,7 +199,9 @@ func mcpFields(obj map[string]any) (MCPMessage, error) {
 	case "prompts/get":
 		m.Name, err = str("name")
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		m.URI, err = str("uri")
+		if m.URI, err = str("uri"); err == nil {
+			err = CheckResourceURI(m.URI)
+		}
 	}
 	return m, err
 }
