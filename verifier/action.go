@@ -274,18 +274,42 @@ func mcpHeader(headers map[string][]string, name string) (string, bool, error) {
 }
 
 // isMCPPath reports whether path is one of the MCP endpoints mcpPaths, or
-// below one ("/mcp/x", "/mcp;v=1"): upstreams that route those to the same
-// endpoint must not see them decided as plain HTTP.
+// below one ("/mcp/x", "/mcp;v=1"), in any ASCII case ("/MCP"): upstreams
+// that route those to the same endpoint (Express, ASP.NET Core and IIS
+// route case-insensitively) must not see them decided as plain HTTP.
+// Deciding more requests as MCP is only stricter.
 func isMCPPath(mcpPaths []string, path string) bool {
 	for _, m := range mcpPaths {
-		if path == m {
-			return true
+		m = strings.TrimSuffix(m, "/")
+		if len(path) < len(m) || !asciiEqualFold(path[:len(m)], m) {
+			continue
 		}
-		if rest, ok := strings.CutPrefix(path, strings.TrimSuffix(m, "/")); ok && rest != "" && (rest[0] == '/' || rest[0] == ';') {
+		if rest := path[len(m):]; rest == "" || rest == "/" || rest[0] == '/' || rest[0] == ';' {
 			return true
 		}
 	}
 	return false
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only: "K" (the
+// Kelvin sign) is not "k" to an HTTP router.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads at most MaxMCPBody+1 bytes of an HTTP request body, so
