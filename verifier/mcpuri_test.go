@@ -1,6 +1,7 @@
 package verifier_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -141,5 +142,42 @@ func TestCheckResourceURIAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%s: %v allocations", uri, n)
 		}
+	}
+}
+
+// TestDecideResourceURIAnyFrontend: an MCP resource action built by a
+// front-end other than ParseMCP (the check API, AuthZEN, mcpauth) is held
+// to the same rule by the pipeline: a dotted URI is bad_request, the
+// canonical one is decided by the policy.
+func TestDecideResourceURIAnyFrontend(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, `
+rule "fs-resources" {
+  effect = "allow"
+  action {
+    mcp {
+      resources = ["file:///srv/**"]
+    }
+  }
+}
+`)
+	decide := func(method, uri string) verifier.Result {
+		return e.v.Decide(context.Background(), &verifier.Query{Frontend: verifier.FrontendCheckAPI, Audience: "kb",
+			Credential: verifier.Credential{Kind: verifier.CredentialJWT, Value: e.jwt},
+			Action:     verifier.Action{Kind: "mcp", Method: method, Name: uri}})
+	}
+	if r := decide("resources/read", "file:///srv/notes.md"); !r.Allowed() {
+		t.Fatalf("file:///srv/notes.md: %+v", r.Decision)
+	}
+	for _, method := range []string{"resources/read", "resources/subscribe", "resources/unsubscribe"} {
+		for _, uri := range []string{"file:///srv/../etc/shadow", "file:///srv/%2e%2e/etc/shadow"} {
+			if r := decide(method, uri); r.Outcome != verifier.BadRequest || !strings.Contains(r.Decision.Reason, "MCP resource URI") {
+				t.Errorf("%s %s: %v %q, want bad_request", method, uri, r.Outcome, r.Decision.Reason)
+			}
+		}
+	}
+	// A tool or prompt name is no URI: "a/../b" is matched as sent.
+	if r := decide("prompts/get", "a/../b"); r.Outcome == verifier.BadRequest {
+		t.Errorf("prompts/get a/../b: %q", r.Decision.Reason)
 	}
 }
