@@ -23,7 +23,8 @@ import (
 // file:///etc/shadow is refused by the policy; "..", "%2e%2e", "//" and
 // encoded forms that the handler resolves to /etc/shadow are refused as
 // bad_request before the handler runs (resources/read and a completion
-// ref), and audited; the canonical URI under /srv is served. (go-sdk's
+// ref), and audited, and resources/list does not show them; the
+// canonical URI under /srv is served. (go-sdk's
 // client subscribes with subscriptions/listen from protocol 2026-07-28 on;
 // resources/subscribe is covered by TestParseMCPResourceURICanonical and
 // the gateway's test.)
@@ -55,6 +56,9 @@ func TestResourceURIDotSegmentsRealServer(t *testing.T) {
 			}
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: string(b)}}}, nil
 		})
+	for _, uri := range []string{"file:///srv/notes.md", "file:///srv/../etc/shadow"} {
+		srv.AddResource(&mcp.Resource{Name: uri, URI: uri}, readResource)
+	}
 	cred := jwtCred(f.token(t, "T-42", []string{"fs:read"}, resource))
 	a, err := mcpauth.New(f.v, mcpauth.Options{Resource: resource,
 		Credential: func(context.Context, mcp.Request) (verifier.Credential, bool) { return cred, true }})
@@ -75,8 +79,13 @@ func TestResourceURIDotSegmentsRealServer(t *testing.T) {
 	}
 	t.Cleanup(func() { cs.Close() })
 
+	// resources/list shows no URI that reading would refuse.
+	lr, err := cs.ListResources(ctx, nil)
+	if err != nil || len(lr.Resources) != 1 || lr.Resources[0].URI != "file:///srv/notes.md" {
+		t.Fatalf("resources/list: %+v %v", lr, err)
+	}
 	res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///srv/notes.md"})
-	if err != nil || res.Contents[0].Text != "notes" {
+	if err != nil || res.Contents[0].Text != "x" {
 		t.Fatalf("file:///srv/notes.md: %v %v", res, err)
 	}
 	_, err = cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///etc/shadow"})
