@@ -16,7 +16,8 @@ import (
 // lower-case scheme and authority (printable ASCII, no "%" or "\"), and a
 // path with no dot segments ("." or "..", also before a ";parameter"), no
 // empty segments ("//"; a final "/" is allowed), no percent-encoded
-// unreserved characters ("%2e", "%61"), no encoded "/", "\" or NUL, hex
+// unreserved characters ("%2e", "%61") or characters a path holds
+// literally (":", "@", "+", ";", … : "%3A"), no encoded "/", "\" or NUL, hex
 // escapes in upper case, no backslash, nothing outside printable ASCII,
 // and no fragment. Otherwise "file:///srv/../etc/shadow" or
 // "file:///srv/%2e%2e/etc/shadow" would be matched by "file:///srv/**" and
@@ -113,7 +114,7 @@ func checkURIPath(uri, p string) error {
 			switch d := byte(unhex(p[i+1])<<4 | unhex(p[i+2])); {
 			case d == '/' || d == '\\' || d == 0:
 				return uriError(uri, "encoded %q (%s) is refused", d, p[i:i+3])
-			case isUnreserved(d):
+			case isUnreserved(d), strings.IndexByte(pathLiterals, d) >= 0:
 				return uriError(uri, "%s is an encoded %q: send %q", p[i:i+3], d, d)
 			case p[i+1] >= 'a' || p[i+2] >= 'a':
 				return uriError(uri, "%s: hex escapes are upper case: send %s", p[i:i+3], strings.ToUpper(p[i:i+3]))
@@ -140,6 +141,12 @@ func checkURIPath(uri, p string) error {
 		rest = more
 	}
 }
+
+// pathLiterals are the reserved characters a path segment holds as they
+// are (RFC 3986 pchar: sub-delims, ":" and "@"): their escapes are a
+// second spelling of the same name to a server that decodes the path, so
+// only the literal is accepted ("a:b", not "a%3Ab").
+const pathLiterals = "!$&'()*+,;=:@"
 
 func checkURIBytes(uri, s, where string) error {
 	for i := 0; i < len(s); i++ {

@@ -53,6 +53,13 @@ var nonCanonicalURIs = []string{
 	"custom:/srv/../etc/shadow", // any scheme with an absolute path
 	"/srv/../etc/shadow",        // no scheme
 	"../etc/shadow",
+	// an escape of a character a path may hold as it is: two spellings of
+	// one file ("a:b" and "a%3Ab") that a deny on one would not match
+	"file:///srv/a%3Ab",
+	"file:///srv/%40ops/keys",
+	"file:///srv/a%2Bb",
+	"file:///srv/a%3Bx/b",
+	"https://h/jobs/7%3Acancel",
 }
 
 // Canonical hierarchical URIs and opaque ones (matched as sent) pass.
@@ -63,6 +70,8 @@ var canonicalURIs = []string{
 	"file:///srv/caf%C3%A9",
 	"file:///srv/.hidden",
 	"file:///srv/a..b",
+	"file:///srv/a:b@c+d;e=f!$&'()*,",
+	"file:///srv/a%3Fb%23c%25d%5B%5D", // "?", "#", "%", "[", "]" stay encoded
 	"https://files.example.org/srv/notes.md?rev=2",
 	"https://files.example.org",
 	"urn:example:../..", // opaque: no path to resolve
