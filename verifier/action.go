@@ -61,6 +61,8 @@ func (m MCPMessage) Action(path string) Action {
 // differently. headers are the request's (any case): when they carry
 // Mcp-Method or Mcp-Name (MCP 2026-07-28, SEP-2243) these must agree with
 // the body, and from protocol version 2026-07-28 on they are required.
+// A resource URI that is not canonical (CheckResourceURI: "..",
+// "%2e%2e", "//" in a file: or http(s): URI) is refused.
 func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
 	if len(body) > MaxMCPBody {
 		return MCPMessage{}, tooLarge("MCP body", len(body), MaxMCPBody)
@@ -197,7 +199,9 @@ func mcpFields(obj map[string]any) (MCPMessage, error) {
 	case "prompts/get":
 		m.Name, err = str("name")
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		m.URI, err = str("uri")
+		if m.URI, err = str("uri"); err == nil {
+			err = CheckResourceURI(m.URI)
+		}
 	}
 	return m, err
 }
@@ -270,18 +274,42 @@ func mcpHeader(headers map[string][]string, name string) (string, bool, error) {
 }
 
 // isMCPPath reports whether path is one of the MCP endpoints mcpPaths, or
-// below one ("/mcp/x", "/mcp;v=1"): upstreams that route those to the same
-// endpoint must not see them decided as plain HTTP.
+// below one ("/mcp/x", "/mcp;v=1"), in any ASCII case ("/MCP"): upstreams
+// that route those to the same endpoint (Express, ASP.NET Core and IIS
+// route case-insensitively) must not see them decided as plain HTTP.
+// Deciding more requests as MCP is only stricter.
 func isMCPPath(mcpPaths []string, path string) bool {
 	for _, m := range mcpPaths {
-		if path == m {
-			return true
+		m = strings.TrimSuffix(m, "/")
+		if len(path) < len(m) || !asciiEqualFold(path[:len(m)], m) {
+			continue
 		}
-		if rest, ok := strings.CutPrefix(path, strings.TrimSuffix(m, "/")); ok && rest != "" && (rest[0] == '/' || rest[0] == ';') {
+		if rest := path[len(m):]; rest == "" || rest == "/" || rest[0] == '/' || rest[0] == ';' {
 			return true
 		}
 	}
 	return false
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only: "K" (the
+// Kelvin sign) is not "k" to an HTTP router.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads at most MaxMCPBody+1 bytes of an HTTP request body, so

@@ -279,6 +279,9 @@ func (v *Verifier) decide(q *Query, now time.Time, r *Result, in *policies.Input
 		return
 	}
 	a, mcpID, err := canonicalAction(q)
+	if err == nil {
+		err = checkResourceAction(&a) // mcpuri.go
+	}
 	r.MCPID = mcpID
 	if err == nil && q.Reject != nil {
 		err = q.Reject
@@ -441,7 +444,7 @@ func (v *Verifier) Visible(ctx context.Context, q *Query, actions []Action) (vis
 	visible = make([]bool, len(actions))
 	for i := range actions {
 		in.Action = actions[i]
-		visible[i] = v.Policy.Decide(&in).Allow
+		visible[i] = checkResourceAction(&in.Action) == nil && v.Policy.Decide(&in).Allow
 	}
 	return visible, r
 }

@@ -21,6 +21,8 @@ import (
 //     a tool the server does not have, and arguments that are not one JSON
 //     object (or have duplicate or case-variant keys), are refused as
 //     bad_request, audited like every decision;
+//   - decides subscriptions/listen (protocol 2026-07-28) as
+//     resources/subscribe of each URI it subscribes to;
 //   - decides completion/complete as what it completes: a ref/prompt as
 //     prompts/get of the prompt, a ref/resource as resources/read of its URI
 //     (template) as written;
@@ -38,6 +40,8 @@ func (a *Auth) Middleware() mcp.Middleware {
 				return a.list(ctx, method, req, next)
 			case methodComplete:
 				return a.complete(ctx, method, req, next) // completion.go
+			case methodListen:
+				return a.listen(ctx, method, req, next) // listen.go
 			}
 			if !decidedMethod(method) {
 				if err := a.admit(ctx, req); err != nil {

@@ -1,0 +1,178 @@
+package verifier
+
+import (
+	"strings"
+
+	"github.com/agentid/agentid/policies"
+)
+
+// CheckResourceURI accepts an MCP resource URI (resources/read,
+// resources/subscribe, resources/unsubscribe, a completion's ref/resource,
+// the upstream's notifications/resources/updated) only in a form that a
+// server resolving it reads as the same resource the policy matched.
+//
+// A hierarchical URI — scheme file, http or https, any scheme followed by
+// "/" ("s3://…", "custom:/…"), or no scheme at all — must be canonical: a
+// lower-case scheme and authority (printable ASCII, no "%" or "\"), and a
+// path with no dot segments ("." or "..", also before a ";parameter"), no
+// empty segments ("//"; a final "/" is allowed), no percent-encoded
+// unreserved characters ("%2e", "%61") or characters a path holds
+// literally (":", "@", "+", ";", … : "%3A"), no encoded "/", "\" or NUL, hex
+// escapes in upper case, no backslash, nothing outside printable ASCII,
+// and no fragment. Otherwise "file:///srv/../etc/shadow" or
+// "file:///srv/%2e%2e/etc/shadow" would be matched by "file:///srv/**" and
+// read, by a server that parses and cleans the URI, as /etc/shadow. A
+// refused URI is a bad request (an *InputError).
+//
+// An opaque URI ("urn:…", "mailto:…", a custom scheme not followed by "/")
+// has no path to resolve: it is matched as sent. URI templates (RFC 6570,
+// "file:///srv/{+path}") pass the same check as URIs.
+func CheckResourceURI(uri string) error {
+	if len(uri) > MaxNameLen {
+		return tooLarge("MCP resource URI", len(uri), MaxNameLen)
+	}
+	scheme, rest, ok := uriScheme(uri)
+	if !ok { // no scheme: a relative reference, read as a path
+		if strings.HasPrefix(uri, "//") {
+			return checkHierURI(uri, uri)
+		}
+		if !strings.HasPrefix(uri, "/") {
+			return checkHierURI(uri, "/"+uri)
+		}
+		return checkHierURI(uri, uri)
+	}
+	lower := strings.ToLower(scheme)
+	if lower != "file" && lower != "http" && lower != "https" && !strings.HasPrefix(rest, "/") {
+		return nil // opaque
+	}
+	if scheme != lower {
+		return uriError(uri, "the scheme %q is not lower case: send %q", scheme, lower)
+	}
+	if !strings.HasPrefix(rest, "/") {
+		return uriError(uri, "a %s: URI needs a path starting with \"/\"", lower)
+	}
+	return checkHierURI(uri, rest)
+}
+
+// uriScheme splits "scheme:rest" (RFC 3986 scheme = ALPHA *( ALPHA /
+// DIGIT / "+" / "-" / "." )).
+func uriScheme(uri string) (scheme, rest string, ok bool) {
+	for i := 0; i < len(uri); i++ {
+		c := uri[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return uri[:i], uri[i+1:], true
+		default:
+			return "", "", false
+		}
+	}
+	return "", "", false
+}
+
+// checkHierURI checks the hierarchical part rest ("//authority/path?query"
+// or "/path?query") of uri.
+func checkHierURI(uri, rest string) error {
+	if strings.IndexByte(rest, '#') >= 0 {
+		return uriError(uri, "a fragment (\"#\") is refused")
+	}
+	p, query, _ := strings.Cut(rest, "?")
+	if auth, ok := strings.CutPrefix(p, "//"); ok {
+		end := strings.IndexByte(auth, '/')
+		if end < 0 {
+			end = len(auth)
+		}
+		auth, p = auth[:end], auth[end:]
+		for i := 0; i < len(auth); i++ {
+			switch c := auth[i]; {
+			case c >= 'A' && c <= 'Z':
+				return uriError(uri, "the authority %q is not lower case", truncate(auth))
+			case c <= ' ' || c >= 0x7f || c == '\\' || c == '%':
+				return uriError(uri, "byte 0x%02x in the authority is refused", c)
+			}
+		}
+		if p == "" {
+			return checkURIBytes(uri, query, "query")
+		}
+	}
+	if err := checkURIPath(uri, p); err != nil {
+		return err
+	}
+	return checkURIBytes(uri, query, "query")
+}
+
+// checkURIPath checks an absolute path p of uri.
+func checkURIPath(uri, p string) error {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(p) || unhex(p[i+1]) < 0 || unhex(p[i+2]) < 0 {
+				return uriError(uri, "malformed percent-encoding at byte %d of the path", i)
+			}
+			switch d := byte(unhex(p[i+1])<<4 | unhex(p[i+2])); {
+			case d == '/' || d == '\\' || d == 0:
+				return uriError(uri, "encoded %q (%s) is refused", d, p[i:i+3])
+			case isUnreserved(d), strings.IndexByte(pathLiterals, d) >= 0:
+				return uriError(uri, "%s is an encoded %q: send %q", p[i:i+3], d, d)
+			case p[i+1] >= 'a' || p[i+2] >= 'a':
+				return uriError(uri, "%s: hex escapes are upper case: send %s", p[i:i+3], strings.ToUpper(p[i:i+3]))
+			}
+			i += 2
+		case c == '\\':
+			return uriError(uri, "a backslash is refused")
+		case c <= ' ' || c >= 0x7f:
+			return uriError(uri, "byte 0x%02x at %d of the path must be percent-encoded", c, i)
+		}
+	}
+	for rest := p[1:]; ; {
+		seg, more, found := strings.Cut(rest, "/")
+		name, _, _ := strings.Cut(seg, ";")
+		switch {
+		case seg == "" && found:
+			return uriError(uri, "an empty path segment (\"//\") is refused")
+		case name == "." || name == "..":
+			return uriError(uri, "the dot segment %q is refused: servers resolve it", truncate(seg))
+		}
+		if !found {
+			return nil
+		}
+		rest = more
+	}
+}
+
+// pathLiterals are the reserved characters a path segment holds as they
+// are (RFC 3986 pchar: sub-delims, ":" and "@"): their escapes are a
+// second spelling of the same name to a server that decodes the path, so
+// only the literal is accepted ("a:b", not "a%3Ab").
+const pathLiterals = "!$&'()*+,;=:@"
+
+func checkURIBytes(uri, s, where string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return uriError(uri, "byte 0x%02x in the %s is refused", c, where)
+		}
+	}
+	return nil
+}
+
+func uriError(uri, format string, args ...any) *InputError {
+	e := badInput("MCP resource URI", format, args...)
+	e.Detail = quote(truncate(uri)) + ": " + e.Detail
+	return e
+}
+
+// isResourceMethod reports whether an MCP action's name is a resource URI.
+func isResourceMethod(method string) bool {
+	return method == policies.MCPResourceRead || method == "resources/subscribe" || method == "resources/unsubscribe"
+}
+
+// checkResourceAction refuses an MCP resource action whose URI is not
+// canonical (CheckResourceURI), whichever front-end built it.
+func checkResourceAction(a *Action) error {
+	if a.Kind != policies.KindMCP || !isResourceMethod(a.Method) {
+		return nil
+	}
+	return CheckResourceURI(a.Name)
+}
