@@ -1,6 +1,8 @@
 package verifier
 
 import (
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/agentid/agentid/policies"
@@ -42,16 +44,111 @@ func CheckResourceURI(uri string) error {
 		return checkHierURI(uri, uri)
 	}
 	lower := strings.ToLower(scheme)
-	if lower != "file" && lower != "http" && lower != "https" && !strings.HasPrefix(rest, "/") {
-		return nil // opaque
-	}
 	if scheme != lower {
 		return uriError(uri, "the scheme %q is not lower case: send %q", scheme, lower)
+	}
+	if lower != "file" && lower != "http" && lower != "https" && !strings.HasPrefix(rest, "/") {
+		return nil // opaque
 	}
 	if !strings.HasPrefix(rest, "/") {
 		return uriError(uri, "a %s: URI needs a path starting with \"/\"", lower)
 	}
+	switch lower {
+	case "file":
+		// file:/x, file://localhost/x and file://host/x name the file
+		// file:///x names (Node's URL parser, go-sdk handlers ignoring the
+		// host), and a query is dropped before the file is read.
+		if !strings.HasPrefix(rest, "///") {
+			return uriError(uri, "a file: URI is file:///path, without a host (file:/x and file://localhost/x are the same file)")
+		}
+		if strings.IndexByte(rest, '?') >= 0 {
+			return uriError(uri, "a query on a file: URI is refused (servers drop it and read the file)")
+		}
+	case "http", "https":
+		if err := checkHTTPAuthority(uri, lower, rest); err != nil {
+			return err
+		}
+	}
 	return checkHierURI(uri, rest)
+}
+
+// checkHTTPAuthority accepts the authority of an http(s) URI rest
+// ("//host[:port]/…") only in the one form URL parsers keep as it is: a
+// lower-case DNS name without a trailing dot, a dotted-decimal IPv4
+// address or a bracketed IPv6 address in their canonical text, an
+// explicit port only when not the scheme's default, no userinfo, and a
+// "/" right after it (so "https://evil.com?.example.org/x" is not matched
+// as a host under example.org).
+func checkHTTPAuthority(uri, scheme, rest string) error {
+	auth, ok := strings.CutPrefix(rest, "//")
+	if !ok {
+		return uriError(uri, "an %s: URI needs a host (%s://host/path)", scheme, scheme)
+	}
+	end := strings.IndexAny(auth, "/?#")
+	if end < 0 {
+		end = len(auth)
+	}
+	if end == len(auth) || auth[end] != '/' {
+		return uriError(uri, "the host must be followed by a path starting with \"/\" (URL parsers add it: %s://%s/…)", scheme, truncate(auth[:end]))
+	}
+	auth = auth[:end]
+	if strings.IndexByte(auth, '@') >= 0 {
+		return uriError(uri, "userinfo (\"user@\") in the authority is refused")
+	}
+	host, port := auth, ""
+	if strings.HasPrefix(auth, "[") {
+		i := strings.IndexByte(auth, ']')
+		if i < 0 {
+			return uriError(uri, "unclosed \"[\" in the host")
+		}
+		host, port = auth[:i+1], auth[i+1:]
+		if a, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !a.Is6() || a.Zone() != "" || "["+a.String()+"]" != host {
+			return uriError(uri, "the IPv6 host %q is not in canonical form", truncate(host))
+		}
+	} else if i := strings.IndexByte(auth, ':'); i >= 0 {
+		host, port = auth[:i], auth[i:]
+		if err := checkDNSOrIPv4(uri, host); err != nil {
+			return err
+		}
+	} else if err := checkDNSOrIPv4(uri, host); err != nil {
+		return err
+	}
+	if port != "" {
+		p := strings.TrimPrefix(port, ":")
+		n, err := strconv.Atoi(p)
+		switch {
+		case !strings.HasPrefix(port, ":") || p == "" || err != nil || n <= 0 || n > 65535 || strconv.Itoa(n) != p:
+			return uriError(uri, "the port %q is not a port number in canonical form", truncate(port))
+		case scheme == "http" && n == 80, scheme == "https" && n == 443:
+			return uriError(uri, "the default port %d is written out: leave it out", n)
+		}
+	}
+	return nil
+}
+
+// checkDNSOrIPv4 accepts a lower-case DNS name (letters, digits, "-",
+// non-empty labels, no trailing dot) whose last label is not numeric, or a
+// dotted-decimal IPv4 address as netip prints it (URL parsers read
+// "0x7f.1", "127.1" and "2130706433" as 127.0.0.1).
+func checkDNSOrIPv4(uri, host string) error {
+	if host == "" {
+		return uriError(uri, "an empty host is refused")
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return uriError(uri, "byte %q in the host %q is refused (lower-case letters, digits, \"-\" and \".\")", c, truncate(host))
+		}
+	}
+	if host[0] == '.' || host[len(host)-1] == '.' || strings.Contains(host, "..") {
+		return uriError(uri, "the host %q has an empty label (or a trailing dot)", truncate(host))
+	}
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if strings.HasPrefix(last, "0x") || strings.Trim(last, "0123456789") == "" {
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is4() || a.String() != host {
+			return uriError(uri, "the host %q is read as an IPv4 address: write it as four decimal numbers", truncate(host))
+		}
+	}
+	return nil
 }
 
 // uriScheme splits "scheme:rest" (RFC 3986 scheme = ALPHA *( ALPHA /
@@ -114,7 +211,7 @@ func checkURIPath(uri, p string) error {
 			switch d := byte(unhex(p[i+1])<<4 | unhex(p[i+2])); {
 			case d == '/' || d == '\\' || d == 0:
 				return uriError(uri, "encoded %q (%s) is refused", d, p[i:i+3])
-			case isUnreserved(d), strings.IndexByte(pathLiterals, d) >= 0:
+			case isUnreserved(d), strings.IndexByte(uriLiterals, d) >= 0:
 				return uriError(uri, "%s is an encoded %q: send %q", p[i:i+3], d, d)
 			case p[i+1] >= 'a' || p[i+2] >= 'a':
 				return uriError(uri, "%s: hex escapes are upper case: send %s", p[i:i+3], strings.ToUpper(p[i:i+3]))
@@ -124,6 +221,8 @@ func checkURIPath(uri, p string) error {
 			return uriError(uri, "a backslash is refused")
 		case c <= ' ' || c >= 0x7f:
 			return uriError(uri, "byte 0x%02x at %d of the path must be percent-encoded", c, i)
+		case strings.IndexByte(uriEscaped, c) >= 0:
+			return uriError(uri, "a literal %q in the path is refused: send %%%02X", c, c)
 		}
 	}
 	for rest := p[1:]; ; {
@@ -147,6 +246,15 @@ func checkURIPath(uri, p string) error {
 // second spelling of the same name to a server that decodes the path, so
 // only the literal is accepted ("a:b", not "a%3Ab").
 const pathLiterals = "!$&'()*+,;=:@"
+
+// uriLiterals are the characters a resource URI's path holds only
+// literally: pathLiterals, and "{" "}" (literal in URI templates, RFC
+// 6570, so a concrete URI writes them literally too).
+const uriLiterals = pathLiterals + "{}"
+
+// uriEscaped are the printable ASCII bytes a resource URI's path holds
+// only percent-encoded (each has one spelling: "%5B", not "[").
+const uriEscaped = "\"<>[]^`|"
 
 func checkURIBytes(uri, s, where string) error {
 	for i := 0; i < len(s); i++ {

@@ -60,6 +60,7 @@ var nonCanonicalURIs = []string{
 	"file:///srv/a%2Bb",
 	"file:///srv/a%3Bx/b",
 	"https://h/jobs/7%3Acancel",
+	"https://files.example.org", // parsers add the "/": send https://files.example.org/
 }
 
 // Canonical hierarchical URIs and opaque ones (matched as sent) pass.
@@ -73,7 +74,7 @@ var canonicalURIs = []string{
 	"file:///srv/a:b@c+d;e=f!$&'()*,",
 	"file:///srv/a%3Fb%23c%25d%5B%5D", // "?", "#", "%", "[", "]" stay encoded
 	"https://files.example.org/srv/notes.md?rev=2",
-	"https://files.example.org",
+	"https://files.example.org/",
 	"urn:example:../..", // opaque: no path to resolve
 	"custom:notes/../x", // opaque (no "/" after the scheme)
 	"mailto:a@example.org",
@@ -188,5 +189,37 @@ rule "fs-resources" {
 	// A tool or prompt name is no URI: "a/../b" is matched as sent.
 	if r := decide("prompts/get", "a/../b"); r.Outcome == verifier.BadRequest {
 		t.Errorf("prompts/get a/../b: %q", r.Decision.Reason)
+	}
+}
+
+// TestResourceURIOneSpelling (review 8): spellings of one resource that a
+// server reads alike are refused, naming the canonical one where there is
+// one — a query or another authority on a file: URI (url.Parse and Node's
+// fileURLToPath drop the query; Node reads file:/x and file://localhost/x
+// as file:///x), an upper-case opaque scheme, http(s) authorities that
+// Node normalises (default or empty port, userinfo, numeric IPv4 forms, a
+// trailing dot) or that end at a "?" (https://evil.com?.example.org/x),
+// and characters in both their literal and their escaped form.
+func TestResourceURIOneSpelling(t *testing.T) {
+	for _, uri := range []string{
+		"file:///srv/id.key?", "file:///srv/id.key?v=1", "file:///srv/x?/../../etc/shadow",
+		"file:/etc/shadow", "file://localhost/etc/shadow", "file://x/srv/a", "file://[::1]/srv/x",
+		"URN:secret:x", "Mailto:a@b",
+		"https://evil.com?.example.org/x", "https://a@files.example.org/x", "https://files.example.org:443/x",
+		"http://files.example.org:80/x", "https://files.example.org:/x", "http://0x7f.1/x", "http://127.1/x",
+		"http://2130706433/x", "https://files.example.org./x", "https://files.example.org:0443/x",
+		"file:///srv/[x]", "file:///srv/a|b", "file:///srv/a^b", "file:///srv/a%7Bb%7D", "file:///srv/a\"b",
+	} {
+		if err := verifier.CheckResourceURI(uri); err == nil {
+			t.Errorf("%s: accepted", uri)
+		}
+	}
+	for _, uri := range []string{
+		"file:///srv/id.key", "file:///srv/%5Bx%5D", "file:///srv/{+path}", "https://files.example.org/x?v=1",
+		"https://files.example.org:8443/x", "http://127.0.0.1/x", "https://[::1]/x", "urn:secret:x", "demo://resource/1",
+	} {
+		if err := verifier.CheckResourceURI(uri); err != nil {
+			t.Errorf("%s: %v", uri, err)
+		}
 	}
 }
