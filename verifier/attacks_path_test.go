@@ -232,3 +232,32 @@ func TestAttackMethodOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackMethodOverrideParameter: Symfony/Laravel (on by default in
+// Laravel) and Rails read the method from a "_method" parameter; PHP also
+// reads ".method" and " method" as "_method". A query carrying one is
+// refused by every HTTP front-end (a form body's is not read: upstreams
+// must turn body overrides off, docs/verifier.md).
+func TestAttackMethodOverrideParameter(t *testing.T) {
+	e := newAttackEnv(t)
+	mw := e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ran")) }))
+	for _, q := range []string{"_method=DELETE", "a=1&_method=delete", "_METHOD=DELETE", "%5Fmethod=DELETE", ".method=DELETE", "+method=DELETE", "_method[]=DELETE", "_method"} {
+		target := "/kb/doc-1?" + q
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", target, nil, ""))
+		if code.Code(resp.GetStatus().GetCode()) != code.Code_INVALID_ARGUMENT {
+			t.Errorf("ext_authz %s: %v", target, resp.GetStatus())
+		}
+		req := httptest.NewRequest("POST", target, nil)
+		req.Header.Set("Authorization", "Bearer "+e.jwt)
+		rec := httptest.NewRecorder()
+		mw.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("middleware %s: %d %q", target, rec.Code, rec.Body)
+		}
+	}
+	for _, q := range []string{"method=DELETE", "x_method=1", "a=_method"} {
+		if resp := e.extAuthz(t, checkReq(e.certPEM, "GET", "/kb/doc-1?"+q, nil, "")); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Errorf("ext_authz ?%s: %v", q, resp.GetStatus())
+		}
+	}
+}

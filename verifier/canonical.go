@@ -3,6 +3,7 @@ package verifier
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/agentid/agentid/policies"
@@ -361,6 +362,32 @@ func methodOverride(r *Request) string {
 		}
 	}
 	return ""
+}
+
+// methodOverrideParam tells whether a query carries a "_method"
+// parameter, with which Symfony, Laravel (by default) and Rails run a
+// request as another method: keys decoded, compared without case, with
+// PHP's reading of "." and " " as "_" and of "_method[…]" as "_method".
+func methodOverrideParam(rawQuery string) bool {
+	if rawQuery == "" {
+		return false
+	}
+	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(kv, "=")
+		if len(k) < len("_method") {
+			continue
+		}
+		if d, err := url.QueryUnescape(k); err == nil {
+			k = d
+		}
+		if len(k) < len("_method") || (k[0] != '_' && k[0] != '.' && k[0] != ' ') || !strings.EqualFold(k[1:7], "method") {
+			continue
+		}
+		if len(k) == 7 || k[7] == '[' {
+			return true
+		}
+	}
+	return false
 }
 
 // isGRPCContentType tells whether one of the Content-Type values (each

@@ -74,6 +74,9 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 	if n := headerBytes(headers); n > MaxHeaderBytes {
 		return e.invalid(q, r, &InputError{What: "request headers", Detail: fmt.Sprintf("%d bytes exceed %d", n, MaxHeaderBytes), TooLarge: true}, typev3.StatusCode_RequestHeaderFieldsTooLarge), nil
 	}
+	if _, query, ok := strings.Cut(in.path, "?"); ok && in.bad == nil && methodOverrideParam(query) {
+		in.bad = badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
+	}
 	if in.bad != nil {
 		status := typev3.StatusCode_BadRequest
 		if in.bad.TooLarge {

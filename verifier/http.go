@@ -193,6 +193,9 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				return
 			}
 		}
+		if methodOverrideParam(r.URL.RawQuery) {
+			q.Invalid = badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
+		}
 		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
 		if v.Signatures != nil && q.Invalid == nil {
 			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP)
