@@ -190,6 +190,10 @@ rule "no-delete" {
 		{"/kb.v1.KB/Delete", "application/grpc", code.Code_PERMISSION_DENIED},
 		{"/kb.v1.KB/Delete", "application/grpc+proto", code.Code_PERMISSION_DENIED},
 		{"/kb.v1.KB/Delete", "Application/GRPC-Web", code.Code_PERMISSION_DENIED},
+		{"/kb.v1.KB/Delete", "application/grpc ;", code.Code_PERMISSION_DENIED},                // connect-go and grpc-go read it as gRPC
+		{"/kb.v1.KB/Delete", "application/grpc\t; charset=utf-8", code.Code_PERMISSION_DENIED}, // (mime.ParseMediaType)
+		{"/kb.v1.KB/Delete", "application/connect+proto", code.Code_PERMISSION_DENIED},         // Connect streaming
+		{"/kb.v1.KB/Delete", "application/proto", code.Code_PERMISSION_DENIED},                 // Connect unary, binary
 		{"/kb.v1.KB/Get", "application/grpc", code.Code_OK},
 		{"/kb.v1.KB/Delete", "application/json", code.Code_OK}, // an HTTP request: the http rule
 		{"/kb/v1/KB/Delete", "application/grpc", code.Code_INVALID_ARGUMENT},

@@ -391,23 +391,33 @@ func methodOverrideParam(rawQuery string) bool {
 }
 
 // isGRPCContentType tells whether one of the Content-Type values (each
-// possibly a comma-joined list, as Envoy joins repeated headers) is a gRPC
-// media type: application/grpc, application/grpc+proto, application/grpc-web…
-// (case-insensitive).
+// possibly a comma-joined list, as Envoy joins repeated headers) is a
+// media type that gRPC or Connect servers (grpc-go, connect-go) serve as
+// an RPC: application/grpc, application/grpc+proto, application/grpc-web…,
+// application/connect+…, application/proto — read as mime.ParseMediaType
+// reads it (case-insensitive, parameters and the spaces before them
+// ignored). Connect's unary JSON (application/json) and GET forms are
+// plain HTTP here (docs/verifier.md).
 func isGRPCContentType(values ...string) bool {
-	const grpcType = "application/grpc"
 	for _, v := range values {
 		for t := range strings.SplitSeq(v, ",") {
+			t, _, _ = strings.Cut(t, ";")
 			t = strings.TrimSpace(t)
-			if len(t) < len(grpcType) || !strings.EqualFold(t[:len(grpcType)], grpcType) {
-				continue
+			if hasFoldPrefix(t, "application/grpc") {
+				if rest := t[len("application/grpc"):]; rest == "" || rest[0] == '+' || rest[0] == '-' {
+					return true
+				}
 			}
-			if rest := t[len(grpcType):]; rest == "" || rest[0] == '+' || rest[0] == '-' || rest[0] == ';' {
+			if hasFoldPrefix(t, "application/connect+") || strings.EqualFold(t, "application/proto") {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+func hasFoldPrefix(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 func truncate(s string) string {
