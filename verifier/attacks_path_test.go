@@ -265,3 +265,48 @@ func TestAttackMethodOverrideParameter(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackListenOutsideTheGateway: a subscriptions/listen (MCP
+// 2026-07-28) names the resources whose updates it wants; ext_authz, the
+// proxy and the middleware decided it as {mcp, subscriptions/listen}
+// without a name, so a deny on the resource did not apply. One resource
+// is now decided as resources/subscribe of it; more than one is refused
+// there (the gateway and mcpauth decide each).
+func TestAttackListenOutsideTheGateway(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, `
+rule "mcp-any" {
+  effect = "allow"
+  action {
+    mcp {}
+  }
+}
+rule "no-etc" {
+  effect = "deny"
+  action {
+    mcp {
+      resources = ["file:///etc/**"]
+    }
+  }
+}
+`)
+	listen := func(uris string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[` + uris + `]}}}`
+	}
+	for _, tc := range []struct {
+		body string
+		want code.Code
+	}{
+		{listen(`"file:///etc/shadow"`), code.Code_PERMISSION_DENIED},
+		{listen(`"file:///srv/a"`), code.Code_OK},
+		{listen(`"file:///srv/a","file:///etc/shadow"`), code.Code_INVALID_ARGUMENT},
+		{listen(`"file:///srv/../etc/shadow"`), code.Code_INVALID_ARGUMENT},
+		{listen(``), code.Code_OK},
+		{`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":"file:///etc/shadow"}}}`, code.Code_INVALID_ARGUMENT},
+	} {
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", "/mcp", nil, tc.body))
+		if got := code.Code(resp.GetStatus().GetCode()); got != tc.want {
+			t.Errorf("%s: %v %s, want %v", tc.body, got, resp.GetStatus().GetMessage(), tc.want)
+		}
+	}
+}

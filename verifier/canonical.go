@@ -78,6 +78,9 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 			if err != nil {
 				return Action{}, m.ID, err
 			}
+			if m.Method == MCPMethodListen {
+				return listenAction(q.Body, a.Path, m.ID)
+			}
 			return m.Action(a.Path), m.ID, nil
 		}
 		if q.GRPC {
@@ -333,6 +336,23 @@ func checkGRPCMethod(m string) error {
 		}
 	}
 	return nil
+}
+
+// listenAction is the action of a subscriptions/listen outside the MCP
+// gateway and mcpauth (which decide each URI): resources/subscribe of its
+// one resource, {mcp, subscriptions/listen} without any, refused with more
+// than one (one decision per request here).
+func listenAction(body []byte, path string, id []byte) (Action, []byte, error) {
+	uris, err := MCPListenURIs(body)
+	switch {
+	case err != nil:
+		return Action{}, id, err
+	case len(uris) > 1:
+		return Action{}, id, badInput("MCP subscriptions", "a subscriptions/listen naming %d resources is decided only by the MCP gateway and mcpauth: here, send one per request", len(uris))
+	case len(uris) == 1:
+		return Action{Kind: policies.KindMCP, Method: "resources/subscribe", Name: uris[0], Path: path}, id, nil
+	}
+	return Action{Kind: policies.KindMCP, Method: MCPMethodListen, Path: path}, id, nil
 }
 
 // methodOverrideHeaders are the headers with which frameworks (Express's

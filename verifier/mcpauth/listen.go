@@ -13,11 +13,7 @@ import (
 // methodListen is SEP-2575's subscriptions/listen (protocol 2026-07-28),
 // which replaced resources/subscribe: go-sdk's ClientSession.Subscribe
 // sends it from that version on.
-const methodListen = "subscriptions/listen"
-
-// maxListenURIs bounds the resource subscriptions of one
-// subscriptions/listen (as the gateway does).
-const maxListenURIs = 256
+const methodListen = verifier.MCPMethodListen
 
 // listen decides a subscriptions/listen as resources/subscribe of each URI
 // in params.notifications.resourceSubscriptions, in order (each decision
@@ -37,9 +33,9 @@ func (a *Auth) listen(ctx context.Context, method string, req mcp.Request, next 
 	}
 	_, cred := a.identity(ctx, req)
 	q := verifier.Query{Frontend: verifier.FrontendMCP, Credential: cred, Audience: a.opts.Resource, Request: a.requestOf(ctx, req)}
-	if len(uris) > maxListenURIs {
+	if len(uris) > verifier.MaxListenURIs {
 		q.Action = verifier.Action{Kind: policies.KindMCP, Method: method}
-		q.Reject = &verifier.InputError{What: "MCP subscriptions/listen", Detail: fmt.Sprintf("more than %d resource subscriptions", maxListenURIs)}
+		q.Reject = &verifier.InputError{What: "MCP subscriptions/listen", Detail: fmt.Sprintf("more than %d resource subscriptions", verifier.MaxListenURIs)}
 		r := a.v.Decide(ctx, &q)
 		return nil, refusal(&r)
 	}
