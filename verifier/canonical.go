@@ -3,7 +3,6 @@ package verifier
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/agentid/agentid/policies"
@@ -386,28 +385,48 @@ func methodOverride(r *Request) string {
 
 // methodOverrideParam tells whether a query carries a "_method"
 // parameter, with which Symfony, Laravel (by default) and Rails run a
-// request as another method: keys decoded, compared without case, with
-// PHP's reading of "." and " " as "_" and of "_method[…]" as "_method".
+// request as another method: keys decoded as PHP decodes them (invalid
+// escapes kept), compared without case, read as PHP reads them — up to a
+// NUL, leading spaces dropped, "." and " " as "_", "_method[…]" as
+// "_method".
 func methodOverrideParam(rawQuery string) bool {
-	if rawQuery == "" {
-		return false
-	}
 	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, _, _ := strings.Cut(kv, "=")
-		if len(k) < len("_method") {
-			continue
+		k = lenientUnescape(k)
+		if i := strings.IndexByte(k, 0); i >= 0 {
+			k = k[:i] // PHP reads the name as a C string
 		}
-		if d, err := url.QueryUnescape(k); err == nil {
-			k = d
+		if i := strings.IndexByte(k, '['); i >= 0 {
+			k = k[:i]
 		}
-		if len(k) < len("_method") || (k[0] != '_' && k[0] != '.' && k[0] != ' ') || !strings.EqualFold(k[1:7], "method") {
-			continue
-		}
-		if len(k) == 7 || k[7] == '[' {
-			return true
+		for _, name := range []string{k, strings.TrimLeft(k, " ")} { // PHP drops leading spaces
+			if len(name) == 7 && (name[0] == '_' || name[0] == '.' || name[0] == ' ') && strings.EqualFold(name[1:], "method") {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// lenientUnescape decodes as PHP's urldecode: '+' is a space, valid
+// escapes decoded, invalid ones kept.
+func lenientUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && unhex(s[i+1]) >= 0 && unhex(s[i+2]) >= 0:
+			b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // isGRPCContentType tells whether one of the Content-Type values (each

@@ -47,7 +47,8 @@ func CheckResourceURI(uri string) error {
 	if scheme != lower {
 		return uriError(uri, "the scheme %q is not lower case: send %q", scheme, lower)
 	}
-	if lower != "file" && lower != "http" && lower != "https" && !strings.HasPrefix(rest, "/") {
+	_, special := specialPorts[lower]
+	if !special && !strings.HasPrefix(rest, "/") {
 		return nil // opaque
 	}
 	if !strings.HasPrefix(rest, "/") {
@@ -64,7 +65,7 @@ func CheckResourceURI(uri string) error {
 		if strings.IndexByte(rest, '?') >= 0 {
 			return uriError(uri, "a query on a file: URI is refused (servers drop it and read the file)")
 		}
-	case "http", "https":
+	case "http", "https", "ws", "wss", "ftp":
 		if err := checkHTTPAuthority(uri, lower, rest); err != nil {
 			return err
 		}
@@ -102,7 +103,7 @@ func checkHTTPAuthority(uri, scheme, rest string) error {
 			return uriError(uri, "unclosed \"[\" in the host")
 		}
 		host, port = auth[:i+1], auth[i+1:]
-		if a, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !a.Is6() || a.Zone() != "" || "["+a.String()+"]" != host {
+		if a, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" || "["+a.String()+"]" != host {
 			return uriError(uri, "the IPv6 host %q is not in canonical form", truncate(host))
 		}
 	} else if i := strings.IndexByte(auth, ':'); i >= 0 {
@@ -119,7 +120,7 @@ func checkHTTPAuthority(uri, scheme, rest string) error {
 		switch {
 		case !strings.HasPrefix(port, ":") || p == "" || err != nil || n <= 0 || n > 65535 || strconv.Itoa(n) != p:
 			return uriError(uri, "the port %q is not a port number in canonical form", truncate(port))
-		case scheme == "http" && n == 80, scheme == "https" && n == 443:
+		case n == specialPorts[scheme]:
 			return uriError(uri, "the default port %d is written out: leave it out", n)
 		}
 	}
@@ -150,6 +151,10 @@ func checkDNSOrIPv4(uri, host string) error {
 	}
 	return nil
 }
+
+// specialPorts are the WHATWG special schemes and their default ports
+// (file: has none).
+var specialPorts = map[string]int{"file": 0, "http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 
 // uriScheme splits "scheme:rest" (RFC 3986 scheme = ALPHA *( ALPHA /
 // DIGIT / "+" / "-" / "." )).

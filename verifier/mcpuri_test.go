@@ -209,6 +209,9 @@ func TestResourceURIOneSpelling(t *testing.T) {
 		"http://files.example.org:80/x", "https://files.example.org:/x", "http://0x7f.1/x", "http://127.1/x",
 		"http://2130706433/x", "https://files.example.org./x", "https://files.example.org:0443/x",
 		"file:///srv/[x]", "file:///srv/a|b", "file:///srv/a^b", "file:///srv/a%7Bb%7D", "file:///srv/a\"b",
+		// review 9: the other WHATWG special schemes, IPv4-mapped IPv6
+		"ws:internal/admin/x", "ws:/internal/admin/x", "ws://internal:80/admin/x", "wss://h:443/x", "ftp:files/secret/x",
+		"ftp://files:21/secret/x", "ws://127.1/x", "http://[::ffff:127.0.0.1]/x", "WS://h/x",
 	} {
 		if err := verifier.CheckResourceURI(uri); err == nil {
 			t.Errorf("%s: accepted", uri)
