@@ -33,6 +33,9 @@ func CheckResourceURI(uri string) error {
 	if len(uri) > MaxNameLen {
 		return tooLarge("MCP resource URI", len(uri), MaxNameLen)
 	}
+	if uri == "" {
+		return badInput("MCP resource URI", "empty")
+	}
 	scheme, rest, ok := uriScheme(uri)
 	if !ok { // no scheme: a relative reference, read as a path
 		if strings.HasPrefix(uri, "//") {

@@ -212,6 +212,7 @@ func TestResourceURIOneSpelling(t *testing.T) {
 		// review 9: the other WHATWG special schemes, IPv4-mapped IPv6
 		"ws:internal/admin/x", "ws:/internal/admin/x", "ws://internal:80/admin/x", "wss://h:443/x", "ftp:files/secret/x",
 		"ftp://files:21/secret/x", "ws://127.1/x", "http://[::ffff:127.0.0.1]/x", "WS://h/x",
+		"", // no resource at all (review 9)
 	} {
 		if err := verifier.CheckResourceURI(uri); err == nil {
 			t.Errorf("%s: accepted", uri)

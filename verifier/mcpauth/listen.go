@@ -41,10 +41,7 @@ func (a *Auth) listen(ctx context.Context, method string, req mcp.Request, next 
 	}
 	for _, uri := range uris {
 		q.Action = verifier.Action{Kind: policies.KindMCP, Method: "resources/subscribe", Name: uri}
-		q.Reject = nil
-		if uri == "" {
-			q.Reject = &verifier.InputError{What: "MCP subscriptions/listen", Detail: "an empty resource subscription"}
-		}
+		q.Reject = nil // an empty or non-canonical URI is refused by the pipeline (verifier.CheckResourceURI)
 		r := a.v.Decide(ctx, &q)
 		if !r.Allowed() {
 			return nil, refusal(&r)

@@ -46,7 +46,7 @@ func TestSubscriptionsListenDecided(t *testing.T) {
 	_, err = mw(ctx, "subscriptions/listen", listenRequest("file:///srv/../etc/shadow"))
 	wantRefusal(t, err, jsonrpc.CodeInvalidParams, "bad_request", "resource URI")
 	_, err = mw(ctx, "subscriptions/listen", listenRequest(""))
-	wantRefusal(t, err, jsonrpc.CodeInvalidParams, "bad_request", "empty resource subscription")
+	wantRefusal(t, err, jsonrpc.CodeInvalidParams, "bad_request", "MCP resource URI: empty")
 	for _, uris := range [][]string{{"file:///srv/shared/notes.md"}, nil} {
 		if _, err := mw(ctx, "subscriptions/listen", listenRequest(uris...)); err != nil {
 			t.Fatalf("listen %q: %v", uris, err)
