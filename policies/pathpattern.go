@@ -38,6 +38,17 @@ var pathByteClass = func() (t [256]uint8) {
 	return t
 }()
 
+// uriByteClass is pathByteClass for the path of an MCP resource URI
+// (verifier.CheckResourceURI): ";" and the braces of URI templates are
+// written literally there.
+var uriByteClass = func() (t [256]uint8) {
+	t = pathByteClass
+	for _, c := range ";{}" {
+		t[c] = pathLiteral
+	}
+	return t
+}()
+
 const upperHex = "0123456789ABCDEF"
 
 func unhex(c byte) int {
@@ -97,6 +108,11 @@ func notCanonical(p string, wild bool) error {
 // condition) has its bytes and escapes made canonical, its segments only
 // after the first "/".
 func canonicalPathLiterals(p string, wild bool) (string, error) {
+	return canonicalLiterals(p, wild, &pathByteClass)
+}
+
+// canonicalLiterals is canonicalPathLiterals with the byte classes given.
+func canonicalLiterals(p string, wild bool, class *[256]uint8) (string, error) {
 	var b strings.Builder
 	b.Grow(len(p) + 8)
 	for i := 0; i < len(p); i++ {
@@ -118,9 +134,9 @@ func canonicalPathLiterals(p string, wild bool) (string, error) {
 				switch {
 				case d == '*':
 					return "", fmt.Errorf("has %q, which the verifier refuses (a path carries \"*\" literally), and a literal \"*\" in a path is matched by a wildcard: write \"*\"", p[i:i+3])
-				case pathByteClass[d] == pathRefused || d == '/':
+				case class[d] == pathRefused || d == '/':
 					return "", fmt.Errorf("can never match: the verifier refuses %q in any form", "%"+string(upperHex[d>>4])+string(upperHex[d&15]))
-				case pathByteClass[d] == pathLiteral:
+				case class[d] == pathLiteral:
 					b.WriteByte(d)
 				default:
 					b.WriteByte('%')
@@ -148,7 +164,7 @@ func canonicalPathLiterals(p string, wild bool) (string, error) {
 			b.WriteString("%25") // a literal "%"
 			continue
 		}
-		switch pathByteClass[c] {
+		switch class[c] {
 		case pathRefused:
 			return "", fmt.Errorf("can never match: the verifier refuses %q in any form", string(c))
 		case pathEscaped:
@@ -202,4 +218,88 @@ func cleanPatternSegments(p string) (string, error) {
 		c += "/"
 	}
 	return c, nil
+}
+
+// CheckResourcePattern reports whether an MCP resource pattern is written
+// in the one spelling the verifier decides resource URIs in
+// (verifier.CheckResourceURI), naming the canonical spelling where there
+// is one: a lower-case scheme; file: only as file:///path, without a
+// query; a lower-case authority for the other hierarchical schemes; and in
+// the path the canonical bytes and escapes, no dot or empty segments, with
+// ";" and the braces of URI templates written literally. Opaque patterns
+// ("urn:…", "mailto:*"), and patterns that start with a wildcard where
+// the scheme or authority would be ("file:**", "**"), are not checked.
+func CheckResourcePattern(p string) error {
+	scheme, rest, ok := patternScheme(p)
+	if !ok {
+		if strings.HasPrefix(p, "/") {
+			return uriPathPattern(p, p)
+		}
+		return nil
+	}
+	lower := strings.ToLower(scheme)
+	if scheme != lower {
+		return fmt.Errorf("has an upper-case scheme: write %q", lower+":"+rest)
+	}
+	special := lower == "file" || lower == "http" || lower == "https" || lower == "ws" || lower == "wss" || lower == "ftp"
+	if strings.HasPrefix(rest, "*") || (!special && !strings.HasPrefix(rest, "/")) {
+		return nil // any spelling, or opaque
+	}
+	if lower == "file" {
+		if strings.HasPrefix(rest, "//*") {
+			return nil
+		}
+		if !strings.HasPrefix(rest, "///") {
+			return fmt.Errorf("is not a file:///path pattern: the verifier refuses file: URIs with a host or without \"//\" (write %q)", "file:///"+strings.TrimLeft(strings.TrimPrefix(rest, "//localhost"), "/"))
+		}
+		if strings.IndexByte(rest, '?') >= 0 {
+			return fmt.Errorf("has a query, which the verifier refuses on file: URIs")
+		}
+		return uriPathPattern(p, rest[2:])
+	}
+	auth, ok := strings.CutPrefix(rest, "//")
+	if !ok {
+		return uriPathPattern(p, rest)
+	}
+	end := strings.IndexByte(auth, '/')
+	if end < 0 {
+		end = len(auth)
+	}
+	if a := auth[:end]; a != strings.ToLower(a) {
+		return fmt.Errorf("has an authority that is not lower case: write %q", lower+"://"+strings.ToLower(a)+auth[end:])
+	}
+	if end == len(auth) {
+		return nil
+	}
+	path, _, _ := strings.Cut(auth[end:], "?")
+	return uriPathPattern(p, path)
+}
+
+// uriPathPattern checks the path part of the resource pattern p.
+func uriPathPattern(p, path string) error {
+	c, err := canonicalLiterals(path, true, &uriByteClass)
+	if err != nil {
+		return err
+	}
+	if c != path {
+		return fmt.Errorf("is not canonical: write %q", strings.Replace(p, path, c, 1))
+	}
+	return nil
+}
+
+// patternScheme splits "scheme:rest" when p starts with an RFC 3986
+// scheme (no wildcard before the ":").
+func patternScheme(p string) (scheme, rest string, ok bool) {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return p[:i], p[i+1:], true
+		default:
+			return "", "", false
+		}
+	}
+	return "", "", false
 }

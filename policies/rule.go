@@ -252,7 +252,11 @@ func (l *loader) mcpAlts(c *hcl.BodyContent) []actionAlt {
 	var out []actionAlt
 	for _, sel := range []mcpSel{mcpTools, mcpPrompts, mcpResources} {
 		if a := c.Attributes[mcpSelNames[sel]]; a != nil {
-			out = append(out, actionAlt{kind: KindMCP, sel: sel, pats: l.globs(a, "")})
+			pats := l.globs
+			if sel == mcpResources {
+				pats = func(a *hcl.Attribute, _ string) []glob { return l.resourceGlobs(a) }
+			}
+			out = append(out, actionAlt{kind: KindMCP, sel: sel, pats: pats(a, "")})
 		}
 	}
 	if a := c.Attributes["methods"]; a != nil {

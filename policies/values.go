@@ -113,17 +113,26 @@ func elemRanges(e hcl.Expression) []hcl.Range {
 
 // globs decodes a list of patterns; prefix, when set, is required.
 func (l *loader) globs(a *hcl.Attribute, prefix string) []glob {
-	return l.globsChecked(a, prefix, false)
+	return l.globsChecked(a, prefix, nil, "")
 }
 
 // pathGlobs decodes a list of HTTP path patterns, which must be in the
 // canonical form of the paths the verifier decides (CheckPathPattern):
 // any other spelling would never match.
 func (l *loader) pathGlobs(a *hcl.Attribute) []glob {
-	return l.globsChecked(a, "/", true)
+	return l.globsChecked(a, "/", CheckPathPattern, "path")
 }
 
-func (l *loader) globsChecked(a *hcl.Attribute, prefix string, path bool) []glob {
+// resourceGlobs decodes a list of MCP resource patterns, which must be in
+// the one spelling the verifier decides resource URIs in
+// (CheckResourcePattern).
+func (l *loader) resourceGlobs(a *hcl.Attribute) []glob {
+	return l.globsChecked(a, "", CheckResourcePattern, "resource URI")
+}
+
+// globsChecked decodes a list of patterns; with check, each must pass it
+// (what names a kind of pattern in the error).
+func (l *loader) globsChecked(a *hcl.Attribute, prefix string, check func(string) error, what string) []glob {
 	items, ok := l.strs(a)
 	if !ok {
 		return nil
@@ -134,9 +143,9 @@ func (l *loader) globsChecked(a *hcl.Attribute, prefix string, path bool) []glob
 			l.errorf(it.rng, "Invalid pattern", "The pattern %q of %q must start with %q.", it.val, a.Name, prefix)
 			continue
 		}
-		if path {
-			if err := CheckPathPattern(it.val); err != nil {
-				l.errorf(it.rng, "Non-canonical path pattern", "The pattern %q of %q %v (the verifier decides paths in canonical form: docs/policy.md#what-the-path-is).", it.val, a.Name, err)
+		if check != nil {
+			if err := check(it.val); err != nil {
+				l.errorf(it.rng, "Non-canonical "+what+" pattern", "The pattern %q of %q %v (the verifier decides %ss in canonical form: docs/policy.md#what-the-path-is).", it.val, a.Name, err, what)
 				continue
 			}
 		}

@@ -147,3 +147,22 @@ func TestPathPatternsAgreeWithCheckPath(t *testing.T) {
 		}
 	}
 }
+
+// TestResourcePatternsAgreeWithCheckResourceURI: an MCP resource pattern
+// without wildcards loads exactly when the verifier accepts the same
+// string as a resource URI (file: and https: paths, every byte literal
+// and escaped), so no pattern names a URI the verifier never decides.
+func TestResourcePatternsAgreeWithCheckResourceURI(t *testing.T) {
+	for _, base := range []string{"file:///a", "https://h.example.org/a"} {
+		for c := 0; c < 256; c++ {
+			if c == '*' {
+				continue
+			}
+			for _, p := range []string{base + string([]byte{byte(c)}) + "b", fmt.Sprintf("%s%%%02Xb", base, c), fmt.Sprintf("%s%%%02xb", base, c)} {
+				if got, want := policies.CheckResourcePattern(p) == nil, CheckResourceURI(p) == nil; got != want {
+					t.Errorf("%q: pattern check %v, CheckResourceURI %v", p, policies.CheckResourcePattern(p), CheckResourceURI(p))
+				}
+			}
+		}
+	}
+}
