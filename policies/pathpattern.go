@@ -230,7 +230,7 @@ func cleanPatternSegments(p string) (string, error) {
 // ("urn:…", "mailto:*"), and patterns that start with a wildcard where
 // the scheme or authority would be ("file:**", "**"), are not checked.
 func CheckResourcePattern(p string) error {
-	scheme, rest, ok := patternScheme(p)
+	scheme, rest, ok := SplitScheme(p)
 	if !ok {
 		if strings.HasPrefix(p, "/") {
 			return uriPathPattern(p, p)
@@ -241,7 +241,7 @@ func CheckResourcePattern(p string) error {
 	if scheme != lower {
 		return fmt.Errorf("has an upper-case scheme: write %q", lower+":"+rest)
 	}
-	special := lower == "file" || lower == "http" || lower == "https" || lower == "ws" || lower == "wss" || lower == "ftp"
+	_, special := SpecialScheme(lower)
 	if strings.HasPrefix(rest, "*") || (!special && !strings.HasPrefix(rest, "/")) {
 		return nil // any spelling, or opaque
 	}
@@ -287,9 +287,26 @@ func uriPathPattern(p, path string) error {
 	return nil
 }
 
-// patternScheme splits "scheme:rest" when p starts with an RFC 3986
-// scheme (no wildcard before the ":").
-func patternScheme(p string) (scheme, rest string, ok bool) {
+// SpecialScheme reports whether scheme is one of the WHATWG URL
+// standard's special schemes, which URL parsers normalise (host, port,
+// "file:/x" as "file:///x"), and its default port (0 for file).
+func SpecialScheme(scheme string) (defaultPort int, ok bool) {
+	switch scheme {
+	case "file":
+		return 0, true
+	case "http", "ws":
+		return 80, true
+	case "https", "wss":
+		return 443, true
+	case "ftp":
+		return 21, true
+	}
+	return 0, false
+}
+
+// SplitScheme splits "scheme:rest" when p starts with an RFC 3986 scheme
+// (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ); no wildcard before the ":").
+func SplitScheme(p string) (scheme, rest string, ok bool) {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {

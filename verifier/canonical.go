@@ -277,8 +277,11 @@ var plainPathByte = func() (t [256]bool) {
 // isLiteralReserved: the reserved characters a path segment carries
 // literally (RFC 3986 pchar: sub-delims, ":" and "@"), but ";".
 func isLiteralReserved(c byte) bool {
-	return strings.IndexByte("!$&'()*+,=:@", c) >= 0
+	return strings.IndexByte(literalReserved, c) >= 0
 }
+
+// literalReserved are isLiteralReserved's characters.
+const literalReserved = "!$&'()*+,=:@"
 
 // mustEscape: the printable ASCII bytes that are not pchar, "/", "%",
 // "#", ";" or "\\" (which have their own rules): a URL path carries them

@@ -36,7 +36,7 @@ func CheckResourceURI(uri string) error {
 	if uri == "" {
 		return badInput("MCP resource URI", "empty")
 	}
-	scheme, rest, ok := uriScheme(uri)
+	scheme, rest, ok := policies.SplitScheme(uri)
 	if !ok { // no scheme: a relative reference, read as a path
 		if strings.HasPrefix(uri, "//") {
 			return checkHierURI(uri, uri)
@@ -50,7 +50,7 @@ func CheckResourceURI(uri string) error {
 	if scheme != lower {
 		return uriError(uri, "the scheme %q is not lower case: send %q", scheme, lower)
 	}
-	_, special := specialPorts[lower]
+	_, special := policies.SpecialScheme(lower)
 	if !special && !strings.HasPrefix(rest, "/") {
 		return nil // opaque
 	}
@@ -123,7 +123,7 @@ func checkHTTPAuthority(uri, scheme, rest string) error {
 		switch {
 		case !strings.HasPrefix(port, ":") || p == "" || err != nil || n <= 0 || n > 65535 || strconv.Itoa(n) != p:
 			return uriError(uri, "the port %q is not a port number in canonical form", truncate(port))
-		case n == specialPorts[scheme]:
+		case n == defaultPort(scheme):
 			return uriError(uri, "the default port %d is written out: leave it out", n)
 		}
 	}
@@ -155,25 +155,9 @@ func checkDNSOrIPv4(uri, host string) error {
 	return nil
 }
 
-// specialPorts are the WHATWG special schemes and their default ports
-// (file: has none).
-var specialPorts = map[string]int{"file": 0, "http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
-
-// uriScheme splits "scheme:rest" (RFC 3986 scheme = ALPHA *( ALPHA /
-// DIGIT / "+" / "-" / "." )).
-func uriScheme(uri string) (scheme, rest string, ok bool) {
-	for i := 0; i < len(uri); i++ {
-		c := uri[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
-		case i > 0 && c == ':':
-			return uri[:i], uri[i+1:], true
-		default:
-			return "", "", false
-		}
-	}
-	return "", "", false
+func defaultPort(scheme string) int {
+	p, _ := policies.SpecialScheme(scheme)
+	return p
 }
 
 // checkHierURI checks the hierarchical part rest ("//authority/path?query"
@@ -253,7 +237,7 @@ func checkURIPath(uri, p string) error {
 // are (RFC 3986 pchar: sub-delims, ":" and "@"): their escapes are a
 // second spelling of the same name to a server that decodes the path, so
 // only the literal is accepted ("a:b", not "a%3Ab").
-const pathLiterals = "!$&'()*+,;=:@"
+const pathLiterals = literalReserved + ";"
 
 // uriLiterals are the characters a resource URI's path holds only
 // literally: pathLiterals, and "{" "}" (literal in URI templates, RFC
