@@ -31,7 +31,10 @@ func (a *Authenticator) AuthenticateGRPC(ctx context.Context) (Peer, error) {
 	return a.Authenticate(GRPCCredential(ctx))
 }
 
-func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (context.Context, error) {
+// authorizeGRPC decides a call; for a stream (guard non-nil) it also
+// starts the guard that holds the stream to its peer's liveness and
+// expiry, whose context the returned one is.
+func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string, guard **streamGuard) (context.Context, error) {
 	p := getPending()
 	defer p.release()
 	q, res := &p.q, &p.r
@@ -55,17 +58,29 @@ func (v *Verifier) authorizeGRPC(ctx context.Context, fullMethod string) (contex
 		q.Request.Source = remoteAddr(pr.Addr.String())
 	}
 	p.decide(v)
-	switch res.Outcome {
-	case Allowed:
-		return withPeer(ctx, res), nil
-	case Unauthenticated:
-		return nil, status.Error(codes.Unauthenticated, res.Message())
-	case Forbidden:
-		return nil, status.Error(codes.PermissionDenied, res.Message())
-	case Unavailable:
-		return nil, status.Error(codes.Unavailable, res.Message())
+	if !res.Allowed() {
+		return nil, grpcRefusal(res)
 	}
-	return nil, status.Error(codes.InvalidArgument, res.Message())
+	ctx = withPeer(ctx, res)
+	if guard != nil {
+		*guard = v.newStreamGuard(ctx, q, res.Peer.Expires(), grpcRefusal, func(error) {})
+		ctx = (*guard).ctx
+	}
+	return ctx, nil
+}
+
+// grpcRefusal is the status a refused call (or a stream ended by its
+// guard) gets.
+func grpcRefusal(res *Result) error {
+	switch res.Outcome {
+	case Unauthenticated:
+		return status.Error(codes.Unauthenticated, res.Message())
+	case Forbidden:
+		return status.Error(codes.PermissionDenied, res.Message())
+	case Unavailable:
+		return status.Error(codes.Unavailable, res.Message())
+	}
+	return status.Error(codes.InvalidArgument, res.Message())
 }
 
 func hasIdentityKey(md metadata.MD) bool {
@@ -82,7 +97,7 @@ func hasIdentityKey(md metadata.MD) bool {
 // PermissionDenied with the reason.
 func (v *Verifier) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := v.authorizeGRPC(ctx, info.FullMethod)
+		ctx, err := v.authorizeGRPC(ctx, info.FullMethod, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -90,20 +105,89 @@ func (v *Verifier) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor is UnaryServerInterceptor for streams.
+// StreamServerInterceptor is UnaryServerInterceptor for streams, and
+// holds each stream to its peer for as long as it is open: every message
+// received or sent re-runs the authentication stages (credential, trust
+// domains, claims, task liveness — cached, so cheap) and an idle stream is
+// re-checked every StreamRecheckInterval. Once the peer is refused — its
+// task, or one in its chain, revoked; its SVID or task deadline expired —
+// the stream ends with the status a new call would get (Unauthenticated
+// and the reason), whatever the handler returns; the refusal is recorded
+// and counted once, like any refusal. The handler's context is cancelled
+// then (context.Cause is that status), and a handler blocked in RecvMsg
+// gets it. The policy is not asked again during a stream (its method does
+// not change): a policy reload applies to the calls that follow.
 func (v *Verifier) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := v.authorizeGRPC(ss.Context(), info.FullMethod)
+		var g *streamGuard
+		ctx, err := v.authorizeGRPC(ss.Context(), info.FullMethod, &g)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		s := &guardedStream{ServerStream: ss, ctx: ctx, g: g, quit: make(chan struct{})}
+		defer close(s.quit)
+		err = handler(srv, s)
+		if ferr := g.failure(); ferr != nil {
+			return ferr
+		}
+		g.stop()
+		return err
 	}
 }
 
-type wrappedStream struct {
+// guardedStream is a server stream under a streamGuard. RecvMsg waits for
+// the underlying stream in a receiver goroutine of its own (started at
+// the first RecvMsg), so that the guard can end a stream whose handler is
+// blocked in it: grpc-go cannot interrupt a RecvMsg, and ends the
+// underlying stream (unblocking the receiver) once the handler returns.
+type guardedStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	g   *streamGuard
+
+	recvs chan any      // the receiver's next message to fill
+	got   chan error    // its result (buffered: it may come after the guard ended)
+	quit  chan struct{} // closed when the interceptor returns
 }
 
-func (s *wrappedStream) Context() context.Context { return s.ctx }
+func (s *guardedStream) Context() context.Context { return s.ctx }
+
+// SendMsg sends m if the peer still passes.
+func (s *guardedStream) SendMsg(m any) error {
+	if err := s.g.check(); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+// RecvMsg receives m and hands it over only if the peer still passes.
+func (s *guardedStream) RecvMsg(m any) error {
+	if err := s.g.failure(); err != nil {
+		return err
+	}
+	if s.recvs == nil {
+		s.recvs, s.got = make(chan any), make(chan error, 1)
+		go s.receive()
+	}
+	s.recvs <- m
+	select {
+	case err := <-s.got:
+		if err != nil {
+			return err // io.EOF at the client's half-close, or the stream's end
+		}
+		return s.g.check()
+	case <-s.g.done:
+		return s.g.failure()
+	}
+}
+
+func (s *guardedStream) receive() {
+	for {
+		select {
+		case m := <-s.recvs:
+			s.got <- s.ServerStream.RecvMsg(m)
+		case <-s.quit:
+			return
+		}
+	}
+}

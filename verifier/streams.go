@@ -1,0 +1,150 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// StreamRecheckInterval is how often an open gRPC stream or upgraded proxy
+// connection is re-checked while no message passes (each message is
+// checked as it passes): a revocation ends an idle stream within the
+// liveness feed's interval plus this.
+const StreamRecheckInterval = time.Second
+
+// streamGuard holds a long-lived exchange — a gRPC stream, an upgraded
+// connection — that one decision allowed to the pipeline's authentication
+// stages for its whole life: check re-runs them (credential, trust
+// domains, claims, liveness: the Authenticator's cache and the liveness
+// view make that cheap) for every message, a timer re-runs them while it
+// is idle, and the exchange ends at the peer's expiry. The first refusal
+// is recorded and observed as any refusal of the pipeline (finish, the
+// Observe hook) — once — and ends the exchange: end is called, the
+// context is cancelled, and every later check returns the same error.
+//
+// The policy is not asked again: the exchange's action (the gRPC method,
+// the upgraded request) does not change, and neither do the peer's
+// claims nor the request's metadata, so its answer would change only
+// with a policy reload or a condition on the time; those take effect on
+// the next call (docs/verifier.md, "Open streams").
+type streamGuard struct {
+	v       *Verifier
+	q       Query // the exchange's query: frontend, credential, action, request
+	expires time.Time
+	// refusal turns a refusal into the front-end's error (a gRPC status).
+	refusal func(*Result) error
+	// end is called once, with that error, when the exchange must end.
+	end func(error)
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	failed atomic.Bool
+	mu     sync.Mutex
+	err    error // the refusal's error, once failed
+	timer  *time.Timer
+	done   chan struct{} // closed when failed
+	closed bool          // stop was called: no more refusals
+}
+
+// newStreamGuard starts guarding the exchange allowed for q, whose peer
+// expires at expires; q is copied (the caller's may be released).
+func (v *Verifier) newStreamGuard(ctx context.Context, q *Query, expires time.Time, refusal func(*Result) error, end func(error)) *streamGuard {
+	g := &streamGuard{v: v, expires: expires, refusal: refusal, end: end, done: make(chan struct{})}
+	g.q = Query{Frontend: q.Frontend, Credential: q.Credential, Action: q.Action, Request: q.Request, Caller: q.Caller, Audience: q.Audience}
+	g.ctx, g.cancel = context.WithCancelCause(ctx)
+	g.mu.Lock()
+	g.timer = time.AfterFunc(g.idleDelay(), g.tick)
+	g.mu.Unlock()
+	return g
+}
+
+// idleDelay is the time to the next idle re-check: the interval, or the
+// peer's expiry if that is sooner.
+func (g *streamGuard) idleDelay() time.Duration {
+	d := StreamRecheckInterval
+	if left := g.expires.Sub(g.v.now()); !g.expires.IsZero() && left < d {
+		d = max(left, 0)
+	}
+	return d
+}
+
+func (g *streamGuard) tick() {
+	if g.check() != nil {
+		return
+	}
+	g.mu.Lock()
+	if !g.closed {
+		g.timer.Reset(g.idleDelay())
+	}
+	g.mu.Unlock()
+}
+
+// check re-runs the authentication stages for the exchange's credential;
+// nil while it may go on.
+func (g *streamGuard) check() error {
+	if g.failed.Load() {
+		return g.err
+	}
+	now := g.v.now()
+	var r Result // on the stack: fail takes a copy
+	if g.v.authenticate(&g.q, now, &r) {
+		if g.expires.IsZero() || now.Before(g.expires) {
+			return nil
+		}
+		// The credential's cache entry and its check go by the
+		// Authenticator's clock; the exchange ends at the peer's expiry
+		// by the Verifier's, whichever says so first.
+		err := deny(ReasonExpired, fmt.Errorf("the credential or the task deadline expired at %s", g.expires.UTC().Format(time.RFC3339)))
+		r = Result{Outcome: Unauthenticated, Code: ReasonExpired, Action: boundedAction(g.q.Action)}
+		r.Decision.Reason = err.Error()
+	}
+	return g.fail(r)
+}
+
+// fail ends the exchange with the refusal r, recording it once.
+func (g *streamGuard) fail(r Result) error {
+	g.mu.Lock()
+	if g.failed.Load() || g.closed {
+		err := g.err
+		g.mu.Unlock()
+		if err == nil { // closed normally meanwhile
+			err = g.refusal(&r)
+		}
+		return err
+	}
+	g.err = g.refusal(&r)
+	g.failed.Store(true)
+	g.timer.Stop()
+	close(g.done)
+	g.mu.Unlock()
+	g.v.finish(&g.q, &r)
+	if g.v.Observe != nil {
+		g.v.Observe(g.q.Frontend, r, 0) // a re-check of a cached credential: no latency worth a sample
+	}
+	g.cancel(g.err)
+	g.end(g.err)
+	return g.err
+}
+
+// stop ends the guard when the exchange ended by itself.
+func (g *streamGuard) stop() {
+	g.mu.Lock()
+	g.closed = true
+	g.timer.Stop()
+	g.mu.Unlock()
+	g.cancel(errStreamDone)
+}
+
+var errStreamDone = errors.New("verifier: the exchange ended")
+
+// failure is the refusal that ended the exchange (nil while it goes on).
+func (g *streamGuard) failure() error {
+	if g.failed.Load() {
+		return g.err
+	}
+	return nil
+}
