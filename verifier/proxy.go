@@ -1,9 +1,14 @@
 package verifier
 
 import (
+	"bufio"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
+	"sync"
 )
 
 // Proxy is an mTLS reverse proxy: serve it on a listener with
@@ -14,12 +19,26 @@ import (
 // path that was decided. POST requests to one of MCPPaths must carry one
 // MCP JSON-RPC message, decided as {mcp, method, tool}; the proxy forwards
 // exactly the bytes it decided on.
+//
+// Requests asking for a protocol upgrade (an Upgrade header, or a
+// Connection header naming "upgrade": WebSocket, h2c, …) are refused as
+// bad_request unless AllowUpgrades is set. An allowed upgrade is decided
+// once, on its request, and the upgraded connection is then held to its
+// peer like a gRPC stream (Verifier.StreamServerInterceptor): every read
+// from and write to the client re-runs the authentication stages (cached:
+// cheap), the connection is re-checked every StreamRecheckInterval while
+// idle, and it is closed — both sides — at the peer's expiry or once the
+// peer is refused (its task, or one in its chain, revoked); the refusal
+// is recorded like any other.
 type Proxy struct {
 	V        *Verifier
 	Upstream *url.URL
 	MCPPaths []string
 	// Transport to the upstream (default http.DefaultTransport).
 	Transport http.RoundTripper
+	// AllowUpgrades lets requests asking for a protocol upgrade through
+	// (default false: refused with 400).
+	AllowUpgrades bool
 
 	handler http.Handler
 }
@@ -43,7 +62,14 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			return http.DefaultTransport.RoundTrip(r)
 		}),
 	}
-	p.handler = v.httpHandler(FrontendProxy, HTTPAction, func() []string { return p.MCPPaths }, rp)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if upgradeRequested(r.Header) {
+			p.serveUpgrade(w, r, rp)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+	p.handler = v.httpHandler(FrontendProxy, HTTPAction, func() []string { return p.MCPPaths }, next)
 	return p
 }
 
@@ -54,5 +80,125 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	StripIdentityHeaders(r.Header)
+	if !p.AllowUpgrades && upgradeRequested(r.Header) {
+		p.refuseUpgrade(w, r)
+		return
+	}
 	p.handler.ServeHTTP(w, r)
+}
+
+// upgradeRequested reports whether h asks for a protocol upgrade: an
+// Upgrade header, or "upgrade" among the Connection header's tokens (in
+// any case; Go's server has canonicalised the header names).
+func upgradeRequested(h http.Header) bool {
+	if len(h["Upgrade"]) > 0 {
+		return true
+	}
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseUpgrade refuses an upgrade request through the pipeline, so that
+// the refusal is recorded (with the peer, when it authenticates) and
+// counted like any other.
+func (p *Proxy) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
+	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r),
+		Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)},
+		Reject:  badInput("upgrade", "protocol upgrades (Upgrade: %q) are not allowed through this proxy (proxy { allow_upgrades = true } allows them)", truncate(strings.Join(r.Header.Values("Upgrade"), ", ")))}
+	res := p.V.Decide(r.Context(), &q)
+	refuse(w, res.HTTPStatus(), res.Message())
+}
+
+// serveUpgrade forwards an allowed upgrade request with its connection,
+// once hijacked, under a streamGuard.
+func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	peer, _ := PeerFromContext(r.Context())
+	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
+	hw := &hijackGuard{ResponseWriter: w}
+	g := p.V.newStreamGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, hw.end)
+	hw.g = g
+	defer g.stop()
+	// The guard's context is the request's: when the guard ends the
+	// exchange, the reverse proxy closes the upstream connection.
+	next.ServeHTTP(hw, r.WithContext(g.ctx))
+}
+
+// hijackGuard hands the reverse proxy the client's connection wrapped in a
+// guardedConn, and closes it when the guard ends the exchange.
+type hijackGuard struct {
+	http.ResponseWriter
+	g *streamGuard
+
+	mu    sync.Mutex
+	conn  net.Conn
+	ended bool
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (Flush).
+func (h *hijackGuard) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// Hijack implements http.Hijacker.
+func (h *hijackGuard) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.mu.Lock()
+	h.conn = conn
+	ended := h.ended
+	h.mu.Unlock()
+	if ended {
+		conn.Close()
+	}
+	return &guardedConn{Conn: conn, g: h.g}, brw, nil
+}
+
+func (h *hijackGuard) end(error) {
+	h.mu.Lock()
+	h.ended = true
+	conn := h.conn
+	h.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+}
+
+// guardedConn is an upgraded client connection under a streamGuard: what
+// is read is handed over, and what is written sent, only while the peer
+// passes.
+type guardedConn struct {
+	net.Conn
+	g *streamGuard
+}
+
+func (c *guardedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		if cerr := c.g.check(); cerr != nil {
+			return 0, cerr
+		}
+	}
+	return n, err
+}
+
+func (c *guardedConn) Write(b []byte) (int, error) {
+	if err := c.g.check(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// CloseWrite half-closes the connection (the reverse proxy propagates the
+// upstream's end of stream so).
+func (c *guardedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("verifier: the connection cannot be half-closed")
 }

@@ -33,6 +33,7 @@ proxy {
   listen    = "0.0.0.0:8443"      # SPIFFE mTLS
   upstream  = "http://127.0.0.1:8080"
   mcp_paths = ["/mcp"]
+  # allow_upgrades = true         # WebSocket/h2c (default false: refused); upgraded connections are re-checked and closed on revocation or expiry
 }
 
 check_api {

@@ -73,9 +73,10 @@ type fileConfig struct {
 		AllowedCallers []string `hcl:"allowed_callers,optional"`
 	} `hcl:"ext_authz,block"`
 	Proxy *struct {
-		Listen   string   `hcl:"listen"`
-		Upstream string   `hcl:"upstream"`
-		MCPPaths []string `hcl:"mcp_paths,optional"`
+		Listen        string   `hcl:"listen"`
+		Upstream      string   `hcl:"upstream"`
+		MCPPaths      []string `hcl:"mcp_paths,optional"`
+		AllowUpgrades bool     `hcl:"allow_upgrades,optional"`
 	} `hcl:"proxy,block"`
 	CheckAPI *struct {
 		Listen         string   `hcl:"listen"`
@@ -137,6 +138,10 @@ type Config struct {
 	CheckAPIListen  string
 	CheckAPICallers []spiffeid.ID
 	MetricsListen   string
+
+	// ProxyAllowUpgrades lets protocol upgrades (WebSocket, h2c, …)
+	// through the proxy (proxy.allow_upgrades; default false: refused).
+	ProxyAllowUpgrades bool
 
 	// AuthZEN, when set, serves the AuthZEN 1.0 API on the check API's
 	// listener (same mTLS and allowed callers).
@@ -374,6 +379,7 @@ func (cfg *Config) buildFrontEnds(raw *fileConfig) error {
 			return fmt.Errorf("proxy.upstream %q is not an absolute URL", raw.Proxy.Upstream)
 		}
 		cfg.ProxyListen, cfg.ProxyUpstream, cfg.ProxyMCPPaths = raw.Proxy.Listen, u, raw.Proxy.MCPPaths
+		cfg.ProxyAllowUpgrades = raw.Proxy.AllowUpgrades
 		if cfg.Files != nil && cfg.Files.SVIDCert == "" {
 			return fmt.Errorf("proxy needs the verifier's own SVID: set files.svid_cert and files.svid_key, or use workload_api")
 		}

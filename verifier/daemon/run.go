@@ -210,7 +210,9 @@ func (d *Daemon) listen() error {
 			return fmt.Errorf("proxy listen %s: %w", a, err)
 		}
 		d.addrs["proxy"] = l.Addr()
-		d.httpServer(l, verifier.NewProxy(d.v, d.cfg.ProxyUpstream, d.cfg.ProxyMCPPaths))
+		p := verifier.NewProxy(d.v, d.cfg.ProxyUpstream, d.cfg.ProxyMCPPaths)
+		p.AllowUpgrades = d.cfg.ProxyAllowUpgrades
+		d.httpServer(l, p)
 	}
 	if a := d.cfg.CheckAPIListen; a != "" {
 		l, err := net.Listen("tcp", a)
