@@ -10,5 +10,6 @@
 // through the Proxy (Proxy.AllowUpgrades; upgrades are refused without it)
 // re-run the authentication stages — liveness included — on every message
 // and every StreamRecheckInterval while idle, and end at the peer's expiry
-// or its refusal, which is recorded like any other.
+// or its refusal, which is recorded like any other; so do responses the
+// Proxy streams (Server-Sent Events, bodies of unknown length).
 package verifier

@@ -3,6 +3,7 @@ package verifier
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -29,7 +30,9 @@ import (
 // cheap), the connection is re-checked every StreamRecheckInterval while
 // idle, and it is closed — both sides — at the peer's expiry or once the
 // peer is refused (its task, or one in its chain, revoked); the refusal
-// is recorded like any other.
+// is recorded like any other. Responses the proxy streams (Server-Sent
+// Events, bodies of unknown length) are held the same way: at the peer's
+// refusal or expiry the response is cut.
 type Proxy struct {
 	V        *Verifier
 	Upstream *url.URL
@@ -55,6 +58,7 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			d, _ := DecisionFromContext(pr.In.Context())
 			setIdentityHeaders(pr.Out.Header, peer, d, p.V.Headers.orDefault())
 		},
+		ModifyResponse: p.guardStream,
 		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			if t := p.Transport; t != nil {
 				return t.RoundTrip(r)
@@ -127,6 +131,59 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, next http.H
 	// The guard's context is the request's: when the guard ends the
 	// exchange, the reverse proxy closes the upstream connection.
 	next.ServeHTTP(hw, r.WithContext(g.ctx))
+}
+
+// guardStream puts a response that the reverse proxy streams — Server-Sent
+// Events or a body of unknown length, which it flushes as they come (an
+// MCP server's GET stream, a long download) — under a streamGuard, as an
+// upgraded connection: each read from the upstream re-checks the peer, an
+// idle stream is re-checked every StreamRecheckInterval, and at the
+// peer's expiry or refusal the upstream body is closed, so the reverse
+// proxy aborts the response (the client sees it cut, not ended). Bodies
+// of known length are forwarded as before: they end by themselves.
+func (p *Proxy) guardStream(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols || res.Body == nil || res.Body == http.NoBody ||
+		(res.ContentLength != -1 && !isEventStream(res.Header.Get("Content-Type"))) {
+		return nil
+	}
+	// The outgoing request is a clone of the incoming one (its TLS state
+	// and Authorization header): the credential that was decided.
+	out := res.Request
+	peer, ok := PeerFromContext(out.Context())
+	if !ok {
+		return nil
+	}
+	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(out), Action: HTTPAction(out), Request: Request{Source: remoteAddr(out.RemoteAddr)}}
+	body := res.Body
+	g := p.V.newStreamGuard(out.Context(), &q, peer.Expires(), func(r *Result) error { return errors.New(r.Message()) }, func(error) { body.Close() })
+	res.Body = &guardedBody{ReadCloser: body, g: g}
+	return nil
+}
+
+func isEventStream(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// guardedBody is a streamed upstream body under a streamGuard.
+type guardedBody struct {
+	io.ReadCloser
+	g *streamGuard
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if cerr := b.g.check(); cerr != nil {
+			return 0, cerr
+		}
+	}
+	return n, err
+}
+
+func (b *guardedBody) Close() error {
+	b.g.stop()
+	return b.ReadCloser.Close()
 }
 
 // hijackGuard hands the reverse proxy the client's connection wrapped in a

@@ -196,7 +196,7 @@ func readLine(t *testing.T, br *bufio.Reader) (string, error) {
 	case r := <-c:
 		return r.s, r.err
 	case <-time.After(20 * time.Second):
-		t.Fatal("the upgraded connection neither answered nor closed in 20 s")
+		t.Fatal("the stream neither answered nor closed in 20 s")
 	}
 	return "", errors.New("unreachable")
 }
@@ -224,4 +224,86 @@ func TestProxyUpgradeEndsAtExpiry(t *testing.T) {
 	if n := len(streamRefusals(t, rec, verifier.FrontendProxy, verifier.ReasonExpired)); n != 1 {
 		t.Errorf("%d expired refusals recorded, want 1", n)
 	}
+}
+
+// A streamed response (Server-Sent Events, or any body of unknown length
+// that the reverse proxy flushes as it comes — an MCP server's GET
+// stream) is held to its peer like an upgraded connection: after the
+// revocation of a task in the chain, no further event reaches the client,
+// and an idle stream is cut within the re-check interval.
+func TestProxyStreamedResponseEndsOnRevocation(t *testing.T) {
+	for _, kind := range []string{"sse", "unknown length"} {
+		for _, idle := range []bool{false, true} {
+			t.Run(kind+map[bool]string{false: "/busy", true: "/idle"}[idle], func(t *testing.T) {
+				e, view, wall, rec := liveEnv(t)
+				next := make(chan string)
+				client, base, _ := proxyToHandler(t, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if kind == "sse" {
+						w.Header().Set("Content-Type", "text/event-stream")
+					}
+					rc := http.NewResponseController(w)
+					rc.Flush() // the headers now: the stream has begun
+					for {
+						select {
+						case ev := <-next:
+							io.WriteString(w, "data: "+ev+" for task "+r.Header.Get(verifier.HeaderTask)+"\n")
+							rc.Flush()
+						case <-r.Context().Done():
+							return
+						}
+					}
+				}))
+				resp, err := client.Get(base + "/kb/events")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				br := bufio.NewReader(resp.Body)
+				next <- "first"
+				if got, err := readLine(t, br); err != nil || got != "data: first for task T-42\n" {
+					t.Fatalf("before revocation: %q %v", got, err)
+				}
+				if err := view.Apply(wall, nil, []string{plannerID}); err != nil {
+					t.Fatal(err)
+				}
+				if !idle {
+					select {
+					case next <- "after revocation":
+					case <-time.After(20 * time.Second):
+						t.Fatal("the upstream's stream did not take the next event in 20 s")
+					}
+				}
+				if got, err := readLine(t, br); err == nil {
+					t.Fatalf("the revoked task's stream still delivers: %q", got)
+				}
+				if rs := streamRefusals(t, rec, verifier.FrontendProxy, verifier.ReasonRevoked); len(rs) != 1 {
+					t.Errorf("%d revoked refusals recorded, want 1", len(rs))
+				} else if a := rs[0].Action; a == nil || a.Method != "GET" || a.Path != "/kb/events" {
+					t.Errorf("the refusal records the action %+v, want GET /kb/events", a)
+				}
+			})
+		}
+	}
+}
+
+// proxyToHandler is a real mTLS proxy in front of upstream; its client
+// presents the task's SVID.
+func proxyToHandler(t *testing.T, e *attackEnv, upstream http.Handler) (*http.Client, string, *httptest.Server) {
+	t.Helper()
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	proxyID := spiffeid.RequireFromString("spiffe://example.org/kb")
+	l, err := tls.Listen("tcp", "127.0.0.1:0", verifier.ServerTLSConfig(e.ca.CreateX509SVID(proxyID), e.ca.X509Bundle()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: verifier.NewProxy(e.v, u, nil), ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := claims()
+	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	tr := &http.Transport{TLSClientConfig: verifier.ClientTLSConfig(e.ca.CreateX509SVID(taskID, ext(t, c)), e.ca.X509Bundle(), tlsconfig.AuthorizeID(proxyID))}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}, "https://" + l.Addr().String(), up
 }
