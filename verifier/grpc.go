@@ -169,7 +169,11 @@ func (s *guardedStream) RecvMsg(m any) error {
 		s.recvs, s.got = make(chan any), make(chan error, 1)
 		go s.receive()
 	}
-	s.recvs <- m
+	select {
+	case s.recvs <- m:
+	case <-s.quit: // called after the handler returned
+		return errStreamEnded
+	}
 	select {
 	case err := <-s.got:
 		if err != nil {
@@ -180,6 +184,8 @@ func (s *guardedStream) RecvMsg(m any) error {
 		return s.g.failure()
 	}
 }
+
+var errStreamEnded = status.Error(codes.Canceled, "verifier: the stream has ended")
 
 func (s *guardedStream) receive() {
 	for {

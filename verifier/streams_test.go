@@ -238,3 +238,57 @@ func TestGRPCStreamEndsAtExpiry(t *testing.T) {
 		t.Errorf("%d expired refusals recorded, want 1", n)
 	}
 }
+
+// waiter is a server-streaming service that sends one message and then
+// waits for its context, reporting the context's cause.
+type waiter struct {
+	testgrpc.UnimplementedTestServiceServer
+	cause chan error
+}
+
+func (w waiter) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, s testgrpc.TestService_StreamingOutputCallServer) error {
+	if err := s.Send(&testgrpc.StreamingOutputCallResponse{}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	w.cause <- context.Cause(s.Context())
+	return nil
+}
+
+// A handler that watches its context (and does not Recv) learns of the
+// revocation from it: the context is cancelled with the refusal as its
+// cause, and the stream ends with the refusal.
+func TestGRPCStreamContextCancelledOnRevocation(t *testing.T) {
+	e, view, wall, _ := liveEnv(t)
+	l := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer(grpc.StreamInterceptor(e.v.StreamServerInterceptor()))
+	w := waiter{cause: make(chan error, 1)}
+	testgrpc.RegisterTestServiceServer(srv, w)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+e.jwt), 20*time.Second)
+	defer cancel()
+	stream, err := testgrpc.NewTestServiceClient(conn).StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := view.Apply(wall, nil, []string{taskID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	if st := status.Convert(err); st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "revoked") {
+		t.Fatalf("stream after revocation: %v", err)
+	}
+	if cause := <-w.cause; status.Code(cause) != codes.Unauthenticated || !strings.Contains(status.Convert(cause).Message(), "revoked") {
+		t.Errorf("the handler's context cause: %v", cause)
+	}
+}
