@@ -11,7 +11,11 @@ import (
 
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/verifier"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -59,15 +63,22 @@ func BenchmarkStreamGuardCheck(b *testing.B) {
 }
 
 // BenchmarkStreamMessage is message round trips (client Send, server
-// Recv and Send, client Recv) on an open bidirectional stream over an
-// in-memory connection, without interceptors (plain) and behind the
-// verifier's stream interceptor with the liveness view on (guarded): the
-// difference is the wrapper's per-message cost — two re-checks and the
-// receiver goroutine's hand-off — on a path with no network. Rounds of
+// Recv and Send, client Recv) on an open bidirectional stream, without
+// interceptors (plain) and behind the verifier's stream interceptor with
+// the liveness view on (guarded): the difference is the wrapper's
+// per-message cost — two re-checks and the receiver goroutine's hand-off.
+// bufconn: an in-memory connection and a bearer JWT-SVID (no network: the
+// worst case for the ratio); mtls: SPIFFE mTLS over loopback TCP. Rounds of
 // 2,000 round trips alternate between the two; it reports the median
 // ratio of the rates (guarded / plain, wall and process CPU) and each
 // one's median time per round trip.
 func BenchmarkStreamMessage(b *testing.B) {
+	for _, transport := range []string{"bufconn", "mtls"} {
+		b.Run(transport, func(b *testing.B) { benchStreamMessage(b, transport == "mtls") })
+	}
+}
+
+func benchStreamMessage(b *testing.B, mtls bool) {
 	e := benchStreamEnv(b)
 	view := &verifier.LivenessView{MaxStaleness: time.Hour}
 	if err := view.Update(time.Now().Add(-time.Minute), []string{taskID.String(), plannerID}); err != nil {
@@ -75,23 +86,42 @@ func BenchmarkStreamMessage(b *testing.B) {
 	}
 	e.v.Liveness = view.Check
 	e.v.Policy = loadPolicy(b, "rule \"g\" {\n effect = \"allow\"\n action {\n grpc {\n methods = [\"/grpc.testing.TestService/*\"]\n }\n }\n}\n")
+	serverID := spiffeid.RequireFromString("spiffe://example.org/kb")
 	open := func(guarded bool) testgrpc.TestService_FullDuplexCallClient {
 		var opts []grpc.ServerOption
 		if guarded {
 			opts = append(opts, grpc.StreamInterceptor(e.v.StreamServerInterceptor()))
 		}
-		l := bufconn.Listen(1 << 20)
+		var l net.Listener
+		dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		target := "passthrough:///bufnet"
+		if mtls {
+			var err error
+			if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				b.Fatal(err)
+			}
+			opts = append(opts, grpc.Creds(credentials.NewTLS(verifier.ServerTLSConfig(e.ca.CreateX509SVID(serverID), e.ca.X509Bundle()))))
+			dial = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(verifier.ClientTLSConfig(e.svid, e.ca.X509Bundle(), tlsconfig.AuthorizeID(serverID))))}
+			target = l.Addr().String()
+		} else {
+			bl := bufconn.Listen(1 << 20)
+			l = bl
+			dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
+		}
 		srv := grpc.NewServer(opts...)
 		testgrpc.RegisterTestServiceServer(srv, echoDuplex{})
 		go srv.Serve(l)
 		b.Cleanup(srv.Stop)
-		conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(target, dial...)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { conn.Close() })
-		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+e.jwt))
+		ctx := context.Background()
+		if !mtls {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.jwt)
+		}
+		ctx, cancel := context.WithCancel(ctx)
 		b.Cleanup(cancel)
 		stream, err := testgrpc.NewTestServiceClient(conn).FullDuplexCall(ctx)
 		if err != nil {
@@ -151,7 +181,9 @@ func (echoDuplex) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) er
 }
 
 type streamEnv struct {
+	ca    *testca.CA
 	v     *verifier.Verifier
+	svid  *x509svid.SVID
 	chain []*x509.Certificate
 	jwt   string
 }
@@ -165,12 +197,15 @@ func benchStreamEnv(b *testing.B) *streamEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
+	s := ca.CreateX509SVID(taskID, testca.WithExtensions(ext))
 	return &streamEnv{
+		ca:   ca,
+		svid: s,
 		v: &verifier.Verifier{
 			Auth:   verifier.NewAuthenticator(verifier.Config{X509Bundles: ca.X509Bundle(), JWTBundles: ca.JWTBundle(), Audiences: []string{"kb"}}),
 			Policy: loadPolicy(b, attackPolicy),
 		},
-		chain: ca.CreateX509SVID(taskID, testca.WithExtensions(ext)).Certificates,
+		chain: s.Certificates,
 		jwt:   ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims()),
 	}
 }
