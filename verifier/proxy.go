@@ -44,6 +44,40 @@ type Proxy struct {
 	AllowUpgrades bool
 
 	handler http.Handler
+	mu      sync.Mutex
+	open    map[*streamGuard]struct{} // upgraded connections and streamed responses
+}
+
+// CloseStreams closes the upgraded connections and streamed responses the
+// proxy holds open (an http.Server's Shutdown leaves hijacked connections
+// alone and waits for streaming ones): register it with the server's
+// RegisterOnShutdown. Nothing is recorded for them; requests that follow
+// are served as before.
+func (p *Proxy) CloseStreams() {
+	p.mu.Lock()
+	open := p.open
+	p.open = nil
+	p.mu.Unlock()
+	for g := range open {
+		g.abort(errShutdown)
+	}
+}
+
+var errShutdown = errors.New("verifier: the proxy is shutting down")
+
+func (p *Proxy) track(g *streamGuard) {
+	p.mu.Lock()
+	if p.open == nil {
+		p.open = map[*streamGuard]struct{}{}
+	}
+	p.open[g] = struct{}{}
+	p.mu.Unlock()
+}
+
+func (p *Proxy) untrack(g *streamGuard) {
+	p.mu.Lock()
+	delete(p.open, g)
+	p.mu.Unlock()
 }
 
 // NewProxy returns a Proxy to upstream. Its fields are read on every
@@ -127,7 +161,11 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, next http.H
 	hw := &hijackGuard{ResponseWriter: w}
 	g := p.V.newStreamGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, hw.end)
 	hw.g = g
-	defer g.stop()
+	p.track(g)
+	defer func() {
+		g.stop()
+		p.untrack(g)
+	}()
 	// The guard's context is the request's: when the guard ends the
 	// exchange, the reverse proxy closes the upstream connection.
 	next.ServeHTTP(hw, r.WithContext(g.ctx))
@@ -156,7 +194,8 @@ func (p *Proxy) guardStream(res *http.Response) error {
 	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(out), Action: HTTPAction(out), Request: Request{Source: remoteAddr(out.RemoteAddr)}}
 	body := res.Body
 	g := p.V.newStreamGuard(out.Context(), &q, peer.Expires(), func(r *Result) error { return errors.New(r.Message()) }, func(error) { body.Close() })
-	res.Body = &guardedBody{ReadCloser: body, g: g}
+	p.track(g)
+	res.Body = &guardedBody{ReadCloser: body, g: g, p: p}
 	return nil
 }
 
@@ -169,6 +208,7 @@ func isEventStream(ct string) bool {
 type guardedBody struct {
 	io.ReadCloser
 	g *streamGuard
+	p *Proxy
 }
 
 func (b *guardedBody) Read(p []byte) (int, error) {
@@ -183,6 +223,7 @@ func (b *guardedBody) Read(p []byte) (int, error) {
 
 func (b *guardedBody) Close() error {
 	b.g.stop()
+	b.p.untrack(b.g)
 	return b.ReadCloser.Close()
 }
 

@@ -141,6 +141,23 @@ func (g *streamGuard) stop() {
 
 var errStreamDone = errors.New("verifier: the exchange ended")
 
+// abort ends the exchange without a refusal (nothing is recorded): the
+// server is shutting down.
+func (g *streamGuard) abort(err error) {
+	g.mu.Lock()
+	if g.failed.Load() || g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.err = err
+	g.failed.Store(true)
+	g.timer.Stop()
+	close(g.done)
+	g.mu.Unlock()
+	g.cancel(err)
+	g.end(err)
+}
+
 // failure is the refusal that ended the exchange (nil while it goes on).
 func (g *streamGuard) failure() error {
 	if g.failed.Load() {

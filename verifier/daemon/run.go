@@ -212,7 +212,7 @@ func (d *Daemon) listen() error {
 		d.addrs["proxy"] = l.Addr()
 		p := verifier.NewProxy(d.v, d.cfg.ProxyUpstream, d.cfg.ProxyMCPPaths)
 		p.AllowUpgrades = d.cfg.ProxyAllowUpgrades
-		d.httpServer(l, p)
+		d.httpServer(l, p).RegisterOnShutdown(p.CloseStreams)
 	}
 	if a := d.cfg.CheckAPIListen; a != "" {
 		l, err := net.Listen("tcp", a)
@@ -257,10 +257,11 @@ func (d *Daemon) callersTLS(name string, callers []spiffeid.ID) (*tls.Config, er
 	return tlsconfig.MTLSServerConfig(d.svids, d.v.Auth.X509Bundles(), tlsconfig.AuthorizeOneOf(callers...)), nil
 }
 
-func (d *Daemon) httpServer(l net.Listener, h http.Handler) {
+func (d *Daemon) httpServer(l net.Listener, h http.Handler) *http.Server {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: verifier.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	d.serve(func() error { return s.Serve(l) }, s.Shutdown)
+	return s
 }
 
 func (d *Daemon) serve(run func() error, stop func(context.Context) error) {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentid/agentid/verifier"
 	"github.com/agentid/agentid/verifier/daemon"
@@ -77,5 +78,68 @@ func TestProxyAllowUpgradesConfig(t *testing.T) {
 		if err != nil || got != "echo hello\n" {
 			t.Errorf("upgraded through the daemon's proxy: %q %v", got, err)
 		}
+	}
+}
+
+// TestProxyCloseEndsStreams: shutting the daemon down closes the upgraded
+// connections and the streamed responses its proxy holds open (an
+// http.Server's Shutdown leaves hijacked connections alone and waits on
+// streaming ones).
+func TestProxyCloseEndsStreams(t *testing.T) {
+	release := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			rw.Flush()
+			<-release
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	t.Cleanup(func() { close(release) }) // before upstream.Close, which waits for its handlers
+	f := startWith(t, "proxy {\n  listen = \"127.0.0.1:0\"\n  upstream = \""+upstream.URL+"\"\n  allow_upgrades = true\n}\n", "")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(
+		f.taskSVID(t, f.ca, "kb:read"), f.ca.X509Bundle(), tlsconfig.AuthorizeID(spiffeid.RequireFromString("spiffe://example.org/verifier")))}}
+	base := "https://" + f.d.Addr("proxy").String()
+	req, _ := http.NewRequest("GET", base+"/kb/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	up, err := client.Do(req)
+	if err != nil || up.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", up, err)
+	}
+	sse, err := client.Get(base + "/kb/events")
+	if err != nil || sse.StatusCode != 200 {
+		t.Fatalf("event stream: %v %v", sse, err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- f.d.Close() }()
+	for name, body := range map[string]io.Reader{"upgraded connection": up.Body, "event stream": sse.Body} {
+		got := make(chan error, 1)
+		go func() { _, err := body.Read(make([]byte, 1)); got <- err }()
+		select {
+		case err := <-got:
+			if err == nil {
+				t.Errorf("%s: read data after the shutdown", name)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s: still open 20 s after the shutdown began", name)
+		}
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Error("Close did not return in 20 s")
 	}
 }
