@@ -209,3 +209,18 @@ func benchStreamEnv(b *testing.B) *streamEnv {
 		jwt:   ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims()),
 	}
 }
+
+// BenchmarkStreamGuardStart is what holding an exchange costs once: the
+// guard's start and stop (its query copy, context, idle timer) — paid per
+// gRPC stream, upgraded connection and streamed proxy response.
+func BenchmarkStreamGuardStart(b *testing.B) {
+	e := benchStreamEnv(b)
+	c := verifier.Credential{Kind: verifier.CredentialX509, Chain: e.chain}
+	a := verifier.Action{Kind: "grpc", Path: "/grpc.testing.TestService/FullDuplexCall"}
+	expires := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, stop := verifier.StreamGuardCheck(e.v, verifier.FrontendGRPC, c, a, expires)
+		stop()
+	}
+}
