@@ -127,10 +127,10 @@ func (v *Verifier) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		s := &guardedStream{ServerStream: ss, ctx: ctx, g: g, quit: make(chan struct{})}
 		defer close(s.quit)
 		err = handler(srv, s)
+		g.stop() // no refusal after this
 		if ferr := g.failure(); ferr != nil {
 			return ferr
 		}
-		g.stop()
 		return err
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"time"
 )
 
-// StreamRecheckInterval is how often an open gRPC stream or upgraded proxy
-// connection is re-checked while no message passes (each message is
+// StreamRecheckInterval is how often an open gRPC stream, upgraded proxy
+// connection or streamed proxy response is re-checked while no message passes (each message is
 // checked as it passes): a revocation ends an idle stream within the
 // liveness feed's interval plus this.
 const StreamRecheckInterval = time.Second
 
 // streamGuard holds a long-lived exchange — a gRPC stream, an upgraded
-// connection — that one decision allowed to the pipeline's authentication
+// connection, a streamed proxy response — that one decision allowed to the pipeline's authentication
 // stages for its whole life: check re-runs them (credential, trust
 // domains, claims, liveness: the Authenticator's cache and the liveness
 // view make that cheap) for every message, a timer re-runs them while it
@@ -89,6 +89,10 @@ func (g *streamGuard) check() error {
 	if g.failed.Load() {
 		return g.err
 	}
+	var start time.Time
+	if g.v.Observe != nil {
+		start = time.Now()
+	}
 	now := g.v.now()
 	var r Result // on the stack: fail takes a copy
 	if g.v.authenticate(&g.q, now, &r) {
@@ -102,11 +106,11 @@ func (g *streamGuard) check() error {
 		r = Result{Outcome: Unauthenticated, Code: ReasonExpired, Action: boundedAction(g.q.Action)}
 		r.Decision.Reason = err.Error()
 	}
-	return g.fail(r)
+	return g.fail(r, start)
 }
 
 // fail ends the exchange with the refusal r, recording it once.
-func (g *streamGuard) fail(r Result) error {
+func (g *streamGuard) fail(r Result, start time.Time) error {
 	g.mu.Lock()
 	if g.failed.Load() || g.closed {
 		err := g.err
@@ -123,7 +127,7 @@ func (g *streamGuard) fail(r Result) error {
 	g.mu.Unlock()
 	g.v.finish(&g.q, &r)
 	if g.v.Observe != nil {
-		g.v.Observe(g.q.Frontend, r, 0) // a re-check of a cached credential: no latency worth a sample
+		g.v.Observe(g.q.Frontend, r, time.Since(start))
 	}
 	g.cancel(g.err)
 	g.end(g.err)

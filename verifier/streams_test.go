@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,6 +123,12 @@ func streamRefusals(t *testing.T, a *recAudit, frontend, code string) []audit.Re
 // task in its chain; the refusal is recorded like any other.
 func TestGRPCStreamEndsOnRevocation(t *testing.T) {
 	e, view, wall, rec := liveEnv(t)
+	var observed atomic.Int32 // the metrics hook sees the refusal once too
+	e.v.Observe = func(frontend string, r verifier.Result, _ time.Duration) {
+		if frontend == verifier.FrontendGRPC && r.Code == verifier.ReasonRevoked {
+			observed.Add(1)
+		}
+	}
 	client := bufconnGRPC(t, e.v)
 	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+e.jwt), 10*time.Second)
 	defer cancel()
@@ -150,6 +157,9 @@ func TestGRPCStreamEndsOnRevocation(t *testing.T) {
 	// Two refusals recorded: the new call's and the stream's (once).
 	if n := len(streamRefusals(t, rec, verifier.FrontendGRPC, verifier.ReasonRevoked)); n != 2 {
 		t.Errorf("%d revoked refusals recorded, want 2 (the new call, the stream)", n)
+	}
+	if n := observed.Load(); n != 2 {
+		t.Errorf("%d revoked refusals observed, want 2", n)
 	}
 }
 
