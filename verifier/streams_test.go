@@ -214,11 +214,11 @@ func tlsGRPC(t *testing.T, ca *testca.CA, v *verifier.Verifier, clientSVID *x509
 }
 
 // shortSVID is a task X.509-SVID of e's CA that expires in about two
-// seconds (certificate times have a resolution of one second).
+// to three seconds (certificate times have a resolution of one second).
 func shortSVID(t *testing.T, e *attackEnv) *x509svid.SVID {
 	c := claims()
 	c.Deadline = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
-	return e.ca.CreateX509SVID(taskID, ext(t, c), testca.WithLifetime(time.Now().Add(-time.Minute), time.Now().Add(2*time.Second)))
+	return e.ca.CreateX509SVID(taskID, ext(t, c), testca.WithLifetime(time.Now().Add(-time.Minute), time.Now().Add(3*time.Second)))
 }
 
 // A stream over mTLS is ended when the client's certificate expires,
