@@ -363,6 +363,8 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	}
 	if found {
 		p.setClaims(&c)
+	} else if err := a.noClaims(s.ID); err != nil {
+		return Peer{}, err
 	}
 	p = p.withRecord()
 	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
@@ -470,7 +472,7 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (P
 	if a.cfg.X509Bundles == nil {
 		return Peer{}, deny(ReasonUntrusted, errors.New("no X.509 bundle configured"))
 	}
-	id, _, err := x509svid.Verify(chain, a.cfg.X509Bundles, x509svid.WithTime(now))
+	id, verified, err := x509svid.Verify(chain, a.cfg.X509Bundles, x509svid.WithTime(now))
 	if err != nil {
 		var ie x509.CertificateInvalidError
 		if errors.As(err, &ie) && ie.Reason == x509.Expired {
@@ -478,7 +480,33 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (P
 		}
 		return Peer{}, deny(ReasonUntrusted, err)
 	}
+	if err := intermediatesOf(id.TrustDomain(), verified); err != nil {
+		return Peer{}, deny(ReasonUntrusted, err)
+	}
 	return a.peerFromLeaf(id, chain[0], now)
+}
+
+// intermediatesOf refuses verified chains with an intermediate CA whose
+// SPIFFE ID is of another trust domain than the leaf's: under a root
+// shared by several trust domains (one UpstreamAuthority above their
+// SPIRE servers), another domain's server CA must not mint this domain's
+// IDs. go-spiffe checks the leaf's ID only. The roots are the bundle's,
+// trusted as configured.
+func intermediatesOf(td spiffeid.TrustDomain, chains [][]*x509.Certificate) error {
+	for _, chain := range chains {
+		for i := 1; i < len(chain)-1; i++ {
+			for _, u := range chain[i].URIs {
+				if !strings.EqualFold(u.Scheme, "spiffe") {
+					continue
+				}
+				ca, err := spiffeid.FromURI(u)
+				if err != nil || !ca.MemberOf(td) {
+					return fmt.Errorf("intermediate CA %q is of another trust domain than the leaf's %q", u, td)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now time.Time) (Peer, error) {
@@ -492,8 +520,21 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	}
 	if found {
 		p.setClaims(&c)
+	} else if err := a.noClaims(id); err != nil {
+		return Peer{}, err
 	}
 	return p.withRecord(), nil
+}
+
+// noClaims refuses an SVID without agentid claims whose SPIFFE ID has a
+// task's shape: to the verifier it would be a plain workload, which the
+// liveness hook does not check (a revoked task's ID minted without claims,
+// or a composer writing another extension OID than the verifier reads).
+func (a *Authenticator) noClaims(id spiffeid.ID) error {
+	if svid.IsTaskID(id) {
+		return deny(ReasonInvalidClaims, fmt.Errorf("%s has a task's SPIFFE ID but no agentid claims (X.509 extension %s or JWT claim)", id, a.cfg.ExtensionOID))
+	}
+	return nil
 }
 
 func (a *Authenticator) checkDomain(id spiffeid.ID) error {

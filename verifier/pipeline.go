@@ -375,7 +375,11 @@ func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
 	}
 	if err == nil && v.Liveness != nil {
 		lp := *p // escapes to the hook: only allocated with one
-		err = v.Liveness(&lp, now)
+		if err = v.Liveness(&lp, now); err != nil {
+			if de := (*DenyError)(nil); !errors.As(err, &de) {
+				err = deny(ReasonLivenessUnknown, err) // the hook could not tell
+			}
+		}
 	}
 	if err != nil {
 		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
