@@ -158,6 +158,7 @@ func deny(reason string, err error) *DenyError { return &DenyError{Reason: reaso
 type Authenticator struct {
 	cfg   Config
 	cache *cache[Peer]
+	aud   []string // Audiences and ResourceAudiences: what a JWT-SVID is verified against
 }
 
 // Config configures an Authenticator.
@@ -169,6 +170,13 @@ type Config struct {
 	JWTBundles  jwtbundle.Source
 	// Audiences a JWT-SVID must name one of (required for JWT-SVIDs).
 	Audiences []string
+	// ResourceAudiences are audiences accepted only where they are asked
+	// for: by a Verifier query naming one (Query.Audience: an MCP
+	// gateway's resource). A JWT-SVID naming one of them and none of
+	// Audiences is refused (wrong_audience) by every other query and by
+	// Authenticate and JWT, so that a token minted for the gateway is no
+	// bearer for the daemon's other front-ends.
+	ResourceAudiences []string
 	// TrustDomains the peer and its chain must belong to. Empty: any trust
 	// domain the bundles know, with chains inside the peer's own.
 	TrustDomains []spiffeid.TrustDomain
@@ -197,11 +205,35 @@ func NewAuthenticator(cfg Config) *Authenticator {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 30 * time.Second
 	}
-	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize)}
+	aud := slices.Concat(cfg.Audiences, cfg.ResourceAudiences)
+	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize), aud: aud}
 }
 
-// Authenticate verifies a credential of any kind.
+// Authenticate verifies a credential of any kind. A JWT-SVID must name one
+// of Config.Audiences.
 func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
+	p, err := a.authenticate(c)
+	if err == nil {
+		err = a.generalAudience(&p)
+	}
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+// generalAudience refuses a JWT-SVID that names only ResourceAudiences,
+// for a use that names no resource.
+func (a *Authenticator) generalAudience(p *Peer) error {
+	if p.kind != "jwt" || len(a.cfg.ResourceAudiences) == 0 || slices.ContainsFunc(p.audience, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
+		return nil
+	}
+	return deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q names none of %q (a resource's own audience is accepted only by that resource)", p.audience, a.cfg.Audiences))
+}
+
+// authenticate is Authenticate accepting ResourceAudiences too: the
+// pipeline checks the audience against its query.
+func (a *Authenticator) authenticate(c Credential) (Peer, error) {
 	switch c.Kind {
 	case CredentialX509:
 		return a.Certificates(c.Chain)
@@ -213,7 +245,7 @@ func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
 	case CredentialPEM:
 		return a.PEM(c.Value)
 	case CredentialJWT:
-		return a.JWT(c.Value)
+		return a.jwt(c.Value)
 	case CredentialMalformed:
 		return Peer{}, deny(ReasonBadCredential, errors.New(c.Value))
 	}
@@ -244,7 +276,7 @@ func (a *Authenticator) lookup(c *Credential) *Peer {
 	case CredentialPEM:
 		key = cacheKey{CredentialPEM, c.Value}
 	case CredentialJWT:
-		if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
+		if a.cfg.JWTBundles == nil || len(a.aud) == 0 {
 			return nil // refused by JWT, cached or not
 		}
 		key = cacheKey{CredentialJWT, c.Value}
@@ -257,7 +289,7 @@ func (a *Authenticator) lookup(c *Credential) *Peer {
 //go:noinline
 func (a *Authenticator) authenticateSlow(c *Credential, p *Peer) error {
 	var err error
-	*p, err = a.Authenticate(*c)
+	*p, err = a.authenticate(*c)
 	return err
 }
 
@@ -332,7 +364,18 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 // algorithm, one of the configured audiences and expiry (each refused with
 // its own reason), the signature against the JWT bundles, then the claims.
 func (a *Authenticator) JWT(token string) (Peer, error) {
-	if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
+	p, err := a.jwt(token)
+	if err == nil {
+		err = a.generalAudience(&p)
+	}
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+func (a *Authenticator) jwt(token string) (Peer, error) {
+	if a.cfg.JWTBundles == nil || len(a.aud) == 0 {
 		return Peer{}, deny(ReasonBadCredential, errors.New("JWT-SVIDs are not accepted here (no JWT bundle or audience configured)"))
 	}
 	key := cacheKey{CredentialJWT, token}
@@ -343,7 +386,7 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if err := a.precheckJWT(token, now); err != nil {
 		return Peer{}, err
 	}
-	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.cfg.Audiences)
+	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.aud)
 	if err != nil {
 		// Form, algorithm, kid, typ, sub, audience, nbf and expiry were
 		// checked above: what is left is the signature and the key that
@@ -436,8 +479,8 @@ func (a *Authenticator) precheckJWT(token string, now time.Time) error {
 	default:
 		return deny(ReasonBadCredential, errors.New("JWT aud claim is missing or not a string or a list of strings"))
 	}
-	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
-		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.cfg.Audiences))
+	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.aud, s) }) {
+		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.aud))
 	}
 	if nbf, ok := claims["nbf"].(json.Number); ok {
 		if f, err := nbf.Float64(); err == nil && now.Add(time.Minute).Before(time.Unix(int64(f), 0)) {

@@ -370,8 +370,12 @@ func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
 	if err == nil && q.SubjectID != "" {
 		err = checkSubject(p, q.SubjectID)
 	}
-	if err == nil && q.Audience != "" && p.kind == "jwt" && !p.HasAudience(q.Audience) {
-		err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
+	if err == nil && p.kind == "jwt" {
+		if q.Audience == "" {
+			err = v.Auth.generalAudience(p)
+		} else if !p.HasAudience(q.Audience) {
+			err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
+		}
 	}
 	if err == nil && v.Liveness != nil {
 		lp := *p // escapes to the hook: only allocated with one

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,12 +63,12 @@ type Daemon struct {
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
-	audiences := cfg.JWTAudiences
+	var resources []string // accepted only by the gateway's queries, which name it
 	if cfg.MCP != nil {
 		if err := cfg.MCP.loadSecrets(log.With("frontend", mcpgw.Frontend)); err != nil {
 			return nil, err
 		}
-		audiences = append(slices.Clone(audiences), cfg.MCP.Gateway.Resource)
+		resources = []string{cfg.MCP.Gateway.Resource}
 	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
 	if diags.HasErrors() {
@@ -102,7 +101,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d.metrics.policyOK.Set(1)
 	d.v = &verifier.Verifier{
 		Auth: verifier.NewAuthenticator(verifier.Config{
-			X509Bundles: x509s, JWTBundles: jwts, Audiences: audiences,
+			X509Bundles: x509s, JWTBundles: jwts, Audiences: cfg.JWTAudiences, ResourceAudiences: resources,
 			TrustDomains: cfg.TrustDomains, ExtensionOID: cfg.ExtensionOID,
 		}),
 		Policy:        verifier.StorePolicy{Store: store},
