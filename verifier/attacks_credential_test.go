@@ -205,3 +205,63 @@ func (ca *testCA) issue(t *testing.T, id spiffeid.ID, at time.Time, c svid.Claim
 	}
 	return cert
 }
+
+// TestAttackCAOutOfBundle (review 11 F4): a peer verified against a CA
+// (or a JWT key) that SPIRE then removes from the bundle was served from
+// the cache until CacheTTL (30 s) ran out. Authenticator.Flush forgets
+// every cached peer — the daemon calls it whenever its Workload API
+// sources update — and a cached chain expires with the first of its
+// certificates, not with its leaf alone.
+func TestAttackCAOutOfBundle(t *testing.T) {
+	wall := time.Now()
+	ca := testca.New(t, td, wall)
+	c := claims()
+	c.Deadline = wall.Add(2 * time.Hour).UTC().Truncate(time.Second)
+	xb, jb := ca.X509Bundle(), ca.JWTBundle()
+	clock := wall
+	a := verifier.NewAuthenticator(verifier.Config{X509Bundles: xb, JWTBundles: jb, Audiences: []string{"kb"},
+		TrustDomains: []spiffeid.TrustDomain{td}, Clock: func() time.Time { return clock }})
+	s := ca.CreateX509SVID(taskID, ext(t, c))
+	tok := ca.CreateJWTSVID(taskID, []string{"kb"}, c.JWTClaims())
+	if _, err := a.Certificates(s.Certificates); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.JWT(tok); err != nil {
+		t.Fatal(err)
+	}
+	xb.RemoveX509Authority(ca.Cert())
+	jb.RemoveJWTAuthority("k1")
+	a.Flush()
+	clock = wall.Add(time.Second)
+	if p, err := a.Certificates(s.Certificates); err == nil {
+		t.Errorf("X.509-SVID of a CA removed from the bundle accepted after Flush: %s", p.ID())
+	}
+	if p, err := a.JWT(tok); err == nil {
+		t.Errorf("JWT-SVID of a key removed from the bundle accepted after Flush: %s", p.ID())
+	}
+
+	// An intermediate that expires before its leaf ends the cached peer.
+	root := newTestCA(t, nil, "spiffe://example.org", wall)
+	inter := newTestCA(t, root, "spiffe://example.org", wall) // valid until wall+24h
+	leaf := inter.issue(t, taskID, wall, c)                   // valid until wall+1h
+	clock = wall
+	b := verifier.NewAuthenticator(verifier.Config{X509Bundles: x509bundle.FromX509Authorities(td, []*x509.Certificate{root.cert}),
+		Clock: func() time.Time { return clock }, CacheTTL: 48 * time.Hour})
+	short := newTestCA(t, root, "spiffe://example.org", wall.Add(-23*time.Hour-30*time.Minute)) // until wall+30m
+	leaf2 := short.issue(t, taskID, wall, c)
+	if _, err := b.Certificates([]*x509.Certificate{leaf, inter.cert}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Certificates([]*x509.Certificate{leaf2, short.cert}); err != nil {
+		t.Fatal(err)
+	}
+	clock = wall.Add(45 * time.Minute)
+	if _, err := b.Certificates([]*x509.Certificate{leaf, inter.cert}); err != nil {
+		t.Errorf("a chain within its validity: %v", err)
+	}
+	if p, err := b.Certificates([]*x509.Certificate{leaf2, short.cert}); err == nil {
+		t.Errorf("a cached chain whose intermediate expired 15 minutes ago: %s accepted", p.ID())
+	} else {
+		wantDeny(t, err, verifier.ReasonExpired, "expired")
+	}
+}

@@ -209,6 +209,13 @@ func NewAuthenticator(cfg Config) *Authenticator {
 	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize), aud: aud}
 }
 
+// Flush forgets every cached peer: the next use of each credential is
+// verified against the bundles again. Call it when the bundles change
+// (the daemon does whenever its Workload API sources update), so that a
+// CA or JWT key removed from the bundle stops working at once rather than
+// within CacheTTL.
+func (a *Authenticator) Flush() { a.cache.clear() }
+
 // Authenticate verifies a credential of any kind. A JWT-SVID must name one
 // of Config.Audiences.
 func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
@@ -305,11 +312,12 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	p, err := a.verifyChain(chain, now)
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -325,6 +333,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	if now.After(leaf.NotAfter) {
 		return Peer{}, deny(ReasonExpired, fmt.Errorf("certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
@@ -336,7 +345,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -348,6 +357,7 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	chain, err := parsePEMChain(data)
 	if err != nil {
 		return Peer{}, deny(ReasonBadCredential, err)
@@ -356,7 +366,7 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -383,6 +393,7 @@ func (a *Authenticator) jwt(token string) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	if err := a.precheckJWT(token, now); err != nil {
 		return Peer{}, err
 	}
@@ -410,7 +421,7 @@ func (a *Authenticator) jwt(token string) (Peer, error) {
 		return Peer{}, err
 	}
 	p = p.withRecord()
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -526,7 +537,16 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (P
 	if err := intermediatesOf(id.TrustDomain(), verified); err != nil {
 		return Peer{}, deny(ReasonUntrusted, err)
 	}
-	return a.peerFromLeaf(id, chain[0], now)
+	p, err := a.peerFromLeaf(id, chain[0], now)
+	if err != nil {
+		return Peer{}, err
+	}
+	// The peer (and its cache entry) ends with the first certificate of
+	// its chain to expire; the leaf's NotAfter is only the latest end.
+	for _, c := range verified[0][1:] {
+		p.expires = minTime(p.expires, c.NotAfter)
+	}
+	return p, nil
 }
 
 // intermediatesOf refuses verified chains with an intermediate CA whose

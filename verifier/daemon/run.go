@@ -57,6 +57,9 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	addrs   map[string]net.Addr
 	watcher atomic.Pointer[fsnotify.Watcher] // nil until Run watches the policy directory
+	// bundleUpdates signal the Workload API sources' updates (nil with
+	// files): each flushes the Authenticator's cache.
+	bundleUpdates []<-chan struct{}
 }
 
 // New loads the policy and the sources and binds the listeners, but serves
@@ -114,6 +117,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces,
 			RecordBody: cfg.Signatures.RecordBody, MaxRecordedBody: cfg.Signatures.MaxRecordedBody},
 	}
+	if len(d.bundleUpdates) == 2 {
+		d.flushOnBundleUpdates(d.bundleUpdates[0], d.bundleUpdates[1])
+	}
 	if lc := cfg.Liveness; lc != nil {
 		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
 		d.v.Liveness = d.view.Check
@@ -128,6 +134,27 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// flushOnBundleUpdates forgets the Authenticator's cached peers whenever
+// a Workload API source updates (a bundle change, or the daemon's own SVID
+// rotating): a CA or JWT key SPIRE removes from the bundle stops working
+// at once instead of within the cache's TTL.
+func (d *Daemon) flushOnBundleUpdates(x509s, jwts <-chan struct{}) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-x509s:
+			case <-jwts:
+			case <-stop:
+				return
+			}
+			d.v.Auth.Flush()
+		}
+	}()
+	d.closers = append(d.closers, func() error { close(stop); <-done; return nil })
 }
 
 // Verifier is the daemon's verifier (for tests and embedding).
@@ -157,6 +184,7 @@ func (d *Daemon) sources(ctx context.Context) (x509bundle.Source, jwtbundle.Sour
 		}
 		d.closers = append(d.closers, js.Close)
 		d.svids = xs
+		d.bundleUpdates = []<-chan struct{}{xs.Updated(), js.Updated()}
 		return xs, js, nil
 	}
 	f := d.cfg.Files
