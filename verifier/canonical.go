@@ -61,6 +61,11 @@ func canonicalAction(q *Query) (Action, []byte, error) {
 
 func canonicalActionOf(q *Query) (Action, []byte, error) {
 	a := q.Action
+	if a.Kind != policies.KindGRPC && !q.GRPC {
+		if h := underscoreHeader(&q.Request); h != "" {
+			return Action{}, nil, underscoreError(h)
+		}
+	}
 	switch a.Kind {
 	case policies.KindHTTP:
 		if err := CheckMethod(a.Method); err != nil {
@@ -364,6 +369,45 @@ var methodOverrideHeaders = [...][2]string{
 	{"X-Http-Method-Override", "x-http-method-override"},
 	{"X-Http-Method", "x-http-method"},
 	{"X-Method-Override", "x-method-override"},
+}
+
+// underscoreHeader names the first (in byte order) header of r whose
+// name contains "_", or "". Go and Envoy (by default) keep such a header
+// apart from its "-" spelling; Rack, PHP, CGI and Django read both as the
+// same variable (X_AGENTID_CLAIMS and X-Agentid-Claims are both
+// HTTP_X_AGENTID_CLAIMS), so an identity, method-override or policy
+// header would pass the verifier under one name and be read under the
+// other. gRPC metadata is left alone: gRPC servers do not fold names.
+func underscoreHeader(r *Request) string {
+	first := ""
+	for k := range r.Headers {
+		if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+			first = k
+		}
+	}
+	if len(r.Headers) == 0 {
+		for k := range r.HeaderMap {
+			if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+				first = k
+			}
+		}
+	}
+	return first
+}
+
+func underscoreError(h string) *InputError {
+	return badInput("header", "the header name %q is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take its \"_\" for \"-\", so it would reach them as %q, which was not decided on (send it with \"-\")", h, strings.ReplaceAll(h, "_", "-"))
+}
+
+// CheckHeaderNames refuses request headers whose names contain "_", as
+// the pipeline does for every HTTP and MCP action: a front-end that
+// forwards requests it does not decide one by one (the MCP gateway's
+// session requests) calls it itself.
+func CheckHeaderNames(h map[string][]string) *InputError {
+	if k := underscoreHeader(&Request{Headers: h}); k != "" {
+		return underscoreError(k)
+	}
+	return nil
 }
 
 // methodOverride names a method-override header the request carries, or "".

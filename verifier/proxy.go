@@ -32,6 +32,10 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(p.Upstream)
 			pr.SetXForwarded()
+			// The client's Host is not decided on: it does not reach the
+			// upstream (SetXForwarded copied it as X-Forwarded-Host).
+			pr.Out.Header.Del("X-Forwarded-Host")
+			DeleteProxyOnlyHeaders(pr.Out.Header)
 			peer, _ := PeerFromContext(pr.In.Context())
 			d, _ := DecisionFromContext(pr.In.Context())
 			setIdentityHeaders(pr.Out.Header, peer, d, p.V.Headers.orDefault())
