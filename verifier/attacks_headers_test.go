@@ -218,3 +218,65 @@ func TestAttackProxyForwardsClientHeaders(t *testing.T) {
 		t.Errorf("the agent's Host reached the upstream as X-Forwarded-Host: admin.example (the policy never saw it)")
 	}
 }
+
+// TestAttackMiddlewareUnderRewrite: the middleware decides the
+// request-target as sent (r.RequestURI), the handler serves r.URL.Path;
+// a router in front that rewrites r.URL (http.StripPrefix, a sub-router
+// mount) makes them differ. The proxy refuses such a mismatch ("would be
+// forwarded as"); the middleware decided the one and served the other.
+// It now refuses such a request, naming the path the handler would see.
+func TestAttackMiddlewareUnderRewrite(t *testing.T) {
+	e := newAttackEnv(t)
+	e.v.Policy = loadPolicy(t, `
+rule "api" {
+  effect = "allow"
+  peer {
+    scopes_all = ["kb:read"]
+  }
+  action {
+    http {
+      paths = ["/**"]
+    }
+  }
+}
+
+rule "kb-admin" {
+  effect = "deny"
+  reason = "the admin area is for operators"
+  action {
+    http {
+      paths = ["/kb/admin/**"]
+    }
+  }
+}
+`)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/kb/admin/") {
+			io.WriteString(w, "SECRET "+r.URL.Path)
+			return
+		}
+		io.WriteString(w, "public "+r.URL.Path)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/", e.v.Middleware(app))
+	mux.Handle("/api/", http.StripPrefix("/api", e.v.Middleware(app))) // the same app, also mounted under /api
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.TLS = &tls.ConnectionState{PeerCertificates: e.ca.CreateX509SVID(taskID, ext(t, claimsUntil(time.Now().Add(time.Hour)))).Certificates}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	for _, target := range []string{"/kb/admin/keys", "/api/kb/admin/keys"} {
+		resp, err := http.Get(srv.URL + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "SECRET") {
+			t.Errorf("GET %s: %d %q (decided as %s)", target, resp.StatusCode, b, target)
+		}
+		if target == "/api/kb/admin/keys" && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "rewrote")) {
+			t.Errorf("GET %s: %d %q, want 400 naming the rewrite", target, resp.StatusCode, b)
+		}
+	}
+}

@@ -205,6 +205,13 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 			if fwd := r.URL.EscapedPath(); fwd != q.Action.Path {
 				q.Invalid = badInput("path", "%s would be forwarded as %s", quotePath(q.Action.Path), quotePath(fwd))
 			}
+		} else if q.Action.Kind == policies.KindHTTP && q.Action.Path == requestPath(r) && q.Invalid == nil {
+			// The handler serves r.URL's path: a router in front that
+			// rewrote it (http.StripPrefix, a mount) would have it serve
+			// another path than the one decided.
+			if served := r.URL.EscapedPath(); served != q.Action.Path {
+				q.Invalid = badInput("path", "%s was decided but a router in front of the middleware rewrote the URL to %s, which the handler would serve (put the middleware outside routers that rewrite URLs, or map the action with MiddlewareFunc)", quotePath(q.Action.Path), quotePath(served))
+			}
 		}
 		p.decide(v)
 		if !res.Allowed() {
