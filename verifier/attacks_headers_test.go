@@ -13,11 +13,13 @@ import (
 	"net/http/cgi"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -277,6 +279,41 @@ rule "kb-admin" {
 		}
 		if target == "/api/kb/admin/keys" && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "rewrote")) {
 			t.Errorf("GET %s: %d %q, want 400 naming the rewrite", target, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestAttackExtAuthzHeadersNotShown (review 10): Envoy's ext_authz filter
+// can be told to send only some headers (allowed_headers, a common
+// tuning). The verifier removed only the incoming x-agentid-* headers it
+// was shown, so a forged x-agentid-claims Envoy did not pass to it reached
+// the upstream. Every identity header the OK response does not set is now
+// in headers_to_remove, shown or not (a header both set and removed would
+// be removed: Envoy removes after it sets).
+func TestAttackExtAuthzHeadersNotShown(t *testing.T) {
+	e := newAttackEnv(t)
+	atEnvoy := map[string]string{"x-agentid-claims": "eyJzY29wZSI6WyJrYjphZG1pbiJdfQ", "x-agentid-receipt": "forged", "x-agentid-spiffe-id": "spiffe://example.org/agent/admin/task/A", "x-trace": "1"}
+	shown := map[string]string{"x-trace": "1"} // allowed_headers: x-trace only
+	for _, receipts := range []bool{false, true} {
+		e.v.Receipts = receipts
+		if receipts {
+			w, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"), audit.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.Close() })
+			e.v.Audit = w
+		}
+		r := e.extAuthz(t, checkReq(e.certPEM, "GET", "/kb/doc", shown, ""))
+		if r.GetOkResponse() == nil {
+			t.Fatalf("check: %v", r.GetStatus())
+		}
+		got := applyAsEnvoy(atEnvoy, r.GetOkResponse())
+		if got["x-agentid-claims"] != "" || got["x-agentid-spiffe-id"] != taskID.String() || got["x-agentid-task"] != "T-42" || got["x-trace"] != "1" {
+			t.Errorf("receipts %v: as Envoy applies the response the upstream gets %v", receipts, got)
+		}
+		if rc := got["x-agentid-receipt"]; (rc != "") != receipts || rc == "forged" {
+			t.Errorf("receipts %v: x-agentid-receipt %q", receipts, rc)
 		}
 	}
 }

@@ -154,30 +154,36 @@ func callerID(ctx context.Context) string {
 }
 
 // okResponse lets the request through with the identity headers. They are
-// set with OVERWRITE_IF_EXISTS_OR_ADD, and only the other incoming
-// x-agentid-* headers are removed: Envoy applies removals after the
-// header mutations, so listing a header both ways would remove it.
+// set with OVERWRITE_IF_EXISTS_OR_ADD, and every other identity header is
+// removed — whether or not Envoy showed it to the verifier (its
+// allowed_headers may hide a forged one) — as are the other incoming
+// x-agentid-* headers: Envoy applies removals after the header mutations,
+// so listing a header both ways would remove it.
 //
-// Without incoming x-agentid-* headers (the common case) the response is
-// the one built for this peer and deciding rule the first time, shared:
-// responses are only serialized, and a peer is immutable.
+// Without a receipt or other incoming x-agentid-* headers (the common
+// case) the response is the one built for this peer and deciding rule the
+// first time, shared: responses are only serialized, and a peer is
+// immutable.
 func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string) (*authv3.CheckResponse, []byte) {
 	oh := p.hdrs.okHeaders(p, ruleHeader(d), set)
-	headers := oh.resp.GetOkResponse().Headers
+	ok := oh.resp.GetOkResponse()
+	headers, remove, changed := ok.Headers, ok.HeadersToRemove, false
 	if !d.Receipt.IsZero() {
 		// A receipt is the decision's own: the response is built for it.
 		headers = withReceipt(headers, d.Receipt.String())
+		remove = slices.DeleteFunc(slices.Clone(remove), func(k string) bool { return k == HeaderReceipt })
+		changed = true
 	}
-	var remove []string
 	for k := range incoming {
 		if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
 			continue
 		}
-		if lk := strings.ToLower(k); !slices.ContainsFunc(headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
-			remove = append(remove, k)
+		lk := strings.ToLower(k)
+		if !slices.Contains(remove, lk) && !slices.ContainsFunc(headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
+			remove, changed = append(slices.Clip(remove), lk), true
 		}
 	}
-	if remove == nil && d.Receipt.IsZero() {
+	if !changed {
 		return oh.resp, oh.wire
 	}
 	slices.Sort(remove)
@@ -187,6 +193,20 @@ func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string)
 			Headers: headers, HeadersToRemove: remove,
 		}},
 	}, nil
+}
+
+// identityHeaderNames are every identity header, sorted.
+var identityHeaderNames = []string{HeaderAgent, HeaderClaims, HeaderPrincipal, HeaderReceipt, HeaderRule, HeaderSPIFFEID, HeaderTask}
+
+// unsetIdentityHeaders are the identity headers opts does not set, sorted.
+func unsetIdentityHeaders(opts []*corev3.HeaderValueOption) []string {
+	var out []string
+	for _, k := range identityHeaderNames {
+		if !slices.ContainsFunc(opts, func(o *corev3.HeaderValueOption) bool { return o.Header.Key == k }) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // withReceipt is the shared header options hs with x-agentid-receipt
@@ -267,7 +287,7 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string, set HeaderSet) *okHeaders 
 	}
 	oh := &okHeaders{rule: rule, set: set, resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts, HeadersToRemove: unsetIdentityHeaders(opts)}},
 	}}
 	oh.wire, _ = proto.MarshalOptions{Deterministic: true}.Marshal(oh.resp) // cannot fail: no required fields, valid UTF-8 (identityHeaders)
 	if h != nil {
