@@ -77,6 +77,12 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 		if h := methodOverride(&q.Request); h != "" {
 			return Action{}, nil, badInput("method", "the %s header is refused: frameworks that honour it run another method than the one decided (send the method itself)", h)
 		}
+		if s := q.Signed; s != nil { // the request a service received (check API)
+			target, _, _ := strings.Cut(s.Message.TargetURI, "#")
+			if _, query, ok := strings.Cut(target, "?"); ok && methodOverrideParam(query) {
+				return Action{}, nil, badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
+			}
+		}
 		if q.MCP {
 			m, err := ParseMCP(q.Body, q.Request.Headers)
 			if err != nil {

@@ -564,6 +564,10 @@ func parseCheckRequest(body []byte) (*verifier.Query, error) {
 				return nil, err
 			}
 			q.Signed = s
+			// The request the service received: its headers are decided
+			// on (method overrides, header names, policy conditions) as
+			// the middleware decides them.
+			q.Request = verifier.Request{Headers: s.Message.Header}
 		default:
 			return nil, fmt.Errorf("unknown key %q (want certificate, jwt, action, request)", k)
 		}
