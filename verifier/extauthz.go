@@ -96,6 +96,17 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
 		q.GRPC = q.Action.Method == "POST" && isGRPCContentType(headers["content-type"])
+		if q.Action.Method == "POST" && !q.GRPC && formKindOf(headers["content-type"]) != formNone {
+			// A form body, whose "_method" Rails and Laravel run: checked
+			// when Envoy sends it (with_request_body), refused when cut.
+			q.Form, q.Body = true, in.body
+			switch {
+			case headers["x-envoy-auth-partial-body"] == "true":
+				q.Invalid = &InputError{What: "form body", Detail: "Envoy sent only part of it (x-envoy-auth-partial-body): a form POST is decided on its whole body (with_request_body: allow_partial_message false, max_request_bytes at least the largest form)", TooLarge: true}
+			case len(in.body) > MaxFormBody:
+				q.Invalid = tooLarge("form body", len(in.body), MaxFormBody)
+			}
+		}
 	}
 	if e.V.Signatures != nil {
 		q.Signed = extAuthzSigned(in)
