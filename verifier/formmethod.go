@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -10,8 +11,8 @@ import (
 	"strings"
 )
 
-// MaxFormBody bounds the body of a form POST (see Query.Form): a larger
-// one is refused (413), never forwarded unread.
+// MaxFormBody bounds the body of a form or JSON POST (see Query.Form): a
+// larger one is refused (413), never forwarded unread.
 const MaxFormBody = 1 << 20
 
 // Frameworks run a POST whose form body has a "_method" field as the
@@ -31,14 +32,22 @@ const MaxFormBody = 1 << 20
 //   - Symfony's Request::getMethod, with the method parameter override
 //     that Laravel turns on, reads $request->request->get('_method') —
 //     PHP's $_POST (urlencoded and multipart/form-data bodies, PHP's name
-//     rules) — before the query's.
+//     rules) — before the query's. Laravel's Request::createFromBase
+//     replaces those parameters with the JSON body's top-level members
+//     when the Content-Type contains "/json" or "+json" (isJson), so a
+//     JSON POST's top-level "_method" is run too.
 //
-// So a POST that such an upstream would parse as a form has its body read
-// (up to MaxFormBody), and a field named "_method" under the rules of
+// So a POST that such an upstream would parse as a form, or Laravel as
+// JSON, has its body read (up to MaxFormBody), and a field (a JSON
+// object's top-level member) named "_method" under the rules of
 // methodOverrideParam is refused, as the query parameter is. What is read
 // is broader than any one framework reads (every multipart/* type, names
 // in any case, both field separators): a request a framework could read
 // differently from Go is refused, not guessed.
+
+// formBodyWhat names a form or JSON body read for its "_method" field in
+// refusals (413 when over MaxFormBody).
+const formBodyWhat = "POST body (read for a \"_method\" field)"
 
 // formKind is how a POST's body would be read as a form.
 type formKind uint8
@@ -48,6 +57,7 @@ const (
 	formURLEncoded
 	formMultipart
 	formAmbiguous // several media types, one of them a form
+	formJSON      // a Content-Type with "/json" or "+json" (Laravel's isJson)
 )
 
 // formKindOf classifies a POST by its Content-Type (the values of every
@@ -71,7 +81,22 @@ func formKindOf(contentType string) formKind {
 	if n > 1 && kind != formNone {
 		return formAmbiguous
 	}
+	if kind == formNone && isLaravelJSON(contentType) {
+		return formJSON
+	}
 	return kind
+}
+
+// isLaravelJSON tells whether Laravel reads a body with this Content-Type
+// as JSON parameters (Request::isJson: it contains "/json" or "+json";
+// here in any case).
+func isLaravelJSON(contentType string) bool {
+	for i := 0; i+5 <= len(contentType); i++ {
+		if c := contentType[i]; (c == '/' || c == '+') && strings.EqualFold(contentType[i+1:i+5], "json") {
+			return true
+		}
+	}
+	return false
 }
 
 // formContentType is the Content-Type of an HTTP request as formKindOf
@@ -87,19 +112,80 @@ func formContentType(values []string) string {
 // cannot be read as its Content-Type says, or one with a "_method" field.
 func checkForm(contentType string, body []byte) *InputError {
 	if len(body) > MaxFormBody {
-		return tooLarge("form body", len(body), MaxFormBody)
+		return tooLarge(formBodyWhat, len(body), MaxFormBody)
 	}
-	switch formKindOf(contentType) {
+	kind := formKindOf(contentType)
+	if kind != formJSON && kind != formAmbiguous && isLaravelJSON(contentType) {
+		// A form type naming "/json" too: Laravel reads the body as JSON.
+		if bad := checkJSONParams(body); bad != nil {
+			return bad
+		}
+	}
+	switch kind {
 	case formURLEncoded:
 		if methodOverrideParam(string(body)) {
 			return formOverrideError()
 		}
 	case formMultipart:
 		return checkMultipart(contentType, body)
+	case formJSON:
+		return checkJSONParams(body)
 	case formAmbiguous:
 		return badInput("form body", "the Content-Type %q names several media types: frameworks read such a body differently (send one, so that its \"_method\" field, if any, can be refused)", truncate(contentType))
 	}
 	return nil
+}
+
+// checkJSONParams refuses a JSON object with a top-level member named
+// "_method" (keys unescaped, as PHP's json_decode reads them; any of
+// duplicates). A body that is no JSON object gives Laravel no parameters;
+// one that Go cannot read is refused when it could spell the name (it
+// holds "method" in any case, or a \u escape). Only bodies that could
+// spell it are parsed at all.
+func checkJSONParams(body []byte) *InputError {
+	if !containsFold(body, "method") && !bytes.Contains(body, []byte(`\u`)) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return badJSON(err)
+	}
+	if tok != json.Delim('{') {
+		return nil
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return badJSON(err)
+		}
+		if k, _ := tok.(string); isOverrideName(k) {
+			return badInput("method", "a top-level \"_method\" member in a JSON body is refused: Laravel runs the POST as the method it names, not the one decided (send the method itself)")
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return badJSON(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return badJSON(err)
+	}
+	return nil
+}
+
+func badJSON(err error) *InputError {
+	return badInput("JSON body", "it cannot be read (%v) and may name a \"_method\" member, which Laravel would run as the method", err)
+}
+
+// containsFold tells whether b contains the lower-case ASCII word in any
+// ASCII case.
+func containsFold(b []byte, word string) bool {
+	for i := 0; i+len(word) <= len(b); i++ {
+		if b[i]|0x20 == word[0] && strings.EqualFold(string(b[i:i+len(word)]), word) {
+			return true
+		}
+	}
+	return false
 }
 
 func formOverrideError() *InputError {

@@ -2,14 +2,16 @@ package verifier
 
 import (
 	"bytes"
+	"encoding/json"
 	"mime"
 	"testing"
 )
 
 // FuzzCheckForm: checkForm never panics, and a body it accepts becomes
 // refused once a "_method" field is added to it — at the end of a
-// urlencoded body, or as a part right after a multipart body's first
-// delimiter — so no accepted body hides its fields from the check.
+// urlencoded body, as a part right after a multipart body's first
+// delimiter, as the first member of a JSON object — so no accepted body
+// hides its fields from the check.
 func FuzzCheckForm(f *testing.F) {
 	for _, s := range []struct{ ct, body string }{
 		{"application/x-www-form-urlencoded", "a=1&b=2"},
@@ -17,6 +19,8 @@ func FuzzCheckForm(f *testing.F) {
 		{"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--XX--\r\n"},
 		{"multipart/mixed; boundary=\"q r\"", "pre\r\n--q r\r\nContent-ID: a\r\n\r\nx\r\n--q r--\r\n"},
 		{"multipart/form-data; boundary=XX", "--XX\nContent-Disposition: form-data; name=\"a\"; filename=\"f\"\n\nx\n--XX--"},
+		{"application/json", `{"a":{"_method":1},"m":"method"}`},
+		{"application/vnd.x+json", ` {"\u0061":[1,"\u005f"]} `},
 	} {
 		f.Add(s.ct, []byte(s.body))
 	}
@@ -32,6 +36,18 @@ func FuzzCheckForm(f *testing.F) {
 			with := append(append([]byte{}, body...), "&_method=DELETE"...)
 			if checkForm(ct, with) == nil {
 				t.Fatalf("%q with a _method field accepted", with)
+			}
+		case formJSON:
+			body = bytes.TrimLeft(body, " \t\r\n")
+			if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
+				return
+			}
+			with := append([]byte(`{"_method":"DELETE",`), body[1:]...)
+			if bytes.HasPrefix(bytes.TrimLeft(body[1:], " \t\r\n"), []byte("}")) {
+				with = []byte(`{"_method":"DELETE"}`)
+			}
+			if checkForm(ct, with) == nil {
+				t.Fatalf("%q with a _method member accepted", with)
 			}
 		case formMultipart:
 			_, params, _ := mime.ParseMediaType(ct)

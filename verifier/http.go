@@ -192,9 +192,12 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
 				return
 			}
-		} else if r.Method == http.MethodPost && q.Action.Kind == policies.KindHTTP && formKindOf(formContentType(r.Header["Content-Type"])) != formNone {
-			// Rails and Laravel read "_method" from a form body: read
-			// (bounded), checked by the pipeline, forwarded as read.
+		}
+		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
+		if r.Method == http.MethodPost && !q.MCP && !q.GRPC && q.Action.Kind == policies.KindHTTP && formKindOf(formContentType(r.Header["Content-Type"])) != formNone {
+			// Rails and Laravel read "_method" from a form (Laravel: and a
+			// JSON) body: read (bounded), checked by the pipeline,
+			// forwarded as read.
 			q.Form = true
 			var err error
 			if q.Body, err = readBodyMax(r, MaxFormBody); err != nil {
@@ -203,13 +206,12 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				return
 			}
 			if len(q.Body) > MaxFormBody {
-				q.Invalid = tooLarge("form body", len(q.Body), MaxFormBody)
+				q.Invalid = tooLarge(formBodyWhat, len(q.Body), MaxFormBody)
 			}
 		}
 		if q.Invalid == nil && methodOverrideParam(r.URL.RawQuery) {
 			q.Invalid = badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
 		}
-		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
 		if v.Signatures != nil && q.Invalid == nil {
 			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP || q.Form)
 		}
