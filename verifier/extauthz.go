@@ -37,7 +37,9 @@ const MaxHeaderBytes = 64 << 10
 // (enable Envoy's normalize_path and merge_slashes so that clients'
 // paths arrive canonical); requests to one of MCPPaths must carry one MCP
 // JSON-RPC message in the body (with_request_body), decided as {mcp,
-// method, tool}. Allowed requests go upstream with the x-agentid-* identity
+// method, tool}; a form or JSON POST's body, when Envoy sends it, is
+// refused with a "_method" field (Rails, Laravel), and when Envoy marks it
+// partial. Allowed requests go upstream with the x-agentid-* identity
 // headers (overwriting incoming ones, and removing any other incoming
 // x-agentid-* header); refused ones get 401/403/400/413/414/503 with the
 // reason.

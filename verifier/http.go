@@ -159,7 +159,9 @@ func requestPath(r *http.Request) string {
 // next with the peer and decision in the context (PeerFromContext,
 // DecisionFromContext) or refuses: 401 when the peer did not authenticate,
 // 403 when the policy denied, 400/414 for a request that cannot be decided
-// as sent, 503 when the decision could not be recorded. Incoming
+// as sent (a form or JSON POST body with a "_method" field among them: such
+// bodies are read, up to MaxFormBody — 413 above —, and the handler reads
+// the same bytes), 503 when the decision could not be recorded. Incoming
 // x-agentid-* headers are removed from the request first: only the
 // verifier speaks with them, and a handler gets the identity from the
 // context, never from r.Header.
