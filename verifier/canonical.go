@@ -83,6 +83,11 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 				return Action{}, nil, badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
 			}
 		}
+		if q.Form && !q.MCP {
+			if err := checkForm(requestContentType(&q.Request), q.Body); err != nil {
+				return Action{}, nil, err
+			}
+		}
 		if q.MCP {
 			m, err := ParseMCP(q.Body, q.Request.Headers)
 			if err != nil {
@@ -445,17 +450,26 @@ func methodOverride(r *Request) string {
 func methodOverrideParam(rawQuery string) bool {
 	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, _, _ := strings.Cut(kv, "=")
-		k = lenientUnescape(k)
-		if i := strings.IndexByte(k, 0); i >= 0 {
-			k = k[:i] // PHP reads the name as a C string
+		if isOverrideName(lenientUnescape(k)) {
+			return true
 		}
-		if i := strings.IndexByte(k, '['); i >= 0 {
-			k = k[:i]
-		}
-		for _, name := range []string{k, strings.TrimLeft(k, " ")} { // PHP drops leading spaces
-			if len(name) == 7 && (name[0] == '_' || name[0] == '.' || name[0] == ' ') && strings.EqualFold(name[1:], "method") {
-				return true
-			}
+	}
+	return false
+}
+
+// isOverrideName tells whether a decoded parameter or field name is
+// "_method" as PHP reads names (methodOverrideParam): up to a NUL, leading
+// spaces dropped, "." and " " as "_", "_method[…]" as "_method", any case.
+func isOverrideName(k string) bool {
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i] // PHP reads the name as a C string
+	}
+	if i := strings.IndexByte(k, '['); i >= 0 {
+		k = k[:i]
+	}
+	for _, name := range []string{k, strings.TrimLeft(k, " ")} { // PHP drops leading spaces
+		if len(name) == 7 && (name[0] == '_' || name[0] == '.' || name[0] == ' ') && strings.EqualFold(name[1:], "method") {
+			return true
 		}
 	}
 	return false

@@ -37,7 +37,9 @@ const MaxHeaderBytes = 64 << 10
 // (enable Envoy's normalize_path and merge_slashes so that clients'
 // paths arrive canonical); requests to one of MCPPaths must carry one MCP
 // JSON-RPC message in the body (with_request_body), decided as {mcp,
-// method, tool}. Allowed requests go upstream with the x-agentid-* identity
+// method, tool}; a form or JSON POST's body, when Envoy sends it, is
+// refused with a "_method" field (Rails, Laravel), and when Envoy marks it
+// partial. Allowed requests go upstream with the x-agentid-* identity
 // headers (overwriting incoming ones, and removing any other incoming
 // x-agentid-* header); refused ones get 401/403/400/413/414/503 with the
 // reason.
@@ -96,6 +98,17 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
 		q.GRPC = q.Action.Method == "POST" && isGRPCContentType(headers["content-type"])
+		if q.Action.Method == "POST" && !q.GRPC && formKindOf(headers["content-type"]) != formNone {
+			// A form body, whose "_method" Rails and Laravel run: checked
+			// when Envoy sends it (with_request_body), refused when cut.
+			q.Form, q.Body = true, in.body
+			switch {
+			case headers["x-envoy-auth-partial-body"] == "true":
+				q.Invalid = &InputError{What: formBodyWhat, Detail: "Envoy sent only part of it (x-envoy-auth-partial-body): a form or JSON POST is decided on its whole body (with_request_body: allow_partial_message false, max_request_bytes at least the largest body)", TooLarge: true}
+			case len(in.body) > MaxFormBody:
+				q.Invalid = tooLarge(formBodyWhat, len(in.body), MaxFormBody)
+			}
+		}
 	}
 	if e.V.Signatures != nil {
 		q.Signed = extAuthzSigned(in)

@@ -78,6 +78,13 @@ type Query struct {
 	// the path a canonical /package.Service/Method, as the interceptors
 	// decide the same call.
 	GRPC bool
+	// Form marks a POST whose body a framework may read as form fields
+	// (application/x-www-form-urlencoded, multipart/*, or no Content-Type:
+	// see formmethod.go): Body holds it, and a "_method" field in it —
+	// which Rails and Laravel run as the method it names — is refused, as
+	// is a body over MaxFormBody or one that cannot be read as its
+	// Content-Type (in Request) says.
+	Form bool
 	// Request is the context conditions may read (headers, source).
 	Request Request
 	// Invalid, when set, refuses the request before anything else is read

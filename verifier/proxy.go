@@ -12,8 +12,10 @@ import (
 // incoming ones are stripped first, allowed or not). Only canonical paths
 // and upper-case methods are accepted, so the upstream serves exactly the
 // path that was decided. POST requests to one of MCPPaths must carry one
-// MCP JSON-RPC message, decided as {mcp, method, tool}; the proxy forwards
-// exactly the bytes it decided on.
+// MCP JSON-RPC message, decided as {mcp, method, tool}; other form and
+// JSON POST bodies are read (up to MaxFormBody) and refused when they carry
+// a "_method" field that Rails or Laravel would run as the method; the
+// proxy forwards exactly the bytes it decided on.
 type Proxy struct {
 	V        *Verifier
 	Upstream *url.URL
