@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -492,5 +493,35 @@ rule "any" {
 				}
 			}
 		})
+	}
+}
+
+// TestMaxFormBodyConfigurable: the bound of the form and JSON bodies read
+// for "_method" is the Verifier's (MaxFormBody by default): a larger
+// upload passes once the operator raises it, and is still checked.
+func TestMaxFormBodyConfigurable(t *testing.T) {
+	e := newAttackEnv(t)
+	mw := e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "ran %s with %d bytes", r.Method, len(b))
+	}))
+	post := func(body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/kb/doc-1", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Authorization", "Bearer "+e.jwt)
+		rec := httptest.NewRecorder()
+		mw.ServeHTTP(rec, r)
+		return rec
+	}
+	big := "a=" + strings.Repeat("x", 2*verifier.MaxFormBody)
+	if rec := post(big); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB form with the default bound: %d %q", rec.Code, rec.Body)
+	}
+	e.v.MaxFormBody = 4 * verifier.MaxFormBody
+	if rec := post(big); rec.Code != http.StatusOK || rec.Body.String() != fmt.Sprintf("ran POST with %d bytes", len(big)) {
+		t.Errorf("2 MiB form with a 4 MiB bound: %d %q", rec.Code, rec.Body)
+	}
+	if rec := post(big + "&_method=DELETE"); rec.Code != http.StatusBadRequest {
+		t.Errorf("2 MiB form with _method: %d %q", rec.Code, rec.Body)
 	}
 }

@@ -105,8 +105,8 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 			switch {
 			case headers["x-envoy-auth-partial-body"] == "true":
 				q.Invalid = &InputError{What: formBodyWhat, Detail: "Envoy sent only part of it (x-envoy-auth-partial-body): a form or JSON POST is decided on its whole body (with_request_body: allow_partial_message false, max_request_bytes at least the largest body)", TooLarge: true}
-			case len(in.body) > MaxFormBody:
-				q.Invalid = tooLarge(formBodyWhat, len(in.body), MaxFormBody)
+			case len(in.body) > e.V.maxFormBody():
+				q.Invalid = tooLarge(formBodyWhat, len(in.body), e.V.maxFormBody())
 			}
 		}
 	}

@@ -108,12 +108,10 @@ func formContentType(values []string) string {
 	return strings.Join(values, ",")
 }
 
-// checkForm refuses a form body (Query.Form) over MaxFormBody, one that
-// cannot be read as its Content-Type says, or one with a "_method" field.
+// checkForm refuses a form body (Query.Form) that cannot be read as its
+// Content-Type says, or one with a "_method" field (its size is the
+// front-end's to bound: Verifier.MaxFormBody).
 func checkForm(contentType string, body []byte) *InputError {
-	if len(body) > MaxFormBody {
-		return tooLarge(formBodyWhat, len(body), MaxFormBody)
-	}
 	kind := formKindOf(contentType)
 	if kind != formJSON && kind != formAmbiguous && isLaravelJSON(contentType) {
 		// A form type naming "/json" too: Laravel reads the body as JSON.

@@ -202,13 +202,14 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 			// forwarded as read.
 			q.Form = true
 			var err error
-			if q.Body, err = readBodyMax(r, MaxFormBody); err != nil {
+			max := v.maxFormBody()
+			if q.Body, err = readBodyMax(r, max); err != nil {
 				p.release()
 				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
 				return
 			}
-			if len(q.Body) > MaxFormBody {
-				q.Invalid = tooLarge(formBodyWhat, len(q.Body), MaxFormBody)
+			if len(q.Body) > max {
+				q.Invalid = tooLarge(formBodyWhat, len(q.Body), max)
 			}
 		}
 		if q.Invalid == nil && methodOverrideParam(r.URL.RawQuery) {
