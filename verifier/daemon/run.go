@@ -112,6 +112,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Headers:       cfg.IdentityHeaders,
+		MaxFormBody:   cfg.MaxFormBody,
 		Observe:       d.observe,
 		Signatures: &verifier.Signatures{Require: cfg.Signatures.Require, Window: cfg.Signatures.Window,
 			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces,
