@@ -40,10 +40,16 @@ test: spire build
 	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null) || \
 	  echo "MariaDB not installed: the audit log's SQL store tests will fail"
+	@ruby -e "require 'rack'; require 'webrick'" >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ruby-rack ruby-webrick >/dev/null) || \
+	  echo "Ruby's rack and webrick not installed: the real Rack upstream test (form _method override) will fail"
+	@test -f /usr/share/php/Illuminate/Http/autoload.php || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-cli php-illuminate-http >/dev/null) || \
+	  echo "PHP and Laravel's Illuminate\\Http not installed: the real Laravel upstream test (form and JSON _method override) will fail"
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) || \
 	  echo "npm not installed: the MCP interop e2e tests (TypeScript client, npm MCP servers) will skip"
 	@$(MAKE) -s mcp-npm || echo "the npm packages of examples/mcp/client did not install: the MCP interop e2e tests will say why and skip"
-	AGENTID_REQUIRE_MARIADB=1 $(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
+	AGENTID_REQUIRE_MARIADB=1 AGENTID_REQUIRE_RACK=1 AGENTID_REQUIRE_LARAVEL=1 $(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	cd bench && $(GO) test -count=1 ./... 2>&1 | tee -a $(CACHE)/test.log; test $${PIPESTATUS[0]} -eq 0
 	@passed=$$(grep -c '^ok ' $(CACHE)/test.log); failed=$$(grep -c '^FAIL' $(CACHE)/test.log); \
 	  echo "packages: $$passed passed, $$failed failed"

@@ -315,11 +315,14 @@ func asciiEqualFold(a, b string) bool {
 // readBody reads at most MaxMCPBody+1 bytes of an HTTP request body, so
 // that an oversized one is seen as such, and leaves exactly those bytes
 // as the body to forward.
-func readBody(r *http.Request) ([]byte, error) {
+func readBody(r *http.Request) ([]byte, error) { return readBodyMax(r, MaxMCPBody) }
+
+// readBodyMax is readBody with the bound given: at most max+1 bytes.
+func readBodyMax(r *http.Request, max int) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMCPBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))

@@ -240,8 +240,8 @@ func TestAttackMethodOverride(t *testing.T) {
 // TestAttackMethodOverrideParameter: Symfony/Laravel (on by default in
 // Laravel) and Rails read the method from a "_method" parameter; PHP also
 // reads ".method" and " method" as "_method". A query carrying one is
-// refused by every HTTP front-end (a form body's is not read: upstreams
-// must turn body overrides off, docs/verifier.md).
+// refused by every HTTP front-end (a form body's too:
+// TestAttackFormMethodOverride).
 func TestAttackMethodOverrideParameter(t *testing.T) {
 	e := newAttackEnv(t)
 	mw := e.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ran")) }))

@@ -24,6 +24,7 @@ type cache[V any] struct {
 	items map[cacheKey]*cacheEntry[V]
 	ring  []*cacheEntry[V] // every entry, in the slots the hand walks
 	hand  int
+	gen   atomic.Uint64 // advanced by clear: a put of an older generation is dropped
 }
 
 // cacheKey tags a credential with its kind: the same bytes presented as
@@ -69,11 +70,29 @@ func (c *cache[V]) lookup(key cacheKey, now time.Time) *V {
 	return &e.val
 }
 
-func (c *cache[V]) put(key cacheKey, v V, expires, now time.Time) {
+// generation is the cache's generation, to pass to put: take it before
+// computing the value, so that a value computed before a clear is not
+// stored after it.
+func (c *cache[V]) generation() uint64 { return c.gen.Load() }
+
+// clear forgets every entry.
+func (c *cache[V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Add(1)
+	clear(c.items)
+	clear(c.ring)
+	c.ring, c.hand = c.ring[:0], 0
+}
+
+func (c *cache[V]) put(key cacheKey, v V, expires, now time.Time, gen uint64) {
 	key.cred = strings.Clone(key.cred) // lookups may pass views of callers' bytes
 	e := &cacheEntry[V]{key: key, val: v, expires: expires}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return // computed with what a clear since declared stale
+	}
 	if old, ok := c.items[key]; ok {
 		e.slot = old.slot
 		c.ring[e.slot] = e

@@ -61,6 +61,11 @@ func canonicalAction(q *Query) (Action, []byte, error) {
 
 func canonicalActionOf(q *Query) (Action, []byte, error) {
 	a := q.Action
+	if a.Kind != policies.KindGRPC && !q.GRPC {
+		if h := underscoreHeader(&q.Request); h != "" {
+			return Action{}, nil, underscoreError(h)
+		}
+	}
 	switch a.Kind {
 	case policies.KindHTTP:
 		if err := CheckMethod(a.Method); err != nil {
@@ -71,6 +76,17 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 		}
 		if h := methodOverride(&q.Request); h != "" {
 			return Action{}, nil, badInput("method", "the %s header is refused: frameworks that honour it run another method than the one decided (send the method itself)", h)
+		}
+		if s := q.Signed; s != nil { // the request a service received (check API)
+			target, _, _ := strings.Cut(s.Message.TargetURI, "#")
+			if _, query, ok := strings.Cut(target, "?"); ok && methodOverrideParam(query) {
+				return Action{}, nil, badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
+			}
+		}
+		if q.Form && !q.MCP {
+			if err := checkForm(requestContentType(&q.Request), q.Body); err != nil {
+				return Action{}, nil, err
+			}
 		}
 		if q.MCP {
 			m, err := ParseMCP(q.Body, q.Request.Headers)
@@ -366,6 +382,45 @@ var methodOverrideHeaders = [...][2]string{
 	{"X-Method-Override", "x-method-override"},
 }
 
+// underscoreHeader names the first (in byte order) header of r whose
+// name contains "_", or "". Go and Envoy (by default) keep such a header
+// apart from its "-" spelling; Rack, PHP, CGI and Django read both as the
+// same variable (X_AGENTID_CLAIMS and X-Agentid-Claims are both
+// HTTP_X_AGENTID_CLAIMS), so an identity, method-override or policy
+// header would pass the verifier under one name and be read under the
+// other. gRPC metadata is left alone: gRPC servers do not fold names.
+func underscoreHeader(r *Request) string {
+	first := ""
+	for k := range r.Headers {
+		if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+			first = k
+		}
+	}
+	if len(r.Headers) == 0 {
+		for k := range r.HeaderMap {
+			if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+				first = k
+			}
+		}
+	}
+	return first
+}
+
+func underscoreError(h string) *InputError {
+	return badInput("header", "the header name %q is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take its \"_\" for \"-\", so it would reach them as %q, which was not decided on (send it with \"-\")", h, strings.ReplaceAll(h, "_", "-"))
+}
+
+// CheckHeaderNames refuses request headers whose names contain "_", as
+// the pipeline does for every HTTP and MCP action: a front-end that
+// forwards requests it does not decide one by one (the MCP gateway's
+// session requests) calls it itself.
+func CheckHeaderNames(h map[string][]string) *InputError {
+	if k := underscoreHeader(&Request{Headers: h}); k != "" {
+		return underscoreError(k)
+	}
+	return nil
+}
+
 // methodOverride names a method-override header the request carries, or "".
 func methodOverride(r *Request) string {
 	for _, h := range methodOverrideHeaders {
@@ -395,17 +450,26 @@ func methodOverride(r *Request) string {
 func methodOverrideParam(rawQuery string) bool {
 	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, _, _ := strings.Cut(kv, "=")
-		k = lenientUnescape(k)
-		if i := strings.IndexByte(k, 0); i >= 0 {
-			k = k[:i] // PHP reads the name as a C string
+		if isOverrideName(lenientUnescape(k)) {
+			return true
 		}
-		if i := strings.IndexByte(k, '['); i >= 0 {
-			k = k[:i]
-		}
-		for _, name := range []string{k, strings.TrimLeft(k, " ")} { // PHP drops leading spaces
-			if len(name) == 7 && (name[0] == '_' || name[0] == '.' || name[0] == ' ') && strings.EqualFold(name[1:], "method") {
-				return true
-			}
+	}
+	return false
+}
+
+// isOverrideName tells whether a decoded parameter or field name is
+// "_method" as PHP reads names (methodOverrideParam): up to a NUL, leading
+// spaces dropped, "." and " " as "_", "_method[…]" as "_method", any case.
+func isOverrideName(k string) bool {
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i] // PHP reads the name as a C string
+	}
+	if i := strings.IndexByte(k, '['); i >= 0 {
+		k = k[:i]
+	}
+	for _, name := range []string{k, strings.TrimLeft(k, " ")} { // PHP drops leading spaces
+		if len(name) == 7 && (name[0] == '_' || name[0] == '.' || name[0] == ' ') && strings.EqualFold(name[1:], "method") {
+			return true
 		}
 	}
 	return false

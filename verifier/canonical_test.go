@@ -109,10 +109,10 @@ func TestCacheBoundedAndEvictsUnused(t *testing.T) {
 	now := time.Unix(1000, 0)
 	later := now.Add(time.Hour)
 	for i, k := range []string{"a", "b", "c"} {
-		c.put(cacheKey{CredentialPEM, k}, i, later, now)
+		c.put(cacheKey{CredentialPEM, k}, i, later, now, 0)
 	}
 	c.get(cacheKey{CredentialPEM, "a"}, now) // a is used: it survives the next eviction
-	c.put(cacheKey{CredentialPEM, "d"}, 3, later, now)
+	c.put(cacheKey{CredentialPEM, "d"}, 3, later, now, 0)
 	if _, ok := c.get(cacheKey{CredentialPEM, "a"}, now); !ok || c.len() != 3 {
 		t.Fatalf("used entry evicted, or the cache grew: %d", c.len())
 	}
@@ -123,7 +123,7 @@ func TestCacheBoundedAndEvictsUnused(t *testing.T) {
 		t.Fatal("expired entry returned")
 	}
 	for i := 0; i < 100; i++ {
-		c.put(cacheKey{CredentialPEM, strings.Repeat("x", i)}, i, later, now)
+		c.put(cacheKey{CredentialPEM, strings.Repeat("x", i)}, i, later, now, 0)
 	}
 	if c.len() != 3 {
 		t.Fatalf("cache holds %d entries, max 3", c.len())

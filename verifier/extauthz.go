@@ -37,7 +37,9 @@ const MaxHeaderBytes = 64 << 10
 // (enable Envoy's normalize_path and merge_slashes so that clients'
 // paths arrive canonical); requests to one of MCPPaths must carry one MCP
 // JSON-RPC message in the body (with_request_body), decided as {mcp,
-// method, tool}. Allowed requests go upstream with the x-agentid-* identity
+// method, tool}; a form or JSON POST's body, when Envoy sends it, is
+// refused with a "_method" field (Rails, Laravel), and when Envoy marks it
+// partial. Allowed requests go upstream with the x-agentid-* identity
 // headers (overwriting incoming ones, and removing any other incoming
 // x-agentid-* header); refused ones get 401/403/400/413/414/503 with the
 // reason.
@@ -96,6 +98,17 @@ func (e *ExtAuthz) check(ctx context.Context, in *checkInput, c *pending) (resp 
 	} else {
 		q.Request.HeaderMap = headers // the policy reads them as they are
 		q.GRPC = q.Action.Method == "POST" && isGRPCContentType(headers["content-type"])
+		if q.Action.Method == "POST" && !q.GRPC && formKindOf(headers["content-type"]) != formNone {
+			// A form body, whose "_method" Rails and Laravel run: checked
+			// when Envoy sends it (with_request_body), refused when cut.
+			q.Form, q.Body = true, in.body
+			switch {
+			case headers["x-envoy-auth-partial-body"] == "true":
+				q.Invalid = &InputError{What: formBodyWhat, Detail: "Envoy sent only part of it (x-envoy-auth-partial-body): a form or JSON POST is decided on its whole body (with_request_body: allow_partial_message false, max_request_bytes at least the largest body)", TooLarge: true}
+			case len(in.body) > e.V.maxFormBody():
+				q.Invalid = tooLarge(formBodyWhat, len(in.body), e.V.maxFormBody())
+			}
+		}
 	}
 	if e.V.Signatures != nil {
 		q.Signed = extAuthzSigned(in)
@@ -154,30 +167,36 @@ func callerID(ctx context.Context) string {
 }
 
 // okResponse lets the request through with the identity headers. They are
-// set with OVERWRITE_IF_EXISTS_OR_ADD, and only the other incoming
-// x-agentid-* headers are removed: Envoy applies removals after the
-// header mutations, so listing a header both ways would remove it.
+// set with OVERWRITE_IF_EXISTS_OR_ADD, and every other identity header is
+// removed — whether or not Envoy showed it to the verifier (its
+// allowed_headers may hide a forged one) — as are the other incoming
+// x-agentid-* headers: Envoy applies removals after the header mutations,
+// so listing a header both ways would remove it.
 //
-// Without incoming x-agentid-* headers (the common case) the response is
-// the one built for this peer and deciding rule the first time, shared:
-// responses are only serialized, and a peer is immutable.
+// Without a receipt or other incoming x-agentid-* headers (the common
+// case) the response is the one built for this peer and deciding rule the
+// first time, shared: responses are only serialized, and a peer is
+// immutable.
 func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string) (*authv3.CheckResponse, []byte) {
 	oh := p.hdrs.okHeaders(p, ruleHeader(d), set)
-	headers := oh.resp.GetOkResponse().Headers
+	ok := oh.resp.GetOkResponse()
+	headers, remove, changed := ok.Headers, ok.HeadersToRemove, false
 	if !d.Receipt.IsZero() {
 		// A receipt is the decision's own: the response is built for it.
 		headers = withReceipt(headers, d.Receipt.String())
+		remove = slices.DeleteFunc(slices.Clone(remove), func(k string) bool { return k == HeaderReceipt })
+		changed = true
 	}
-	var remove []string
 	for k := range incoming {
 		if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
 			continue
 		}
-		if lk := strings.ToLower(k); !slices.ContainsFunc(headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
-			remove = append(remove, k)
+		lk := strings.ToLower(k)
+		if !slices.Contains(remove, lk) && !slices.ContainsFunc(headers, func(h *corev3.HeaderValueOption) bool { return h.Header.Key == lk }) {
+			remove, changed = append(slices.Clip(remove), lk), true
 		}
 	}
-	if remove == nil && d.Receipt.IsZero() {
+	if !changed {
 		return oh.resp, oh.wire
 	}
 	slices.Sort(remove)
@@ -187,6 +206,20 @@ func okResponse(p *Peer, d *Decision, set HeaderSet, incoming map[string]string)
 			Headers: headers, HeadersToRemove: remove,
 		}},
 	}, nil
+}
+
+// identityHeaderNames are every identity header, sorted.
+var identityHeaderNames = []string{HeaderAgent, HeaderClaims, HeaderPrincipal, HeaderReceipt, HeaderRule, HeaderSPIFFEID, HeaderTask}
+
+// unsetIdentityHeaders are the identity headers opts does not set, sorted.
+func unsetIdentityHeaders(opts []*corev3.HeaderValueOption) []string {
+	var out []string
+	for _, k := range identityHeaderNames {
+		if !slices.ContainsFunc(opts, func(o *corev3.HeaderValueOption) bool { return o.Header.Key == k }) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // withReceipt is the shared header options hs with x-agentid-receipt
@@ -267,7 +300,7 @@ func (h *peerHeaders) okHeaders(p *Peer, rule string, set HeaderSet) *okHeaders 
 	}
 	oh := &okHeaders{rule: rule, set: set, resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts}},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: opts, HeadersToRemove: unsetIdentityHeaders(opts)}},
 	}}
 	oh.wire, _ = proto.MarshalOptions{Deterministic: true}.Marshal(oh.resp) // cannot fail: no required fields, valid UTF-8 (identityHeaders)
 	if h != nil {

@@ -159,7 +159,9 @@ func requestPath(r *http.Request) string {
 // next with the peer and decision in the context (PeerFromContext,
 // DecisionFromContext) or refuses: 401 when the peer did not authenticate,
 // 403 when the policy denied, 400/414 for a request that cannot be decided
-// as sent, 503 when the decision could not be recorded. Incoming
+// as sent (a form or JSON POST body with a "_method" field among them: such
+// bodies are read, up to MaxFormBody — 413 above —, and the handler reads
+// the same bytes), 503 when the decision could not be recorded. Incoming
 // x-agentid-* headers are removed from the request first: only the
 // verifier speaks with them, and a handler gets the identity from the
 // context, never from r.Header.
@@ -193,17 +195,40 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 				return
 			}
 		}
-		if methodOverrideParam(r.URL.RawQuery) {
+		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
+		if r.Method == http.MethodPost && !q.MCP && !q.GRPC && q.Action.Kind == policies.KindHTTP && formKindOf(formContentType(r.Header["Content-Type"])) != formNone {
+			// Rails and Laravel read "_method" from a form (Laravel: and a
+			// JSON) body: read (bounded), checked by the pipeline,
+			// forwarded as read.
+			q.Form = true
+			var err error
+			max := v.maxFormBody()
+			if q.Body, err = readBodyMax(r, max); err != nil {
+				p.release()
+				refuse(w, http.StatusBadRequest, "bad_request: reading the body: "+err.Error())
+				return
+			}
+			if len(q.Body) > max {
+				q.Invalid = tooLarge(formBodyWhat, len(q.Body), max)
+			}
+		}
+		if q.Invalid == nil && methodOverrideParam(r.URL.RawQuery) {
 			q.Invalid = badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
 		}
-		q.GRPC = r.Method == http.MethodPost && !q.MCP && q.Action.Kind == policies.KindHTTP && isGRPCContentType(r.Header.Values("Content-Type")...)
 		if v.Signatures != nil && q.Invalid == nil {
-			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP)
+			q.Signed, q.Invalid = signedRequest(r, q.Body, q.MCP || q.Form)
 		}
 		if frontend == FrontendProxy && q.Action.Kind == policies.KindHTTP {
 			// What is forwarded is r.URL's path: it must be the one decided.
 			if fwd := r.URL.EscapedPath(); fwd != q.Action.Path {
 				q.Invalid = badInput("path", "%s would be forwarded as %s", quotePath(q.Action.Path), quotePath(fwd))
+			}
+		} else if q.Action.Kind == policies.KindHTTP && q.Action.Path == requestPath(r) && q.Invalid == nil {
+			// The handler serves r.URL's path: a router in front that
+			// rewrote it (http.StripPrefix, a mount) would have it serve
+			// another path than the one decided.
+			if served := r.URL.EscapedPath(); served != q.Action.Path {
+				q.Invalid = badInput("path", "%s was decided but a router in front of the middleware rewrote the URL to %s, which the handler would serve (put the middleware outside routers that rewrite URLs, or map the action with MiddlewareFunc)", quotePath(q.Action.Path), quotePath(served))
 			}
 		}
 		p.decide(v)

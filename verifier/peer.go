@@ -158,6 +158,7 @@ func deny(reason string, err error) *DenyError { return &DenyError{Reason: reaso
 type Authenticator struct {
 	cfg   Config
 	cache *cache[Peer]
+	aud   []string // Audiences and ResourceAudiences: what a JWT-SVID is verified against
 }
 
 // Config configures an Authenticator.
@@ -169,6 +170,13 @@ type Config struct {
 	JWTBundles  jwtbundle.Source
 	// Audiences a JWT-SVID must name one of (required for JWT-SVIDs).
 	Audiences []string
+	// ResourceAudiences are audiences accepted only where they are asked
+	// for: by a Verifier query naming one (Query.Audience: an MCP
+	// gateway's resource). A JWT-SVID naming one of them and none of
+	// Audiences is refused (wrong_audience) by every other query and by
+	// Authenticate and JWT, so that a token minted for the gateway is no
+	// bearer for the daemon's other front-ends.
+	ResourceAudiences []string
 	// TrustDomains the peer and its chain must belong to. Empty: any trust
 	// domain the bundles know, with chains inside the peer's own.
 	TrustDomains []spiffeid.TrustDomain
@@ -197,11 +205,42 @@ func NewAuthenticator(cfg Config) *Authenticator {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 30 * time.Second
 	}
-	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize)}
+	aud := slices.Concat(cfg.Audiences, cfg.ResourceAudiences)
+	return &Authenticator{cfg: cfg, cache: newCache[Peer](cfg.CacheSize), aud: aud}
 }
 
-// Authenticate verifies a credential of any kind.
+// Flush forgets every cached peer: the next use of each credential is
+// verified against the bundles again. Call it when the bundles change
+// (the daemon does whenever its Workload API sources update), so that a
+// CA or JWT key removed from the bundle stops working at once rather than
+// within CacheTTL.
+func (a *Authenticator) Flush() { a.cache.clear() }
+
+// Authenticate verifies a credential of any kind. A JWT-SVID must name one
+// of Config.Audiences.
 func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
+	p, err := a.authenticate(c)
+	if err == nil {
+		err = a.generalAudience(&p)
+	}
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+// generalAudience refuses a JWT-SVID that names only ResourceAudiences,
+// for a use that names no resource.
+func (a *Authenticator) generalAudience(p *Peer) error {
+	if p.kind != "jwt" || len(a.cfg.ResourceAudiences) == 0 || slices.ContainsFunc(p.audience, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
+		return nil
+	}
+	return deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q names none of %q (a resource's own audience is accepted only by that resource)", p.audience, a.cfg.Audiences))
+}
+
+// authenticate is Authenticate accepting ResourceAudiences too: the
+// pipeline checks the audience against its query.
+func (a *Authenticator) authenticate(c Credential) (Peer, error) {
 	switch c.Kind {
 	case CredentialX509:
 		return a.Certificates(c.Chain)
@@ -213,7 +252,7 @@ func (a *Authenticator) Authenticate(c Credential) (Peer, error) {
 	case CredentialPEM:
 		return a.PEM(c.Value)
 	case CredentialJWT:
-		return a.JWT(c.Value)
+		return a.jwt(c.Value)
 	case CredentialMalformed:
 		return Peer{}, deny(ReasonBadCredential, errors.New(c.Value))
 	}
@@ -244,7 +283,7 @@ func (a *Authenticator) lookup(c *Credential) *Peer {
 	case CredentialPEM:
 		key = cacheKey{CredentialPEM, c.Value}
 	case CredentialJWT:
-		if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
+		if a.cfg.JWTBundles == nil || len(a.aud) == 0 {
 			return nil // refused by JWT, cached or not
 		}
 		key = cacheKey{CredentialJWT, c.Value}
@@ -257,7 +296,7 @@ func (a *Authenticator) lookup(c *Credential) *Peer {
 //go:noinline
 func (a *Authenticator) authenticateSlow(c *Credential, p *Peer) error {
 	var err error
-	*p, err = a.Authenticate(*c)
+	*p, err = a.authenticate(*c)
 	return err
 }
 
@@ -273,11 +312,12 @@ func (a *Authenticator) Certificates(chain []*x509.Certificate) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	p, err := a.verifyChain(chain, now)
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -293,6 +333,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	if now.After(leaf.NotAfter) {
 		return Peer{}, deny(ReasonExpired, fmt.Errorf("certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
@@ -304,7 +345,7 @@ func (a *Authenticator) VerifiedCertificate(leaf *x509.Certificate) (Peer, error
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -316,6 +357,7 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	chain, err := parsePEMChain(data)
 	if err != nil {
 		return Peer{}, deny(ReasonBadCredential, err)
@@ -324,7 +366,7 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -332,7 +374,18 @@ func (a *Authenticator) PEM(data string) (Peer, error) {
 // algorithm, one of the configured audiences and expiry (each refused with
 // its own reason), the signature against the JWT bundles, then the claims.
 func (a *Authenticator) JWT(token string) (Peer, error) {
-	if a.cfg.JWTBundles == nil || len(a.cfg.Audiences) == 0 {
+	p, err := a.jwt(token)
+	if err == nil {
+		err = a.generalAudience(&p)
+	}
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+func (a *Authenticator) jwt(token string) (Peer, error) {
+	if a.cfg.JWTBundles == nil || len(a.aud) == 0 {
 		return Peer{}, deny(ReasonBadCredential, errors.New("JWT-SVIDs are not accepted here (no JWT bundle or audience configured)"))
 	}
 	key := cacheKey{CredentialJWT, token}
@@ -340,10 +393,11 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	gen := a.cache.generation()
 	if err := a.precheckJWT(token, now); err != nil {
 		return Peer{}, err
 	}
-	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.cfg.Audiences)
+	s, err := jwtsvid.ParseAndValidate(token, a.cfg.JWTBundles, a.aud)
 	if err != nil {
 		// Form, algorithm, kid, typ, sub, audience, nbf and expiry were
 		// checked above: what is left is the signature and the key that
@@ -363,9 +417,11 @@ func (a *Authenticator) JWT(token string) (Peer, error) {
 	}
 	if found {
 		p.setClaims(&c)
+	} else if err := a.noClaims(s.ID); err != nil {
+		return Peer{}, err
 	}
 	p = p.withRecord()
-	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now)
+	a.cache.put(key, p, minTime(p.expires, now.Add(a.cfg.CacheTTL)), now, gen)
 	return p, nil
 }
 
@@ -434,8 +490,8 @@ func (a *Authenticator) precheckJWT(token string, now time.Time) error {
 	default:
 		return deny(ReasonBadCredential, errors.New("JWT aud claim is missing or not a string or a list of strings"))
 	}
-	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.cfg.Audiences, s) }) {
-		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.cfg.Audiences))
+	if !slices.ContainsFunc(auds, func(s string) bool { return slices.Contains(a.aud, s) }) {
+		return deny(ReasonWrongAudience, fmt.Errorf("JWT audience %q names none of %q", auds, a.aud))
 	}
 	if nbf, ok := claims["nbf"].(json.Number); ok {
 		if f, err := nbf.Float64(); err == nil && now.Add(time.Minute).Before(time.Unix(int64(f), 0)) {
@@ -470,7 +526,7 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (P
 	if a.cfg.X509Bundles == nil {
 		return Peer{}, deny(ReasonUntrusted, errors.New("no X.509 bundle configured"))
 	}
-	id, _, err := x509svid.Verify(chain, a.cfg.X509Bundles, x509svid.WithTime(now))
+	id, verified, err := x509svid.Verify(chain, a.cfg.X509Bundles, x509svid.WithTime(now))
 	if err != nil {
 		var ie x509.CertificateInvalidError
 		if errors.As(err, &ie) && ie.Reason == x509.Expired {
@@ -478,7 +534,42 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, now time.Time) (P
 		}
 		return Peer{}, deny(ReasonUntrusted, err)
 	}
-	return a.peerFromLeaf(id, chain[0], now)
+	if err := intermediatesOf(id.TrustDomain(), verified); err != nil {
+		return Peer{}, deny(ReasonUntrusted, err)
+	}
+	p, err := a.peerFromLeaf(id, chain[0], now)
+	if err != nil {
+		return Peer{}, err
+	}
+	// The peer (and its cache entry) ends with the first certificate of
+	// its chain to expire; the leaf's NotAfter is only the latest end.
+	for _, c := range verified[0][1:] {
+		p.expires = minTime(p.expires, c.NotAfter)
+	}
+	return p, nil
+}
+
+// intermediatesOf refuses verified chains with an intermediate CA whose
+// SPIFFE ID is of another trust domain than the leaf's: under a root
+// shared by several trust domains (one UpstreamAuthority above their
+// SPIRE servers), another domain's server CA must not mint this domain's
+// IDs. go-spiffe checks the leaf's ID only. The roots are the bundle's,
+// trusted as configured.
+func intermediatesOf(td spiffeid.TrustDomain, chains [][]*x509.Certificate) error {
+	for _, chain := range chains {
+		for i := 1; i < len(chain)-1; i++ {
+			for _, u := range chain[i].URIs {
+				if !strings.EqualFold(u.Scheme, "spiffe") {
+					continue
+				}
+				ca, err := spiffeid.FromURI(u)
+				if err != nil || !ca.MemberOf(td) {
+					return fmt.Errorf("intermediate CA %q is of another trust domain than the leaf's %q", u, td)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now time.Time) (Peer, error) {
@@ -492,8 +583,21 @@ func (a *Authenticator) peerFromLeaf(id spiffeid.ID, leaf *x509.Certificate, now
 	}
 	if found {
 		p.setClaims(&c)
+	} else if err := a.noClaims(id); err != nil {
+		return Peer{}, err
 	}
 	return p.withRecord(), nil
+}
+
+// noClaims refuses an SVID without agentid claims whose SPIFFE ID has a
+// task's shape: to the verifier it would be a plain workload, which the
+// liveness hook does not check (a revoked task's ID minted without claims,
+// or a composer writing another extension OID than the verifier reads).
+func (a *Authenticator) noClaims(id spiffeid.ID) error {
+	if svid.IsTaskID(id) {
+		return deny(ReasonInvalidClaims, fmt.Errorf("%s has a task's SPIFFE ID but no agentid claims (X.509 extension %s or JWT claim)", id, a.cfg.ExtensionOID))
+	}
+	return nil
 }
 
 func (a *Authenticator) checkDomain(id spiffeid.ID) error {

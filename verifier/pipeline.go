@@ -78,6 +78,13 @@ type Query struct {
 	// the path a canonical /package.Service/Method, as the interceptors
 	// decide the same call.
 	GRPC bool
+	// Form marks a POST whose body a framework may read as form fields
+	// (application/x-www-form-urlencoded, multipart/*, or no Content-Type:
+	// see formmethod.go): Body holds it, and a "_method" field in it —
+	// which Rails and Laravel run as the method it names — is refused, as
+	// is a body over MaxFormBody or one that cannot be read as its
+	// Content-Type (in Request) says.
+	Form bool
 	// Request is the context conditions may read (headers, source).
 	Request Request
 	// Invalid, when set, refuses the request before anything else is read
@@ -370,12 +377,20 @@ func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
 	if err == nil && q.SubjectID != "" {
 		err = checkSubject(p, q.SubjectID)
 	}
-	if err == nil && q.Audience != "" && p.kind == "jwt" && !p.HasAudience(q.Audience) {
-		err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
+	if err == nil && p.kind == "jwt" {
+		if q.Audience == "" {
+			err = v.Auth.generalAudience(p)
+		} else if !p.HasAudience(q.Audience) {
+			err = deny(ReasonWrongAudience, fmt.Errorf("JWT-SVID audience %q does not name this resource %q", p.audience, q.Audience))
+		}
 	}
 	if err == nil && v.Liveness != nil {
 		lp := *p // escapes to the hook: only allocated with one
-		err = v.Liveness(&lp, now)
+		if err = v.Liveness(&lp, now); err != nil {
+			if de := (*DenyError)(nil); !errors.As(err, &de) {
+				err = deny(ReasonLivenessUnknown, err) // the hook could not tell
+			}
+		}
 	}
 	if err != nil {
 		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}

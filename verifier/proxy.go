@@ -18,8 +18,10 @@ import (
 // incoming ones are stripped first, allowed or not). Only canonical paths
 // and upper-case methods are accepted, so the upstream serves exactly the
 // path that was decided. POST requests to one of MCPPaths must carry one
-// MCP JSON-RPC message, decided as {mcp, method, tool}; the proxy forwards
-// exactly the bytes it decided on.
+// MCP JSON-RPC message, decided as {mcp, method, tool}; other form and
+// JSON POST bodies are read (up to MaxFormBody) and refused when they carry
+// a "_method" field that Rails or Laravel would run as the method; the
+// proxy forwards exactly the bytes it decided on.
 //
 // Requests asking for a protocol upgrade (an Upgrade header, or a
 // Connection header naming "upgrade": WebSocket, h2c, …) are refused as
@@ -88,6 +90,10 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(p.Upstream)
 			pr.SetXForwarded()
+			// The client's Host is not decided on: it does not reach the
+			// upstream (SetXForwarded copied it as X-Forwarded-Host).
+			pr.Out.Header.Del("X-Forwarded-Host")
+			DeleteProxyOnlyHeaders(pr.Out.Header)
 			peer, _ := PeerFromContext(pr.In.Context())
 			d, _ := DecisionFromContext(pr.In.Context())
 			setIdentityHeaders(pr.Out.Header, peer, d, p.V.Headers.orDefault())

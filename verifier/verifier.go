@@ -119,8 +119,20 @@ type Verifier struct {
 	// Signatures, when set, verifies agent-signed requests (RFC 9421);
 	// see Signatures.
 	Signatures *Signatures
+	// MaxFormBody bounds the body of a form or JSON POST that the proxy,
+	// the middleware and ext_authz read to refuse a "_method" field in it
+	// (Query.Form): a larger one is refused with 413 (0: MaxFormBody,
+	// 1 MiB, as nginx's client_max_body_size).
+	MaxFormBody int
 	// Clock (default time.Now).
 	Clock func() time.Time
+}
+
+func (v *Verifier) maxFormBody() int {
+	if v.MaxFormBody > 0 {
+		return v.MaxFormBody
+	}
+	return MaxFormBody
 }
 
 func decisionWord(allow bool) string {

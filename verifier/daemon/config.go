@@ -39,6 +39,9 @@ type fileConfig struct {
 	// IdentityHeaders is a pointer so that an empty list is told apart
 	// from a missing one.
 	IdentityHeaders *[]string `hcl:"identity_headers,optional"`
+	// MaxFormBody bounds the form and JSON POST bodies read for a
+	// "_method" field (bytes; 0: verifier.MaxFormBody).
+	MaxFormBody int `hcl:"max_form_body,optional"`
 
 	WorkloadAPI *struct {
 		Socket string `hcl:"socket"`
@@ -120,6 +123,8 @@ type Config struct {
 	// IdentityHeaders are the identity headers the proxy and ext_authz send
 	// upstream (identity_headers; zero: verifier.DefaultHeaders).
 	IdentityHeaders verifier.HeaderSet
+	// MaxFormBody is verifier.Verifier.MaxFormBody (max_form_body).
+	MaxFormBody int
 
 	// Exactly one of WorkloadAPISocket and Files is set.
 	WorkloadAPISocket string
@@ -276,6 +281,10 @@ func build(raw *fileConfig) (*Config, error) {
 			return nil, fmt.Errorf("extension_oid: %w", err)
 		}
 	}
+	if raw.MaxFormBody < 0 || raw.MaxFormBody > 1<<30 {
+		return nil, hclconf.At(raw.body, "max_form_body", fmt.Errorf("max_form_body %d: want a number of bytes from 1 to 1073741824 (0 or none: %d)", raw.MaxFormBody, verifier.MaxFormBody))
+	}
+	cfg.MaxFormBody = raw.MaxFormBody
 	if raw.IdentityHeaders != nil {
 		if cfg.IdentityHeaders, err = verifier.ParseHeaderSet(*raw.IdentityHeaders); err != nil {
 			return nil, hclconf.At(raw.body, "identity_headers", fmt.Errorf("identity_headers: %w", err))

@@ -83,6 +83,19 @@ func TestIdentityHeadersConfig(t *testing.T) {
 	}
 }
 
+// TestMaxFormBodyConfig: max_form_body sets Verifier.MaxFormBody; a
+// negative or absurd one is an error naming the line.
+func TestMaxFormBodyConfig(t *testing.T) {
+	src := "trust_domain = \"example.org\"\npolicy_dir = \"p\"\n%sworkload_api {\n socket = \"/s\"\n}\next_authz {\n listen = \":0\"\n}\n"
+	cfg, err := daemon.ParseConfig(fmt.Appendf(nil, src, "max_form_body = 8388608\n"), "v.hcl")
+	if err != nil || cfg.MaxFormBody != 8<<20 {
+		t.Fatalf("%v %v", cfg, err)
+	}
+	if _, err := daemon.ParseConfig(fmt.Appendf(nil, src, "max_form_body = -1\n"), "v.hcl"); err == nil || !strings.HasPrefix(err.Error(), "v.hcl:3:") || !strings.Contains(err.Error(), "max_form_body -1") {
+		t.Fatalf("negative: %v", err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"unknown key", "trust_domain = \"example.org\"\n\npolicy_dirr = \"x\"\n", `v.hcl:3:1: Unsupported argument; An argument named "policy_dirr" is not expected here. Did you mean "policy_dir"?`},

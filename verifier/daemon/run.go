@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,18 +57,21 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	addrs   map[string]net.Addr
 	watcher atomic.Pointer[fsnotify.Watcher] // nil until Run watches the policy directory
+	// bundleUpdates signal the Workload API sources' updates (nil with
+	// files): each flushes the Authenticator's cache.
+	bundleUpdates []<-chan struct{}
 }
 
 // New loads the policy and the sources and binds the listeners, but serves
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
-	audiences := cfg.JWTAudiences
+	var resources []string // accepted only by the gateway's queries, which name it
 	if cfg.MCP != nil {
 		if err := cfg.MCP.loadSecrets(log.With("frontend", mcpgw.Frontend)); err != nil {
 			return nil, err
 		}
-		audiences = append(slices.Clone(audiences), cfg.MCP.Gateway.Resource)
+		resources = []string{cfg.MCP.Gateway.Resource}
 	}
 	store, diags := policies.NewStore(cfg.PolicyDir)
 	if diags.HasErrors() {
@@ -102,7 +104,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 	d.metrics.policyOK.Set(1)
 	d.v = &verifier.Verifier{
 		Auth: verifier.NewAuthenticator(verifier.Config{
-			X509Bundles: x509s, JWTBundles: jwts, Audiences: audiences,
+			X509Bundles: x509s, JWTBundles: jwts, Audiences: cfg.JWTAudiences, ResourceAudiences: resources,
 			TrustDomains: cfg.TrustDomains, ExtensionOID: cfg.ExtensionOID,
 		}),
 		Policy:        verifier.StorePolicy{Store: store},
@@ -110,10 +112,14 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		AuditFailOpen: cfg.Audit != nil && cfg.Audit.FailOpen,
 		Receipts:      cfg.Audit != nil && cfg.Audit.Receipts,
 		Headers:       cfg.IdentityHeaders,
+		MaxFormBody:   cfg.MaxFormBody,
 		Observe:       d.observe,
 		Signatures: &verifier.Signatures{Require: cfg.Signatures.Require, Window: cfg.Signatures.Window,
 			Algorithms: cfg.Signatures.Algorithms, MaxNonces: cfg.Signatures.MaxNonces,
 			RecordBody: cfg.Signatures.RecordBody, MaxRecordedBody: cfg.Signatures.MaxRecordedBody},
+	}
+	if len(d.bundleUpdates) == 2 {
+		d.flushOnBundleUpdates(d.bundleUpdates[0], d.bundleUpdates[1])
 	}
 	if lc := cfg.Liveness; lc != nil {
 		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
@@ -129,6 +135,27 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// flushOnBundleUpdates forgets the Authenticator's cached peers whenever
+// a Workload API source updates (a bundle change, or the daemon's own SVID
+// rotating): a CA or JWT key SPIRE removes from the bundle stops working
+// at once instead of within the cache's TTL.
+func (d *Daemon) flushOnBundleUpdates(x509s, jwts <-chan struct{}) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-x509s:
+			case <-jwts:
+			case <-stop:
+				return
+			}
+			d.v.Auth.Flush()
+		}
+	}()
+	d.closers = append(d.closers, func() error { close(stop); <-done; return nil })
 }
 
 // Verifier is the daemon's verifier (for tests and embedding).
@@ -158,6 +185,7 @@ func (d *Daemon) sources(ctx context.Context) (x509bundle.Source, jwtbundle.Sour
 		}
 		d.closers = append(d.closers, js.Close)
 		d.svids = xs
+		d.bundleUpdates = []<-chan struct{}{xs.Updated(), js.Updated()}
 		return xs, js, nil
 	}
 	f := d.cfg.Files
@@ -540,6 +568,10 @@ func parseCheckRequest(body []byte) (*verifier.Query, error) {
 				return nil, err
 			}
 			q.Signed = s
+			// The request the service received: its headers are decided
+			// on (method overrides, header names, policy conditions) as
+			// the middleware decides them.
+			q.Request = verifier.Request{Headers: s.Message.Header}
 		default:
 			return nil, fmt.Errorf("unknown key %q (want certificate, jwt, action, request)", k)
 		}

@@ -171,6 +171,9 @@ proxy {
 			}
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Method, r.RequestURI = tc.method, tc.path
+			if u, err := url.ParseRequestURI(tc.path); err == nil {
+				r.URL = u // as a server parses it (the middleware refuses a URL rewritten in front of it)
+			}
 			if s := svids[tc.cred]; s != nil {
 				r.TLS = &tls.ConnectionState{PeerCertificates: s.Certificates}
 			}

@@ -79,6 +79,7 @@ type proc struct {
 	pending     map[int64]chan []byte
 	initialized bool // notifications/initialized was sent
 	dead        chan struct{}
+	down        chan struct{} // closed once the supervisor has taken the dead child out (setDown)
 	exitErr     error
 }
 
@@ -186,7 +187,7 @@ func (c *child) start() (*proc, error) {
 	}
 	c.starts.Add(1)
 	c.errs.reset()
-	p := &proc{cmd: cmd, stdin: stdin, pending: map[int64]chan []byte{}, dead: make(chan struct{})}
+	p := &proc{cmd: cmd, stdin: stdin, pending: map[int64]chan []byte{}, dead: make(chan struct{}), down: make(chan struct{})}
 	go c.read(p, stdout)
 	return p, nil
 }
@@ -383,6 +384,7 @@ func (c *child) setDown(p *proc, err error) {
 	}
 	c.lastErr = err
 	c.mu.Unlock()
+	close(p.down)
 }
 
 // running waits until a child is up; in a crash loop (restarts backing
@@ -396,7 +398,20 @@ func (c *child) running(ctx context.Context) (*proc, error) {
 		case closed:
 			return nil, errors.New("the gateway is closed")
 		case p != nil:
-			return p, nil
+			select {
+			case <-p.dead:
+				// exited, and not yet taken out: a request sent to it
+				// would fail although a new child is on its way
+				select {
+				case <-p.down:
+				case <-ctx.Done():
+					return nil, fmt.Errorf("the stdio MCP server is not running: %w", ctx.Err())
+				case <-c.done:
+				}
+				continue
+			default:
+				return p, nil
+			}
 		case loop:
 			return nil, fmt.Errorf("the stdio MCP server keeps exiting and is restarted with backoff: %v", last)
 		}

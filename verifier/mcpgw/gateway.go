@@ -226,11 +226,15 @@ func (x *exchange) answerEvent(ev sseEvent) []byte {
 
 func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 	q := &verifier.Query{Frontend: Frontend, Credential: verifier.HTTPCredential(r), Audience: g.cfg.Resource, Request: mcpauth.HTTPRequest(r)}
+	reject := verifier.CheckHeaderNames(r.Header) // what the upstream would read as another header
 	if n := len(r.Header.Values(headerSessionID)); n > 1 {
 		// servers differ on which one they take: the gateway would check one
 		// session and the upstream serve another
+		reject = &verifier.InputError{What: headerSessionID, Detail: fmt.Sprintf("sent %d times", n)}
+	}
+	if reject != nil {
 		q.Action = verifier.Action{Kind: policies.KindHTTP, Method: r.Method, Path: g.path}
-		q.Reject = &verifier.InputError{What: headerSessionID, Detail: fmt.Sprintf("sent %d times", n)}
+		q.Reject = reject
 		res := g.v.Decide(r.Context(), q)
 		g.auth.WriteRefusal(w, &res, q.Credential) // 401, or 400 for an authenticated peer
 		return
@@ -485,6 +489,12 @@ var requestDrop = map[string]bool{
 	"Content-Encoding": true, // only identity is accepted (post)
 	"Forwarded":        true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
 	headerLastEventID: true, // no stream resumption through the gateway
+}
+
+func init() {
+	for _, k := range verifier.ProxyOnlyHeaders { // what only a trusted proxy may say
+		requestDrop[k] = true
+	}
 }
 
 var responseDrop = map[string]bool{

@@ -1,0 +1,71 @@
+package verifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"testing"
+)
+
+// FuzzCheckForm: checkForm never panics, and a body it accepts becomes
+// refused once a "_method" field is added to it — at the end of a
+// urlencoded body, as a part right after a multipart body's first
+// delimiter, as the first member of a JSON object — so no accepted body
+// hides its fields from the check.
+func FuzzCheckForm(f *testing.F) {
+	for _, s := range []struct{ ct, body string }{
+		{"application/x-www-form-urlencoded", "a=1&b=2"},
+		{"", "a=1;b"},
+		{"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--XX--\r\n"},
+		{"multipart/mixed; boundary=\"q r\"", "pre\r\n--q r\r\nContent-ID: a\r\n\r\nx\r\n--q r--\r\n"},
+		{"multipart/form-data; boundary=XX", "--XX\nContent-Disposition: form-data; name=\"a\"; filename=\"f\"\n\nx\n--XX--"},
+		{"application/json", `{"a":{"_method":1},"m":"method"}`},
+		{"application/vnd.x+json", ` {"\u0061":[1,"\u005f"]} `},
+	} {
+		f.Add(s.ct, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		if len(body) > 1<<16 {
+			return
+		}
+		if checkForm(ct, body) != nil {
+			return
+		}
+		switch formKindOf(ct) {
+		case formURLEncoded:
+			with := append(append([]byte{}, body...), "&_method=DELETE"...)
+			if checkForm(ct, with) == nil {
+				t.Fatalf("%q with a _method field accepted", with)
+			}
+		case formJSON:
+			body = bytes.TrimLeft(body, " \t\r\n")
+			if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
+				return
+			}
+			with := append([]byte(`{"_method":"DELETE",`), body[1:]...)
+			if bytes.HasPrefix(bytes.TrimLeft(body[1:], " \t\r\n"), []byte("}")) {
+				with = []byte(`{"_method":"DELETE"}`)
+			}
+			if checkForm(ct, with) == nil {
+				t.Fatalf("%q with a _method member accepted", with)
+			}
+		case formMultipart:
+			_, params, _ := mime.ParseMediaType(ct)
+			delim := []byte("--" + params["boundary"])
+			i := bytes.Index(body, delim)
+			if i < 0 {
+				t.Fatalf("an accepted multipart body without its delimiter: %q", body)
+			}
+			nl := bytes.IndexByte(body[i:], '\n')
+			if nl < 0 || bytes.HasPrefix(body[i+len(delim):], []byte("--")) {
+				return // closes at once: no part to add after
+			}
+			at := i + nl + 1
+			part := "Content-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n" + string(delim) + "\r\n"
+			with := append(append(append([]byte{}, body[:at]...), part...), body[at:]...)
+			if checkForm(ct, with) == nil {
+				t.Fatalf("%q with a _method part accepted", with)
+			}
+		}
+	})
+}
