@@ -25,7 +25,7 @@ import (
 //
 // Requests asking for a protocol upgrade (an Upgrade header, or a
 // Connection header naming "upgrade": WebSocket, h2c, …) are refused as
-// bad_request unless AllowUpgrades is set. An allowed upgrade is decided
+// bad_request unless AllowUpgrades is set; CONNECT (a tunnel) always is. An allowed upgrade is decided
 // once, on its request, and the upgraded connection is then held to its
 // peer like a gRPC stream (Verifier.StreamServerInterceptor): every read
 // from and write to the client re-runs the authentication stages (cached:
@@ -124,8 +124,14 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	StripIdentityHeaders(r.Header)
-	if !p.AllowUpgrades && upgradeRequested(r.Header) {
-		p.refuseUpgrade(w, r)
+	switch {
+	case r.Method == http.MethodConnect:
+		// a tunnel: not proxied (the reverse proxy would forward it as a
+		// request, and an upstream answering 2xx would take it for one)
+		p.reject(w, r, badInput("method", "CONNECT (a tunnel) is not proxied"))
+		return
+	case !p.AllowUpgrades && upgradeRequested(r.Header):
+		p.reject(w, r, badInput("upgrade", "protocol upgrades (Upgrade: %q) are not allowed through this proxy (proxy { allow_upgrades = true } allows them)", truncate(strings.Join(r.Header.Values("Upgrade"), ", "))))
 		return
 	}
 	p.handler.ServeHTTP(w, r)
@@ -148,13 +154,12 @@ func upgradeRequested(h http.Header) bool {
 	return false
 }
 
-// refuseUpgrade refuses an upgrade request through the pipeline, so that
-// the refusal is recorded (with the peer, when it authenticates) and
-// counted like any other.
-func (p *Proxy) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
+// reject refuses a request the proxy does not forward (an upgrade, a
+// tunnel) through the pipeline, so that the refusal is recorded (with the
+// peer, when it authenticates) and counted like any other.
+func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, why *InputError) {
 	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r),
-		Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)},
-		Reject:  badInput("upgrade", "protocol upgrades (Upgrade: %q) are not allowed through this proxy (proxy { allow_upgrades = true } allows them)", truncate(strings.Join(r.Header.Values("Upgrade"), ", ")))}
+		Request: Request{Headers: r.Header, Source: remoteAddr(r.RemoteAddr)}, Reject: why}
 	res := p.V.Decide(r.Context(), &q)
 	refuse(w, res.HTTPStatus(), res.Message())
 }

@@ -136,6 +136,23 @@ func TestProxyRefusesUpgradesByDefault(t *testing.T) {
 	if n != 5 {
 		t.Errorf("%d upgrade refusals recorded with the peer, want 5", n)
 	}
+	// CONNECT (a tunnel) is never proxied, allowed upgrades or not, in
+	// authority form or (as some clients send it) origin form.
+	for _, allow := range []bool{false, true} {
+		client, base, hits := upgradeProxy(t, e, allow, nil)
+		for _, target := range []string{"example.org:443", "/kb/x"} {
+			req, _ := http.NewRequest("CONNECT", base, nil)
+			req.URL.Opaque, req.Host = target, target
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || *hits != 0 {
+				t.Errorf("CONNECT %s (allow_upgrades %v): %d %q, upstream hits %d", target, allow, resp.StatusCode, resp.Header.Get(verifier.HeaderDenyReason), *hits)
+			}
+		}
+	}
 	// Plain requests still pass.
 	if r, err := client.Get(base + "/kb/x"); err != nil || r.StatusCode != 200 {
 		t.Fatalf("plain request: %v %v", r, err)
