@@ -40,7 +40,7 @@ func feedBench(b *testing.B, tasks, subs int) {
 	}
 	var mu sync.Mutex
 	next := tasks
-	svc.hub = newLivenessHub(func(context.Context) ([]string, error) {
+	svc.hub = newLivenessHub(func(context.Context) ([]string, []int64, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		// 10 revoked (the oldest), 10 created.
@@ -51,7 +51,7 @@ func feedBench(b *testing.B, tasks, subs int) {
 			next++
 		}
 		ids = out
-		return out, nil
+		return out, nil, nil
 	}, 10*time.Millisecond)
 	ca := testca.New(b, testTD, time.Now())
 	addr := serveAgent(b, svc, ca, ca.X509Bundle())
