@@ -108,7 +108,7 @@ func TestRevokedTaskRecreated(t *testing.T) {
 			return true, nil
 		})
 		if err != nil {
-			t.Fatalf("%s: want %s: %v", what, want, err)
+			t.Errorf("%s: want %s: %v", what, want, err)
 		}
 	}
 
