@@ -87,7 +87,8 @@ type LivenessView struct {
 	asOf    time.Time
 	live    map[string]int64 // live tasks → entry created_at (Unix s; 0 unknown)
 	removed map[string]gone  // tasks seen removed in the last RememberRemoved
-	order   []removal        // removed's entries in the order seen
+	order   []removal        // removed's entries in the order seen, from head
+	head    int
 }
 
 // gone is a remembered removal: when the view saw it (the as_of of the
@@ -235,17 +236,22 @@ func (v *LivenessView) removeLocked(id string, at time.Time, created int64) {
 // least the longest credential lifetime).
 func (v *LivenessView) pruneLocked() {
 	keep := v.rememberRemoved()
-	n := 0
-	for ; n < len(v.order) && v.asOf.Sub(v.order[n].at) > keep; n++ {
-		if r := v.order[n]; v.removed[r.id].at.Equal(r.at) {
+	for ; v.head < len(v.order) && v.asOf.Sub(v.order[v.head].at) > keep; v.head++ {
+		if r := v.order[v.head]; v.removed[r.id].at.Equal(r.at) {
 			delete(v.removed, r.id)
 		}
+		v.order[v.head] = removal{}
 	}
-	if n > 0 {
-		v.order = append(v.order[:0], v.order[n:]...)
-	}
-	if len(v.order) == 0 && cap(v.order) > 1024 {
-		v.order = nil // a burst of removals is not kept forever
+	// A queue: the forgotten head is dropped once it is half the slice,
+	// so that a delta costs what it forgets, not what is remembered.
+	switch {
+	case v.head == len(v.order):
+		v.order, v.head = v.order[:0], 0
+		if cap(v.order) > 1024 {
+			v.order = nil // a burst of removals is not kept forever
+		}
+	case v.head > 1024 && 2*v.head > len(v.order):
+		v.order, v.head = append(make([]removal, 0, 2*(len(v.order)-v.head)), v.order[v.head:]...), 0
 	}
 }
 
