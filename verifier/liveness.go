@@ -219,14 +219,12 @@ func (v *LivenessView) newerLocked(asOf time.Time) error {
 }
 
 // removeLocked remembers id's removal at at; created is the incarnation
-// removed (0 unknown: then the one remembered before, if any).
+// removed (0 unknown), kept if a later one was remembered before.
 func (v *LivenessView) removeLocked(id string, at time.Time, created int64) {
 	if v.removed == nil {
 		v.removed = map[string]gone{}
 	}
-	if created == 0 {
-		created = v.removed[id].created
-	}
+	created = max(created, v.removed[id].created) // the latest incarnation seen removed
 	v.removed[id] = gone{at, created}
 	v.order = append(v.order, removal{id, at})
 }

@@ -207,21 +207,36 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 	}
 	next := make(map[string]int64, len(ids))
 	for i, id := range ids {
-		next[id] = 0
+		c := int64(0)
 		if created != nil {
-			next[id] = created[i]
+			c = created[i]
+		}
+		// An ID with two entries (two registrars' racing creates before
+		// one settles; an older layout): the earliest stands for it.
+		if c0, dup := next[id]; !dup || c0 == 0 || c != 0 && c < c0 {
+			next[id] = c
 		}
 	}
 	var delta *registrarv1.LivenessSnapshot
 	if h.cur != nil {
 		delta = &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), BaseAsOfUnixNano: h.curAsOf.UnixNano()}
-		for i, id := range ids {
+		var sent map[string]bool // only when an ID is listed twice
+		if len(next) != len(ids) {
+			sent = map[string]bool{}
+		}
+		for _, id := range ids {
 			// New, or created again since the last listing (a later
 			// creation time: a new incarnation of the same ID).
-			if c0, ok := h.cur[id]; !ok || created != nil && created[i] != c0 {
+			if c0, ok := h.cur[id]; !ok || next[id] != c0 {
+				if sent != nil {
+					if sent[id] {
+						continue
+					}
+					sent[id] = true
+				}
 				delta.Added = append(delta.Added, id)
 				if created != nil {
-					delta.AddedCreated = append(delta.AddedCreated, created[i])
+					delta.AddedCreated = append(delta.AddedCreated, next[id])
 				}
 			}
 		}

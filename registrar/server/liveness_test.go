@@ -294,3 +294,24 @@ func TestLivenessIncarnations(t *testing.T) {
 		t.Fatalf("late full message: %v %v", m.LiveTasks, m.LiveTasksCreated)
 	}
 }
+
+// An ID listed twice (two registrars' racing creates, before the later
+// entry is deleted): the earliest creation time stands for it, and the
+// delta names it once.
+func TestLivenessDuplicateEntries(t *testing.T) {
+	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h.running = true
+	sub := h.subscribe()
+	t0 := time.Now()
+	h.publish(t0, []string{"P1"}, []int64{100}, nil)
+	<-sub.ch
+	h.publish(t0.Add(time.Second), []string{"P1", "T-42", "T-42"}, []int64{100, 301, 300}, nil)
+	d := <-sub.ch
+	if !slices.Equal(d.Added, []string{"T-42"}) || !slices.Equal(d.AddedCreated, []int64{300}) {
+		t.Fatalf("added %v created %v, want T-42 once, created 300", d.Added, d.AddedCreated)
+	}
+	h.publish(t0.Add(2*time.Second), []string{"P1", "T-42"}, []int64{100, 300}, nil) // the later entry deleted
+	if d := <-sub.ch; len(d.Added)+len(d.Removed) != 0 {
+		t.Fatalf("settled: delta %v", d)
+	}
+}
