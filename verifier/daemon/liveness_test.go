@@ -90,7 +90,8 @@ liveness {
 	waitFor(t, func() bool { return f.check(t, cert, "GET", "/kb/doc")["deny_code"] == "revoked" })
 	t.Logf("revocation to deny: %v", time.Since(start).Round(time.Millisecond))
 	// Listed again (a stale listing, or the task re-created under its ID):
-	// still refused while the removal is remembered (30 s).
+	// the certificate, issued before the removal, is still refused
+	// (remember_revoked, 1 h; the fake lists no creation times).
 	fe.Add(&types.Entry{
 		SpiffeId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/agent/researcher/task/T-42"},
 		ParentId:  &types.SPIFFEID{TrustDomain: "example.org", Path: "/node"},
