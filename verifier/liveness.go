@@ -65,12 +65,12 @@ type LiveTask struct {
 // view keeps each live task's incarnation — its entry's creation time —
 // and refuses credentials issued before it; and it remembers each removal
 // (the ID, the incarnation removed, when it saw it) for RememberRemoved:
-// a listing naming the removed incarnation again is stale and does not
-// make it live, and when the feed carries no creation times, credentials
-// issued at or before the removal stay refused.
+// a listing naming the removed incarnation again is stale and none of its
+// credentials is accepted, and when the feed carries no creation times,
+// credentials issued at or before the removal stay refused.
 //
-// Its memory is one map entry per live task (about 110 bytes with a
-// 62-byte SPIFFE ID) plus one per task removed in the last
+// Its memory is one map entry per live task (about 100 bytes with a
+// 62-byte SPIFFE ID) plus about 200 bytes per task removed in the last
 // RememberRemoved; an update costs what changed, not the number of live
 // tasks. It is safe for concurrent use.
 type LivenessView struct {
