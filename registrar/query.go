@@ -411,25 +411,36 @@ func (r *Registrar) delete(ctx context.Context, ids []string) (map[string]bool, 
 // LiveTasks lists the SPIFFE IDs of every task entry in SPIRE, for the
 // verifiers' liveness view, in no particular order. It decodes no claims,
 // so one malformed entry does not hide the others, and asks SPIRE for the
-// three fields it reads (SPIFFE ID, selectors, expiry) rather than whole
+// fields it reads (SPIFFE ID, selectors, expiry, creation time) rather than whole
 // entries; entries that have expired are left out (SPIRE prunes them on its
 // own schedule).
 func (r *Registrar) LiveTasks(ctx context.Context) ([]string, error) {
+	ids, _, err := r.LiveTasksCreated(ctx)
+	return ids, err
+}
+
+// LiveTasksCreated is LiveTasks with the creation time of each task's
+// registration entry (SPIRE's created_at, Unix seconds; created[i] is
+// ids[i]'s): a task revoked and created again under the same SPIFFE ID
+// is told apart by it (the liveness feed carries it to the verifiers).
+func (r *Registrar) LiveTasksCreated(ctx context.Context) (ids []string, created []int64, err error) {
 	now := r.cfg.now()
 	entries, err := r.listReq(ctx, &entryv1.ListEntriesRequest{
 		Filter:     &entryv1.ListEntriesRequest_Filter{},
-		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true},
+		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true, CreatedAt: true},
 	})
 	if err != nil {
-		return nil, wrapErr("live tasks", err)
+		return nil, nil, wrapErr("live tasks", err)
 	}
-	ids := make([]string, 0, len(entries))
+	ids = make([]string, 0, len(entries))
+	created = make([]int64, 0, len(entries))
 	for _, e := range entries {
 		if !r.isTaskEntry(e) || (e.GetExpiresAt() != 0 && !now.Before(time.Unix(e.GetExpiresAt(), 0))) {
 			continue
 		}
 		id, _ := idFromProto(e.GetSpiffeId())
 		ids = append(ids, id.String())
+		created = append(created, e.GetCreatedAt())
 	}
-	return ids, nil
+	return ids, created, nil
 }

@@ -138,12 +138,14 @@ func TestLivenessViewDeltas(t *testing.T) {
 
 // A stale full listing — another registrar's, taken before the revoke,
 // after a reconnect, its as_of clamped to this verifier's clock — does
-// not bring a revoked task back; the task becomes live again only if it
-// is still listed once the removal is forgotten (re-created under the
-// same ID). Found by review: the listing made it live again.
+// not bring a revoked task back: a credential of unknown issue time is
+// refused while the removal is remembered (RememberRemoved), and accepted
+// if the task is still listed once it is forgotten. Found by review: the
+// listing made it live again. (With creation times in the feed, see
+// TestLivenessStaleListingWithCreationTimes.)
 func TestLivenessViewStaleListingDoesNotResurrect(t *testing.T) {
 	task := verifier.NewPeer(taskID, func() *svid.Claims { c := claims(); c.Chain = nil; c.Deadline = now.Add(time.Hour); return &c }())
-	v := &verifier.LivenessView{MaxStaleness: time.Hour}
+	v := &verifier.LivenessView{MaxStaleness: time.Hour, RememberRemoved: 30 * time.Second}
 	if err := v.Update(now, []string{taskID.String()}); err != nil {
 		t.Fatal(err)
 	}

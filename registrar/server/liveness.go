@@ -28,7 +28,11 @@ func WithLiveness(subscribers []spiffeid.ID, interval time.Duration) Option {
 
 // WatchLiveness streams the live tasks to an authorized verifier: a full
 // message with every live task first, then one delta per interval (the
-// tasks added and removed since the message before, often none). One
+// tasks added and removed since the message before, often none). Each
+// live task comes with its entry's creation time: a task listed again
+// with a later one was revoked and created again under the same SPIFFE
+// ID, and is sent as added (the verifier refuses the old incarnation's
+// credentials). One
 // listing of SPIRE per interval serves every subscriber of this registrar
 // (the registrar keeps nothing but the last listing, in memory). A listing
 // that fails ends the streams with Unavailable; a subscriber that cannot
@@ -66,7 +70,7 @@ const subscriberBuffer = 64
 // livenessHub lists SPIRE once per interval while anyone subscribes and
 // fans the result out: a full message to each new subscriber, then deltas.
 type livenessHub struct {
-	list     func(context.Context) ([]string, error)
+	list     func(context.Context) ([]string, []int64, error) // IDs, their entries' created_at (nil: unknown)
 	interval time.Duration
 	now      func() time.Time
 
@@ -74,9 +78,10 @@ type livenessHub struct {
 	subs    map[*livenessSub]struct{}
 	closed  bool // the registrar is stopping: no more subscribers
 	running bool
-	cur     map[string]struct{} // the last listing; nil before the first
+	cur     map[string]int64 // the last listing (ID → created_at, 0 unknown); nil before the first
 	curAsOf time.Time
 	curIDs  []string // the last listing as a slice, for full messages
+	curCrt  []int64  // curIDs' creation times (nil: unknown)
 	// revoked are tasks revoked through this registrar since the last
 	// delta (tombstone): named in the next delta's removals even when no
 	// listing saw them (created and revoked between two listings).
@@ -108,7 +113,7 @@ type livenessSub struct {
 	needFull bool
 }
 
-func newLivenessHub(list func(context.Context) ([]string, error), interval time.Duration) *livenessHub {
+func newLivenessHub(list func(context.Context) ([]string, []int64, error), interval time.Duration) *livenessHub {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -159,7 +164,7 @@ func (h *livenessHub) unsubscribe(sub *livenessSub) {
 }
 
 func (h *livenessHub) fullLocked() *registrarv1.LivenessSnapshot {
-	return &registrarv1.LivenessSnapshot{AsOfUnixNano: h.curAsOf.UnixNano(), LiveTasks: h.curIDs}
+	return &registrarv1.LivenessSnapshot{AsOfUnixNano: h.curAsOf.UnixNano(), LiveTasks: h.curIDs, LiveTasksCreated: h.curCrt}
 }
 
 // run lists SPIRE once per interval until no subscriber is left. It forgets
@@ -171,9 +176,9 @@ func (h *livenessHub) run() {
 	for {
 		asOf := h.now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*h.interval+10*time.Second)
-		ids, err := h.list(ctx)
+		ids, created, err := h.list(ctx)
 		cancel()
-		if !h.publish(asOf, ids, err) {
+		if !h.publish(asOf, ids, created, err) {
 			return
 		}
 		<-tick.C
@@ -181,32 +186,58 @@ func (h *livenessHub) run() {
 }
 
 // publish sends one listing (or its error) to every subscriber and says
-// whether to go on.
-func (h *livenessHub) publish(asOf time.Time, ids []string, err error) bool {
+// whether to go on. created is ids' creation times (nil: unknown).
+func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err error) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.subs) == 0 {
-		h.running, h.cur, h.curIDs = false, nil, nil
+		h.running, h.cur, h.curIDs, h.curCrt = false, nil, nil, nil
 		return false
 	}
 	if err != nil {
 		// Everyone reconnects and starts again from a full message.
-		h.cur, h.curIDs = nil, nil
+		h.cur, h.curIDs, h.curCrt = nil, nil, nil
 		for sub := range h.subs {
 			h.dropLocked(sub, status.Errorf(codes.Unavailable, "listing tasks: %v", err))
 		}
 		return true
 	}
-	next := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		next[id] = struct{}{}
+	if len(created) != len(ids) {
+		created = nil
+	}
+	next := make(map[string]int64, len(ids))
+	for i, id := range ids {
+		c := int64(0)
+		if created != nil {
+			c = created[i]
+		}
+		// An ID with two entries (two registrars' racing creates before
+		// one settles; an older layout): the earliest stands for it.
+		if c0, dup := next[id]; !dup || c0 == 0 || c != 0 && c < c0 {
+			next[id] = c
+		}
 	}
 	var delta *registrarv1.LivenessSnapshot
 	if h.cur != nil {
 		delta = &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), BaseAsOfUnixNano: h.curAsOf.UnixNano()}
+		var sent map[string]bool // only when an ID is listed twice
+		if len(next) != len(ids) {
+			sent = map[string]bool{}
+		}
 		for _, id := range ids {
-			if _, ok := h.cur[id]; !ok {
+			// New, or created again since the last listing (a later
+			// creation time: a new incarnation of the same ID).
+			if c0, ok := h.cur[id]; !ok || next[id] != c0 {
+				if sent != nil {
+					if sent[id] {
+						continue
+					}
+					sent[id] = true
+				}
 				delta.Added = append(delta.Added, id)
+				if created != nil {
+					delta.AddedCreated = append(delta.AddedCreated, next[id])
+				}
 			}
 		}
 		for id := range h.cur {
@@ -223,7 +254,7 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, err error) bool {
 		}
 	}
 	h.revoked = h.revoked[:0]
-	h.cur, h.curAsOf, h.curIDs = next, asOf, ids
+	h.cur, h.curAsOf, h.curIDs, h.curCrt = next, asOf, ids, created
 	var full *registrarv1.LivenessSnapshot
 	for sub := range h.subs {
 		m := delta

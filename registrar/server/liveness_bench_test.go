@@ -40,18 +40,25 @@ func feedBench(b *testing.B, tasks, subs int) {
 	}
 	var mu sync.Mutex
 	next := tasks
-	svc.hub = newLivenessHub(func(context.Context) ([]string, error) {
+	crt := make([]int64, len(ids)) // the entries' created_at, as SPIRE lists them
+	for i := range crt {
+		crt[i] = 1796628086 + int64(i)
+	}
+	svc.hub = newLivenessHub(func(context.Context) ([]string, []int64, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		// 10 revoked (the oldest), 10 created.
 		out := make([]string, 0, len(ids))
 		out = append(out, ids[10:]...)
+		created := make([]int64, 0, len(ids))
+		created = append(created, crt[10:]...)
 		for range 10 {
 			out = append(out, fmt.Sprintf("spiffe://example.org/agent/researcher/task/T-%08d", next))
+			created = append(created, 1796628086+int64(next))
 			next++
 		}
-		ids = out
-		return out, nil
+		ids, crt = out, created
+		return out, created, nil
 	}, 10*time.Millisecond)
 	ca := testca.New(b, testTD, time.Now())
 	addr := serveAgent(b, svc, ca, ca.X509Bundle())

@@ -242,23 +242,76 @@ func TestStopLivenessEndsStreams(t *testing.T) {
 // (up to 15 s; review 5). A task revoked through this registrar is named
 // in the next delta's removals whether or not a listing saw it.
 func TestLivenessTombstones(t *testing.T) {
-	h := newLivenessHub(func(context.Context) ([]string, error) { return nil, nil }, time.Hour)
+	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
 	h.running = true // publish is driven by the test
 	sub := h.subscribe()
 	t0 := time.Now()
-	if !h.publish(t0, []string{"P1"}, nil) {
+	if !h.publish(t0, []string{"P1"}, nil, nil) {
 		t.Fatal("publish")
 	}
 	<-sub.ch // the full listing
 	h.tombstone([]string{"T-fast", "P1"})
-	h.publish(t0.Add(time.Second), []string{}, nil)
+	h.publish(t0.Add(time.Second), []string{}, nil, nil)
 	d := <-sub.ch
 	slices.Sort(d.Removed)
 	if !slices.Equal(d.Removed, []string{"P1", "T-fast"}) {
 		t.Fatalf("removed %v, want P1 and T-fast (each once)", d.Removed)
 	}
-	h.publish(t0.Add(2*time.Second), []string{}, nil)
+	h.publish(t0.Add(2*time.Second), []string{}, nil, nil)
 	if d := <-sub.ch; len(d.Removed) != 0 {
 		t.Fatalf("a tombstone sent twice: %v", d.Removed)
+	}
+}
+
+// TestLivenessIncarnations: every live task comes with its entry's
+// creation time, and a task listed again with a later one — revoked and
+// created again under the same SPIFFE ID, possibly between two listings,
+// where no listing lacks it — is sent as added with the new time, so that
+// the verifiers refuse the revoked incarnation's credentials (review F2).
+func TestLivenessIncarnations(t *testing.T) {
+	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h.running = true // publish is driven by the test
+	sub := h.subscribe()
+	t0 := time.Now()
+	h.publish(t0, []string{"P1", "T-42"}, []int64{100, 200}, nil)
+	full := <-sub.ch
+	if !slices.Equal(full.LiveTasks, []string{"P1", "T-42"}) || !slices.Equal(full.LiveTasksCreated, []int64{100, 200}) {
+		t.Fatalf("full message: %v created %v", full.LiveTasks, full.LiveTasksCreated)
+	}
+	h.publish(t0.Add(time.Second), []string{"P1", "T-42"}, []int64{100, 200}, nil)
+	if d := <-sub.ch; len(d.Added)+len(d.Removed)+len(d.AddedCreated) != 0 {
+		t.Fatalf("nothing changed, delta %v", d)
+	}
+	// T-42 revoked and created again within the interval; T-43 new.
+	h.publish(t0.Add(2*time.Second), []string{"P1", "T-42", "T-43"}, []int64{100, 201, 201}, nil)
+	d := <-sub.ch
+	if !slices.Equal(d.Added, []string{"T-42", "T-43"}) || !slices.Equal(d.AddedCreated, []int64{201, 201}) || len(d.Removed) != 0 {
+		t.Fatalf("delta added %v created %v removed %v, want T-42 (201) and T-43 (201)", d.Added, d.AddedCreated, d.Removed)
+	}
+	// A new subscriber's full message carries the new incarnation.
+	late := h.subscribe()
+	if m := <-late.ch; !slices.Equal(m.LiveTasksCreated, []int64{100, 201, 201}) {
+		t.Fatalf("late full message: %v %v", m.LiveTasks, m.LiveTasksCreated)
+	}
+}
+
+// An ID listed twice (two registrars' racing creates, before the later
+// entry is deleted): the earliest creation time stands for it, and the
+// delta names it once.
+func TestLivenessDuplicateEntries(t *testing.T) {
+	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h.running = true
+	sub := h.subscribe()
+	t0 := time.Now()
+	h.publish(t0, []string{"P1"}, []int64{100}, nil)
+	<-sub.ch
+	h.publish(t0.Add(time.Second), []string{"P1", "T-42", "T-42"}, []int64{100, 301, 300}, nil)
+	d := <-sub.ch
+	if !slices.Equal(d.Added, []string{"T-42"}) || !slices.Equal(d.AddedCreated, []int64{300}) {
+		t.Fatalf("added %v created %v, want T-42 once, created 300", d.Added, d.AddedCreated)
+	}
+	h.publish(t0.Add(2*time.Second), []string{"P1", "T-42"}, []int64{100, 300}, nil) // the later entry deleted
+	if d := <-sub.ch; len(d.Added)+len(d.Removed) != 0 {
+		t.Fatalf("settled: delta %v", d)
 	}
 }

@@ -86,7 +86,7 @@ func New(r *registrar.Registrar, opts ...Option) *Service {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return &Service{r: r, cfg: cfg, hub: newLivenessHub(r.LiveTasks, cfg.livenessInterval)}
+	return &Service{r: r, cfg: cfg, hub: newLivenessHub(r.LiveTasksCreated, cfg.livenessInterval)}
 }
 
 // CreateTask creates a root task, or with parent_task a delegated child of

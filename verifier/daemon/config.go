@@ -96,10 +96,11 @@ type fileConfig struct {
 	} `hcl:"metrics,block"`
 	MCP      *mcpBlock `hcl:"mcp,block"`
 	Liveness *struct {
-		Registrars   []string `hcl:"registrars"`
-		RegistrarIDs []string `hcl:"registrar_ids"`
-		MaxStaleness string   `hcl:"max_staleness,optional"`
-		OnStale      string   `hcl:"on_stale,optional"`
+		Registrars      []string `hcl:"registrars"`
+		RegistrarIDs    []string `hcl:"registrar_ids"`
+		MaxStaleness    string   `hcl:"max_staleness,optional"`
+		OnStale         string   `hcl:"on_stale,optional"`
+		RememberRevoked string   `hcl:"remember_revoked,optional"`
 	} `hcl:"liveness,block"`
 	Signatures *struct {
 		Require    bool     `hcl:"require,optional"`
@@ -184,6 +185,9 @@ type LivenessConfig struct {
 	// MaxStaleness (default 5 s) and FailOpen: see verifier.LivenessView.
 	MaxStaleness time.Duration
 	FailOpen     bool
+	// RememberRevoked (default 1 h): how long a revocation is remembered,
+	// verifier.LivenessView.RememberRemoved.
+	RememberRevoked time.Duration
 }
 
 // AuthZENConfig configures the AuthZEN endpoints (see verifier.AuthZEN).
@@ -453,6 +457,13 @@ func (cfg *Config) buildLiveness(raw *fileConfig) error {
 			return fmt.Errorf("liveness.max_staleness %q: want a positive duration such as \"5s\"", l.MaxStaleness)
 		}
 		lc.MaxStaleness = d
+	}
+	if l.RememberRevoked != "" {
+		d, err := time.ParseDuration(l.RememberRevoked)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("liveness.remember_revoked %q: want a positive duration such as \"1h\" (at least the longest lifetime of a task's SVIDs)", l.RememberRevoked)
+		}
+		lc.RememberRevoked = d
 	}
 	switch l.OnStale {
 	case "", "deny":

@@ -9,3 +9,6 @@ func SetSecretCheckEvery(d time.Duration) (restore func()) {
 	secretCheckEvery = d
 	return func() { secretCheckEvery = old }
 }
+
+// LiveTasks pairs a liveness message's IDs and creation times.
+var LiveTasks = liveTasks

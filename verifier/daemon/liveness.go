@@ -86,12 +86,18 @@ func (d *Daemon) watchOnce(ctx context.Context, addr string, view *verifier.Live
 		}
 		switch base := m.GetBaseAsOfUnixNano(); {
 		case base == 0:
-			err = view.Update(asOf, m.GetLiveTasks())
+			var live []verifier.LiveTask
+			if live, err = liveTasks(m.GetLiveTasks(), m.GetLiveTasksCreated()); err == nil {
+				err = view.UpdateTasks(asOf, live)
+			}
 		case base != last:
 			// A gap in the stream: start again from a full message.
 			return got, fmt.Errorf("liveness delta applies to %d, the last update was %d", base, last)
 		default:
-			err = view.Apply(asOf, m.GetAdded(), m.GetRemoved())
+			var added []verifier.LiveTask
+			if added, err = liveTasks(m.GetAdded(), m.GetAddedCreated()); err == nil {
+				err = view.ApplyTasks(asOf, added, m.GetRemoved())
+			}
 		}
 		if err != nil {
 			// Not newer than the view (another registrar's listing
@@ -107,4 +113,20 @@ func (d *Daemon) watchOnce(ctx context.Context, addr string, view *verifier.Live
 			close(first)
 		}
 	}
+}
+
+// liveTasks pairs a message's task IDs with their entries' creation times
+// (Unix seconds; none from a registrar that does not send them).
+func liveTasks(ids []string, created []int64) ([]verifier.LiveTask, error) {
+	if len(created) != 0 && len(created) != len(ids) {
+		return nil, fmt.Errorf("liveness message with %d tasks and %d creation times", len(ids), len(created))
+	}
+	ts := make([]verifier.LiveTask, len(ids))
+	for i, id := range ids {
+		ts[i].ID = id
+		if len(created) != 0 && created[i] != 0 {
+			ts[i].Created = time.Unix(created[i], 0)
+		}
+	}
+	return ts, nil
 }

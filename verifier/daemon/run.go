@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
 		d.flushOnBundleUpdates(d.bundleUpdates[0], d.bundleUpdates[1])
 	}
 	if lc := cfg.Liveness; lc != nil {
-		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen}
+		d.view = &verifier.LivenessView{MaxStaleness: lc.MaxStaleness, FailOpen: lc.FailOpen, RememberRemoved: lc.RememberRevoked}
 		d.v.Liveness = d.view.Check
 		d.metrics.watchLiveness(d.view)
 		if err := d.startLiveness(d.view); err != nil {

@@ -91,7 +91,16 @@ type LivenessSnapshot struct {
 	// Deltas: SPIFFE IDs of the tasks that appeared since the base.
 	Added []string `protobuf:"bytes,5,rep,name=added,proto3" json:"added,omitempty"`
 	// Deltas: SPIFFE IDs of the tasks whose entries are gone since the base.
-	Removed       []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Full messages: the creation time of live_tasks[i]'s registration entry
+	// (SPIRE's created_at, Unix seconds), one per live task; empty from a
+	// registrar that does not send creation times.
+	LiveTasksCreated []int64 `protobuf:"varint,7,rep,packed,name=live_tasks_created,json=liveTasksCreated,proto3" json:"live_tasks_created,omitempty"`
+	// Deltas: the creation time of added[i]'s entry, as live_tasks_created.
+	// A task already live that is added with a later creation time was
+	// revoked and created again under the same SPIFFE ID (a new
+	// incarnation): credentials issued before it are of the revoked one.
+	AddedCreated  []int64 `protobuf:"varint,8,rep,packed,name=added_created,json=addedCreated,proto3" json:"added_created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +173,20 @@ func (x *LivenessSnapshot) GetAdded() []string {
 func (x *LivenessSnapshot) GetRemoved() []string {
 	if x != nil {
 		return x.Removed
+	}
+	return nil
+}
+
+func (x *LivenessSnapshot) GetLiveTasksCreated() []int64 {
+	if x != nil {
+		return x.LiveTasksCreated
+	}
+	return nil
+}
+
+func (x *LivenessSnapshot) GetAddedCreated() []int64 {
+	if x != nil {
+		return x.AddedCreated
 	}
 	return nil
 }
@@ -1012,7 +1035,7 @@ var File_agentid_registrar_v1_registrar_proto protoreflect.FileDescriptor
 const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
 	"$agentid/registrar/v1/registrar.proto\x12\x14agentid.registrar.v1\"\x16\n" +
-	"\x14WatchLivenessRequest\"\xd6\x01\n" +
+	"\x14WatchLivenessRequest\"\xa9\x02\n" +
 	"\x10LivenessSnapshot\x12%\n" +
 	"\x0fas_of_unix_nano\x18\x01 \x01(\x03R\fasOfUnixNano\x12\x1d\n" +
 	"\n" +
@@ -1020,7 +1043,9 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\tregistrar\x18\x03 \x01(\tR\tregistrar\x12.\n" +
 	"\x14base_as_of_unix_nano\x18\x04 \x01(\x03R\x10baseAsOfUnixNano\x12\x14\n" +
 	"\x05added\x18\x05 \x03(\tR\x05added\x12\x18\n" +
-	"\aremoved\x18\x06 \x03(\tR\aremoved\"\xb9\x01\n" +
+	"\aremoved\x18\x06 \x03(\tR\aremoved\x12,\n" +
+	"\x12live_tasks_created\x18\a \x03(\x03R\x10liveTasksCreated\x12#\n" +
+	"\radded_created\x18\b \x03(\x03R\faddedCreated\"\xb9\x01\n" +
 	"\x04Task\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x1f\n" +
