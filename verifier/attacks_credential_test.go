@@ -9,14 +9,19 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/svid"
 	"github.com/agentid/agentid/verifier"
@@ -263,5 +268,62 @@ func TestAttackCAOutOfBundle(t *testing.T) {
 		t.Errorf("a cached chain whose intermediate expired 15 minutes ago: %s accepted", p.ID())
 	} else {
 		wantDeny(t, err, verifier.ReasonExpired, "expired")
+	}
+}
+
+// TestRefusedPeerRecorded: a refusal of a verified credential by a later
+// stage — its task revoked, the wrong audience — is recorded with the
+// peer it named (who tried), as an allow is; before, the record named no
+// peer, so the log could not tell which task kept calling after its
+// revocation. A credential that does not verify names none.
+func TestRefusedPeerRecorded(t *testing.T) {
+	e := newAttackEnv(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e.v.Audit = w
+	view := &verifier.LivenessView{MaxStaleness: time.Hour}
+	if err := view.Update(time.Now().Add(time.Minute), []string{}); err != nil { // T-42 revoked: a listing newer than its credentials
+		t.Fatal(err)
+	}
+	e.v.Liveness = view.Check
+	q := func(c verifier.Credential) *verifier.Query {
+		return &verifier.Query{Frontend: verifier.FrontendCheckAPI, Credential: c, Action: verifier.Action{Kind: "http", Method: "GET", Path: "/kb/x"}}
+	}
+	for _, c := range []verifier.Credential{
+		{Kind: verifier.CredentialPEM, Value: e.certPEM},
+		{Kind: verifier.CredentialJWT, Value: e.jwt},
+		{Kind: verifier.CredentialJWT, Value: "x.y.z"},
+	} {
+		if r := e.v.Decide(context.Background(), q(c)); r.Allowed() || r.Authenticated {
+			t.Fatalf("%v: allowed=%v authenticated=%v %s %s", c.Kind, r.Allowed(), r.Authenticated, r.Code, r.Message())
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	for line := range strings.Lines(string(b)) {
+		var rec struct{ Type, Peer, Reason, Decision string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Type == "decision" {
+			peers = append(peers, rec.Peer)
+			if rec.Decision != "deny" {
+				t.Errorf("record %s", line)
+			}
+		}
+	}
+	want := []string{taskID.String(), taskID.String(), ""}
+	if !slices.Equal(peers, want) {
+		t.Errorf("recorded peers %q, want %q", peers, want)
 	}
 }

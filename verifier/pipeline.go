@@ -184,6 +184,10 @@ type Result struct {
 	// sig is the agent's signature as audited; signed: it was verified.
 	sig    *audit.AgentSignature
 	signed bool
+	// refusedPeer is the peer whose verified credential a later stage
+	// refused (revoked, wrong audience, another subject): recorded in the
+	// audit log as who was refused, never handed out as authenticated.
+	refusedPeer *Peer
 }
 
 // Signed reports whether the request carried a verified agent signature.
@@ -373,6 +377,7 @@ func (v *Verifier) conclude(q *Query, r *Result) {
 // refusal (not yet recorded).
 func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
 	err := v.Auth.authenticateInto(&q.Credential, &r.Peer)
+	verified := err == nil
 	p := &r.Peer
 	if err == nil && q.SubjectID != "" {
 		err = checkSubject(p, q.SubjectID)
@@ -393,7 +398,12 @@ func (v *Verifier) authenticate(q *Query, now time.Time, r *Result) bool {
 		}
 	}
 	if err != nil {
-		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action)}
+		var refused *Peer
+		if verified {
+			refused = new(Peer)
+			*refused = *p
+		}
+		*r = Result{Outcome: Unauthenticated, Code: reasonOf(err, ReasonNoCredential), Action: boundedAction(q.Action), refusedPeer: refused}
 		r.Decision.Reason = err.Error()
 		return false
 	}
@@ -543,8 +553,10 @@ func (v *Verifier) record(q *Query, r *Result) error {
 	if q.Resource.Type != "" || q.Resource.ID != "" {
 		rec.Resource = &audit.Entity{Type: cut512(q.Resource.Type), ID: cut512(q.Resource.ID)}
 	}
-	if r.Authenticated {
-		p := &r.Peer
+	if p := r.refusedPeer; p != nil || r.Authenticated {
+		if p == nil {
+			p = &r.Peer
+		}
 		if p.rec != nil {
 			rec.SetPeer(p.rec)
 		} else {
