@@ -169,3 +169,22 @@ func (g *streamGuard) failure() error {
 	}
 	return nil
 }
+
+// Guard keeps a long-lived exchange that a decision for q allowed — a
+// stream of server-sent events a gateway relays, say — to the pipeline's
+// authentication stages for as long as it lasts, as the gRPC
+// interceptors and the proxy do with theirs: run the exchange under the
+// returned context, which is cancelled (the refusal's message as its
+// cause) once the peer is refused — revoked, or its credential expired —
+// or reaches expires; the refusal is recorded and observed once. check
+// re-runs the stages at once (for each message relayed; an idle exchange
+// is re-checked every StreamRecheckInterval); end, if not nil, is called
+// once with the refusal too (to unblock a write to a client that does not
+// read, say); call stop when the exchange ends by itself.
+func (v *Verifier) Guard(ctx context.Context, q *Query, expires time.Time, end func(error)) (gctx context.Context, check func() error, stop func()) {
+	if end == nil {
+		end = func(error) {}
+	}
+	g := v.newStreamGuard(ctx, q, expires, func(r *Result) error { return errors.New(r.Message()) }, end)
+	return g.ctx, g.check, g.stop
+}

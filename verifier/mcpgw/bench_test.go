@@ -373,7 +373,7 @@ func TestGatewayCallAllocs(t *testing.T) {
 	serve() // the gateway learns the tool names
 	n := testing.AllocsPerRun(50, serve)
 	t.Logf("%.0f allocations per call", n)
-	if n > 115 { // 135 before the cuts
-		t.Errorf("%.0f allocations per call, want at most 115", n)
+	if n > 120 { // 135 before the cuts; 115 before an SSE answer ran under the stream guard (+4: revocation ends it)
+		t.Errorf("%.0f allocations per call, want at most 120", n)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
@@ -608,7 +609,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	list := x.msg != nil && listKey(x.msg.Method) != "" && resp.StatusCode == http.StatusOK
 	switch ct := mediaType(resp.Header.Get("Content-Type")); {
 	case ct == "text/event-stream":
-		g.streamSSE(w, r.Context(), resp, x, list)
+		// A stream of events lasts only while its peer passes the
+		// pipeline's authentication stages (revocation, expiry): when it
+		// does not, the upstream's body is closed, which ends the stream,
+		// and a write blocked on a client that does not read ends too.
+		rc := http.NewResponseController(w)
+		ctx, _, stop := g.v.Guard(r.Context(), x.q, x.res.Peer.Expires(), func(error) {
+			resp.Body.Close()
+			rc.SetWriteDeadline(time.Now())
+		})
+		g.streamSSE(w, ctx, resp, x, list)
+		stop()
 	case x.isCall() && ct == "application/json":
 		g.answerJSON(w, r.Context(), resp, x, list)
 	default:
