@@ -9,3 +9,14 @@ func SetSecretCheckEvery(d time.Duration) (restore func()) {
 	secretCheckEvery = d
 	return func() { secretCheckEvery = old }
 }
+
+// SetWatchDebounce sets how long the policy watch waits after a change
+// before it reloads, for a test; the returned function restores it.
+func SetWatchDebounce(d time.Duration) (restore func()) {
+	old := watchDebounce
+	watchDebounce = d
+	return func() { watchDebounce = old }
+}
+
+// Watching is closed once Run watches the policy directory.
+func (d *Daemon) Watching() <-chan struct{} { return d.watching }

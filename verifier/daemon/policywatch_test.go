@@ -1,0 +1,218 @@
+package daemon_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/verifier/daemon"
+)
+
+// kbPost is kbPolicy with GET withdrawn (POST only).
+var kbPost = strings.Replace(kbPolicy, `"GET"`, `"POST"`, 1)
+
+// runWatched runs f's daemon until the test ends, with a short debounce,
+// and returns once its policy watch is set up.
+func runWatched(t *testing.T, f *fixture) {
+	t.Helper()
+	t.Cleanup(daemon.SetWatchDebounce(10 * time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-f.d.Watching():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not set up the policy watch")
+	}
+}
+
+// eventually waits (10 s at most) until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// symlinkRelease moves f's policy directory to release dir v1 and makes
+// policy_dir a symbolic link to it, as an atomic deploy lays it out.
+func symlinkRelease(t *testing.T, f *fixture) (v1 string) {
+	t.Helper()
+	v1 = filepath.Join(f.dir, "releases", "v1")
+	os.MkdirAll(filepath.Dir(v1), 0o755)
+	if err := os.Rename(f.policyDir, v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(v1, f.policyDir); err != nil {
+		t.Fatal(err)
+	}
+	return v1
+}
+
+// release writes a release directory holding kb.hcl.
+func release(t *testing.T, f *fixture, name, kb string) string {
+	t.Helper()
+	dir := filepath.Join(f.dir, "releases", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "kb.hcl"), kb)
+	return dir
+}
+
+// flipLink points link at target as ln -sfn does: a new link renamed over
+// the old one.
+func flipLink(t *testing.T, link, target string) {
+	t.Helper()
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) getAllowed(t *testing.T, cert string) func() bool {
+	return func() bool { return f.check(t, cert, "GET", "/kb/doc")["allow"] == true }
+}
+
+func not(cond func() bool) func() bool { return func() bool { return !cond() } }
+
+// policy_dir is a symbolic link flipped to a new release: the flip
+// reloads the policy (no SIGHUP), and then the new release's files are the
+// ones watched, after a SIGHUP too.
+func TestSymlinkedPolicyDirFlipReloads(t *testing.T) {
+	f := start(t)
+	symlinkRelease(t, f)
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	runWatched(t, f)
+	reader := f.taskCert(t, "kb:read")
+	get := f.getAllowed(t, reader)
+	if !get() {
+		t.Fatal("release 1 does not allow GET /kb/doc")
+	}
+	v2 := release(t, f, "v2", kbPost) // release 2 withdraws GET
+	flipLink(t, f.policyDir, v2)
+	eventually(t, "after policy_dir was flipped to release 2, release 1 still decides (GET /kb/doc allowed): the flip was not seen", not(get))
+
+	write(t, filepath.Join(v2, "kb.hcl"), kbPolicy)
+	eventually(t, "an edit of release 2 (in force) was not loaded: the watch is not on release 2", get)
+
+	if err := f.d.Reload(); err != nil { // SIGHUP
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(v2, "kb.hcl"), kbPost)
+	eventually(t, "after a SIGHUP, an edit of release 2 (in force) was not loaded", not(get))
+}
+
+// reloadErrors is agentid_policy_reloads_total{result="error"}.
+func reloadErrors(t *testing.T, f *fixture) int {
+	m := regexp.MustCompile(`agentid_policy_reloads_total\{result="error"\} (\d+)`).FindStringSubmatch(metricsText(t, f))
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// A flip to a broken release keeps the last good policy (and says so);
+// the fix of the broken release, now policy_dir's target, is then loaded
+// by the watch.
+func TestSymlinkFlipToBrokenReleaseKeepsLastGoodUntilFixed(t *testing.T) {
+	f := start(t)
+	symlinkRelease(t, f)
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	runWatched(t, f)
+	get := f.getAllowed(t, f.taskCert(t, "kb:read"))
+	v2 := release(t, f, "v2", kbPost+"\nrule \"broken\" {\n  effect = \"maybe\"\n}\n")
+	flipLink(t, f.policyDir, v2)
+	eventually(t, "the flip to a broken release was not reloaded (no reload error counted)", func() bool { return reloadErrors(t, f) > 0 })
+	if !get() {
+		t.Fatal("a broken release replaced the last good policy")
+	}
+	write(t, filepath.Join(v2, "kb.hcl"), kbPost)
+	eventually(t, "the fixed release 2 was not loaded: its directory is not watched", not(get))
+}
+
+// A Kubernetes ConfigMap volume as policy_dir: the keys are symbolic links
+// through ..data, which an update swaps to a new timestamped directory.
+func TestConfigMapPolicyDirSwapReloads(t *testing.T) {
+	f := start(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts1 := filepath.Join(f.policyDir, "..2026_12_07_08_00_00.1")
+	must(os.Mkdir(ts1, 0o755))
+	must(os.Rename(filepath.Join(f.policyDir, "kb.hcl"), filepath.Join(ts1, "kb.hcl")))
+	must(os.Symlink(filepath.Base(ts1), filepath.Join(f.policyDir, "..data")))
+	must(os.Symlink("..data/kb.hcl", filepath.Join(f.policyDir, "kb.hcl")))
+	must(f.d.Reload())
+	runWatched(t, f)
+	get := f.getAllowed(t, f.taskCert(t, "kb:read"))
+	if !get() {
+		t.Fatal("the ConfigMap's first version does not allow GET /kb/doc")
+	}
+	ts2 := filepath.Join(f.policyDir, "..2026_12_07_08_05_00.2")
+	must(os.Mkdir(ts2, 0o755))
+	write(t, filepath.Join(ts2, "kb.hcl"), kbPost)
+	flipLink(t, filepath.Join(f.policyDir, "..data"), filepath.Base(ts2))
+	must(os.RemoveAll(ts1))
+	eventually(t, "the ConfigMap update (..data swapped) was not loaded", not(get))
+}
+
+// policy_dir under a symbolic link (Capistrano's layout:
+// app/current -> releases/N, policy_dir through current): flipping current
+// reloads the policy.
+func TestPolicyDirUnderFlippedSymlinkReloads(t *testing.T) {
+	f := start(t)
+	app := filepath.Join(f.dir, "app")
+	v1 := filepath.Join(app, "releases", "1", "policies")
+	if err := os.MkdirAll(filepath.Dir(v1), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(f.policyDir, v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("releases/1", filepath.Join(app, "current")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("app/current/policies", f.policyDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	runWatched(t, f)
+	get := f.getAllowed(t, f.taskCert(t, "kb:read"))
+	if !get() {
+		t.Fatal("release 1 does not allow GET /kb/doc")
+	}
+	v2 := filepath.Join(app, "releases", "2", "policies")
+	if err := os.MkdirAll(v2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(v2, "kb.hcl"), kbPost)
+	flipLink(t, filepath.Join(app, "current"), "releases/2")
+	eventually(t, "after app/current was flipped to release 2, release 1 still decides", not(get))
+	write(t, filepath.Join(v2, "kb.hcl"), kbPolicy)
+	eventually(t, "an edit of release 2 (in force) was not loaded", get)
+}
