@@ -22,10 +22,10 @@ func TestResolveListsTheLinksOfPolicyDir(t *testing.T) {
 		}
 	}
 	links := map[string]string{
-		"current":  "releases/v1",                  // relative
-		"previous": j("releases", "v2"),            // absolute
-		"pol":      "current/policies",             // through another link
-		"alias":    "pol",                          // a link to a link
+		"current":  "releases/v1",                   // relative
+		"previous": j("releases", "v2"),             // absolute
+		"pol":      "current/policies",              // through another link
+		"alias":    "pol",                           // a link to a link
 		"up":       "releases/v2/policies/../../v1", // ".." inside a target
 	}
 	for name, target := range links {
