@@ -74,6 +74,9 @@ func (l *loader) dataBlocks(c *hcl.BodyContent) {
 		case !filepath.IsAbs(path):
 			full = filepath.Join(l.dir, path)
 		}
+		if loadHook != nil {
+			loadHook("data")
+		}
 		src, fi, err := readFile(full, MaxDataFile)
 		if err != nil {
 			l.errorf(content.Attributes["file"].Expr.Range(), "Unreadable data file", "%v.", err)

@@ -1,9 +1,10 @@
 package policies
 
-// SetAfterList sets a function run between listing the policy directory
-// and reading its files, for a test that changes the directory there; the
+// SetLoadHook sets a function run at steps of a load ("listed": between
+// listing the policy directory and reading its files; "data": before
+// reading a data file), for a test that changes the directory there; the
 // returned function removes it.
-func SetAfterList(f func()) (restore func()) {
-	afterList = f
-	return func() { afterList = nil }
+func SetLoadHook(f func(step string)) (restore func()) {
+	loadHook = f
+	return func() { loadHook = nil }
 }

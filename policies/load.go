@@ -100,8 +100,8 @@ func readDir(dir string) (*dirSnapshot, error) {
 	if snap.names, err = listHCL(root); err != nil {
 		return nil, err
 	}
-	if afterList != nil {
-		afterList()
+	if loadHook != nil {
+		loadHook("listed")
 	}
 	for _, name := range snap.names {
 		if IsTestFile(name) {
@@ -188,9 +188,10 @@ func (snap *dirSnapshot) unchanged(dir string, data []fileRead) bool {
 	return true
 }
 
-// afterList, when set (by a test), runs between listing a policy
-// directory and reading its files.
-var afterList func()
+// loadHook, when set (by a test), runs at steps of a load: "listed"
+// between listing the policy directory and reading its files, "data"
+// before reading a data file.
+var loadHook func(step string)
 
 // IsTestFile reports whether a path names a test file: *_test.hcl or a
 // file under a tests/ directory.

@@ -102,7 +102,7 @@ func TestLoadDuringSymlinkFlipInstallsOneRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	flips := 0
-	defer policies.SetAfterList(func() {
+	defer policies.SetLoadHook(func(step string) {
 		if flips == 0 {
 			flip(t, link, v2)
 		}
@@ -136,7 +136,7 @@ func TestLoadDuringConfigMapSwapInstallsOneRelease(t *testing.T) {
 	must(os.Symlink("..2026_12_07_1", filepath.Join(dir, "..data")))
 	must(os.Symlink("..data/kb.hcl", filepath.Join(dir, "kb.hcl")))
 	swapped := false
-	defer policies.SetAfterList(func() {
+	defer policies.SetLoadHook(func(step string) {
 		if swapped {
 			return
 		}
@@ -174,7 +174,7 @@ func TestReloadOfChangingDirectoryKeepsLastGoodSet(t *testing.T) {
 	}
 	good := store.Set()
 	n := 0
-	defer policies.SetAfterList(func() { // the deployer flips at every attempt
+	defer policies.SetLoadHook(func(string) { // the deployer flips at every attempt
 		n++
 		if n%2 == 1 {
 			flip(t, link, v2)
@@ -229,5 +229,55 @@ func TestReloadRacingSymlinkFlipsInstallsWholeReleases(t *testing.T) {
 			d := store.Decide(input(deleteAdmin))
 			t.Fatalf("reload %d installed rules [%s], in neither release; DELETE /kb/admin/keys: allow=%v by %v", i, got, d.Allow, d.RuleNames())
 		}
+	}
+}
+
+// Data files are part of the release: a flip between reading the policy
+// files and reading a data file must not combine release 1's rules with
+// release 2's data. Release 1 allows DELETE while acl.json says "open"
+// (it says "closed"); release 2 has no DELETE rule and an "open" acl.json.
+func TestLoadDuringSymlinkFlipReadsDataFromTheSameRelease(t *testing.T) {
+	root := t.TempDir()
+	v1, v2 := filepath.Join(root, "v1"), filepath.Join(root, "v2")
+	writeFile(t, filepath.Join(v1, "kb.hcl"), `data "acl" {
+  file = "acl.json"
+}
+rule "kb-delete" {
+  effect    = "allow"
+  condition = data.acl.mode == "open"
+  action {
+    http { methods = ["DELETE"] }
+  }
+}
+`)
+	writeFile(t, filepath.Join(v1, "acl.json"), `{"mode": "closed"}`)
+	writeFile(t, filepath.Join(v2, "kb.hcl"), `data "acl" {
+  file = "acl.json"
+}
+`+release1KB)
+	writeFile(t, filepath.Join(v2, "acl.json"), `{"mode": "open"}`)
+	link := filepath.Join(root, "policies")
+	if err := os.Symlink(v1, link); err != nil {
+		t.Fatal(err)
+	}
+	flipped := false
+	defer policies.SetLoadHook(func(step string) {
+		if step == "data" && !flipped {
+			flipped = true
+			flip(t, link, v2)
+		}
+	})()
+	var store policies.Store
+	if diags := store.Reload(link); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if !flipped {
+		t.Fatal("the data file was not read")
+	}
+	if d := store.Decide(input(deleteAdmin)); d.Allow {
+		t.Fatalf("DELETE /kb/admin/keys allowed by %v: release 1's rules with release 2's data", d.RuleNames())
+	}
+	if got := ruleNames(store.Set()); got != release1Rules {
+		t.Fatalf("rules [%s], want release 2's [%s]", got, release1Rules)
 	}
 }
