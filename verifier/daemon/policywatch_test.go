@@ -216,3 +216,29 @@ func TestPolicyDirUnderFlippedSymlinkReloads(t *testing.T) {
 	write(t, filepath.Join(v2, "kb.hcl"), kbPolicy)
 	eventually(t, "an edit of release 2 (in force) was not loaded", get)
 }
+
+// policy_dir, a real directory, replaced by another renamed into its place
+// (mv policies policies.old; mv policies.new policies): the replacement
+// reloads the policy, and its files are the ones watched afterwards.
+func TestPolicyDirReplacedByRenameReloads(t *testing.T) {
+	f := start(t)
+	runWatched(t, f)
+	get := f.getAllowed(t, f.taskCert(t, "kb:read"))
+	if !get() {
+		t.Fatal("the first policy does not allow GET /kb/doc")
+	}
+	next := filepath.Join(f.dir, "policies.new")
+	if err := os.Mkdir(next, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(next, "kb.hcl"), kbPost)
+	if err := os.Rename(f.policyDir, filepath.Join(f.dir, "policies.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, f.policyDir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy directory replaced by a rename was not reloaded", not(get))
+	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy)
+	eventually(t, "an edit of the new policy directory was not loaded: the watch is still on the old one", get)
+}
