@@ -281,3 +281,19 @@ rule "kb-delete" {
 		t.Fatalf("rules [%s], want release 2's [%s]", got, release1Rules)
 	}
 }
+
+// A policy directory somewhere under a folder named tests is not a folder
+// of test files: its rules load (the whole path was matched against
+// "/tests/" before, and such a directory loaded no rule at all).
+func TestLoadPolicyDirUnderTestsFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tests", "policies")
+	writeFile(t, filepath.Join(dir, "kb.hcl"), release1KB)
+	writeFile(t, filepath.Join(dir, "kb_test.hcl"), "this is not read by Load")
+	set, diags := policies.Load(dir)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if got := ruleNames(set); got != release1Rules {
+		t.Fatalf("rules [%s], want [%s]", got, release1Rules)
+	}
+}
