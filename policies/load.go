@@ -44,6 +44,9 @@ func Load(dir string) (*Set, hcl.Diagnostics) {
 	for attempt := 1; ; attempt++ {
 		snap, err := readDir(dir)
 		if err != nil {
+			if snap != nil && attempt < MaxLoadAttempts && !snap.unchanged(dir, nil) {
+				continue // a file listed went away in a change: read the new state
+			}
 			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy directory", Detail: err.Error()}}
 		}
 		l := newLoader(dir)
@@ -88,6 +91,8 @@ type dirSnapshot struct {
 	reads  []fileRead
 }
 
+// readDir reads dir once. On an error reading a listed file it returns the
+// snapshot so far too, for Load to see whether dir changed meanwhile.
 func readDir(dir string) (*dirSnapshot, error) {
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -110,7 +115,7 @@ func readDir(dir string) (*dirSnapshot, error) {
 		p := filepath.Join(root, name)
 		src, fi, err := readFile(p, -1)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+			return snap, err
 		}
 		snap.files = append(snap.files, File{Name: name, Src: src})
 		snap.reads = append(snap.reads, fileRead{p, fi})

@@ -297,3 +297,27 @@ func TestLoadPolicyDirUnderTestsFolder(t *testing.T) {
 		t.Fatalf("rules [%s], want [%s]", got, release1Rules)
 	}
 }
+
+// A file listed and then removed before it is read (a ConfigMap update
+// dropping a key: the kubelet removes the key's link after the swap) makes
+// the load start again, not fail.
+func TestLoadRetriesWhenAListedFileGoesAway(t *testing.T) {
+	root := t.TempDir()
+	_, v2 := releases(t, root)
+	removed := false
+	defer policies.SetLoadHook(func(step string) {
+		if step == "listed" && !removed {
+			removed = true
+			if err := os.Remove(filepath.Join(v2, "zz-deny.hcl")); err != nil {
+				t.Error(err)
+			}
+		}
+	})()
+	set, diags := policies.Load(v2)
+	if diags.HasErrors() {
+		t.Fatalf("a file removed during the load failed it: %v", diags)
+	}
+	if got := ruleNames(set); got != "kb-write" {
+		t.Fatalf("rules [%s], want the directory as it is now: [kb-write]", got)
+	}
+}
