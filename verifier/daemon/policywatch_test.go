@@ -18,9 +18,11 @@ var kbPost = strings.Replace(kbPolicy, `"GET"`, `"POST"`, 1)
 
 // runWatched runs f's daemon until the test ends, with a short debounce,
 // and returns once its policy watch is set up.
-func runWatched(t *testing.T, f *fixture) {
+func runWatched(t *testing.T, f *fixture) { runDebounced(t, f, 10*time.Millisecond) }
+
+func runDebounced(t *testing.T, f *fixture, debounce time.Duration) {
 	t.Helper()
-	t.Cleanup(daemon.SetWatchDebounce(10 * time.Millisecond))
+	t.Cleanup(daemon.SetWatchDebounce(debounce))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.d.Run(ctx) }()
