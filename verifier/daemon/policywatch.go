@@ -27,7 +27,11 @@ var watchDebounce = 100 * time.Millisecond
 //     through (policy_dir itself or a folder above it) and of the
 //     directory it resolves to, where only the changes of those names
 //     count (a link replaced, or the directory replaced by a rename);
-//   - the folders of the policy's data files (every change counts);
+//   - the folders of the policy's data files (every change counts),
+//     followed through their symbolic links the same way;
+//
+// when a component of a path is missing (a link removed before the new
+// one is made), the folder it would be in is watched for it;
 //
 // and refresh moves it after each reload, before the load (so a change
 // made while the new release loads is seen) and after (for the data
@@ -59,7 +63,10 @@ func newPolicyWatch(dir string, log *slog.Logger) (*policyWatch, error) {
 // resolve resolves the symbolic links of path (absolute) as the kernel
 // does, component by component, and lists each link it went through (as
 // the link's own path): policy_dir may be a link, or under one
-// (/srv/app/current/policies with current -> releases/42).
+// (/srv/app/current/policies with current -> releases/42). When a
+// component is missing (a link removed and not made again yet), the
+// error comes with the links so far and the missing path last, whose
+// reappearance is what to watch for.
 func resolve(path string) (links []string, resolved string, err error) {
 	sep := string(filepath.Separator)
 	vol := filepath.VolumeName(path)
@@ -78,7 +85,7 @@ func resolve(path string) (links []string, resolved string, err error) {
 		next := filepath.Join(done, c)
 		fi, err := os.Lstat(next)
 		if err != nil {
-			return links, "", err
+			return append(links, next), "", err
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
 			done = next
@@ -102,55 +109,56 @@ func resolve(path string) (links []string, resolved string, err error) {
 }
 
 // refresh watches what policy_dir resolves to now and the folders of
-// dataFiles, and stops watching what it no longer needs. It reports
-// whether policy_dir could be resolved and watched.
+// dataFiles (each resolved the same way), and stops watching what it no
+// longer needs. The error says that policy_dir itself is not watched.
 func (p *policyWatch) refresh(dataFiles []string) error {
 	whole, names := map[string]bool{}, map[string]bool{}
 	want := map[string]bool{}
-	links, resolved, resolveErr := resolve(p.dir)
-	if resolveErr == nil {
-		whole[resolved] = true
-		want[resolved] = true
-		links = append(links, resolved) // replaced by a rename
+	follow := func(dir string) (string, error) {
+		links, resolved, err := resolve(dir)
+		if err == nil {
+			whole[resolved] = true
+			want[resolved] = true
+			links = append(links, resolved) // replaced by a rename
+		}
+		for _, l := range links { // with a missing component last, on error
+			names[l] = true
+			want[filepath.Dir(l)] = true
+		}
+		return resolved, err
 	}
-	for _, l := range links {
-		names[l] = true
-		want[filepath.Dir(l)] = true
-	}
+	resolved, err := follow(p.dir)
 	for _, f := range dataFiles {
-		whole[filepath.Dir(f)] = true
-		want[filepath.Dir(f)] = true
+		if d, err := filepath.Abs(filepath.Dir(f)); err == nil {
+			follow(d)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.whole, p.names = whole, names
 	for path, was := range p.added {
-		fi, err := os.Stat(path)
-		if !want[path] || err != nil || !os.SameFile(fi, was) { // not needed, or replaced: watch again below
+		fi, statErr := os.Stat(path)
+		if !want[path] || statErr != nil || !os.SameFile(fi, was) { // not needed, or replaced: watch again below
 			p.w.Remove(path) // fails when the folder went away, which removed the watch
 			delete(p.added, path)
 		}
 	}
-	var err error
 	for path := range want {
 		if _, ok := p.added[path]; ok {
 			continue
 		}
-		fi, statErr := os.Stat(path)
-		if statErr == nil {
-			statErr = p.w.Add(path)
+		fi, addErr := os.Stat(path)
+		if addErr == nil {
+			addErr = p.w.Add(path)
 		}
-		if statErr != nil {
-			if path == resolved {
-				err = statErr
+		if addErr != nil {
+			if path == resolved && err == nil {
+				err = addErr
 			}
-			p.log.Warn("policy watch: not watched; reload with SIGHUP", "path", path, "err", statErr)
+			p.log.Warn("policy watch: not watched; reload with SIGHUP", "path", path, "err", addErr)
 			continue
 		}
 		p.added[path] = fi
-	}
-	if resolveErr != nil {
-		return resolveErr
 	}
 	return err
 }

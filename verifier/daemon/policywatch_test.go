@@ -244,3 +244,72 @@ func TestPolicyDirReplacedByRenameReloads(t *testing.T) {
 	write(t, filepath.Join(f.policyDir, "kb.hcl"), kbPolicy)
 	eventually(t, "an edit of the new policy directory was not loaded: the watch is still on the old one", get)
 }
+
+// A link removed and made again (an ln that is not atomic), with a reload
+// in the gap: that reload fails and keeps the last good policy, and the
+// new link is still seen.
+func TestPolicyDirMissingForAMomentReloadsWhenBack(t *testing.T) {
+	f := start(t)
+	symlinkRelease(t, f)
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	runWatched(t, f)
+	get := f.getAllowed(t, f.taskCert(t, "kb:read"))
+	v2 := release(t, f, "v2", kbPost)
+	if err := os.Remove(f.policyDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.d.Reload(); err == nil { // a reload in the gap
+		t.Fatal("a reload without policy_dir succeeded")
+	}
+	// and the watch's own reload for the removal, in the gap too
+	eventually(t, "the removal of policy_dir was not seen", func() bool { return reloadErrors(t, f) >= 2 })
+	if !get() {
+		t.Fatal("a failed reload replaced the last good policy")
+	}
+	if err := os.Symlink(v2, f.policyDir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "policy_dir made again after a reload in the gap was not reloaded", not(get))
+}
+
+// A data file named by an absolute path through a symbolic link of its
+// own (a second ConfigMap, another release tree): flipping that link
+// reloads the policy with the new data.
+func TestDataFolderSymlinkFlipReloads(t *testing.T) {
+	f := start(t)
+	data1, data2 := filepath.Join(f.dir, "data-1"), filepath.Join(f.dir, "data-2")
+	os.Mkdir(data1, 0o755)
+	os.Mkdir(data2, 0o755)
+	write(t, filepath.Join(data1, "acl.json"), `{"mode": "closed"}`)
+	write(t, filepath.Join(data2, "acl.json"), `{"mode": "open"}`)
+	os.Mkdir(filepath.Join(f.dir, "cfg"), 0o755)
+	link := filepath.Join(f.dir, "cfg", "current") // in a folder nothing else has the daemon watch
+	if err := os.Symlink("../data-1", link); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.policyDir, "wiki.hcl"), `
+data "acl" {
+  file = "`+filepath.Join(link, "acl.json")+`"
+}
+rule "wiki-open" {
+  effect    = "allow"
+  condition = data.acl.mode == "open"
+  action {
+    http { paths = ["/wiki/**"] }
+  }
+}
+`)
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	runWatched(t, f)
+	reader := f.taskCert(t, "kb:read")
+	wiki := func() bool { return f.check(t, reader, "GET", "/wiki/doc")["allow"] == true }
+	if wiki() {
+		t.Fatal("data-1 says closed, and /wiki is allowed")
+	}
+	flipLink(t, link, "../data-2")
+	eventually(t, "the data folder's link was flipped, and the new data was not loaded", wiki)
+}
