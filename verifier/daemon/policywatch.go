@@ -46,6 +46,9 @@ type policyWatch struct {
 	whole map[string]bool        // folders every change of which counts
 	names map[string]bool        // paths whose own change counts (in the watched parent)
 	added map[string]os.FileInfo // the folders added to w, with what they were
+	// failed: the folders that could not be added at the last refresh,
+	// with the error (logged when it first comes)
+	failed map[string]string
 }
 
 func newPolicyWatch(dir string, log *slog.Logger) (*policyWatch, error) {
@@ -136,6 +139,8 @@ func (p *policyWatch) refresh(dataFiles []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.whole, p.names = whole, names
+	failed := p.failed
+	p.failed = map[string]string{}
 	for path, was := range p.added {
 		fi, statErr := os.Stat(path)
 		if !want[path] || statErr != nil || !os.SameFile(fi, was) { // not needed, or replaced: watch again below
@@ -155,7 +160,10 @@ func (p *policyWatch) refresh(dataFiles []string) error {
 			if path == resolved && err == nil {
 				err = addErr
 			}
-			p.log.Warn("policy watch: not watched; reload with SIGHUP", "path", path, "err", addErr)
+			if msg := addErr.Error(); failed[path] != msg { // once, not at every reload
+				p.log.Warn("policy watch: a folder cannot be watched; changes in it need SIGHUP", "path", path, "err", addErr)
+			}
+			p.failed[path] = addErr.Error()
 			continue
 		}
 		p.added[path] = fi
