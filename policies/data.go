@@ -3,7 +3,6 @@ package policies
 import (
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -69,14 +68,21 @@ func (l *loader) dataBlocks(c *hcl.BodyContent) {
 			continue
 		}
 		full := path
-		if !filepath.IsAbs(full) {
+		switch {
+		case filepath.IsLocal(path) && l.root != "":
+			full = filepath.Join(l.root, path) // the release the policy files were read from
+		case !filepath.IsAbs(path):
 			full = filepath.Join(l.dir, path)
 		}
-		src, err := readBounded(full)
+		if loadHook != nil {
+			loadHook("data")
+		}
+		src, fi, err := readFile(full, MaxDataFile)
 		if err != nil {
 			l.errorf(content.Attributes["file"].Expr.Range(), "Unreadable data file", "%v.", err)
 			continue
 		}
+		l.reads = append(l.reads, fileRead{full, fi})
 		var v cty.Value
 		if format == "json" {
 			v = l.jsonData(src, path)
@@ -88,17 +94,6 @@ func (l *loader) dataBlocks(c *hcl.BodyContent) {
 		}
 		l.data[name] = &dataSource{path: full, src: src, val: v}
 	}
-}
-
-func readBounded(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > MaxDataFile {
-		return nil, fmt.Errorf("%s has %d bytes, more than the %d a data file may have", path, fi.Size(), MaxDataFile)
-	}
-	return os.ReadFile(path)
 }
 
 // jsonData reads JSON with HCL's JSON parser, whose diagnostics carry

@@ -24,7 +24,11 @@
 //
 // A [Store] holds the current Set for concurrent readers and swaps it
 // atomically on [Store.Reload], keeping the last good set when the new
-// sources have errors.
+// sources have errors. [Load] reads a directory that a deploy may be
+// changing (a symbolic link flipped to a new release, a Kubernetes
+// ConfigMap's ..data swapped) as one whole release: it resolves the
+// directory once, reads everything from there, and starts again when
+// what it read changed meanwhile.
 //
 // The language is documented in docs/policy.md.
 package policies

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,37 +30,173 @@ type File struct {
 // Load reads, checks and compiles every policy file (*.hcl except
 // *_test.hcl) in dir. Loading is all-or-nothing: when the diagnostics hold
 // an error the Set is nil. Warnings come with a non-nil Set.
+//
+// dir may be a symbolic link flipped to a new release while Load runs
+// (an atomic deploy: ln -sfn and rename), or a Kubernetes ConfigMap volume
+// whose ..data link is swapped: Load resolves dir once and reads the
+// policy files and the data files inside it from the resolved directory,
+// then checks that nothing it read changed meanwhile (dir resolving
+// elsewhere, a file added, removed or replaced). If something did, it
+// starts again, up to [MaxLoadAttempts] times, and then fails: the Set
+// is always one whole release, never one release's file list with
+// another's contents.
 func Load(dir string) (*Set, hcl.Diagnostics) {
-	files, err := ReadDir(dir)
-	if err != nil {
-		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy directory", Detail: err.Error()}}
+	for attempt := 1; ; attempt++ {
+		snap, err := readDir(dir)
+		if err != nil {
+			if snap != nil && attempt < MaxLoadAttempts && !snap.unchanged(dir, nil) {
+				continue // a file listed went away in a change: read the new state
+			}
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy directory", Detail: err.Error()}}
+		}
+		l := newLoader(dir)
+		l.root = snap.root
+		set, diags := l.load(snap.files)
+		if snap.unchanged(dir, l.reads) {
+			return set, diags
+		}
+		if attempt == MaxLoadAttempts {
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Policy directory changed while it was read",
+				Detail: fmt.Sprintf("%s changed while it was read, %d times in a row (a deploy in progress?); the policy was not loaded: load it again once the change is complete.", dir, attempt)}}
+		}
 	}
-	return loadFiles(files, dir)
 }
 
+// MaxLoadAttempts bounds how often [Load] starts again when the directory
+// changed while it was read.
+const MaxLoadAttempts = 4
+
 // ReadDir returns the policy files of dir (not the test files), sorted by
-// name.
+// name, all read from the directory dir resolves to when ReadDir starts.
 func ReadDir(dir string) ([]File, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.hcl"))
+	snap, err := readDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(dir); err != nil {
+	return snap.files, nil
+}
+
+// fileRead is a file as read: its path and what the open file was.
+type fileRead struct {
+	path string
+	fi   os.FileInfo
+}
+
+// dirSnapshot is one read of a policy directory.
+type dirSnapshot struct {
+	root   string      // dir with its symbolic links resolved
+	rootFI os.FileInfo // the directory root was
+	names  []string    // the *.hcl names listed (test files included)
+	files  []File
+	reads  []fileRead
+}
+
+// readDir reads dir once. On an error reading a listed file it returns the
+// snapshot so far too, for Load to see whether dir changed meanwhile.
+func readDir(dir string) (*dirSnapshot, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
 		return nil, err
 	}
-	var files []File
-	for _, p := range names {
-		if IsTestFile(p) {
+	snap := &dirSnapshot{root: root}
+	if snap.rootFI, err = os.Stat(root); err != nil {
+		return nil, err
+	}
+	if snap.names, err = listHCL(root); err != nil {
+		return nil, err
+	}
+	if loadHook != nil {
+		loadHook("listed")
+	}
+	for _, name := range snap.names {
+		if IsTestFile(name) {
 			continue
 		}
-		src, err := os.ReadFile(p)
+		p := filepath.Join(root, name)
+		src, fi, err := readFile(p, -1)
 		if err != nil {
-			return nil, err
+			return snap, err
 		}
-		files = append(files, File{Name: filepath.Base(p), Src: src})
+		snap.files = append(snap.files, File{Name: name, Src: src})
+		snap.reads = append(snap.reads, fileRead{p, fi})
 	}
-	return files, nil
+	return snap, nil
 }
+
+// listHCL lists the *.hcl names in dir, sorted.
+func listHCL(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if ok, _ := filepath.Match("*.hcl", e.Name()); ok {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// readFile reads the file at path, refusing more than limit bytes (limit
+// < 0: no limit), and returns what the open file was.
+func readFile(path string, limit int64) ([]byte, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.IsDir() {
+		return nil, nil, fmt.Errorf("%s is a directory", path)
+	}
+	if limit >= 0 && fi.Size() > limit {
+		return nil, nil, fmt.Errorf("%s has %d bytes, more than the %d a data file may have", path, fi.Size(), limit)
+	}
+	r := io.Reader(f)
+	if limit >= 0 {
+		r = io.LimitReader(f, limit+1)
+	}
+	src, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if limit >= 0 && int64(len(src)) > limit {
+		return nil, nil, fmt.Errorf("%s has more than the %d bytes a data file may have", path, limit)
+	}
+	return src, fi, nil
+}
+
+// unchanged reports whether dir still resolves to the directory read, with
+// the same *.hcl names, and every file read (policy and data files) is
+// still the file that was read, unmodified.
+func (snap *dirSnapshot) unchanged(dir string, data []fileRead) bool {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil || root != snap.root {
+		return false
+	}
+	if fi, err := os.Stat(root); err != nil || !os.SameFile(fi, snap.rootFI) {
+		return false
+	}
+	if names, err := listHCL(root); err != nil || !slices.Equal(names, snap.names) {
+		return false
+	}
+	for _, r := range slices.Concat(snap.reads, data) {
+		fi, err := os.Stat(r.path)
+		if err != nil || !os.SameFile(fi, r.fi) || fi.Size() != r.fi.Size() || !fi.ModTime().Equal(r.fi.ModTime()) {
+			return false
+		}
+	}
+	return true
+}
+
+// loadHook, when set (by a test), runs at steps of a load: "listed"
+// between listing the policy directory and reading its files, "data"
+// before reading a data file.
+var loadHook func(step string)
 
 // IsTestFile reports whether a path names a test file: *_test.hcl or a
 // file under a tests/ directory.
@@ -70,11 +207,14 @@ func IsTestFile(path string) bool {
 
 // LoadFiles checks and compiles policy sources; see [Load]. The files of
 // data blocks are relative to the current directory.
-func LoadFiles(files []File) (*Set, hcl.Diagnostics) { return loadFiles(files, ".") }
+func LoadFiles(files []File) (*Set, hcl.Diagnostics) { return newLoader(".").load(files) }
 
-func loadFiles(files []File, dir string) (*Set, hcl.Diagnostics) {
-	l := &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}, srcs: map[string][]byte{},
+func newLoader(dir string) *loader {
+	return &loader{vars: map[string]cty.Value{}, varDefs: map[string]hcl.Range{}, ruleDefs: map[string]hcl.Range{}, varUsed: map[string]bool{}, srcs: map[string][]byte{},
 		dir: dir, data: map[string]*dataSource{}, dataDefs: map[string]hcl.Range{}}
+}
+
+func (l *loader) load(files []File) (*Set, hcl.Diagnostics) {
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
 	var bodies []*hcl.BodyContent
@@ -123,6 +263,10 @@ type loader struct {
 	evalCtx  *hcl.EvalContext // load-time context, built once varObj is set
 	testDir  string           // folder of the test file being read
 	dir      string           // the policy directory, for data files
+	// root is dir with its symbolic links resolved, once per load: data
+	// files inside the directory are read from there ("" : dir)
+	root     string
+	reads    []fileRead // the data files read
 	data     map[string]*dataSource
 	dataDefs map[string]hcl.Range
 	dataObj  cty.Value

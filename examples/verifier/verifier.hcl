@@ -1,7 +1,9 @@
 # agentid-verifier configuration: see docs/verifier.md.
 trust_domain  = "example.org"
 trust_domains = ["example.org"]            # peers and delegation chains must stay inside these
-policy_dir    = "/etc/agentid/policies"    # *.hcl, reloaded on change and on SIGHUP
+policy_dir    = "/etc/agentid/policies"    # *.hcl, reloaded on change and on SIGHUP, all-or-nothing;
+                                           # may be a symlink flipped to a new release, or a ConfigMap
+                                           # volume (docs/verifier.md, "Reloading the policy")
 jwt_audiences = ["kb"]                      # JWT-SVIDs must name one of these
 # Identity headers sent upstream (proxy, ext_authz); "claims" adds the
 # base64url JSON of every claim. Default: all but "claims".

@@ -12,3 +12,14 @@ func SetSecretCheckEvery(d time.Duration) (restore func()) {
 
 // LiveTasks pairs a liveness message's IDs and creation times.
 var LiveTasks = liveTasks
+
+// SetWatchDebounce sets how long the policy watch waits after a change
+// before it reloads, for a test; the returned function restores it.
+func SetWatchDebounce(d time.Duration) (restore func()) {
+	old := watchDebounce
+	watchDebounce = d
+	return func() { watchDebounce = old }
+}
+
+// Watching is closed once Run watches the policy directory.
+func (d *Daemon) Watching() <-chan struct{} { return d.watching }

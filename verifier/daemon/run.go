@@ -28,7 +28,6 @@ import (
 	"github.com/agentid/agentid/policies"
 	"github.com/agentid/agentid/verifier"
 	"github.com/agentid/agentid/verifier/mcpgw"
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -56,7 +55,9 @@ type Daemon struct {
 	servers []func(context.Context) error
 	wg      sync.WaitGroup
 	addrs   map[string]net.Addr
-	watcher atomic.Pointer[fsnotify.Watcher] // nil until Run watches the policy directory
+	pwatch  atomic.Pointer[policyWatch] // nil until Run watches the policy directory
+	// watching is closed once Run has set up the watch (or failed to)
+	watching chan struct{}
 	// bundleUpdates signal the Workload API sources' updates (nil with
 	// files): each flushes the Authenticator's cache.
 	bundleUpdates []<-chan struct{}
@@ -65,7 +66,7 @@ type Daemon struct {
 // New loads the policy and the sources and binds the listeners, but serves
 // nothing until Serve.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
+	d := &Daemon{cfg: cfg, log: log, addrs: map[string]net.Addr{}, watching: make(chan struct{})}
 	var resources []string // accepted only by the gateway's queries, which name it
 	if cfg.MCP != nil {
 		if err := cfg.MCP.loadSecrets(log.With("frontend", mcpgw.Frontend)); err != nil {
@@ -306,6 +307,7 @@ func (d *Daemon) serve(run func() error, stop func(context.Context) error) {
 // Reload loads the policy directory again; on error the previous policy
 // stays in force and the error is returned, logged and counted.
 func (d *Daemon) Reload() error {
+	d.rewatch() // first, so that a change made while it loads is seen
 	diags := d.store.Reload(d.cfg.PolicyDir)
 	if diags.HasErrors() {
 		d.metrics.reloads.WithLabelValues("error").Inc()
@@ -315,7 +317,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.metrics.reloads.WithLabelValues("ok").Inc()
 	d.metrics.policyOK.Set(1)
-	d.watchData()
+	d.rewatch() // the new policy's data files
 	d.log.Info("policy reloaded", "dir", d.cfg.PolicyDir, "digest", d.store.Set().Digest())
 	return nil
 }
@@ -330,6 +332,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		d.log.Warn("policy directory not watched; reload with SIGHUP", "err", err)
 	}
+	close(d.watching)
 	for {
 		select {
 		case <-ctx.Done():
@@ -342,56 +345,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// watch reports (debounced) changes to the policy directory.
+// watch reports (debounced) changes to the policy directory, its data
+// files, and what policy_dir resolves to (see policyWatch).
 func (d *Daemon) watch() (<-chan struct{}, error) {
-	w, err := fsnotify.NewWatcher()
+	pw, err := newPolicyWatch(d.cfg.PolicyDir, d.log)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.Add(d.cfg.PolicyDir); err != nil {
-		w.Close()
+	if err := pw.refresh(d.store.Set().DataFiles()); err != nil {
+		pw.w.Close()
 		return nil, err
 	}
-	d.watcher.Store(w)
-	d.watchData()
-	d.closers = append(d.closers, w.Close)
+	d.pwatch.Store(pw)
+	d.closers = append(d.closers, pw.w.Close)
 	out := make(chan struct{}, 1)
-	go func() {
-		var timer <-chan time.Time
-		for {
-			select {
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				timer = time.After(100 * time.Millisecond) // editors write in bursts
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				d.log.Warn("policy watch", "err", err)
-			case <-timer:
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
+	go pw.run(out)
 	return out, nil
 }
 
-// watchData adds the folders of the policy's data files to the watch, so
-// that a changed data file reloads the policy like a changed policy file.
-func (d *Daemon) watchData() {
-	w := d.watcher.Load()
-	if w == nil {
-		return
-	}
-	for _, f := range d.store.Set().DataFiles() {
-		if err := w.Add(filepath.Dir(f)); err != nil {
-			d.log.Warn("data file not watched; reload with SIGHUP", "file", f, "err", err)
-		}
+// rewatch moves the watch to what policy_dir resolves to now and to the
+// current policy's data files.
+func (d *Daemon) rewatch() {
+	if pw := d.pwatch.Load(); pw != nil {
+		pw.refresh(d.store.Set().DataFiles())
 	}
 }
 
