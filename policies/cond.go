@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/agentid/agentid/internal/strictjson"
 )
 
 // condition is a compiled condition expression: top-level && and || are
@@ -101,6 +103,7 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 		}
 	}
 	l.checkCost(a.Expr)
+	guardNumbers(a.Expr)
 	if readsArguments(a.Expr) {
 		l.usesArgs = true
 	}
@@ -306,10 +309,15 @@ func evalContext(st *evalState) (*hcl.EvalContext, string) {
 	switch {
 	case in.AnyArguments:
 		args = cty.DynamicVal
+	case st.usesArgs && st.args != nil && st.args.done:
+		args, argErr = st.args.v, st.args.err
 	case st.usesArgs:
 		var err error
 		if args, err = ArgumentsValue(in.Action.Arguments); err != nil {
-			argErr = "action.arguments: " + err.Error()
+			args, argErr = cty.NullVal(cty.DynamicPseudoType), "action.arguments: "+err.Error()
+		}
+		if st.args != nil {
+			*st.args = argsMemo{done: true, v: args, err: argErr}
 		}
 	}
 	vars := map[string]cty.Value{
@@ -351,6 +359,11 @@ func entityValue(typ, id string, props []byte) cty.Value {
 func jsonObjectValue(raw []byte) cty.Value {
 	if len(raw) == 0 {
 		return cty.EmptyObjectVal
+	}
+	// numbers beyond MaxNumberLen (go-cty parses them in quadratic time),
+	// duplicate keys and nesting beyond MaxArgumentsDepth are refused first
+	if _, _, err := strictjson.Check(raw, MaxArgumentsDepth, nil); err != nil {
+		return cty.NullVal(cty.DynamicPseudoType)
 	}
 	t, err := ctyjson.ImpliedType(raw)
 	if err != nil {

@@ -57,6 +57,8 @@ var functions = map[string]function.Function{
 	"min":        stdlib.MinFunc,
 	"max":        stdlib.MaxFunc,
 	"abs":        stdlib.AbsoluteFunc,
+	// the loader's guard of string to number conversions (condnum.go)
+	numberGuardName: numberGuard,
 }
 
 func strParam(name string) function.Parameter {

@@ -70,9 +70,22 @@ type evalState struct {
 	// usesArgs: the Set's conditions read action.arguments
 	usesArgs  bool
 	peerAttrs map[string]bool
+	// args, when not nil, keeps the decoded arguments across the
+	// decisions of one MissingScopes
+	args *argsMemo
 }
 
-func (s *Set) decide(in *Input, explain bool) Decision {
+// argsMemo is Action.Arguments decoded once (ArgumentsValue) for several
+// decisions on the same action.
+type argsMemo struct {
+	done bool
+	v    cty.Value
+	err  string
+}
+
+func (s *Set) decide(in *Input, explain bool) Decision { return s.decideMemo(in, explain, nil) }
+
+func (s *Set) decideMemo(in *Input, explain bool, args *argsMemo) Decision {
 	if s == nil {
 		return Decision{Reason: ReasonNoPolicy}
 	}
@@ -82,7 +95,7 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 	if in.reservedSubject() {
 		return Decision{Reason: ReasonReservedSubject}
 	}
-	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs, peerAttrs: s.peerAttrs}
+	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs, peerAttrs: s.peerAttrs, args: args}
 	if st.now.IsZero() {
 		st.now = time.Now()
 	}
@@ -214,6 +227,7 @@ func (s *Set) MissingScopes(in *Input) []string {
 	if s == nil || in.Peer.Claims == nil {
 		return nil
 	}
+	args := &argsMemo{} // the arguments are decoded once, not once per rule
 	for _, r := range s.rules {
 		if r.effect != Allow || r.peer == nil || r.action != nil && r.action.mismatch(&in.Action, false) != "" {
 			continue
@@ -234,7 +248,7 @@ func (s *Set) MissingScopes(in *Input) []string {
 		c.Scope = append(slices.Clip(c.Scope), missing...)
 		with := *in
 		with.Peer.Claims = &c
-		if s.Decide(&with).Allow {
+		if s.decideMemo(&with, false, args).Allow {
 			return missing
 		}
 	}
