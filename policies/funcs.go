@@ -14,6 +14,8 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+
+	"github.com/agentid/agentid/internal/strictjson"
 )
 
 // functions is the condition function library (docs/policy.md lists it).
@@ -211,7 +213,7 @@ var durationFunc = function.New(&function.Spec{
 func parseTime(v cty.Value) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, v.AsString())
 	if err != nil {
-		return t, fmt.Errorf("%q is not an RFC 3339 time", v.AsString())
+		return t, fmt.Errorf("%s is not an RFC 3339 time", strictjson.Quote(v.AsString()))
 	}
 	return t, nil
 }

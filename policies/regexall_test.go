@@ -38,7 +38,9 @@ rule "r" {
     && regex("a+", request.headers["x-q"]) != "")
 }
 `)
-	in := input(func(in *policies.Input) { in.Request.Headers = map[string][]string{"X-Q": {strings.Repeat("a", 64<<10)}} })
+	in := input(func(in *policies.Input) {
+		in.Request.Headers = map[string][]string{"X-Q": {strings.Repeat("a", 64<<10)}}
+	})
 	if d := set.Decide(in); !d.Allow {
 		t.Errorf("denied: %s %v", d.Reason, d.Errors)
 	}

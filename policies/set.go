@@ -2,7 +2,9 @@ package policies
 
 import (
 	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -194,11 +196,12 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 		var argErr string
 		st.ctx, argErr = evalContext(st)
 		if argErr != "" {
-			st.errors = append(st.errors, argErr)
+			st.errors = append(st.errors, cutError(argErr))
 		}
 	}
 	res, err := r.cond.root.eval(st.ctx, st.in.AnyArguments)
 	if err != "" {
+		err = cutError(err)
 		st.errors = append(st.errors, r.ref.Name+": "+err)
 		if r.effect == Deny {
 			return "" // fail closed: an erring deny rule matches
@@ -214,6 +217,23 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 		}
 	}
 	return ""
+}
+
+// maxErrorLen bounds a condition error in Decision.Errors: HCL's and
+// go-cty's messages may quote the value that failed (a header that is not
+// a time), which the client chose; the errors go to the audit log and to
+// the client.
+const maxErrorLen = 768
+
+func cutError(s string) string {
+	if len(s) <= maxErrorLen {
+		return s
+	}
+	i := maxErrorLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // MissingScopes returns the scopes that, granted to in's peer in addition

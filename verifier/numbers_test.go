@@ -73,3 +73,22 @@ func TestAttackLongNumberArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalReasonsBounded: a refusal quotes what it refuses in bounded
+// form, and Decision.Reason of a refused input is capped, so a client
+// cannot make its refusal (and the audit line that records it) as long as
+// what it sent: a header name with "_" of 64 KiB was quoted in full, twice.
+func TestRefusalReasonsBounded(t *testing.T) {
+	e := newAttackEnv(t)
+	name := "X_" + strings.Repeat("a", 64<<10)
+	r := e.v.Decide(context.Background(), &verifier.Query{Frontend: verifier.FrontendHTTP, Audience: "kb",
+		Credential: verifier.Credential{Kind: verifier.CredentialJWT, Value: e.jwt},
+		Action:     verifier.Action{Kind: "http", Method: "GET", Path: "/kb/doc"},
+		Request:    verifier.Request{Headers: map[string][]string{name: {"v"}}}})
+	if r.Outcome != verifier.BadRequest || !strings.Contains(r.Decision.Reason, `"_"`) {
+		t.Fatalf("%v %.200s", r.Outcome, r.Decision.Reason)
+	}
+	if len(r.Decision.Reason) > 1024 {
+		t.Errorf("reason of %d bytes: %.200s…", len(r.Decision.Reason), r.Decision.Reason)
+	}
+}
