@@ -261,6 +261,7 @@ func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 	}
 	v, diags := n.expr.Value(ctx)
 	if diags.HasErrors() {
+		explainClaimErrors(n.expr, ctx, diags)
 		return triFalse, diagText(diags)
 	}
 	switch {
@@ -277,6 +278,30 @@ func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 		return triTrue, ""
 	}
 	return triFalse, ""
+}
+
+// explainClaimErrors rewrites HCL's "Unsupported attribute" on a claim
+// of a peer that is not an agent task (peerValue leaves them out) into
+// what happened and how to write it.
+func explainClaimErrors(e hcl.Expression, ctx *hcl.EvalContext, diags hcl.Diagnostics) {
+	p, ok := ctx.Variables["peer"]
+	if !ok || !p.Type().IsObjectType() || !p.Type().HasAttribute("is_task") || p.GetAttr("is_task").True() {
+		return
+	}
+	for _, d := range diags {
+		if d.Summary != "Unsupported attribute" || d.Subject == nil {
+			continue
+		}
+		for _, t := range e.Variables() {
+			if t.RootName() != "peer" || len(t) < 2 {
+				continue
+			}
+			if a, ok := t[1].(hcl.TraverseAttr); ok && a.SrcRange == *d.Subject {
+				d.Summary = "Claim of a plain SVID"
+				d.Detail = fmt.Sprintf("The peer is not an agent task (a plain SVID): it has no claim %q. Test peer.is_task first (peer.is_task && …) or read it with lookup(peer, %q, default).", a.Name, a.Name)
+			}
+		}
+	}
 }
 
 func diagText(diags hcl.Diagnostics) string {
@@ -382,7 +407,7 @@ func peerValue(p *Peer, now time.Time, attrs map[string]bool) cty.Value {
 	want := func(name string) bool { return attrs == nil || attrs[name] }
 	n := len(peerType.AttributeTypes())
 	if attrs != nil {
-		n = len(attrs)
+		n = len(attrs) + 1
 	}
 	m := make(map[string]cty.Value, n)
 	if want("id") {
@@ -391,16 +416,11 @@ func peerValue(p *Peer, now time.Time, attrs map[string]bool) cty.Value {
 	if want("trust_domain") {
 		m["trust_domain"] = cty.StringVal(p.ID.TrustDomain().Name())
 	}
-	if want("is_task") {
-		m["is_task"] = cty.BoolVal(p.Claims != nil)
-	}
+	m["is_task"] = cty.BoolVal(p.Claims != nil) // always: explainClaimErrors reads it
 	c := p.Claims
 	if c == nil {
-		for name, t := range peerType.AttributeTypes() {
-			if _, set := m[name]; !set && want(name) {
-				m[name] = cty.NullVal(t)
-			}
-		}
+		// a plain SVID has no claims: reading one is an error (fail
+		// closed), not a null that == and != compare without one
 		return cty.ObjectVal(m)
 	}
 	if want("agent") {

@@ -184,6 +184,9 @@ var distinctFunc = function.New(&function.Spec{
 
 var hasScopeFunc = boolFunc([]function.Parameter{{Name: "peer", Type: cty.DynamicPseudoType}, strParam("scope")}, func(args []cty.Value) (bool, error) {
 	p := args[0]
+	if p.Type().IsObjectType() && p.Type().HasAttribute("is_task") && !p.Type().HasAttribute("scopes") {
+		return false, function.NewArgErrorf(0, "the peer is not an agent task: it has no scopes")
+	}
 	if !p.Type().IsObjectType() || !p.Type().HasAttribute("scopes") {
 		return false, function.NewArgErrorf(0, "has_scope wants the peer object, e.g. has_scope(peer, %q)", args[1].AsString())
 	}
