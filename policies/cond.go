@@ -103,7 +103,7 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 		}
 	}
 	l.checkCost(a.Expr)
-	guardNumbers(a.Expr)
+	guardNumbers(a.Expr, l.typeContext())
 	if readsArguments(a.Expr) {
 		l.usesArgs = true
 	}
@@ -168,6 +168,18 @@ func splitCond(e hcl.Expression) *condNode {
 	return &condNode{expr: e}
 }
 
+// typeContext has the condition variables as unknown values of their
+// types (var and data as loaded): evaluating an expression in it gives its
+// type.
+func (l *loader) typeContext() *hcl.EvalContext {
+	return &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
+		"peer": cty.UnknownVal(peerType), "action": cty.UnknownVal(actionType),
+		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
+		"subject": cty.UnknownVal(entityType), "resource": cty.UnknownVal(entityType),
+		"context": cty.DynamicVal, "data": l.dataObj,
+	}}
+}
+
 // typecheck evaluates every leaf with unknown request values of the right
 // types: unknown attributes, functions and type errors surface at load.
 func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
@@ -178,13 +190,7 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 		}
 		return
 	}
-	ctx := &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
-		"peer": cty.UnknownVal(peerType), "action": cty.UnknownVal(actionType),
-		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
-		"subject": cty.UnknownVal(entityType), "resource": cty.UnknownVal(entityType),
-		"context": cty.DynamicVal, "data": l.dataObj,
-	}}
-	v, diags := n.expr.Value(ctx)
+	v, diags := n.expr.Value(l.typeContext())
 	for _, d := range diags {
 		l.suggestAttr(d)
 	}

@@ -27,7 +27,9 @@ import (
 //
 // Elsewhere HCL unifies a string with a number into a string, which costs
 // nothing of the kind. An operand without variables (a literal of the
-// policy) is left as written.
+// policy), or whose type holds no string (peer.depth, request.source_port,
+// arithmetic results: evaluated with unknown values at load), is left as
+// written, so that the common numeric conditions do not pay for the guard.
 
 // numberGuardName is the guard's function name: not an HCL identifier, so
 // no policy can call it.
@@ -88,7 +90,7 @@ func checkNumberString(s string) error {
 
 // guardNumbers puts numberGuard in front of the operands of e that HCL
 // may convert from a string to a number.
-func guardNumbers(e hcl.Expression) {
+func guardNumbers(e hcl.Expression, types *hcl.EvalContext) {
 	x, ok := e.(hclsyntax.Expression)
 	if !ok {
 		return
@@ -99,14 +101,14 @@ func guardNumbers(e hcl.Expression) {
 			switch x.Op {
 			case hclsyntax.OpAdd, hclsyntax.OpSubtract, hclsyntax.OpMultiply, hclsyntax.OpDivide, hclsyntax.OpModulo,
 				hclsyntax.OpGreaterThan, hclsyntax.OpGreaterThanOrEqual, hclsyntax.OpLessThan, hclsyntax.OpLessThanOrEqual:
-				x.LHS, x.RHS = guard(x.LHS), guard(x.RHS)
+				x.LHS, x.RHS = guard(x.LHS, types), guard(x.RHS, types)
 			}
 		case *hclsyntax.UnaryOpExpr:
 			if x.Op == hclsyntax.OpNegate {
-				x.Val = guard(x.Val)
+				x.Val = guard(x.Val, types)
 			}
 		case *hclsyntax.IndexExpr:
-			x.Key = guard(x.Key)
+			x.Key = guard(x.Key, types)
 		case *hclsyntax.FunctionCallExpr:
 			f, ok := functions[x.Name]
 			if !ok {
@@ -123,7 +125,7 @@ func guardNumbers(e hcl.Expression) {
 				}
 				if p != nil && hasNumber(p.Type) || x.Name == "lookup" && i == 2 ||
 					x.ExpandFinal && i == len(x.Args)-1 && restHasNumber(params[min(i, len(params)):], varParam) {
-					x.Args[i] = guard(x.Args[i])
+					x.Args[i] = guard(x.Args[i], types)
 				}
 			}
 		}
@@ -142,6 +144,30 @@ func restHasNumber(params []function.Parameter, varParam *function.Parameter) bo
 	return varParam != nil && hasNumber(varParam.Type)
 }
 
+// mayHoldString reports whether a value of type t may be or hold a
+// string (DynamicPseudoType: any value, e.g. action.arguments.x).
+func mayHoldString(t cty.Type) bool {
+	switch {
+	case t == cty.String || t == cty.DynamicPseudoType:
+		return true
+	case t.IsListType() || t.IsSetType() || t.IsMapType():
+		return mayHoldString(t.ElementType())
+	case t.IsTupleType():
+		for _, et := range t.TupleElementTypes() {
+			if mayHoldString(et) {
+				return true
+			}
+		}
+	case t.IsObjectType():
+		for _, at := range t.AttributeTypes() {
+			if mayHoldString(at) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // hasNumber reports whether values of type t hold numbers.
 func hasNumber(t cty.Type) bool {
 	switch {
@@ -153,9 +179,14 @@ func hasNumber(t cty.Type) bool {
 	return false
 }
 
-// guard wraps e in numberGuard, unless it is a constant of the policy.
-func guard(e hclsyntax.Expression) hclsyntax.Expression {
+// guard wraps e in numberGuard, unless it is a constant of the policy or
+// its type (in types, the loader's context of unknown values) holds no
+// string.
+func guard(e hclsyntax.Expression, types *hcl.EvalContext) hclsyntax.Expression {
 	if len(hclsyntax.Variables(e)) == 0 {
+		return e
+	}
+	if v, diags := e.Value(types); !diags.HasErrors() && !mayHoldString(v.Type()) {
 		return e
 	}
 	if c, ok := e.(*hclsyntax.FunctionCallExpr); ok && c.Name == numberGuardName {
