@@ -59,18 +59,17 @@ func CheckArguments(args string) error {
 	return numErr
 }
 
-// checkNumber refuses the numbers jsonValue refuses: cty.ParseNumberVal
-// fails on an exponent out of big.Float's range, never on a number
-// without one (at most MaxArgumentsLen digits). It also refuses an
-// integer that float64 cannot hold exactly: the policy reads it exactly,
-// but JavaScript servers (and Go servers decoding into any) round it, so
-// a condition and the tool would see two different numbers.
+// checkNumber refuses the numbers jsonValue refuses beyond those the
+// scanner refuses (strictjson.CheckNumber: longer than MaxNumberLen
+// characters, an exponent beyond ±400, or beyond float64's range): an
+// integer that float64 cannot hold exactly. The policy reads it exactly,
+// but JavaScript servers (and Go servers decoding into any) round it, so a
+// condition and the tool would see two different numbers.
 func checkNumber(n []byte) error {
 	if bytes.IndexAny(n, "eE") < 0 {
 		return checkIntegerExact(n)
 	}
-	_, err := cty.ParseNumberVal(string(n))
-	return err
+	return nil
 }
 
 // checkIntegerExact refuses an integer literal beyond 2^53 that float64
@@ -81,12 +80,15 @@ func checkIntegerExact(n []byte) error {
 	if len(digits) <= 15 || bytes.IndexByte(n, '.') >= 0 { // < 2^53: exact
 		return nil
 	}
+	if err := strictjson.CheckNumber(string(n)); err != nil { // before parsing: quadratic in the digits
+		return err
+	}
 	i, ok := new(big.Int).SetString(string(n), 10)
 	if !ok {
 		return nil // not an integer literal: the JSON scanner judged it
 	}
 	if _, acc := new(big.Float).SetInt(i).Float64(); acc != big.Exact {
-		return fmt.Errorf("the integer %s is not exact in float64: JavaScript and Go servers that decode into float64 round it, so the policy and the tool would see different numbers; send it as a string", n)
+		return fmt.Errorf("the integer %s is not exact in float64: JavaScript and Go servers that decode into float64 round it, so the policy and the tool would see different numbers; send it as a string", strictjson.Quote(string(n)))
 	}
 	return nil
 }
@@ -100,6 +102,9 @@ func jsonValue(v any) (cty.Value, error) {
 	case string:
 		return cty.StringVal(x), nil
 	case json.Number:
+		if err := strictjson.CheckNumber(string(x)); err != nil { // before parsing
+			return cty.NilVal, err
+		}
 		if bytes.IndexAny([]byte(x), "eE") < 0 {
 			if err := checkIntegerExact([]byte(x)); err != nil {
 				return cty.NilVal, err

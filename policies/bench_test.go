@@ -137,3 +137,55 @@ func BenchmarkDecideAdversarial(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideHostileInputs: the inputs of review 12 (issue 10) at
+// their largest, each beside a plain string of the same size: a number
+// literal in MCP arguments (refused by CheckArguments), a header, an
+// argument and an AuthZEN context that a condition compares with a number,
+// and a header under matches() with the alternation that made regexall
+// quadratic (regexall over it is now a load error).
+func BenchmarkDecideHostileInputs(b *testing.B) {
+	const n = policies.MaxArgumentsLen - 16
+	const hn = 64 << 10
+	digits := func(n int) string { return strings.Repeat("7", n) }
+	numArgs, strArgs := `{"n":`+digits(n-6)+`}`, `{"n":"x`+digits(n-9)+`"}`
+	load := func(cond string) *policies.Set {
+		set, diags := policies.LoadFiles([]policies.File{{Name: "p.hcl", Src: []byte("rule \"r\" {\n effect = \"allow\"\n condition = " + cond + "\n}\n")}})
+		if diags.HasErrors() {
+			b.Fatal(diags)
+		}
+		return set
+	}
+	hdr := func(v string) *policies.Input {
+		return &policies.Input{Action: policies.Action{Kind: "http", Method: "GET", Path: "/"}, Request: policies.Request{Headers: map[string][]string{"X-V": {v}}}}
+	}
+	mcp := func(a string) *policies.Input {
+		return &policies.Input{Action: policies.Action{Kind: "mcp", Method: "tools/call", Name: "t", Arguments: a}}
+	}
+	ctx := func(c string) *policies.Input {
+		return &policies.Input{Action: policies.Action{Kind: "http", Method: "GET", Path: "/"}, Context: []byte(c)}
+	}
+	hdrNum, argNum, ctxNum := load(`request.headers["x-v"] < 1000`), load(`action.arguments.n < 10`), load(`context.n < 10`)
+	re := load(`matches("a[^x]*x|a", request.headers["x-v"])`)
+	for _, bc := range []struct {
+		name string
+		f    func()
+	}{
+		{"CheckArguments/number-1MiB", func() { _ = policies.CheckArguments(numArgs) }},
+		{"CheckArguments/string-1MiB", func() { _ = policies.CheckArguments(strArgs) }},
+		{"header-as-number/number-64KiB", func() { hdrNum.Decide(hdr("0." + digits(hn-2))) }},
+		{"header-as-number/string-64KiB", func() { hdrNum.Decide(hdr("x" + digits(hn-1))) }},
+		{"argument-as-number/number-1MiB", func() { argNum.Decide(mcp(`{"n":"0.` + digits(n-10) + `"}`)) }},
+		{"argument-as-number/string-1MiB", func() { argNum.Decide(mcp(strArgs)) }},
+		{"context-number/number-1MiB", func() { ctxNum.Decide(ctx(numArgs)) }},
+		{"context-number/string-1MiB", func() { ctxNum.Decide(ctx(strArgs)) }},
+		{"matches-alternation/64KiB", func() { re.Decide(hdr(strings.Repeat("a", hn))) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				bc.f()
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/agentid/agentid/internal/strictjson"
 )
 
 // condition is a compiled condition expression: top-level && and || are
@@ -101,6 +103,7 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 		}
 	}
 	l.checkCost(a.Expr)
+	guardNumbers(a.Expr, l.typeContext())
 	if readsArguments(a.Expr) {
 		l.usesArgs = true
 	}
@@ -165,6 +168,18 @@ func splitCond(e hcl.Expression) *condNode {
 	return &condNode{expr: e}
 }
 
+// typeContext has the condition variables as unknown values of their
+// types (var and data as loaded): evaluating an expression in it gives its
+// type.
+func (l *loader) typeContext() *hcl.EvalContext {
+	return &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
+		"peer": cty.UnknownVal(peerType), "action": cty.UnknownVal(actionType),
+		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
+		"subject": cty.UnknownVal(entityType), "resource": cty.UnknownVal(entityType),
+		"context": cty.DynamicVal, "data": l.dataObj,
+	}}
+}
+
 // typecheck evaluates every leaf with unknown request values of the right
 // types: unknown attributes, functions and type errors surface at load.
 func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
@@ -175,13 +190,7 @@ func (l *loader) typecheck(n *condNode, a *hcl.Attribute) {
 		}
 		return
 	}
-	ctx := &hcl.EvalContext{Functions: functions, Variables: map[string]cty.Value{
-		"peer": cty.UnknownVal(peerType), "action": cty.UnknownVal(actionType),
-		"request": cty.UnknownVal(requestType), "var": l.varObj, "now": cty.UnknownVal(cty.String),
-		"subject": cty.UnknownVal(entityType), "resource": cty.UnknownVal(entityType),
-		"context": cty.DynamicVal, "data": l.dataObj,
-	}}
-	v, diags := n.expr.Value(ctx)
+	v, diags := n.expr.Value(l.typeContext())
 	for _, d := range diags {
 		l.suggestAttr(d)
 	}
@@ -258,6 +267,7 @@ func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 	}
 	v, diags := n.expr.Value(ctx)
 	if diags.HasErrors() {
+		explainClaimErrors(n.expr, ctx, diags)
 		return triFalse, diagText(diags)
 	}
 	switch {
@@ -274,6 +284,30 @@ func (n *condNode) eval(ctx *hcl.EvalContext, partial bool) (tri, string) {
 		return triTrue, ""
 	}
 	return triFalse, ""
+}
+
+// explainClaimErrors rewrites HCL's "Unsupported attribute" on a claim
+// of a peer that is not an agent task (peerValue leaves them out) into
+// what happened and how to write it.
+func explainClaimErrors(e hcl.Expression, ctx *hcl.EvalContext, diags hcl.Diagnostics) {
+	p, ok := ctx.Variables["peer"]
+	if !ok || !p.Type().IsObjectType() || !p.Type().HasAttribute("is_task") || p.GetAttr("is_task").True() {
+		return
+	}
+	for _, d := range diags {
+		if d.Summary != "Unsupported attribute" || d.Subject == nil {
+			continue
+		}
+		for _, t := range e.Variables() {
+			if t.RootName() != "peer" || len(t) < 2 {
+				continue
+			}
+			if a, ok := t[1].(hcl.TraverseAttr); ok && a.SrcRange == *d.Subject {
+				d.Summary = "Claim of a plain SVID"
+				d.Detail = fmt.Sprintf("The peer is not an agent task (a plain SVID): it has no claim %q. Test peer.is_task first (peer.is_task && …) or read it with lookup(peer, %q, default).", a.Name, a.Name)
+			}
+		}
+	}
 }
 
 func diagText(diags hcl.Diagnostics) string {
@@ -306,10 +340,15 @@ func evalContext(st *evalState) (*hcl.EvalContext, string) {
 	switch {
 	case in.AnyArguments:
 		args = cty.DynamicVal
+	case st.usesArgs && st.args != nil && st.args.done:
+		args, argErr = st.args.v, st.args.err
 	case st.usesArgs:
 		var err error
 		if args, err = ArgumentsValue(in.Action.Arguments); err != nil {
-			argErr = "action.arguments: " + err.Error()
+			args, argErr = cty.NullVal(cty.DynamicPseudoType), "action.arguments: "+err.Error()
+		}
+		if st.args != nil {
+			*st.args = argsMemo{done: true, v: args, err: argErr}
 		}
 	}
 	vars := map[string]cty.Value{
@@ -352,6 +391,11 @@ func jsonObjectValue(raw []byte) cty.Value {
 	if len(raw) == 0 {
 		return cty.EmptyObjectVal
 	}
+	// numbers beyond MaxNumberLen (go-cty parses them in quadratic time),
+	// duplicate keys and nesting beyond MaxArgumentsDepth are refused first
+	if _, _, err := strictjson.Check(raw, MaxArgumentsDepth, nil); err != nil {
+		return cty.NullVal(cty.DynamicPseudoType)
+	}
 	t, err := ctyjson.ImpliedType(raw)
 	if err != nil {
 		return cty.NullVal(cty.DynamicPseudoType)
@@ -369,7 +413,7 @@ func peerValue(p *Peer, now time.Time, attrs map[string]bool) cty.Value {
 	want := func(name string) bool { return attrs == nil || attrs[name] }
 	n := len(peerType.AttributeTypes())
 	if attrs != nil {
-		n = len(attrs)
+		n = len(attrs) + 1
 	}
 	m := make(map[string]cty.Value, n)
 	if want("id") {
@@ -378,16 +422,11 @@ func peerValue(p *Peer, now time.Time, attrs map[string]bool) cty.Value {
 	if want("trust_domain") {
 		m["trust_domain"] = cty.StringVal(p.ID.TrustDomain().Name())
 	}
-	if want("is_task") {
-		m["is_task"] = cty.BoolVal(p.Claims != nil)
-	}
+	m["is_task"] = cty.BoolVal(p.Claims != nil) // always: explainClaimErrors reads it
 	c := p.Claims
 	if c == nil {
-		for name, t := range peerType.AttributeTypes() {
-			if _, set := m[name]; !set && want(name) {
-				m[name] = cty.NullVal(t)
-			}
-		}
+		// a plain SVID has no claims: reading one is an error (fail
+		// closed), not a null that == and != compare without one
 		return cty.ObjectVal(m)
 	}
 	if want("agent") {

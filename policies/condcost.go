@@ -20,6 +20,9 @@ import (
 //     size;
 //   - setunion over action or request data: go-cty hashes set elements
 //     with CRC-32, which a client can make collide;
+//   - regexall over anything but the policy's own strings: Go's FindAll
+//     restarts after each match and may rescan the rest of the input each
+//     time, quadratic in it (the peer's 8 KiB of claims included);
 //   - a for expression over action or request data whose body uses action
 //     or request data again (other than through its own iteration
 //     variables): nested loops over the request.
@@ -138,6 +141,12 @@ func (w *costWalker) forBody(x *hclsyntax.ForExpr, scope map[string]taint) {
 func (w *costWalker) call(x *hclsyntax.FunctionCallExpr, scope map[string]taint) {
 	if x.Name == "glob" && len(x.Args) == 2 && !x.ExpandFinal && isActionPath(x.Args[1]) {
 		w.l.condPathPattern(x.Args[0])
+	}
+	if x.Name == "regexall" {
+		if arg := argAt(x, 1); arg != nil && taintOf(arg, scope) != 0 {
+			w.l.errorf(arg.Range(), "Quadratic condition",
+				"regexall over action, request or peer data costs time quadratic in its length (Go's FindAll scans the rest of the input again after each match: 16 KiB took 3 s). Use matches(re, s) to test for a match or regex(re, s) for the first one, which are linear; regexall is for strings of the policy (literals, var, data).")
+		}
 	}
 	if x.Name == "setunion" {
 		for _, a := range x.Args {

@@ -14,6 +14,8 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+
+	"github.com/agentid/agentid/internal/strictjson"
 )
 
 // functions is the condition function library (docs/policy.md lists it).
@@ -57,6 +59,8 @@ var functions = map[string]function.Function{
 	"min":        stdlib.MinFunc,
 	"max":        stdlib.MaxFunc,
 	"abs":        stdlib.AbsoluteFunc,
+	// the loader's guard of string to number conversions (condnum.go)
+	numberGuardName: numberGuard,
 }
 
 func strParam(name string) function.Parameter {
@@ -180,6 +184,9 @@ var distinctFunc = function.New(&function.Spec{
 
 var hasScopeFunc = boolFunc([]function.Parameter{{Name: "peer", Type: cty.DynamicPseudoType}, strParam("scope")}, func(args []cty.Value) (bool, error) {
 	p := args[0]
+	if p.Type().IsObjectType() && p.Type().HasAttribute("is_task") && !p.Type().HasAttribute("scopes") {
+		return false, function.NewArgErrorf(0, "the peer is not an agent task: it has no scopes")
+	}
 	if !p.Type().IsObjectType() || !p.Type().HasAttribute("scopes") {
 		return false, function.NewArgErrorf(0, "has_scope wants the peer object, e.g. has_scope(peer, %q)", args[1].AsString())
 	}
@@ -209,7 +216,7 @@ var durationFunc = function.New(&function.Spec{
 func parseTime(v cty.Value) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, v.AsString())
 	if err != nil {
-		return t, fmt.Errorf("%q is not an RFC 3339 time", v.AsString())
+		return t, fmt.Errorf("%s is not an RFC 3339 time", strictjson.Quote(v.AsString()))
 	}
 	return t, nil
 }

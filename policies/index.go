@@ -165,7 +165,9 @@ func patternIDAgent(p string) (string, bool) {
 		return "", false
 	}
 	slash := strings.IndexByte(rest, '/')
-	if slash < 0 {
+	if slash < 0 || strings.Contains(rest[:slash], "**") {
+		// a "**" before the path crosses "/": the agent segment of the
+		// pattern need not be that of the ID
 		return "", false
 	}
 	ag := idAgent(rest[slash:])

@@ -1,6 +1,10 @@
 package policies
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/agentid/agentid/internal/strictjson"
+)
 
 // Maximum lengths, in bytes, of the request data that a Set matches
 // patterns against. [Set.Decide] refuses a longer action before matching
@@ -20,6 +24,13 @@ const (
 	// MaxArgumentsLen bounds Action.Arguments (an MCP tool call's
 	// arguments, which arrive in a body of at most 1 MiB).
 	MaxArgumentsLen = 1 << 20
+	// MaxNumberLen bounds a number the client sends: a number in
+	// Action.Arguments, the AuthZEN properties and context, or a request
+	// string that a condition converts to a number. Parsing a number costs
+	// time quadratic in its digits; a float64 has at most 17 significant
+	// digits and an integer of more than 309 digits overflows it, so no
+	// number that JavaScript or Go servers read exactly is refused.
+	MaxNumberLen = strictjson.MaxNumberLen
 )
 
 // LimitError is the error of [Action.CheckLimits]: one field of the action

@@ -2,7 +2,9 @@ package policies
 
 import (
 	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -70,9 +72,22 @@ type evalState struct {
 	// usesArgs: the Set's conditions read action.arguments
 	usesArgs  bool
 	peerAttrs map[string]bool
+	// args, when not nil, keeps the decoded arguments across the
+	// decisions of one MissingScopes
+	args *argsMemo
 }
 
-func (s *Set) decide(in *Input, explain bool) Decision {
+// argsMemo is Action.Arguments decoded once (ArgumentsValue) for several
+// decisions on the same action.
+type argsMemo struct {
+	done bool
+	v    cty.Value
+	err  string
+}
+
+func (s *Set) decide(in *Input, explain bool) Decision { return s.decideMemo(in, explain, nil) }
+
+func (s *Set) decideMemo(in *Input, explain bool, args *argsMemo) Decision {
 	if s == nil {
 		return Decision{Reason: ReasonNoPolicy}
 	}
@@ -82,7 +97,7 @@ func (s *Set) decide(in *Input, explain bool) Decision {
 	if in.reservedSubject() {
 		return Decision{Reason: ReasonReservedSubject}
 	}
-	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs, peerAttrs: s.peerAttrs}
+	st := evalState{in: in, now: in.Now, vars: s.vars, data: s.data, roots: s.roots, usesArgs: s.usesArgs, peerAttrs: s.peerAttrs, args: args}
 	if st.now.IsZero() {
 		st.now = time.Now()
 	}
@@ -181,11 +196,12 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 		var argErr string
 		st.ctx, argErr = evalContext(st)
 		if argErr != "" {
-			st.errors = append(st.errors, argErr)
+			st.errors = append(st.errors, cutError(argErr))
 		}
 	}
 	res, err := r.cond.root.eval(st.ctx, st.in.AnyArguments)
 	if err != "" {
+		err = cutError(err)
 		st.errors = append(st.errors, r.ref.Name+": "+err)
 		if r.effect == Deny {
 			return "" // fail closed: an erring deny rule matches
@@ -203,6 +219,23 @@ func (r *rule) mismatch(st *evalState, explain bool) string {
 	return ""
 }
 
+// maxErrorLen bounds a condition error in Decision.Errors: HCL's and
+// go-cty's messages may quote the value that failed (a header that is not
+// a time), which the client chose; the errors go to the audit log and to
+// the client.
+const maxErrorLen = 768
+
+func cutError(s string) string {
+	if len(s) <= maxErrorLen {
+		return s
+	}
+	i := maxErrorLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
 // MissingScopes returns the scopes that, granted to in's peer in addition
 // to its own, would make the policy allow in — those of the first allow
 // rule, in load order, whose action matches and that names scopes the
@@ -214,6 +247,7 @@ func (s *Set) MissingScopes(in *Input) []string {
 	if s == nil || in.Peer.Claims == nil {
 		return nil
 	}
+	args := &argsMemo{} // the arguments are decoded once, not once per rule
 	for _, r := range s.rules {
 		if r.effect != Allow || r.peer == nil || r.action != nil && r.action.mismatch(&in.Action, false) != "" {
 			continue
@@ -234,7 +268,7 @@ func (s *Set) MissingScopes(in *Input) []string {
 		c.Scope = append(slices.Clip(c.Scope), missing...)
 		with := *in
 		with.Peer.Claims = &c
-		if s.Decide(&with).Allow {
+		if s.decideMemo(&with, false, args).Allow {
 			return missing
 		}
 	}

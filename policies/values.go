@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/agentid/agentid/internal/strictjson"
 	"github.com/agentid/agentid/svid"
 )
 
@@ -246,7 +247,7 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like \"90s\", \"5m\", \"2h\" or \"1d\"", s)
+		return 0, fmt.Errorf("%s is not a duration like \"90s\", \"5m\", \"2h\" or \"1d\"", strictjson.Quote(s))
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("%q is negative", s)

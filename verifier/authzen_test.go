@@ -293,6 +293,8 @@ func TestAuthZENBadRequests(t *testing.T) {
 		{"two credentials", "/access/v1/evaluation", agentReq(`{"jwt":"`+e.jwt+`","certificate":"x"}`, taskID.String()), "", "give one of"},
 		{"context not an object", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a"},"action":{"name":"x"},"resource":{"type":"d","id":"1"},"context":[]}`, "", "context: must be a JSON object"},
 		{"oversize", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a","properties":{"x":"` + strings.Repeat("a", verifier.MaxAuthZENBody) + `"}},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "", "over 1048576 bytes"},
+		{"long number in context", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a"},"action":{"name":"x"},"resource":{"type":"d","id":"1"},"context":{"n":` + strings.Repeat("7", 900<<10) + `}}`, "", "characters, more than 400"},
+		{"number beyond float64 in properties", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a","properties":{"n":1e999999999}},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "", "exponent beyond"},
 		{"long id", "/access/v1/evaluation", `{"subject":{"type":"user","id":"` + strings.Repeat("a", 3000) + `"},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "", "subject.id has 3000 bytes, over the limit of 2048"},
 		{"wrong content type", "/access/v1/evaluation", `{}`, "text/plain", "send application/json"},
 		{"batch item without subject", "/access/v1/evaluations", `{"evaluations":[{"action":{"name":"x"},"resource":{"type":"d","id":"1"}}]}`, "", "evaluations[0].subject is required"},

@@ -407,7 +407,7 @@ func underscoreHeader(r *Request) string {
 }
 
 func underscoreError(h string) *InputError {
-	return badInput("header", "the header name %q is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take its \"_\" for \"-\", so it would reach them as %q, which was not decided on (send it with \"-\")", h, strings.ReplaceAll(h, "_", "-"))
+	return badInput("header", "the header name %s is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take its \"_\" for \"-\", so it would reach them as %s, which was not decided on (send it with \"-\")", quote(h), quote(strings.ReplaceAll(h, "_", "-")))
 }
 
 // CheckHeaderNames refuses request headers whose names contain "_", as

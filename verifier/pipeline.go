@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/policies"
@@ -485,7 +486,23 @@ func refuseInput(r *Result, q *Query, err error) {
 			r.Outcome, r.Code = TooLarge, ReasonTooLarge
 		}
 	}
-	r.Decision.Reason = r.Code + ": " + err.Error()
+	r.Decision.Reason = r.Code + ": " + cutReason(err.Error())
+}
+
+// maxReasonLen bounds the text of a refused input's reason: the errors
+// quote what they refuse in bounded form, and this cap holds for any
+// that would not.
+const maxReasonLen = 1024
+
+func cutReason(s string) string {
+	if len(s) <= maxReasonLen {
+		return s
+	}
+	i := maxReasonLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf("…(%d bytes)", len(s))
 }
 
 // finish records the decision; an allow that cannot be recorded is not

@@ -13,10 +13,55 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
+
+// MaxNumberLen is the longest number literal Decode and Check accept
+// (see CheckNumber).
+const MaxNumberLen = 400
+
+// MaxExponent bounds the written exponent of a number (see CheckNumber).
+const MaxExponent = 400
+
+// CheckNumber refuses a number that would cost more to read than its
+// length, before anything parses it: parsing decimal digits into a big
+// number (math/big, go-cty) costs time quadratic in their count, and a
+// large exponent makes its decimal text (go-cty's number to string)
+// as long as the exponent. So n may have at most MaxNumberLen characters
+// and an exponent (e, E, or go-cty's binary p, P) of at most MaxExponent
+// in magnitude, and must not overflow float64, as JavaScript's and Go's
+// JSON readers would (to Infinity, or an error). No number that such
+// readers hold exactly is refused: a float64 has 17 significant digits
+// and an integer of more than 309 digits overflows it. The message quotes
+// at most 128 bytes of n.
+func CheckNumber(n string) error { return checkNumber(n) }
+
+func checkNumber[T string | []byte](n T) error {
+	if len(n) > MaxNumberLen {
+		return fmt.Errorf("the number %s has %d characters, more than %d", Quote(string(n[:min(len(n), 129)])), len(n), MaxNumberLen)
+	}
+	i := 0
+	for i < len(n) && n[i] != 'e' && n[i] != 'E' && n[i] != 'p' && n[i] != 'P' {
+		i++
+	}
+	if i == len(n) {
+		if len(n) <= 309 { // at most 309 digits: within float64's range
+			return nil
+		}
+	} else {
+		exp := strings.TrimLeft(strings.TrimLeft(string(n[i+1:]), "+-"), "0")
+		if v, err := strconv.Atoi(exp); len(exp) > 4 || err == nil && v > MaxExponent {
+			return fmt.Errorf("the number %s has an exponent beyond ±%d", Quote(string(n)), MaxExponent)
+		}
+	}
+	if _, err := strconv.ParseFloat(string(n), 64); errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("the number %s is beyond float64's range (JavaScript reads it as Infinity)", Quote(string(n)))
+	}
+	return nil
+}
 
 // Decode reads exactly one JSON value. Objects and arrays at depth < build
 // become map[string]any (keys as written) and []any; deeper ones are
@@ -169,6 +214,9 @@ func (s *scanner) value(depth int) (any, error) {
 	}
 	for s.i < len(s.data) && strings.IndexByte(",]} \t\r\n", s.data[s.i]) < 0 {
 		s.i++
+	}
+	if err := checkNumber(s.data[start:s.i]); err != nil {
+		return nil, err
 	}
 	if s.number != nil && s.numErr == nil {
 		s.numErr = s.number(s.data[start:s.i])

@@ -35,6 +35,39 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestNumberBounds: numbers that would cost more to parse than their
+// length are refused by Decode and Check, deep or not; the message quotes
+// at most 128 bytes of them.
+func TestNumberBounds(t *testing.T) {
+	for _, tc := range []struct{ n, err string }{
+		{"0." + strings.Repeat("7", MaxNumberLen-2), ""},
+		{strings.Repeat("9", 309), ""},
+		{"1.5e308", ""},
+		{"-2e-400", ""},
+		{"1e400", "beyond float64's range"},
+		{strings.Repeat("9", 310), "beyond float64's range"},
+		{"0." + strings.Repeat("7", MaxNumberLen-1), "characters, more than 400"},
+		{strings.Repeat("7", 1<<20), "characters, more than 400"},
+		{"1e999999999", "exponent beyond"},
+		{"1e-401", "exponent beyond"},
+		{"1E+0000000000000000401", "exponent beyond"},
+	} {
+		for _, doc := range []string{tc.n, `{"a":[{"b":` + tc.n + `}]}`} {
+			_, err := Decode([]byte(doc), 8, 1)
+			_, _, cerr := Check([]byte(doc), 8, nil)
+			for _, e := range []error{err, cerr} {
+				if (e == nil) != (tc.err == "") || e != nil && (!strings.Contains(e.Error(), tc.err) || len(e.Error()) > 256) {
+					t.Errorf("%.40s…: %v, want %q", doc, e, tc.err)
+				}
+			}
+		}
+	}
+	// go-cty's binary exponent, for strings a condition converts
+	if err := CheckNumber("1p99999999"); err == nil {
+		t.Error("1p99999999 accepted")
+	}
+}
+
 // What Decode accepts, encoding/json reads as the same value.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"a":[1,"x",{"b":null}],"c":true}`, `{"a":1,"A":2}`, `"s\u00e9"`, `[1,2.5e3,-0]`, `{"k":{"\u212a":1}}`} {

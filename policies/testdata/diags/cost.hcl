@@ -26,7 +26,8 @@ rule "linear-conditions" {
     && regex("^/kb/", action.path) != ""
     && join(",", distinct(split("/", action.path))) != ""
     && subset(split("/", action.path), ["", "kb", "docs"])
-    && replace(action.path, "/", "_") != "")
+    && replace(action.path, "/", "_") != ""
+    && length(regexall("/", join(",", var.pats))) == 4)
 }
 
 rule "quadratic-conditions" {
@@ -39,5 +40,7 @@ rule "quadratic-conditions" {
     || length(setunion(split("/", action.path), ["a"])) > 3
     || anytrue([for s in split("/", action.path) : contains(split("/", action.path), s)])
     || anytrue([for s in split("/", action.path) : anytrue([for c in split("", s) : c == s])])
-    || anytrue([for k, v in request.headers : glob(v, action.path)]))
+    || anytrue([for k, v in request.headers : glob(v, action.path)])
+    || length(regexall("a[^x]*x|a", request.headers["x-q"])) > 0
+    || length(regexall("a", peer.prompt)) > 0)
 }
