@@ -155,13 +155,23 @@ func (env *cli) auditTail(args []string) error {
 	// The last N kept lines, newest file first until there are enough.
 	var last [][]byte
 	var lastSeq uint64
+	readNewest := false
 	for i := len(files) - 1; i >= 0 && len(last) < *n; i-- {
 		var kept [][]byte
 		fh, err := os.Open(files[i])
 		if err != nil {
 			return err
 		}
+		newest := i == len(files)-1
 		err = eachLine(fh, files[i], func(line []byte) error {
+			if newest { // follow from the last line read, not from a second look
+				var h struct {
+					Seq uint64 `json:"seq"`
+				}
+				if json.Unmarshal(line, &h) == nil {
+					lastSeq = h.Seq
+				}
+			}
 			ok, err := f.keep(line)
 			if ok {
 				kept = append(kept, bytes.Clone(line))
@@ -172,9 +182,11 @@ func (env *cli) auditTail(args []string) error {
 		if err != nil {
 			return err
 		}
+		readNewest = readNewest || newest
 		last = append(kept[max(0, len(kept)-(*n-len(last))):], last...)
 	}
-	if len(files) > 0 {
+	afterTailRead()
+	if len(files) > 0 && !readNewest { // -n 0: from the end as it is now
 		lastSeq, err = lastSeqOf(files[len(files)-1])
 		if err != nil {
 			return err
@@ -191,6 +203,10 @@ func (env *cli) auditTail(args []string) error {
 	f.from = lastSeq + 1
 	return env.follow(ctx, path, &f)
 }
+
+// afterTailRead runs between tail's first read and its follow (a test
+// appends there).
+var afterTailRead = func() {}
 
 // lastSeqOf is the seq of a file's last complete line (0 if none).
 func lastSeqOf(name string) (uint64, error) {

@@ -212,3 +212,44 @@ func TestAuditDumpMariaDB(t *testing.T) {
 		t.Fatalf("dump of a missing log: exit %d\n%s", code, errs)
 	}
 }
+
+// TestAuditTailNoGap: a record appended between tail's first read and
+// its follow was skipped — tail followed from the seq of a second look at
+// the file (seen as a TestAuditTail failure under load: seqs 5, 8, 9 …,
+// 6 missing). It follows from the last line it read.
+func TestAuditTailNoGap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := audit.Open(path, audit.Options{Durability: audit.SyncEvery})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for range 5 {
+		w.Append(audit.Record{Type: audit.TypeDecision, Peer: testTask.String(), Decision: "allow"})
+	}
+	w.Flush()
+	old := afterTailRead
+	afterTailRead = func() { // between the read and the follow
+		w.Append(audit.Record{Type: audit.TypeDecision, Peer: testTask.String(), Decision: "deny"})
+		w.Flush()
+	}
+	defer func() { afterTailRead = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	oldCtx := followContext
+	followContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
+	defer func() { followContext = oldCtx }()
+	var buf syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- (&cli{stdout: &buf, stderr: &buf, stdin: strings.NewReader("")}).main([]string{"audit", "tail", "-n", "1", "-f", path})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), `"seq":6,`) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := exportedSeqs(t, buf.String()); !slices.Equal(got, []uint64{5, 6}) {
+		t.Fatalf("tail -n 1 -f printed seqs %v, want [5 6]", got)
+	}
+}
