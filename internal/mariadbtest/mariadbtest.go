@@ -39,16 +39,24 @@ func Start(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	data, sock := filepath.Join(dir, "data"), filepath.Join(dir, "s")
+	data, sock, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "s"), filepath.Join(dir, "tmp")
+	// Each instance its own tmpdir: with /tmp shared by the instances of
+	// parallel test processes, mariadb-install-db once failed on a
+	// temporary table of its own that was gone ("Could not remove
+	// temporary table '/tmp/#sql-temptable-…'", then "Unknown table
+	// 'mysql.tmp_proxies_priv'").
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	var asRoot []string
 	if os.Geteuid() == 0 {
 		asRoot = []string{"--user=root"}
 	}
-	args := append([]string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}, asRoot...)
+	args := append([]string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}, asRoot...)
 	if out, err := exec.Command(install, args...).CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
-	cmd := exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data, "--socket=" + sock, "--skip-networking",
+	cmd := exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--socket=" + sock, "--skip-networking",
 		"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-buffer-pool-size=32M", "--log-error=" + filepath.Join(dir, "err")}, asRoot...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
