@@ -237,9 +237,12 @@ func (l *loader) load(files []File) (*Set, hcl.Diagnostics) {
 			l.requireSig = true
 		}
 	}
-	if len(sorted) > 0 && len(l.compiled) == 0 && !l.diags.HasErrors() {
-		l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No rules",
-			Detail: "The policy files define no rule: every request is denied."})
+	if len(l.compiled) == 0 && !l.diags.HasErrors() {
+		detail := "The policy files define no rule: every request is denied."
+		if len(sorted) == 0 {
+			detail = "There is no policy file (*.hcl): every request is denied."
+		}
+		l.diags = append(l.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No rules", Detail: detail})
 	}
 	if !l.diags.HasErrors() {
 		l.lint()
