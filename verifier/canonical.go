@@ -383,22 +383,25 @@ var methodOverrideHeaders = [...][2]string{
 }
 
 // underscoreHeader names the first (in byte order) header of r whose
-// name contains "_", or "". Go and Envoy (by default) keep such a header
-// apart from its "-" spelling; Rack, PHP, CGI and Django read both as the
-// same variable (X_AGENTID_CLAIMS and X-Agentid-Claims are both
-// HTTP_X_AGENTID_CLAIMS), so an identity, method-override or policy
-// header would pass the verifier under one name and be read under the
-// other. gRPC metadata is left alone: gRPC servers do not fold names.
+// name holds a byte other than a letter, a digit or "-" (a leading ":",
+// Envoy's pseudo-headers, aside), or "". Go and Envoy (by default) keep
+// such a header apart from its "-" spelling; Rack, PHP, CGI and Django
+// read it as another header's variable: "_" as "-" (X_AGENTID_CLAIMS and
+// X-Agentid-Claims are both HTTP_X_AGENTID_CLAIMS), and PHP turns "." and
+// " " into "_" too (X-Http-Method.Override is the override, Content.Type
+// the Content-Type). An identity, method-override or policy header would
+// pass the verifier under one name and be read under the other. gRPC
+// metadata is left alone: gRPC servers do not fold names.
 func underscoreHeader(r *Request) string {
 	first := ""
 	for k := range r.Headers {
-		if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+		if oddHeaderName(k) && (first == "" || k < first) {
 			first = k
 		}
 	}
 	if len(r.Headers) == 0 {
 		for k := range r.HeaderMap {
-			if strings.IndexByte(k, '_') >= 0 && (first == "" || k < first) {
+			if oddHeaderName(k) && (first == "" || k < first) {
 				first = k
 			}
 		}
@@ -406,8 +409,20 @@ func underscoreHeader(r *Request) string {
 	return first
 }
 
+// oddHeaderName tells whether a header name holds a byte other than an
+// ASCII letter, digit or "-" (a leading ":" aside).
+func oddHeaderName(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == ':' && i == 0) {
+			return true
+		}
+	}
+	return false
+}
+
 func underscoreError(h string) *InputError {
-	return badInput("header", "the header name %s is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take its \"_\" for \"-\", so it would reach them as %s, which was not decided on (send it with \"-\")", quote(h), quote(strings.ReplaceAll(h, "_", "-")))
+	return badInput("header", "the header name %s is refused: servers that read headers as CGI-style variables (Rack, PHP, CGI, Django) take a \"_\" (PHP also a \".\" or a space) in it for \"-\", so it could reach them as another header, which was not decided on (send header names of letters, digits and \"-\" only)", quote(h))
 }
 
 // CheckHeaderNames refuses request headers whose names contain "_", as
@@ -505,21 +520,20 @@ func lenientUnescape(s string) string {
 // ignored). Connect's unary JSON (application/json) and GET forms are
 // plain HTTP here (docs/verifier.md).
 func isGRPCContentType(values ...string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			t, _, _ = strings.Cut(t, ";")
-			t = strings.TrimSpace(t)
-			if hasFoldPrefix(t, "application/grpc") {
-				if rest := t[len("application/grpc"):]; rest == "" || rest[0] == '+' || rest[0] == '-' {
-					return true
-				}
-			}
-			if hasFoldPrefix(t, "application/connect+") || strings.EqualFold(t, "application/proto") {
-				return true
-			}
+	// One Content-Type naming one media type: a form type beside a gRPC
+	// one (two header lines, or Envoy's joined "a,b") is read as the form
+	// by Rack and PHP, so it is not a gRPC call to the verifier either.
+	if len(values) != 1 || strings.IndexByte(values[0], ',') >= 0 {
+		return false
+	}
+	t, _, _ := strings.Cut(values[0], ";")
+	t = strings.TrimSpace(t)
+	if hasFoldPrefix(t, "application/grpc") {
+		if rest := t[len("application/grpc"):]; rest == "" || rest[0] == '+' || rest[0] == '-' {
+			return true
 		}
 	}
-	return false
+	return hasFoldPrefix(t, "application/connect+") || strings.EqualFold(t, "application/proto")
 }
 
 func hasFoldPrefix(s, prefix string) bool {

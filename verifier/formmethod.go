@@ -71,7 +71,11 @@ func formKindOf(contentType string) formKind {
 	for elem := range strings.SplitSeq(contentType, ",") {
 		n++
 		t, _, _ := strings.Cut(elem, ";")
-		switch t = strings.TrimSpace(t); {
+		t = strings.TrimSpace(t)
+		if i := strings.IndexAny(t, " \t"); i >= 0 {
+			t = t[:i] // PHP takes the type up to the first ";", "," or space
+		}
+		switch {
 		case strings.EqualFold(t, "application/x-www-form-urlencoded"):
 			kind = formURLEncoded
 		case hasFoldPrefix(t, "multipart/"):
