@@ -614,11 +614,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 		// does not, the upstream's body is closed, which ends the stream,
 		// and a write blocked on a client that does not read ends too.
 		rc := http.NewResponseController(w)
-		ctx, _, stop := g.v.Guard(r.Context(), x.q, x.res.Peer.Expires(), func(error) {
+		ctx, check, stop := g.v.Guard(r.Context(), x.q, x.res.Peer.Expires(), func(error) {
 			resp.Body.Close()
 			rc.SetWriteDeadline(time.Now())
 		})
-		g.streamSSE(w, ctx, resp, x, list)
+		g.streamSSE(w, ctx, resp, x, list, check)
 		stop()
 	case x.isCall() && ct == "application/json":
 		g.answerJSON(w, r.Context(), resp, x, list)
@@ -704,7 +704,9 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 // streamSSE passes an SSE answer through event by event, filtering the
 // answer to a list request. When the upstream's stream breaks before a
 // call was answered, the call is answered with an error (CodeUpstream).
-func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool) {
+// check, re-run before each event is passed on, ends the stream once the
+// peer is refused (the stream guard's).
+func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool, check func() error) {
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	if x.msg == nil || !mcpauth.Decided(x.msg.Method) {
@@ -752,6 +754,9 @@ func (g *Gateway) streamSSE(w http.ResponseWriter, ctx context.Context, resp *ht
 				g.dropResponse(x, ev.data)
 				continue
 			}
+		}
+		if check() != nil { // revoked or expired since the last event
+			return
 		}
 		if _, err := w.Write(raw); err != nil {
 			return
