@@ -82,6 +82,15 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 			if _, query, ok := strings.Cut(target, "?"); ok && methodOverrideParam(query) {
 				return Action{}, nil, badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
 			}
+			// and its form or JSON body, as the front-ends that read one
+			if ct := requestContentType(&q.Request); !q.Form && !q.GRPC && a.Method == "POST" && s.BodyKnown && formKindOf(ct) != formNone {
+				if len(s.Body) > MaxFormBody {
+					return Action{}, nil, tooLarge(formBodyWhat, len(s.Body), MaxFormBody)
+				}
+				if err := checkForm(ct, s.Body); err != nil {
+					return Action{}, nil, err
+				}
+			}
 		}
 		if q.Form && !q.MCP {
 			if err := checkForm(requestContentType(&q.Request), q.Body); err != nil {
