@@ -201,6 +201,10 @@ func TestAttackProxyForwardsClientHeaders(t *testing.T) {
 		"X-Forwarded-Client-Cert": "By=spiffe://example.org/kb;URI=spiffe://example.org/agent/admin/task/A",
 		"True-Client-Ip":          "10.0.0.1",
 		"X-Real-Ip":               "10.0.0.1",
+		"Client-Ip":               "10.0.0.1",
+		"X-Forwarded-User":        "admin",
+		"Remote-User":             "admin",
+		"X-Forwarded-Uri":         "/kb/admin/keys",
 	}
 	raw := "GET /kb/doc HTTP/1.1\r\nHost: admin.example\r\n"
 	for k, v := range forged {
