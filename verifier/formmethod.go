@@ -322,17 +322,20 @@ func looseBoundaries(contentType string) (rack, php string) {
 // or by spaces and a line break), or one after the close delimiter. Rack
 // and PHP end a part at such an occurrence where Go does not (PHP looks
 // for "\n--boundary" alone), so a part could be hidden from Go in
-// another's content; RFC 2046 forbids the boundary in any content.
+// another's content; RFC 2046 forbids the boundary in any content. Once
+// the first delimiter line ends with CRLF, Go ends a part only at
+// "\r\n--boundary", so a later occurrence after a bare LF is stray too
+// (PHP ends the part there: a part hidden from Go).
 func strayDelimiter(body []byte, boundary string) bool {
 	delim := "--" + boundary
-	closed := false
-	for off := 0; ; {
+	closed, crlf := false, false
+	for off, n := 0, 0; ; n++ {
 		i := bytes.Index(body[off:], []byte(delim))
 		if i < 0 {
 			return false
 		}
 		i += off
-		if closed || (i > 0 && body[i-1] != '\n') {
+		if closed || (i > 0 && body[i-1] != '\n') || (crlf && (i < 2 || body[i-2] != '\r')) {
 			return true
 		}
 		rest := body[i+len(delim):]
@@ -342,6 +345,9 @@ func strayDelimiter(body []byte, boundary string) bool {
 			rest = bytes.TrimLeft(rest, " \t")
 			if !bytes.HasPrefix(rest, []byte("\r\n")) && !bytes.HasPrefix(rest, []byte("\n")) {
 				return true
+			}
+			if n == 0 {
+				crlf = rest[0] == '\r'
 			}
 		}
 		off = i + len(delim)
