@@ -64,3 +64,21 @@ var bareLFDelimiter = []formCase{{"delimiter after a bare LF", "multipart/form-d
 func TestAttackFormMultipartBareLFDelimiter(t *testing.T) {
 	refusedByAll(t, "Laravel", startLaravel(t), "delimiter", bareLFDelimiter)
 }
+
+// TestAttackFormMultipartSingleQuotedName: PHP's multipart parser
+// (main/rfc1867.c, php_ap_getword_conf) reads a parameter value in single
+// quotes as quoted, so name='_method' is the field "_method" to Laravel;
+// to mime.ParseMediaType the value is the token "'_method'". Seen failing
+// before the fix: the proxy forwarded it to real Laravel ("ran DELETE"),
+// the middleware and ext_authz allowed it. The other cases (PHP keeps the
+// last of two names, skips a run of "=", splits pairs at ";" outside
+// quotes with \' escaped) were refused before as Go cannot read their
+// Content-Disposition; they are now refused for their "_method" name.
+func TestAttackFormMultipartSingleQuotedName(t *testing.T) {
+	refusedByAll(t, "Laravel", startLaravel(t), "_method", []formCase{
+		{"single-quoted name", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n--zz--\r\n"},
+		{"two names, PHP keeps the last", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name=\"a\"; name=\"_method\"\r\n\r\nDELETE\r\n--zz--\r\n"},
+		{"name after two equals signs", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name==_method\r\n\r\nDELETE\r\n--zz--\r\n"},
+		{"single-quoted name with an escaped quote before it", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; x='a\\'; name=b'; name='_method'\r\n\r\nDELETE\r\n--zz--\r\n"},
+	})
+}

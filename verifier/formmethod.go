@@ -229,10 +229,16 @@ func checkMultipart(contentType string, body []byte) *InputError {
 
 // checkPartNames refuses a part that Rack or PHP may name "_method": the
 // name (and any `;\s*name=` in the raw value, as Rack's pattern finds one
-// inside a quoted parameter) of every Content-Disposition, whatever its
-// type, and every Content-ID.
+// inside a quoted parameter, and every name as PHP reads one:
+// phpDispNames) of every Content-Disposition, whatever its type, and
+// every Content-ID.
 func checkPartNames(h textproto.MIMEHeader) *InputError {
 	for _, v := range h["Content-Disposition"] {
+		for _, name := range phpDispNames(v) {
+			if isOverrideFieldName(name) {
+				return formOverrideError()
+			}
+		}
 		_, ps, err := mime.ParseMediaType(v)
 		if err != nil {
 			return badInput("form body", "a multipart Content-Disposition cannot be read: %v", err)
@@ -257,6 +263,85 @@ func checkPartNames(h textproto.MIMEHeader) *InputError {
 		}
 	}
 	return nil
+}
+
+// phpDispNames are the values of every "name" parameter of a
+// Content-Disposition as PHP reads them (main/rfc1867.c: the value split
+// at ";" outside '…' and "…" by php_ap_getword, a pair's key up to its
+// first "=", any case, then php_ap_getword_conf: a value in single or
+// double quotes up to its closing quote, \\ and \<quote> unescaped,
+// else up to a space; PHP keeps the last). mime.ParseMediaType reads
+// name='_method' as the token "'_method'"; PHP as the field "_method".
+func phpDispNames(v string) []string {
+	var names []string
+	cd := strings.TrimLeft(v, phpSpace)
+	for cd != "" {
+		var pair string
+		pair, cd = phpGetword(cd, ';')
+		cd = strings.TrimLeft(cd, phpSpace)
+		if !strings.Contains(pair, "=") {
+			continue
+		}
+		key, val := phpGetword(pair, '=')
+		if strings.EqualFold(key, "name") {
+			names = append(names, phpGetwordConf(val))
+		}
+	}
+	return names
+}
+
+// phpSpace is C's isspace.
+const phpSpace = " \t\n\v\f\r"
+
+// phpGetword is PHP's php_ap_getword: s up to the first stop byte outside
+// quotes (a backslash escaping the quote), and the rest after the run of
+// stop bytes there.
+func phpGetword(s string, stop byte) (word, rest string) {
+	pos := 0
+	for pos < len(s) && s[pos] != stop {
+		if q := s[pos]; q == '"' || q == '\'' {
+			pos++
+			for pos < len(s) && s[pos] != q {
+				if s[pos] == '\\' && pos+1 < len(s) && s[pos+1] == q {
+					pos += 2
+				} else {
+					pos++
+				}
+			}
+			if pos < len(s) {
+				pos++
+			}
+		} else {
+			pos++
+		}
+	}
+	if pos >= len(s) {
+		return s, ""
+	}
+	word = s[:pos]
+	for pos < len(s) && s[pos] == stop {
+		pos++
+	}
+	return word, s[pos:]
+}
+
+// phpGetwordConf is PHP's php_ap_getword_conf with substring_conf.
+func phpGetwordConf(s string) string {
+	s = strings.TrimLeft(s, phpSpace)
+	var quote byte
+	if s != "" && (s[0] == '"' || s[0] == '\'') {
+		quote, s = s[0], s[1:]
+	} else if end := strings.IndexAny(s, phpSpace); end >= 0 {
+		s = s[:end]
+	}
+	var b strings.Builder
+	for i := 0; i < len(s) && (quote == 0 || s[i] != quote); i++ {
+		if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '\\' || (quote != 0 && s[i+1] == quote)) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // dispValue reads a parameter value as Rack's VALUE pattern does: a
