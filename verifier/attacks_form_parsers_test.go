@@ -82,3 +82,22 @@ func TestAttackFormMultipartSingleQuotedName(t *testing.T) {
 		{"single-quoted name with an escaped quote before it", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; x='a\\'; name=b'; name='_method'\r\n\r\nDELETE\r\n--zz--\r\n"},
 	})
 }
+
+// TestAttackFormMultipartNameInAnotherHeader: Rack 2.2 finds a part's
+// name by searching its raw head — up to the first "\r\n\r\n" — with
+// /Content-Disposition:[^:]*;\s*name=(VALUE)/ni, else
+// /Content-ID:\s*([^\r\n]*)/ni, inside any header's value too; Go's
+// textproto reads headers (and ends a head at "\n\n" too). Seen failing
+// before the fix: the proxy forwarded each to real Rack ("ran DELETE"),
+// the middleware and ext_authz allowed them.
+func TestAttackFormMultipartNameInAnotherHeader(t *testing.T) {
+	const ct = "multipart/form-data; boundary=zz"
+	refusedByAll(t, "Rack", startRack(t), "_method", []formCase{
+		{"disposition inside X-Note", ct, "--zz\r\nX-Note: Content-Disposition:; name=_method\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nDELETE\r\n--zz--\r\n"},
+		{"Content-ID inside X-Note", ct, "--zz\r\nX-Note: Content-ID: _method\r\n\r\nDELETE\r\n--zz--\r\n"},
+	})
+	refusedByAll(t, "Rack", startRack(t), "head", []formCase{
+		{"head ended by LF LF", ct, "--zz\r\nX-Note: x\n\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--zz--\r\n"},
+		{"empty head", ct, "--zz\r\n\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--zz--\r\n"},
+	})
+}

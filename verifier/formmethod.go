@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/textproto"
+	"regexp"
 	"strings"
 )
 
@@ -206,6 +207,9 @@ func checkMultipart(contentType string, body []byte) *InputError {
 	if strayDelimiter(body, boundary) {
 		return badInput("form body", "the multipart boundary appears in the body other than as a delimiter line: parsers split such a body differently")
 	}
+	if bad := checkRackHeads(body, boundary); bad != nil {
+		return bad
+	}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for parts := 0; ; parts++ {
 		p, err := mr.NextRawPart()
@@ -340,6 +344,99 @@ func phpGetwordConf(s string) string {
 			i++
 		}
 		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Rack 2.2's patterns for a part's name (lib/rack/multipart.rb
+// MULTIPART_CONTENT_DISPOSITION, then MULTIPART_CONTENT_ID), searched in
+// the part's raw head, inside any header's value too; \s is Ruby's.
+var (
+	rackDispositionName = regexp.MustCompile(`(?i)Content-Disposition:[^:]*;[ \t\r\n\f\v]*name=("(?:\\"|[^"])*"|[^ \t\r\n\f\v()<>,;:\\"/\[\]?=]+)`)
+	rackContentID       = regexp.MustCompile(`(?i)Content-ID:[ \t\r\n\f\v]*([^\r\n]*)`)
+)
+
+// checkRackHeads reads every part's head as Rack 2.2 does
+// (lib/rack/multipart/parser.rb): after a delimiter line, up to the first
+// "\r\n\r\n" (@head_regex), where Go's textproto ends it at the first
+// empty line ("\n\n" too). A head the two end at different places is
+// refused (one would read as headers what the other reads as content);
+// one in which Rack's patterns find a name "_method" — every match of
+// either, not only the first — is refused. strayDelimiter has made sure
+// every occurrence of the delimiter starts a delimiter line, so every
+// head Rack reads starts after one of them.
+func checkRackHeads(body []byte, boundary string) *InputError {
+	delim := []byte("--" + boundary)
+	for off := 0; ; {
+		i := bytes.Index(body[off:], delim)
+		if i < 0 {
+			return nil
+		}
+		i += off + len(delim)
+		off = i
+		if bytes.HasPrefix(body[i:], []byte("--")) {
+			continue // the close delimiter: no head after it
+		}
+		nl := bytes.IndexByte(body[i:], '\n')
+		if nl < 0 {
+			return nil // no head: Go's reader refuses it
+		}
+		start := i + nl + 1
+		goEnd := goHeadEnd(body[start:])
+		rackEnd := bytes.Index(body[start:], []byte("\r\n\r\n"))
+		if rackEnd >= 0 {
+			rackEnd += 4
+		}
+		if goEnd != rackEnd {
+			return badInput("form body", "a multipart part's head ends at another place for Rack (at the first CRLF CRLF) than for Go (at the first empty line): they would read different parts")
+		}
+		if rackEnd < 0 {
+			continue // neither ends it: Go's reader refuses the body
+		}
+		head := body[start : start+rackEnd-2]
+		for _, m := range rackDispositionName.FindAllSubmatch(head, -1) {
+			if v := string(m[1]); isOverrideFieldName(v) || isOverrideFieldName(rackDequote(v)) {
+				return formOverrideError()
+			}
+		}
+		for _, m := range rackContentID.FindAllSubmatch(head, -1) {
+			if isOverrideFieldName(string(m[1])) || isOverrideFieldName(strings.TrimSpace(string(m[1]))) {
+				return formOverrideError()
+			}
+		}
+	}
+}
+
+// goHeadEnd is where Go's textproto ends a MIME head that starts b: after
+// its first empty line ("\n" or "\r\n"); -1 without one.
+func goHeadEnd(b []byte) int {
+	for pos := 0; ; {
+		switch {
+		case bytes.HasPrefix(b[pos:], []byte("\n")):
+			return pos + 1
+		case bytes.HasPrefix(b[pos:], []byte("\r\n")):
+			return pos + 2
+		}
+		nl := bytes.IndexByte(b[pos:], '\n')
+		if nl < 0 {
+			return -1
+		}
+		pos += nl + 1
+	}
+}
+
+// rackDequote is Rack::Auth::Digest::Params.dequote: the quotes around a
+// value (on one line) removed, then every backslash escape undone.
+func rackDequote(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.Contains(v[1:len(v)-1], "\n") {
+		v = v[1 : len(v)-1]
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) && v[i+1] != '\n' {
+			i++
+		}
+		b.WriteByte(v[i])
 	}
 	return b.String()
 }
