@@ -101,3 +101,22 @@ func TestAttackFormMultipartNameInAnotherHeader(t *testing.T) {
 		{"empty head", ct, "--zz\r\n\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--zz--\r\n"},
 	})
 }
+
+// TestAttackFormBracketedName: Rack 2.2's normalize_params reads a field
+// name as /\A[\[\]]*([^\[\]]+)\]*/ — leading brackets dropped, cut at
+// the next bracket — so "[_method]", "]_method", "[]_method" and
+// "_method]" are "_method" to Rack::MethodOverride, in urlencoded and
+// multipart bodies; the check cut at the first "[" only (PHP's rule).
+// Seen failing before the fix: the proxy forwarded each to real Rack
+// ("ran DELETE"), the middleware and ext_authz allowed them.
+func TestAttackFormBracketedName(t *testing.T) {
+	const ue = "application/x-www-form-urlencoded"
+	refusedByAll(t, "Rack", startRack(t), "_method", []formCase{
+		{"[_method]", ue, "[_method]=DELETE"},
+		{"]_method", ue, "]_method=DELETE"},
+		{"%5B_method%5D", ue, "%5B_method%5D=DELETE"},
+		{"[]_method", ue, "[]_method=DELETE"},
+		{"_method]", ue, "_method]=DELETE"},
+		{"multipart [_method]", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name=\"[_method]\"\r\n\r\nDELETE\r\n--zz--\r\n"},
+	})
+}

@@ -122,7 +122,7 @@ func checkForm(contentType string, body []byte) *InputError {
 	}
 	switch kind {
 	case formURLEncoded:
-		if methodOverrideParam(string(body)) {
+		if formOverrideParam(string(body)) {
 			return formOverrideError()
 		}
 	case formMultipart:
@@ -158,7 +158,7 @@ func checkJSONParams(body []byte) *InputError {
 		if err != nil {
 			return badJSON(err)
 		}
-		if k, _ := tok.(string); isOverrideName(k) {
+		if k, _ := tok.(string); isOverrideKey(k) {
 			return badInput("method", "a top-level \"_method\" member in a JSON body is refused: Laravel runs the POST as the method it names, not the one decided (send the method itself)")
 		}
 		var skip json.RawMessage
@@ -457,9 +457,39 @@ func dispValue(s string) string {
 }
 
 // isOverrideFieldName tells whether a multipart field name, as sent or
-// URL-decoded, is "_method" under methodOverrideParam's rules.
+// URL-decoded, is "_method" under isOverrideKey's rules.
 func isOverrideFieldName(name string) bool {
-	return name != "" && (isOverrideName(name) || isOverrideName(lenientUnescape(name)))
+	return name != "" && (isOverrideKey(name) || isOverrideKey(lenientUnescape(name)))
+}
+
+// formOverrideParam is methodOverrideParam for a urlencoded body, with
+// isOverrideKey's rules: fields split on "&" and ";", names URL-decoded.
+func formOverrideParam(body string) bool {
+	for kv := range strings.FieldsFuncSeq(body, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(kv, "=")
+		if isOverrideKey(lenientUnescape(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOverrideKey tells whether a decoded field name is "_method" as PHP
+// reads names (isOverrideName) or as Rack 2.2 does: normalize_params
+// (lib/rack/query_parser.rb) takes /\A[\[\]]*([^\[\]]+)\]*/ of it — leading
+// brackets dropped, cut at the next bracket — so "[_method]", "]_method",
+// "[]_method" and "_method]" are "_method" to Rack::MethodOverride.
+func isOverrideKey(k string) bool {
+	return isOverrideName(k) || isOverrideName(rackParamName(k))
+}
+
+// rackParamName is the top-level name Rack's normalize_params gives k.
+func rackParamName(k string) string {
+	k = strings.TrimLeft(k, "[]")
+	if i := strings.IndexAny(k, "[]"); i >= 0 {
+		k = k[:i]
+	}
+	return k
 }
 
 // looseBoundaries are the boundary of a multipart Content-Type as Rack
