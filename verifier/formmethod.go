@@ -276,8 +276,7 @@ func checkPartNames(h textproto.MIMEHeader) *InputError {
 // double quotes up to its closing quote, \\ and \<quote> unescaped,
 // else up to a space; PHP keeps the last). mime.ParseMediaType reads
 // name='_method' as the token "'_method'"; PHP as the field "_method".
-func phpDispNames(v string) []string {
-	var names []string
+func phpDispNames(v string) (names []string) {
 	cd := strings.TrimLeft(v, phpSpace)
 	for cd != "" {
 		var pair string
@@ -337,6 +336,12 @@ func phpGetwordConf(s string) string {
 		quote, s = s[0], s[1:]
 	} else if end := strings.IndexAny(s, phpSpace); end >= 0 {
 		s = s[:end]
+	}
+	if strings.IndexByte(s, '\\') < 0 {
+		if end := strings.IndexByte(s, quote); quote != 0 && end >= 0 {
+			return s[:end]
+		}
+		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s) && (quote == 0 || s[i] != quote); i++ {
@@ -399,6 +404,9 @@ func checkRackHeads(body []byte, boundary string) *InputError {
 				return formOverrideError()
 			}
 		}
+		if !containsFold(head, "content-id:") {
+			continue
+		}
 		for _, m := range rackContentID.FindAllSubmatch(head, -1) {
 			if isOverrideFieldName(string(m[1])) || isOverrideFieldName(strings.TrimSpace(string(m[1]))) {
 				return formOverrideError()
@@ -430,6 +438,9 @@ func goHeadEnd(b []byte) int {
 func rackDequote(v string) string {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.Contains(v[1:len(v)-1], "\n") {
 		v = v[1 : len(v)-1]
+	}
+	if strings.IndexByte(v, '\\') < 0 {
+		return v
 	}
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
