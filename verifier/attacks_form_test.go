@@ -328,7 +328,7 @@ var malformedForms = []formCase{
 	{"multipart without a boundary", "multipart/form-data", mp("Content-Disposition: form-data; name=\"a\"\r\n\r\nx")},
 	{"multipart without its closing delimiter", "multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n"},
 	{"multipart without any part", "multipart/form-data; boundary=XX", "garbage"},
-	{"multipart with an unreadable disposition", "multipart/form-data; boundary=XX", mp("Content-Disposition: form-data; name=\"a\"; name=\"_method\"\r\n\r\nx")},
+	{"multipart with an unreadable disposition", "multipart/form-data; boundary=XX", mp("Content-Disposition: form-data; name=\"a\"; name=\"b\"\r\n\r\nx")},
 	// A part Go reads as another's content: PHP ends a part at
 	// "\n--boundary", whatever follows on the line.
 	{"multipart delimiter inside a line", "multipart/form-data; boundary=XX", mp("Content-Disposition: form-data; name=\"a\"\r\n\r\nx--XX\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE")},

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/textproto"
+	"regexp"
 	"strings"
 )
 
@@ -125,7 +126,7 @@ func checkForm(contentType string, body []byte) *InputError {
 	}
 	switch kind {
 	case formURLEncoded:
-		if methodOverrideParam(string(body)) {
+		if formOverrideParam(string(body)) {
 			return formOverrideError()
 		}
 	case formMultipart:
@@ -161,7 +162,7 @@ func checkJSONParams(body []byte) *InputError {
 		if err != nil {
 			return badJSON(err)
 		}
-		if k, _ := tok.(string); isOverrideName(k) {
+		if k, _ := tok.(string); isOverrideKey(k) {
 			return badInput("method", "a top-level \"_method\" member in a JSON body is refused: Laravel runs the POST as the method it names, not the one decided (send the method itself)")
 		}
 		var skip json.RawMessage
@@ -210,6 +211,9 @@ func checkMultipart(contentType string, body []byte) *InputError {
 	if strayDelimiter(body, boundary) {
 		return badInput("form body", "the multipart boundary appears in the body other than as a delimiter line: parsers split such a body differently")
 	}
+	if bad := checkRackHeads(body, boundary); bad != nil {
+		return bad
+	}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for parts := 0; ; parts++ {
 		p, err := mr.NextRawPart()
@@ -233,10 +237,16 @@ func checkMultipart(contentType string, body []byte) *InputError {
 
 // checkPartNames refuses a part that Rack or PHP may name "_method": the
 // name (and any `;\s*name=` in the raw value, as Rack's pattern finds one
-// inside a quoted parameter) of every Content-Disposition, whatever its
-// type, and every Content-ID.
+// inside a quoted parameter, and every name as PHP reads one:
+// phpDispNames) of every Content-Disposition, whatever its type, and
+// every Content-ID.
 func checkPartNames(h textproto.MIMEHeader) *InputError {
 	for _, v := range h["Content-Disposition"] {
+		for _, name := range phpDispNames(v) {
+			if isOverrideFieldName(name) {
+				return formOverrideError()
+			}
+		}
 		_, ps, err := mime.ParseMediaType(v)
 		if err != nil {
 			return badInput("form body", "a multipart Content-Disposition cannot be read: %v", err)
@@ -263,6 +273,189 @@ func checkPartNames(h textproto.MIMEHeader) *InputError {
 	return nil
 }
 
+// phpDispNames are the values of every "name" parameter of a
+// Content-Disposition as PHP reads them (main/rfc1867.c: the value split
+// at ";" outside '…' and "…" by php_ap_getword, a pair's key up to its
+// first "=", any case, then php_ap_getword_conf: a value in single or
+// double quotes up to its closing quote, \\ and \<quote> unescaped,
+// else up to a space; PHP keeps the last). mime.ParseMediaType reads
+// name='_method' as the token "'_method'"; PHP as the field "_method".
+func phpDispNames(v string) (names []string) {
+	cd := strings.TrimLeft(v, phpSpace)
+	for cd != "" {
+		var pair string
+		pair, cd = phpGetword(cd, ';')
+		cd = strings.TrimLeft(cd, phpSpace)
+		if !strings.Contains(pair, "=") {
+			continue
+		}
+		key, val := phpGetword(pair, '=')
+		if strings.EqualFold(key, "name") {
+			names = append(names, phpGetwordConf(val))
+		}
+	}
+	return names
+}
+
+// phpSpace is C's isspace.
+const phpSpace = " \t\n\v\f\r"
+
+// phpGetword is PHP's php_ap_getword: s up to the first stop byte outside
+// quotes (a backslash escaping the quote), and the rest after the run of
+// stop bytes there.
+func phpGetword(s string, stop byte) (word, rest string) {
+	pos := 0
+	for pos < len(s) && s[pos] != stop {
+		if q := s[pos]; q == '"' || q == '\'' {
+			pos++
+			for pos < len(s) && s[pos] != q {
+				if s[pos] == '\\' && pos+1 < len(s) && s[pos+1] == q {
+					pos += 2
+				} else {
+					pos++
+				}
+			}
+			if pos < len(s) {
+				pos++
+			}
+		} else {
+			pos++
+		}
+	}
+	if pos >= len(s) {
+		return s, ""
+	}
+	word = s[:pos]
+	for pos < len(s) && s[pos] == stop {
+		pos++
+	}
+	return word, s[pos:]
+}
+
+// phpGetwordConf is PHP's php_ap_getword_conf with substring_conf.
+func phpGetwordConf(s string) string {
+	s = strings.TrimLeft(s, phpSpace)
+	var quote byte
+	if s != "" && (s[0] == '"' || s[0] == '\'') {
+		quote, s = s[0], s[1:]
+	} else if end := strings.IndexAny(s, phpSpace); end >= 0 {
+		s = s[:end]
+	}
+	if strings.IndexByte(s, '\\') < 0 {
+		if end := strings.IndexByte(s, quote); quote != 0 && end >= 0 {
+			return s[:end]
+		}
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s) && (quote == 0 || s[i] != quote); i++ {
+		if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '\\' || (quote != 0 && s[i+1] == quote)) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Rack 2.2's patterns for a part's name (lib/rack/multipart.rb
+// MULTIPART_CONTENT_DISPOSITION, then MULTIPART_CONTENT_ID), searched in
+// the part's raw head, inside any header's value too; \s is Ruby's.
+var (
+	rackDispositionName = regexp.MustCompile(`(?i)Content-Disposition:[^:]*;[ \t\r\n\f\v]*name=("(?:\\"|[^"])*"|[^ \t\r\n\f\v()<>,;:\\"/\[\]?=]+)`)
+	rackContentID       = regexp.MustCompile(`(?i)Content-ID:[ \t\r\n\f\v]*([^\r\n]*)`)
+)
+
+// checkRackHeads reads every part's head as Rack 2.2 does
+// (lib/rack/multipart/parser.rb): after a delimiter line, up to the first
+// "\r\n\r\n" (@head_regex), where Go's textproto ends it at the first
+// empty line ("\n\n" too). A head the two end at different places is
+// refused (one would read as headers what the other reads as content);
+// one in which Rack's patterns find a name "_method" — every match of
+// either, not only the first — is refused. strayDelimiter has made sure
+// every occurrence of the delimiter starts a delimiter line, so every
+// head Rack reads starts after one of them.
+func checkRackHeads(body []byte, boundary string) *InputError {
+	delim := []byte("--" + boundary)
+	for off := 0; ; {
+		i := bytes.Index(body[off:], delim)
+		if i < 0 {
+			return nil
+		}
+		i += off + len(delim)
+		off = i
+		if bytes.HasPrefix(body[i:], []byte("--")) {
+			continue // the close delimiter: no head after it
+		}
+		nl := bytes.IndexByte(body[i:], '\n')
+		if nl < 0 {
+			return nil // no head: Go's reader refuses it
+		}
+		start := i + nl + 1
+		goEnd := goHeadEnd(body[start:])
+		rackEnd := bytes.Index(body[start:], []byte("\r\n\r\n"))
+		if rackEnd >= 0 {
+			rackEnd += 4
+		}
+		if goEnd != rackEnd {
+			return badInput("form body", "a multipart part's head ends at another place for Rack (at the first CRLF CRLF) than for Go (at the first empty line): they would read different parts")
+		}
+		if rackEnd < 0 {
+			continue // neither ends it: Go's reader refuses the body
+		}
+		head := body[start : start+rackEnd-2]
+		for _, m := range rackDispositionName.FindAllSubmatch(head, -1) {
+			if v := string(m[1]); isOverrideFieldName(v) || isOverrideFieldName(rackDequote(v)) {
+				return formOverrideError()
+			}
+		}
+		if !containsFold(head, "content-id:") {
+			continue
+		}
+		for _, m := range rackContentID.FindAllSubmatch(head, -1) {
+			if isOverrideFieldName(string(m[1])) || isOverrideFieldName(strings.TrimSpace(string(m[1]))) {
+				return formOverrideError()
+			}
+		}
+	}
+}
+
+// goHeadEnd is where Go's textproto ends a MIME head that starts b: after
+// its first empty line ("\n" or "\r\n"); -1 without one.
+func goHeadEnd(b []byte) int {
+	for pos := 0; ; {
+		switch {
+		case bytes.HasPrefix(b[pos:], []byte("\n")):
+			return pos + 1
+		case bytes.HasPrefix(b[pos:], []byte("\r\n")):
+			return pos + 2
+		}
+		nl := bytes.IndexByte(b[pos:], '\n')
+		if nl < 0 {
+			return -1
+		}
+		pos += nl + 1
+	}
+}
+
+// rackDequote is Rack::Auth::Digest::Params.dequote: the quotes around a
+// value (on one line) removed, then every backslash escape undone.
+func rackDequote(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.Contains(v[1:len(v)-1], "\n") {
+		v = v[1 : len(v)-1]
+	}
+	if strings.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) && v[i+1] != '\n' {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
 // dispValue reads a parameter value as Rack's VALUE pattern does: a
 // quoted string (its quotes removed) or a token.
 func dispValue(s string) string {
@@ -279,9 +472,39 @@ func dispValue(s string) string {
 }
 
 // isOverrideFieldName tells whether a multipart field name, as sent or
-// URL-decoded, is "_method" under methodOverrideParam's rules.
+// URL-decoded, is "_method" under isOverrideKey's rules.
 func isOverrideFieldName(name string) bool {
-	return name != "" && (isOverrideName(name) || isOverrideName(lenientUnescape(name)))
+	return name != "" && (isOverrideKey(name) || isOverrideKey(lenientUnescape(name)))
+}
+
+// formOverrideParam is methodOverrideParam for a urlencoded body, with
+// isOverrideKey's rules: fields split on "&" and ";", names URL-decoded.
+func formOverrideParam(body string) bool {
+	for kv := range strings.FieldsFuncSeq(body, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(kv, "=")
+		if isOverrideKey(lenientUnescape(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOverrideKey tells whether a decoded field name is "_method" as PHP
+// reads names (isOverrideName) or as Rack 2.2 does: normalize_params
+// (lib/rack/query_parser.rb) takes /\A[\[\]]*([^\[\]]+)\]*/ of it — leading
+// brackets dropped, cut at the next bracket — so "[_method]", "]_method",
+// "[]_method" and "_method]" are "_method" to Rack::MethodOverride.
+func isOverrideKey(k string) bool {
+	return isOverrideName(k) || isOverrideName(rackParamName(k))
+}
+
+// rackParamName is the top-level name Rack's normalize_params gives k.
+func rackParamName(k string) string {
+	k = strings.TrimLeft(k, "[]")
+	if i := strings.IndexAny(k, "[]"); i >= 0 {
+		k = k[:i]
+	}
+	return k
 }
 
 // looseBoundaries are the boundary of a multipart Content-Type as Rack
@@ -326,17 +549,20 @@ func looseBoundaries(contentType string) (rack, php string) {
 // or by spaces and a line break), or one after the close delimiter. Rack
 // and PHP end a part at such an occurrence where Go does not (PHP looks
 // for "\n--boundary" alone), so a part could be hidden from Go in
-// another's content; RFC 2046 forbids the boundary in any content.
+// another's content; RFC 2046 forbids the boundary in any content. Once
+// the first delimiter line ends with CRLF, Go ends a part only at
+// "\r\n--boundary", so a later occurrence after a bare LF is stray too
+// (PHP ends the part there: a part hidden from Go).
 func strayDelimiter(body []byte, boundary string) bool {
 	delim := "--" + boundary
-	closed := false
-	for off := 0; ; {
+	closed, crlf := false, false
+	for off, n := 0, 0; ; n++ {
 		i := bytes.Index(body[off:], []byte(delim))
 		if i < 0 {
 			return false
 		}
 		i += off
-		if closed || (i > 0 && body[i-1] != '\n') {
+		if closed || (i > 0 && body[i-1] != '\n') || (crlf && (i < 2 || body[i-2] != '\r')) {
 			return true
 		}
 		rest := body[i+len(delim):]
@@ -346,6 +572,9 @@ func strayDelimiter(body []byte, boundary string) bool {
 			rest = bytes.TrimLeft(rest, " \t")
 			if !bytes.HasPrefix(rest, []byte("\r\n")) && !bytes.HasPrefix(rest, []byte("\n")) {
 				return true
+			}
+			if n == 0 {
+				crlf = rest[0] == '\r'
 			}
 		}
 		off = i + len(delim)

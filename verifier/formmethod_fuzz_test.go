@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"mime"
+	"mime/multipart"
 	"testing"
 )
 
 // FuzzCheckForm: checkForm never panics, and a body it accepts becomes
 // refused once a "_method" field is added to it — at the end of a
 // urlencoded body, as a part right after a multipart body's first
-// delimiter, as the first member of a JSON object — so no accepted body
-// hides its fields from the check.
+// delimiter, as the first member of a JSON object; named as PHP or Rack
+// reads names — so no accepted body hides its fields from the check. An
+// accepted multipart body is read by Go as one part per delimiter
+// occurrence (but the closing one): no part hidden in another's content.
 func FuzzCheckForm(f *testing.F) {
 	for _, s := range []struct{ ct, body string }{
 		{"application/x-www-form-urlencoded", "a=1&b=2"},
@@ -19,6 +22,8 @@ func FuzzCheckForm(f *testing.F) {
 		{"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--XX--\r\n"},
 		{"multipart/mixed; boundary=\"q r\"", "pre\r\n--q r\r\nContent-ID: a\r\n\r\nx\r\n--q r--\r\n"},
 		{"multipart/form-data; boundary=XX", "--XX\nContent-Disposition: form-data; name=\"a\"; filename=\"f\"\n\nx\n--XX--"},
+		{"multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\n--zz\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\ny\r\n--zz--\r\n"},
+		{"multipart/form-data; boundary=zz", "--zz\r\nX-Note: x\n\nContent-Disposition: form-data; name=\"b\"\r\n\r\ny\r\n--zz--\r\n"},
 		{"application/json", `{"a":{"_method":1},"m":"method"}`},
 		{"application/vnd.x+json", ` {"\u0061":[1,"\u005f"]} `},
 	} {
@@ -33,9 +38,12 @@ func FuzzCheckForm(f *testing.F) {
 		}
 		switch formKindOf(ct) {
 		case formURLEncoded:
-			with := append(append([]byte{}, body...), "&_method=DELETE"...)
-			if checkForm(ct, with) == nil {
-				t.Fatalf("%q with a _method field accepted", with)
+			// PHP's and Rack's spellings of the name
+			for _, name := range []string{"_method", ".method", "[_method]", "_method]", "%5B_method%5D"} {
+				with := append(append([]byte{}, body...), "&"+name+"=DELETE"...)
+				if checkForm(ct, with) == nil {
+					t.Fatalf("%q with a %s field accepted", with, name)
+				}
 			}
 		case formJSON:
 			body = bytes.TrimLeft(body, " \t\r\n")
@@ -60,11 +68,34 @@ func FuzzCheckForm(f *testing.F) {
 			if nl < 0 || bytes.HasPrefix(body[i+len(delim):], []byte("--")) {
 				return // closes at once: no part to add after
 			}
+			// Every occurrence of the delimiter starts a delimiter line
+			// (PHP and Rack split there): Go reads one part fewer than
+			// there are occurrences (the last closes), none hidden in
+			// another's content.
+			mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+			parts := 0
+			for ; ; parts++ {
+				if _, err := mr.NextRawPart(); err != nil {
+					break
+				}
+			}
+			if n := bytes.Count(body, delim); parts != n-1 {
+				t.Fatalf("an accepted multipart body with %d delimiters read as %d parts: %q", n, parts, body)
+			}
 			at := i + nl + 1
-			part := "Content-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n" + string(delim) + "\r\n"
-			with := append(append(append([]byte{}, body[:at]...), part...), body[at:]...)
-			if checkForm(ct, with) == nil {
-				t.Fatalf("%q with a _method part accepted", with)
+			// PHP's and Rack's ways of naming a part
+			for _, head := range []string{
+				"Content-Disposition: form-data; name=\"_method\"",
+				"Content-Disposition: form-data; name='_method'",
+				"Content-Disposition: form-data; name=\"[_method]\"",
+				"Content-ID: _method",
+				"X-Note: Content-Disposition:; name=_method\r\nContent-Disposition: form-data; name=a",
+			} {
+				part := head + "\r\n\r\nDELETE\r\n" + string(delim) + "\r\n"
+				with := append(append(append([]byte{}, body[:at]...), part...), body[at:]...)
+				if checkForm(ct, with) == nil {
+					t.Fatalf("%q with a _method part accepted", with)
+				}
 			}
 		}
 	})
