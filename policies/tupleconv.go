@@ -1,0 +1,279 @@
+package policies
+
+import (
+	"fmt"
+
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+)
+
+// A for expression yields a tuple, and so does a JSON array in
+// action.arguments, the AuthZEN context or properties. go-cty converts a
+// tuple given to a list or set parameter by unifying the types of all its
+// elements (convert.unify → sortTypes compares every pair), and
+// coalesce(xs...) and concat(ls...) unify their arguments' types the same
+// way: time quadratic in the number of elements, which the client chooses
+// (16 KiB of commas split and looped over cost 1.8–3.5 s per decision,
+// review 13). The functions of the condition library go through
+// linearCollections, linearCoalesce and linearConcat instead, which unify
+// the distinct element types only: at most maxElementTypes of them.
+
+// maxElementTypes is how many different element types a tuple, or the
+// arguments of coalesce or concat, may have to be made one list or set: a
+// JSON array of strings, numbers, bools and nulls has at most four; the
+// objects of an array have one type per set of attributes.
+const maxElementTypes = 8
+
+// linearCollections wraps f so that its list and set parameters take any
+// value (cty.DynamicPseudoType, so that HCL does not convert a tuple
+// itself) and the wrapper converts it with toCollection.
+func linearCollections(f function.Function) function.Function {
+	wrap := func(p function.Parameter) (function.Parameter, cty.Type) {
+		if !p.Type.IsListType() && !p.Type.IsSetType() {
+			return p, cty.NilType
+		}
+		want := p.Type
+		p.Type = cty.DynamicPseudoType
+		return p, want
+	}
+	params := f.Params()
+	wants := make([]cty.Type, len(params))
+	for i := range params {
+		params[i], wants[i] = wrap(params[i])
+	}
+	var varParam *function.Parameter
+	varWant := cty.NilType
+	if vp := f.VarParam(); vp != nil {
+		p, w := wrap(*vp)
+		varParam, varWant = &p, w
+	}
+	convertArgs := func(args []cty.Value) ([]cty.Value, error) {
+		out := make([]cty.Value, len(args))
+		for i, a := range args {
+			want := varWant
+			if i < len(wants) {
+				want = wants[i]
+			}
+			if want == cty.NilType {
+				out[i] = a
+				continue
+			}
+			v, err := toCollection(a, want)
+			if err != nil {
+				return nil, function.NewArgError(i, err)
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	return function.New(&function.Spec{
+		Description: f.Description(),
+		Params:      params,
+		VarParam:    varParam,
+		Type: func(args []cty.Value) (cty.Type, error) {
+			conv, err := convertArgs(args)
+			if err != nil {
+				return cty.NilType, err
+			}
+			return f.ReturnTypeForValues(conv)
+		},
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			conv, err := convertArgs(args)
+			if err != nil {
+				return cty.NilVal, err
+			}
+			return f.Call(conv)
+		},
+	})
+}
+
+// toCollection converts v to want, a list or set type, as convert.Convert
+// does but in time linear in the elements of a tuple.
+func toCollection(v cty.Value, want cty.Type) (cty.Value, error) {
+	if !v.Type().IsTupleType() || !v.IsKnown() || v.IsNull() || v.IsMarked() {
+		return convert.Convert(v, want)
+	}
+	ety := want.ElementType()
+	elems := make([]cty.Value, 0, v.LengthInt())
+	var etys []cty.Type // the distinct element types, in order
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if ety != cty.DynamicPseudoType && !e.Type().Equals(ety) {
+			c, err := convert.Convert(e, ety)
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("element %d: %w", len(elems), err)
+			}
+			e = c
+		}
+		var err error
+		if etys, err = addType(etys, e.Type()); err != nil {
+			return cty.NilVal, err
+		}
+		elems = append(elems, e)
+	}
+	if len(elems) == 0 {
+		if want.IsSetType() {
+			return cty.SetValEmpty(ety), nil
+		}
+		return cty.ListValEmpty(ety), nil
+	}
+	if len(etys) > 1 {
+		u, err := unifyTypes(etys)
+		if err != nil {
+			return cty.NilVal, err
+		}
+		for i, e := range elems {
+			if !e.Type().Equals(u) {
+				if elems[i], err = convert.Convert(e, u); err != nil {
+					return cty.NilVal, fmt.Errorf("element %d: %w", i, err)
+				}
+			}
+		}
+	}
+	if want.IsSetType() {
+		if !cty.CanSetVal(elems) {
+			return cty.NilVal, fmt.Errorf("element types must all match for conversion to set")
+		}
+		return cty.SetVal(elems), nil
+	}
+	if !cty.CanListVal(elems) {
+		return cty.NilVal, fmt.Errorf("element types must all match for conversion to list")
+	}
+	return cty.ListVal(elems), nil
+}
+
+// addType adds t to the distinct types etys, which may hold
+// maxElementTypes.
+func addType(etys []cty.Type, t cty.Type) ([]cty.Type, error) {
+	for _, e := range etys {
+		if e.Equals(t) {
+			return etys, nil
+		}
+	}
+	if len(etys) == maxElementTypes {
+		return nil, fmt.Errorf("the elements have more than %d different types", maxElementTypes)
+	}
+	return append(etys, t), nil
+}
+
+// unifyTypes is convert.UnifyUnsafe of distinct types, with an error.
+func unifyTypes(etys []cty.Type) (cty.Type, error) {
+	u, _ := convert.UnifyUnsafe(etys)
+	if u == cty.NilType {
+		return cty.NilType, fmt.Errorf("all elements must have the same type (or types that convert to one)")
+	}
+	return u, nil
+}
+
+// linearCoalesce is go-cty's coalesce with its argument types unified
+// distinct ones only: coalesce(xs...) has one argument per element of xs.
+var linearCoalesce = function.New(&function.Spec{
+	Description: `Returns the first of the given arguments that isn't null, or raises an error if there are no non-null arguments.`,
+	VarParam: &function.Parameter{
+		Name: "vals", Type: cty.DynamicPseudoType,
+		AllowUnknown: true, AllowDynamicType: true, AllowNull: true,
+	},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		var etys []cty.Type
+		for _, a := range args {
+			var err error
+			if etys, err = addType(etys, a.Type()); err != nil {
+				return cty.NilType, fmt.Errorf("all arguments must have the same type: %w", err)
+			}
+		}
+		if len(etys) == 0 {
+			return cty.NilType, fmt.Errorf("no arguments")
+		}
+		if len(etys) == 1 {
+			return etys[0], nil
+		}
+		u, _ := convert.UnifyUnsafe(etys)
+		if u == cty.NilType {
+			return cty.NilType, fmt.Errorf("all arguments must have the same type")
+		}
+		return u, nil
+	},
+	Impl: func(args []cty.Value, retType cty.Type) (cty.Value, error) {
+		for _, a := range args {
+			if !a.IsKnown() {
+				return cty.UnknownVal(retType), nil
+			}
+			if a.IsNull() {
+				continue
+			}
+			return convert.Convert(a, retType)
+		}
+		return cty.NilVal, fmt.Errorf("no non-null arguments")
+	},
+})
+
+// linearConcat is go-cty's concat with the types of its list arguments
+// unified distinct ones only: concat(ls...) has one argument per element
+// of ls.
+var linearConcat = function.New(&function.Spec{
+	Description: `Concatenates together all of the given lists or tuples into a single sequence, preserving the input order.`,
+	VarParam:    &function.Parameter{Name: "seqs", Type: cty.DynamicPseudoType},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if len(args) == 0 {
+			return cty.NilType, fmt.Errorf("at least one argument is required")
+		}
+		lists := true
+		var ltys []cty.Type
+		for _, a := range args {
+			if !a.Type().IsListType() {
+				lists = false
+				break
+			}
+			var err error
+			if ltys, err = addType(ltys, a.Type()); err != nil {
+				lists = false
+				break
+			}
+		}
+		if lists {
+			if u, _ := convert.UnifyUnsafe(ltys); u != cty.NilType && u.IsListType() {
+				return u, nil
+			}
+		}
+		etys := make([]cty.Type, 0, len(args))
+		for i, a := range args {
+			switch t := a.Type(); {
+			case t.IsTupleType():
+				etys = append(etys, t.TupleElementTypes()...)
+			case t.IsListType():
+				if !a.IsKnown() {
+					return cty.DynamicPseudoType, nil
+				}
+				for range a.LengthInt() {
+					etys = append(etys, t.ElementType())
+				}
+			default:
+				return cty.NilType, function.NewArgErrorf(i, "all arguments must be lists or tuples; got %s", t.FriendlyName())
+			}
+		}
+		return cty.Tuple(etys), nil
+	},
+	Impl: func(args []cty.Value, retType cty.Type) (cty.Value, error) {
+		var vals []cty.Value
+		for i, seq := range args {
+			if retType.IsListType() {
+				var err error
+				if seq, err = convert.Convert(seq, retType); err != nil {
+					return cty.NilVal, function.NewArgError(i, err)
+				}
+			}
+			for it := seq.ElementIterator(); it.Next(); {
+				_, v := it.Element()
+				vals = append(vals, v)
+			}
+		}
+		switch {
+		case retType.IsTupleType():
+			return cty.TupleVal(vals), nil
+		case len(vals) == 0:
+			return cty.ListValEmpty(retType.ElementType()), nil
+		}
+		return cty.ListVal(vals), nil
+	},
+})
