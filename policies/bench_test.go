@@ -174,6 +174,7 @@ func BenchmarkDecideHostileInputs(b *testing.B) {
 	forAny := load(`anytrue([for s in split(",", request.headers["x-v"]) : s == "q"])`)
 	forLen := load(`length([for s in split(",", request.headers["x-v"]) : s == "q"]) < 0`)
 	arrDistinct, arrLen := load(`length(distinct(action.arguments.a)) == 0`), load(`length(action.arguments.a) < 0`)
+	arrCond := load(`length(true ? action.arguments.a : []) == 0`)
 	arr := func(n int) *policies.Input { return mcp(`{"a":[` + strings.Repeat(`"",`, n-1) + `""]}`) }
 	arr16, arr64 := arr(16<<10), arr(64<<10)
 	for _, bc := range []struct {
@@ -193,6 +194,7 @@ func BenchmarkDecideHostileInputs(b *testing.B) {
 		{"length-for-split/64KiB-commas", func() { forLen.Decide(hdr(strings.Repeat(",", hn))) }},
 		{"distinct-array/16Ki-elements", func() { arrDistinct.Decide(arr16) }},
 		{"length-array/16Ki-elements", func() { arrLen.Decide(arr16) }},
+		{"conditional-array/16Ki-elements", func() { arrCond.Decide(arr16) }},
 		{"distinct-array/64Ki-elements", func() { arrDistinct.Decide(arr64) }},
 		{"length-array/64Ki-elements", func() { arrLen.Decide(arr64) }},
 	} {

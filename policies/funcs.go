@@ -61,6 +61,8 @@ var functions = map[string]function.Function{
 	"abs":        stdlib.AbsoluteFunc,
 	// the loader's guard of string to number conversions (condnum.go)
 	numberGuardName: numberGuard,
+	// c ? t : f of a condition (tupleconv.go)
+	condResultName: condResult,
 }
 
 func strParam(name string) function.Parameter {

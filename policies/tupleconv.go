@@ -3,6 +3,8 @@ package policies
 import (
 	"fmt"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
@@ -277,3 +279,116 @@ var linearConcat = function.New(&function.Spec{
 		return cty.ListVal(vals), nil
 	},
 })
+
+// condResultName is the function that evaluates a conditional expression
+// (c ? t : f) of a condition: not an HCL identifier, so a policy cannot
+// call it.
+const condResultName = "conditional result"
+
+// linearConditionals rewrites each conditional expression c ? t : f of e
+// in place as true ? "conditional result"(c, t, f) : null. HCL unifies
+// the types of t and f itself, and for a tuple against a tuple of another
+// length or a list it unifies the types of all their elements, in time
+// quadratic in their number; condResult gives HCL the same results made
+// lists in linear time first (listArms). Conditionals whose results are
+// constants are left to HCL.
+func linearConditionals(e hcl.Expression) {
+	x, ok := e.(hclsyntax.Expression)
+	if !ok {
+		return
+	}
+	hclsyntax.VisitAll(x, func(n hclsyntax.Node) hcl.Diagnostics {
+		c, ok := n.(*hclsyntax.ConditionalExpr)
+		if !ok {
+			return nil
+		}
+		if call, ok := c.TrueResult.(*hclsyntax.FunctionCallExpr); ok && call.Name == condResultName {
+			return nil
+		}
+		if len(hclsyntax.Variables(c.TrueResult)) == 0 && len(hclsyntax.Variables(c.FalseResult)) == 0 {
+			return nil // constants of the policy: HCL's own errors
+		}
+		r := c.SrcRange
+		call := &hclsyntax.FunctionCallExpr{Name: condResultName,
+			Args:      []hclsyntax.Expression{c.Condition, c.TrueResult, c.FalseResult},
+			NameRange: r, OpenParenRange: r, CloseParenRange: r}
+		c.Condition = &hclsyntax.LiteralValueExpr{Val: cty.True, SrcRange: c.Condition.Range()}
+		c.TrueResult = call
+		c.FalseResult = &hclsyntax.LiteralValueExpr{Val: cty.NullVal(cty.DynamicPseudoType), SrcRange: c.FalseResult.Range()}
+		return nil
+	})
+}
+
+var condResult = function.New(&function.Spec{
+	Params: []function.Parameter{
+		{Name: "condition", Type: cty.DynamicPseudoType, AllowNull: true, AllowUnknown: true, AllowDynamicType: true},
+		{Name: "true result", Type: cty.DynamicPseudoType, AllowNull: true, AllowUnknown: true, AllowDynamicType: true},
+		{Name: "false result", Type: cty.DynamicPseudoType, AllowNull: true, AllowUnknown: true, AllowDynamicType: true},
+	},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		v, err := conditional(args)
+		if err != nil {
+			return cty.NilType, err
+		}
+		return v.Type(), nil
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) { return conditional(args) },
+})
+
+// conditional is HCL's c ? t : f of the values args, with the results
+// made lists in linear time where HCL would unify their elements.
+func conditional(args []cty.Value) (cty.Value, error) {
+	t, f, err := listArms(args[1], args[2])
+	if err != nil {
+		return cty.NilVal, err
+	}
+	lit := func(v cty.Value) hclsyntax.Expression { return &hclsyntax.LiteralValueExpr{Val: v} }
+	v, diags := (&hclsyntax.ConditionalExpr{Condition: lit(args[0]), TrueResult: lit(t), FalseResult: lit(f)}).Value(nil)
+	if diags.HasErrors() {
+		d := diags[0]
+		return cty.NilVal, fmt.Errorf("%s: %s", d.Summary, d.Detail)
+	}
+	return v, nil
+}
+
+// listArms converts t and f to one list type when HCL would (a tuple and
+// a tuple of another length, or a tuple and a list), unifying their
+// distinct element types.
+func listArms(t, f cty.Value) (cty.Value, cty.Value, error) {
+	tt, ft := t.Type(), f.Type()
+	seq := func(ty cty.Type) bool { return ty.IsTupleType() || ty.IsListType() }
+	switch {
+	case !t.IsKnown() || !f.IsKnown() || t.IsNull() || f.IsNull() || t.IsMarked() || f.IsMarked():
+		return t, f, nil
+	case !seq(tt) || !seq(ft) || tt.IsListType() && ft.IsListType():
+		return t, f, nil
+	case tt.IsTupleType() && ft.IsTupleType() && t.LengthInt() == f.LengthInt():
+		return t, f, nil
+	}
+	var etys []cty.Type
+	for _, v := range []cty.Value{t, f} {
+		if v.Type().IsListType() {
+			var err error
+			if etys, err = addType(etys, v.Type().ElementType()); err != nil {
+				return t, f, err
+			}
+			continue
+		}
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			var err error
+			if etys, err = addType(etys, e.Type()); err != nil {
+				return t, f, fmt.Errorf("the true and false results: %w", err)
+			}
+		}
+	}
+	u, err := unifyTypes(etys)
+	if err != nil {
+		return t, f, fmt.Errorf("inconsistent conditional result types: %w", err)
+	}
+	if t, err = toCollection(t, cty.List(u)); err != nil {
+		return t, f, err
+	}
+	f, err = toCollection(f, cty.List(u))
+	return t, f, err
+}

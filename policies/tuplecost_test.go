@@ -1,9 +1,17 @@
 package policies_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
 
 	"github.com/agentid/agentid/policies"
 )
@@ -47,9 +55,13 @@ func TestTupleToListCostsLikeALoop(t *testing.T) {
 		{`coalesce([for s in ` + hdr + ` : s]...) == ""`, loopBase, commas},
 		{`length(concat([for s in ` + hdr + ` : [s]]...)) == 0`, loopBase, commas},
 		{`length(concat([for s in ` + hdr + ` : split("", s)]...)) == 0`, loopBase, commas},
+		{`length(true ? [for s in ` + hdr + ` : s] : []) == 0`, loopBase, commas},
+		{`length(false ? [] : [for s in ` + hdr + ` : s == ""]) == 0`, loopBase, commas},
+		{`length(true ? [for s in ` + hdr + ` : s] : split(",", "a,b")) == 0`, loopBase, commas},
 		{`anytrue(action.arguments.a)`, `length(action.arguments.a) < 0`, bools},
 		{`alltrue(action.arguments.a)`, `length(action.arguments.a) < 0`, bools},
 		{`length(distinct(action.arguments.a)) == 0`, `length(action.arguments.a) < 0`, strs},
+		{`length(true ? action.arguments.a : ["x"]) == 0`, `length(action.arguments.a) < 0`, strs},
 		{`subset(action.arguments.a, ["x"])`, `length(action.arguments.a) < 0`, strs},
 		{`join(",", action.arguments.a) == ""`, `length(action.arguments.a) < 0`, strs},
 		{`length(distinct(context.a)) == 0`, `length(context.a) < 0`, ctx},
@@ -67,4 +79,114 @@ func TestTupleToListCostsLikeALoop(t *testing.T) {
 			t.Errorf("%s costs %.0fx the loop over the same %d elements (%v vs %v): super-linear", tt.cond, ratio, n, h, p)
 		}
 	}
+}
+
+// TestLinearConversionsKeepHCLResults: the linear conversions give the
+// results HCL and go-cty give (compared with HCL's own evaluation of the
+// same expression over the same data), and an impossible one is still an
+// error.
+func TestLinearConversionsKeepHCLResults(t *testing.T) {
+	in := input(func(in *policies.Input) {
+		in.Action = policies.Action{Kind: "mcp", Method: "tools/call", Name: "t",
+			Arguments: `{"a":["x","y","x"],"m":[1,"1",true],"n":null,"o":[{"k":1},{"k":"2"}]}`}
+	})
+	args := `{a = ["x", "y", "x"], m = [1, "1", true], n = null, o = [{k = 1}, {k = "2"}]}`
+	for _, cond := range []string{
+		`length(true ? [for s in ["a", "b"] : s] : []) == 2`,
+		`contains(false ? [] : [for s in ["a", "b"] : s], "b")`,
+		`(true ? ["a"] : ["b"]) == ["a"]`,
+		`contains(true ? [1, "a"] : [], "1")`,
+		`length(true ? (false ? [1] : [1, 2]) : []) == 2`,
+		`length(true ? [1, 2, 3] : split(",", "a")) == 3`,
+		`length(false ? null : [1]) == 1`,
+		`length(ARGS.n == null ? [] : ARGS.a) == 0`,
+		`length(ARGS.a == null ? [] : ARGS.a) == 3`,
+		`contains(true ? ARGS.m : [], "true")`,
+		`length(distinct(ARGS.a)) == 2`,
+		`length(distinct(ARGS.m)) == 2`,
+		`distinct(ARGS.o)[1].k == "2"`,
+		`anytrue([for s in ARGS.a : s == "y"])`,
+		`alltrue([for s in ARGS.a : s == "y"])`,
+		`subset(ARGS.a, ["x", "y"])`,
+		`join("-", ARGS.a, ["z"]) == "x-y-x-z"`,
+		`join("", ARGS.m) == "11true"`,
+		`coalesce(ARGS.m...) == "1"`,
+		`length(concat(ARGS.a, ["z"])) == 4`,
+		`length(concat([for s in ARGS.a : [s]]...)) == 3`,
+		`length(concat(split(",", "a,b"), [1])) == 3`,
+		`length(setunion(["a"], ["b", "a"])) == 2`,
+		`length(true ? [{a = 1}] : [{b = 2}, {c = "3"}]) == 1`,
+	} {
+		want, diags := hclsyntax.ParseExpression([]byte(strings.ReplaceAll(cond, "ARGS", args)), "w.hcl", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		ctx := &hcl.EvalContext{Functions: map[string]function.Function{
+			"length": stdlib.LengthFunc, "contains": stdlib.ContainsFunc, "split": stdlib.SplitFunc,
+			"distinct": stdlib.DistinctFunc, "anytrue": anytrue, "alltrue": alltrue, "subset": subsetList,
+			"join": stdlib.JoinFunc, "coalesce": stdlib.CoalesceFunc, "concat": stdlib.ConcatFunc, "setunion": stdlib.SetUnionFunc,
+		}}
+		w, diags := want.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatalf("%s: HCL: %s", cond, diags.Error())
+		}
+		set := mustLoad(t, allowIf("", strings.ReplaceAll(cond, "ARGS", "action.arguments")))
+		if d := set.Decide(in); d.Allow != w.True() {
+			t.Errorf("%s: allow %v, HCL says %v (%v)", cond, d.Allow, w.True(), d.Errors)
+		}
+	}
+	for _, bad := range []string{
+		`length(true ? [{a = 1}] : [[1], [2]]) == 0`,
+		`anytrue(["x"])`,
+	} {
+		_, diags := policies.LoadFiles([]policies.File{{Name: "p.hcl", Src: []byte(allowIf("", bad))}})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "p.hcl:3,") {
+			t.Errorf("%s: got %v, want an error at p.hcl:3", bad, diags)
+		}
+	}
+	// a tuple of more element types than maxElementTypes is an error, not a
+	// quadratic unification
+	set := mustLoad(t, allowIf("", `length(distinct(action.arguments.o)) > 0`))
+	var objs []string
+	for i := range 9 {
+		objs = append(objs, fmt.Sprintf(`{"k%d":1}`, i))
+	}
+	in.Action.Arguments = `{"o":[` + strings.Join(objs, ",") + `]}`
+	if d := set.Decide(in); d.Allow || len(d.Errors) == 0 || !strings.Contains(d.Errors[0], "more than 8 different types") {
+		t.Errorf("9 element types: allow %v, errors %q", d.Allow, d.Errors)
+	}
+}
+
+// anytrue, alltrue and subset as go-cty would run them over lists, for
+// TestLinearConversionsKeepHCLResults.
+var (
+	anytrue    = boolsOver(true)
+	alltrue    = boolsOver(false)
+	subsetList = function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "a", Type: cty.List(cty.String)}, {Name: "b", Type: cty.List(cty.String)}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			for _, a := range args[0].AsValueSlice() {
+				if !slices.ContainsFunc(args[1].AsValueSlice(), a.RawEquals) {
+					return cty.False, nil
+				}
+			}
+			return cty.True, nil
+		},
+	})
+)
+
+func boolsOver(want bool) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			for _, v := range args[0].AsValueSlice() {
+				if v.True() == want {
+					return cty.BoolVal(want), nil
+				}
+			}
+			return cty.BoolVal(!want), nil
+		},
+	})
 }
