@@ -289,8 +289,10 @@ const condResultName = "conditional result"
 // in place as true ? "conditional result"(c, t, f) : null. HCL unifies
 // the types of t and f itself, and for a tuple against a tuple of another
 // length or a list it unifies the types of all their elements, in time
-// quadratic in their number; condResult gives HCL the same results made
-// lists in linear time first (listArms). Conditionals whose results are
+// quadratic in their number, and for objects of different attributes, or
+// an object and a map, all their attribute types; condResult gives HCL
+// the same results made lists or maps in linear time first (listArms,
+// mapArms). Conditionals whose results are
 // constants are left to HCL.
 func linearConditionals(e hcl.Expression) {
 	x, ok := e.(hclsyntax.Expression)
@@ -360,6 +362,8 @@ func listArms(t, f cty.Value) (cty.Value, cty.Value, error) {
 	switch {
 	case !t.IsKnown() || !f.IsKnown() || t.IsNull() || f.IsNull() || t.IsMarked() || f.IsMarked():
 		return t, f, nil
+	case tt.IsObjectType() && (ft.IsObjectType() || ft.IsMapType()) || tt.IsMapType() && ft.IsObjectType():
+		return mapArms(t, f)
 	case !seq(tt) || !seq(ft) || tt.IsListType() && ft.IsListType():
 		return t, f, nil
 	case tt.IsTupleType() && ft.IsTupleType() && t.LengthInt() == f.LengthInt():
@@ -391,4 +395,86 @@ func listArms(t, f cty.Value) (cty.Value, cty.Value, error) {
 	}
 	f, err = toCollection(f, cty.List(u))
 	return t, f, err
+}
+
+// mapArms converts t and f to one map type when HCL would (objects of
+// different attributes, or an object and a map), unifying their distinct
+// attribute types.
+func mapArms(t, f cty.Value) (cty.Value, cty.Value, error) {
+	tt, ft := t.Type(), f.Type()
+	if tt.IsObjectType() && ft.IsObjectType() && sameAttributes(tt, ft) {
+		return t, f, nil
+	}
+	var etys []cty.Type
+	for _, ty := range []cty.Type{tt, ft} {
+		if ty.IsMapType() {
+			var err error
+			if etys, err = addType(etys, ty.ElementType()); err != nil {
+				return t, f, err
+			}
+			continue
+		}
+		for _, at := range ty.AttributeTypes() {
+			var err error
+			if etys, err = addType(etys, at); err != nil {
+				return t, f, fmt.Errorf("the true and false results: %w", err)
+			}
+		}
+	}
+	if len(etys) == 0 {
+		return t, f, nil // two empty objects
+	}
+	u, err := unifyTypes(etys)
+	if err != nil {
+		return t, f, fmt.Errorf("inconsistent conditional result types: %w", err)
+	}
+	if t, err = toMap(t, u); err != nil {
+		return t, f, err
+	}
+	f, err = toMap(f, u)
+	return t, f, err
+}
+
+func sameAttributes(a, b cty.Type) bool {
+	aa, ba := a.AttributeTypes(), b.AttributeTypes()
+	if len(aa) != len(ba) {
+		return false
+	}
+	for name := range aa {
+		if _, ok := ba[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// toMap converts the known object or map v to a map of ety, one
+// attribute at a time.
+func toMap(v cty.Value, ety cty.Type) (cty.Value, error) {
+	if v.Type().IsMapType() {
+		return convert.Convert(v, cty.Map(ety))
+	}
+	m := make(map[string]cty.Value, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		k, e := it.Element()
+		if !e.Type().Equals(ety) {
+			var err error
+			if e, err = convert.Convert(e, ety); err != nil {
+				return cty.NilVal, fmt.Errorf("attribute %q: %w", k.AsString(), err)
+			}
+		}
+		m[k.AsString()] = e
+	}
+	if len(m) == 0 {
+		return cty.MapValEmpty(ety), nil
+	}
+	var first cty.Type
+	for _, e := range m {
+		if first == cty.NilType {
+			first = e.Type()
+		} else if !e.Type().Equals(first) {
+			return cty.NilVal, fmt.Errorf("attribute types must all match for conversion to map")
+		}
+	}
+	return cty.MapVal(m), nil
 }
