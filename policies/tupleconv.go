@@ -292,8 +292,7 @@ const condResultName = "conditional result"
 // quadratic in their number, and for objects of different attributes, or
 // an object and a map, all their attribute types; condResult gives HCL
 // the same results made lists or maps in linear time first (listArms,
-// mapArms). Conditionals whose results are
-// constants are left to HCL.
+// mapArms). Conditionals whose results are constants are left to HCL.
 func linearConditionals(e hcl.Expression) {
 	x, ok := e.(hclsyntax.Expression)
 	if !ok {
