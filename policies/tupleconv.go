@@ -90,11 +90,70 @@ func linearCollections(f function.Function) function.Function {
 	})
 }
 
+// convertLinear is convert.Convert(v, want) made of toCollection, toMap
+// and conversions of the elements and attributes one by one where go-cty
+// would unify the types of many.
+func convertLinear(v cty.Value, want cty.Type) (cty.Value, error) {
+	t := v.Type()
+	if want == cty.DynamicPseudoType || t.Equals(want) {
+		return v, nil
+	}
+	if !v.IsKnown() || v.IsNull() || v.IsMarked() {
+		return convert.Convert(v, want)
+	}
+	switch {
+	case (want.IsListType() || want.IsSetType()) && t.IsTupleType():
+		return toCollection(v, want)
+	case want.IsListType() && t.IsListType() && want.ElementType() != cty.DynamicPseudoType:
+		if v.LengthInt() == 0 {
+			return cty.ListValEmpty(want.ElementType()), nil
+		}
+		elems := make([]cty.Value, 0, v.LengthInt())
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			c, err := convertLinear(e, want.ElementType())
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("element %d: %w", len(elems), err)
+			}
+			elems = append(elems, c)
+		}
+		if !cty.CanListVal(elems) {
+			return cty.NilVal, fmt.Errorf("element types must all match for conversion to list")
+		}
+		return cty.ListVal(elems), nil
+	case want.IsMapType() && t.IsObjectType() && want.ElementType() != cty.DynamicPseudoType:
+		return toMap(v, want.ElementType())
+	case want.IsObjectType() && t.IsObjectType() && sameAttributes(t, want):
+		attrs := make(map[string]cty.Value, len(want.AttributeTypes()))
+		for name, at := range want.AttributeTypes() {
+			c, err := convertLinear(v.GetAttr(name), at)
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("attribute %q: %w", name, err)
+			}
+			attrs[name] = c
+		}
+		return cty.ObjectVal(attrs), nil
+	case want.IsTupleType() && t.IsTupleType() && len(want.TupleElementTypes()) == v.LengthInt():
+		etys := want.TupleElementTypes()
+		elems := make([]cty.Value, 0, len(etys))
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			c, err := convertLinear(e, etys[len(elems)])
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("element %d: %w", len(elems), err)
+			}
+			elems = append(elems, c)
+		}
+		return cty.TupleVal(elems), nil
+	}
+	return convert.Convert(v, want)
+}
+
 // toCollection converts v to want, a list or set type, as convert.Convert
 // does but in time linear in the elements of a tuple.
 func toCollection(v cty.Value, want cty.Type) (cty.Value, error) {
 	if !v.Type().IsTupleType() || !v.IsKnown() || v.IsNull() || v.IsMarked() {
-		return convert.Convert(v, want)
+		return convertLinear(v, want)
 	}
 	ety := want.ElementType()
 	elems := make([]cty.Value, 0, v.LengthInt())
@@ -102,7 +161,7 @@ func toCollection(v cty.Value, want cty.Type) (cty.Value, error) {
 	for it := v.ElementIterator(); it.Next(); {
 		_, e := it.Element()
 		if ety != cty.DynamicPseudoType && !e.Type().Equals(ety) {
-			c, err := convert.Convert(e, ety)
+			c, err := convertLinear(e, ety)
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("element %d: %w", len(elems), err)
 			}
@@ -127,7 +186,7 @@ func toCollection(v cty.Value, want cty.Type) (cty.Value, error) {
 		}
 		for i, e := range elems {
 			if !e.Type().Equals(u) {
-				if elems[i], err = convert.Convert(e, u); err != nil {
+				if elems[i], err = convertLinear(e, u); err != nil {
 					return cty.NilVal, fmt.Errorf("element %d: %w", i, err)
 				}
 			}
@@ -159,9 +218,56 @@ func addType(etys []cty.Type, t cty.Type) ([]cty.Type, error) {
 	return append(etys, t), nil
 }
 
-// unifyTypes is convert.UnifyUnsafe of distinct types, with an error.
-func unifyTypes(etys []cty.Type) (cty.Type, error) {
+// maxUnifySize bounds the types given to convert.UnifyUnsafe, in type
+// nodes (typeSize) all together: go-cty unifies nested tuples and objects
+// by unifying all their element types, in time quadratic in their number,
+// so [[1, "x", true, …], [1]] would cost as much as the flat tuple did.
+const maxUnifySize = 512
+
+// typeSize is the number of nodes of t (a primitive is 1), counted up to
+// limit.
+func typeSize(t cty.Type, limit int) int {
+	n := 1
+	switch {
+	case t.IsListType() || t.IsSetType() || t.IsMapType():
+		n += typeSize(t.ElementType(), limit-n)
+	case t.IsTupleType():
+		for _, e := range t.TupleElementTypes() {
+			if n > limit {
+				break
+			}
+			n += typeSize(e, limit-n)
+		}
+	case t.IsObjectType():
+		for _, a := range t.AttributeTypes() {
+			if n > limit {
+				break
+			}
+			n += typeSize(a, limit-n)
+		}
+	}
+	return n
+}
+
+// unify is convert.UnifyUnsafe of distinct types of at most maxUnifySize
+// nodes; cty.NilType with an error when they are bigger.
+func unify(etys []cty.Type) (cty.Type, error) {
+	size := 0
+	for _, t := range etys {
+		if size += typeSize(t, maxUnifySize-size); size > maxUnifySize {
+			return cty.NilType, fmt.Errorf("the values' types are too large to unify (more than %d nested element and attribute types)", maxUnifySize)
+		}
+	}
 	u, _ := convert.UnifyUnsafe(etys)
+	return u, nil
+}
+
+// unifyTypes is unify with an error when there is no common type.
+func unifyTypes(etys []cty.Type) (cty.Type, error) {
+	u, err := unify(etys)
+	if err != nil {
+		return cty.NilType, err
+	}
 	if u == cty.NilType {
 		return cty.NilType, fmt.Errorf("all elements must have the same type (or types that convert to one)")
 	}
@@ -190,7 +296,10 @@ var linearCoalesce = function.New(&function.Spec{
 		if len(etys) == 1 {
 			return etys[0], nil
 		}
-		u, _ := convert.UnifyUnsafe(etys)
+		u, err := unify(etys)
+		if err != nil {
+			return cty.NilType, err
+		}
 		if u == cty.NilType {
 			return cty.NilType, fmt.Errorf("all arguments must have the same type")
 		}
@@ -204,7 +313,7 @@ var linearCoalesce = function.New(&function.Spec{
 			if a.IsNull() {
 				continue
 			}
-			return convert.Convert(a, retType)
+			return convertLinear(a, retType)
 		}
 		return cty.NilVal, fmt.Errorf("no non-null arguments")
 	},
@@ -234,7 +343,11 @@ var linearConcat = function.New(&function.Spec{
 			}
 		}
 		if lists {
-			if u, _ := convert.UnifyUnsafe(ltys); u != cty.NilType && u.IsListType() {
+			u, err := unify(ltys)
+			if err != nil {
+				return cty.NilType, err
+			}
+			if u != cty.NilType && u.IsListType() {
 				return u, nil
 			}
 		}
@@ -261,7 +374,7 @@ var linearConcat = function.New(&function.Spec{
 		for i, seq := range args {
 			if retType.IsListType() {
 				var err error
-				if seq, err = convert.Convert(seq, retType); err != nil {
+				if seq, err = convertLinear(seq, retType); err != nil {
 					return cty.NilVal, function.NewArgError(i, err)
 				}
 			}
@@ -451,14 +564,14 @@ func sameAttributes(a, b cty.Type) bool {
 // attribute at a time.
 func toMap(v cty.Value, ety cty.Type) (cty.Value, error) {
 	if v.Type().IsMapType() {
-		return convert.Convert(v, cty.Map(ety))
+		return convertLinear(v, cty.Map(ety))
 	}
 	m := make(map[string]cty.Value, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		k, e := it.Element()
 		if !e.Type().Equals(ety) {
 			var err error
-			if e, err = convert.Convert(e, ety); err != nil {
+			if e, err = convertLinear(e, ety); err != nil {
 				return cty.NilVal, fmt.Errorf("attribute %q: %w", k.AsString(), err)
 			}
 		}

@@ -48,6 +48,22 @@ func TestTupleToListCostsLikeALoop(t *testing.T) {
 	obj := input(func(in *policies.Input) {
 		in.Action = policies.Action{Kind: "mcp", Method: "tools/call", Name: "t", Arguments: `{` + strings.Join(keys, ",") + `}`}
 	})
+	mixed := make([]string, n)
+	for i := range mixed {
+		mixed[i] = []string{`1`, `"x"`, `true`}[i%3]
+	}
+	nested := input(func(in *policies.Input) {
+		in.Action = policies.Action{Kind: "mcp", Method: "tools/call", Name: "t",
+			Arguments: `{"a":[[` + strings.Join(mixed, ",") + `],[1,2]],"b":[` + strings.Join(mixed, ",") + `],"c":[1]}`}
+	})
+	var rows []string // tuples of 255 and 256 mixed elements: their list type is list(string)
+	for i := 0; len(rows)*256 < n; i++ {
+		rows = append(rows, `[`+strings.Join(mixed[:255+i%2], ",")+`]`)
+	}
+	midsize := input(func(in *policies.Input) {
+		in.Action = policies.Action{Kind: "mcp", Method: "tools/call", Name: "t",
+			Arguments: `{"a":[` + strings.Join(rows, ",") + `],"b":[` + strings.Join(mixed, ",") + `]}`}
+	})
 	const hdr = `split(",", lookup(request.headers, "x-q", ""))`
 	// the baseline walks the elements without converting them to a list
 	loopBase := `length([for s in ` + hdr + ` : s == "q"]) < 0`
@@ -83,6 +99,12 @@ func TestTupleToListCostsLikeALoop(t *testing.T) {
 		{`length(true ? action.arguments : {}) == 0`, `length(action.arguments) < 0`, obj},
 		{`length(true ? action.arguments : {a = 1}) == 0`, `length(action.arguments) < 0`, obj},
 		{`length(true ? {for k, v in action.arguments : k => v} : request.headers) == 0`, `length({for k, v in action.arguments : k => v}) < 0`, obj},
+		{`length(distinct(action.arguments.a)) == 0`, `length(action.arguments.b) < 0`, nested},
+		{`length(coalesce(action.arguments.b, action.arguments.c)) == 0`, `length(action.arguments.b) < 0`, nested},
+		{`length(true ? [action.arguments.b, action.arguments.c] : []) == 0`, `length(action.arguments.b) < 0`, nested},
+		{`length(true ? {x = action.arguments.b, y = action.arguments.c} : {}) == 0`, `length(action.arguments.b) < 0`, nested},
+		{`length(concat([action.arguments.b], [action.arguments.c])) == 0`, `length(action.arguments.b) < 0`, nested},
+		{`length(distinct(action.arguments.a)) == 0`, `length(action.arguments.b) < 0`, midsize},
 		{`length(distinct(context.a)) == 0`, `length(context.a) < 0`, ctx},
 	} {
 		set, diags := policies.LoadFiles([]policies.File{{Name: "p.hcl", Src: []byte(allowIf("", tt.cond))}})
@@ -107,9 +129,9 @@ func TestTupleToListCostsLikeALoop(t *testing.T) {
 func TestLinearConversionsKeepHCLResults(t *testing.T) {
 	in := input(func(in *policies.Input) {
 		in.Action = policies.Action{Kind: "mcp", Method: "tools/call", Name: "t",
-			Arguments: `{"a":["x","y","x"],"m":[1,"1",true],"n":null,"o":[{"k":1},{"k":"2"}],"one":["b"],"p":{"x":1},"q":{"y":"2","z":true}}`}
+			Arguments: `{"a":["x","y","x"],"m":[1,"1",true],"n":null,"o":[{"k":1},{"k":"2"}],"one":["b"],"p":{"x":1},"q":{"y":"2","z":true},"nest":[[1,"x"],[true]]}`}
 	})
-	args := `{a = ["x", "y", "x"], m = [1, "1", true], n = null, o = [{k = 1}, {k = "2"}], one = ["b"], p = {x = 1}, q = {y = "2", z = true}}`
+	args := `{a = ["x", "y", "x"], m = [1, "1", true], n = null, o = [{k = 1}, {k = "2"}], one = ["b"], p = {x = 1}, q = {y = "2", z = true}, nest = [[1, "x"], [true]]}`
 	for _, cond := range []string{
 		`length(true ? [for s in ["a", "b"] : s] : []) == 2`,
 		`contains(false ? [] : [for s in ["a", "b"] : s], "b")`,
@@ -132,6 +154,12 @@ func TestLinearConversionsKeepHCLResults(t *testing.T) {
 		`length(true ? ARGS.p : {}) == 1`,
 		`(true ? ARGS.p : {x = 2}).x == 1`,
 		`length(true ? (false ? ARGS.one : ARGS.a) : []) == 3`,
+		`distinct(ARGS.nest)[1][0] == "true"`,
+		`distinct(ARGS.nest)[0][0] == "1"`,
+		`length(true ? ARGS.nest : []) == 2`,
+		`(true ? ARGS.nest : [])[0][1] == "x"`,
+		`coalesce(ARGS.nest[1], ARGS.nest[0])[0] == "true"`,
+		`length(concat([ARGS.nest[0]], [ARGS.nest[1]])) == 2`,
 		`length(distinct(ARGS.a)) == 2`,
 		`length(distinct(ARGS.m)) == 2`,
 		`distinct(ARGS.o)[1].k == "2"`,
