@@ -143,7 +143,9 @@ func BenchmarkDecideAdversarial(b *testing.B) {
 // literal in MCP arguments (refused by CheckArguments), a header, an
 // argument and an AuthZEN context that a condition compares with a number,
 // and a header under matches() with the alternation that made regexall
-// quadratic (regexall over it is now a load error).
+// quadratic (regexall over it is now a load error); a for expression over
+// a header of commas, and a JSON array in the arguments, given to a list
+// parameter (review 13), beside the same loop or array without it.
 func BenchmarkDecideHostileInputs(b *testing.B) {
 	const n = policies.MaxArgumentsLen - 16
 	const hn = 64 << 10
@@ -167,6 +169,14 @@ func BenchmarkDecideHostileInputs(b *testing.B) {
 	}
 	hdrNum, argNum, ctxNum := load(`request.headers["x-v"] < 1000`), load(`action.arguments.n < 10`), load(`context.n < 10`)
 	re := load(`matches("a[^x]*x|a", request.headers["x-v"])`)
+	// review 13: a tuple given to a list parameter, and the same loop or
+	// array without the conversion
+	forAny := load(`anytrue([for s in split(",", request.headers["x-v"]) : s == "q"])`)
+	forLen := load(`length([for s in split(",", request.headers["x-v"]) : s == "q"]) < 0`)
+	arrDistinct, arrLen := load(`length(distinct(action.arguments.a)) == 0`), load(`length(action.arguments.a) < 0`)
+	arrCond := load(`length(true ? action.arguments.a : []) == 0`)
+	arr := func(n int) *policies.Input { return mcp(`{"a":[` + strings.Repeat(`"",`, n-1) + `""]}`) }
+	arr16, arr64 := arr(16<<10), arr(64<<10)
 	for _, bc := range []struct {
 		name string
 		f    func()
@@ -180,6 +190,13 @@ func BenchmarkDecideHostileInputs(b *testing.B) {
 		{"context-number/number-1MiB", func() { ctxNum.Decide(ctx(numArgs)) }},
 		{"context-number/string-1MiB", func() { ctxNum.Decide(ctx(strArgs)) }},
 		{"matches-alternation/64KiB", func() { re.Decide(hdr(strings.Repeat("a", hn))) }},
+		{"anytrue-for-split/64KiB-commas", func() { forAny.Decide(hdr(strings.Repeat(",", hn))) }},
+		{"length-for-split/64KiB-commas", func() { forLen.Decide(hdr(strings.Repeat(",", hn))) }},
+		{"distinct-array/16Ki-elements", func() { arrDistinct.Decide(arr16) }},
+		{"length-array/16Ki-elements", func() { arrLen.Decide(arr16) }},
+		{"conditional-array/16Ki-elements", func() { arrCond.Decide(arr16) }},
+		{"distinct-array/64Ki-elements", func() { arrDistinct.Decide(arr64) }},
+		{"length-array/64Ki-elements", func() { arrLen.Decide(arr64) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

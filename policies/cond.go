@@ -104,6 +104,7 @@ func (l *loader) condition(a *hcl.Attribute) *condition {
 	}
 	l.checkCost(a.Expr)
 	guardNumbers(a.Expr, l.typeContext())
+	linearConditionals(a.Expr)
 	if readsArguments(a.Expr) {
 		l.usesArgs = true
 	}

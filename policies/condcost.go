@@ -29,6 +29,11 @@ import (
 //
 // The peer's attributes are bounded by SVID validation (svid.MaxJSONSize)
 // and now is fixed-size: they may be used anywhere but in a pattern.
+//
+// Tuples (for expressions, JSON arrays) are not refused: the functions
+// that take lists or sets, coalesce, concat and conditional expressions
+// convert them in linear time instead of go-cty's unification, which is
+// quadratic in the elements (tupleconv.go).
 
 // taint is what a value may be derived from.
 type taint uint8

@@ -24,7 +24,7 @@ var functions = map[string]function.Function{
 	// agentid functions
 	"glob":          globFunc,
 	"matches":       matchesFunc,
-	"subset":        subsetFunc,
+	"subset":        linearCollections(subsetFunc),
 	"has_scope":     hasScopeFunc,
 	"duration":      durationFunc,
 	"unix":          unixFunc,
@@ -34,8 +34,8 @@ var functions = map[string]function.Function{
 	"cidr_contains": cidrContainsFunc,
 	"startswith":    startsWithFunc,
 	"endswith":      endsWithFunc,
-	"anytrue":       anyTrueFunc,
-	"alltrue":       allTrueFunc,
+	"anytrue":       linearCollections(anyTrueFunc),
+	"alltrue":       linearCollections(allTrueFunc),
 	// from go-cty's standard library
 	"contains":   stdlib.ContainsFunc,
 	"length":     stdlib.LengthFunc,
@@ -43,17 +43,17 @@ var functions = map[string]function.Function{
 	"upper":      stdlib.UpperFunc,
 	"lookup":     stdlib.LookupFunc,
 	"keys":       stdlib.KeysFunc,
-	"coalesce":   stdlib.CoalesceFunc,
-	"concat":     stdlib.ConcatFunc,
-	"distinct":   distinctFunc,
+	"coalesce":   linearCoalesce,
+	"concat":     linearConcat,
+	"distinct":   linearCollections(distinctFunc),
 	"element":    stdlib.ElementFunc,
-	"join":       stdlib.JoinFunc,
+	"join":       linearCollections(stdlib.JoinFunc),
 	"split":      stdlib.SplitFunc,
 	"regex":      stdlib.RegexFunc,
 	"regexall":   stdlib.RegexAllFunc,
 	"can":        tryfunc.CanFunc,
 	"replace":    stdlib.ReplaceFunc,
-	"setunion":   stdlib.SetUnionFunc,
+	"setunion":   linearCollections(stdlib.SetUnionFunc),
 	"timeadd":    stdlib.TimeAddFunc,
 	"formatdate": stdlib.FormatDateFunc,
 	"min":        stdlib.MinFunc,
@@ -61,6 +61,8 @@ var functions = map[string]function.Function{
 	"abs":        stdlib.AbsoluteFunc,
 	// the loader's guard of string to number conversions (condnum.go)
 	numberGuardName: numberGuard,
+	// c ? t : f of a condition (tupleconv.go)
+	condResultName: condResult,
 }
 
 func strParam(name string) function.Parameter {
