@@ -96,7 +96,10 @@ echo 'ran ' . $r->getMethod() . ' ' . strlen($r->getContent());
 // startLaravel serves laravelApp with Debian's php-cli and
 // php-illuminate-http (Laravel 8; `make test` installs them) and returns
 // its URL.
-func startLaravel(t *testing.T) *url.URL {
+func startLaravel(t *testing.T) *url.URL { return startLaravelApp(t, laravelApp) }
+
+// startLaravelApp serves the PHP script app as startLaravel does.
+func startLaravelApp(t *testing.T, app string) *url.URL {
 	t.Helper()
 	php, err := exec.LookPath("php")
 	if err == nil {
@@ -110,7 +113,7 @@ func startLaravel(t *testing.T) *url.URL {
 		t.Skip(msg, err)
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "index.php"), []byte(laravelApp), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "index.php"), []byte(app), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for php -S, which cannot report one

@@ -6,14 +6,9 @@ package verifier_test
 
 import (
 	"bufio"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // laravelEchoApp shows the method Laravel runs and the identity header as
@@ -26,46 +21,7 @@ echo 'ran ' . $r->getMethod() . "\n";
 echo 'claims=' . $r->header('x-agentid-claims') . "\n";
 `
 
-func startLaravelEcho(t *testing.T) string {
-	t.Helper()
-	php, err := exec.LookPath("php")
-	if err == nil {
-		_, err = os.Stat("/usr/share/php/Illuminate/Http/autoload.php")
-	}
-	if err != nil {
-		if os.Getenv("AGENTID_REQUIRE_LARAVEL") != "" { // make test: never passes silently
-			t.Fatal("PHP with Laravel's Illuminate\\Http is not installed", err)
-		}
-		t.Skip("PHP with Laravel's Illuminate\\Http is not installed", err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "index.php"), []byte(laravelEchoApp), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(php, "-S", addr, filepath.Join(dir, "index.php"))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("php did not start: %v", err)
-		}
-	}
-	return "http://" + addr
-}
+func startLaravelEcho(t *testing.T) string { return startLaravelApp(t, laravelEchoApp).String() }
 
 // TestAttackHeaderNamePunctuation (review 13): PHP (php_register_variable_ex, used by the
 // built-in server and PHP-FPM for $_SERVER) turns "." (and " ") in a

@@ -471,10 +471,14 @@ func methodOverride(r *Request) string {
 // escapes kept), compared without case, read as PHP reads them — up to a
 // NUL, leading spaces dropped, "." and " " as "_", "_method[…]" as
 // "_method".
-func methodOverrideParam(rawQuery string) bool {
-	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+func methodOverrideParam(rawQuery string) bool { return overrideParam(rawQuery, isOverrideName) }
+
+// overrideParam tells whether an urlencoded query or body (split on "&"
+// and ";") has a field whose decoded name isName takes for "_method".
+func overrideParam(encoded string, isName func(string) bool) bool {
+	for kv := range strings.FieldsFuncSeq(encoded, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, _, _ := strings.Cut(kv, "=")
-		if isOverrideName(lenientUnescape(k)) {
+		if isName(lenientUnescape(k)) {
 			return true
 		}
 	}

@@ -479,15 +479,7 @@ func isOverrideFieldName(name string) bool {
 
 // formOverrideParam is methodOverrideParam for a urlencoded body, with
 // isOverrideKey's rules: fields split on "&" and ";", names URL-decoded.
-func formOverrideParam(body string) bool {
-	for kv := range strings.FieldsFuncSeq(body, func(r rune) bool { return r == '&' || r == ';' }) {
-		k, _, _ := strings.Cut(kv, "=")
-		if isOverrideKey(lenientUnescape(k)) {
-			return true
-		}
-	}
-	return false
-}
+func formOverrideParam(body string) bool { return overrideParam(body, isOverrideKey) }
 
 // isOverrideKey tells whether a decoded field name is "_method" as PHP
 // reads names (isOverrideName) or as Rack 2.2 does: normalize_params

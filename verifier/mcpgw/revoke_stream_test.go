@@ -15,13 +15,21 @@ import (
 	"github.com/agentid/agentid/verifier/mcpgw"
 )
 
-// TestGatewayStreamEndsOnRevocation: a GET stream (server-sent events)
-// opened through the gateway while the task was live kept delivering the
-// upstream's messages after the task was revoked: the gateway checked the
-// stream only when it opened. It now runs under the pipeline's stream
-// guard: the stream ends (and the refusal is recorded with the peer) once
-// the liveness view no longer holds the task.
-func TestGatewayStreamEndsOnRevocation(t *testing.T) {
+// revokedStream is a GET stream (server-sent events) opened through the
+// gateway while task T-41 was live, its first event seen by the agent,
+// then the task revoked.
+type revokedStream struct {
+	f      *fixture
+	task   string
+	events chan<- string   // the upstream sends each as a notifications/message event
+	data   <-chan string   // the agent's data lines (first ones; never blocks the reader)
+	ended  <-chan struct{} // the agent's stream ended
+}
+
+const streamPing = `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"%d"}}`
+
+func openRevokedStream(t *testing.T) *revokedStream {
+	t.Helper()
 	f := newFixture(t)
 	view := &verifier.LivenessView{MaxStaleness: time.Hour}
 	task := "spiffe://example.org/agent/researcher/task/T-41"
@@ -66,8 +74,8 @@ func TestGatewayStreamEndsOnRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	first := make(chan string, 1)
+	t.Cleanup(func() { resp.Body.Close() })
+	data := make(chan string, 1024)
 	ended := make(chan struct{})
 	go func() { // a client reading as fast as the stream comes
 		defer close(ended)
@@ -75,16 +83,15 @@ func TestGatewayStreamEndsOnRevocation(t *testing.T) {
 		for sc.Scan() {
 			if l := sc.Text(); strings.HasPrefix(l, "data: ") {
 				select {
-				case first <- l:
+				case data <- l:
 				default:
 				}
 			}
 		}
 	}()
-	ping := `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"%d"}}`
-	events <- fmt.Sprintf(ping, 1)
+	events <- fmt.Sprintf(streamPing, 1)
 	select {
-	case l := <-first:
+	case l := <-data:
 		if !strings.Contains(l, `"1"`) {
 			t.Fatalf("first event: %q", l)
 		}
@@ -94,6 +101,17 @@ func TestGatewayStreamEndsOnRevocation(t *testing.T) {
 	if err := view.Apply(time.Now(), nil, []string{task}); err != nil { // revoked
 		t.Fatal(err)
 	}
+	return &revokedStream{f: f, task: task, events: events, data: data, ended: ended}
+}
+
+// TestGatewayStreamEndsOnRevocation: a GET stream (server-sent events)
+// opened through the gateway while the task was live kept delivering the
+// upstream's messages after the task was revoked: the gateway checked the
+// stream only when it opened. It now runs under the pipeline's stream
+// guard: the stream ends (and the refusal is recorded with the peer) once
+// the liveness view no longer holds the task.
+func TestGatewayStreamEndsOnRevocation(t *testing.T) {
+	s := openRevokedStream(t)
 	// The upstream keeps sending; within the guard's idle re-check
 	// (StreamRecheckInterval) the gateway ends the stream.
 	deadline := time.After(10 * time.Second)
@@ -101,24 +119,50 @@ func TestGatewayStreamEndsOnRevocation(t *testing.T) {
 	defer tick.Stop()
 	for done := false; !done; {
 		select {
-		case <-ended:
+		case <-s.ended:
 			done = true
 		case <-deadline:
 			t.Fatal("the stream still delivers 10 s after the revocation")
 		case <-tick.C:
 			select {
-			case events <- fmt.Sprintf(ping, 2):
+			case s.events <- fmt.Sprintf(streamPing, 2):
 			default:
 			}
 		}
 	}
 	var revoked bool
-	for _, r := range f.records(t) {
-		if r.Reason != "" && strings.HasPrefix(r.Reason, "verifier: revoked") && r.Peer == task {
+	for _, r := range s.f.records(t) {
+		if r.Reason != "" && strings.HasPrefix(r.Reason, "verifier: revoked") && r.Peer == s.task {
 			revoked = true
 		}
 	}
 	if !revoked {
-		t.Errorf("no record of the revoked stream naming %s: %+v", task, f.records(t))
+		t.Errorf("no record of the revoked stream naming %s: %+v", s.task, s.f.records(t))
+	}
+}
+
+// TestGatewayEventAfterRevocation (review 13): README promises that open MCP
+// gateway event streams are refused "at their next message and within a
+// second when idle"; the gateway discarded the guard's check (ctx, _, stop
+// := g.v.Guard(...)), so an event the upstream sent right after the
+// revocation still reached the agent until the next idle tick.
+func TestGatewayEventAfterRevocation(t *testing.T) {
+	s := openRevokedStream(t)
+	select { // the next message after the revocation
+	case s.events <- fmt.Sprintf(streamPing, 2):
+	case <-time.After(3 * time.Second):
+		return // the stream ended before the upstream could send
+	}
+	for deadline := time.After(3 * time.Second); ; {
+		select {
+		case l := <-s.data:
+			if strings.Contains(l, `"2"`) {
+				t.Fatalf("an event sent after the revocation reached the agent: %q", l)
+			}
+		case <-s.ended:
+			return
+		case <-deadline:
+			return
+		}
 	}
 }
