@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/policies"
@@ -242,9 +244,34 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 			return
 		}
 		ctx := withPeer(r.Context(), res)
+		if frontend == FrontendHTTP && r.Body != nil && r.Body != http.NoBody && longBody(r.ContentLength) {
+			expires := res.Peer.Expires()
+			p.release()
+			v.serveLongUpload(w, r.WithContext(ctx), expires, next)
+			return
+		}
 		p.release()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// serveLongUpload serves a request whose body is long or of unknown
+// length (an upload) to the middleware's handler under a streamGuard:
+// every read of the body re-checks the peer, an idle upload is re-checked
+// every StreamRecheckInterval, and at the peer's refusal or expiry the
+// handler's context is cancelled and its reads of the body fail (the
+// connection's read deadline is moved to now, which ends a read blocked
+// on an idle client).
+func (v *Verifier) serveLongUpload(w http.ResponseWriter, r *http.Request, expires time.Time, next http.Handler) {
+	q := Query{Frontend: FrontendHTTP, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
+	rc := http.NewResponseController(w)
+	g := v.newStreamGuard(r.Context(), &q, expires, func(res *Result) error { return errors.New(res.Message()) }, func(error) {
+		rc.SetReadDeadline(time.Now())
+	})
+	defer g.stop()
+	out := r.WithContext(g.ctx)
+	out.Body = &checkedBody{ReadCloser: r.Body, g: g}
+	next.ServeHTTP(w, out)
 }
 
 func quotePath(p string) string { return strconv.Quote(truncate(p)) }

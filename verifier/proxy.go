@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -33,8 +34,11 @@ import (
 // idle, and it is closed — both sides — at the peer's expiry or once the
 // peer is refused (its task, or one in its chain, revoked); the refusal
 // is recorded like any other. Responses the proxy streams (Server-Sent
-// Events, bodies of unknown length) are held the same way: at the peer's
-// refusal or expiry the response is cut.
+// Events, bodies of unknown length) and long exchanges — a request or
+// response body of unknown length or over LongBodyBytes: an upload, a
+// download — are held the same way: at the peer's refusal or expiry the
+// upload is cut (the upstream's read fails) and the response is cut (the
+// client sees it end early).
 type Proxy struct {
 	V        *Verifier
 	Upstream *url.URL
@@ -111,6 +115,10 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			p.serveUpgrade(w, r, rp)
 			return
 		}
+		if r.Body != nil && r.Body != http.NoBody && longBody(r.ContentLength) {
+			p.serveLong(w, r, rp)
+			return
+		}
 		rp.ServeHTTP(w, r)
 	})
 	p.handler = v.httpHandler(FrontendProxy, HTTPAction, func() []string { return p.MCPPaths }, next)
@@ -183,16 +191,23 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, next http.H
 }
 
 // guardStream puts a response that the reverse proxy streams — Server-Sent
-// Events or a body of unknown length, which it flushes as they come (an
+// Events, a body of unknown length or over LongBodyBytes, which it flushes as they come (an
 // MCP server's GET stream, a long download) — under a streamGuard, as an
 // upgraded connection: each read from the upstream re-checks the peer, an
 // idle stream is re-checked every StreamRecheckInterval, and at the
 // peer's expiry or refusal the upstream body is closed, so the reverse
-// proxy aborts the response (the client sees it cut, not ended). Bodies
-// of known length are forwarded as before: they end by themselves.
+// proxy aborts the response (the client sees it cut, not ended). Short
+// bodies of known length are forwarded as they are: they end by
+// themselves, soon.
 func (p *Proxy) guardStream(res *http.Response) error {
 	if res.StatusCode == http.StatusSwitchingProtocols || res.Body == nil || res.Body == http.NoBody ||
-		(res.ContentLength != -1 && !isEventStream(res.Header.Get("Content-Type"))) {
+		(!longBody(res.ContentLength) && !isEventStream(res.Header.Get("Content-Type"))) {
+		return nil
+	}
+	if g, ok := res.Request.Context().Value(guardKey{}).(*streamGuard); ok {
+		// a long upload's exchange, guarded already (serveLong): its
+		// response is read under the same guard
+		res.Body = &checkedBody{ReadCloser: res.Body, g: g}
 		return nil
 	}
 	// The outgoing request is a clone of the incoming one (its TLS state
@@ -206,8 +221,56 @@ func (p *Proxy) guardStream(res *http.Response) error {
 	body := res.Body
 	g := p.V.newStreamGuard(out.Context(), &q, peer.Expires(), func(r *Result) error { return errors.New(r.Message()) }, func(error) { body.Close() })
 	p.track(g)
-	res.Body = &guardedBody{ReadCloser: body, g: g, p: p}
+	res.Body = &guardedBody{checkedBody: checkedBody{ReadCloser: body, g: g}, p: p}
 	return nil
+}
+
+// LongBodyBytes is the length over which the proxy holds an exchange to
+// its peer while the body passes (a long upload or download), as it holds
+// a stream: shorter bodies of known length are not guarded (no timer per
+// request), bodies of unknown length always are.
+const LongBodyBytes = 64 << 10
+
+func longBody(n int64) bool { return n < 0 || n > LongBodyBytes }
+
+// guardKey is the context key of a long exchange's streamGuard (serveLong).
+type guardKey struct{}
+
+// serveLong forwards a request whose body is long or of unknown length
+// (an upload) under a streamGuard: every read of the body re-checks the
+// peer, an idle upload is re-checked every StreamRecheckInterval, and at
+// the peer's refusal or expiry the guard cancels the outgoing request's
+// context, so the transport aborts the upload (the upstream's read of the
+// body fails) and the response, whatever its length.
+func (p *Proxy) serveLong(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	peer, _ := PeerFromContext(r.Context())
+	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
+	g := p.V.newStreamGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, func(error) {})
+	p.track(g)
+	defer func() {
+		g.stop()
+		p.untrack(g)
+	}()
+	out := r.WithContext(context.WithValue(g.ctx, guardKey{}, g))
+	out.Body = &checkedBody{ReadCloser: r.Body, g: g}
+	next.ServeHTTP(w, out)
+}
+
+// checkedBody re-checks its guard's peer on every read that returns data;
+// the guard's owner stops it.
+type checkedBody struct {
+	io.ReadCloser
+	g *streamGuard
+}
+
+func (b *checkedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if cerr := b.g.check(); cerr != nil {
+			return 0, cerr
+		}
+	}
+	return n, err
 }
 
 func isEventStream(ct string) bool {
@@ -217,19 +280,8 @@ func isEventStream(ct string) bool {
 
 // guardedBody is a streamed upstream body under a streamGuard.
 type guardedBody struct {
-	io.ReadCloser
-	g *streamGuard
+	checkedBody
 	p *Proxy
-}
-
-func (b *guardedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		if cerr := b.g.check(); cerr != nil {
-			return 0, cerr
-		}
-	}
-	return n, err
 }
 
 func (b *guardedBody) Close() error {
