@@ -171,6 +171,8 @@ func TestAttackMCPSmuggling(t *testing.T) {
 		{"capitalised params alone", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"shell"}}`, "bad_request"},
 		{"capitalised arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","Arguments":{"q":"x"}}}`, "bad_request"},
 		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"` + strings.Repeat("a", verifier.MaxMCPBody) + `"}}}`, "too_large"},
+		// JSON.parse keeps a lone surrogate, encoding/json reads U+FFFD
+		{"lone surrogate in the name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs\udc00"}}`, "bad_request"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

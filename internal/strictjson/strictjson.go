@@ -249,6 +249,9 @@ func (s *scanner) str() ([]byte, error) {
 		}
 		return raw[1 : len(raw)-1], nil
 	}
+	if err := checkSurrogates(raw); err != nil {
+		return nil, err
+	}
 	var out string
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, err
@@ -258,6 +261,56 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	return []byte(out), nil
 }
+
+// checkSurrogates refuses a \u escape of a UTF-16 surrogate that is not
+// half of a pair (a high one followed by an escaped low one):
+// encoding/json reads it as U+FFFD, JavaScript's JSON.parse keeps it, so
+// two different names would be one to the policy.
+func checkSurrogates(raw []byte) error {
+	high := false // the last escape was a high surrogate
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			if high {
+				return errLoneSurrogate
+			}
+			continue
+		}
+		i++
+		if i >= len(raw) || raw[i] != 'u' || i+4 >= len(raw) {
+			if high {
+				return errLoneSurrogate
+			}
+			continue
+		}
+		r, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 32)
+		if err != nil {
+			return err
+		}
+		i += 4
+		switch {
+		case r >= 0xD800 && r < 0xDC00: // high
+			if high {
+				return errLoneSurrogate
+			}
+			high = true
+		case r >= 0xDC00 && r < 0xE000: // low
+			if !high {
+				return errLoneSurrogate
+			}
+			high = false
+		default:
+			if high {
+				return errLoneSurrogate
+			}
+		}
+	}
+	if high {
+		return errLoneSurrogate
+	}
+	return nil
+}
+
+var errLoneSurrogate = errors.New("a lone surrogate escape (\\uD800–\\uDFFF not in a pair) in a string")
 
 // keySet holds one object's keys; up to 16 are compared with
 // bytes.EqualFold (no allocation), more are kept in a map by their Fold.

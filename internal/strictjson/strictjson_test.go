@@ -19,6 +19,15 @@ func TestDecode(t *testing.T) {
 		{`[[[[[[[[[[1]]]]]]]]]]`, "nested deeper"},
 		{`{"a":`, "unexpected end"},
 		{"{\"a\xff\":1}", "invalid UTF-8"},
+		// a lone surrogate escape: encoding/json reads U+FFFD, JSON.parse
+		// keeps the surrogate — two readers, two strings
+		{`{"name":"x\ud800"}`, "lone surrogate"},
+		{`{"name":"x\uDC00y"}`, "lone surrogate"},
+		{`{"name":"\ud800\u0041"}`, "lone surrogate"},
+		{`{"n\udbff":1}`, "lone surrogate"},
+		{`{"name":"x\ud83d\ude00"}`, ""},     // a pair: one code point
+		{`{"name":"x\\ud800"}`, ""},          // an escaped backslash, then text
+		{`{"name":"\ufffd and \uFFFD"}`, ""}, // U+FFFD itself
 	} {
 		_, err := Decode([]byte(tc.in), 8, 2)
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
