@@ -94,6 +94,15 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		if decided {
 			id.decided = &res
 		}
+		if r.Method == http.MethodGet {
+			// The stream of the server's messages: held to its peer for
+			// as long as it is open (each write re-checks, an idle stream
+			// every StreamRecheckInterval; at a refusal its context ends).
+			q.Action = verifier.Action{Kind: policies.KindHTTP, Method: r.Method, Path: r.URL.Path}
+			gctx, check, stop := a.v.Guard(ctx, &q, res.Peer.Expires(), nil)
+			defer stop()
+			ctx, w = gctx, &guardedWriter{ResponseWriter: w, check: check}
+		}
 		r = r.WithContext(context.WithValue(ctx, tiKey{}, tokenInfo(&res.Peer, id)))
 		if cred.Kind != verifier.CredentialJWT {
 			r.Header = r.Header.Clone()
@@ -102,6 +111,25 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		inner.ServeHTTP(w, r)
 	})
 }
+
+// guardedWriter re-checks the stream's peer before each write: a message
+// the server sends after the peer's refusal does not reach it.
+type guardedWriter struct {
+	http.ResponseWriter
+	check func() error
+}
+
+func (g *guardedWriter) Write(p []byte) (int, error) {
+	if err := g.check(); err != nil {
+		return 0, err
+	}
+	return g.ResponseWriter.Write(p)
+}
+
+func (g *guardedWriter) Flush() { http.NewResponseController(g.ResponseWriter).Flush() }
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (g *guardedWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 // WriteRefusal answers an HTTP request to the MCP endpoint that the
 // pipeline refused (res is not allowed), as Handler does, for front-ends
