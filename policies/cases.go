@@ -426,6 +426,9 @@ func ParseAction(s string) (Action, error) {
 		}
 		return Action{Kind: KindHTTP, Method: strings.ToUpper(f[1]), Path: f[2]}, nil
 	case f[0] == KindGRPC && len(f) == 2 && strings.HasPrefix(f[1], "/"):
+		if err := CheckGRPCMethodPattern(f[1]); err != nil {
+			return Action{}, fmt.Errorf("%q: the method %v (the verifier refuses it: docs/policy.md#what-the-path-is)", s, err)
+		}
 		return Action{Kind: KindGRPC, Path: f[1]}, nil
 	case f[0] != KindHTTP && f[0] != KindGRPC && len(f) == 2:
 		return Action{Kind: f[0], Name: f[1]}, nil

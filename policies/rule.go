@@ -225,7 +225,7 @@ func (l *loader) actionAlt(kind string, c *hcl.BodyContent) actionAlt {
 		}
 	case KindGRPC:
 		if a := at["methods"]; a != nil {
-			alt.pats = l.globs(a, "/")
+			alt.pats = l.globsChecked(a, "/", CheckGRPCMethodPattern, "gRPC method")
 		}
 	case KindAuthZEN:
 		if a := at["names"]; a != nil {

@@ -150,33 +150,12 @@ func TestAttackLiteralUnsafeBytes(t *testing.T) {
 // /pkg.Svc/Method}, so a grpc deny rule that the interceptors apply did
 // not, and an http allow let the call through. A POST with a gRPC content
 // type is decided as the gRPC call {grpc, /pkg.Svc/Method} by every
-// front-end (after the path's own checks); an MCP path stays MCP.
+// front-end (after the path's own checks); an MCP path stays MCP. A gRPC
+// type beside another (two lines, or a comma) is refused
+// (TestAttackGRPCContentTypeList).
 func TestAttackGRPCKindAlike(t *testing.T) {
 	e := newAttackEnv(t)
-	e.v.Policy = loadPolicy(t, `
-rule "api" {
-  effect = "allow"
-  peer {
-    scopes_all = ["kb:read"]
-  }
-  action {
-    http {
-      paths = ["/**"]
-    }
-    grpc {
-      methods = ["/kb.v1.KB/*"]
-    }
-  }
-}
-rule "no-delete" {
-  effect = "deny"
-  action {
-    grpc {
-      methods = ["/kb.v1.KB/Delete"]
-    }
-  }
-}
-`)
+	e.v.Policy = loadPolicy(t, grpcKindPolicy)
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+e.jwt))
 	_, err := e.v.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/kb.v1.KB/Delete"}, func(context.Context, any) (any, error) { return nil, nil })
 	if status.Code(err) != codes.PermissionDenied {
@@ -197,19 +176,32 @@ rule "no-delete" {
 		{"/kb.v1.KB/Get", "application/grpc", code.Code_OK},
 		{"/kb.v1.KB/Delete", "application/json", code.Code_OK}, // an HTTP request: the http rule
 		{"/kb/v1/KB/Delete", "application/grpc", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Get", "application/grpcx", code.Code_OK}, // not gRPC to grpc-go either: HTTP
+		// A gRPC type beside another (a second line — "\n" here, joined
+		// by "," for Envoy — or a comma in a parameter): grpc-go runs the
+		// call, other servers read another type; refused, never HTTP.
+		{"/kb.v1.KB/Delete", "application/grpc;v=a,b", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Get", "application/grpc;v=\"a,b\"", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "application/grpc\ntext/plain", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "text/plain\napplication/grpc", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "application/grpc\napplication/grpc", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "text/plain, APPLICATION/GRPC+proto", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "application/json\napplication/grpc-web-text", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "application/json,application/proto", code.Code_INVALID_ARGUMENT},
+		{"/kb.v1.KB/Delete", "application/json;x=\"a,b\"", code.Code_OK}, // no gRPC type: HTTP
 	} {
-		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", tc.path, map[string]string{"content-type": tc.contentType}, ""))
+		resp := e.extAuthz(t, checkReq(e.certPEM, "POST", tc.path, map[string]string{"content-type": strings.ReplaceAll(tc.contentType, "\n", ",")}, ""))
 		if got := code.Code(resp.GetStatus().GetCode()); got != tc.want {
-			t.Errorf("ext_authz %s (%s): %v, want %v", tc.path, tc.contentType, resp.GetStatus(), tc.want)
+			t.Errorf("ext_authz %s (%q): %v, want %v", tc.path, tc.contentType, resp.GetStatus(), tc.want)
 		}
 		req := httptest.NewRequest("POST", tc.path, nil)
-		req.Header.Set("Content-Type", tc.contentType)
+		req.Header["Content-Type"] = strings.Split(tc.contentType, "\n")
 		req.Header.Set("Authorization", "Bearer "+e.jwt)
 		rec := httptest.NewRecorder()
 		mw.ServeHTTP(rec, req)
 		want := map[code.Code]int{code.Code_OK: 200, code.Code_PERMISSION_DENIED: 403, code.Code_INVALID_ARGUMENT: 400}[tc.want]
 		if rec.Code != want {
-			t.Errorf("middleware %s (%s): %d %q, want %d", tc.path, tc.contentType, rec.Code, rec.Body, want)
+			t.Errorf("middleware %s (%q): %d %q, want %d", tc.path, tc.contentType, rec.Code, rec.Body, want)
 		}
 	}
 }

@@ -61,7 +61,17 @@ func canonicalAction(q *Query) (Action, []byte, error) {
 
 func canonicalActionOf(q *Query) (Action, []byte, error) {
 	a := q.Action
-	if a.Kind != policies.KindGRPC && !q.GRPC {
+	grpcCall := q.GRPC
+	if a.Kind == policies.KindHTTP && a.Method == "POST" && !q.MCP {
+		// Whatever the front-end saw (the check API sets no GRPC): the
+		// request's own Content-Type says whether gRPC servers run it.
+		named, err := grpcContentType(requestContentType(&q.Request))
+		if err != nil {
+			return Action{}, nil, err
+		}
+		grpcCall = grpcCall || named
+	}
+	if a.Kind != policies.KindGRPC && !grpcCall {
 		if h := underscoreHeader(&q.Request); h != "" {
 			return Action{}, nil, underscoreError(h)
 		}
@@ -83,7 +93,7 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 				return Action{}, nil, badInput("method", "a \"_method\" query parameter is refused: frameworks that honour it run another method than the one decided (send the method itself)")
 			}
 			// and its form or JSON body, as the front-ends that read one
-			if ct := requestContentType(&q.Request); !q.Form && !q.GRPC && a.Method == "POST" && s.BodyKnown && formKindOf(ct) != formNone {
+			if ct := requestContentType(&q.Request); !q.Form && !grpcCall && a.Method == "POST" && s.BodyKnown && formKindOf(ct) != formNone {
 				if len(s.Body) > MaxFormBody {
 					return Action{}, nil, tooLarge(formBodyWhat, len(s.Body), MaxFormBody)
 				}
@@ -107,7 +117,7 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 			}
 			return m.Action(a.Path), m.ID, nil
 		}
-		if q.GRPC {
+		if grpcCall {
 			return Action{Kind: policies.KindGRPC, Path: a.Path}, nil, checkGRPCMethod(a.Path)
 		}
 		return Action{Kind: a.Kind, Method: a.Method, Path: a.Path}, nil, nil
@@ -348,7 +358,14 @@ func removeDotSegments(p string) string {
 	return c
 }
 
-// checkGRPCMethod accepts "/package.Service/Method" in printable ASCII.
+// checkGRPCMethod accepts a gRPC method name as protobuf spells one:
+// "/" service "/" method, the service a full name (identifiers joined by
+// single dots: "kb.v1.KB") and the method an identifier, an identifier
+// being [A-Za-z_][A-Za-z0-9_]* (protobuf's; protoreflect.Name.IsValid).
+// Anything else ("%44elete", "Delete?x=1", "Delete#x") is refused: grpc-go
+// takes :path as sent, so the interceptors would decide it as a method of
+// its own, and a net/http gRPC server behind a proxy (grpc-go's
+// ServeHTTP, connect-go) decodes it and drops its query — runs "Delete".
 func checkGRPCMethod(m string) error {
 	if len(m) > MaxGRPCMethodLen {
 		return tooLarge("gRPC method", len(m), MaxGRPCMethodLen)
@@ -357,12 +374,29 @@ func checkGRPCMethod(m string) error {
 	if !strings.HasPrefix(m, "/") || !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
 		return badInput("gRPC method", "%q is not /package.Service/Method", truncate(m))
 	}
-	for i := 0; i < len(m); i++ {
-		if m[i] <= ' ' || m[i] >= 0x7f {
-			return badInput("gRPC method", "byte 0x%02x is not printable ASCII", m[i])
+	for _, part := range strings.Split(svc, ".") {
+		if !isProtoIdent(part) {
+			return badInput("gRPC method", "%q: the service %q is not a protobuf full name (identifiers [A-Za-z_][A-Za-z0-9_]* joined by \".\")", truncate(m), truncate(svc))
 		}
 	}
+	if !isProtoIdent(meth) {
+		return badInput("gRPC method", "%q: the method %q is not a protobuf identifier ([A-Za-z_][A-Za-z0-9_]*)", truncate(m), truncate(meth))
+	}
 	return nil
+}
+
+// isProtoIdent tells whether s is a protobuf identifier.
+func isProtoIdent(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // listenAction is the action of a subscriptions/listen outside the MCP
@@ -525,21 +559,65 @@ func lenientUnescape(s string) string {
 }
 
 // isGRPCContentType tells whether one of the Content-Type values (each
-// possibly a comma-joined list, as Envoy joins repeated headers) is a
-// media type that gRPC or Connect servers (grpc-go, connect-go) serve as
-// an RPC: application/grpc, application/grpc+proto, application/grpc-web…,
-// application/connect+…, application/proto — read as mime.ParseMediaType
-// reads it (case-insensitive, parameters and the spaces before them
-// ignored). Connect's unary JSON (application/json) and GET forms are
-// plain HTTP here (docs/verifier.md).
+// possibly a comma-joined list, as Envoy joins repeated headers) names,
+// in any line or comma-separated piece, a media type that gRPC or Connect
+// servers (grpc-go, connect-go) serve as an RPC (isGRPCMediaType). The
+// front-ends then mark the POST as gRPC (Query.GRPC: its body is not read
+// as a form); Decide refuses it unless the Content-Type is exactly that
+// one type (grpcContentType).
 func isGRPCContentType(values ...string) bool {
-	// One Content-Type naming one media type: a form type beside a gRPC
-	// one (two header lines, or Envoy's joined "a,b") is read as the form
-	// by Rack and PHP, so it is not a gRPC call to the verifier either.
-	if len(values) != 1 || strings.IndexByte(values[0], ',') >= 0 {
-		return false
+	for _, v := range values {
+		if namesGRPC(v) {
+			return true
+		}
 	}
-	t, _, _ := strings.Cut(values[0], ";")
+	return false
+}
+
+// grpcContentType classifies a POST's Content-Type (its lines joined by
+// ",", as requestContentType and Envoy join them). One line naming one
+// gRPC media type is a gRPC call. A gRPC type beside anything else — a
+// second line, or a comma, even inside a parameter ("application/grpc;
+// v=a,b") — is refused: grpc-go's HTTP/2 transport takes any line it
+// accepts, its ServeHTTP the first, and reads "application/grpc;…" as
+// gRPC whatever follows, while other servers read another line; neither
+// reading can be decided for all of them, so the request is neither a
+// gRPC call nor an HTTP one here. Otherwise it is not a gRPC call.
+func grpcContentType(ct string) (bool, error) {
+	if !namesGRPC(ct) {
+		return false, nil
+	}
+	if strings.IndexByte(ct, ',') < 0 {
+		return true, nil
+	}
+	return false, badInput("content-type", "%q names a gRPC media type beside another (two Content-Type lines, or a comma): gRPC servers read one, other servers another, so it is decided neither as a gRPC call nor as HTTP (send one Content-Type, without a comma)", truncate(ct))
+}
+
+// namesGRPC tells whether a Content-Type value, read as a comma-separated
+// list, has a piece that is a gRPC media type.
+func namesGRPC(v string) bool {
+	for {
+		piece, rest, more := strings.Cut(v, ",")
+		if isGRPCMediaType(piece) {
+			return true
+		}
+		if !more {
+			return false
+		}
+		v = rest
+	}
+}
+
+// isGRPCMediaType tells whether one media type (with its parameters) is
+// one that gRPC or Connect servers serve as an RPC: application/grpc,
+// application/grpc+proto, application/grpc-web…, application/connect+…,
+// application/proto — read as mime.ParseMediaType reads it
+// (case-insensitive, parameters and the spaces around the type ignored),
+// which accepts more than grpc-go (exactly "application/grpc", or it
+// followed by "+" or ";"). Connect's unary JSON (application/json) and GET
+// forms are plain HTTP here (docs/verifier.md).
+func isGRPCMediaType(v string) bool {
+	t, _, _ := strings.Cut(v, ";")
 	t = strings.TrimSpace(t)
 	if hasFoldPrefix(t, "application/grpc") {
 		if rest := t[len("application/grpc"):]; rest == "" || rest[0] == '+' || rest[0] == '-' {

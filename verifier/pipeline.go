@@ -77,7 +77,10 @@ type Query struct {
 	// GRPC marks an HTTP request that is a gRPC call (a POST with a gRPC
 	// content type, not to an MCP path): it is decided as {grpc, path},
 	// the path a canonical /package.Service/Method, as the interceptors
-	// decide the same call.
+	// decide the same call. Decide also finds it from an http POST's
+	// Content-Type in Request (the check API's), and refuses a request
+	// whose Content-Type names a gRPC type beside another (two lines, or
+	// a comma) as bad_request.
 	GRPC bool
 	// Form marks a POST whose body a framework may read as form fields
 	// (application/x-www-form-urlencoded, multipart/*, or no Content-Type:

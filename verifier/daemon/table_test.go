@@ -36,6 +36,28 @@ rule "kb-admin" {
   }
 }
 
+rule "kb-api-post" {
+  effect = "allow"
+  peer {
+    scopes_all = ["kb:read"]
+  }
+  action {
+    http {
+      methods = ["POST"]
+      paths   = ["/kb.v1.KB/**"]
+    }
+  }
+}
+
+rule "kb-no-delete" {
+  effect = "deny"
+  action {
+    grpc {
+      methods = ["/kb.v1.KB/Delete"]
+    }
+  }
+}
+
 rule "mcp-search" {
   effect = "allow"
   peer {
@@ -71,6 +93,14 @@ var frontendCases = []frontendCase{
 	{"MCP denied", "task", "POST", "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell"}}`, "deny"},
 	{"MCP smuggled", "task", "POST", "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell","Name":"search_docs"}}`, "bad_request"},
 	{"MCP batch", "task", "POST", "/mcp", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs"}}]`, "bad_request"},
+	{"gRPC call", "task", "POST", "/kb.v1.KB/Delete", "", "deny"},                       // as {grpc, /kb.v1.KB/Delete}, not the http POST allowed
+	{"gRPC type beside another", "task", "POST", "/kb.v1.KB/Delete", "", "bad_request"}, // neither gRPC nor HTTP
+}
+
+// caseContentTypes is the Content-Type some frontendCases send (by name).
+var caseContentTypes = map[string]string{
+	"gRPC call":                "application/grpc",
+	"gRPC type beside another": "application/grpc;v=a,b",
 }
 
 // TestFrontEndsDecideAlike puts the same requests to ext_authz, the proxy,
@@ -130,6 +160,9 @@ proxy {
 			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 				Source:  &authv3.AttributeContext_Peer{Certificate: url.PathEscape(creds[tc.cred])},
 				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: tc.method, Path: tc.path, Body: tc.body}}}}
+			if ct := caseContentTypes[tc.name]; ct != "" {
+				req.Attributes.Request.Http.Headers = map[string]string{"content-type": ct}
+			}
 			resp, err := extAuthz.Check(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
@@ -151,6 +184,9 @@ proxy {
 			client := proxyClients[tc.cred]
 			req, _ := http.NewRequest(tc.method, "https://"+f.d.Addr("proxy").String()+"/", strings.NewReader(tc.body))
 			req.URL.Opaque = tc.path
+			if ct := caseContentTypes[tc.name]; ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
 			resp, err := client.Do(req)
 			if err != nil {
 				if tc.cred == "forged" {
@@ -171,6 +207,9 @@ proxy {
 			}
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Method, r.RequestURI = tc.method, tc.path
+			if ct := caseContentTypes[tc.name]; ct != "" {
+				r.Header.Set("Content-Type", ct)
+			}
 			if u, err := url.ParseRequestURI(tc.path); err == nil {
 				r.URL = u // as a server parses it (the middleware refuses a URL rewritten in front of it)
 			}
@@ -188,7 +227,11 @@ proxy {
 			if tc.body != "" {
 				return "", false // the check API takes actions, not MCP bodies
 			}
-			body, _ := json.Marshal(map[string]any{"certificate": creds[tc.cred], "action": map[string]string{"kind": "http", "method": tc.method, "path": tc.path}})
+			in := map[string]any{"certificate": creds[tc.cred], "action": map[string]string{"kind": "http", "method": tc.method, "path": tc.path}}
+			if ct := caseContentTypes[tc.name]; ct != "" { // the request the service received
+				in["request"] = map[string]any{"method": tc.method, "target_uri": "https://kb.example" + tc.path, "headers": map[string]string{"Content-Type": ct}}
+			}
+			body, _ := json.Marshal(in)
 			resp, err := http.Post("http://"+f.d.Addr("check_api").String()+"/v1/check", "application/json", strings.NewReader(string(body)))
 			if err != nil {
 				t.Fatal(err)
