@@ -62,8 +62,20 @@ func (m MCPMessage) Action(path string) Action {
 // Mcp-Method or Mcp-Name (MCP 2026-07-28, SEP-2243) these must agree with
 // the body, and from protocol version 2026-07-28 on they are required.
 // A resource URI that is not canonical (CheckResourceURI: "..",
-// "%2e%2e", "//" in a file: or http(s): URI) is refused.
+// "%2e%2e", "//" in a file: or http(s): URI) is refused. When headers are
+// given, a Content-Type with a charset other than UTF-8 (or that cannot be
+// read, or sent twice) and a Content-Encoding other than identity are
+// refused (HTTP 415): the body is read as UTF-8, as it arrived, and a
+// server honouring either would read another message (contenttype.go).
 func ParseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
+	m, err := parseMCP(body, headers)
+	if bad := checkBodyHeaders(headers, nil); bad != nil {
+		return MCPMessage{ID: m.ID}, bad // the id, if any, for the JSON-RPC error
+	}
+	return m, err
+}
+
+func parseMCP(body []byte, headers map[string][]string) (MCPMessage, error) {
 	if len(body) > MaxMCPBody {
 		return MCPMessage{}, tooLarge("MCP body", len(body), MaxMCPBody)
 	}

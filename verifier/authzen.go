@@ -195,6 +195,9 @@ func (z *AuthZEN) read(r *http.Request, batch bool) (qs []Query, semantic string
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return nil, "", false, badAuthZEN("Content-Type %q: send application/json", ct)
 		}
+		if bad := checkContentType(ct); bad != nil { // the body is read as UTF-8
+			return nil, "", false, badAuthZEN("%s", bad.Error())
+		}
 	}
 	limit := int64(MaxAuthZENBody)
 	if batch {

@@ -297,6 +297,7 @@ func TestAuthZENBadRequests(t *testing.T) {
 		{"number beyond float64 in properties", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a","properties":{"n":1e999999999}},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "", "exponent beyond"},
 		{"long id", "/access/v1/evaluation", `{"subject":{"type":"user","id":"` + strings.Repeat("a", 3000) + `"},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "", "subject.id has 3000 bytes, over the limit of 2048"},
 		{"wrong content type", "/access/v1/evaluation", `{}`, "text/plain", "send application/json"},
+		{"charset other than UTF-8", "/access/v1/evaluation", `{"subject":{"type":"user","id":"a"},"action":{"name":"x"},"resource":{"type":"d","id":"1"}}`, "application/json; charset=utf-16", `charset "utf-16" is refused`},
 		{"batch item without subject", "/access/v1/evaluations", `{"evaluations":[{"action":{"name":"x"},"resource":{"type":"d","id":"1"}}]}`, "", "evaluations[0].subject is required"},
 		{"batch of 10,000", "/access/v1/evaluations", big, "", "evaluations has 10000 items; this PDP decides at most 100 per request"},
 		{"unknown semantic", "/access/v1/evaluations", `{"subject":{"type":"user","id":"a"},"action":{"name":"x"},"options":{"evaluations_semantic":"most"},"evaluations":[` + item + `]}`, "", "options.evaluations_semantic must be one of"},

@@ -100,10 +100,18 @@ func canonicalActionOf(q *Query) (Action, []byte, error) {
 				if err := checkForm(ct, s.Body); err != nil {
 					return Action{}, nil, err
 				}
+				if err := checkBodyHeaders(q.Request.Headers, q.Request.HeaderMap); err != nil {
+					return Action{}, nil, err // read as UTF-8, as it arrived: the service must too
+				}
 			}
 		}
 		if q.Form && !q.MCP {
 			if err := checkForm(requestContentType(&q.Request), q.Body); err != nil {
+				return Action{}, nil, err
+			}
+			// what checkForm read, as UTF-8 and as it arrived, is what the
+			// upstream must read: no other charset, no Content-Encoding
+			if err := checkBodyHeaders(q.Request.Headers, q.Request.HeaderMap); err != nil {
 				return Action{}, nil, err
 			}
 		}

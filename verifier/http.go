@@ -163,10 +163,12 @@ func requestPath(r *http.Request) string {
 // 403 when the policy denied, 400/414 for a request that cannot be decided
 // as sent (a form or JSON POST body with a "_method" field among them: such
 // bodies are read, up to MaxFormBody — 413 above —, and the handler reads
-// the same bytes), 503 when the decision could not be recorded. Incoming
-// x-agentid-* headers are removed from the request first: only the
-// verifier speaks with them, and a handler gets the identity from the
-// context, never from r.Header.
+// the same bytes; 415 for such a body, or an MCP message, whose
+// Content-Type names a charset other than UTF-8 or whose Content-Encoding
+// is not identity: contenttype.go), 503 when the decision could not be
+// recorded. Incoming x-agentid-* headers are removed from the request
+// first: only the verifier speaks with them, and a handler gets the
+// identity from the context, never from r.Header.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return v.MiddlewareFunc(HTTPAction, next)
 }

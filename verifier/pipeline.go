@@ -228,6 +228,10 @@ func (r *Result) HTTPStatus() int {
 		return http.StatusRequestEntityTooLarge
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case BadRequest:
+		if r.input == whatContentType || r.input == whatContentEncoding {
+			return http.StatusUnsupportedMediaType // contenttype.go
+		}
 	}
 	return http.StatusBadRequest
 }

@@ -488,6 +488,7 @@ var requestDrop = map[string]bool{
 	"Upgrade": true, "Proxy-Connection": true, "Host": true, "Content-Length": true,
 	"Accept-Encoding":  true, // Go's transport asks for gzip and decodes it: the gateway reads lists
 	"Content-Encoding": true, // only identity is accepted (post)
+	"Content-Type":     true, // the gateway's own: the bytes it decided, as UTF-8 JSON (upstreamRequest)
 	"Forwarded":        true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
 	headerLastEventID: true, // no stream resumption through the gateway
 }
@@ -542,6 +543,8 @@ func canonicalKey(k string) string {
 	return k
 }
 
+var contentTypeJSON = []string{"application/json"}
+
 // upstreamRequest is a request to the upstream with the gateway's
 // credential and none of the agent's.
 func (g *Gateway) upstreamRequest(ctx context.Context, method string, in http.Header, body []byte) *http.Request {
@@ -553,6 +556,11 @@ func (g *Gateway) upstreamRequest(ctx context.Context, method string, in http.He
 	out.ContentLength = int64(len(body))
 	out.Header = make(http.Header, len(in)+8) // room for the identity headers and the credential
 	copyHeaders(out.Header, in, requestDrop)
+	if body != nil {
+		// never the agent's: a charset in it (ParseMCP refuses all but
+		// UTF-8) would have the upstream decode other text than was decided
+		out.Header["Content-Type"] = contentTypeJSON
+	}
 	if g.cfg.UpstreamHeader != "" {
 		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
 	}

@@ -444,6 +444,10 @@ func TestGatewayRefusesBadInput(t *testing.T) {
 			append(v26, "Mcp-Method", "tools/list", "Mcp-Name", "read_file"), 400, "Mcp-Method"},
 		{"Mcp-Method missing from 2026-07-28", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}`, v26, 400, "Mcp-Method: required"},
 		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"p":"` + strings.Repeat("a", verifier.MaxMCPBody) + `"}}}`, nil, 413, "exceed"},
+		{"charset utf-7", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}`,
+			[]string{"Content-Type", "application/json; charset=utf-7"}, 415, `Content-Type: charset "utf-7" is refused`},
+		{"malformed Content-Type", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}`,
+			[]string{"Content-Type", "application/json; charset"}, 415, "Content-Type: \"application/json; charset\" cannot be read"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := post(t, gw.URL, tok, tc.body, tc.headers...)
@@ -461,8 +465,8 @@ func TestGatewayRefusesBadInput(t *testing.T) {
 		t.Fatalf("calls reached the upstream: %q", calls)
 	}
 	recs := f.records(t)
-	if len(recs) != 10 {
-		t.Fatalf("%d audit records, want 10", len(recs))
+	if len(recs) != 12 {
+		t.Fatalf("%d audit records, want 12", len(recs))
 	}
 	for _, r := range recs {
 		if r.Decision != "deny" || r.Frontend != mcpgw.Frontend || r.Peer != "spiffe://example.org/agent/researcher/task/T-41" {
