@@ -1,0 +1,83 @@
+package attestor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// IsolateExec prepares the calling process for an exec as an agent of
+// another uid: it gives up its controlling terminal and marks every
+// descriptor above 2 close-on-exec, so the agent inherits neither. See
+// [Launch.Exec].
+//
+// Without the first, an agent keeps the launcher's terminal as its own and
+// can push input into it with TIOCSTI, which the shell that ran `agentid
+// run` (root) reads once the agent exits. Without the second, whatever the
+// launcher was handed (a root-only file, a socket) reaches the agent.
+func IsolateExec() error {
+	if err := detachTerminal(); err != nil {
+		return err
+	}
+	return closeInheritedFDs()
+}
+
+// detachTerminal drops the controlling terminal (TIOCNOTTY). setsid(2)
+// would too, but it fails in a process group leader, which a launcher that
+// a shell started as a job is. The process keeps its process group, so the
+// terminal's ^C still reaches the agent; its standard descriptors stay
+// open. A session leader's TIOCNOTTY also sends SIGHUP to the terminal's
+// foreground process group, which is ignored for the call.
+func detachTerminal() error {
+	fd, err := syscall.Open("/dev/tty", syscall.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // no controlling terminal (ENXIO) or none we may open
+	}
+	defer syscall.Close(fd)
+	if sid, _ := unix.Getsid(0); sid == os.Getpid() {
+		signal.Ignore(syscall.SIGHUP)
+		defer signal.Reset(syscall.SIGHUP)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TIOCNOTTY, 0); err != nil {
+		return fmt.Errorf("attestor: launch: detach from the controlling terminal (TIOCNOTTY): %w", err)
+	}
+	return nil
+}
+
+// closeInheritedFDs marks every descriptor above 2 close-on-exec
+// (close_range(2) with CLOSE_RANGE_CLOEXEC, Linux 5.11; before that, each
+// descriptor of /proc/self/fd). Go opens its own descriptors close-on-exec
+// already, so nothing the launcher still uses is closed before the exec.
+func closeInheritedFDs() error {
+	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EINVAL) {
+		if err != nil {
+			return fmt.Errorf("attestor: launch: close_range: %w", err)
+		}
+		return nil
+	}
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("attestor: launch: listing inherited descriptors: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("attestor: launch: listing inherited descriptors: %w", err)
+	}
+	for _, name := range names {
+		fd, err := strconv.Atoi(name)
+		if err != nil || fd <= 2 || fd == int(d.Fd()) {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && !errors.Is(err, syscall.EBADF) {
+			return fmt.Errorf("attestor: launch: close-on-exec for descriptor %d: %w", fd, err)
+		}
+	}
+	return nil
+}
