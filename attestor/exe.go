@@ -40,8 +40,10 @@ var ErrExeTooLarge = errors.New("executable too large to hash")
 // (keeping its PID and manifest), rewrite its former executable in place,
 // which no process runs then, and exec it again; only the ctime, which no
 // unprivileged process can set back, tells the two contents apart. (Linux
-// refuses writes to a running executable, ETXTBSY, but 6.11 did not, and
-// the attestor does not rely on it.) A touch therefore costs a re-hash,
+// refuses to open a running executable for writing, ETXTBSY, but that
+// does not cover a file between two runs, and the attestor does not rely
+// on it; TestDigestCacheInvalidates rewrites a file in place with the
+// same size.) A touch therefore costs a re-hash,
 // bounded by the size limit. One inode is hashed by one goroutine at a
 // time; concurrent requests for it wait for that digest.
 //
