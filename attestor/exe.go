@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultDigestCacheSize is the number of executables a DigestCache
@@ -124,8 +126,7 @@ func (c *DigestCache) FileDigest(ctx context.Context, path string, maxBytes int6
 		return "", fmt.Errorf("attestor: %s: %w: %d bytes, over max_exe_bytes %d (raise max_exe_bytes to pin it)", path, ErrExeTooLarge, st.Size, maxBytes)
 	}
 	key := fileKey{inode: inode{uint64(st.Dev), st.Ino}, size: st.Size, mtime: mtimeOf(&st), ctime: ctimeOf(&st)}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
+	defer syscall.Close(fd)
 	for {
 		c.mu.Lock()
 		if d, ok := c.digests[key]; ok {
@@ -134,7 +135,7 @@ func (c *DigestCache) FileDigest(ctx context.Context, path string, maxBytes int6
 		}
 		fl := c.flights[key.inode]
 		if fl == nil {
-			fl = c.start(key, f)
+			fl = c.start(key, fd, path)
 		}
 		fl.waiters++
 		c.mu.Unlock()
@@ -151,22 +152,21 @@ func (c *DigestCache) FileDigest(ctx context.Context, path string, maxBytes int6
 	}
 }
 
-// start hashes f in a goroutine of its own (c.mu held). The goroutine
-// reads a duplicate of f's descriptor, as the caller may leave before it
+// start hashes the file open as fd in a goroutine of its own (c.mu held).
+// The goroutine reads a duplicate of fd, as the caller may leave before it
 // is done.
-func (c *DigestCache) start(key fileKey, f *os.File) *flight {
+func (c *DigestCache) start(key fileKey, fd int, path string) *flight {
 	ctx, cancel := context.WithCancel(context.Background())
 	fl := &flight{key: key, done: make(chan struct{}), cancel: cancel}
 	c.flights[key.inode] = fl
-	dup, err := syscall.Dup(int(f.Fd()))
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		fl.err = fmt.Errorf("attestor: %w", &os.PathError{Op: "dup", Path: f.Name(), Err: err})
+		fl.err = fmt.Errorf("attestor: %w", &os.PathError{Op: "dup", Path: path, Err: err})
 		c.finish(fl)
 		return fl
 	}
-	syscall.CloseOnExec(dup)
 	go func() {
-		g := os.NewFile(uintptr(dup), f.Name())
+		g := os.NewFile(uintptr(dup), path)
 		defer g.Close()
 		if c.beforeHash != nil {
 			c.beforeHash()
