@@ -225,3 +225,20 @@ func waitWaiters(t *testing.T, c *DigestCache, n int) {
 	}
 	t.Fatalf("%d callers did not all wait for the hash within 10s", n)
 }
+
+// TestAttestContextCancelled: an attestation whose context has ended
+// returns its error and no selectors (the plugin answers Canceled).
+func TestAttestContextCancelled(t *testing.T) {
+	dir := manifestDir(t)
+	pid, start := startSleep(t)
+	writeFor(t, dir, pid, start)
+	a, _ := newTest(t, Config{ManifestDir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if sel, err := a.AttestContext(ctx, pid); sel != nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("AttestContext(cancelled) = %q, %v; want no selectors and context.Canceled", sel, err)
+	}
+	if sel, err := a.AttestContext(context.Background(), pid); err != nil || len(sel) == 0 {
+		t.Errorf("AttestContext = %q, %v", sel, err)
+	}
+}
