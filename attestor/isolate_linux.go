@@ -35,8 +35,11 @@ func IsolateExec() error {
 // foreground process group, which is ignored for the call.
 func detachTerminal() error {
 	fd, err := syscall.Open("/dev/tty", syscall.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil // no controlling terminal (ENXIO) or none we may open
+	switch {
+	case errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.EIO):
+		return nil // no controlling terminal, or one that was hung up
+	case err != nil:
+		return fmt.Errorf("attestor: launch: cannot give up the controlling terminal: %w; fix: start agentid run without one (setsid, or from a service)", err)
 	}
 	defer syscall.Close(fd)
 	if sid, _ := unix.Getsid(0); sid == os.Getpid() {
