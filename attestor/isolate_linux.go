@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"syscall"
 
@@ -31,8 +30,14 @@ func IsolateExec() error {
 // would too, but it fails in a process group leader, which a launcher that
 // a shell started as a job is. The process keeps its process group, so the
 // terminal's ^C still reaches the agent; its standard descriptors stay
-// open. A session leader's TIOCNOTTY also sends SIGHUP to the terminal's
-// foreground process group, which is ignored for the call.
+// open. The terminal stays the controlling terminal of the shell's
+// session, so the agent cannot take it back (TIOCSCTTY needs a session
+// leader and a terminal without a session).
+//
+// A launcher that is the session leader of its terminal is refused: its
+// TIOCNOTTY would leave the terminal without a session, and the agent,
+// still session leader after the exec, could make it its controlling
+// terminal again and push input into it.
 func detachTerminal() error {
 	fd, err := syscall.Open("/dev/tty", syscall.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	switch {
@@ -43,8 +48,7 @@ func detachTerminal() error {
 	}
 	defer syscall.Close(fd)
 	if sid, _ := unix.Getsid(0); sid == os.Getpid() {
-		signal.Ignore(syscall.SIGHUP)
-		defer signal.Reset(syscall.SIGHUP)
+		return errors.New("attestor: launch: agentid run is the session leader of its controlling terminal: the agent could take the terminal back and push input into it (TIOCSTI); fix: start it as `setsid -w agentid run …` (a new session without a terminal), from a shell job, or from a service")
 	}
 	if err := unix.IoctlSetInt(fd, unix.TIOCNOTTY, 0); err != nil {
 		return fmt.Errorf("attestor: launch: detach from the controlling terminal (TIOCNOTTY): %w", err)

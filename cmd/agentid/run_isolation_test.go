@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,18 +53,74 @@ func TestRunClosesInheritedFDs(t *testing.T) {
 // root shell), an agent that kept the launcher's controlling terminal
 // could push input into it with TIOCSTI, which the root shell that ran
 // `agentid run` reads and runs once the agent exits (the
-// su/runuser/bubblewrap TIOCSTI escape; sudo answers with use_pty). The
-// launcher gives up the terminal before the exec: the agent's TIOCSTI
-// fails with EPERM and nothing is queued. The launcher here is a session
-// leader with the terminal (a login shell's position), the case where
-// giving it up also sends SIGHUP.
+// su/runuser/bubblewrap TIOCSTI escape; sudo answers with use_pty).
+//
+// From a shell (the launcher is neither session nor process-group
+// leader), the launcher gives up the terminal before the exec: the
+// agent's TIOCSTI fails with EPERM, it cannot take the terminal back
+// (TIOCSCTTY), and nothing is queued. A launcher that is itself the
+// session leader of its terminal (a login shell's position: `exec
+// agentid run`, `setsid -c`) cannot keep the agent from taking the
+// terminal back once it has given it up, since the agent stays session
+// leader: it refuses to launch, saying how to start it instead (`setsid
+// -w agentid run …`, the third case).
 func TestRunDetachesFromLaunchersTTY(t *testing.T) {
 	needRoot(t)
+	for _, tc := range []struct {
+		name        string
+		via         []string // what starts the launcher in the terminal's session
+		wantRefusal string
+	}{
+		// sh is the session leader; "; exit" keeps it from exec'ing the launcher.
+		{name: "shell job", via: []string{"/bin/sh", "-c", `"$0" "$@"; exit $?`}},
+		{name: "session leader", wantRefusal: "is the session leader of its controlling terminal"},
+		// The fix the refusal gives: a new session without a terminal.
+		{name: "setsid -w", via: []string{"setsid", "-w"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ptmx, tty := openPTY(t)
+			defer ptmx.Close()
+			defer tty.Close()
+			tmp := t.TempDir()
+			rec := filepath.Join(tmp, "task.json")
+			if err := writeTaskRecord(rec, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-test.run=^TestRunHelperProcess$", "--", "run", "--manifest-dir", runDir(t),
+				"--task-file", rec, "--user", "61001", "--group", "61001", "--",
+				"/usr/bin/perl", "-e", `ioctl(STDIN, 0x540E, 0) and print STDERR "took the terminal back\n"; ` +
+					`ioctl(STDIN, 0x5412, $_) or die "TIOCSTI: $!\n" for split //, "echo pwned\n"; print STDERR "uid $<\n"`}
+			argv := append(append(slices.Clone(tc.via), os.Args[0]), args...)
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(), "GO_WANT_HELPER_PROCESS=1")
+			var stderr strings.Builder
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, &stderr, &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0} // a login session
+			err := cmd.Run()
+			t.Logf("agent: %v: %s", err, stderr.String())
+			if k, queued := pending(t, tty); strings.Contains(queued, "echo pwned") {
+				t.Errorf("the agent (%s) queued %q (%d bytes) as input of the launcher's terminal", strings.TrimSpace(stderr.String()), queued, k)
+			}
+			switch out := stderr.String(); {
+			case strings.Contains(out, "took the terminal back"):
+				t.Errorf("the agent made the launcher's terminal its controlling terminal again: %s", out)
+			case tc.wantRefusal != "" && (err == nil || !strings.Contains(out, tc.wantRefusal) || !strings.Contains(out, "setsid -w")):
+				t.Errorf("launcher: %v: %s\nwant a refusal containing %q and the fix", err, out, tc.wantRefusal)
+			case tc.wantRefusal == "" && !strings.Contains(out, "TIOCSTI: Operation not permitted"):
+				t.Errorf("the agent's TIOCSTI did not fail with EPERM: %s", out)
+			}
+		})
+	}
+}
+
+// openPTY opens a new pseudo-terminal pair, the terminal side without
+// making it the test's controlling terminal.
+func openPTY(t *testing.T) (ptmx, tty *os.File) {
+	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
 		t.Skip(err)
 	}
-	defer ptmx.Close()
 	var n uint32
 	if err := ioctl(ptmx.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); err != nil {
 		t.Fatal(err)
@@ -72,44 +129,27 @@ func TestRunDetachesFromLaunchersTTY(t *testing.T) {
 	if err := ioctl(ptmx.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); err != nil {
 		t.Fatal(err)
 	}
-	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tty.Close()
-	tmp := t.TempDir()
-	rec := filepath.Join(tmp, "task.json")
-	if err := writeTaskRecord(rec, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$", "--", "run", "--manifest-dir", runDir(t),
-		"--task-file", rec, "--user", "61001", "--group", "61001", "--",
-		"/usr/bin/perl", "-e", `ioctl(STDIN, 0x5412, $_) or die "TIOCSTI: $!\n" for split //, "echo pwned\n"; print STDERR "uid $<\n"`)
-	cmd.Env = append(os.Environ(), "GO_WANT_HELPER_PROCESS=1")
-	var stderr strings.Builder
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, &stderr, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0} // a login shell's session
-	if err := cmd.Run(); err != nil {
-		t.Logf("agent: %v: %s", err, stderr.String())
-	}
-	// What the shell that ran `agentid run` reads next from its terminal:
-	// whatever is queued now (FIONREAD, so that an empty queue does not
-	// block the read).
+	return ptmx, tty
+}
+
+// pending is what the next reader of the terminal gets: whatever is
+// queued now (TIOCINQ first, so that an empty queue does not block).
+func pending(t *testing.T, tty *os.File) (int, string) {
+	t.Helper()
 	var queued int32
 	if err := ioctl(tty.Fd(), syscall.TIOCINQ, uintptr(unsafe.Pointer(&queued))); err != nil {
 		t.Fatal(err)
 	}
+	if queued == 0 {
+		return 0, ""
+	}
 	buf := make([]byte, 256)
-	k := 0
-	if queued > 0 {
-		k, _ = tty.Read(buf)
-	}
-	if strings.Contains(string(buf[:k]), "echo pwned") {
-		t.Errorf("the agent (%s) queued %q as input of the launcher's terminal", strings.TrimSpace(stderr.String()), buf[:k])
-	}
-	if !strings.Contains(stderr.String(), "TIOCSTI: Operation not permitted") {
-		t.Errorf("the agent's TIOCSTI did not fail with EPERM: %s", stderr.String())
-	}
+	k, _ := tty.Read(buf)
+	return k, string(buf[:k])
 }
 
 func ioctl(fd, req, arg uintptr) error {
