@@ -46,6 +46,8 @@ test: spire build
 	@test -f /usr/share/php/Illuminate/Http/autoload.php || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-cli php-illuminate-http >/dev/null) || \
 	  echo "PHP and Laravel's Illuminate\\Http not installed: the real Laravel upstream test (form and JSON _method override) will fail"
+	@command -v setcap >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libcap2-bin >/dev/null) || \
+	  echo "setcap (libcap2-bin) not installed: the launcher's capability-drop test (TestRunVariantBDropsCapabilities) will skip"
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) || \
 	  echo "npm not installed: the MCP interop e2e tests (TypeScript client, npm MCP servers) will skip"
 	@$(MAKE) -s mcp-npm || echo "the npm packages of examples/mcp/client did not install: the MCP interop e2e tests will say why and skip"

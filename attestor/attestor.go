@@ -1,6 +1,7 @@
 package attestor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,6 +36,11 @@ type Config struct {
 	// executable of the process that owns the manifest with the manifest's
 	// exe_sha256, and refuse manifests without one.
 	RequireExeSHA256 bool
+	// MaxExeBytes is the largest executable the attestor hashes (0 means
+	// DefaultMaxExeBytes). A process running a larger one gets no
+	// executable pin selectors, and with RequireExeSHA256 its manifest is
+	// refused: an agent must not make the SPIRE agent read gigabytes.
+	MaxExeBytes int64
 	// ProcRoot is where proc is mounted ("" means /proc).
 	ProcRoot string
 	// AllowSameUser turns off the check that the attested process could
@@ -88,6 +94,12 @@ func New(cfg Config, opts ...Option) (*Attestor, error) {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = DefaultProcRoot
 	}
+	if cfg.MaxExeBytes < 0 {
+		return nil, fmt.Errorf("attestor: max_exe_bytes %d is negative", cfg.MaxExeBytes)
+	}
+	if cfg.MaxExeBytes == 0 {
+		cfg.MaxExeBytes = DefaultMaxExeBytes
+	}
 	a := &Attestor{cfg: cfg, log: nopLogger{}, now: time.Now, owners: cfg.AllowedOwnerUIDs}
 	if a.owners == nil {
 		a.owners = defaultOwners()
@@ -133,13 +145,24 @@ type Result struct {
 // reason. The error is for processes that do not exist or a /proc that
 // cannot be read.
 func (a *Attestor) Attest(pid int) ([]string, error) {
-	res, err := a.Resolve(pid)
+	return a.AttestContext(context.Background(), pid)
+}
+
+// AttestContext is Attest that gives up hashing the executable when ctx
+// ends: then it returns ctx's error (wrapped) and no selectors.
+func (a *Attestor) AttestContext(ctx context.Context, pid int) ([]string, error) {
+	res, err := a.ResolveContext(ctx, pid)
 	return res.Selectors, err
 }
 
 // Resolve is Attest with the details: which manifest matched, at what depth,
 // or why it was refused.
 func (a *Attestor) Resolve(pid int) (Result, error) {
+	return a.ResolveContext(context.Background(), pid)
+}
+
+// ResolveContext is Resolve that gives up when ctx ends, as AttestContext.
+func (a *Attestor) ResolveContext(ctx context.Context, pid int) (Result, error) {
 	st, err := ReadStat(a.cfg.ProcRoot, pid)
 	if err != nil {
 		return Result{}, err
@@ -149,7 +172,10 @@ func (a *Attestor) Resolve(pid int) (Result, error) {
 		return a.refused(Result{}, err), nil
 	}
 	for depth := 0; ; depth++ {
-		res, found := a.lookup(st)
+		res, found := a.lookup(ctx, st)
+		if err := ctx.Err(); err != nil {
+			return Result{}, fmt.Errorf("attestor: pid %d: %w", pid, err)
+		}
 		if found {
 			res.Depth = depth
 			if res.Refused == nil && !a.cfg.AllowSameUser {
@@ -223,7 +249,7 @@ func (a *Attestor) checkDir() (DirStat, error) {
 
 // lookup reads the manifest of the process st describes. found is false
 // when there is none or it is stale (and then removed).
-func (a *Attestor) lookup(st Stat) (res Result, found bool) {
+func (a *Attestor) lookup(ctx context.Context, st Stat) (res Result, found bool) {
 	path := filepath.Join(a.cfg.ManifestDir, ManifestName(st.PID))
 	res.Path = path
 	f, err := readNoFollow(path, MaxManifestSize)
@@ -256,7 +282,10 @@ func (a *Attestor) lookup(st Stat) (res Result, found bool) {
 		removeStale(a.cfg.ManifestDir, a.cfg.ProcRoot, st.PID)
 		return Result{}, false
 	}
-	exe, exeErr := a.cache.ProcessExeDigest(a.cfg.ProcRoot, m.PID)
+	exe, exeErr := a.cache.ProcessExeDigest(ctx, a.cfg.ProcRoot, m.PID, a.cfg.MaxExeBytes)
+	if errors.Is(exeErr, ErrExeTooLarge) && !a.cfg.RequireExeSHA256 {
+		a.log.Warn("No executable pin selector: executable over max_exe_bytes", "pid", m.PID, "error", exeErr.Error())
+	}
 	res.Refused = a.checkClaims(path, m, exe, exeErr)
 	if res.Refused == nil {
 		res.Selectors = m.Selectors()

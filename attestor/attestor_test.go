@@ -1,6 +1,7 @@
 package attestor
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -323,18 +324,18 @@ func TestAttestExeDigest(t *testing.T) {
 func TestDigestCacheInvalidates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bin")
 	os.WriteFile(path, []byte("one"), 0o755)
-	c := NewDigestCache(0)
-	d1, err := c.FileDigest(path)
+	c, ctx := NewDigestCache(0), context.Background()
+	d1, err := c.FileDigest(ctx, path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := c.FileDigest(path); d != d1 {
+	if d, _ := c.FileDigest(ctx, path, 0); d != d1 {
 		t.Fatal("cached digest differs")
 	}
 	f, _ := os.OpenFile(path, os.O_WRONLY, 0) // same inode, same size
 	f.WriteString("two")
 	f.Close()
-	if d2, _ := c.FileDigest(path); d2 == d1 {
+	if d2, _ := c.FileDigest(ctx, path, 0); d2 == d1 {
 		t.Error("digest of a rewritten file came from the cache")
 	}
 }

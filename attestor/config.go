@@ -19,6 +19,7 @@ type rawConfig struct {
 	AllowedOwnerUIDs []int64 `hcl:"allowed_owner_uids,optional"`
 	RequireExeSHA256 bool    `hcl:"require_exe_sha256,optional"`
 	AllowSameUser    bool    `hcl:"allow_same_user,optional"`
+	MaxExeBytes      *int64  `hcl:"max_exe_bytes,optional"`
 }
 
 // ConfigError is a configuration that does not load. Its diagnostics name
@@ -42,6 +43,7 @@ func (e *ConfigError) Error() string {
 //	inherit_depth      = 0                     # 0..8
 //	allowed_owner_uids = [0, 1001]             # default: root and the attestor's euid
 //	require_exe_sha256 = false
+//	max_exe_bytes      = 268435456             # 256 MiB, the largest executable hashed
 //	allow_same_user    = false                 # INSECURE, single-user development only
 //
 // Unknown keys, wrong types and out-of-range values are errors; the error is
@@ -98,6 +100,12 @@ func (r *rawConfig) build(body *hclsyntax.Body) (Config, hcl.Diagnostics) {
 		if len(cfg.AllowedOwnerUIDs) == 0 && len(r.AllowedOwnerUIDs) == 0 {
 			fail("allowed_owner_uids", "empty: no manifest could ever be accepted")
 		}
+	}
+	if r.MaxExeBytes != nil {
+		if *r.MaxExeBytes < 1 {
+			fail("max_exe_bytes", "%d is not a positive number of bytes", *r.MaxExeBytes)
+		}
+		cfg.MaxExeBytes = *r.MaxExeBytes
 	}
 	return cfg, diags
 }

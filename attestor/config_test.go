@@ -13,6 +13,7 @@ manifest_dir       = "/var/run/agentid/tasks/"
 inherit_depth      = 2
 allowed_owner_uids = [0, 1001]
 require_exe_sha256 = true
+max_exe_bytes      = 1048576
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -21,6 +22,9 @@ require_exe_sha256 = true
 	if cfg.ManifestDir != want.ManifestDir || cfg.InheritDepth != want.InheritDepth ||
 		!slices.Equal(cfg.AllowedOwnerUIDs, want.AllowedOwnerUIDs) || cfg.RequireExeSHA256 != want.RequireExeSHA256 {
 		t.Errorf("ParseConfig = %+v, want %+v", cfg, want)
+	}
+	if cfg.MaxExeBytes != 1<<20 {
+		t.Errorf("max_exe_bytes = %d, want %d", cfg.MaxExeBytes, 1<<20)
 	}
 	empty, err := ParseConfig("")
 	if err != nil || empty.ManifestDir != DefaultManifestDir || empty.InheritDepth != 0 || empty.AllowedOwnerUIDs != nil {
@@ -42,6 +46,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad uid", "allowed_owner_uids = [0, -5]\n", `Invalid allowed_owner_uids; -5 is not a uid`},
 		{"empty uids", "allowed_owner_uids = []\n", `Invalid allowed_owner_uids; empty`},
 		{"bool type", "require_exe_sha256 = \"yes\"\n", `Unsuitable value type for require_exe_sha256`},
+		{"zero max_exe_bytes", "max_exe_bytes = 0\n", `plugin_data:1:17: Invalid max_exe_bytes; 0 is not a positive number of bytes`},
+		{"negative max_exe_bytes", "inherit_depth = 1\nmax_exe_bytes = -1\n", `plugin_data:2:17: Invalid max_exe_bytes; -1 is not a positive number of bytes`},
+		{"max_exe_bytes type", "max_exe_bytes = \"256MiB\"\n", `plugin_data:1:18: Unsuitable value type for max_exe_bytes`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,9 +1,14 @@
 package attestor
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -15,12 +20,24 @@ const (
 )
 
 // DropPrivileges makes the calling thread, and for the uid and gids the
-// whole process, run as c: supplementary groups, then gid, then uid (Go's
-// syscall.Setgroups, Setgid and Setuid apply to every thread since Go
-// 1.16), then it clears the ambient capabilities and sets no_new_privs on
-// the calling thread, which must be locked (runtime.LockOSThread) and is
-// the one to exec. It checks the result in /proc/thread-self/status: real,
-// effective, saved and filesystem ids and the groups.
+// whole process, run as c: it sets the supplementary groups, then the
+// gid, then the uid (Go's syscall.Setgroups, Setgid and Setuid apply to every thread
+// since Go 1.16), then clears the ambient, inheritable, permitted and
+// effective capabilities and sets no_new_privs on the calling thread, which
+// must be locked (runtime.LockOSThread) and is the one to exec. It checks
+// the result in /proc/thread-self/status: real, effective, saved and
+// filesystem ids, the groups, and CapInh, CapPrm, CapEff and CapAmb all
+// zero.
+//
+// Clearing the capabilities matters for a launcher that is not root but
+// holds CAP_SETUID and CAP_SETGID (docs/attestor.md, variant B): a change
+// between two non-zero uids keeps the permitted and effective sets, and
+// no_new_privs lets an exec keep what the thread holds, so an agent that
+// execs a binary with the cap_setuid file capability would become root.
+// With the permitted set empty and no_new_privs, an exec gains no
+// capability at all (the kernel intersects the file's with the permitted
+// set). The bounding set is left as it is: emptied, it makes the exec of
+// binaries that carry file capabilities, such as ping, fail with EPERM.
 func DropPrivileges(c Credential) error {
 	groups := make([]int, len(c.Groups))
 	for i, g := range c.Groups {
@@ -37,6 +54,11 @@ func DropPrivileges(c Credential) error {
 	}
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientClearAll, 0, 0, 0, 0); e != 0 && e != syscall.EINVAL {
 		return fmt.Errorf("attestor: launch: clear ambient capabilities: %w", e)
+	}
+	// Only this thread execs; capset(2) with pid 0 changes it alone.
+	var none [2]unix.CapUserData // version 3: two 32-bit halves
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &none[0]); err != nil {
+		return fmt.Errorf("attestor: launch: clear capabilities: %w", err)
 	}
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
 		return fmt.Errorf("attestor: launch: PR_SET_NO_NEW_PRIVS: %w", e)
@@ -55,7 +77,31 @@ func DropPrivileges(c Credential) error {
 		return fmt.Errorf("attestor: launch: credentials after the drop are uids %v gids %v groups %v, want %v %v %v",
 			got.UIDs, got.GIDs, got.Groups, want.UIDs, want.GIDs, c.Groups)
 	}
+	if held := heldCaps(buf[:n]); held != "" {
+		return fmt.Errorf("attestor: launch: capabilities left after the drop: %s", held)
+	}
 	return nil
+}
+
+// heldCaps lists the non-empty capability sets among CapInh, CapPrm,
+// CapEff and CapAmb of a /proc status file, "" when all are empty (or
+// unreadable: then the parse of the ids has failed already).
+func heldCaps(status []byte) string {
+	var held []string
+	for line := range bytes.SplitSeq(status, []byte("\n")) {
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch k := string(key); k {
+		case "CapInh", "CapPrm", "CapEff", "CapAmb":
+			set, err := strconv.ParseUint(string(bytes.TrimSpace(val)), 16, 64)
+			if err != nil || set != 0 {
+				held = append(held, k+" "+string(bytes.TrimSpace(val)))
+			}
+		}
+	}
+	return strings.Join(held, ", ")
 }
 
 func sorted(s []uint32) []uint32 {

@@ -38,7 +38,7 @@ const (
 	ReasonExpired
 	// ReasonExeMismatch: require_exe_sha256 is set and the process's
 	// executable does not match the manifest's exe_sha256 (or the manifest
-	// has none).
+	// has none, or the executable is larger than max_exe_bytes).
 	ReasonExeMismatch
 	// ReasonAgentWritesDir: the attested process (or the ancestor whose
 	// manifest it inherits) could create, replace, rename or delete

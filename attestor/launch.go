@@ -124,8 +124,10 @@ func (l *Launch) Prepare() (string, error) {
 }
 
 // Exec prepares the manifest and replaces the calling process with the
-// program (execve(2): same PID, same start time). With User set it drops
-// to that identity between the two (see [DropPrivileges]). It returns only
+// program (execve(2): same PID, same start time). With User set it
+// detaches from the controlling terminal, marks the inherited descriptors
+// above 2 close-on-exec ([IsolateExec]) and drops to that identity
+// ([DropPrivileges]) between the two. It returns only
 // on error; if the exec itself fails, the manifest is removed (when the
 // dropped identity cannot, the garbage collection will).
 func (l *Launch) Exec() error {
@@ -140,6 +142,10 @@ func (l *Launch) Exec() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if l.User != nil {
+		if err := IsolateExec(); err != nil {
+			os.Remove(path)
+			return err
+		}
 		if err := DropPrivileges(*l.User); err != nil {
 			os.Remove(path)
 			return err

@@ -42,7 +42,10 @@ or from the task flags. With --gc it only removes stale manifests.
 With --user (or $AGENTID_RUN_USER) the agent runs as that unprivileged
 user: after writing the manifest the launcher sets the supplementary groups
 (none unless --groups), the gid (--group, default the user's primary group)
-and the uid, sets no_new_privs and execs. It refuses root, its own uid, and
+and the uid, clears all capabilities, sets no_new_privs and execs; before
+that it gives up its controlling terminal (it refuses to run as the
+session leader of one: start it with 'setsid -w agentid run …') and marks
+every descriptor above 2 close-on-exec, so the agent inherits neither. It refuses root, its own uid, and
 any uid or group that could write the manifest directory. Without --user
 the agent runs as the launcher, which the attestor refuses unless it is
 configured with allow_same_user (single-user development only).`

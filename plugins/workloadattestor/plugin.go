@@ -70,13 +70,16 @@ func (p *Plugin) logger() hclog.Logger {
 // Attest returns the selector values of the task the process runs, or none
 // for a process without an acceptable manifest (refusals are logged as
 // warnings). It fails only for a process that cannot be inspected.
-func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest) (_ *workloadattestorv1.AttestResponse, err error) {
+func (p *Plugin) Attest(ctx context.Context, req *workloadattestorv1.AttestRequest) (_ *workloadattestorv1.AttestResponse, err error) {
 	defer recovery.Call(p.logger().Error, "Attest", &err)
 	a := p.attestor.Load()
 	if a == nil {
 		return nil, status.Error(codes.FailedPrecondition, "agentid attestor: not configured")
 	}
-	sel, err := a.Attest(int(req.GetPid()))
+	sel, err := a.AttestContext(ctx, int(req.GetPid()))
+	if err != nil && ctx.Err() != nil {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "agentid attestor: %v", err)
 	}
@@ -96,7 +99,7 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (_
 	cfg := a.Config()
 	p.logger().Info("Configured", "manifest_dir", cfg.ManifestDir, "inherit_depth", cfg.InheritDepth,
 		"allowed_owner_uids", cfg.AllowedOwnerUIDs, "require_exe_sha256", cfg.RequireExeSHA256,
-		"allow_same_user", cfg.AllowSameUser)
+		"allow_same_user", cfg.AllowSameUser, "max_exe_bytes", cfg.MaxExeBytes)
 	if cfg.AllowSameUser {
 		p.logger().Warn("INSECURE: allow_same_user is set: a process that could write its own manifest gets its selectors; for single-user development only")
 	}

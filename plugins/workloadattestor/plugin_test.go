@@ -273,3 +273,23 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 		t.Errorf("after reconfiguration: %q, %v", sel, err)
 	}
 }
+
+// TestAttestMaxExeBytes: through the plugin, max_exe_bytes below the size
+// of the process's executable leaves out the executable pins (nothing is
+// hashed) and logs why.
+func TestAttestMaxExeBytes(t *testing.T) {
+	h := serve(t)
+	dir := manifestDir(t)
+	if err := h.configure(fmt.Sprintf("manifest_dir = %q\nmax_exe_bytes = 1024\n", dir)); err != nil {
+		t.Fatal(err)
+	}
+	pid := startSleep(t)
+	manifestFor(t, dir, pid)
+	sel, err := h.attest(pid)
+	if want := (attestor.Manifest{Claims: testClaims()}).Selectors(); err != nil || !slices.Equal(sel, want) {
+		t.Errorf("Attest = %q, %v; want %q (no executable pins)", sel, err, want)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "max_exe_bytes=1024") || !strings.Contains(logs, "over max_exe_bytes 1024") {
+		t.Errorf("logs do not show the limit and the skipped digest:\n%s", logs)
+	}
+}
