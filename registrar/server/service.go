@@ -190,6 +190,7 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 		s.record("DelegateTask", caller.String(), "", svid.Claims{}, "deny", "", err.Error())
 		return nil, err
 	}
+	req.CallerIssued = caller.issued
 	task, err := s.r.CreateChild(ctx, caller.id, req)
 	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
 }
