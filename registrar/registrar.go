@@ -178,6 +178,13 @@ type Task struct {
 	Selectors []string
 	// ExeSHA256 is the executable pin, "" if none.
 	ExeSHA256 string
+	// Incarnation names this registration entry of the task: random, new
+	// for every entry the registrar creates (the selector
+	// task:<id>:incarnation:<hex>). The task record carries it to `agentid
+	// run`, whose manifest makes the attestor emit it: a process launched
+	// for one incarnation never matches another entry of the same task ID.
+	// "" for an entry written before incarnations.
+	Incarnation string
 	// X509SVIDTTL and JWTSVIDTTL are the entry's SVID lifetimes.
 	X509SVIDTTL, JWTSVIDTTL time.Duration
 	// CreatedAt is when SPIRE created the entry (zero if it did not say).

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/internal/fakeentry"
-	"github.com/agentid/agentid/svid"
 )
 
 const taskPolicy = `agent "planner" {
@@ -85,8 +85,9 @@ func TestTaskLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := svid.Parse(data)
-	if err != nil || c.Task != "T-41" || !c.Deadline.Equal(testNow.Add(2*time.Hour)) {
+	rec, err := attestor.ParseTaskRecord(data[:len(data)-1])
+	c := rec.Claims
+	if err != nil || c.Task != "T-41" || !c.Deadline.Equal(testNow.Add(2*time.Hour)) || rec.Incarnation != entryIncarnation(t, fe.Entries()[0]) {
 		t.Errorf("task record %s: %+v %v", data, c, err)
 	}
 
