@@ -52,3 +52,30 @@ func TestParseTaskRecordErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTaskRecord: any bytes give a record or an error, never a panic,
+// and an accepted record survives a round trip.
+func FuzzParseTaskRecord(f *testing.F) {
+	data, err := TaskRecord{Incarnation: testIncarnation, Claims: testClaims()}.MarshalJSON()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	claims, _ := testClaims().MarshalJSON()
+	f.Add(claims)
+	f.Add([]byte(`{"incarnation":"x","claims":{"v":1}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseTaskRecord(data)
+		if err != nil {
+			return
+		}
+		again, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseTaskRecord(again)
+		if err != nil || back.Incarnation != r.Incarnation || !back.Claims.Equal(r.Claims) {
+			t.Fatalf("round trip of %s: %+v, %v", again, back, err)
+		}
+	})
+}
