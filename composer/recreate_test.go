@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-// TestRecreatedTaskGetsItsOwnClaims: task IDs are the
-// caller's, so an operator may revoke a task and create the same ID again
-// with other claims (another principal, other scopes). The composer caches
-// claims by SPIFFE ID only, so for cache_ttl after the re-creation the new
-// incarnation's SVIDs carry the revoked incarnation's claims — and the
-// verifiers take an SVID issued after the re-creation as the new
-// incarnation's.
+// TestRecreatedTaskGetsItsOwnClaims: task IDs are the caller's, so an
+// operator may revoke a task and create the same ID again with other claims
+// (another principal, other scopes). The verifiers take an SVID issued after
+// the re-creation as the new incarnation's, so it must carry the new
+// entry's claims. Before review 16 the composer cached claims by SPIFFE ID,
+// and for cache_ttl after the re-creation the new incarnation's SVIDs
+// carried the revoked incarnation's claims; now every signing reads the
+// entry.
 func TestRecreatedTaskGetsItsOwnClaims(t *testing.T) {
 	clk := newClock()
 	c, fe := newComposer(t, `cache_ttl = "5s"`, clk)

@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// TestParentRecreatesRevokedChild: the operator revokes a
-// delegated child R (its agent misbehaves), not its parent P. P — the same
-// compromise, or an honest planner retrying its delegation with the same
-// task ID as docs/registrar.md recommends for retries — delegates R again:
-// the registrar writes an entry with exactly the selectors of the revoked
-// one, so the revoked R process, still running with its manifest, matches
-// it and gets SVIDs of the new incarnation, which verifiers accept
-// (internal/devstack.TestRevokedProcessNotRevivedByRecreation shows
-// that on the real SPIRE for a task created again by the operator).
+// TestParentRecreatesRevokedChild: the operator revokes a delegated child R
+// (its agent misbehaves), not its parent P. P — the same compromise, or an
+// honest planner retrying its delegation with the same task ID as
+// docs/registrar.md recommends for retries — delegates R again. Before
+// review 16 the registrar wrote an entry with exactly the selectors of the
+// revoked one, so the revoked R process, still running with its manifest,
+// matched it and got SVIDs of the new incarnation, which verifiers accept
+// (internal/devstack.TestRevokedProcessNotRevivedByRecreation on the real
+// SPIRE). Now the new entry has another incarnation selector.
 func TestParentRecreatesRevokedChild(t *testing.T) {
 	f := newFixture(t, nil)
 	p := f.mustCreate(t, plannerRequest("P").withTTL(time.Hour))

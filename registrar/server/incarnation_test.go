@@ -15,9 +15,10 @@ import (
 // revoked keeps an X.509-SVID (or JWT-SVID) of the revoked incarnation for
 // up to its TTL. When the operator creates the task ID again (task IDs are
 // the caller's), the verifiers refuse the old incarnation's credentials
-// (README: "nor once its task ID is created again"), but the registrar
-// takes the old credential as the new incarnation and lets it delegate:
-// the child gets the new incarnation's principal, scopes and deadline.
+// (README: "nor once its task ID is created again"); so must DelegateTask.
+// Before review 16 the registrar took the old credential as the new
+// incarnation and let it delegate: the child got the new incarnation's
+// principal, scopes and deadline.
 func TestDelegateWithRevokedIncarnation(t *testing.T) {
 	now := time.Now()
 	ca := testca.New(t, testTD, now)
