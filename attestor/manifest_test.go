@@ -104,3 +104,15 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestManifestVersion1Refused: a manifest written before incarnations
+// names none; it is refused with a reason that says what to do, not matched
+// without one (its process could match its task ID created again).
+func TestManifestVersion1Refused(t *testing.T) {
+	claims, _ := testClaims().MarshalJSON()
+	_, err := ParseManifest([]byte(`{"version":1,"pid":1,"start_time":1,"claims":` + string(claims) + `}`))
+	want := "attestor: manifest: version 1 names no incarnation (written by an agentid run before incarnations); relaunch the task"
+	if err == nil || err.Error() != want {
+		t.Errorf("version 1: %v, want %s", err, want)
+	}
+}
