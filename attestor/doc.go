@@ -9,8 +9,11 @@
 // A manifest ([Manifest]) is a JSON file named "<pid>.json" in the manifest
 // directory (default [DefaultManifestDir]):
 //
-//	{"version":1,"pid":4242,"start_time":987654,"exe_sha256":"…","claims":{…canonical svid claims…}}
+//	{"version":2,"pid":4242,"start_time":987654,"exe_sha256":"…","incarnation":"<32 hex>","claims":{…canonical svid claims…}}
 //
+// The incarnation names the registration entry the process was launched
+// for (from the [TaskRecord]): the attestor emits it, so the process of a
+// revoked task never matches the entry of its task ID created again.
 // start_time is field 22 of /proc/<pid>/stat. (pid, start_time) names one
 // process for the life of the machine, so a manifest left behind by a
 // process that exited can never be taken by a later process that reuses the

@@ -12,8 +12,9 @@ import (
 // SPIRE plugin returns for that process (SPIRE adds the "agentid:" type).
 func ExampleManifest_Selectors() {
 	m := attestor.Manifest{
-		PID:       4242,
-		StartTime: 987654,
+		PID:         4242,
+		StartTime:   987654,
+		Incarnation: "0123456789abcdef0123456789abcdef",
 		Claims: svid.Claims{
 			V: svid.Version, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
 			Prompt:    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -35,6 +36,7 @@ func ExampleManifest_Selectors() {
 	// task:T-42:scope:kb:read
 	// task:T-42:principal:spiffe://example.org/user/alice
 	// task:T-42:depth:0
+	// task:T-42:incarnation:0123456789abcdef0123456789abcdef
 	// agent:researcher
 	// model:openai/gpt-4o
 	// prompt:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08

@@ -21,6 +21,9 @@ import (
 // hour later.
 var testNow = time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC)
 
+// testIncarnation is the incarnation of the test manifests.
+const testIncarnation = "0123456789abcdef0123456789abcdef"
+
 func testClaims() svid.Claims {
 	return svid.Claims{
 		V: svid.Version, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
@@ -39,6 +42,7 @@ var wantSelectors = []string{
 	"task:T-42:prompt:" + svid.PromptDigest([]byte("You are a careful researcher.")),
 	"task:T-42:scope:kb:read", "task:T-42:scope:web:search", "task:T-42:principal:spiffe://example.org/user/alice",
 	"task:T-42:delegator:0:spiffe://example.org/agent/planner/task/T-41", "task:T-42:depth:1",
+	"task:T-42:incarnation:" + testIncarnation,
 	"agent:researcher", "model:openai/gpt-4o",
 	"prompt:" + svid.PromptDigest([]byte("You are a careful researcher.")),
 	"scope:kb:read", "scope:web:search", "principal:spiffe://example.org/user/alice",
@@ -168,7 +172,7 @@ func waitComm(t testing.TB, pid int, comm string) {
 // writeFor writes a manifest of testClaims for pid and start.
 func writeFor(t testing.TB, dir string, pid int, start uint64) string {
 	t.Helper()
-	path, err := WriteManifest(dir, Manifest{PID: pid, StartTime: start, Claims: testClaims()})
+	path, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, Claims: testClaims()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ type Launch struct {
 	Policy DirPolicy
 	// Claims is the task record.
 	Claims svid.Claims
+	// Incarnation is the incarnation of the task's entry (the task
+	// record's, [TaskRecord]); required.
+	Incarnation string
 	// Path is the executable to run, already resolved (exec.LookPath).
 	Path string
 	// Args are the program's arguments, Args[0] included.
@@ -97,6 +100,9 @@ func (l *Launch) Prepare() (string, error) {
 	if err := l.Claims.Check(); err != nil {
 		return "", fmt.Errorf("attestor: task record: %w", err)
 	}
+	if !svid.ValidIncarnation(l.Incarnation) {
+		return "", fmt.Errorf("attestor: task record: incarnation %q is not %d lower-case hex digits", l.Incarnation, svid.IncarnationLen)
+	}
 	if err := l.checkUIDUnshared(dir); err != nil {
 		return "", err
 	}
@@ -111,7 +117,7 @@ func (l *Launch) Prepare() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m := Manifest{PID: self.PID, StartTime: self.StartTime, Claims: l.Claims}
+	m := Manifest{PID: self.PID, StartTime: self.StartTime, Incarnation: l.Incarnation, Claims: l.Claims}
 	if l.ExeDigest {
 		if m.ExeSHA256, err = ExecutableDigest(l.Path); err != nil {
 			return "", err

@@ -16,7 +16,7 @@ func TestLaunchPrepare(t *testing.T) {
 	dir := manifestDir(t)
 	stale := writeFor(t, dir, 0x7ffffff0, 1) // removed on the way
 	sleepPath, _ := exec.LookPath("sleep")
-	l := &Launch{Dir: dir, Claims: testClaims(), Path: sleepPath, ExeDigest: true,
+	l := &Launch{Incarnation: testIncarnation, Dir: dir, Claims: testClaims(), Path: sleepPath, ExeDigest: true,
 		Now: func() time.Time { return testNow }}
 	path, err := l.Prepare()
 	if err != nil {
@@ -59,9 +59,9 @@ func TestLaunchRefuses(t *testing.T) {
 		l    Launch
 		want string
 	}{
-		"unsafe dir": {Launch{Dir: unsafe, Claims: testClaims()}, "is world-writable (mode 0777); fix: chmod o-w"},
-		"expired":    {Launch{Dir: manifestDir(t), Claims: expired}, "deadline 2026-11-29T10:59:59Z has passed"},
-		"invalid":    {Launch{Dir: manifestDir(t)}, "task record: svid: claims rejected"},
+		"unsafe dir": {Launch{Incarnation: testIncarnation, Dir: unsafe, Claims: testClaims()}, "is world-writable (mode 0777); fix: chmod o-w"},
+		"expired":    {Launch{Incarnation: testIncarnation, Dir: manifestDir(t), Claims: expired}, "deadline 2026-11-29T10:59:59Z has passed"},
+		"invalid":    {Launch{Incarnation: testIncarnation, Dir: manifestDir(t)}, "task record: svid: claims rejected"},
 	} {
 		tt.l.Now = func() time.Time { return testNow }
 		if _, err := tt.l.Prepare(); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -109,7 +109,7 @@ func TestLaunchCheckUser(t *testing.T) {
 		{Credential{UID: uint32(os.Getuid()), GID: testAgentGID}, "refusing to run the agent as root"},
 		{Credential{UID: testAgentUID, GID: testAgentGID}, ""},
 	} {
-		l := &Launch{Dir: dir, Policy: policy, Claims: testClaims(), User: &tt.user}
+		l := &Launch{Incarnation: testIncarnation, Dir: dir, Policy: policy, Claims: testClaims(), User: &tt.user}
 		err := l.CheckUser()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("CheckUser(%+v) = %v, want %q", tt.user, err, tt.want)

@@ -12,8 +12,9 @@ import (
 )
 
 // ManifestVersion is the version of the manifest format this package reads
-// and writes.
-const ManifestVersion = 1
+// and writes. Version 2 added the incarnation; version 1 manifests are
+// refused (see [ParseManifest]).
+const ManifestVersion = 2
 
 // MaxManifestSize bounds a manifest file: the claims' limit plus room for
 // the envelope.
@@ -24,7 +25,7 @@ const MaxManifestSize = svid.MaxJSONSize + 1024
 //
 // On disk it is one JSON object, keys in this order:
 //
-//	{"version":1,"pid":4242,"start_time":987654,"exe_sha256":"<64 hex>","claims":{…}}
+//	{"version":2,"pid":4242,"start_time":987654,"exe_sha256":"<64 hex>","incarnation":"<32 hex>","claims":{…}}
 //
 // "exe_sha256" is optional; "claims" is the canonical svid claims JSON.
 type Manifest struct {
@@ -36,6 +37,11 @@ type Manifest struct {
 	// ExeSHA256 is the lower-case hex SHA-256 of the executable the
 	// launcher exec'd (what /proc/<pid>/exe shows after the exec), or "".
 	ExeSHA256 string
+	// Incarnation is the incarnation of the task's registration entry the
+	// process was launched for (svid.IncarnationSelectorPrefix): the
+	// attestor emits it, so the process matches that entry only, not the
+	// entry of its task ID created again after a revoke.
+	Incarnation string
 	// Claims is the task record.
 	Claims svid.Claims
 }
@@ -45,13 +51,14 @@ func ManifestName(pid int) string { return strconv.Itoa(pid) + ".json" }
 
 // Selectors returns the selector values of the manifest's claims, without
 // the selector type (SPIRE prefixes them with the plugin's name): the
-// task-scoped layout that the registrar writes (svid.Claims.ScopedSelectors),
-// then the v1 layout (svid.Claims.Selectors, its task:<id> only once), so
-// that entries written before the task-scoped layout still match. The v1
-// values go in the release after: entries of that layout have expired by
-// then (a task lives at most its agent's max_ttl).
+// task-scoped layout that the registrar writes (svid.Claims.ScopedSelectors)
+// and the incarnation (svid.ScopedIncarnationSelector), then the v1 layout
+// (svid.Claims.Selectors, its task:<id> only once), so that entries written
+// before the task-scoped layout still match. The v1 values go in the
+// release after: entries of that layout have expired by then (a task lives
+// at most its agent's max_ttl).
 func (m Manifest) Selectors() []string {
-	out := m.Claims.ScopedSelectors()
+	out := append(m.Claims.ScopedSelectors(), svid.ScopedIncarnationSelector(m.Claims.Task, m.Incarnation))
 	for _, v := range m.Claims.Selectors() {
 		if v != "task:"+m.Claims.Task {
 			out = append(out, v)
@@ -67,7 +74,8 @@ func (m Manifest) ExeSelectors(sum string) []string {
 }
 
 // Check validates the manifest: a positive PID and start time, a well-formed
-// exe digest if any, and claims that pass [svid.Claims.Check].
+// exe digest if any, a well-formed incarnation, and claims that pass
+// [svid.Claims.Check].
 func (m Manifest) Check() error {
 	switch {
 	case m.PID <= 0:
@@ -76,6 +84,8 @@ func (m Manifest) Check() error {
 		return errors.New("attestor: manifest: start_time missing")
 	case m.ExeSHA256 != "" && !validHexDigest(m.ExeSHA256):
 		return fmt.Errorf("attestor: manifest: exe_sha256 %q is not 64 lower-case hex digits", m.ExeSHA256)
+	case !svid.ValidIncarnation(m.Incarnation):
+		return fmt.Errorf("attestor: manifest: incarnation %q is not %d lower-case hex digits", m.Incarnation, svid.IncarnationLen)
 	}
 	if err := m.Claims.Check(); err != nil {
 		return fmt.Errorf("attestor: manifest: %w", err)
@@ -97,6 +107,8 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 		b = append(b, `,"exe_sha256":`...)
 		b = strconv.AppendQuote(b, m.ExeSHA256)
 	}
+	b = append(b, `,"incarnation":`...)
+	b = strconv.AppendQuote(b, m.Incarnation)
 	b = append(b, `,"claims":`...)
 	b = m.Claims.AppendJSON(b)
 	return append(b, '}'), nil
@@ -104,16 +116,20 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 
 // manifestJSON is the decoding shape; pointers tell missing from zero.
 type manifestJSON struct {
-	Version   *int            `json:"version"`
-	PID       *int            `json:"pid"`
-	StartTime *uint64         `json:"start_time"`
-	ExeSHA256 string          `json:"exe_sha256"`
-	Claims    json.RawMessage `json:"claims"`
+	Version     *int            `json:"version"`
+	PID         *int            `json:"pid"`
+	StartTime   *uint64         `json:"start_time"`
+	ExeSHA256   string          `json:"exe_sha256"`
+	Incarnation string          `json:"incarnation"`
+	Claims      json.RawMessage `json:"claims"`
 }
 
 // ParseManifest decodes a manifest strictly: unknown keys, trailing data, a
 // version other than [ManifestVersion], missing fields and claims that fail
-// [svid.Parse] are errors.
+// [svid.Parse] are errors. A version 1 manifest (written by a launcher
+// before incarnations) is refused: it names no incarnation, and a process
+// without one could match the entry of its task ID created again after a
+// revoke; relaunch the task with this release's `agentid run`.
 func ParseManifest(data []byte) (Manifest, error) {
 	if len(data) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("attestor: manifest: %d bytes, at most %d", len(data), MaxManifestSize)
@@ -128,6 +144,8 @@ func ParseManifest(data []byte) (Manifest, error) {
 		return Manifest{}, errors.New("attestor: manifest: trailing data after the object")
 	}
 	switch {
+	case raw.Version != nil && *raw.Version == 1:
+		return Manifest{}, errors.New("attestor: manifest: version 1 names no incarnation (written by an agentid run before incarnations); relaunch the task")
 	case raw.Version == nil || *raw.Version != ManifestVersion:
 		return Manifest{}, fmt.Errorf("attestor: manifest: version missing or not %d", ManifestVersion)
 	case raw.PID == nil || raw.StartTime == nil || raw.Claims == nil:
@@ -137,7 +155,7 @@ func ParseManifest(data []byte) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, fmt.Errorf("attestor: manifest: claims: %w", err)
 	}
-	m := Manifest{PID: *raw.PID, StartTime: *raw.StartTime, ExeSHA256: raw.ExeSHA256, Claims: claims}
+	m := Manifest{PID: *raw.PID, StartTime: *raw.StartTime, ExeSHA256: raw.ExeSHA256, Incarnation: raw.Incarnation, Claims: claims}
 	return m, m.Check()
 }
 

@@ -7,8 +7,8 @@ import (
 
 func TestManifestRoundTrip(t *testing.T) {
 	for _, m := range []Manifest{
-		{PID: 4242, StartTime: 987654, Claims: testClaims()},
-		{PID: 1, StartTime: 1, ExeSHA256: strings.Repeat("0f", 32), Claims: testClaims()},
+		{Incarnation: testIncarnation, PID: 4242, StartTime: 987654, Claims: testClaims()},
+		{Incarnation: testIncarnation, PID: 1, StartTime: 1, ExeSHA256: strings.Repeat("0f", 32), Claims: testClaims()},
 	} {
 		data, err := m.MarshalJSON()
 		if err != nil {
@@ -18,17 +18,17 @@ func TestManifestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ParseManifest(%s): %v", data, err)
 		}
-		if got.PID != m.PID || got.StartTime != m.StartTime || got.ExeSHA256 != m.ExeSHA256 || !got.Claims.Equal(m.Claims) {
+		if got.PID != m.PID || got.StartTime != m.StartTime || got.ExeSHA256 != m.ExeSHA256 || got.Incarnation != m.Incarnation || !got.Claims.Equal(m.Claims) {
 			t.Errorf("round trip: %+v, want %+v", got, m)
 		}
 	}
 }
 
 func TestManifestJSON(t *testing.T) {
-	m := Manifest{PID: 4242, StartTime: 987654, Claims: testClaims()}
+	m := Manifest{Incarnation: testIncarnation, PID: 4242, StartTime: 987654, Claims: testClaims()}
 	data, _ := m.MarshalJSON()
 	claims, _ := m.Claims.MarshalJSON()
-	want := `{"version":1,"pid":4242,"start_time":987654,"claims":` + string(claims) + `}`
+	want := `{"version":2,"pid":4242,"start_time":987654,"incarnation":"` + testIncarnation + `","claims":` + string(claims) + `}`
 	if string(data) != want {
 		t.Errorf("JSON = %s\nwant   %s", data, want)
 	}
@@ -37,21 +37,27 @@ func TestManifestJSON(t *testing.T) {
 func TestParseManifestErrors(t *testing.T) {
 	claims, _ := testClaims().MarshalJSON()
 	c := string(claims)
+	inc := `"incarnation":"` + testIncarnation + `",`
 	tests := map[string]string{
-		"not json":        `{`,
-		"unknown key":     `{"version":1,"pid":1,"start_time":1,"claims":` + c + `,"root":true}`,
-		"trailing data":   `{"version":1,"pid":1,"start_time":1,"claims":` + c + `}{}`,
-		"version 2":       `{"version":2,"pid":1,"start_time":1,"claims":` + c + `}`,
-		"no version":      `{"pid":1,"start_time":1,"claims":` + c + `}`,
-		"no pid":          `{"version":1,"start_time":1,"claims":` + c + `}`,
-		"no start time":   `{"version":1,"pid":1,"claims":` + c + `}`,
-		"zero start time": `{"version":1,"pid":1,"start_time":0,"claims":` + c + `}`,
-		"negative pid":    `{"version":1,"pid":-1,"start_time":1,"claims":` + c + `}`,
-		"no claims":       `{"version":1,"pid":1,"start_time":1}`,
-		"bad claims":      `{"version":1,"pid":1,"start_time":1,"claims":{"v":1}}`,
-		"bad exe digest":  `{"version":1,"pid":1,"start_time":1,"exe_sha256":"ABC","claims":` + c + `}`,
-		"upper-case exe":  `{"version":1,"pid":1,"start_time":1,"exe_sha256":"` + strings.Repeat("AB", 32) + `","claims":` + c + `}`,
-		"too large":       strings.Repeat(" ", MaxManifestSize+1),
+		"not json":          `{`,
+		"unknown key":       `{"version":2,"pid":1,"start_time":1,` + inc + `"claims":` + c + `,"root":true}`,
+		"trailing data":     `{"version":2,"pid":1,"start_time":1,` + inc + `"claims":` + c + `}{}`,
+		"version 1":         `{"version":1,"pid":1,"start_time":1,"claims":` + c + `}`,
+		"version 1 + inc":   `{"version":1,"pid":1,"start_time":1,` + inc + `"claims":` + c + `}`,
+		"version 3":         `{"version":3,"pid":1,"start_time":1,` + inc + `"claims":` + c + `}`,
+		"no version":        `{"pid":1,"start_time":1,` + inc + `"claims":` + c + `}`,
+		"no pid":            `{"version":2,"start_time":1,` + inc + `"claims":` + c + `}`,
+		"no start time":     `{"version":2,"pid":1,` + inc + `"claims":` + c + `}`,
+		"zero start time":   `{"version":2,"pid":1,"start_time":0,` + inc + `"claims":` + c + `}`,
+		"negative pid":      `{"version":2,"pid":-1,"start_time":1,` + inc + `"claims":` + c + `}`,
+		"no claims":         `{"version":2,"pid":1,"start_time":1,` + inc[:len(inc)-1] + `}`,
+		"bad claims":        `{"version":2,"pid":1,"start_time":1,` + inc + `"claims":{"v":1}}`,
+		"bad exe digest":    `{"version":2,"pid":1,"start_time":1,"exe_sha256":"ABC",` + inc + `"claims":` + c + `}`,
+		"upper-case exe":    `{"version":2,"pid":1,"start_time":1,"exe_sha256":"` + strings.Repeat("AB", 32) + `",` + inc + `"claims":` + c + `}`,
+		"no incarnation":    `{"version":2,"pid":1,"start_time":1,"claims":` + c + `}`,
+		"short incarnation": `{"version":2,"pid":1,"start_time":1,"incarnation":"0f0f","claims":` + c + `}`,
+		"upper incarnation": `{"version":2,"pid":1,"start_time":1,"incarnation":"` + strings.Repeat("AB", 16) + `","claims":` + c + `}`,
+		"too large":         strings.Repeat(" ", MaxManifestSize+1),
 	}
 	for name, in := range tests {
 		if m, err := ParseManifest([]byte(in)); err == nil {
@@ -64,10 +70,10 @@ func TestWriteManifestRefusesInvalid(t *testing.T) {
 	dir := manifestDir(t)
 	bad := testClaims()
 	bad.Agent = "no spaces allowed"
-	if _, err := WriteManifest(dir, Manifest{PID: 1, StartTime: 1, Claims: bad}); err == nil {
+	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: 1, StartTime: 1, Claims: bad}); err == nil {
 		t.Error("WriteManifest accepted invalid claims")
 	}
-	if _, err := WriteManifest(dir, Manifest{PID: 0, StartTime: 1, Claims: testClaims()}); err == nil {
+	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: 0, StartTime: 1, Claims: testClaims()}); err == nil {
 		t.Error("WriteManifest accepted pid 0")
 	}
 }
@@ -75,7 +81,7 @@ func TestWriteManifestRefusesInvalid(t *testing.T) {
 // FuzzParseManifest: any bytes in a manifest file give a manifest or an
 // error, never a panic, and an accepted manifest survives a round trip.
 func FuzzParseManifest(f *testing.F) {
-	m := Manifest{PID: 4242, StartTime: 987654, ExeSHA256: strings.Repeat("0f", 32), Claims: testClaims()}
+	m := Manifest{Incarnation: testIncarnation, PID: 4242, StartTime: 987654, ExeSHA256: strings.Repeat("0f", 32), Claims: testClaims()}
 	data, err := m.MarshalJSON()
 	if err != nil {
 		f.Fatal(err)
@@ -97,4 +103,16 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v", again, m2, err)
 		}
 	})
+}
+
+// TestManifestVersion1Refused: a manifest written before incarnations
+// names none; it is refused with a reason that says what to do, not matched
+// without one (its process could match its task ID created again).
+func TestManifestVersion1Refused(t *testing.T) {
+	claims, _ := testClaims().MarshalJSON()
+	_, err := ParseManifest([]byte(`{"version":1,"pid":1,"start_time":1,"claims":` + string(claims) + `}`))
+	want := "attestor: manifest: version 1 names no incarnation (written by an agentid run before incarnations); relaunch the task"
+	if err == nil || err.Error() != want {
+		t.Errorf("version 1: %v, want %s", err, want)
+	}
 }

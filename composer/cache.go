@@ -10,10 +10,12 @@ import (
 )
 
 // task is what a successful lookup yields: the claims and their X.509
-// extension, rendered once. Both are immutable once cached.
+// extension, rendered once, and the version of the entry they were
+// decoded from (entryVersion). All are immutable once cached.
 type task struct {
 	claims svid.Claims
 	ext    pkix.Extension
+	entry  string
 }
 
 // cache is a least-recently-used map from SPIFFE ID to task, bounded in

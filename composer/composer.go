@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/agentid/agentid/svid"
@@ -112,20 +113,22 @@ func (c *Composer) JWTClaimsDeadline(ctx context.Context, id spiffeid.ID) (map[s
 	return t.claims.JWTClaims(), t.claims.Deadline, nil
 }
 
-// task returns the cached task of id, looking it up on a miss. The deadline
-// is checked on every call, cached or not.
+// task returns the task of id from its current registration entry. Every
+// call reads the entry (concurrent calls for one ID share the read): a
+// task ID may be revoked and created again with other claims, and only the
+// entry tells which incarnation SPIRE is signing for. The decoded task —
+// claims, rendered extension — is reused while the entry is the same one
+// (entry ID, revision and expiry) and was decoded less than cache_ttl ago.
+// The deadline is checked on every call.
 func (c *Composer) task(ctx context.Context, id spiffeid.ID) (*task, error) {
 	key := id.String()
 	if !Applies(id) {
 		return nil, refuse(key, ReasonNotTask, nil, "not spiffe://<td>/agent/<agent>/task/<task>")
 	}
 	now := c.now()
-	t, ok := c.cache.get(key, now)
-	if !ok {
-		var err error
-		if t, err = c.fetch(ctx, id, key); err != nil {
-			return nil, err
-		}
+	t, err := c.fetch(ctx, id, key)
+	if err != nil {
+		return nil, err
 	}
 	if !now.Before(t.claims.Deadline) {
 		c.cache.drop(key)
@@ -147,22 +150,19 @@ func (c *Composer) fetch(ctx context.Context, id spiffeid.ID, key string) (*task
 			}
 		}()
 		start := c.now()
-		if t, ok := c.cache.get(key, start); ok {
-			return t, nil
-		}
 		if _, ok := c.missing.get(key, start); ok {
 			return nil, errNoEntry(key)
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		t, err := c.load(lctx, id, key)
+		t, err := c.load(lctx, id, key, start)
 		if ReasonOf(err) == ReasonNoEntry {
 			c.missing.put(key, nil, start)
 		}
 		if err != nil {
+			c.cache.drop(key)
 			return nil, err
 		}
-		c.cache.put(key, t, start)
 		return t, nil
 	})
 	select {
@@ -176,7 +176,9 @@ func (c *Composer) fetch(ctx context.Context, id spiffeid.ID, key string) (*task
 	}
 }
 
-func (c *Composer) load(ctx context.Context, id spiffeid.ID, key string) (*task, error) {
+// load reads the entry of id and decodes it, or reuses the task decoded
+// from the same entry (see task).
+func (c *Composer) load(ctx context.Context, id spiffeid.ID, key string, start time.Time) (*task, error) {
 	entries, err := c.src.EntriesByID(ctx, id)
 	switch {
 	case err != nil:
@@ -186,7 +188,24 @@ func (c *Composer) load(ctx context.Context, id spiffeid.ID, key string) (*task,
 	case len(entries) > 1:
 		return nil, refuse(key, ReasonDuplicateEntry, nil, "more than one registration entry, a task has exactly one")
 	}
-	return c.decode(id, key, entries[0])
+	e := entries[0]
+	version := entryVersion(e)
+	if t, ok := c.cache.get(key, start); ok && t.entry == version {
+		return t, nil
+	}
+	t, err := c.decode(id, key, e)
+	if err != nil {
+		return nil, err
+	}
+	t.entry = version
+	c.cache.put(key, t, start)
+	return t, nil
+}
+
+// entryVersion names one version of one registration entry: a task created
+// again gets another entry ID, an updated entry another revision.
+func entryVersion(e *types.Entry) string {
+	return e.GetId() + "/" + strconv.FormatInt(e.GetRevisionNumber(), 10) + "/" + strconv.FormatInt(e.GetExpiresAt(), 10)
 }
 
 func errNoEntry(key string) error {

@@ -20,8 +20,8 @@ import (
 const (
 	// DefaultServerAPISocket is SPIRE server's default socket_path.
 	DefaultServerAPISocket = "/tmp/spire-server/private/api.sock"
-	// DefaultCacheTTL is how long a looked-up entry is reused: the longest
-	// a revoked task can still get SVIDs signed.
+	// DefaultCacheTTL is how long the claims decoded from one version of
+	// an entry are reused. The entry itself is read on every signing.
 	DefaultCacheTTL = 5 * time.Second
 	// MaxCacheTTL bounds cache_ttl.
 	MaxCacheTTL = 10 * time.Minute
@@ -47,8 +47,9 @@ type Config struct {
 	// TrustDomains are the trust domains allowed for the SVID and the chain
 	// members; the server's own trust domain comes first.
 	TrustDomains []spiffeid.TrustDomain
-	// CacheTTL is how long a looked-up entry is reused; 0 disables caching
-	// (concurrent lookups of one ID are still shared).
+	// CacheTTL is how long the claims decoded from one version of an entry
+	// are reused; 0 disables caching. The entry is read on every signing
+	// (concurrent lookups of one ID are shared).
 	CacheTTL time.Duration
 	// NegativeCacheTTL is how long a lookup that found no entry is reused
 	// (no_entry refusals only); 0 disables it.

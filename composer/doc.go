@@ -15,9 +15,12 @@
 // whose entry is missing, duplicated, expired or undecodable is refused with
 // an *[Error]: the composer fails closed.
 //
-// Lookups are cached per SPIFFE ID for [Config].CacheTTL in a cache bounded
-// to [Config].CacheSize entries (least recently used evicted first);
-// concurrent misses for one ID share a single lookup. Only successful
-// lookups are cached, and the deadline is checked on every call, so an
-// expired task is refused at once and a revoked one within CacheTTL.
+// Every call reads the task's entry (concurrent calls for one ID share a
+// single read): a task ID revoked and created again has another entry,
+// and the composer, told the SPIFFE ID only, must sign the current one's
+// claims. The claims decoded from one version of an entry (entry ID,
+// revision, expiry) are reused for [Config].CacheTTL, in a cache bounded to
+// [Config].CacheSize entries (least recently used evicted first). The
+// deadline is checked on every call, so an expired task is refused at once
+// and a revoked one at its next signing.
 package composer

@@ -41,7 +41,7 @@ func (s *APISource) EntriesByID(ctx context.Context, id spiffeid.ID) ([]*types.E
 		Filter: &entryv1.ListEntriesRequest_Filter{
 			BySpiffeId: &types.SPIFFEID{TrustDomain: id.TrustDomain().Name(), Path: id.Path()},
 		},
-		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true}, // and the ID, always set
+		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true, RevisionNumber: true}, // and the ID, always set
 		PageSize:   2,
 	}
 	var out []*types.Entry

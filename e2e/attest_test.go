@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/internal/spiretest"
-	"github.com/agentid/agentid/svid"
 )
 
 const digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -24,7 +23,7 @@ func TestLaunchedTaskGetsClaims(t *testing.T) {
 	s := newStack(t)
 	taskFile := s.createTask("planner", "T-1", "--model", "openai/gpt-4o", "--prompt-sha256", digest,
 		"--scope", "kb:read", "--scope", "tickets:write", "--principal", "spiffe://example.org/user/alice", "--ttl", "1h")
-	want, err := svid.Parse(mustRead(t, taskFile))
+	want, err := readRecord(t, taskFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func BenchmarkJWTMint(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := (&attestor.Launch{Dir: side.dir, Claims: task.Claims, Path: self}).Prepare(); err != nil {
+		if _, err := (&attestor.Launch{Dir: side.dir, Claims: task.Claims, Incarnation: task.Incarnation, Path: self}).Prepare(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"testing"
@@ -22,6 +23,19 @@ import (
 // process the task: it writes the manifest of its own PID with the
 // launcher's code, as `agentid run` does before exec. The manifest is
 // removed when the test ends. It returns the task's SPIFFE ID.
+// handIncarnation is the incarnation of the tasks whose entries the tests
+// write by hand, without one: a manifest's incarnation selector is one
+// more than such an entry asks for.
+const handIncarnation = "0123456789abcdef0123456789abcdef"
+
+// readRecord reads a task record (attestor.TaskRecord) and returns its
+// claims.
+func readRecord(t *testing.T, path string) (svid.Claims, error) {
+	t.Helper()
+	rec, err := attestor.ParseTaskRecord(bytes.TrimSpace(mustRead(t, path)))
+	return rec.Claims, err
+}
+
 func (s *stack) selfTask(t *testing.T, claims svid.Claims, x509TTL, jwtTTL int32) string {
 	t.Helper()
 	path := "/agent/" + claims.Agent + "/task/" + claims.Task
@@ -41,7 +55,7 @@ func (s *stack) selfTask(t *testing.T, claims svid.Claims, x509TTL, jwtTTL int32
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, err := (&attestor.Launch{Dir: s.manifestDir, Claims: claims, Path: self}).Prepare()
+	manifest, err := (&attestor.Launch{Dir: s.manifestDir, Claims: claims, Incarnation: handIncarnation, Path: self}).Prepare()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	agentidattestor "github.com/agentid/agentid/attestor"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,7 +85,8 @@ func BenchmarkCreateToSVID(b *testing.B) {
 			}
 			created := time.Since(start)
 			file := filepath.Join(dir, fmt.Sprintf("P-%d.json", n))
-			if err := os.WriteFile(file, task.Claims.AppendJSON(nil), 0o600); err != nil {
+			rec, _ := agentidattestor.TaskRecord{Incarnation: task.Incarnation, Claims: task.Claims}.MarshalJSON()
+			if err := os.WriteFile(file, rec, 0o600); err != nil {
 				b.Fatal(err)
 			}
 			cmd := exec.Command(agentidCLI, "run", "--task-file", file, "--manifest-dir", manifests, "--exe-digest=false", "--",

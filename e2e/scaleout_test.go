@@ -13,7 +13,6 @@ import (
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 
 	"github.com/agentid/agentid/internal/spiretest"
-	"github.com/agentid/agentid/svid"
 )
 
 // TestScaleOutSharedDatastore is the production topology on SPIRE's own
@@ -78,7 +77,7 @@ func TestScaleOutSharedDatastore(t *testing.T) {
 		"--model", "openai/gpt-4o", "--prompt-sha256", digest, "--scope", "kb:read", "--scope", "web:search",
 		"--principal", "spiffe://example.org/user/alice", "--ttl", "1h", "--output", taskFile)
 	step("task created through server 1")
-	want, err := svid.Parse(mustRead(t, taskFile))
+	want, err := readRecord(t, taskFile)
 	if err != nil {
 		t.Fatal(err)
 	}

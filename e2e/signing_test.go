@@ -75,7 +75,7 @@ func TestAgentSignsOnlyRunningTasks(t *testing.T) {
 			// (a subscriber, as a workload using go-spiffe's X509Source).
 			c := scaleClaims(0)
 			c.Deadline = deadline
-			if _, err := (&attestor.Launch{Dir: dir, Claims: c, Path: self}).Prepare(); err != nil {
+			if _, err := (&attestor.Launch{Dir: dir, Claims: c, Incarnation: handIncarnation, Path: self}).Prepare(); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -228,8 +228,10 @@ func (r *Registrar) created(ctx context.Context, w pending, res *entryv1.BatchCr
 	case codes.OK:
 	case codes.AlreadyExists:
 		// An entry with the same SPIFFE ID, node and selectors was
-		// created meanwhile (a retry racing the first call, or
-		// another registrar): the same task if its deadline agrees.
+		// created meanwhile: the same task if its deadline agrees.
+		// (Every entry has its own incarnation, so only entries that
+		// are not the registrar's collide; races between registrars
+		// are settled below.)
 		existing, err := r.entriesOf(ctx, w.id)
 		if err != nil {
 			return Task{}, err
@@ -241,8 +243,11 @@ func (r *Registrar) created(ctx context.Context, w pending, res *entryv1.BatchCr
 	default:
 		return Task{}, wrapErr("create entry", status.Error(code, res.GetStatus().GetMessage()))
 	}
-	if err := r.settle(ctx, w.id, res.GetEntry().GetId()); err != nil {
-		return Task{}, err
+	if won, err := r.settle(ctx, w, res.GetEntry().GetId()); err != nil || won != nil {
+		if err != nil {
+			return Task{}, err
+		}
+		return *won, nil
 	}
 	return r.task(res.GetEntry())
 }
@@ -320,7 +325,7 @@ func (r *Registrar) CreateBatch(ctx context.Context, reqs []Request) []BatchResu
 // want (see put), and a conflict otherwise.
 func (r *Registrar) retried(existing []*types.Entry, want *types.Entry, exact bool) (Task, error) {
 	id, _ := idFromProto(want.GetSpiffeId())
-	if len(existing) != 1 || !sameEntry(existing[0], want, exact) {
+	if len(existing) != 1 || !r.sameEntry(existing[0], want, exact) {
 		return Task{}, conflict(id, existing[0].GetId())
 	}
 	t, err := r.task(existing[0])
@@ -330,12 +335,14 @@ func (r *Registrar) retried(existing []*types.Entry, want *types.Entry, exact bo
 	return t, nil
 }
 
-// sameEntry reports whether entry e is the entry want of a retried request.
-func sameEntry(e, want *types.Entry, exact bool) bool {
+// sameEntry reports whether entry e is the entry want of a retried request:
+// the same but for its incarnation, which every rendering draws anew.
+func (r *Registrar) sameEntry(e, want *types.Entry, exact bool) bool {
 	if idString(e.GetParentId()) != idString(want.GetParentId()) {
 		return false
 	}
-	a, b := selectorStrings(e.GetSelectors()), selectorStrings(want.GetSelectors())
+	a, b := selectorStrings(slices.DeleteFunc(slices.Clone(e.GetSelectors()), r.isIncarnation)),
+		selectorStrings(slices.DeleteFunc(slices.Clone(want.GetSelectors()), r.isIncarnation))
 	if !slices.Equal(a, b) {
 		return false
 	}
@@ -368,22 +375,29 @@ func conflict(id spiffeid.ID, entryID string) error {
 }
 
 // settle resolves a race between registrars that created entries for the
-// same task at once (with different parent IDs or selectors, SPIRE accepts
+// same task at once (every entry has its own incarnation, so SPIRE accepts
 // both): the oldest entry, by (created_at, id), stays; the others are
-// deleted by their creators, who report a conflict.
-func (r *Registrar) settle(ctx context.Context, id spiffeid.ID, mine string) error {
-	all, err := r.entriesOf(ctx, id)
+// deleted by their creators. A creator whose entry lost answers with the
+// winner's task when the winner is the entry it wanted (the same request,
+// retried or sent to two registrars), and with a conflict otherwise.
+func (r *Registrar) settle(ctx context.Context, w pending, mine string) (*Task, error) {
+	all, err := r.entriesOf(ctx, w.id)
 	if err != nil || len(all) < 2 {
-		return err
+		return nil, err
 	}
 	first := slices.MinFunc(all, func(a, b *types.Entry) int {
 		return cmp.Or(cmp.Compare(a.GetCreatedAt(), b.GetCreatedAt()), cmp.Compare(a.GetId(), b.GetId()))
 	})
 	if first.GetId() == mine {
-		return nil
+		return nil, nil
 	}
 	if _, err := r.delete(ctx, []string{mine}); err != nil {
-		return err
+		return nil, err
 	}
-	return conflict(id, first.GetId())
+	if r.sameEntry(first, w.entry, w.exact) {
+		if t, err := r.task(first); err == nil {
+			return &t, nil
+		}
+	}
+	return nil, conflict(w.id, first.GetId())
 }

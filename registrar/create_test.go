@@ -57,7 +57,15 @@ func TestCreateWritesOneEntry(t *testing.T) {
 		"agentid:task:T-1:scope:kb:read", "agentid:task:T-1:scope:web:search",
 		"k8s:ns:agents", "unix:uid:1001",
 	}
-	if got := selectorSet(e.Selectors); !slices.Equal(got, want) {
+	// And one incarnation: 128 random bits, new for every entry.
+	got := selectorSet(e.Selectors)
+	inc := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "agentid:task:T-1:incarnation:") })
+	if inc < 0 || !svid.ValidIncarnation(strings.TrimPrefix(got[inc], "agentid:task:T-1:incarnation:")) {
+		t.Errorf("no incarnation selector in %q", got)
+	} else {
+		got = slices.Delete(got, inc, inc+1)
+	}
+	if !slices.Equal(got, want) {
 		t.Errorf("selectors\n got %q\nwant %q", got, want)
 	}
 	if e.Hint != "spiffe://example.org/agent/planner/task/T-1" {
@@ -178,8 +186,8 @@ func TestCreateConflictRace(t *testing.T) {
 		deadline time.Duration
 		same     bool // the racing entry is the one this request writes: the same task
 	}{
-		{"same entry: ALREADY_EXISTS, the same task", testNode, 3 * time.Hour, true},
-		{"same selectors, other deadline: ALREADY_EXISTS, a conflict", testNode, 2 * time.Hour, false},
+		{"same entry but its incarnation: the oldest stays, the same task", testNode, 3 * time.Hour, true},
+		{"same selectors, other deadline: the oldest stays, a conflict", testNode, 2 * time.Hour, false},
 		{"other parent ID: both accepted, oldest stays", "spiffe://example.org/spire/agent/other", 3 * time.Hour, false},
 	}
 	for _, tt := range tests {

@@ -38,6 +38,9 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err != nil {
 		return Task{}, err
 	}
+	if err := sameIncarnation(req.CallerIssued, pt); err != nil {
+		return Task{}, err
+	}
 	if !req.Operator {
 		// The child keeps the parent's operator-set selectors; the
 		// delegating agent may only pin the child's executable.
@@ -82,6 +85,30 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 		return Task{}, err
 	}
 	return child, nil
+}
+
+// X509Backdate is how far SPIRE backdates an X.509-SVID's NotBefore
+// before it issues it (credtemplate.NotBeforeCushion in SPIRE 1.13): a
+// certificate's issue time is its NotBefore plus this. The verifier's
+// liveness view reads issue times the same way.
+const X509Backdate = 10 * time.Second
+
+// createdSlack allows for whole seconds, as the verifier's liveness view
+// does: SPIRE rounds an entry's created_at, and NotBefore and iat are
+// whole seconds, so a credential issued just after its entry was created
+// can read up to a second before created_at.
+const createdSlack = time.Second
+
+// sameIncarnation refuses a delegating credential issued (issued, zero:
+// not checked) before the parent's entry was created: it was issued to a
+// revoked incarnation of the parent task, whose task ID was created again
+// since. The rule and its slack are the verifier's (verifier.LivenessView).
+func sameIncarnation(issued time.Time, parent Task) error {
+	if issued.IsZero() || parent.CreatedAt.IsZero() || issued.Add(createdSlack).Unix() >= parent.CreatedAt.Unix() {
+		return nil
+	}
+	return refuse(ReasonParentNotFound, "", "the caller's credential was issued at %s, before the entry of %s was created (%s): it belongs to a revoked incarnation of that task",
+		issued.UTC().Format(time.RFC3339), parent.ID, parent.CreatedAt.Format(time.RFC3339))
 }
 
 // sameSelectors refuses a child request whose extra selectors are not

@@ -2,6 +2,8 @@ package registrar
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,12 +23,20 @@ import (
 // of the root of the task's chain (its own for a root task): ListEntries
 // by_hint finds a whole delegation tree, which is how Revoke finds
 // descendants now that no selector is shared.
+//
+// Every entry gets a new random incarnation (newIncarnation), the selector
+// task:<id>:incarnation:<hex>: the claims alone are the same for a task ID
+// created again (by an operator, a parent delegating the same child again,
+// a retried create after a revoke), and the process of a revoked
+// incarnation, whose manifest still holds those claims, would match the new
+// entry. Its manifest holds the old incarnation, so it does not.
 func (r *Registrar) entry(id spiffeid.ID, parent spiffeid.ID, c svid.Claims, extra []*types.Selector, now time.Time) *types.Entry {
 	left := c.Deadline.Sub(now)
-	sels := make([]*types.Selector, 0, 8+len(c.Scope)+len(c.Chain)+len(extra))
+	sels := make([]*types.Selector, 0, 9+len(c.Scope)+len(c.Chain)+len(extra))
 	for _, v := range c.ScopedSelectors() {
 		sels = append(sels, &types.Selector{Type: r.cfg.selectorType, Value: v})
 	}
+	sels = append(sels, &types.Selector{Type: r.cfg.selectorType, Value: svid.ScopedIncarnationSelector(c.Task, newIncarnation())})
 	for _, s := range extra {
 		if s.GetType() == r.cfg.selectorType {
 			if d, ok := svid.ParseExeSelector(s.GetValue()); ok {
@@ -44,6 +54,24 @@ func (r *Registrar) entry(id spiffeid.ID, parent spiffeid.ID, c svid.Claims, ext
 		X509SvidTtl: ttlSeconds(min(r.cfg.maxX509TTL, left)),
 		JwtSvidTtl:  ttlSeconds(min(r.cfg.maxJWTTTL, left)),
 	}
+}
+
+// newIncarnation draws an incarnation: 128 random bits as 32 lower-case
+// hex digits (crypto/rand, which does not fail).
+func newIncarnation() string {
+	var b [svid.IncarnationLen / 2]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never returns an error
+	return hex.EncodeToString(b[:])
+}
+
+// isIncarnation reports whether s is an incarnation selector of the task
+// type.
+func (r *Registrar) isIncarnation(s *types.Selector) bool {
+	if s.GetType() != r.cfg.selectorType {
+		return false
+	}
+	_, ok := svid.ParseIncarnationSelector(s.GetValue())
+	return ok
 }
 
 // rootOf is the SPIFFE ID of the root of task id's delegation tree.
@@ -118,6 +146,9 @@ func (r *Registrar) task(e *types.Entry) (Task, error) {
 			values = append(values, s.GetValue())
 			if d, ok := svid.ParseExeSelector(s.GetValue()); ok {
 				t.ExeSHA256 = d
+			}
+			if inc, ok := svid.ParseIncarnationSelector(s.GetValue()); ok {
+				t.Incarnation = inc
 			}
 		} else {
 			t.Selectors = append(t.Selectors, s.GetType()+":"+s.GetValue())

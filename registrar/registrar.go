@@ -151,6 +151,14 @@ type Request struct {
 	// ParentID is the SPIFFE ID of the SPIRE agent (node) the entry hangs
 	// under. Required for a root task; a child defaults to its parent's.
 	ParentID string
+	// CallerIssued is, for a child requested by the delegating task itself
+	// (the delegation API), when the credential it authenticated with was
+	// issued: a JWT-SVID's iat, an X.509-SVID's NotBefore plus
+	// [X509Backdate]. A credential issued before the parent's registration
+	// entry was created belongs to a revoked incarnation of the parent (its
+	// task ID was created again) and is refused with ReasonParentNotFound.
+	// Zero (operator paths) skips the check.
+	CallerIssued time.Time
 }
 
 // Task is a task's registration entry.
@@ -170,6 +178,13 @@ type Task struct {
 	Selectors []string
 	// ExeSHA256 is the executable pin, "" if none.
 	ExeSHA256 string
+	// Incarnation names this registration entry of the task: random, new
+	// for every entry the registrar creates (the selector
+	// task:<id>:incarnation:<hex>). The task record carries it to `agentid
+	// run`, whose manifest makes the attestor emit it: a process launched
+	// for one incarnation never matches another entry of the same task ID.
+	// "" for an entry written before incarnations.
+	Incarnation string
 	// X509SVIDTTL and JWTSVIDTTL are the entry's SVID lifetimes.
 	X509SVIDTTL, JWTSVIDTTL time.Duration
 	// CreatedAt is when SPIRE created the entry (zero if it did not say).

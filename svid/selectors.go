@@ -124,11 +124,46 @@ func ParseExeSelector(v string) (string, bool) {
 	return d, ok && ValidSHA256Hex(d)
 }
 
-// ValidSHA256Hex reports whether s is 64 lower-case hex digits.
-func ValidSHA256Hex(s string) bool {
-	if len(s) != 64 {
-		return false
+// IncarnationSelectorPrefix starts the incarnation selector: the value
+// "incarnation:<32 lower-case hex>" names one registration entry of a task
+// — random, drawn by the registrar for every entry it creates. It is not a
+// claim. The launcher writes it into the manifest from the task record and
+// the attestor emits it, so a process launched for an incarnation that was
+// revoked does not match the entry of its task ID created again (same
+// claims, same other selectors). Entries carry it task-scoped:
+// task:<id>:incarnation:<hex> ([ScopedIncarnationSelector]).
+const IncarnationSelectorPrefix = "incarnation:"
+
+// IncarnationLen is the length of an incarnation: 32 hex digits, 128 bits.
+const IncarnationLen = 32
+
+// ScopedIncarnationSelector is the incarnation selector value of task in
+// the task-scoped layout: task:<task>:incarnation:<hex>.
+func ScopedIncarnationSelector(task, incarnation string) string {
+	return "task:" + task + ":" + IncarnationSelectorPrefix + incarnation
+}
+
+// ParseIncarnationSelector returns the incarnation of an incarnation
+// selector value, v1 (incarnation:<hex>) or task-scoped
+// (task:<id>:incarnation:<hex>), false when v is not a well-formed one.
+func ParseIncarnationSelector(v string) (string, bool) {
+	if rest, ok := strings.CutPrefix(v, "task:"); ok {
+		if _, after, ok := strings.Cut(rest, ":"); ok {
+			v = after
+		}
 	}
+	inc, ok := strings.CutPrefix(v, IncarnationSelectorPrefix)
+	return inc, ok && ValidIncarnation(inc)
+}
+
+// ValidIncarnation reports whether s is an incarnation: [IncarnationLen]
+// lower-case hex digits.
+func ValidIncarnation(s string) bool { return len(s) == IncarnationLen && lowerHex(s) }
+
+// ValidSHA256Hex reports whether s is 64 lower-case hex digits.
+func ValidSHA256Hex(s string) bool { return len(s) == 64 && lowerHex(s) }
+
+func lowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return false
@@ -141,8 +176,9 @@ func ValidSHA256Hex(s string) bool {
 // [Claims.Selectors] (the order does not matter) and the task's deadline.
 // It is strict: an unknown key, a repeated single-valued key, a gap in the
 // delegator indices or a depth that disagrees with them is an error, and the
-// result must pass [Claims.Check]. One executable pin ([ExeSelector]) is
-// accepted and is not part of the claims.
+// result must pass [Claims.Check]. One executable pin ([ExeSelector]) and
+// one incarnation ([IncarnationSelectorPrefix]) are accepted and are not
+// part of the claims.
 //
 // Both layouts are read: v1 ([Claims.Selectors]) and task-scoped
 // ([Claims.ScopedSelectors], with a [ScopedExeSelector] pin); one set of
@@ -157,7 +193,7 @@ func FromSelectors(values []string, deadline time.Time) (Claims, error) {
 	c := Claims{V: Version, Deadline: deadline.UTC()}
 	var chain map[int]string
 	depth := -1
-	var exe string
+	var exe, inc string
 	for _, v := range values {
 		key, val, _ := strings.Cut(v, ":")
 		var err error
@@ -183,6 +219,12 @@ func FromSelectors(values []string, deadline time.Time) (Claims, error) {
 				err = fail(ReasonMalformed, "selector %q is not %s<64 hex>", v, ExeSelectorPrefix)
 			} else {
 				err = setOnce(&exe, key, val)
+			}
+		case "incarnation":
+			if _, ok := ParseIncarnationSelector(v); !ok {
+				err = fail(ReasonMalformed, "selector %q is not %s<%d lower-case hex>", v, IncarnationSelectorPrefix, IncarnationLen)
+			} else {
+				err = setOnce(&inc, key, val)
 			}
 		default:
 			err = fail(ReasonMalformed, "unknown selector %q", v)

@@ -120,3 +120,33 @@ func TestScopedSelectorsContract(t *testing.T) {
 		}
 	}
 }
+
+// TestIncarnationSelector: one incarnation, either layout, is read and is
+// not a claim; a malformed or repeated one is refused.
+func TestIncarnationSelector(t *testing.T) {
+	const inc = "0123456789abcdef0123456789abcdef"
+	c := researcher()
+	scoped := append(c.ScopedSelectors(), svid.ScopedIncarnationSelector(c.Task, inc))
+	if got := scoped[len(scoped)-1]; got != "task:T-42:incarnation:"+inc {
+		t.Fatalf("ScopedIncarnationSelector = %q", got)
+	}
+	for _, in := range [][]string{scoped, append(c.Selectors(), "incarnation:"+inc)} {
+		if back, err := svid.FromSelectors(in, deadline); err != nil || !back.Equal(c) {
+			t.Errorf("FromSelectors(%q) = %+v, %v", in, back, err)
+		}
+	}
+	for name, in := range map[string][]string{
+		"short":       append(c.Selectors(), "incarnation:0123"),
+		"upper case":  append(c.Selectors(), "incarnation:0123456789ABCDEF0123456789ABCDEF"),
+		"twice":       append(c.Selectors(), "incarnation:"+inc, "incarnation:"+inc),
+		"other task":  append(c.ScopedSelectors(), svid.ScopedIncarnationSelector("T-1", inc)),
+		"scoped task": append(c.ScopedSelectors(), "task:T-42:incarnation:task:x"),
+	} {
+		if _, err := svid.FromSelectors(in, deadline); err == nil {
+			t.Errorf("%s: FromSelectors(%q) accepted", name, in)
+		}
+	}
+	if got, ok := svid.ParseIncarnationSelector("task:T-42:incarnation:" + inc); !ok || got != inc {
+		t.Errorf("ParseIncarnationSelector = %q, %v", got, ok)
+	}
+}

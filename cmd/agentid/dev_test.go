@@ -154,7 +154,7 @@ func TestDevRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("steps 2-4: %v", err)
 	}
-	for _, want := range []string{"Agent:       planner", "Chain[0]:  spiffe://example.org/agent/planner/task/",
+	for _, want := range []string{"Agent:       planner", "Chain[0]:    spiffe://example.org/agent/planner/task/", "Incarnation: ",
 		`"allow":true`, `"rules":["dev-tasks`, `"allow":false`, `"rules":["dev-no-deletes`} {
 		if !strings.Contains(last, want) {
 			t.Errorf("steps 2-4 output lacks %q:\n%s", want, last)

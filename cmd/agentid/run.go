@@ -22,11 +22,11 @@ func init() {
 }
 
 type runFlags struct {
-	taskFile, agent, task, model, prompt, principal, deadline string
-	promptFiles, scopes, chain                                []string
-	manifestDir, user, group                                  string
-	groups                                                    []string
-	groupWritable, exeDigest, gc                              bool
+	taskFile, agent, task, model, prompt, principal, deadline, incarnation string
+	promptFiles, scopes, chain                                             []string
+	manifestDir, user, group                                               string
+	groups                                                                 []string
+	groupWritable, exeDigest, gc                                           bool
 }
 
 const runUsage = `run [flags] -- COMMAND [ARGS...]
@@ -36,8 +36,11 @@ Writes the task manifest for this process (PID and start time) into the
 manifest directory and then execs COMMAND in its place, so that the agent
 keeps the PID and start time the manifest names and the agentid SPIRE
 attestor gives it the task's selectors. The task record comes from
---task-file (the canonical claims JSON 'agentid task create --output' writes)
-or from the task flags. With --gc it only removes stale manifests.
+--task-file (what 'agentid task create --output' and 'agentid task show
+--output' write: the incarnation of the task's entry and its claims) or from
+the task flags and --incarnation. A record without an incarnation is
+refused: the agent would match no entry. With --gc it only removes stale
+manifests.
 
 With --user (or $AGENTID_RUN_USER) the agent runs as that unprivileged
 user: after writing the manifest the launcher sets the supplementary groups
@@ -53,7 +56,8 @@ configured with allow_same_user (single-user development only).`
 func (env *cli) run(args []string) error {
 	var f runFlags
 	fs := env.flags("run", runUsage)
-	fs.StringVar(&f.taskFile, "task-file", "", "task record: canonical claims JSON (from 'agentid task create --output')")
+	fs.StringVar(&f.taskFile, "task-file", "", "task record: incarnation and claims (from 'agentid task create --output' or 'task show --output')")
+	fs.StringVar(&f.incarnation, "incarnation", "", "incarnation of the task's entry, 32 hex digits (without --task-file; 'agentid task show' prints it)")
 	fs.StringVar(&f.agent, "agent", "", "agent name (without --task-file)")
 	fs.StringVar(&f.task, "task", "", "task ID")
 	fs.StringVar(&f.model, "model", "", "model identifier, e.g. openai/gpt-4o")
@@ -80,7 +84,7 @@ func (env *cli) run(args []string) error {
 	if fs.NArg() == 0 {
 		return fmt.Errorf("%w: no command; agentid %s", errUsage, "run [flags] -- COMMAND [ARGS...]")
 	}
-	claims, err := f.claims(fs)
+	rec, err := f.record(fs)
 	if err != nil {
 		return err
 	}
@@ -92,7 +96,7 @@ func (env *cli) run(args []string) error {
 	if err != nil {
 		return err
 	}
-	l := &attestor.Launch{Dir: f.manifestDir, Policy: policy, Claims: claims, Path: path,
+	l := &attestor.Launch{Dir: f.manifestDir, Policy: policy, Claims: rec.Claims, Incarnation: rec.Incarnation, Path: path,
 		Args: fs.Args(), Env: os.Environ(), ExeDigest: f.exeDigest, User: cred}
 	return l.Exec() // returns only on failure
 }
@@ -191,32 +195,45 @@ func (env *cli) runGC(fs *flag.FlagSet, dir string, policy attestor.DirPolicy) e
 	return err
 }
 
-// claims reads the task record from --task-file or builds it from flags.
-func (f *runFlags) claims(fs *flag.FlagSet) (svid.Claims, error) {
-	if f.taskFile != "" {
-		var conflict string
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "agent", "task", "model", "prompt-file", "prompt-sha256", "scope", "principal", "chain", "deadline":
-				conflict = fl.Name
-			}
-		})
-		if conflict != "" {
-			return svid.Claims{}, fmt.Errorf("%w: --%s cannot be combined with --task-file", errUsage, conflict)
-		}
-		data, err := os.ReadFile(f.taskFile)
+// record reads the task record from --task-file or builds it from flags.
+func (f *runFlags) record(fs *flag.FlagSet) (attestor.TaskRecord, error) {
+	if f.taskFile == "" {
+		c, err := f.claims()
 		if err != nil {
-			return svid.Claims{}, err
+			return attestor.TaskRecord{}, err
 		}
-		c, err := svid.Parse(trimNewline(data))
-		if err != nil {
-			return svid.Claims{}, fmt.Errorf("--task-file %s: %w", f.taskFile, err)
+		rec := attestor.TaskRecord{Incarnation: f.incarnation, Claims: c}
+		if f.incarnation == "" {
+			return rec, fmt.Errorf("%w: --incarnation is required with the task flags (agentid task show prints it)", errUsage)
 		}
-		return c, nil
+		return rec, rec.Check()
 	}
+	var conflict string
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "agent", "task", "model", "prompt-file", "prompt-sha256", "scope", "principal", "chain", "deadline", "incarnation":
+			conflict = fl.Name
+		}
+	})
+	if conflict != "" {
+		return attestor.TaskRecord{}, fmt.Errorf("%w: --%s cannot be combined with --task-file", errUsage, conflict)
+	}
+	data, err := os.ReadFile(f.taskFile)
+	if err != nil {
+		return attestor.TaskRecord{}, err
+	}
+	rec, err := attestor.ParseTaskRecord(trimNewline(data))
+	if err != nil {
+		return attestor.TaskRecord{}, fmt.Errorf("--task-file %s: %w", f.taskFile, err)
+	}
+	return rec, nil
+}
+
+// claims builds the task's claims from the task flags.
+func (f *runFlags) claims() (svid.Claims, error) {
 	switch {
 	case f.agent == "" || f.task == "" || f.model == "" || f.principal == "" || f.deadline == "":
-		return svid.Claims{}, fmt.Errorf("%w: give --task-file, or --agent, --task, --model, --principal, --deadline and a prompt", errUsage)
+		return svid.Claims{}, fmt.Errorf("%w: give --task-file, or --agent, --task, --model, --principal, --deadline, --incarnation and a prompt", errUsage)
 	case (f.prompt == "") == (len(f.promptFiles) == 0):
 		return svid.Claims{}, fmt.Errorf("%w: give one of --prompt-sha256 and --prompt-file", errUsage)
 	}

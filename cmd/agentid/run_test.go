@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/svid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // TestRunHelperProcess is not a test: it is the agentid launcher when the
@@ -95,17 +96,33 @@ func runDir(t *testing.T) string {
 	return dir
 }
 
+// runIncarnation is the incarnation of the tests' task records.
+const runIncarnation = "0123456789abcdef0123456789abcdef"
+
+// entryIncarnation is the incarnation selector's of entry e.
+func entryIncarnation(t *testing.T, e *types.Entry) string {
+	t.Helper()
+	for _, s := range e.GetSelectors() {
+		if inc, ok := svid.ParseIncarnationSelector(s.GetValue()); ok {
+			return inc
+		}
+	}
+	t.Fatalf("entry %s has no incarnation selector", e.GetId())
+	return ""
+}
+
 func TestRunExecsWithManifest(t *testing.T) {
 	tmp := t.TempDir()
 	promptFile := writeFile(t, tmp, "prompt.txt", []byte("You are a careful researcher.\n"))
 	want := runClaims(t, promptFile)
 	taskFile := filepath.Join(tmp, "task.json")
-	if err := writeTaskRecord(taskFile, want); err != nil {
+	if err := writeTaskRecord(taskFile, runIncarnation, want); err != nil {
 		t.Fatal(err)
 	}
 	fromFlags := []string{"--agent", want.Agent, "--task", want.Task, "--model", want.Model,
 		"--prompt-file", promptFile, "--scope", "kb:read", "--scope", "web:search",
-		"--principal", want.Principal, "--chain", want.Chain[0], "--deadline", want.Deadline.Format(time.RFC3339)}
+		"--principal", want.Principal, "--chain", want.Chain[0], "--deadline", want.Deadline.Format(time.RFC3339),
+		"--incarnation", runIncarnation}
 	for name, flags := range map[string][]string{
 		"flags":     fromFlags,
 		"task file": {"--task-file", taskFile},
@@ -123,7 +140,7 @@ func TestRunExecsWithManifest(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, err := attestor.ParseManifest(data)
-			if err != nil || m.PID != pid || !m.Claims.Equal(want) || m.ExeSHA256 == "" {
+			if err != nil || m.PID != pid || !m.Claims.Equal(want) || m.ExeSHA256 == "" || m.Incarnation != runIncarnation {
 				t.Fatalf("manifest = %+v, %v; want pid %d and %+v", m, err, pid, want)
 			}
 			a, err := attestor.New(attestor.Config{ManifestDir: dir, RequireExeSHA256: true})
@@ -141,7 +158,7 @@ func TestRunExecsWithManifest(t *testing.T) {
 func TestRunRefusesUnsafeDir(t *testing.T) {
 	tmp := t.TempDir()
 	taskFile := filepath.Join(tmp, "task.json")
-	writeTaskRecord(taskFile, runClaims(t, writeFile(t, tmp, "p", []byte("p"))))
+	writeTaskRecord(taskFile, runIncarnation, runClaims(t, writeFile(t, tmp, "p", []byte("p"))))
 	open := runDir(t)
 	os.Chmod(open, 0o777)
 	group := runDir(t)
@@ -179,7 +196,9 @@ func TestRunRefusesUnsafeDir(t *testing.T) {
 func TestRunUsage(t *testing.T) {
 	tmp := t.TempDir()
 	taskFile := filepath.Join(tmp, "task.json")
-	writeTaskRecord(taskFile, runClaims(t, writeFile(t, tmp, "p", []byte("p"))))
+	claims := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
+	writeTaskRecord(taskFile, runIncarnation, claims)
+	claimsOnly := writeFile(t, tmp, "claims-only.json", claims.AppendJSON(nil)) // a record before incarnations
 	dir := runDir(t)
 	tests := []struct {
 		args []string
@@ -190,9 +209,13 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"--task-file", taskFile, "--agent", "x", "--", "true"}, 2, "--agent cannot be combined with --task-file"},
 		{[]string{"--agent", "x", "--", "true"}, 2, "give --task-file, or"},
 		{[]string{"--agent", "a", "--task", "t", "--model", "m", "--principal", "spiffe://x/y", "--deadline", "2030-01-01T00:00:00Z",
-			"--prompt-sha256", "sha256:12", "--", "true"}, 1, "task record: svid: claims rejected: invalid field: prompt"},
+			"--prompt-sha256", "sha256:12", "--incarnation", runIncarnation, "--", "true"}, 1, "task record: svid: claims rejected: invalid field: prompt"},
 		{[]string{"--agent", "a", "--task", "t", "--model", "m", "--principal", "spiffe://x/y", "--deadline", "tomorrow",
 			"--prompt-sha256", "sha256:12", "--", "true"}, 1, "--deadline: parsing time"},
+		{[]string{"--agent", "a", "--task", "t", "--model", "m", "--principal", "spiffe://x/y", "--deadline", "2030-01-01T00:00:00Z",
+			"--prompt-sha256", "sha256:" + strings.Repeat("ab", 32), "--", "true"}, 2, "--incarnation is required"},
+		{[]string{"--task-file", taskFile, "--incarnation", runIncarnation, "--", "true"}, 2, "--incarnation cannot be combined with --task-file"},
+		{[]string{"--task-file", claimsOnly, "--", "true"}, 1, "claims without an incarnation"},
 		{[]string{"--task-file", filepath.Join(tmp, "absent"), "--", "true"}, 1, "no such file"},
 		{[]string{"--task-file", taskFile, "--", "no-such-command-agentid"}, 1, "executable file not found"},
 		{[]string{"--gc", "--", "true"}, 2, "--gc takes no command"},
@@ -213,12 +236,12 @@ func TestRunGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
-	stale, err := attestor.WriteManifest(dir, attestor.Manifest{PID: dead.Process.Pid, StartTime: 1, Claims: c})
+	stale, err := attestor.WriteManifest(dir, attestor.Manifest{PID: dead.Process.Pid, StartTime: 1, Incarnation: runIncarnation, Claims: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	self, _ := attestor.ReadStat("", os.Getpid())
-	live, err := attestor.WriteManifest(dir, attestor.Manifest{PID: self.PID, StartTime: self.StartTime, Claims: c})
+	live, err := attestor.WriteManifest(dir, attestor.Manifest{PID: self.PID, StartTime: self.StartTime, Incarnation: runIncarnation, Claims: c})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestRunDropsPrivileges(t *testing.T) {
 	tmp := t.TempDir()
 	taskFile := filepath.Join(tmp, "task.json")
 	want := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
-	if err := writeTaskRecord(taskFile, want); err != nil {
+	if err := writeTaskRecord(taskFile, runIncarnation, want); err != nil {
 		t.Fatal(err)
 	}
 	for name, tt := range map[string]struct {
@@ -104,7 +104,7 @@ func TestRunRefusesAgentUser(t *testing.T) {
 	needRoot(t)
 	tmp := t.TempDir()
 	taskFile := filepath.Join(tmp, "task.json")
-	writeTaskRecord(taskFile, runClaims(t, writeFile(t, tmp, "p", []byte("p"))))
+	writeTaskRecord(taskFile, runIncarnation, runClaims(t, writeFile(t, tmp, "p", []byte("p"))))
 	launchers := runDir(t) // 0770 root:61010, launchers write through the group
 	os.Chown(launchers, 0, 61010)
 	os.Chmod(launchers, 0o770)
@@ -154,10 +154,10 @@ func TestRunRefusesSharedUID(t *testing.T) {
 	a := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
 	b := a
 	b.Task = "T-78"
-	if err := writeTaskRecord(recA, a); err != nil {
+	if err := writeTaskRecord(recA, runIncarnation, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeTaskRecord(recB, b); err != nil {
+	if err := writeTaskRecord(recB, runIncarnation, b); err != nil {
 		t.Fatal(err)
 	}
 	as := []string{"--user", "61001", "--group", "61001"}

@@ -99,7 +99,7 @@ func (env *cli) taskCreate(args []string) error {
 	fs.Var((*stringList)(&f.selectors), "selector", "extra selector type:value, e.g. unix:uid:1001 (repeatable)")
 	fs.StringVar(&f.parentTask, "parent-task", "", "SPIFFE ID of the delegating task")
 	fs.StringVar(&f.exe, "exe", "", "pin the task to this executable: the entry gets selector agentid:exe:sha256:<its digest> (a script pins its interpreter)")
-	fs.StringVar(&f.output, "output", "", "write the task record (canonical claims JSON, for 'agentid run --task-file') to this file")
+	fs.StringVar(&f.output, "output", "", "write the task record (incarnation and claims, for 'agentid run --task-file') to this file")
 	f.remote.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -125,7 +125,7 @@ func (env *cli) taskCreate(args []string) error {
 		return err
 	}
 	if f.output != "" {
-		if err := writeTaskRecord(f.output, task.Claims); err != nil {
+		if err := writeTaskRecord(f.output, task.Incarnation, task.Claims); err != nil {
 			return err
 		}
 	}
@@ -201,8 +201,18 @@ func (f *createFlags) create(r *registrar.Registrar, req registrar.Request) (reg
 	return r.CreateChild(ctx, parent, req)
 }
 
-func writeTaskRecord(path string, c svid.Claims) error {
-	data, err := c.MarshalJSON()
+// writeTaskRecord writes the task record `agentid run --task-file` reads
+// (attestor.TaskRecord). A task without an incarnation (its entry was
+// written before incarnations) has no record: it must be created again.
+func writeTaskRecord(path, incarnation string, c svid.Claims) error {
+	rec := attestor.TaskRecord{Incarnation: incarnation, Claims: c}
+	if incarnation == "" {
+		return fmt.Errorf("task %s has no incarnation (its entry was written before incarnations): no task record written; create the task again", c.Task)
+	}
+	if err := rec.Check(); err != nil {
+		return err
+	}
+	data, err := rec.MarshalJSON()
 	if err != nil {
 		return err
 	}
@@ -230,11 +240,15 @@ func (ref *taskRef) id(r *registrar.Registrar, fs *flag.FlagSet) (spiffeid.ID, e
 
 // taskTarget parses the flags of a command that acts on one task (show,
 // revoke), opens the registrar and resolves the task's SPIFFE ID.
-func (env *cli) taskTarget(name, usage string, args []string) (*taskConn, *registrar.Registrar, spiffeid.ID, func(), error) {
+// extra, if not nil, adds the command's own flags.
+func (env *cli) taskTarget(name, usage string, args []string, extra func(*flag.FlagSet)) (*taskConn, *registrar.Registrar, spiffeid.ID, func(), error) {
 	c := new(taskConn)
 	var ref taskRef
 	fs := env.taskFlags(name, usage, c)
 	ref.flags(fs)
+	if extra != nil {
+		extra(fs)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, spiffeid.ID{}, nil, err
 	}
@@ -251,7 +265,10 @@ func (env *cli) taskTarget(name, usage string, args []string) (*taskConn, *regis
 }
 
 func (env *cli) taskShow(args []string) error {
-	c, r, id, done, err := env.taskTarget("task show", "task show [flags] SPIFFE-ID | --agent NAME --task ID", args)
+	var output string
+	c, r, id, done, err := env.taskTarget("task show", "task show [flags] SPIFFE-ID | --agent NAME --task ID", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&output, "output", "", "write the task record (incarnation and claims, for 'agentid run --task-file') to this file")
+	})
 	if err != nil {
 		return err
 	}
@@ -259,6 +276,11 @@ func (env *cli) taskShow(args []string) error {
 	task, err := r.Get(context.Background(), id)
 	if err != nil {
 		return err
+	}
+	if output != "" {
+		if err := writeTaskRecord(output, task.Incarnation, task.Claims); err != nil {
+			return err
+		}
 	}
 	if c.asJSON {
 		return printJSON(env.stdout, taskView(task))
@@ -320,7 +342,7 @@ func (env *cli) taskList(args []string) error {
 }
 
 func (env *cli) taskRevoke(args []string) error {
-	c, r, id, done, err := env.taskTarget("task revoke", "task revoke [flags] SPIFFE-ID | --agent NAME --task ID\n\nDeletes the task's entry and the entries of all its descendants.", args)
+	c, r, id, done, err := env.taskTarget("task revoke", "task revoke [flags] SPIFFE-ID | --agent NAME --task ID\n\nDeletes the task's entry and the entries of all its descendants.", args, nil)
 	if err != nil {
 		return err
 	}
@@ -352,11 +374,12 @@ type taskJSON struct {
 	JWTSVIDTTL  int64        `json:"jwt_svid_ttl"`
 	Selectors   []string     `json:"selectors,omitempty"`
 	ExeSHA256   string       `json:"exe_sha256,omitempty"`
+	Incarnation string       `json:"incarnation,omitempty"`
 	Claims      *svid.Claims `json:"claims,omitempty"`
 }
 
 func taskView(t registrar.Task) taskJSON {
-	v := taskJSON{SPIFFEID: t.ID.String(), EntryID: t.EntryID, ParentID: t.ParentID, Selectors: t.Selectors, ExeSHA256: t.ExeSHA256,
+	v := taskJSON{SPIFFEID: t.ID.String(), EntryID: t.EntryID, ParentID: t.ParentID, Selectors: t.Selectors, ExeSHA256: t.ExeSHA256, Incarnation: t.Incarnation,
 		X509SVIDTTL: int64(t.X509SVIDTTL / time.Second), JWTSVIDTTL: int64(t.JWTSVIDTTL / time.Second)}
 	if t.Claims.V != 0 {
 		c := t.Claims
@@ -395,6 +418,9 @@ func printTask(w io.Writer, t registrar.Task) {
 	}
 	for _, s := range t.Selectors {
 		line("Selector", s)
+	}
+	if t.Incarnation != "" {
+		line("Incarnation", t.Incarnation)
 	}
 	if t.ExeSHA256 != "" {
 		line("Executable", "sha256:"+t.ExeSHA256)

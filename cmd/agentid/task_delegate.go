@@ -166,12 +166,13 @@ func (d *delegateFlags) callError(err error) error {
 // delegatedJSON is the --json view of a delegated task: the local create's
 // fields but the SVID TTLs, which the task API does not return.
 type delegatedJSON struct {
-	SPIFFEID  string       `json:"spiffe_id"`
-	EntryID   string       `json:"entry_id"`
-	ParentID  string       `json:"parent_id"`
-	ExpiresAt int64        `json:"expires_at,omitempty"`
-	Selectors []string     `json:"selectors,omitempty"`
-	Claims    *svid.Claims `json:"claims,omitempty"`
+	SPIFFEID    string       `json:"spiffe_id"`
+	EntryID     string       `json:"entry_id"`
+	ParentID    string       `json:"parent_id"`
+	ExpiresAt   int64        `json:"expires_at,omitempty"`
+	Selectors   []string     `json:"selectors,omitempty"`
+	Incarnation string       `json:"incarnation,omitempty"`
+	Claims      *svid.Claims `json:"claims,omitempty"`
 }
 
 func (env *cli) printDelegated(f *createFlags, t *registrarv1.Task) error {
@@ -180,18 +181,18 @@ func (env *cli) printDelegated(f *createFlags, t *registrarv1.Task) error {
 		return fmt.Errorf("registrar answered task %s with claims that do not parse: %w", t.GetSpiffeId(), err)
 	}
 	if f.output != "" {
-		if err := writeTaskRecord(f.output, c); err != nil {
+		if err := writeTaskRecord(f.output, t.GetIncarnation(), c); err != nil {
 			return err
 		}
 	}
 	if f.asJSON {
 		return printJSON(env.stdout, delegatedJSON{SPIFFEID: t.GetSpiffeId(), EntryID: t.GetEntryId(), ParentID: t.GetParentId(),
-			ExpiresAt: t.GetExpiresAt(), Selectors: t.GetSelectors(), Claims: &c})
+			ExpiresAt: t.GetExpiresAt(), Selectors: t.GetSelectors(), Incarnation: t.GetIncarnation(), Claims: &c})
 	}
 	id, err := spiffeid.FromString(t.GetSpiffeId())
 	if err != nil {
 		return fmt.Errorf("registrar answered with task ID %q: %w", t.GetSpiffeId(), err)
 	}
-	printTask(env.stdout, registrar.Task{ID: id, EntryID: t.GetEntryId(), ParentID: t.GetParentId(), Claims: c, Selectors: t.GetSelectors()})
+	printTask(env.stdout, registrar.Task{ID: id, EntryID: t.GetEntryId(), ParentID: t.GetParentId(), Claims: c, Selectors: t.GetSelectors(), Incarnation: t.GetIncarnation()})
 	return nil
 }

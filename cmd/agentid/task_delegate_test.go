@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/internal/fakeentry"
 	"github.com/agentid/agentid/internal/testca"
 	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/registrar/server"
-	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -101,8 +101,9 @@ func TestTaskCreateDelegate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := svid.Parse(data)
-	if err != nil || c.Task != "T-42" || c.Delegator() != delegatorID || data[len(data)-1] != '\n' {
+	rec, err := attestor.ParseTaskRecord(data[:len(data)-1])
+	c := rec.Claims
+	if err != nil || c.Task != "T-42" || c.Delegator() != delegatorID || data[len(data)-1] != '\n' || rec.Incarnation != entryIncarnation(t, fe.Entries()[1]) {
 		t.Errorf("task record %s: %+v %v", data, c, err)
 	}
 	if n := len(fe.Entries()); n != 2 {

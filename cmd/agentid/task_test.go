@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/internal/fakeentry"
-	"github.com/agentid/agentid/svid"
 )
 
 const taskPolicy = `agent "planner" {
@@ -85,8 +85,9 @@ func TestTaskLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := svid.Parse(data)
-	if err != nil || c.Task != "T-41" || !c.Deadline.Equal(testNow.Add(2*time.Hour)) {
+	rec, err := attestor.ParseTaskRecord(data[:len(data)-1])
+	c := rec.Claims
+	if err != nil || c.Task != "T-41" || !c.Deadline.Equal(testNow.Add(2*time.Hour)) || rec.Incarnation != entryIncarnation(t, fe.Entries()[0]) {
 		t.Errorf("task record %s: %+v %v", data, c, err)
 	}
 
@@ -117,6 +118,14 @@ func TestTaskLifecycle(t *testing.T) {
 	code, out, _ = runCLI(t, args([]string{"task", "list"}, common, []string{"--parent-task", "spiffe://example.org/agent/planner/task/T-41"})...)
 	if code != 0 || !strings.Contains(out, "spiffe://example.org/agent/researcher/task/T-42  entry-2") || strings.Contains(out, "planner/task/T-41 ") {
 		t.Errorf("list: exit %d:\n%s", code, out)
+	}
+	// show --output writes the live task's record again, incarnation included.
+	again := filepath.Join(dir, "T-41-again.json")
+	code, _, errs = runCLI(t, args([]string{"task", "show"}, common, []string{"--output", again, "spiffe://example.org/agent/planner/task/T-41"})...)
+	if data, err := os.ReadFile(again); code != 0 || err != nil {
+		t.Errorf("show --output: exit %d %v: %s", code, err, errs)
+	} else if rec, err := attestor.ParseTaskRecord(data[:len(data)-1]); err != nil || rec.Claims.Task != "T-41" || rec.Incarnation != entryIncarnation(t, fe.Entries()[0]) {
+		t.Errorf("show --output record %s: %+v %v", data, rec, err)
 	}
 	code, out, _ = runCLI(t, args([]string{"task", "list", "--json"}, common, []string{"--principal", "spiffe://example.org/user/alice"})...)
 	var listed struct{ Tasks []taskJSON }

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/audit"
 	"github.com/agentid/agentid/internal/devstack"
 	"github.com/agentid/agentid/internal/spiretest"
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
+	"github.com/agentid/agentid/svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -87,7 +89,12 @@ func TestAuditOnSPIRE(t *testing.T) {
 	}
 	root := created
 	rootFile := filepath.Join(work, "root.json")
-	if err := os.WriteFile(rootFile, []byte(root.GetClaimsJson()), 0o600); err != nil {
+	claims, err := svid.Parse([]byte(root.GetClaimsJson()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := attestor.TaskRecord{Incarnation: root.GetIncarnation(), Claims: claims}.MarshalJSON()
+	if err := os.WriteFile(rootFile, record, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Its child, delegated through the registrar's mTLS API.

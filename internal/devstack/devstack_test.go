@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/attestor"
 	"github.com/agentid/agentid/internal/devstack"
 	"github.com/agentid/agentid/internal/spiretest"
 	"github.com/agentid/agentid/svid"
@@ -432,11 +433,11 @@ func readClaims(t *testing.T, path string) svid.Claims {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := svid.Parse(bytes.TrimSpace(b))
+	rec, err := attestor.ParseTaskRecord(bytes.TrimSpace(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return rec.Claims
 }
 
 func writeFile(t *testing.T, dir, name, data string) {

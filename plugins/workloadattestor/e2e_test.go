@@ -45,7 +45,7 @@ func TestSPIRE(t *testing.T) {
 	srv.CreateEntry(t, id, agent.NodeID.String(), selectors...)
 
 	self, _ := os.Executable()
-	path, err := (&attestor.Launch{Dir: dir, Claims: claims, Path: self}).Prepare()
+	path, err := (&attestor.Launch{Dir: dir, Claims: claims, Incarnation: testIncarnation, Path: self}).Prepare()
 	if err != nil {
 		t.Fatal(err)
 	}

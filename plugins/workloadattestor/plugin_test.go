@@ -28,6 +28,9 @@ import (
 
 var testNow = time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC)
 
+// testIncarnation is the incarnation of the test manifests.
+const testIncarnation = "0123456789abcdef0123456789abcdef"
+
 func testClaims() svid.Claims {
 	return svid.Claims{
 		V: svid.Version, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",
@@ -124,7 +127,7 @@ func sleepPins(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := attestor.Manifest{Claims: testClaims()}
+	m := attestor.Manifest{Incarnation: testIncarnation, Claims: testClaims()}
 	return m.ExeSelectors(sum)
 }
 
@@ -135,7 +138,7 @@ func manifestFor(t *testing.T, dir string, pid int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := attestor.WriteManifest(dir, attestor.Manifest{PID: pid, StartTime: st.StartTime, Claims: testClaims()})
+	path, err := attestor.WriteManifest(dir, attestor.Manifest{PID: pid, StartTime: st.StartTime, Incarnation: testIncarnation, Claims: testClaims()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +205,7 @@ func TestAttest(t *testing.T) {
 	manifestFor(t, dir, withManifest)
 
 	sel, err := h.attest(withManifest)
-	want := append(attestor.Manifest{Claims: testClaims()}.Selectors(), sleepPins(t)...)
+	want := append(attestor.Manifest{Incarnation: testIncarnation, Claims: testClaims()}.Selectors(), sleepPins(t)...)
 	if err != nil || !slices.Equal(sel, want) {
 		t.Errorf("Attest(with manifest) = %q, %v; want %q", sel, err, want)
 	}
@@ -241,7 +244,7 @@ func TestReconfigureWhileAttesting(t *testing.T) {
 	if err := h.configure(cfgA); err != nil {
 		t.Fatal(err)
 	}
-	want := append(attestor.Manifest{Claims: testClaims()}.Selectors(), sleepPins(t)...)
+	want := append(attestor.Manifest{Incarnation: testIncarnation, Claims: testClaims()}.Selectors(), sleepPins(t)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
+	"github.com/agentid/agentid/registrar"
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -59,8 +61,9 @@ func delegateOnly(ctx context.Context, req any, info *grpc.UnaryServerInfo, hand
 
 // callerID is an authenticated DelegateTask caller.
 type callerID struct {
-	id  spiffeid.ID
-	via string // "x509" or "jwt"
+	id     spiffeid.ID
+	via    string    // "x509" or "jwt"
+	issued time.Time // when SPIRE issued the credential (registrar.Request.CallerIssued)
 }
 
 func (c callerID) String() string { return c.id.String() + " (" + c.via + ")" }
@@ -74,14 +77,14 @@ func (s *Service) caller(ctx context.Context) (callerID, error) {
 	if token, ok, err := bearer(ctx); err != nil {
 		return c, err
 	} else if ok {
-		id, err := s.jwtCaller(token)
-		c = callerID{id: id, via: "jwt"}
+		id, issued, err := s.jwtCaller(token)
+		c = callerID{id: id, via: "jwt", issued: issued}
 		if err != nil {
 			return c, err
 		}
 	} else {
-		id, err := tlsCaller(ctx)
-		c = callerID{id: id, via: "x509"}
+		id, notBefore, err := tlsCaller(ctx)
+		c = callerID{id: id, via: "x509", issued: notBefore.Add(registrar.X509Backdate)}
 		if err != nil {
 			return c, err
 		}
@@ -112,34 +115,42 @@ func bearer(ctx context.Context) (string, bool, error) {
 	return token, true, nil
 }
 
-func (s *Service) jwtCaller(token string) (spiffeid.ID, error) {
+// jwtCaller validates a JWT-SVID bearer and returns its SPIFFE ID and
+// issue time (iat, which SPIRE always sets; a token without one is refused:
+// its incarnation could not be told).
+func (s *Service) jwtCaller(token string) (spiffeid.ID, time.Time, error) {
 	if s.cfg.jwtBundles == nil || s.cfg.jwtAudience == "" {
-		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "JWT-SVID callers are not enabled on this registrar (jwt_audience)")
+		return spiffeid.ID{}, time.Time{}, status.Error(codes.Unauthenticated, "JWT-SVID callers are not enabled on this registrar (jwt_audience)")
 	}
 	sv, err := jwtsvid.ParseAndValidate(token, s.cfg.jwtBundles, []string{s.cfg.jwtAudience})
 	if err != nil {
-		return spiffeid.ID{}, status.Errorf(codes.Unauthenticated, "JWT-SVID: %v", err)
+		return spiffeid.ID{}, time.Time{}, status.Errorf(codes.Unauthenticated, "JWT-SVID: %v", err)
 	}
-	return sv.ID, nil
+	iat, ok := sv.Claims["iat"].(float64)
+	if !ok || iat <= 0 {
+		return sv.ID, time.Time{}, status.Error(codes.Unauthenticated, "JWT-SVID: no iat (issue time) claim")
+	}
+	return sv.ID, time.Unix(int64(iat), 0), nil
 }
 
 // tlsCaller returns the SPIFFE ID of the TLS client certificate. go-spiffe
 // verifies the chain in VerifyPeerCertificate (State.VerifiedChains stays
 // empty), which every handshake runs since AgentServer disables session
 // tickets; only AgentServer's connections carry TLSInfo.
-func tlsCaller(ctx context.Context) (spiffeid.ID, error) {
+func tlsCaller(ctx context.Context) (spiffeid.ID, time.Time, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "no peer")
+		return spiffeid.ID{}, time.Time{}, status.Error(codes.Unauthenticated, "no peer")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.PeerCertificates) == 0 {
-		return spiffeid.ID{}, status.Error(codes.Unauthenticated,
+		return spiffeid.ID{}, time.Time{}, status.Error(codes.Unauthenticated,
 			"no caller credential: call over SPIFFE mTLS with the task's X.509-SVID, or send a JWT-SVID bearer")
 	}
-	id, err := x509svid.IDFromCert(info.State.PeerCertificates[0])
+	leaf := info.State.PeerCertificates[0]
+	id, err := x509svid.IDFromCert(leaf)
 	if err != nil {
-		return id, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		return id, time.Time{}, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
-	return id, nil
+	return id, leaf.NotBefore, nil
 }

@@ -190,6 +190,7 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 		s.record("DelegateTask", caller.String(), "", svid.Claims{}, "deny", "", err.Error())
 		return nil, err
 	}
+	req.CallerIssued = caller.issued
 	task, err := s.r.CreateChild(ctx, caller.id, req)
 	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
 }
@@ -368,7 +369,7 @@ func taskProto(t registrar.Task) (*registrarv1.Task, error) {
 		return nil, status.Error(codes.Internal, fmt.Sprintf("task %s: claims: %v", t.ID, err))
 	}
 	return &registrarv1.Task{SpiffeId: t.ID.String(), EntryId: t.EntryID, ClaimsJson: string(claims),
-		ExpiresAt: t.Claims.Deadline.Unix(), ParentId: t.ParentID, Selectors: t.Selectors}, nil
+		ExpiresAt: t.Claims.Deadline.Unix(), ParentId: t.ParentID, Selectors: t.Selectors, Incarnation: t.Incarnation}, nil
 }
 
 // lenientTaskProto converts a task of a revoke report, whose claims are

@@ -203,7 +203,14 @@ type Task struct {
 	// The SPIRE parent ID (node) the entry hangs under.
 	ParentId string `protobuf:"bytes,5,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	// Extra selectors ("type:value") beyond the agentid ones.
-	Selectors     []string `protobuf:"bytes,6,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	Selectors []string `protobuf:"bytes,6,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	// The incarnation of the task's entry: 32 lower-case hex digits, random
+	// per entry the registrar creates, carried by the selector
+	// <type>:task:<id>:incarnation:<hex>. `agentid run` writes it into the
+	// manifest, so that a process launched for a revoked incarnation never
+	// matches the entry of the task ID created again. Empty for entries
+	// written before incarnations.
+	Incarnation   string `protobuf:"bytes,7,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +285,13 @@ func (x *Task) GetSelectors() []string {
 		return x.Selectors
 	}
 	return nil
+}
+
+func (x *Task) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type CreateTaskRequest struct {
@@ -1045,7 +1059,7 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\x05added\x18\x05 \x03(\tR\x05added\x12\x18\n" +
 	"\aremoved\x18\x06 \x03(\tR\aremoved\x12,\n" +
 	"\x12live_tasks_created\x18\a \x03(\x03R\x10liveTasksCreated\x12#\n" +
-	"\radded_created\x18\b \x03(\x03R\faddedCreated\"\xb9\x01\n" +
+	"\radded_created\x18\b \x03(\x03R\faddedCreated\"\xdb\x01\n" +
 	"\x04Task\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x1f\n" +
@@ -1054,7 +1068,8 @@ const file_agentid_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x1b\n" +
 	"\tparent_id\x18\x05 \x01(\tR\bparentId\x12\x1c\n" +
-	"\tselectors\x18\x06 \x03(\tR\tselectors\"\xb8\x02\n" +
+	"\tselectors\x18\x06 \x03(\tR\tselectors\x12 \n" +
+	"\vincarnation\x18\a \x01(\tR\vincarnation\"\xb8\x02\n" +
 	"\x11CreateTaskRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12\x14\n" +
