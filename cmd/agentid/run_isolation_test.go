@@ -31,7 +31,7 @@ func TestRunClosesInheritedFDs(t *testing.T) {
 	}
 	defer f.Close()
 	rec := filepath.Join(tmp, "task.json")
-	if err := writeTaskRecord(rec, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
+	if err := writeTaskRecord(rec, runIncarnation, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$", "--", "run", "--manifest-dir", runDir(t),
@@ -83,7 +83,7 @@ func TestRunDetachesFromLaunchersTTY(t *testing.T) {
 			defer tty.Close()
 			tmp := t.TempDir()
 			rec := filepath.Join(tmp, "task.json")
-			if err := writeTaskRecord(rec, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
+			if err := writeTaskRecord(rec, runIncarnation, runClaims(t, writeFile(t, tmp, "p", []byte("p")))); err != nil {
 				t.Fatal(err)
 			}
 			args := []string{"-test.run=^TestRunHelperProcess$", "--", "run", "--manifest-dir", runDir(t),
@@ -192,7 +192,7 @@ func TestRunVariantBDropsCapabilities(t *testing.T) {
 		t.Skipf("setcap: %v %s", err, out)
 	}
 	rec := filepath.Join(base, "task.json")
-	if err := writeTaskRecord(rec, runClaims(t, writeFile(t, base, "p", []byte("p")))); err != nil {
+	if err := writeTaskRecord(rec, runIncarnation, runClaims(t, writeFile(t, base, "p", []byte("p")))); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(rec, 0o644)

@@ -96,7 +96,7 @@ func TestSPIREMaxExeBytes(t *testing.T) {
 	srv.CreateEntry(t, pinnedID, agent.NodeID.String(),
 		append(slices.Clone(selectors), svid.DefaultSelectorType+":"+svid.ScopedExeSelector(claims.Task, sum))...)
 	srv.CreateEntry(t, plainID, agent.NodeID.String(), selectors...)
-	if _, err := (&attestor.Launch{Dir: dir, Claims: claims, Path: self}).Prepare(); err != nil {
+	if _, err := (&attestor.Launch{Dir: dir, Claims: claims, Incarnation: testIncarnation, Path: self}).Prepare(); err != nil {
 		t.Fatal(err)
 	}
 	agent.WaitX509SVID(t, 20*time.Second, func(s *x509svid.SVID) bool { return s.ID.String() == plainID })

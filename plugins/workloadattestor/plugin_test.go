@@ -289,7 +289,7 @@ func TestAttestMaxExeBytes(t *testing.T) {
 	pid := startSleep(t)
 	manifestFor(t, dir, pid)
 	sel, err := h.attest(pid)
-	if want := (attestor.Manifest{Claims: testClaims()}).Selectors(); err != nil || !slices.Equal(sel, want) {
+	if want := (attestor.Manifest{Incarnation: testIncarnation, Claims: testClaims()}).Selectors(); err != nil || !slices.Equal(sel, want) {
 		t.Errorf("Attest = %q, %v; want %q (no executable pins)", sel, err, want)
 	}
 	if logs := h.logs.String(); !strings.Contains(logs, "max_exe_bytes=1024") || !strings.Contains(logs, "over max_exe_bytes 1024") {
