@@ -246,10 +246,10 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 			return
 		}
 		ctx := withPeer(r.Context(), res)
-		if frontend == FrontendHTTP && r.Body != nil && r.Body != http.NoBody && longBody(r.ContentLength) {
-			expires := res.Peer.Expires()
+		if frontend == FrontendHTTP && r.Body != nil && r.Body != http.NoBody {
+			expires, action := res.Peer.Expires(), q.Action
 			p.release()
-			v.serveLongUpload(w, r.WithContext(ctx), expires, next)
+			v.serveBody(w, r.WithContext(ctx), action, expires, next)
 			return
 		}
 		p.release()
@@ -257,22 +257,37 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 	})
 }
 
-// serveLongUpload serves a request whose body is long or of unknown
-// length (an upload) to the middleware's handler under a streamGuard:
-// every read of the body re-checks the peer, an idle upload is re-checked
-// every StreamRecheckInterval, and at the peer's refusal or expiry the
-// handler's context is cancelled and its reads of the body fail (the
-// connection's read deadline is moved to now, which ends a read blocked
-// on an idle client).
-func (v *Verifier) serveLongUpload(w http.ResponseWriter, r *http.Request, expires time.Time, next http.Handler) {
-	q := Query{Frontend: FrontendHTTP, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
+// serveBody serves a request with a body (an upload) to the middleware's
+// handler under a streamGuard for the decided action: every read of the
+// body re-checks the peer and, once it is refused, fails; the handler's
+// context is cancelled, and while the body is not read to its end the
+// connection's read deadline is moved to now, which ends a read blocked on
+// an idle client (and the connection, which cannot be kept alive). A body of unknown
+// length or over LongBodyBytes also arms the idle re-check (every
+// StreamRecheckInterval); a short one needs no timer. Moving the read
+// deadline needs the server's ResponseWriter, or a wrapper with Unwrap
+// (http.ResponseController); behind one without, a handler blocked on an
+// idle client stays blocked until the client sends (its data is still
+// refused).
+func (v *Verifier) serveBody(w http.ResponseWriter, r *http.Request, action Action, expires time.Time, next http.Handler) {
+	q := Query{Frontend: FrontendHTTP, Credential: HTTPCredential(r), Action: action, Request: Request{Source: remoteAddr(r.RemoteAddr)}}
 	rc := http.NewResponseController(w)
-	g := v.newStreamGuard(r.Context(), &q, expires, func(res *Result) error { return errors.New(res.Message()) }, func(error) {
-		rc.SetReadDeadline(time.Now())
+	body := &checkedBody{ReadCloser: r.Body}
+	body.g = v.newCheckGuard(r.Context(), &q, expires, func(res *Result) error { return errors.New(res.Message()) }, func(error) {
+		if !body.ended.Load() {
+			// The server cannot read the rest of a body cut before its
+			// end, so it does not keep the connection alive; a deadline
+			// moved once the body had ended would instead cancel the next
+			// request's context on the kept-alive connection.
+			rc.SetReadDeadline(time.Now())
+		}
 	})
-	defer g.stop()
-	out := r.WithContext(g.ctx)
-	out.Body = &checkedBody{ReadCloser: r.Body, g: g}
+	if longBody(r.ContentLength) {
+		body.g.arm()
+	}
+	defer body.g.stop()
+	out := r.WithContext(body.g.ctx)
+	out.Body = body
 	next.ServeHTTP(w, out)
 }
 

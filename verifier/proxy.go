@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Proxy is an mTLS reverse proxy: serve it on a listener with
@@ -102,7 +103,8 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			d, _ := DecisionFromContext(pr.In.Context())
 			setIdentityHeaders(pr.Out.Header, peer, d, p.V.Headers.orDefault())
 		},
-		ModifyResponse: p.guardStream,
+		ModifyResponse: p.guardResponse,
+		ErrorHandler:   p.upstreamError,
 		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			if t := p.Transport; t != nil {
 				return t.RoundTrip(r)
@@ -115,11 +117,7 @@ func NewProxy(v *Verifier, upstream *url.URL, mcpPaths []string) *Proxy {
 			p.serveUpgrade(w, r, rp)
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody && longBody(r.ContentLength) {
-			p.serveLong(w, r, rp)
-			return
-		}
-		rp.ServeHTTP(w, r)
+		p.serveGuarded(w, r, rp)
 	})
 	p.handler = v.httpHandler(FrontendProxy, HTTPAction, func() []string { return p.MCPPaths }, next)
 	return p
@@ -190,81 +188,106 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, next http.H
 	next.ServeHTTP(hw, r.WithContext(g.ctx))
 }
 
-// guardStream puts a response that the reverse proxy streams — Server-Sent
-// Events, a body of unknown length or over LongBodyBytes, which it flushes as they come (an
-// MCP server's GET stream, a long download) — under a streamGuard, as an
-// upgraded connection: each read from the upstream re-checks the peer, an
-// idle stream is re-checked every StreamRecheckInterval, and at the
-// peer's expiry or refusal the upstream body is closed, so the reverse
-// proxy aborts the response (the client sees it cut, not ended). Short
-// bodies of known length are forwarded as they are: they end by
-// themselves, soon.
-func (p *Proxy) guardStream(res *http.Response) error {
-	if res.StatusCode == http.StatusSwitchingProtocols || res.Body == nil || res.Body == http.NoBody ||
-		(!longBody(res.ContentLength) && !isEventStream(res.Header.Get("Content-Type"))) {
+// guardResponse holds the upstream's response to the exchange's guard
+// (serveGuarded): the peer is re-checked before the response is
+// forwarded (a task revoked while the upstream was answering gets no
+// answer: upstreamError refuses it, as the pipeline would), and on every
+// read of its body, so that what the upstream sends after a refusal is
+// not forwarded (the client sees the response broken off, not ended). A
+// response that the reverse proxy streams — Server-Sent Events, or a body
+// of unknown length or over LongBodyBytes: an MCP server's GET stream, a
+// long download — is also re-checked every StreamRecheckInterval while
+// idle (the guard's timer is armed), and it is closed with the proxy
+// (CloseStreams).
+func (p *Proxy) guardResponse(res *http.Response) error {
+	g, ok := res.Request.Context().Value(guardKey{}).(*streamGuard)
+	if !ok || res.StatusCode == http.StatusSwitchingProtocols {
 		return nil
 	}
-	if g, ok := res.Request.Context().Value(guardKey{}).(*streamGuard); ok {
-		// a long upload's exchange, guarded already (serveLong): its
-		// response is read under the same guard
-		res.Body = &checkedBody{ReadCloser: res.Body, g: g}
+	if err := g.check(); err != nil {
+		return err
+	}
+	if res.Body == nil || res.Body == http.NoBody {
 		return nil
 	}
-	// The outgoing request is a clone of the incoming one (its TLS state
-	// and Authorization header): the credential that was decided.
-	out := res.Request
-	peer, ok := PeerFromContext(out.Context())
-	if !ok {
-		return nil
+	if longBody(res.ContentLength) || isEventStream(res.Header.Get("Content-Type")) {
+		g.arm()
+		p.track(g)
 	}
-	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(out), Action: HTTPAction(out), Request: Request{Source: remoteAddr(out.RemoteAddr)}}
-	body := res.Body
-	g := p.V.newStreamGuard(out.Context(), &q, peer.Expires(), func(r *Result) error { return errors.New(r.Message()) }, func(error) { body.Close() })
-	p.track(g)
-	res.Body = &guardedBody{checkedBody: checkedBody{ReadCloser: body, g: g}, p: p}
+	res.Body = &checkedBody{ReadCloser: res.Body, g: g}
 	return nil
 }
 
-// LongBodyBytes is the length over which the proxy holds an exchange to
-// its peer while the body passes (a long upload or download), as it holds
-// a stream: shorter bodies of known length are not guarded (no timer per
-// request), bodies of unknown length always are.
+// upstreamError answers a request whose exchange failed before the
+// response was forwarded: with the refusal when the guard refused the
+// peer (recorded already), else 502 as the reverse proxy would.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if g, ok := r.Context().Value(guardKey{}).(*streamGuard); ok && g.failure() != nil {
+		status := g.status
+		if status == 0 { // aborted: the proxy is shutting down
+			status = http.StatusServiceUnavailable
+		}
+		refuse(w, status, g.failure().Error())
+		return
+	}
+	w.WriteHeader(http.StatusBadGateway)
+}
+
+// LongBodyBytes is the length over which a body (an upload through the
+// proxy or into a Middleware handler, a download through the proxy) is
+// also re-checked while idle, every StreamRecheckInterval, as a stream is;
+// every body is re-checked as it passes (each read), and a shorter body of
+// known length needs no timer.
 const LongBodyBytes = 64 << 10
 
 func longBody(n int64) bool { return n < 0 || n > LongBodyBytes }
 
-// guardKey is the context key of a long exchange's streamGuard (serveLong).
+// guardKey is the context key of an exchange's streamGuard (serveGuarded).
 type guardKey struct{}
 
-// serveLong forwards a request whose body is long or of unknown length
-// (an upload) under a streamGuard: every read of the body re-checks the
-// peer, an idle upload is re-checked every StreamRecheckInterval, and at
-// the peer's refusal or expiry the guard cancels the outgoing request's
-// context, so the transport aborts the upload (the upstream's read of the
-// body fails) and the response, whatever its length.
-func (p *Proxy) serveLong(w http.ResponseWriter, r *http.Request, next http.Handler) {
+// serveGuarded forwards an allowed request under a streamGuard that holds
+// the exchange to its peer: every read of the request's body and of the
+// response's re-checks it (the Authenticator's cache and the liveness
+// view make that cheap), and at a refusal the guard cancels the outgoing
+// request's context, so the transport aborts the upload (the upstream's
+// read of the body fails) and the response. A request body of unknown
+// length or over LongBodyBytes also arms the guard's idle re-check (an
+// idle upload is cut too) and is closed with the proxy (CloseStreams); a
+// short exchange needs no timer.
+func (p *Proxy) serveGuarded(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	peer, _ := PeerFromContext(r.Context())
 	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
-	g := p.V.newStreamGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, func(error) {})
-	p.track(g)
+	g := p.V.newCheckGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, func(error) {})
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody && longBody(r.ContentLength) {
+		g.arm()
+		p.track(g)
+	}
 	defer func() {
 		g.stop()
 		p.untrack(g)
 	}()
 	out := r.WithContext(context.WithValue(g.ctx, guardKey{}, g))
-	out.Body = &checkedBody{ReadCloser: r.Body, g: g}
+	if hasBody {
+		out.Body = &checkedBody{ReadCloser: r.Body, g: g}
+	}
 	next.ServeHTTP(w, out)
 }
 
 // checkedBody re-checks its guard's peer on every read that returns data;
-// the guard's owner stops it.
+// the guard's owner stops it. ended tells whether the body has been read
+// to its end.
 type checkedBody struct {
 	io.ReadCloser
-	g *streamGuard
+	g     *streamGuard
+	ended atomic.Bool
 }
 
 func (b *checkedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.ended.Store(true)
+	}
 	if n > 0 {
 		if cerr := b.g.check(); cerr != nil {
 			return 0, cerr
@@ -276,18 +299,6 @@ func (b *checkedBody) Read(p []byte) (int, error) {
 func isEventStream(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-}
-
-// guardedBody is a streamed upstream body under a streamGuard.
-type guardedBody struct {
-	checkedBody
-	p *Proxy
-}
-
-func (b *guardedBody) Close() error {
-	b.g.stop()
-	b.p.untrack(b.g)
-	return b.ReadCloser.Close()
 }
 
 // hijackGuard hands the reverse proxy the client's connection wrapped in a

@@ -44,8 +44,9 @@ type streamGuard struct {
 
 	failed atomic.Bool
 	mu     sync.Mutex
-	err    error // the refusal's error, once failed
-	timer  *time.Timer
+	err    error         // the refusal's error, once failed
+	status int           // the refusal's HTTP status, once failed
+	timer  *time.Timer   // the idle re-check; nil until armed (newCheckGuard)
 	done   chan struct{} // closed when failed
 	closed bool          // stop was called: no more refusals
 }
@@ -53,13 +54,36 @@ type streamGuard struct {
 // newStreamGuard starts guarding the exchange allowed for q, whose peer
 // expires at expires; q is copied (the caller's may be released).
 func (v *Verifier) newStreamGuard(ctx context.Context, q *Query, expires time.Time, refusal func(*Result) error, end func(error)) *streamGuard {
+	g := v.newCheckGuard(ctx, q, expires, refusal, end)
+	g.arm()
+	return g
+}
+
+// newCheckGuard is a streamGuard without the idle re-check until arm is
+// called: an exchange that is re-checked as its data passes (each read of
+// a request or response body) and needs no timer while it is short.
+func (v *Verifier) newCheckGuard(ctx context.Context, q *Query, expires time.Time, refusal func(*Result) error, end func(error)) *streamGuard {
 	g := &streamGuard{v: v, expires: expires, refusal: refusal, end: end, done: make(chan struct{})}
 	g.q = Query{Frontend: q.Frontend, Credential: q.Credential, Action: q.Action, Request: q.Request, Caller: q.Caller, Audience: q.Audience}
 	g.ctx, g.cancel = context.WithCancelCause(ctx)
-	g.mu.Lock()
-	g.timer = time.AfterFunc(g.idleDelay(), g.tick)
-	g.mu.Unlock()
 	return g
+}
+
+// arm starts the idle re-check (every StreamRecheckInterval, and at the
+// peer's expiry) unless it runs already or the exchange is over.
+func (g *streamGuard) arm() {
+	g.mu.Lock()
+	if g.timer == nil && !g.closed && !g.failed.Load() {
+		g.timer = time.AfterFunc(g.idleDelay(), g.tick)
+	}
+	g.mu.Unlock()
+}
+
+// stopTimer stops the idle re-check, if armed; g.mu is held.
+func (g *streamGuard) stopTimer() {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
 }
 
 // idleDelay is the time to the next idle re-check: the interval, or the
@@ -120,9 +144,9 @@ func (g *streamGuard) fail(r Result, start time.Time) error {
 		}
 		return err
 	}
-	g.err = g.refusal(&r)
+	g.err, g.status = g.refusal(&r), r.HTTPStatus()
 	g.failed.Store(true)
-	g.timer.Stop()
+	g.stopTimer()
 	close(g.done)
 	g.mu.Unlock()
 	g.v.finish(&g.q, &r)
@@ -138,7 +162,7 @@ func (g *streamGuard) fail(r Result, start time.Time) error {
 func (g *streamGuard) stop() {
 	g.mu.Lock()
 	g.closed = true
-	g.timer.Stop()
+	g.stopTimer()
 	g.mu.Unlock()
 	g.cancel(errStreamDone)
 }
@@ -155,7 +179,7 @@ func (g *streamGuard) abort(err error) {
 	}
 	g.err = err
 	g.failed.Store(true)
-	g.timer.Stop()
+	g.stopTimer()
 	close(g.done)
 	g.mu.Unlock()
 	g.cancel(err)

@@ -249,15 +249,15 @@ func (s *scanner) str() ([]byte, error) {
 		}
 		return raw[1 : len(raw)-1], nil
 	}
+	if !utf8.Valid(raw) {
+		return nil, errors.New("invalid UTF-8 in a string")
+	}
 	if err := checkSurrogates(raw); err != nil {
 		return nil, err
 	}
 	var out string
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, err
-	}
-	if strings.ContainsRune(out, utf8.RuneError) && !bytes.Contains(raw, []byte(`\ufffd`)) && !bytes.Contains(raw, []byte(`\uFFFD`)) && !utf8.Valid(raw) {
-		return nil, errors.New("invalid UTF-8 in a string")
 	}
 	return []byte(out), nil
 }

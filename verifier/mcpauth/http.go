@@ -94,11 +94,16 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		if decided {
 			id.decided = &res
 		}
-		if r.Method == http.MethodGet {
-			// The stream of the server's messages: held to its peer for
-			// as long as it is open (each write re-checks, an idle stream
-			// every StreamRecheckInterval; at a refusal its context ends).
-			q.Action = verifier.Action{Kind: policies.KindHTTP, Method: r.Method, Path: r.URL.Path}
+		if r.Method == http.MethodGet || r.Method == http.MethodPost {
+			// The GET stream of the server's messages, and a call's POST
+			// (the tool running, its result and what the server sends on
+			// the call's stream meanwhile: progress, sampling,
+			// elicitation): held to the peer for as long as they last —
+			// each write re-checks, an idle one is re-checked every
+			// StreamRecheckInterval, and at a refusal their context ends.
+			if !decided {
+				q.Action = verifier.Action{Kind: policies.KindHTTP, Method: r.Method, Path: r.URL.Path}
+			}
 			gctx, check, stop := a.v.Guard(ctx, &q, res.Peer.Expires(), nil)
 			defer stop()
 			ctx, w = gctx, &guardedWriter{ResponseWriter: w, check: check}
