@@ -246,7 +246,7 @@ func (v *Verifier) httpHandler(frontend string, action func(*http.Request) Actio
 			return
 		}
 		ctx := withPeer(r.Context(), res)
-		if frontend == FrontendHTTP && r.Body != nil && r.Body != http.NoBody {
+		if frontend == FrontendHTTP && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			expires, action := res.Peer.Expires(), q.Action
 			p.release()
 			v.serveBody(w, r.WithContext(ctx), action, expires, next)

@@ -258,7 +258,7 @@ func (p *Proxy) serveGuarded(w http.ResponseWriter, r *http.Request, next http.H
 	peer, _ := PeerFromContext(r.Context())
 	q := Query{Frontend: FrontendProxy, Credential: HTTPCredential(r), Action: HTTPAction(r), Request: Request{Source: remoteAddr(r.RemoteAddr)}}
 	g := p.V.newCheckGuard(r.Context(), &q, peer.Expires(), func(res *Result) error { return errors.New(res.Message()) }, func(error) {})
-	hasBody := r.Body != nil && r.Body != http.NoBody
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	if hasBody && longBody(r.ContentLength) {
 		g.arm()
 		p.track(g)
