@@ -8,7 +8,9 @@ import (
 
 	"github.com/agentid/agentid/svid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // CreateChild creates a task delegated by the task parent. The parent's
@@ -77,6 +79,9 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err != nil {
 		return Task{}, err
 	}
+	if err := r.delegationRoom(ctx, p, c.Chain, 0); err != nil {
+		return Task{}, err
+	}
 	child, err := r.put(ctx, c, node, extra, now, req.TTL == 0)
 	if err != nil {
 		return Task{}, err
@@ -84,7 +89,50 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err := r.chainStillThere(ctx, pt, child); err != nil {
 		return Task{}, err
 	}
+	// Two children created at once may both have found room for one:
+	// counted again with this one's entry, an excess is taken back.
+	if err := r.delegationRoom(ctx, p, c.Chain, 1); err != nil {
+		if _, derr := r.delete(ctx, []string{child.EntryID}); derr != nil {
+			return Task{}, errors.Join(err, derr)
+		}
+		return Task{}, err
+	}
 	return child, nil
+}
+
+// delegationRoom refuses a child whose chain has a member with
+// max_delegated live tasks below it (at any depth) already, not counting
+// mine of them (the child's own entry, once written).
+func (r *Registrar) delegationRoom(ctx context.Context, p *Policy, chain []string, mine int) error {
+	if len(chain) == 0 {
+		return nil
+	}
+	// Every task of a tree carries its root as the entry's hint.
+	tree, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{ByHint: wrapperspb.String(chain[0])})
+	if err != nil {
+		return err
+	}
+	for i, member := range chain {
+		id, err := spiffeid.FromString(member)
+		agent, _, ok := svid.ParseTaskID(id)
+		if err != nil || !ok {
+			return refuse(ReasonParentInvalid, "", "chain[%d] %q is not a task SPIFFE ID", i, member)
+		}
+		rule, ok := p.Rule(agent)
+		if !ok {
+			return refuse(ReasonUnknownAgent, "", "no policy block for agent %q of the chain (chain[%d])", agent, i)
+		}
+		below := 0
+		for _, e := range tree {
+			if r.names(e, member, map[int]bool{i: true}) {
+				below++
+			}
+		}
+		if below-mine >= rule.MaxDelegated {
+			return refuse(ReasonDelegationLimit, rule.Pos, "%s has %d live tasks below it, max_delegated %d of agent %q", member, below-mine, rule.MaxDelegated, agent)
+		}
+	}
+	return nil
 }
 
 // X509Backdate is how far SPIRE backdates an X.509-SVID's NotBefore

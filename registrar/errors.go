@@ -63,6 +63,9 @@ const (
 	ReasonConflict
 	// ReasonNotFound: the task has no entry.
 	ReasonNotFound
+	// ReasonDelegationLimit: a member of the child's chain has
+	// max_delegated live tasks below it already.
+	ReasonDelegationLimit
 )
 
 var reasonNames = [...]string{
@@ -84,6 +87,7 @@ var reasonNames = [...]string{
 	ReasonParentInvalid:       "parent_invalid",
 	ReasonConflict:            "conflict",
 	ReasonNotFound:            "not_found",
+	ReasonDelegationLimit:     "delegation_limit",
 }
 
 // String returns the reason's snake_case name, stable for logs, metrics and
@@ -106,6 +110,8 @@ func (r Reason) Code() codes.Code {
 		return codes.NotFound
 	case ReasonParentInvalid:
 		return codes.FailedPrecondition
+	case ReasonDelegationLimit:
+		return codes.ResourceExhausted
 	}
 	return codes.PermissionDenied
 }

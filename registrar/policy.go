@@ -16,6 +16,12 @@ import (
 // DefaultMaxTTL is an agent's max_ttl when its policy block sets none.
 const DefaultMaxTTL = time.Hour
 
+// DefaultMaxDelegated is an agent's max_delegated when its policy block
+// sets none: a bound on what one task can make SPIRE hold (and every
+// registrar's liveness lister read), not a working limit — set the
+// agent's own.
+const DefaultMaxDelegated = 1000
+
 // Policy is a parsed issuance policy: who may start which agent with which
 // model, prompt, scopes, principal and TTL, and who may delegate to it. A
 // Policy is immutable; it is safe for concurrent use.
@@ -38,6 +44,9 @@ type AgentRule struct {
 	MaxTTL time.Duration
 	// MaxDepth bounds the depth of any chain the agent takes part in.
 	MaxDepth int
+	// MaxDelegated bounds the live tasks below a task of the agent, at
+	// any depth (every ancestor's bound applies to a new child).
+	MaxDelegated int
 }
 
 // Rule returns the rule for an agent: its own block, else the "*" block.
@@ -141,10 +150,11 @@ type agentBody struct {
 	Delegators *hcl.Attribute `hcl:"delegators,optional"`
 	MaxTTL     *hcl.Attribute `hcl:"max_ttl,optional"`
 	MaxDepth   *hcl.Attribute `hcl:"max_depth,optional"`
+	MaxDeleg   *hcl.Attribute `hcl:"max_delegated,optional"`
 }
 
 func decodeAgent(block *hcl.Block) (AgentRule, hcl.Diagnostics) {
-	rule := AgentRule{Agent: block.Labels[0], Pos: pos(block.DefRange), MaxTTL: DefaultMaxTTL, MaxDepth: svid.MaxChain}
+	rule := AgentRule{Agent: block.Labels[0], Pos: pos(block.DefRange), MaxTTL: DefaultMaxTTL, MaxDepth: svid.MaxChain, MaxDelegated: DefaultMaxDelegated}
 	var diags hcl.Diagnostics
 	if rule.Agent != "*" && !svid.ValidName(rule.Agent) {
 		diags = append(diags, diag(block.LabelRanges[0], "Invalid agent name",
@@ -170,6 +180,7 @@ func decodeAgent(block *hcl.Block) (AgentRule, hcl.Diagnostics) {
 	rule.Delegators, diags = patterns(b.Delegators, validAgentPattern, "an agent name pattern ([A-Za-z0-9._*-])", diags)
 	rule.MaxTTL, diags = maxTTL(b.MaxTTL, rule.MaxTTL, diags)
 	rule.MaxDepth, diags = maxDepth(b.MaxDepth, rule.MaxDepth, diags)
+	rule.MaxDelegated, diags = maxDelegated(b.MaxDeleg, rule.MaxDelegated, diags)
 	return rule, diags
 }
 
@@ -230,6 +241,21 @@ func maxDepth(attr *hcl.Attribute, def int, diags hcl.Diagnostics) (int, hcl.Dia
 	if n < 0 || n > svid.MaxChain {
 		return def, append(diags, diag(attr.Expr.Range(), "Invalid max_depth",
 			fmt.Sprintf("%d is not within 0..%d.", n, svid.MaxChain)))
+	}
+	return n, diags
+}
+
+func maxDelegated(attr *hcl.Attribute, def int, diags hcl.Diagnostics) (int, hcl.Diagnostics) {
+	if attr == nil {
+		return def, diags
+	}
+	var n int
+	if d := gohcl.DecodeExpression(attr.Expr, nil, &n); d.HasErrors() {
+		return def, append(diags, d...)
+	}
+	if n < 0 {
+		return def, append(diags, diag(attr.Expr.Range(), "Invalid max_delegated",
+			fmt.Sprintf("%d is negative: the number of live tasks a task of this agent may have below it (0: it may not delegate).", n)))
 	}
 	return n, diags
 }
