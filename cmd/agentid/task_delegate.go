@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -134,7 +135,8 @@ func (f *createFlags) delegateRequest(fs *flag.FlagSet) (*registrarv1.DelegateTa
 }
 
 // authorizer authorizes the daemon: --registrar-id, else any member of the
-// caller's own trust domain.
+// caller's own trust domain that is not a task (an agent could answer with
+// a forged task record for the caller to launch).
 func (d *delegateFlags) authorizer(svids x509svid.Source) (tlsconfig.Authorizer, error) {
 	if d.serverID != "" {
 		id, err := spiffeid.FromString(d.serverID)
@@ -147,7 +149,13 @@ func (d *delegateFlags) authorizer(svids x509svid.Source) (tlsconfig.Authorizer,
 	if err != nil {
 		return nil, fmt.Errorf("own SVID: %w", err)
 	}
-	return tlsconfig.AuthorizeMemberOf(own.ID.TrustDomain()), nil
+	member := tlsconfig.AuthorizeMemberOf(own.ID.TrustDomain())
+	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if svid.IsTaskID(id) {
+			return fmt.Errorf("%s is a task, not the registrar (name the registrar with --registrar-id)", id)
+		}
+		return member(id, chains)
+	}, nil
 }
 
 // callError prints a refusal as the local create does ("registrar:
