@@ -106,7 +106,7 @@ type attackEnv struct {
 	jwt     string
 }
 
-func newAttackEnv(t *testing.T) *attackEnv {
+func newAttackEnv(t testing.TB) *attackEnv {
 	t.Helper()
 	ca := testca.New(t, td, time.Now())
 	c := claims()

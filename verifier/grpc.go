@@ -94,14 +94,27 @@ func hasIdentityKey(md metadata.MD) bool {
 
 // UnaryServerInterceptor authenticates and authorizes every unary call
 // (action kind "grpc", path = the full method), answering Unauthenticated or
-// PermissionDenied with the reason.
+// PermissionDenied with the reason. A call in progress is held to its peer
+// as a stream is: re-checked every StreamRecheckInterval while the
+// handler runs (at a refusal the handler's context is cancelled) and once
+// more before the answer is sent, so that a peer refused meanwhile gets
+// the refusal, not the result; the refusal is recorded once.
 func (v *Verifier) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := v.authorizeGRPC(ctx, info.FullMethod, nil)
+		var g *streamGuard
+		ctx, err := v.authorizeGRPC(ctx, info.FullMethod, &g)
 		if err != nil {
 			return nil, err
 		}
-		return handler(ctx, req)
+		resp, err := handler(ctx, req)
+		// The call's answer goes to a peer still allowed: one refused
+		// meanwhile (revoked, expired) gets the refusal instead.
+		ferr := g.check()
+		g.stop()
+		if ferr != nil {
+			return nil, ferr
+		}
+		return resp, err
 	}
 }
 

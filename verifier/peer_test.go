@@ -34,7 +34,7 @@ func claims() svid.Claims {
 	}
 }
 
-func ext(t *testing.T, c svid.Claims) testca.SVIDOption {
+func ext(t testing.TB, c svid.Claims) testca.SVIDOption {
 	t.Helper()
 	e, err := c.Extension(nil)
 	if err != nil {
