@@ -373,7 +373,11 @@ func TestGatewayCallAllocs(t *testing.T) {
 	serve() // the gateway learns the tool names
 	n := testing.AllocsPerRun(50, serve)
 	t.Logf("%.0f allocations per call", n)
-	if n > 120 { // 135 before the cuts; 115 before an SSE answer ran under the stream guard (+4: revocation ends it)
-		t.Errorf("%.0f allocations per call, want at most 120", n)
+	// 135 before the cuts; 115 before an SSE answer ran under the stream
+	// guard (+4: revocation ends it); 121 before a call was held to its
+	// peer while the upstream works on it (+8: its guard, the upstream
+	// request's cancellable context).
+	if n > 130 {
+		t.Errorf("%.0f allocations per call, want at most 130", n)
 	}
 }

@@ -578,7 +578,26 @@ func (g *Gateway) upstreamValue() string {
 // forward sends the request upstream and streams the answer back,
 // filtering list answers.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x *exchange) {
-	out := g.upstreamRequest(r.Context(), r.Method, r.Header, body)
+	// A call is held to its peer while the upstream works on it (a long
+	// tool): re-checked every StreamRecheckInterval, the upstream's
+	// request cancelled at a refusal, and an answer that arrives after it
+	// is not relayed (the agent gets the refusal). An event stream takes
+	// over with its own guard (below).
+	reqCtx, cancelReq := context.WithCancelCause(r.Context())
+	defer cancelReq(nil)
+	checkWait, stopWait := func() error { return nil }, func() {}
+	if x.isCall() {
+		_, checkWait, stopWait = g.v.Guard(r.Context(), x.q, x.res.Peer.Expires(), cancelReq)
+	}
+	defer stopWait()
+	refused := func() bool {
+		if ferr := checkWait(); ferr != nil {
+			writeJSONRPCError(w, http.StatusOK, x.id(), mcpauth.CodeUnauthenticated, "agentid gateway: "+ferr.Error())
+			return true
+		}
+		return false
+	}
+	out := g.upstreamRequest(reqCtx, r.Method, r.Header, body)
 	verifier.SetIdentityHeaders(out.Header, &x.res.Peer, x.res.Decision)
 	if g.cfg.UpstreamHeader != "" { // after the identity headers: an x-agentid-* name stays the operator's
 		out.Header.Set(g.cfg.UpstreamHeader, g.upstreamValue())
@@ -586,6 +605,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	defer g.sessions.enter(r.Header.Get(headerSessionID))() // idle.go: not idle while in flight
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
+		if refused() {
+			return
+		}
 		g.log.Warn("mcp gateway: upstream request failed", "err", err)
 		g.upstreamError(w, x, "the upstream MCP server cannot be reached: "+err.Error())
 		return
@@ -617,6 +639,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	list := x.msg != nil && listKey(x.msg.Method) != "" && resp.StatusCode == http.StatusOK
 	switch ct := mediaType(resp.Header.Get("Content-Type")); {
 	case ct == "text/event-stream":
+		stopWait()
 		// A stream of events lasts only while its peer passes the
 		// pipeline's authentication stages (revocation, expiry): when it
 		// does not, the upstream's body is closed, which ends the stream,
@@ -629,6 +652,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 		g.streamSSE(w, ctx, resp, x, list, check)
 		stop()
 	case x.isCall() && ct == "application/json":
+		if refused() {
+			return
+		}
 		g.answerJSON(w, r.Context(), resp, x, list)
 	default:
 		if resp.StatusCode/100 == 2 && r.Method != http.MethodDelete && hasBody(resp) {
