@@ -1,0 +1,5 @@
+//go:build !linux
+
+package attestor
+
+func checkExeMount(fd int, procRoot string, pid int) error { return nil }
