@@ -282,16 +282,12 @@ func (a *Attestor) lookup(ctx context.Context, st Stat) (res Result, found bool)
 		removeStale(a.cfg.ManifestDir, a.cfg.ProcRoot, st.PID)
 		return Result{}, false
 	}
+	exe, exeErr := a.cache.ProcessExeDigest(ctx, a.cfg.ProcRoot, m.PID, a.cfg.MaxExeBytes)
+	// After the hash: a process that left its namespaces cannot come back
+	// (it holds no capability there), so if it is in them now, it was
+	// while its executable was hashed.
 	if res.Refused = a.checkNamespaces(path, m); res.Refused != nil {
 		return res, true
-	}
-	exe, exeErr := a.cache.ProcessExeDigest(ctx, a.cfg.ProcRoot, m.PID, a.cfg.MaxExeBytes)
-	if exeErr == nil {
-		// Again: the process may have left its namespaces (for good: it
-		// holds no capability to come back) while it was hashed.
-		if res.Refused = a.checkNamespaces(path, m); res.Refused != nil {
-			return res, true
-		}
 	}
 	if errors.Is(exeErr, ErrExeTooLarge) && !a.cfg.RequireExeSHA256 {
 		a.log.Warn("No executable pin selector: executable over max_exe_bytes", "pid", m.PID, "error", exeErr.Error())

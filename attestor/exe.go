@@ -56,6 +56,7 @@ type DigestCache struct {
 	max     int
 	digests map[fileKey]string
 	flights map[inode]*flight
+	mounts  map[mountKey]struct{} // executables' mounts known to be in a mount namespace
 
 	// hashed counts the bytes read into hashes (for tests).
 	hashed atomic.Int64
@@ -105,7 +106,7 @@ func (c *DigestCache) ProcessExeDigest(ctx context.Context, procRoot string, pid
 		procRoot = DefaultProcRoot
 	}
 	return c.fileDigest(ctx, filepath.Join(procRoot, strconv.Itoa(pid), "exe"), maxBytes, func(fd int) error {
-		return checkExeMount(fd, procRoot, pid)
+		return c.checkExeMount(fd, procRoot, pid)
 	})
 }
 

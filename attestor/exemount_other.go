@@ -2,4 +2,6 @@
 
 package attestor
 
-func checkExeMount(fd int, procRoot string, pid int) error { return nil }
+func (c *DigestCache) checkExeMount(fd int, procRoot string, pid int) error { return nil }
+
+type mountKey struct{ ns, mnt uint64 }
