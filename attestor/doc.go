@@ -39,8 +39,8 @@
 //     if there were none;
 //  5. the task's deadline must not have passed;
 //  6. the process holding it must be in the user and mount namespaces it
-//     was launched in (user_ns, mnt_ns; [ReasonNamespace]), before and
-//     after its executable is hashed;
+//     was launched in (user_ns, mnt_ns; [ReasonNamespace]), checked after
+//     its executable is hashed;
 //  7. with RequireExeSHA256, the SHA-256 of /proc/<pid>/exe (cached by
 //     device, inode, size, mtime and ctime) must equal exe_sha256;
 //  8. unless AllowSameUser (insecure, single-user development), the process
