@@ -283,6 +283,12 @@ func (a *Attestor) lookup(ctx context.Context, st Stat) (res Result, found bool)
 		return Result{}, false
 	}
 	exe, exeErr := a.cache.ProcessExeDigest(ctx, a.cfg.ProcRoot, m.PID, a.cfg.MaxExeBytes)
+	// After the hash: a process that left its namespaces cannot come back
+	// (it holds no capability there), so if it is in them now, it was
+	// while its executable was hashed.
+	if res.Refused = a.checkNamespaces(path, m); res.Refused != nil {
+		return res, true
+	}
 	if errors.Is(exeErr, ErrExeTooLarge) && !a.cfg.RequireExeSHA256 {
 		a.log.Warn("No executable pin selector: executable over max_exe_bytes", "pid", m.PID, "error", exeErr.Error())
 	}
@@ -297,6 +303,21 @@ func (a *Attestor) lookup(ctx context.Context, st Stat) (res Result, found bool)
 		}
 	}
 	return res, true
+}
+
+// checkNamespaces refuses the manifest m when its process is not in the
+// user and mount namespaces it was launched in.
+func (a *Attestor) checkNamespaces(path string, m Manifest) *ManifestError {
+	ns, err := ReadNamespaces(a.cfg.ProcRoot, m.PID)
+	switch {
+	case err != nil:
+		return refuse(path, ReasonNamespace, "pid %d: %v", m.PID, err)
+	case ns.User != m.UserNS:
+		return refuse(path, ReasonNamespace, "pid %d is in user namespace %d, launched in %d: a process in a user namespace of its own can mount a filesystem that changes its executable while it runs; run the agent's sandboxing in a child process, not in the agent (docs/attestor.md)", m.PID, ns.User, m.UserNS)
+	case ns.Mnt != m.MntNS:
+		return refuse(path, ReasonNamespace, "pid %d is in mount namespace %d, launched in %d (docs/attestor.md)", m.PID, ns.Mnt, m.MntNS)
+	}
+	return nil
 }
 
 // checkFile enforces the file rules: regular, one link, allowed owner, not

@@ -261,7 +261,7 @@ func TestAttestInherit(t *testing.T) {
 	// The process's own manifest wins over its parent's.
 	own := testClaims()
 	own.Task = "T-own"
-	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: leaf, StartTime: mustStat(t, leaf).StartTime, Claims: own}); err != nil {
+	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: leaf, StartTime: mustStat(t, leaf).StartTime, Claims: own}.in(t, "", leaf)); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := newTest(t, Config{ManifestDir: dir, InheritDepth: 2})
@@ -290,7 +290,7 @@ func TestAttestExeDigest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := manifestDir(t)
 			pid, start := startSleep(t)
-			m := Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, ExeSHA256: tt.digest, Claims: testClaims()}
+			m := Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, ExeSHA256: tt.digest, Claims: testClaims()}.in(t, "", pid)
 			if _, err := WriteManifest(dir, m); err != nil {
 				t.Fatal(err)
 			}

@@ -23,7 +23,7 @@ func BenchmarkAttest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, ExeSHA256: sum, Claims: testClaims()}); err != nil {
+	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, ExeSHA256: sum, Claims: testClaims()}.in(b, "", pid)); err != nil {
 		b.Fatal(err)
 	}
 	plain, _ := newTest(b, Config{ManifestDir: dir})

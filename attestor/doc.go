@@ -31,15 +31,19 @@
 //     the opened descriptor: a regular file with one link, owned by an
 //     allowed uid (default: root and the attestor's effective uid), not
 //     writable by group or others, at most [MaxManifestSize] bytes;
-//  3. it must parse strictly ([ParseManifest]: version, no unknown keys,
-//     claims that pass svid's checks) and name the same PID;
+//  3. it must parse strictly ([ParseManifest]: version, namespaces, no
+//     unknown, repeated or case-variant keys, claims that pass svid's
+//     checks) and name the same PID;
 //  4. its start_time must equal the process's; otherwise the manifest is
 //     stale (the PID was reused), it is removed and the search goes on as
 //     if there were none;
 //  5. the task's deadline must not have passed;
-//  6. with RequireExeSHA256, the SHA-256 of /proc/<pid>/exe (cached by
+//  6. the process holding it must be in the user and mount namespaces it
+//     was launched in (user_ns, mnt_ns; [ReasonNamespace]), checked after
+//     its executable is hashed;
+//  7. with RequireExeSHA256, the SHA-256 of /proc/<pid>/exe (cached by
 //     device, inode, size, mtime and ctime) must equal exe_sha256;
-//  7. unless AllowSameUser (insecure, single-user development), the process
+//  8. unless AllowSameUser (insecure, single-user development), the process
 //     and the one holding the manifest must not be able to forge manifests
 //     ([CouldForge], from /proc/<pid>/status: uids, gids, groups and
 //     capabilities against the directory's owner, group and mode, and the
@@ -48,13 +52,17 @@
 // An accepted manifest yields the task's selectors ([Manifest.Selectors]:
 // the task-scoped layout, then the v1 layout for entries written before it)
 // followed by the executable pins ([Manifest.ExeSelectors]) of the real
-// /proc/<pid>/exe of the process holding it.
+// /proc/<pid>/exe of the process holding it — none when that executable is
+// on a mount outside the process's mount namespace or in a mount namespace
+// the process's uid created ([DigestCache.ProcessExeDigest]): on an overlay
+// it mounted itself, an agent can change the bytes /proc/<pid>/exe reads
+// while it runs something else.
 //
 // A process without a manifest of its own is searched for in its
 // ancestors, up to InheritDepth levels, so that the tools an agent spawns
 // share its task; every ancestor on the walk must have started no later
 // than its child (else its PID was reused). The first manifest found
-// decides: a refused manifest (steps 1–3, 5–7) yields no selectors and a
+// decides: a refused manifest (steps 1–3, 5–8) yields no selectors and a
 // warning naming the file and the [Reason]; the walk does not go past it.
 //
 // # Launching as another user

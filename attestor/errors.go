@@ -51,6 +51,12 @@ const (
 	// manifest owner (allowed_owner_uids), e.g. the owner of its own
 	// manifest: it could rewrite it.
 	ReasonAgentOwnsManifests
+	// ReasonNamespace: the process that holds the manifest is no longer in
+	// the user or mount namespace it was launched in (the manifest's
+	// user_ns and mnt_ns), or they cannot be read. In a user namespace of
+	// its own an agent can mount a filesystem whose files it can change
+	// while they run, so its executable pins would not name what it runs.
+	ReasonNamespace
 )
 
 var reasonNames = [...]string{
@@ -67,6 +73,7 @@ var reasonNames = [...]string{
 	// The warning the issue names: operators grep for it.
 	ReasonAgentWritesDir:     "agent process can write the manifest directory",
 	ReasonAgentOwnsManifests: "agent process can own manifests",
+	ReasonNamespace:          "namespace changed since launch",
 }
 
 // String returns a short lower-case name, stable for logs.

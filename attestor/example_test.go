@@ -14,6 +14,8 @@ func ExampleManifest_Selectors() {
 	m := attestor.Manifest{
 		PID:         4242,
 		StartTime:   987654,
+		UserNS:      4026531837, // /proc/self/ns/user at launch
+		MntNS:       4026531841,
 		Incarnation: "0123456789abcdef0123456789abcdef",
 		Claims: svid.Claims{
 			V: svid.Version, Agent: "researcher", Task: "T-42", Model: "openai/gpt-4o",

@@ -56,6 +56,7 @@ type DigestCache struct {
 	max     int
 	digests map[fileKey]string
 	flights map[inode]*flight
+	mounts  map[mountKey]struct{} // executables' mounts known to be in a mount namespace
 
 	// hashed counts the bytes read into hashes (for tests).
 	hashed atomic.Int64
@@ -96,25 +97,41 @@ func NewDigestCache(max int) *DigestCache {
 // through <procRoot>/<pid>/exe (which reaches the binary the process runs
 // even when its path was deleted or replaced). An executable larger than
 // maxBytes (<= 0 means DefaultMaxExeBytes) is not read: the error wraps
-// [ErrExeTooLarge]. When ctx ends before the digest is known it returns
+// [ErrExeTooLarge]. An executable the process could change while it runs
+// (on a mount outside its mount namespace, or in a mount namespace its uid
+// created: see checkExeMount) is an error, not hashed. When ctx ends before the digest is known it returns
 // ctx's error (and the hash stops once no caller waits for it).
 func (c *DigestCache) ProcessExeDigest(ctx context.Context, procRoot string, pid int, maxBytes int64) (string, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
-	return c.FileDigest(ctx, filepath.Join(procRoot, strconv.Itoa(pid), "exe"), maxBytes)
+	return c.fileDigest(ctx, filepath.Join(procRoot, strconv.Itoa(pid), "exe"), maxBytes, func(fd int) error {
+		return c.checkExeMount(fd, procRoot, pid)
+	})
 }
 
 // FileDigest returns the hex SHA-256 of the file at path; see
 // [DigestCache.ProcessExeDigest] about maxBytes and ctx. A hit costs an
 // open and an fstat, without an *os.File.
 func (c *DigestCache) FileDigest(ctx context.Context, path string, maxBytes int64) (string, error) {
+	return c.fileDigest(ctx, path, maxBytes, nil)
+}
+
+// fileDigest is FileDigest that runs check, when not nil, on the open file
+// before it is hashed or looked up.
+func (c *DigestCache) fileDigest(ctx context.Context, path string, maxBytes int64, check func(fd int) error) (string, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxExeBytes
 	}
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("attestor: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	if check != nil {
+		if err := check(fd); err != nil {
+			syscall.Close(fd)
+			return "", err
+		}
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {

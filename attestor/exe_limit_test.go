@@ -72,7 +72,7 @@ func TestAttestOversizedExecutable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: st.StartTime, ExeSHA256: sum, Claims: testClaims()}); err != nil {
+	if _, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: st.StartTime, ExeSHA256: sum, Claims: testClaims()}.in(t, "", pid)); err != nil {
 		t.Fatal(err)
 	}
 	a, rec := newTest(t, Config{ManifestDir: dir})

@@ -172,11 +172,33 @@ func waitComm(t testing.TB, pid int, comm string) {
 // writeFor writes a manifest of testClaims for pid and start.
 func writeFor(t testing.TB, dir string, pid int, start uint64) string {
 	t.Helper()
-	path, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, Claims: testClaims()})
+	return writeForIn(t, dir, "", pid, start)
+}
+
+// writeForIn is writeFor with pid's namespaces read under procRoot.
+func writeForIn(t testing.TB, dir, procRoot string, pid int, start uint64) string {
+	t.Helper()
+	path, err := WriteManifest(dir, Manifest{Incarnation: testIncarnation, PID: pid, StartTime: start, Claims: testClaims()}.in(t, procRoot, pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// in returns m with the namespaces of pid under procRoot, as a launcher
+// records them; for a pid that names no process (a stale manifest), the
+// test's own.
+func (m Manifest) in(t testing.TB, procRoot string, pid int) Manifest {
+	t.Helper()
+	ns, err := ReadNamespaces(procRoot, pid)
+	if errors.Is(err, os.ErrNotExist) {
+		ns, err = ReadNamespaces("", os.Getpid())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.UserNS, m.MntNS = ns.User, ns.Mnt
+	return m
 }
 
 // recorder is a Logger that keeps its warnings.

@@ -43,6 +43,8 @@ type Launch struct {
 	// manifest, Exec sets the supplementary groups, the gid and the uid
 	// and no_new_privs, then execs. [Launch.CheckUser] must accept it.
 	User *Credential
+
+	ns Namespaces // recorded by Prepare
 }
 
 // Credential is the unprivileged identity a launcher execs an agent as.
@@ -87,8 +89,10 @@ func (l *Launch) dir() string {
 }
 
 // Prepare checks the directory, removes stale manifests (unless another
-// launcher is writing), and writes the manifest of the calling process. It
-// returns the manifest's path.
+// launcher is writing), and writes the manifest of the calling process,
+// with the user and mount namespaces of the calling thread (Exec locks
+// the thread that will exec before it calls Prepare). It returns the
+// manifest's path.
 func (l *Launch) Prepare() (string, error) {
 	dir := l.dir()
 	if err := l.Policy.Check(dir); err != nil {
@@ -117,7 +121,10 @@ func (l *Launch) Prepare() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m := Manifest{PID: self.PID, StartTime: self.StartTime, Incarnation: l.Incarnation, Claims: l.Claims}
+	if l.ns, err = threadNamespaces(l.ProcRoot); err != nil {
+		return "", err
+	}
+	m := Manifest{PID: self.PID, StartTime: self.StartTime, UserNS: l.ns.User, MntNS: l.ns.Mnt, Incarnation: l.Incarnation, Claims: l.Claims}
 	if l.ExeDigest {
 		if m.ExeSHA256, err = ExecutableDigest(l.Path); err != nil {
 			return "", err
@@ -140,13 +147,14 @@ func (l *Launch) Exec() error {
 	if l.Path == "" || len(l.Args) == 0 {
 		return errors.New("attestor: launch: no program")
 	}
+	// no_new_privs and namespaces are per thread: set the one and
+	// record the others on the thread that execs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	path, err := l.Prepare()
 	if err != nil {
 		return err
 	}
-	// no_new_privs is per thread: set it on the thread that execs.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if l.User != nil {
 		if err := IsolateExec(); err != nil {
 			os.Remove(path)
@@ -156,6 +164,12 @@ func (l *Launch) Exec() error {
 			os.Remove(path)
 			return err
 		}
+	}
+	// The namespaces the agent execs in are the manifest's (the attestor
+	// refuses it in others).
+	if ns, err := threadNamespaces(l.ProcRoot); err != nil || ns != l.ns {
+		os.Remove(path)
+		return fmt.Errorf("attestor: launch: namespaces changed after the manifest was written (%+v, recorded %+v): %v", ns, l.ns, err)
 	}
 	err = syscall.Exec(l.Path, l.Args, l.Env)
 	os.Remove(path)

@@ -31,6 +31,10 @@ func TestLaunchPrepare(t *testing.T) {
 	if err != nil || m.PID != os.Getpid() || m.StartTime != mustStat(t, os.Getpid()).StartTime {
 		t.Fatalf("manifest %s = %+v, %v", data, m, err)
 	}
+	// The namespaces of the thread that will exec: the process's.
+	if ns := mustNS(t, os.Getpid()); m.UserNS != ns.User || m.MntNS != ns.Mnt {
+		t.Errorf("user_ns %d, mnt_ns %d; want the process's %+v", m.UserNS, m.MntNS, ns)
+	}
 	if want, _ := ExecutableDigest(sleepPath); m.ExeSHA256 != want {
 		t.Errorf("exe_sha256 = %q, want %q", m.ExeSHA256, want)
 	}

@@ -54,7 +54,8 @@ func (r TaskRecord) MarshalJSON() ([]byte, error) {
 // a bare claims object: the format before incarnations.
 var ErrNoIncarnation = errors.New("attestor: task record: claims without an incarnation (a record written before incarnations, or by hand): a process launched without its entry's incarnation matches no entry; write the record again with `agentid task create --output` or `agentid task show --output` (a task created before incarnations must be created again)")
 
-// ParseTaskRecord decodes a task record strictly: unknown keys, trailing
+// ParseTaskRecord decodes a task record strictly: unknown keys, a key
+// repeated or spelled in another case (anywhere in the document), trailing
 // data, a missing or malformed incarnation and claims that fail
 // [svid.Parse] are errors; a bare claims object is [ErrNoIncarnation].
 func ParseTaskRecord(data []byte) (TaskRecord, error) {
@@ -63,6 +64,9 @@ func ParseTaskRecord(data []byte) (TaskRecord, error) {
 	}
 	if _, err := svid.Parse(data); err == nil {
 		return TaskRecord{}, ErrNoIncarnation
+	}
+	if err := checkObjectKeys("task record", data, "incarnation", "claims"); err != nil {
+		return TaskRecord{}, err
 	}
 	var raw struct {
 		Incarnation *string         `json:"incarnation"`

@@ -96,6 +96,14 @@ func fakeProc(t *testing.T, procs ...Stat) string {
 		if err := os.WriteFile(filepath.Join(d, "status"), []byte(fakeStatus), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.Mkdir(filepath.Join(d, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for link, to := range map[string]string{"user": "user:[4026531837]", "mnt": "mnt:[4026531841]"} {
+			if err := os.Symlink(to, filepath.Join(d, "ns", link)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	return root
 }
@@ -124,7 +132,7 @@ func TestAttestFakeProc(t *testing.T) {
 		Stat{PID: 301, Comm: "tool) S 300 ( ", PPID: 300, StartTime: 2000},
 		Stat{PID: 302, Comm: "x) S 300 (", PPID: 1, StartTime: 3000},
 	)
-	writeFor(t, dir, 300, 1000)
+	writeForIn(t, dir, root, 300, 1000)
 	for _, tt := range []struct {
 		pid  int
 		want bool
@@ -151,8 +159,8 @@ func TestAttestInheritYoungerAncestor(t *testing.T) {
 		Stat{PID: 402, Comm: "tool", PPID: 403, StartTime: 9000},
 		Stat{PID: 403, Comm: "agent", PPID: 1, StartTime: 9000}, // same tick: still its parent
 	)
-	writeFor(t, dir, 401, 9000)
-	writeFor(t, dir, 403, 9000)
+	writeForIn(t, dir, root, 401, 9000)
+	writeForIn(t, dir, root, 403, 9000)
 	a, _ := newTest(t, Config{ManifestDir: dir, ProcRoot: root, InheritDepth: 2})
 	if sel, err := a.Attest(400); err != nil || sel != nil {
 		t.Errorf("child older than its parent: %q, %v; want nothing", sel, err)

@@ -155,6 +155,23 @@ exec "$AGENTID" run --task-file "$RECORD_A" --manifest-dir "$DIR" -- "$AGENTID" 
 		t.Errorf("pinned task under another binary: %v", err)
 	}
 
+	// Review 19: the agent leaves the namespaces it was launched in (a
+	// user namespace of its own, where it could mount an overlay and
+	// change its executable's bytes behind /proc/<pid>/exe), keeping its
+	// PID and without capabilities, then asks for its SVID: nothing, and
+	// the SPIRE agent logs why.
+	if _, err := exec.LookPath("setpriv"); err == nil {
+		_, err = s.run(append(append([]string{"run", "--task-file", recordP, "--manifest-dir", s.manifestDir}, as(pinnedUID)...), "--",
+			"unshare", "-Urm", "setpriv", "--securebits=+noroot,+noroot_locked", "--inh-caps=-all", "--bounding-set=-all",
+			s.agentid, "svid", "inspect", "--socket", s.agent.SocketPath)...)
+		if err == nil || !strings.Contains(err.Error(), "no identity issued") {
+			t.Errorf("pinned task in a user namespace of its own: %v", err)
+		}
+		if log := mustRead(t, s.agent.LogPath); !strings.Contains(string(log), "namespace changed since launch") {
+			t.Errorf("SPIRE agent log lacks the namespace refusal")
+		}
+	}
+
 	// Without --user the agent runs as the launcher (root): the attestor
 	// refuses it and SPIRE issues nothing.
 	_, err = s.run("run", "--task-file", recordI, "--manifest-dir", s.manifestDir, "--", s.agentid, "svid", "inspect", "--socket", s.agent.SocketPath)

@@ -32,10 +32,11 @@ type runFlags struct {
 const runUsage = `run [flags] -- COMMAND [ARGS...]
        agentid run --gc [--manifest-dir DIR]
 
-Writes the task manifest for this process (PID and start time) into the
-manifest directory and then execs COMMAND in its place, so that the agent
-keeps the PID and start time the manifest names and the agentid SPIRE
-attestor gives it the task's selectors. The task record comes from
+Writes the task manifest for this process (PID, start time, user and mount
+namespaces) into the manifest directory and then execs COMMAND in its place,
+so that the agent keeps the PID and start time the manifest names and the
+agentid SPIRE attestor gives it the task's selectors (as long as it stays in
+those namespaces). The task record comes from
 --task-file (what 'agentid task create --output' and 'agentid task show
 --output' write: the incarnation of the task's entry and its claims) or from
 the task flags and --incarnation. A record without an incarnation is

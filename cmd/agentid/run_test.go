@@ -236,12 +236,13 @@ func TestRunGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := runClaims(t, writeFile(t, tmp, "p", []byte("p")))
-	stale, err := attestor.WriteManifest(dir, attestor.Manifest{PID: dead.Process.Pid, StartTime: 1, Incarnation: runIncarnation, Claims: c})
+	stale, err := attestor.WriteManifest(dir, attestor.Manifest{PID: dead.Process.Pid, StartTime: 1, UserNS: 1, MntNS: 1, Incarnation: runIncarnation, Claims: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	self, _ := attestor.ReadStat("", os.Getpid())
-	live, err := attestor.WriteManifest(dir, attestor.Manifest{PID: self.PID, StartTime: self.StartTime, Incarnation: runIncarnation, Claims: c})
+	ns, _ := attestor.ReadNamespaces("", os.Getpid())
+	live, err := attestor.WriteManifest(dir, attestor.Manifest{PID: self.PID, StartTime: self.StartTime, UserNS: ns.User, MntNS: ns.Mnt, Incarnation: runIncarnation, Claims: c})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,11 @@ func manifestFor(t *testing.T, dir string, pid int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := attestor.WriteManifest(dir, attestor.Manifest{PID: pid, StartTime: st.StartTime, Incarnation: testIncarnation, Claims: testClaims()})
+	ns, err := attestor.ReadNamespaces("", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := attestor.WriteManifest(dir, attestor.Manifest{PID: pid, StartTime: st.StartTime, UserNS: ns.User, MntNS: ns.Mnt, Incarnation: testIncarnation, Claims: testClaims()})
 	if err != nil {
 		t.Fatal(err)
 	}
