@@ -22,6 +22,12 @@ import (
 //     not. Aliases ("utf8", "unicode-1-1-utf-8") and RFC 2231 forms
 //     ("charset*=") are refused rather than guessed at: clients send
 //     "utf-8" or no charset;
+//   - no other parameter (but a multipart body's boundary), no backslash,
+//     and "charset" nowhere but as that parameter's name: servers find a
+//     charset their own way — Jetty's scan ignores backslash escapes, so
+//     it reads `charset=utf-16le` inside what mime.ParseMediaType reads
+//     as the quoted value of another parameter (`x="\";charset=utf-16le;\""`,
+//     review 18), and Tomcat looks for "charset=" anywhere in the value;
 //   - no Content-Encoding other than identity.
 //
 // Anything else is refused as bad_request with HTTP 415 Unsupported Media
@@ -84,7 +90,7 @@ func checkContentType(v string) *InputError {
 		"application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=UTF-8":
 		return nil
 	}
-	_, params, err := mime.ParseMediaType(v)
+	mt, params, err := mime.ParseMediaType(v)
 	if err != nil {
 		return badInput(whatContentType, "%q cannot be read (%v): the body is decided as UTF-8, and a server may read a malformed Content-Type's charset otherwise (send one media type, with charset=utf-8 or no charset)", truncate(v), err)
 	}
@@ -94,7 +100,41 @@ func checkContentType(v string) *InputError {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return badInput(whatContentType, "charset %q is refused: the body is decided as UTF-8, and a server that honours the charset (Express's express.json() decodes utf-7 and utf-16) would read another message from the same bytes (send charset=utf-8 or no charset)", truncate(cs))
 	}
+	return checkContentTypeSpelling(v, mt, params)
+}
+
+// checkContentTypeSpelling refuses what servers that find the charset
+// their own way could read as one: a parameter other than charset (and a
+// multipart boundary), a backslash, "charset" anywhere but as the charset
+// parameter's name.
+func checkContentTypeSpelling(v, mt string, params map[string]string) *InputError {
+	for name := range params {
+		if name != "charset" && (name != "boundary" || !strings.HasPrefix(mt, "multipart/")) {
+			return badInput(whatContentType, "%q: parameter %q is refused: servers find the charset in a Content-Type their own way (Jetty reads one inside a quoted parameter, Tomcat anywhere), so a body decided as UTF-8 carries charset=utf-8 or nothing (and a multipart body its boundary)", truncate(v), truncate(name))
+		}
+	}
+	if strings.IndexByte(v, '\\') >= 0 {
+		return badInput(whatContentType, "%q: a backslash is refused: servers read quoted-pair escapes differently (Jetty does not), and so the charset", truncate(v))
+	}
+	want := 0
+	if _, ok := params["charset"]; ok {
+		want = 1
+	}
+	if n := countFold(v, "charset"); n != want {
+		return badInput(whatContentType, "%q: \"charset\" appears %d times where the charset parameter names it %d: Tomcat takes the first \"charset=\" anywhere in the value", truncate(v), n, want)
+	}
 	return nil
+}
+
+// countFold counts the ASCII case-insensitive occurrences of sub in s.
+func countFold(s, sub string) int {
+	n := 0
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			n++
+		}
+	}
+	return n
 }
 
 // checkContentEncoding accepts one Content-Encoding value that is

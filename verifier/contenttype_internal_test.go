@@ -19,7 +19,19 @@ func TestBodyHeadersRule(t *testing.T) {
 		{"charset=utf-8", http.Header{"Content-Type": {"application/json; charset=utf-8"}}, ""},
 		{"charset=UTF-8 quoted", http.Header{"Content-Type": {`application/json; charset="UTF-8"`}}, ""},
 		{"charset=Utf-8 no space", http.Header{"Content-Type": {"application/json;charset=Utf-8"}}, ""},
-		{"other parameter", http.Header{"Content-Type": {"application/json; profile=x"}}, ""},
+		{"other parameter", http.Header{"Content-Type": {"application/json; profile=x"}}, `parameter "profile" is refused`},
+		// review 18: Jetty's charset scan ignores backslash escapes, so
+		// it reads a charset inside what mime.ParseMediaType reads as a
+		// quoted other parameter; Tomcat finds "charset=" anywhere
+		{"Jetty: charset in an escaped quote (form)", http.Header{"Content-Type": {`application/x-www-form-urlencoded; x="\";charset=utf-16le;\""`}}, "refused"},
+		{"Jetty: charset in an escaped quote (JSON)", http.Header{"Content-Type": {`application/json; x="\";charset=shift_jis;\""`}}, "refused"},
+		{"Tomcat: xcharset", http.Header{"Content-Type": {"application/json; xcharset=utf-16le"}}, "refused"},
+		{"Tomcat: charset= in a boundary", http.Header{"Content-Type": {`multipart/form-data; boundary="charset=utf-16le"`}}, `"charset" appears`},
+		{"Tomcat: charset= in a quoted charset", http.Header{"Content-Type": {`application/json; charset="utf-8"; x="charset=utf-7"`}}, "refused"},
+		{"backslash in a quoted charset", http.Header{"Content-Type": {`application/json; charset="utf\-8"`}}, "refused"},
+		{"backslash in a quoted boundary", http.Header{"Content-Type": {`multipart/form-data; boundary="a\\b"`}}, "backslash"},
+		{"boundary on JSON", http.Header{"Content-Type": {"application/json; boundary=x"}}, `parameter "boundary" is refused`},
+		{"multipart with charset and boundary", http.Header{"Content-Type": {"multipart/form-data; charset=utf-8; boundary=----x"}}, ""},
 		{"form", http.Header{"Content-Type": {"application/x-www-form-urlencoded; charset=UTF-8"}}, ""},
 		{"multipart", http.Header{"Content-Type": {"multipart/form-data; boundary=x"}}, ""},
 		{"identity", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"identity"}}, ""},
@@ -94,7 +106,7 @@ func TestBodyHeadersNoAllocation(t *testing.T) {
 func BenchmarkBodyHeaders(b *testing.B) {
 	for _, bc := range []struct{ name, ct string }{
 		{"json", "application/json"},
-		{"json-params", "application/json; charset=utf-8; profile=x"},
+		{"json-params", `application/json; charset="utf-8"`},
 	} {
 		h := http.Header{"Content-Type": {bc.ct}, "Accept": {"application/json, text/event-stream"}, "Authorization": {"Bearer x"}, "Mcp-Session-Id": {"s"}, "User-Agent": {"x"}}
 		b.Run(bc.name, func(b *testing.B) {
