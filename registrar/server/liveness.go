@@ -82,28 +82,12 @@ type livenessHub struct {
 	curAsOf time.Time
 	curIDs  []string // the last listing as a slice, for full messages
 	curCrt  []int64  // curIDs' creation times (nil: unknown)
-	// revoked are tasks revoked through this registrar since the last
-	// delta (tombstone): named in the next delta's removals even when no
-	// listing saw them (created and revoked between two listings).
-	revoked []string
-}
-
-// maxTombstones bounds the revocations kept for the next delta; past it
-// the oldest are dropped (their tasks are then refused by the view's
-// grace for new tasks, as before tombstones).
-const maxTombstones = 1 << 16
-
-// tombstone names tasks revoked through this registrar in the next delta.
-func (h *livenessHub) tombstone(ids []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cur == nil && !h.running {
-		return // no subscriber: nobody to tell
-	}
-	h.revoked = append(h.revoked, ids...)
-	if n := len(h.revoked) - maxTombstones; n > 0 {
-		h.revoked = append(h.revoked[:0], h.revoked[n:]...)
-	}
+	// tomb holds the tasks revoked through this registrar: those since
+	// the last delta (from seq tombSeq on) are named in the next delta's
+	// removals even when no listing saw them (created and revoked between
+	// two listings).
+	tomb    *tombstones
+	tombSeq uint64
 }
 
 type livenessSub struct {
@@ -113,11 +97,11 @@ type livenessSub struct {
 	needFull bool
 }
 
-func newLivenessHub(list func(context.Context) ([]string, []int64, error), interval time.Duration) *livenessHub {
+func newLivenessHub(list func(context.Context) ([]string, []int64, error), interval time.Duration, tomb *tombstones) *livenessHub {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	return &livenessHub{list: list, interval: interval, now: time.Now, subs: map[*livenessSub]struct{}{}}
+	return &livenessHub{list: list, interval: interval, now: time.Now, subs: map[*livenessSub]struct{}{}, tomb: tomb}
 }
 
 // subscribe adds a subscriber; it gets the last listing at once if there
@@ -152,6 +136,7 @@ func (h *livenessHub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	h.tomb.release()
 	for sub := range h.subs {
 		h.dropLocked(sub, errStopping)
 	}
@@ -192,6 +177,7 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 	defer h.mu.Unlock()
 	if len(h.subs) == 0 {
 		h.running, h.cur, h.curIDs, h.curCrt = false, nil, nil, nil
+		h.tomb.release()
 		return false
 	}
 	if err != nil {
@@ -217,6 +203,8 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 			next[id] = c
 		}
 	}
+	revoked, nextSeq := h.tomb.since(h.tombSeq, h.cur == nil)
+	h.tombSeq = nextSeq
 	var delta *registrarv1.LivenessSnapshot
 	if h.cur != nil {
 		delta = &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), BaseAsOfUnixNano: h.curAsOf.UnixNano()}
@@ -245,7 +233,7 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 				delta.Removed = append(delta.Removed, id)
 			}
 		}
-		for _, id := range h.revoked { // revoked before any listing saw them
+		for _, id := range revoked { // revoked before any listing saw them
 			_, listed := next[id]
 			_, wasLive := h.cur[id]
 			if !listed && !wasLive && !slices.Contains(delta.Removed, id) {
@@ -253,7 +241,6 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 			}
 		}
 	}
-	h.revoked = h.revoked[:0]
 	h.cur, h.curAsOf, h.curIDs, h.curCrt = next, asOf, ids, created
 	var full *registrarv1.LivenessSnapshot
 	for sub := range h.subs {

@@ -59,7 +59,7 @@ func feedBench(b *testing.B, tasks, subs int) {
 		}
 		ids, crt = out, created
 		return out, created, nil
-	}, 10*time.Millisecond)
+	}, 10*time.Millisecond, svc.tomb)
 	ca := testca.New(b, testTD, time.Now())
 	addr := serveAgent(b, svc, ca, ca.X509Bundle())
 	ctx, cancel := context.WithCancel(context.Background())
