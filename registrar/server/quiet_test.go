@@ -1,16 +1,21 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/internal/fakeentry"
 	"github.com/agentid/agentid/internal/testca"
 	registrarv1 "github.com/agentid/agentid/proto/agentid/registrar/v1"
 	"github.com/agentid/agentid/registrar"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // testClock is a settable clock.
@@ -225,5 +230,59 @@ func TestTombstonesBounded(t *testing.T) {
 	}
 	if _, _, ok := tb.quietUntil("t10"); !ok {
 		t.Error("t10 forgotten within the bound")
+	}
+}
+
+// TestCreateDuringRevoke: a create of the task ID that reads SPIRE after
+// the revoke deleted its entry but before the revoke has finished (it
+// lists again for descendants) is refused as well.
+func TestCreateDuringRevoke(t *testing.T) {
+	fe := fakeentry.Start(t)
+	var op registrarv1.RegistrarClient
+	var during error
+	afterDelete := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if method == "/spire.api.server.entry.v1.Entry/BatchDeleteEntry" && during == nil {
+			_, during = op.CreateTask(ctx, &registrarv1.CreateTaskRequest{Agent: "planner", Task: "P", Model: "openai/gpt-4o",
+				Prompt: testPrompt, Scope: []string{"kb:read"}, Principal: alice, TtlSeconds: 3600})
+			if during == nil {
+				during = errors.New("created")
+			}
+		}
+		return err
+	}
+	conn, err := grpc.NewClient(fe.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithChainUnaryInterceptor(afterDelete))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := registrar.New(conn, testTD, loadPolicy(t), registrar.WithClock(func() time.Time { return testNow }))
+	op, _ = serveOperator(t, New(r, WithDefaultParentID(testNode)))
+	createPlanner(t, op, "P")
+	if _, err := op.RevokeTask(ctxT(t), &registrarv1.RevokeTaskRequest{SpiffeId: plannerP}); err != nil {
+		t.Fatal(err)
+	}
+	if ReasonOf(during) != registrar.ReasonRecentlyRevoked {
+		t.Errorf("create while the revoke lists descendants: %v, want recently_revoked", during)
+	}
+}
+
+// TestRevokingIsQuiet: an ID being revoked is quiet until the revoke ends
+// (then its tombstone, if it removed anything, takes over); not with the
+// quiet period off.
+func TestRevokingIsQuiet(t *testing.T) {
+	tb := newTombstones(time.Now, time.Minute)
+	done := tb.revoking("x")
+	if _, _, ok := tb.quietUntil("x"); !ok {
+		t.Error("x not quiet while being revoked")
+	}
+	done()
+	if _, _, ok := tb.quietUntil("x"); ok || len(tb.busy) != 0 {
+		t.Error("x quiet after a revoke that removed nothing")
+	}
+	off := newTombstones(time.Now, 0)
+	defer off.revoking("y")()
+	if _, _, ok := off.quietUntil("y"); ok {
+		t.Error("y quiet with the quiet period off")
 	}
 }

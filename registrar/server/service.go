@@ -302,6 +302,7 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 	if err != nil {
 		return nil, err
 	}
+	defer s.tomb.revoking(id.String())() // quiet while it runs, too
 	removed, err := s.r.Revoke(ctx, id)
 	s.cfg.metrics.tasksRevoked(len(removed))
 	if len(removed) > 0 {

@@ -57,6 +57,7 @@ type tombstones struct {
 	seq  uint64               // the seq of the next tombstone
 	held bool                 // a hub runs: keep what it has not sent…
 	hold uint64               // …every seq from hold on
+	busy map[string]int       // IDs being revoked (RevokeTask in progress)
 }
 
 type tombstone struct {
@@ -66,7 +67,23 @@ type tombstone struct {
 }
 
 func newTombstones(now func() time.Time, quiet time.Duration) *tombstones {
-	return &tombstones{now: now, quiet: quiet, last: map[string]time.Time{}}
+	return &tombstones{now: now, quiet: quiet, last: map[string]time.Time{}, busy: map[string]int{}}
+}
+
+// revoking counts id as revoked now until done is called: a create that
+// reads SPIRE after the revoke deleted the entry, but before add, is
+// refused all the same.
+func (t *tombstones) revoking(id string) (done func()) {
+	t.mu.Lock()
+	t.busy[id]++
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.busy[id]--; t.busy[id] == 0 {
+			delete(t.busy, id)
+		}
+	}
 }
 
 // add records ids as revoked now.
@@ -101,17 +118,22 @@ func (t *tombstones) pruneLocked(now time.Time) {
 	}
 }
 
-// quietUntil says until when id may not be created again: its last
-// revocation plus the quiet period, if that is still ahead.
+// quietUntil says whether id may not be created again now, when it was
+// revoked (now for a revoke in progress) and until when: its last
+// revocation plus the quiet period.
 func (t *tombstones) quietUntil(id string) (time.Time, time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
+	if t.busy[id] > 0 && t.quiet > 0 {
+		return now, now.Add(t.quiet), true
+	}
 	at, ok := t.last[id]
 	if !ok {
 		return time.Time{}, time.Time{}, false
 	}
 	until := at.Add(t.quiet)
-	return at, until, t.now().Before(until)
+	return at, until, now.Before(until)
 }
 
 // since returns the IDs revoked from seq on and the seq to ask from next
