@@ -221,7 +221,9 @@ func TestTombstonesBounded(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("t%d", i)
 	}
-	tb.add(ids)
+	if early := tb.add(ids); early != 11 { // e and t0…t9
+		t.Errorf("add reported %d forgotten early, want 11", early)
+	}
 	if len(tb.log) != maxTombstones || len(tb.last) != maxTombstones {
 		t.Fatalf("kept %d (%d IDs), want %d", len(tb.log), len(tb.last), maxTombstones)
 	}

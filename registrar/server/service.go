@@ -312,7 +312,10 @@ func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequ
 		}
 		// Not created again within the quiet period; named in the next
 		// liveness delta.
-		s.tomb.add(ids)
+		if early := s.tomb.add(ids); early > 0 {
+			s.cfg.log.Warn("more revocations within recreate_quiet_period than the registrar keeps: the oldest task IDs may be created again early",
+				"forgotten", early, "kept", maxTombstones)
+		}
 	}
 	for _, t := range removed {
 		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())

@@ -86,8 +86,9 @@ func (t *tombstones) revoking(id string) (done func()) {
 	}
 }
 
-// add records ids as revoked now.
-func (t *tombstones) add(ids []string) {
+// add records ids as revoked now. It returns how many tombstones were
+// forgotten within their quiet period to keep maxTombstones.
+func (t *tombstones) add(ids []string) (early int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -96,18 +97,22 @@ func (t *tombstones) add(ids []string) {
 		t.last[id] = now
 		t.seq++
 	}
-	t.pruneLocked(now)
+	return t.pruneLocked(now)
 }
 
 // pruneLocked forgets the tombstones no reader needs, and the oldest past
-// maxTombstones.
-func (t *tombstones) pruneLocked(now time.Time) {
+// maxTombstones; it returns how many of those were within their quiet
+// period.
+func (t *tombstones) pruneLocked(now time.Time) (early int) {
 	n := 0
 	for ; n < len(t.log); n++ {
 		ts := t.log[n]
-		over := len(t.log)-n > maxTombstones
-		if !over && (now.Sub(ts.at) < t.quiet || t.held && ts.seq >= t.hold) {
+		quiet := now.Sub(ts.at) < t.quiet
+		if len(t.log)-n <= maxTombstones && (quiet || t.held && ts.seq >= t.hold) {
 			break
+		}
+		if quiet {
+			early++
 		}
 		if t.last[ts.id].Equal(ts.at) {
 			delete(t.last, ts.id)
@@ -116,6 +121,7 @@ func (t *tombstones) pruneLocked(now time.Time) {
 	if n > 0 {
 		t.log = append(t.log[:0], t.log[n:]...)
 	}
+	return early
 }
 
 // quietUntil says whether id may not be created again now, when it was
