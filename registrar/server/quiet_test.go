@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -286,5 +287,44 @@ func TestRevokingIsQuiet(t *testing.T) {
 	defer off.revoking("y")()
 	if _, _, ok := off.quietUntil("y"); ok {
 		t.Error("y quiet with the quiet period off")
+	}
+}
+
+// BenchmarkTombstonesMemory reports the heap one tombstone takes (a task
+// SPIFFE ID of 48 bytes, the store full), and the time of a create's check.
+func BenchmarkTombstonesMemory(b *testing.B) {
+	ids := make([]string, maxTombstones)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("spiffe://example.org/agent/planner/task/T-%06d", i)
+	}
+	var before, after runtime.MemStats
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tb := newTombstones(time.Now, time.Hour)
+		b.StartTimer()
+		tb.add(ids)
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(ids)), "B/tombstone")
+		runtime.KeepAlive(tb)
+		b.StartTimer()
+	}
+}
+
+// BenchmarkQuietCheck is a create's lookup in a full store.
+func BenchmarkQuietCheck(b *testing.B) {
+	tb := newTombstones(time.Now, time.Hour)
+	ids := make([]string, maxTombstones)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("spiffe://example.org/agent/planner/task/T-%06d", i)
+	}
+	tb.add(ids)
+	b.ResetTimer()
+	for i := range b.N {
+		tb.quietUntil(ids[i%len(ids)])
 	}
 }
