@@ -203,6 +203,17 @@ func TestRecreateQuietPeriod(t *testing.T) {
 	if d, err := old.DelegateTask(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+fresh), delegate); err == nil {
 		t.Errorf("a JWT-SVID the revoked incarnation minted just before its revoke delegated from the new incarnation: %s", d.GetClaimsJson())
 	}
+
+	// Revoked with the CLI (a registrar of its own): the daemon, which
+	// lists SPIRE for its verifiers every 500 ms, saw the entry go.
+	if _, err := agentid(t, st, work, "task", "revoke", "--server-socket", st.ServerSocket, taskID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	_, err = create("spiffe://example.org/user/alice", "kb:read")
+	if server.ReasonOf(err) != registrar.ReasonRecentlyRevoked || !strings.Contains(err.Error(), "revoked through another registrar or deleted in SPIRE") {
+		t.Errorf("task ID created again through the daemon 2 s after a revoke with the CLI: %v, want recently_revoked", err)
+	}
 }
 
 // oldIncarnationClient is a registrar client authenticated with the

@@ -328,3 +328,46 @@ func BenchmarkQuietCheck(b *testing.B) {
 		tb.quietUntil(ids[i%len(ids)])
 	}
 }
+
+// TestRecreateAfterRevokeElsewhere: a registrar that feeds verifiers
+// lists SPIRE every interval; a task that leaves its listing before its
+// expiry — revoked through another registrar or the CLI, deleted in SPIRE
+// directly — gets a tombstone too, and its ID is not created again here
+// within the quiet period. A task that left by expiring does not; nor is a
+// seen task named again in the feed (the listing's diff named it).
+func TestRecreateAfterRevokeElsewhere(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	clk := &testClock{t: now}
+	r, _ := newRegistrar(t, loadPolicy(t))
+	const quiet = 6 * time.Minute
+	svc := New(r, WithDefaultParentID(testNode), WithQuietPeriod(quiet), WithClock(clk.now))
+	op, _ := serveOperator(t, svc)
+	h := svc.hub
+	h.running = true // publish is driven by the test
+	sub := h.subscribe()
+	const expired = "spiffe://example.org/agent/planner/task/P-expired"
+	ids := []string{plannerP, expired, "spiffe://example.org/agent/planner/task/P-live"}
+	h.publishListing(now, ids, []int64{1, 2, 3}, []int64{now.Unix() + 3600, now.Unix() + 1, now.Unix() + 3600}, nil)
+	<-sub.ch
+	clk.set(now.Add(2 * time.Second))
+	h.publishListing(now.Add(2*time.Second), ids[2:], []int64{3}, []int64{now.Unix() + 3600}, nil)
+	if d := <-sub.ch; len(d.Removed) != 2 {
+		t.Fatalf("delta removed %v, want P and P-expired", d.Removed)
+	}
+
+	_, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "planner", Task: "P", Model: "openai/gpt-4o",
+		Prompt: testPrompt, Scope: []string{"kb:read"}, Principal: alice, TtlSeconds: 3600})
+	seenAt := now.Add(2 * time.Second)
+	wantStatus(t, err, codes.FailedPrecondition, fmt.Sprintf("recently_revoked: task %s was revoked through another registrar or deleted in SPIRE (this registrar saw its entry gone at %s); it may be created again from %s (recreate_quiet_period 6m0s, while SPIRE's caches may still serve or authorize the revoked incarnation): use a fresh task ID",
+		plannerP, seenAt.UTC().Format(time.RFC3339), seenAt.Add(quiet).UTC().Format(time.RFC3339)))
+	if _, err := op.CreateTask(ctxT(t), &registrarv1.CreateTaskRequest{Agent: "planner", Task: "P-expired", Model: "openai/gpt-4o",
+		Prompt: testPrompt, Scope: []string{"kb:read"}, Principal: alice, TtlSeconds: 3600}); err != nil {
+		t.Errorf("a task ID whose entry expired: %v", err)
+	}
+	h.publishListing(now.Add(3*time.Second), ids[2:], []int64{3}, []int64{now.Unix() + 3600}, nil)
+	if d := <-sub.ch; len(d.Removed) != 0 {
+		t.Errorf("a task seen gone named again in the feed: %v", d.Removed)
+	}
+	clk.set(seenAt.Add(quiet))
+	createPlanner(t, op, "P")
+}

@@ -108,7 +108,7 @@ func New(r *registrar.Registrar, opts ...Option) *Service {
 		o.apply(&cfg)
 	}
 	tomb := newTombstones(cfg.now, cfg.quiet)
-	return &Service{r: r, cfg: cfg, tomb: tomb, hub: newLivenessHub(r.LiveTasksCreated, cfg.livenessInterval, tomb)}
+	return &Service{r: r, cfg: cfg, tomb: tomb, hub: newLivenessHub(r.LiveTasksExpiring, cfg.livenessInterval, tomb)}
 }
 
 // quiet refuses a create of the task agent/task (a given task ID; a
@@ -122,8 +122,8 @@ func (s *Service) quiet(agent, task string) error {
 	if err != nil {
 		return nil // the registrar refuses the name itself
 	}
-	if at, until, ok := s.tomb.quietUntil(id.String()); ok {
-		return recentlyRevoked(id.String(), at, until, s.cfg.quiet)
+	if ts, until, ok := s.tomb.quietUntil(id.String()); ok {
+		return recentlyRevoked(id.String(), ts, until, s.cfg.quiet)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ type tombstones struct {
 
 	mu   sync.Mutex
 	log  []tombstone          // in revocation order
-	last map[string]time.Time // the latest revocation of each ID in log
+	last map[string]tombstone // the latest revocation of each ID in log
 	seq  uint64               // the seq of the next tombstone
 	held bool                 // a hub runs: keep what it has not sent…
 	hold uint64               // …every seq from hold on
@@ -64,10 +64,13 @@ type tombstone struct {
 	id  string
 	at  time.Time
 	seq uint64
+	// seen: not revoked through this registrar but seen gone from its
+	// liveness listing (the feed has named it already).
+	seen bool
 }
 
 func newTombstones(now func() time.Time, quiet time.Duration) *tombstones {
-	return &tombstones{now: now, quiet: quiet, last: map[string]time.Time{}, busy: map[string]int{}}
+	return &tombstones{now: now, quiet: quiet, last: map[string]tombstone{}, busy: map[string]int{}}
 }
 
 // revoking counts id as revoked now until done is called: a create that
@@ -93,11 +96,34 @@ func (t *tombstones) add(ids []string) (early int) {
 	defer t.mu.Unlock()
 	now := t.now()
 	for _, id := range ids {
-		t.log = append(t.log, tombstone{id: id, at: now, seq: t.seq})
-		t.last[id] = now
-		t.seq++
+		t.appendLocked(tombstone{id: id, at: now, seq: t.seq})
 	}
 	return t.pruneLocked(now)
+}
+
+// seen records ids as gone now from a liveness listing before their
+// expiry: revoked through another registrar or the CLI, or deleted in
+// SPIRE directly. An ID in its quiet period already keeps its tombstone.
+func (t *tombstones) seen(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for _, id := range ids {
+		if l, ok := t.last[id]; ok && now.Sub(l.at) < t.quiet {
+			continue
+		}
+		t.appendLocked(tombstone{id: id, at: now, seq: t.seq, seen: true})
+	}
+	t.pruneLocked(now)
+}
+
+func (t *tombstones) appendLocked(ts tombstone) {
+	t.log = append(t.log, ts)
+	t.last[ts.id] = ts
+	t.seq++
 }
 
 // pruneLocked forgets the tombstones no reader needs, and the oldest past
@@ -114,7 +140,7 @@ func (t *tombstones) pruneLocked(now time.Time) (early int) {
 		if quiet {
 			early++
 		}
-		if t.last[ts.id].Equal(ts.at) {
+		if t.last[ts.id].seq == ts.seq {
 			delete(t.last, ts.id)
 		}
 	}
@@ -127,19 +153,19 @@ func (t *tombstones) pruneLocked(now time.Time) (early int) {
 // quietUntil says whether id may not be created again now, when it was
 // revoked (now for a revoke in progress) and until when: its last
 // revocation plus the quiet period.
-func (t *tombstones) quietUntil(id string) (time.Time, time.Time, bool) {
+func (t *tombstones) quietUntil(id string) (tombstone, time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	if t.busy[id] > 0 && t.quiet > 0 {
-		return now, now.Add(t.quiet), true
+		return tombstone{id: id, at: now}, now.Add(t.quiet), true
 	}
-	at, ok := t.last[id]
+	l, ok := t.last[id]
 	if !ok {
-		return time.Time{}, time.Time{}, false
+		return tombstone{}, time.Time{}, false
 	}
-	until := at.Add(t.quiet)
-	return at, until, now.Before(until)
+	until := l.at.Add(t.quiet)
+	return l, until, now.Before(until)
 }
 
 // since returns the IDs revoked from seq on and the seq to ask from next
@@ -152,7 +178,7 @@ func (t *tombstones) since(seq uint64, start bool) ([]string, uint64) {
 	var ids []string
 	if !start {
 		for _, ts := range t.log {
-			if ts.seq >= seq {
+			if ts.seq >= seq && !ts.seen {
 				ids = append(ids, ts.id)
 			}
 		}
@@ -170,8 +196,13 @@ func (t *tombstones) release() {
 }
 
 // recentlyRevoked is the refusal of a create of id within its quiet period.
-func recentlyRevoked(id string, at, until time.Time, quiet time.Duration) error {
+func recentlyRevoked(id string, ts tombstone, until time.Time, quiet time.Duration) error {
+	at := ts.at.UTC().Format(time.RFC3339)
+	what := "was revoked through this registrar at " + at
+	if ts.seen {
+		what = "was revoked through another registrar or deleted in SPIRE (this registrar saw its entry gone at " + at + ")"
+	}
 	return &registrar.Error{Reason: registrar.ReasonRecentlyRevoked, Detail: fmt.Sprintf(
-		"task %s was revoked through this registrar at %s; it may be created again from %s (recreate_quiet_period %s, while SPIRE's caches may still serve or authorize the revoked incarnation): use a fresh task ID",
-		id, at.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), quiet)}
+		"task %s %s; it may be created again from %s (recreate_quiet_period %s, while SPIRE's caches may still serve or authorize the revoked incarnation): use a fresh task ID",
+		id, what, until.UTC().Format(time.RFC3339), quiet)}
 }
