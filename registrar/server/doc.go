@@ -22,10 +22,11 @@
 // CreateTask, CreateTasks or DelegateTask — for its quiet period
 // ([WithQuietPeriod], default [DefaultQuietPeriod]; the daemon's
 // recreate_quiet_period): SPIRE's caches may still serve or authorize the
-// revoked incarnation until then. The refusal is
+// revoked incarnation until then; nor one its liveness listing (while it
+// feeds verifiers) saw leave SPIRE before its expiry — revoked through
+// another registrar, the CLI or SPIRE directly. The refusal is
 // registrar.ReasonRecentlyRevoked (FailedPrecondition). The service keeps
-// this memory in its process only: revocations through another registrar,
-// the CLI or SPIRE directly are not known to it.
+// this memory in its process only.
 //
 // Refusals carry the registrar.Reason's gRPC code, a message
 // "<reason>: <detail> (rule file:line)" and an errdetails.ErrorInfo in

@@ -84,9 +84,10 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithQuietPeriod sets how long after revoking a task this registrar
 // refuses to create its task ID again, with ReasonRecentlyRevoked (default
-// DefaultQuietPeriod; 0 turns it off). Only revocations through this
-// registrar count: not those through another registrar or the agentid
-// CLI, nor entries deleted in SPIRE directly.
+// DefaultQuietPeriod; 0 turns it off). Revocations through this
+// registrar count, and, while it feeds verifiers, tasks its listing saw
+// leave SPIRE before their expiry (revoked through another registrar or
+// the agentid CLI, deleted in SPIRE directly).
 func WithQuietPeriod(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.quiet = d })
 }
