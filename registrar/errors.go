@@ -66,6 +66,12 @@ const (
 	// ReasonDelegationLimit: a member of the child's chain has
 	// max_delegated live tasks below it already.
 	ReasonDelegationLimit
+	// ReasonRecentlyRevoked: the task ID was revoked through this
+	// registrar less than its quiet period (recreate_quiet_period) ago;
+	// SPIRE's caches may still serve or authorize the revoked
+	// incarnation. The detail says when the ID may be created again; a
+	// fresh task ID may be created at once.
+	ReasonRecentlyRevoked
 )
 
 var reasonNames = [...]string{
@@ -88,6 +94,7 @@ var reasonNames = [...]string{
 	ReasonConflict:            "conflict",
 	ReasonNotFound:            "not_found",
 	ReasonDelegationLimit:     "delegation_limit",
+	ReasonRecentlyRevoked:     "recently_revoked",
 }
 
 // String returns the reason's snake_case name, stable for logs, metrics and
@@ -108,7 +115,7 @@ func (r Reason) Code() codes.Code {
 		return codes.AlreadyExists
 	case ReasonNotFound, ReasonParentNotFound:
 		return codes.NotFound
-	case ReasonParentInvalid:
+	case ReasonParentInvalid, ReasonRecentlyRevoked:
 		return codes.FailedPrecondition
 	case ReasonDelegationLimit:
 		return codes.ResourceExhausted

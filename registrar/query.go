@@ -424,16 +424,25 @@ func (r *Registrar) LiveTasks(ctx context.Context) ([]string, error) {
 // ids[i]'s): a task revoked and created again under the same SPIFFE ID
 // is told apart by it (the liveness feed carries it to the verifiers).
 func (r *Registrar) LiveTasksCreated(ctx context.Context) (ids []string, created []int64, err error) {
+	ids, created, _, err = r.LiveTasksExpiring(ctx)
+	return ids, created, err
+}
+
+// LiveTasksExpiring is LiveTasksCreated with each entry's expiry (Unix
+// seconds, 0 for none): a task that leaves the listing before its expiry
+// was revoked or deleted.
+func (r *Registrar) LiveTasksExpiring(ctx context.Context) (ids []string, created, expires []int64, err error) {
 	now := r.cfg.now()
 	entries, err := r.listReq(ctx, &entryv1.ListEntriesRequest{
 		Filter:     &entryv1.ListEntriesRequest_Filter{},
 		OutputMask: &types.EntryMask{SpiffeId: true, Selectors: true, ExpiresAt: true, CreatedAt: true},
 	})
 	if err != nil {
-		return nil, nil, wrapErr("live tasks", err)
+		return nil, nil, nil, wrapErr("live tasks", err)
 	}
 	ids = make([]string, 0, len(entries))
 	created = make([]int64, 0, len(entries))
+	expires = make([]int64, 0, len(entries))
 	for _, e := range entries {
 		if !r.isTaskEntry(e) || (e.GetExpiresAt() != 0 && !now.Before(time.Unix(e.GetExpiresAt(), 0))) {
 			continue
@@ -441,6 +450,7 @@ func (r *Registrar) LiveTasksCreated(ctx context.Context) (ids []string, created
 		id, _ := idFromProto(e.GetSpiffeId())
 		ids = append(ids, id.String())
 		created = append(created, e.GetCreatedAt())
+		expires = append(expires, e.GetExpiresAt())
 	}
-	return ids, created, nil
+	return ids, created, expires, nil
 }

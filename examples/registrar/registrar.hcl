@@ -33,6 +33,9 @@ jwt_audience = "spiffe://example.org/registrar"
 selector_type     = "agentid"
 max_x509_svid_ttl = "5m"
 max_jwt_svid_ttl  = "5m"
+# A revoked task ID is not created again for this long (default
+# max_jwt_svid_ttl + 1m; docs/registrar.md).
+recreate_quiet_period = "6m"
 
 # Every task action — created, delegated, refused, revoked — as a
 # "registrar" record in a hash-chained audit log (optional), checkpoints

@@ -149,9 +149,21 @@ liveness {
   interval    = "500ms"
 }
 
-# Every task action, signed as the registrar (docs/audit.md).
 `, q(s.TrustDomain), q(s.ServerSocket), q(s.IssuancePolicy), q(s.NodeID), q(operatorSocket),
-		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID)) + s.auditBlock(auditPath, s.RegistrarID, "")
+		port, q(s.AgentSocket), q(s.RegistrarID), q(s.VerifierID)) + s.quietSettings() +
+		"\n# Every task action, signed as the registrar (docs/audit.md).\n" + s.auditBlock(auditPath, s.RegistrarID, "")
+}
+
+// quietSettings are the registrar settings Options shortens for tests.
+func (s *Stack) quietSettings() string {
+	var out string
+	if s.maxJWT != 0 {
+		out += fmt.Sprintf("max_jwt_svid_ttl      = %q\n", s.maxJWT.String())
+	}
+	if s.quiet != 0 {
+		out += fmt.Sprintf("recreate_quiet_period = %q\n", s.quiet.String())
+	}
+	return out
 }
 
 // devVerifierPolicy is the default verifier's policy: any task of the trust

@@ -78,6 +78,11 @@ type Options struct {
 	LogLevel string
 	// Log receives one line per step ("spire-server ready …"); nil: none.
 	Log io.Writer
+	// RecreateQuietPeriod and MaxJWTSVIDTTL are the registrars'
+	// recreate_quiet_period and max_jwt_svid_ttl; zero: their defaults
+	// (docs/registrar.md). Tests of a task ID revoked and created again
+	// shorten both.
+	RecreateQuietPeriod, MaxJWTSVIDTTL time.Duration
 }
 
 // Stack is a running development stack. Its fields are read-only.
@@ -135,6 +140,7 @@ type Stack struct {
 	keep, createdDir bool
 	witnessWanted    bool
 	logLevel         string
+	quiet, maxJWT    time.Duration // Options.RecreateQuietPeriod, MaxJWTSVIDTTL
 	log              io.Writer
 	env              []string // environment of the children
 
@@ -162,7 +168,8 @@ const (
 // error everything started is stopped and the files removed (unless Keep).
 // Missing binaries are a *NotFoundError, a taken Port a *PortInUseError.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
-	s := &Stack{keep: opts.Keep, witnessWanted: opts.Witness, log: opts.Log, logLevel: opts.LogLevel, done: make(chan struct{}), names: map[string]bool{}}
+	s := &Stack{keep: opts.Keep, witnessWanted: opts.Witness, log: opts.Log, logLevel: opts.LogLevel, done: make(chan struct{}), names: map[string]bool{},
+		quiet: opts.RecreateQuietPeriod, maxJWT: opts.MaxJWTSVIDTTL}
 	if s.logLevel == "" {
 		s.logLevel = "INFO"
 	}

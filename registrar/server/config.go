@@ -35,6 +35,7 @@ type fileConfig struct {
 	SelectorType       string `hcl:"selector_type,optional"`
 	MaxX509SVIDTTL     string `hcl:"max_x509_svid_ttl,optional"`
 	MaxJWTSVIDTTL      string `hcl:"max_jwt_svid_ttl,optional"`
+	RecreateQuiet      string `hcl:"recreate_quiet_period,optional"`
 	Audit              *struct {
 		Path       string `hcl:"path,optional"`
 		Durability string `hcl:"durability,optional"`
@@ -89,6 +90,10 @@ type Config struct {
 	// registrar.DefaultMaxX509TTL, registrar.DefaultMaxJWTTTL).
 	SelectorType                  string
 	MaxX509SVIDTTL, MaxJWTSVIDTTL time.Duration
+	// RecreateQuietPeriod (recreate_quiet_period) is how long after
+	// revoking a task the registrar refuses to create its task ID again
+	// (WithQuietPeriod); default QuietPeriodFor(MaxJWTSVIDTTL), 0 off.
+	RecreateQuietPeriod time.Duration
 	// AuditPath, when set, is the hash-chained log of every task action
 	// (package audit), written with AuditDurability and signed with the
 	// registrar's SVID when it has one.
@@ -206,6 +211,15 @@ func (raw *fileConfig) build() (*Config, error) {
 	}
 	if cfg.MaxJWTSVIDTTL, err = positiveDuration("max_jwt_svid_ttl", raw.MaxJWTSVIDTTL, cfg.MaxJWTSVIDTTL); err != nil {
 		return nil, err
+	}
+	cfg.RecreateQuietPeriod = QuietPeriodFor(cfg.MaxJWTSVIDTTL)
+	if raw.RecreateQuiet != "" {
+		d, err := time.ParseDuration(raw.RecreateQuiet)
+		if err != nil || d < 0 {
+			return nil, hclconf.At(raw.body, "recreate_quiet_period", fmt.Errorf(
+				"recreate_quiet_period %q: want a duration such as \"6m\" (at least max_jwt_svid_ttl + 12s; \"0s\" turns it off)", raw.RecreateQuiet))
+		}
+		cfg.RecreateQuietPeriod = d
 	}
 	return cfg, nil
 }

@@ -20,7 +20,7 @@ func TestLoadConfigExample(t *testing.T) {
 		OperatorSocket: "/run/agentid-registrar/operator.sock", OperatorSocketMode: 0o660,
 		Listen: "0.0.0.0:8444", WorkloadAPISocket: "/tmp/spire-agent/public/api.sock",
 		JWTAudience: "spiffe://example.org/registrar", SelectorType: "agentid",
-		MaxX509SVIDTTL: 5 * time.Minute, MaxJWTSVIDTTL: 5 * time.Minute,
+		MaxX509SVIDTTL: 5 * time.Minute, MaxJWTSVIDTTL: 5 * time.Minute, RecreateQuietPeriod: 6 * time.Minute,
 		AuditPath: "/var/log/agentid/registrar-audit.log", MetricsListen: "127.0.0.1:9091"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
@@ -37,6 +37,35 @@ func TestConfigDefaultX509TTL(t *testing.T) {
 	}
 	if cfg.MaxX509SVIDTTL != 5*time.Minute || cfg.MaxJWTSVIDTTL != 5*time.Minute {
 		t.Errorf("default TTL caps x509 %s jwt %s, want 5m 5m", cfg.MaxX509SVIDTTL, cfg.MaxJWTSVIDTTL)
+	}
+}
+
+// TestConfigQuietPeriod: recreate_quiet_period defaults to
+// max_jwt_svid_ttl plus one minute (docs/registrar.md), follows a
+// max_jwt_svid_ttl set in the file, and may be set, to 0 too.
+func TestConfigQuietPeriod(t *testing.T) {
+	const base = "trust_domain = \"example.org\"\nserver_api_socket = \"/s\"\nissuance_policy = \"/p\"\noperator_socket = \"/o\"\n"
+	for _, tt := range []struct {
+		name, src string
+		want      time.Duration
+	}{
+		{"default", "", 6 * time.Minute},
+		{"follows max_jwt_svid_ttl", "max_jwt_svid_ttl = \"15m\"\n", 16 * time.Minute},
+		{"set", "recreate_quiet_period = \"20m\"\n", 20 * time.Minute},
+		{"off", "recreate_quiet_period = \"0s\"\n", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte(base+tt.src), "r.hcl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.RecreateQuietPeriod != tt.want {
+				t.Errorf("recreate_quiet_period %s, want %s", cfg.RecreateQuietPeriod, tt.want)
+			}
+		})
+	}
+	if DefaultQuietPeriod != 6*time.Minute || MinQuietPeriodFor(5*time.Minute) != 5*time.Minute+12*time.Second {
+		t.Errorf("DefaultQuietPeriod %s, MinQuietPeriodFor(5m) %s", DefaultQuietPeriod, MinQuietPeriodFor(5*time.Minute))
 	}
 }
 
@@ -84,6 +113,12 @@ func TestParseConfigErrors(t *testing.T) {
 			`registrar config r.hcl:7:16: audit.durability: audit: durability "often": want batch, every or none`},
 		{"bad ttl", base + "operator_socket = \"/o\"\nmax_jwt_svid_ttl = \"-5m\"\n",
 			`registrar config r.hcl: max_jwt_svid_ttl "-5m": want a positive duration such as "1h" or "5m"`},
+		{"negative recreate_quiet_period", base + "operator_socket = \"/o\"\nrecreate_quiet_period = \"-1m\"\n",
+			`registrar config r.hcl:5:25: recreate_quiet_period "-1m": want a duration such as "6m" (at least max_jwt_svid_ttl + 12s; "0s" turns it off)`},
+		{"bad recreate_quiet_period", base + "operator_socket = \"/o\"\nrecreate_quiet_period = \"soon\"\n",
+			`registrar config r.hcl:5:25: recreate_quiet_period "soon": want a duration such as "6m" (at least max_jwt_svid_ttl + 12s; "0s" turns it off)`},
+		{"recreate_quiet_period typo", base + "operator_socket = \"/o\"\nrecreate_quiet_perod = \"6m\"\n", "registrar config:\n" +
+			`r.hcl:5:1: Unsupported argument; An argument named "recreate_quiet_perod" is not expected here. Did you mean "recreate_quiet_period"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,7 +98,12 @@ func (d *Daemon) init(ctx context.Context, src *Sources) error {
 			return err
 		}
 	}
-	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics)}
+	opts := []Option{WithDefaultParentID(cfg.ParentID), WithLogger(d.log), withMetrics(d.metrics),
+		WithQuietPeriod(cfg.RecreateQuietPeriod)}
+	if q := cfg.RecreateQuietPeriod; q < MinQuietPeriodFor(cfg.MaxJWTSVIDTTL) {
+		d.log.Warn("recreate_quiet_period is shorter than max_jwt_svid_ttl plus SPIRE's default cache windows: a task ID revoked and created again within it may leave the revoked incarnation's JWT-SVIDs in use (docs/registrar.md)",
+			"recreate_quiet_period", q.String(), "max_jwt_svid_ttl", cfg.MaxJWTSVIDTTL.String(), "at_least", MinQuietPeriodFor(cfg.MaxJWTSVIDTTL).String())
+	}
 	if cfg.AuditPath != "" || cfg.AuditMySQL != nil {
 		aopts := audit.Options{Durability: cfg.AuditDurability, SignerID: cfg.AuditSignerID,
 			MaxBytes: cfg.AuditMaxBytes, RotateInterval: cfg.AuditRotateInterval, MaxSegments: cfg.AuditMaxSegments}

@@ -18,6 +18,16 @@
 // task of the registrar's trust domain; the registrar reads its record from
 // its registration entry, never from the request.
 //
+// A task ID revoked through the service is not created again — by
+// CreateTask, CreateTasks or DelegateTask — for its quiet period
+// ([WithQuietPeriod], default [DefaultQuietPeriod]; the daemon's
+// recreate_quiet_period): SPIRE's caches may still serve or authorize the
+// revoked incarnation until then; nor one its liveness listing (while it
+// feeds verifiers) saw leave SPIRE before its expiry — revoked through
+// another registrar, the CLI or SPIRE directly. The refusal is
+// registrar.ReasonRecentlyRevoked (FailedPrecondition). The service keeps
+// this memory in its process only.
+//
 // Refusals carry the registrar.Reason's gRPC code, a message
 // "<reason>: <detail> (rule file:line)" and an errdetails.ErrorInfo in
 // [ErrorDomain] ([ReasonOf] reads it back).

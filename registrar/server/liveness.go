@@ -70,7 +70,7 @@ const subscriberBuffer = 64
 // livenessHub lists SPIRE once per interval while anyone subscribes and
 // fans the result out: a full message to each new subscriber, then deltas.
 type livenessHub struct {
-	list     func(context.Context) ([]string, []int64, error) // IDs, their entries' created_at (nil: unknown)
+	list     listFunc
 	interval time.Duration
 	now      func() time.Time
 
@@ -78,32 +78,17 @@ type livenessHub struct {
 	subs    map[*livenessSub]struct{}
 	closed  bool // the registrar is stopping: no more subscribers
 	running bool
-	cur     map[string]int64 // the last listing (ID → created_at, 0 unknown); nil before the first
+	cur     map[string]listed // the last listing; nil before the first
 	curAsOf time.Time
 	curIDs  []string // the last listing as a slice, for full messages
 	curCrt  []int64  // curIDs' creation times (nil: unknown)
-	// revoked are tasks revoked through this registrar since the last
-	// delta (tombstone): named in the next delta's removals even when no
-	// listing saw them (created and revoked between two listings).
-	revoked []string
-}
-
-// maxTombstones bounds the revocations kept for the next delta; past it
-// the oldest are dropped (their tasks are then refused by the view's
-// grace for new tasks, as before tombstones).
-const maxTombstones = 1 << 16
-
-// tombstone names tasks revoked through this registrar in the next delta.
-func (h *livenessHub) tombstone(ids []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cur == nil && !h.running {
-		return // no subscriber: nobody to tell
-	}
-	h.revoked = append(h.revoked, ids...)
-	if n := len(h.revoked) - maxTombstones; n > 0 {
-		h.revoked = append(h.revoked[:0], h.revoked[n:]...)
-	}
+	curExp  bool     // cur holds expiries
+	// tomb holds the tasks revoked through this registrar: those since
+	// the last delta (from seq tombSeq on) are named in the next delta's
+	// removals even when no listing saw them (created and revoked between
+	// two listings).
+	tomb    *tombstones
+	tombSeq uint64
 }
 
 type livenessSub struct {
@@ -113,11 +98,24 @@ type livenessSub struct {
 	needFull bool
 }
 
-func newLivenessHub(list func(context.Context) ([]string, []int64, error), interval time.Duration) *livenessHub {
+// expirySlack: a task that leaves the listing this close to its expiry is
+// taken to have expired (the lister's clock reads a little after asOf), not
+// to have been revoked: its credentials end at its deadline anyway.
+const expirySlack = 2 * time.Second
+
+// listed is what a listing says of a live task: its entry's created_at
+// and expires_at (Unix seconds, 0 unknown).
+type listed struct{ created, expires int64 }
+
+// listFunc lists the live tasks: their IDs, their entries' created_at and
+// expires_at (Unix seconds; nil: unknown).
+type listFunc func(context.Context) (ids []string, created, expires []int64, err error)
+
+func newLivenessHub(list listFunc, interval time.Duration, tomb *tombstones) *livenessHub {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	return &livenessHub{list: list, interval: interval, now: time.Now, subs: map[*livenessSub]struct{}{}}
+	return &livenessHub{list: list, interval: interval, now: time.Now, subs: map[*livenessSub]struct{}{}, tomb: tomb}
 }
 
 // subscribe adds a subscriber; it gets the last listing at once if there
@@ -152,6 +150,7 @@ func (h *livenessHub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	h.tomb.release()
 	for sub := range h.subs {
 		h.dropLocked(sub, errStopping)
 	}
@@ -176,22 +175,32 @@ func (h *livenessHub) run() {
 	for {
 		asOf := h.now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*h.interval+10*time.Second)
-		ids, created, err := h.list(ctx)
+		ids, created, expires, err := h.list(ctx)
 		cancel()
-		if !h.publish(asOf, ids, created, err) {
+		if !h.publishListing(asOf, ids, created, expires, err) {
 			return
 		}
 		<-tick.C
 	}
 }
 
-// publish sends one listing (or its error) to every subscriber and says
-// whether to go on. created is ids' creation times (nil: unknown).
+// publish is publishListing without expiries.
 func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err error) bool {
+	return h.publishListing(asOf, ids, created, nil, err)
+}
+
+// publishListing sends one listing (or its error) to every subscriber and
+// says whether to go on. created and expires are ids' creation times and
+// expiries (nil: unknown). A task that left the listing before its expiry
+// (revoked through another registrar, the CLI or SPIRE directly) gets a
+// tombstone: this registrar does not create its ID again within the quiet
+// period either.
+func (h *livenessHub) publishListing(asOf time.Time, ids []string, created, expires []int64, err error) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.subs) == 0 {
 		h.running, h.cur, h.curIDs, h.curCrt = false, nil, nil, nil
+		h.tomb.release()
 		return false
 	}
 	if err != nil {
@@ -205,18 +214,26 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 	if len(created) != len(ids) {
 		created = nil
 	}
-	next := make(map[string]int64, len(ids))
+	if len(expires) != len(ids) {
+		expires = nil
+	}
+	next := make(map[string]listed, len(ids))
 	for i, id := range ids {
-		c := int64(0)
+		var c, e int64
 		if created != nil {
 			c = created[i]
 		}
+		if expires != nil {
+			e = expires[i]
+		}
 		// An ID with two entries (two registrars' racing creates before
 		// one settles; an older layout): the earliest stands for it.
-		if c0, dup := next[id]; !dup || c0 == 0 || c != 0 && c < c0 {
-			next[id] = c
+		if l0, dup := next[id]; !dup || l0.created == 0 || c != 0 && c < l0.created {
+			next[id] = listed{created: c, expires: e}
 		}
 	}
+	revoked, nextSeq := h.tomb.since(h.tombSeq, h.cur == nil)
+	h.tombSeq = nextSeq
 	var delta *registrarv1.LivenessSnapshot
 	if h.cur != nil {
 		delta = &registrarv1.LivenessSnapshot{AsOfUnixNano: asOf.UnixNano(), BaseAsOfUnixNano: h.curAsOf.UnixNano()}
@@ -227,7 +244,7 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 		for _, id := range ids {
 			// New, or created again since the last listing (a later
 			// creation time: a new incarnation of the same ID).
-			if c0, ok := h.cur[id]; !ok || next[id] != c0 {
+			if l0, ok := h.cur[id]; !ok || next[id].created != l0.created {
 				if sent != nil {
 					if sent[id] {
 						continue
@@ -236,16 +253,21 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 				}
 				delta.Added = append(delta.Added, id)
 				if created != nil {
-					delta.AddedCreated = append(delta.AddedCreated, next[id])
+					delta.AddedCreated = append(delta.AddedCreated, next[id].created)
 				}
 			}
 		}
-		for id := range h.cur {
+		var gone []string // before their expiry
+		for id, l := range h.cur {
 			if _, ok := next[id]; !ok {
 				delta.Removed = append(delta.Removed, id)
+				if !h.curExp || l.expires == 0 || asOf.Add(expirySlack).Unix() < l.expires {
+					gone = append(gone, id)
+				}
 			}
 		}
-		for _, id := range h.revoked { // revoked before any listing saw them
+		h.tomb.seen(gone)
+		for _, id := range revoked { // revoked before any listing saw them
 			_, listed := next[id]
 			_, wasLive := h.cur[id]
 			if !listed && !wasLive && !slices.Contains(delta.Removed, id) {
@@ -253,8 +275,7 @@ func (h *livenessHub) publish(asOf time.Time, ids []string, created []int64, err
 			}
 		}
 	}
-	h.revoked = h.revoked[:0]
-	h.cur, h.curAsOf, h.curIDs, h.curCrt = next, asOf, ids, created
+	h.cur, h.curAsOf, h.curIDs, h.curCrt, h.curExp = next, asOf, ids, created, expires != nil
 	var full *registrarv1.LivenessSnapshot
 	for sub := range h.subs {
 		m := delta

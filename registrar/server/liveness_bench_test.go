@@ -44,7 +44,7 @@ func feedBench(b *testing.B, tasks, subs int) {
 	for i := range crt {
 		crt[i] = 1796628086 + int64(i)
 	}
-	svc.hub = newLivenessHub(func(context.Context) ([]string, []int64, error) {
+	svc.hub = newLivenessHub(func(context.Context) ([]string, []int64, []int64, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		// 10 revoked (the oldest), 10 created.
@@ -58,8 +58,8 @@ func feedBench(b *testing.B, tasks, subs int) {
 			next++
 		}
 		ids, crt = out, created
-		return out, created, nil
-	}, 10*time.Millisecond)
+		return out, created, nil, nil
+	}, 10*time.Millisecond, svc.tomb)
 	ca := testca.New(b, testTD, time.Now())
 	addr := serveAgent(b, svc, ca, ca.X509Bundle())
 	ctx, cancel := context.WithCancel(context.Background())

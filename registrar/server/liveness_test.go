@@ -242,7 +242,7 @@ func TestStopLivenessEndsStreams(t *testing.T) {
 // (up to 15 s; review 5). A task revoked through this registrar is named
 // in the next delta's removals whether or not a listing saw it.
 func TestLivenessTombstones(t *testing.T) {
-	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h := newLivenessHub(func(context.Context) ([]string, []int64, []int64, error) { return nil, nil, nil, nil }, time.Hour, newTombstones(time.Now, 0))
 	h.running = true // publish is driven by the test
 	sub := h.subscribe()
 	t0 := time.Now()
@@ -250,7 +250,7 @@ func TestLivenessTombstones(t *testing.T) {
 		t.Fatal("publish")
 	}
 	<-sub.ch // the full listing
-	h.tombstone([]string{"T-fast", "P1"})
+	h.tomb.add([]string{"T-fast", "P1"})
 	h.publish(t0.Add(time.Second), []string{}, nil, nil)
 	d := <-sub.ch
 	slices.Sort(d.Removed)
@@ -269,7 +269,7 @@ func TestLivenessTombstones(t *testing.T) {
 // where no listing lacks it — is sent as added with the new time, so that
 // the verifiers refuse the revoked incarnation's credentials (review F2).
 func TestLivenessIncarnations(t *testing.T) {
-	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h := newLivenessHub(func(context.Context) ([]string, []int64, []int64, error) { return nil, nil, nil, nil }, time.Hour, newTombstones(time.Now, 0))
 	h.running = true // publish is driven by the test
 	sub := h.subscribe()
 	t0 := time.Now()
@@ -299,7 +299,7 @@ func TestLivenessIncarnations(t *testing.T) {
 // entry is deleted): the earliest creation time stands for it, and the
 // delta names it once.
 func TestLivenessDuplicateEntries(t *testing.T) {
-	h := newLivenessHub(func(context.Context) ([]string, []int64, error) { return nil, nil, nil }, time.Hour)
+	h := newLivenessHub(func(context.Context) ([]string, []int64, []int64, error) { return nil, nil, nil, nil }, time.Hour, newTombstones(time.Now, 0))
 	h.running = true
 	sub := h.subscribe()
 	t0 := time.Now()

@@ -21,13 +21,17 @@ import (
 // *registrar.Registrar. It keeps no state of its own. Register it on an
 // operator server ([Service.OperatorServer]: every RPC, no authentication
 // beyond the socket's permissions) and an agent server
-// ([Service.AgentServer]: SPIFFE mTLS, DelegateTask only).
+// ([Service.AgentServer]: SPIFFE mTLS, DelegateTask only). Its one state
+// is in memory: the tasks revoked through it, for the quiet period before
+// a revoked task ID is created again ([WithQuietPeriod]) and for the
+// liveness deltas.
 type Service struct {
 	registrarv1.UnimplementedRegistrarServer
 
-	r   *registrar.Registrar
-	cfg config
-	hub *livenessHub // WatchLiveness's one lister and its subscribers
+	r    *registrar.Registrar
+	cfg  config
+	hub  *livenessHub // WatchLiveness's one lister and its subscribers
+	tomb *tombstones  // the tasks revoked through this registrar
 }
 
 var _ registrarv1.RegistrarServer = (*Service)(nil)
@@ -42,6 +46,9 @@ type config struct {
 
 	livenessSubscribers []spiffeid.ID
 	livenessInterval    time.Duration
+
+	quiet time.Duration
+	now   func() time.Time
 }
 
 // Option configures a Service.
@@ -75,6 +82,21 @@ func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
 }
 
+// WithQuietPeriod sets how long after revoking a task this registrar
+// refuses to create its task ID again, with ReasonRecentlyRevoked (default
+// DefaultQuietPeriod; 0 turns it off). Revocations through this
+// registrar count, and, while it feeds verifiers, tasks its listing saw
+// leave SPIRE before their expiry (revoked through another registrar or
+// the agentid CLI, deleted in SPIRE directly).
+func WithQuietPeriod(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.quiet = d })
+}
+
+// WithClock sets the clock of the quiet period (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.now = now })
+}
+
 // withMetrics counts created, refused and revoked tasks (the daemon's).
 func withMetrics(m *metrics) Option {
 	return optionFunc(func(c *config) { c.metrics = m })
@@ -82,11 +104,29 @@ func withMetrics(m *metrics) Option {
 
 // New returns the task API on r.
 func New(r *registrar.Registrar, opts ...Option) *Service {
-	cfg := config{log: slog.New(slog.DiscardHandler)}
+	cfg := config{log: slog.New(slog.DiscardHandler), quiet: DefaultQuietPeriod, now: time.Now}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return &Service{r: r, cfg: cfg, hub: newLivenessHub(r.LiveTasksCreated, cfg.livenessInterval)}
+	tomb := newTombstones(cfg.now, cfg.quiet)
+	return &Service{r: r, cfg: cfg, tomb: tomb, hub: newLivenessHub(r.LiveTasksExpiring, cfg.livenessInterval, tomb)}
+}
+
+// quiet refuses a create of the task agent/task (a given task ID; a
+// generated one is new) within the quiet period of its revocation through
+// this registrar.
+func (s *Service) quiet(agent, task string) error {
+	if task == "" {
+		return nil
+	}
+	id, err := s.r.TaskID(agent, task)
+	if err != nil {
+		return nil // the registrar refuses the name itself
+	}
+	if ts, until, ok := s.tomb.quietUntil(id.String()); ok {
+		return recentlyRevoked(id.String(), ts, until, s.cfg.quiet)
+	}
+	return nil
 }
 
 // CreateTask creates a root task, or with parent_task a delegated child of
@@ -99,6 +139,9 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 		return nil, err
 	}
 	req.Principal = in.GetPrincipal()
+	if err := s.quiet(req.Agent, req.Task); err != nil {
+		return s.answer(ctx, "CreateTask", "", registrar.Task{}, err)
+	}
 	var task registrar.Task
 	if in.GetParentTask() == "" {
 		if req.ParentID == "" {
@@ -139,6 +182,11 @@ func (s *Service) CreateTasks(ctx context.Context, in *registrarv1.CreateTasksRe
 		if err != nil {
 			s.countRefusal(registrar.ReasonInvalidRequest)
 			out.Results[i] = batchResult(nil, err)
+			continue
+		}
+		if err := s.quiet(req.Agent, req.Task); err != nil {
+			task, err := s.answer(ctx, "CreateTasks", "", registrar.Task{}, err)
+			out.Results[i] = batchResult(task, err)
 			continue
 		}
 		req.Principal = t.GetPrincipal()
@@ -191,6 +239,9 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 		return nil, err
 	}
 	req.CallerIssued = caller.issued
+	if err := s.quiet(req.Agent, req.Task); err != nil {
+		return s.answer(ctx, "DelegateTask", caller.String(), registrar.Task{}, err)
+	}
 	task, err := s.r.CreateChild(ctx, caller.id, req)
 	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
 }
@@ -245,20 +296,27 @@ func (s *Service) ListTasks(ctx context.Context, in *registrarv1.ListTasksReques
 }
 
 // RevokeTask deletes a task's entry and its descendants'. Operators only.
-// Tasks removed before an error are reported in the log.
+// Tasks removed before an error are reported in the log. None of their task
+// IDs is created again through this registrar within the quiet period.
 func (s *Service) RevokeTask(ctx context.Context, in *registrarv1.RevokeTaskRequest) (*registrarv1.RevokeTaskResponse, error) {
 	id, err := taskIDArg(in.GetSpiffeId())
 	if err != nil {
 		return nil, err
 	}
+	defer s.tomb.revoking(id.String())() // quiet while it runs, too
 	removed, err := s.r.Revoke(ctx, id)
 	s.cfg.metrics.tasksRevoked(len(removed))
-	if s.hub != nil && len(removed) > 0 {
+	if len(removed) > 0 {
 		ids := make([]string, len(removed))
 		for i, t := range removed {
 			ids[i] = t.ID.String()
 		}
-		s.hub.tombstone(ids) // liveness.go: named in the next delta
+		// Not created again within the quiet period; named in the next
+		// liveness delta.
+		if early := s.tomb.add(ids); early > 0 {
+			s.cfg.log.Warn("more revocations within recreate_quiet_period than the registrar keeps: the oldest task IDs may be created again early",
+				"forgotten", early, "kept", maxTombstones)
+		}
 	}
 	for _, t := range removed {
 		s.cfg.log.Info("task revoked", "task", t.ID.String(), "entry", t.EntryID, "revoked", id.String())
