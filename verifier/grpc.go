@@ -106,12 +106,11 @@ func (v *Verifier) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err != nil {
 			return nil, err
 		}
+		defer g.stop() // a handler that panics too
 		resp, err := handler(ctx, req)
 		// The call's answer goes to a peer still allowed: one refused
 		// meanwhile (revoked, expired) gets the refusal instead.
-		ferr := g.check()
-		g.stop()
-		if ferr != nil {
+		if ferr := g.check(); ferr != nil {
 			return nil, ferr
 		}
 		return resp, err
@@ -137,6 +136,7 @@ func (v *Verifier) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
+		defer g.stop() // a handler that panics too
 		s := &guardedStream{ServerStream: ss, ctx: ctx, g: g, quit: make(chan struct{})}
 		defer close(s.quit)
 		err = handler(srv, s)

@@ -592,6 +592,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 	defer stopWait()
 	refused := func() bool {
 		if ferr := checkWait(); ferr != nil {
+			clear(w.Header()) // none of the upstream's answer goes with the refusal
 			writeJSONRPCError(w, http.StatusOK, x.id(), mcpauth.CodeUnauthenticated, "agentid gateway: "+ferr.Error())
 			return true
 		}
@@ -655,8 +656,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, body []byte, x
 		if refused() {
 			return
 		}
-		g.answerJSON(w, r.Context(), resp, x, list)
+		g.answerJSON(w, r.Context(), resp, x, list, refused)
 	default:
+		if refused() {
+			return
+		}
 		if resp.StatusCode/100 == 2 && r.Method != http.MethodDelete && hasBody(resp) {
 			// Fail closed: clients read answers more leniently than
 			// mime.ParseMediaType (the TypeScript SDK takes any type that
@@ -815,8 +819,11 @@ func (g *Gateway) dropResponse(x *exchange, data []byte) {
 // the call becomes an error, but for another call's non-200 answer,
 // passed on as sent (an error about the request, such as HTTP 400 or
 // 404, whose id may be null).
-func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool) {
+func (g *Gateway) answerJSON(w http.ResponseWriter, ctx context.Context, resp *http.Response, x *exchange, list bool, refused func() bool) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+	if refused() { // the body may come long after the headers
+		return
+	}
 	if err != nil || len(data) > maxUpstreamMessage {
 		g.upstreamError(w, x, "the upstream's answer could not be read")
 		return
