@@ -79,7 +79,11 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err != nil {
 		return Task{}, err
 	}
-	if err := r.delegationRoom(ctx, p, c.Chain, 0); err != nil {
+	self, err := svid.TaskID(r.td, c.Agent, c.Task)
+	if err != nil {
+		return Task{}, &Error{Reason: ReasonInvalidRequest, Err: err}
+	}
+	if err := r.delegationRoom(ctx, p, c.Chain, self, ""); err != nil {
 		return Task{}, err
 	}
 	child, err := r.put(ctx, c, node, extra, now, req.TTL == 0)
@@ -91,7 +95,7 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	}
 	// Two children created at once may both have found room for one:
 	// counted again with this one's entry, an excess is taken back.
-	if err := r.delegationRoom(ctx, p, c.Chain, 1); err != nil {
+	if err := r.delegationRoom(ctx, p, c.Chain, self, child.EntryID); err != nil {
 		if _, derr := r.delete(ctx, []string{child.EntryID}); derr != nil {
 			return Task{}, errors.Join(err, derr)
 		}
@@ -100,17 +104,45 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	return child, nil
 }
 
-// delegationRoom refuses a child whose chain has a member with
-// max_delegated live tasks below it (at any depth) already, not counting
-// mine of them (the child's own entry, once written).
-func (r *Registrar) delegationRoom(ctx context.Context, p *Policy, chain []string, mine int) error {
+// delegationRoom refuses a child (SPIFFE ID self) whose chain has a
+// member with max_delegated live tasks below it (at any depth) already.
+// Before the write (mine empty) the other live tasks are counted — not
+// an entry of self: an idempotent retry returns it. After the write
+// (mine: the child's entry) the child keeps its room only if at most
+// max_delegated of the entries below the member, itself included, were
+// created before it or with it (created_at, then entry ID): of two
+// children racing for the last room one stays.
+func (r *Registrar) delegationRoom(ctx context.Context, p *Policy, chain []string, self spiffeid.ID, mine string) error {
 	if len(chain) == 0 {
 		return nil
 	}
-	// Every task of a tree carries its root as the entry's hint.
+	// Every task of a tree carries its root as the entry's hint; entries
+	// written before hints existed are found by their delegator selectors.
 	tree, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{ByHint: wrapperspb.String(chain[0])})
 	if err != nil {
 		return err
+	}
+	m := &types.SelectorMatch{Match: types.SelectorMatch_MATCH_ANY}
+	for i, member := range chain {
+		m.Selectors = append(m.Selectors, &types.Selector{Type: r.cfg.selectorType, Value: delegatorSelector(i, member)})
+	}
+	old, err := r.list(ctx, &entryv1.ListEntriesRequest_Filter{BySelectors: m})
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(tree))
+	var own *types.Entry
+	live := tree[:0:0]
+	now := r.cfg.now().Unix()
+	for _, e := range append(tree, old...) {
+		if seen[e.GetId()] || (e.GetExpiresAt() != 0 && e.GetExpiresAt() <= now) {
+			continue // listed twice, or past its deadline: not live
+		}
+		seen[e.GetId()] = true
+		if e.GetId() == mine {
+			own = e
+		}
+		live = append(live, e)
 	}
 	for i, member := range chain {
 		id, err := spiffeid.FromString(member)
@@ -123,13 +155,26 @@ func (r *Registrar) delegationRoom(ctx context.Context, p *Policy, chain []strin
 			return refuse(ReasonUnknownAgent, "", "no policy block for agent %q of the chain (chain[%d])", agent, i)
 		}
 		below := 0
-		for _, e := range tree {
-			if r.names(e, member, map[int]bool{i: true}) {
-				below++
+		for _, e := range live {
+			if !r.names(e, member, map[int]bool{i: true}) {
+				continue
+			}
+			switch {
+			case own != nil: // after the write: the entries up to the child's
+				if e.GetCreatedAt() < own.GetCreatedAt() || (e.GetCreatedAt() == own.GetCreatedAt() && e.GetId() <= own.GetId()) {
+					below++
+				}
+			default: // before: the others
+				if id, _ := idFromProto(e.GetSpiffeId()); id != self {
+					below++
+				}
 			}
 		}
-		if below-mine >= rule.MaxDelegated {
-			return refuse(ReasonDelegationLimit, rule.Pos, "%s has %d live tasks below it, max_delegated %d of agent %q", member, below-mine, rule.MaxDelegated, agent)
+		if own != nil {
+			below-- // the child itself
+		}
+		if below >= rule.MaxDelegated {
+			return refuse(ReasonDelegationLimit, rule.Pos, "%s has %d live tasks below it, max_delegated %d of agent %q", member, below, rule.MaxDelegated, agent)
 		}
 	}
 	return nil
