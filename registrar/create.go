@@ -31,6 +31,11 @@ func (r *Registrar) Create(ctx context.Context, req Request) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
+	if req.BeforeWrite != nil {
+		if err := req.BeforeWrite(); err != nil {
+			return Task{}, err
+		}
+	}
 	return r.put(ctx, c, node, extra, now, !req.Deadline.IsZero())
 }
 

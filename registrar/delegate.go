@@ -86,6 +86,11 @@ func (r *Registrar) CreateChild(ctx context.Context, parent spiffeid.ID, req Req
 	if err := r.delegationRoom(ctx, p, c.Chain, self, ""); err != nil {
 		return Task{}, err
 	}
+	if req.BeforeWrite != nil {
+		if err := req.BeforeWrite(); err != nil {
+			return Task{}, err
+		}
+	}
 	child, err := r.put(ctx, c, node, extra, now, req.TTL == 0)
 	if err != nil {
 		return Task{}, err

@@ -159,6 +159,11 @@ type Request struct {
 	// task ID was created again) and is refused with ReasonParentNotFound.
 	// Zero (operator paths) skips the check.
 	CallerIssued time.Time
+	// BeforeWrite, if set, is called once every check of the request has
+	// passed, just before the entry is written; an error refuses the
+	// request (the delegation API's quiet period: asked after the policy,
+	// so that its refusal tells a caller nothing the policy would not).
+	BeforeWrite func() error
 }
 
 // Task is a task's registration entry.

@@ -96,7 +96,8 @@ func TestRecreateWithinQuietPeriod(t *testing.T) {
 	p2 := agentClient(t, addr, ca.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/planner/task/P2")), ca.X509Bundle())
 	_, err = p2.DelegateTask(ctxT(t), &registrarv1.DelegateTaskRequest{Agent: "researcher", Task: "R", Model: "openai/gpt-4o",
 		Prompt: testPrompt, Scope: []string{"kb:read"}, TtlSeconds: 1800})
-	wantStatus(t, err, codes.FailedPrecondition, quietMsg(childR, revokedAt, quiet))
+	// a delegating task is told no time and no source (review 20)
+	wantStatus(t, err, codes.FailedPrecondition, "recently_revoked: this task ID is not available now: use a fresh task ID")
 	if _, err := p2.DelegateTask(ctxT(t), &registrarv1.DelegateTaskRequest{Agent: "researcher", Task: "R-fresh", Model: "openai/gpt-4o",
 		Prompt: testPrompt, Scope: []string{"kb:read"}, TtlSeconds: 1800}); err != nil {
 		t.Errorf("a fresh child ID: %v", err)

@@ -129,6 +129,28 @@ func (s *Service) quiet(agent, task string) error {
 	return nil
 }
 
+// quietAfterWrite takes back a task just written whose ID became quiet
+// between the check and the write (its revoke ran meanwhile: review 20),
+// and refuses it.
+func (s *Service) quietAfterWrite(ctx context.Context, task registrar.Task, _ bool) error {
+	if err := s.quiet(task.Claims.Agent, task.Claims.Task); err != nil {
+		if _, rerr := s.r.Revoke(ctx, task.ID); rerr != nil && registrar.ReasonOf(rerr) != registrar.ReasonNotFound {
+			s.cfg.log.Warn("a task created within its quiet period could not be taken back", "task", task.ID.String(), "err", rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// delegationQuiet turns a quiet-period refusal into the one a delegating
+// task gets: recently_revoked, without when or through which registrar.
+func delegationQuiet(err error) error {
+	if registrar.ReasonOf(err) == registrar.ReasonRecentlyRevoked {
+		return &registrar.Error{Reason: registrar.ReasonRecentlyRevoked, Detail: "this task ID is not available now: use a fresh task ID"}
+	}
+	return err
+}
+
 // CreateTask creates a root task, or with parent_task a delegated child of
 // that task. Operators only.
 func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequest) (*registrarv1.Task, error) {
@@ -142,6 +164,7 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 	if err := s.quiet(req.Agent, req.Task); err != nil {
 		return s.answer(ctx, "CreateTask", "", registrar.Task{}, err)
 	}
+	req.BeforeWrite = func() error { return s.quiet(req.Agent, req.Task) }
 	var task registrar.Task
 	if in.GetParentTask() == "" {
 		if req.ParentID == "" {
@@ -156,6 +179,9 @@ func (s *Service) CreateTask(ctx context.Context, in *registrarv1.CreateTaskRequ
 		}
 		req.Operator = true // the operator socket: an operator sets the child's selectors
 		task, err = s.r.CreateChild(ctx, parent, req)
+	}
+	if err == nil {
+		err = s.quietAfterWrite(ctx, task, false)
 	}
 	return s.answer(ctx, "CreateTask", "", task, err)
 }
@@ -197,6 +223,9 @@ func (s *Service) CreateTasks(ctx context.Context, in *registrarv1.CreateTasksRe
 		idx = append(idx, i)
 	}
 	for k, res := range s.r.CreateBatch(ctx, reqs) {
+		if res.Err == nil {
+			res.Err = s.quietAfterWrite(ctx, res.Task, false)
+		}
 		task, err := s.answer(ctx, "CreateTasks", "", res.Task, res.Err)
 		out.Results[idx[k]] = batchResult(task, err)
 	}
@@ -239,10 +268,14 @@ func (s *Service) DelegateTask(ctx context.Context, in *registrarv1.DelegateTask
 		return nil, err
 	}
 	req.CallerIssued = caller.issued
-	if err := s.quiet(req.Agent, req.Task); err != nil {
-		return s.answer(ctx, "DelegateTask", caller.String(), registrar.Task{}, err)
-	}
+	// The quiet period is asked after the policy (BeforeWrite), and a
+	// delegating task is told only that the ID is not available: a task
+	// learns nothing of other trees' revocations (review 20).
+	req.BeforeWrite = func() error { return delegationQuiet(s.quiet(req.Agent, req.Task)) }
 	task, err := s.r.CreateChild(ctx, caller.id, req)
+	if err == nil {
+		err = delegationQuiet(s.quietAfterWrite(ctx, task, true))
+	}
 	return s.answer(ctx, "DelegateTask", caller.String(), task, err)
 }
 
