@@ -34,72 +34,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 )
 
-// tsMCPServerJS is an MCP server written as the TypeScript SDK's docs
-// write one: the SDK's own createMcpExpressApp() (express.json() as body
-// parser) and a stateless Streamable HTTP transport handed req.body. Each
-// tool appends its name to the file argv[4] when it runs.
-const tsMCPServerJS = `
-const base = process.argv[2] + '/node_modules/@modelcontextprotocol/sdk/dist/cjs/server/';
-const { McpServer } = require(base + 'mcp.js');
-const { StreamableHTTPServerTransport } = require(base + 'streamableHttp.js');
-const { createMcpExpressApp } = require(base + 'express.js');
-const fs = require('fs');
-const port = Number(process.argv[3]);
-const ran = process.argv[4];
-const tools = process.argv.slice(5);
-const app = createMcpExpressApp({ allowedHosts: ['127.0.0.1', 'localhost', '127.0.0.1:' + port] });
-app.post('/mcp', async (req, res) => {
-  const server = new McpServer({ name: 'victim', version: '1' });
-  for (const tool of tools) {
-    server.registerTool(tool, { description: tool }, async () => {
-      fs.appendFileSync(ran, tool + '\n');
-      return { content: [{ type: 'text', text: 'ran ' + tool }] };
-    });
-  }
-  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-  res.on('close', () => { transport.close(); server.close(); });
-  await server.connect(transport);
-  await transport.handleRequest(req, res, req.body);
-});
-app.listen(port, '127.0.0.1', () => console.log('LISTENING'));
-`
-
-// startTSMCPServer runs tsMCPServerJS with the given tools; ran returns
-// the tools that ran so far.
-func startTSMCPServer(t *testing.T, tools ...string) (url string, ran func() []string) {
-	t.Helper()
-	js := npmtest.Require(t)
-	dir := t.TempDir()
-	script := filepath.Join(dir, "server.cjs")
-	ranFile := filepath.Join(dir, "ran")
-	if err := os.WriteFile(script, []byte(tsMCPServerJS), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(js.Node, append([]string{script, js.Dir, strconv.Itoa(port), ranFile}, tools...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.Contains(line, "LISTENING") {
-		t.Fatalf("the TypeScript MCP server did not start: %q %v", line, err)
-	}
-	go io.Copy(io.Discard, out)
-	return "http://127.0.0.1:" + strconv.Itoa(port) + "/mcp", func() []string {
-		b, _ := os.ReadFile(ranFile)
-		return strings.Fields(string(b))
-	}
-}
-
 // utf7Smuggle is a tools/call that the verifier (UTF-8) reads as
 // search_docs with a harmless argument, and that a server decoding the
 // body as UTF-7 (express.json() honours "charset=utf-7") reads as
@@ -107,14 +41,7 @@ func startTSMCPServer(t *testing.T, tools ...string) (url string, ran func() []s
 // "+…-" run in the argument is UTF-7 for `"},"name":"shell","z":{"a":"`,
 // and JSON.parse keeps the last "name".
 func utf7Smuggle() string {
-	hidden := `"},"name":"shell","z":{"a":"`
-	u := utf16.Encode([]rune(hidden))
-	b := make([]byte, 2*len(u))
-	for i, c := range u {
-		binary.BigEndian.PutUint16(b[2*i:], c)
-	}
-	b64 := strings.TrimRight(base64.StdEncoding.EncodeToString(b), "=")
-	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"x+` + b64 + `-"}}}`
+	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"x` + npmtest.UTF7(`"},"name":"shell","z":{"a":"`) + `"}}}`
 }
 
 // TestAttackMCPCharsetUTF7Proxy: through the proxy, a tools/call sent as
@@ -123,7 +50,7 @@ func utf7Smuggle() string {
 // which the policy denies.
 func TestAttackMCPCharsetUTF7Proxy(t *testing.T) {
 	e := newAttackEnv(t)
-	up, ran := startTSMCPServer(t, "search_docs", "shell")
+	up, ran := npmtest.StartTSMCPServer(t, "search_docs", "shell")
 	dial := proxyFor(t, e, strings.TrimSuffix(up, "/mcp"))
 	body := utf7Smuggle()
 	conn := dial()
@@ -143,7 +70,7 @@ func TestAttackMCPCharsetUTF7Proxy(t *testing.T) {
 // which is what the test sends the TypeScript SDK server.
 func TestAttackMCPCharsetUTF7ExtAuthz(t *testing.T) {
 	e := newAttackEnv(t)
-	up, ran := startTSMCPServer(t, "search_docs", "shell")
+	up, ran := npmtest.StartTSMCPServer(t, "search_docs", "shell")
 	body := utf7Smuggle()
 	ct := "application/json; charset=utf-7"
 	resp := e.extAuthz(t, checkReq(e.certPEM, "POST", "/mcp", map[string]string{"content-type": ct, "accept": "application/json, text/event-stream"}, body))
