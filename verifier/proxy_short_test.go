@@ -18,10 +18,28 @@ import (
 // sends the last byte; the upstream receives the complete request (and
 // acts on it) after the revocation.
 func TestProxySlowShortUploadEndsOnRevocation(t *testing.T) {
+	slowShortUpload(t, "upstream", func(e *attackEnv, h http.Handler) (*http.Client, string) {
+		client, base, _ := proxyToHandler(t, e, h)
+		return client, base
+	})
+}
+
+// The same into a handler behind Verifier.Middleware.
+func TestMiddlewareSlowShortUploadEndsOnRevocation(t *testing.T) {
+	slowShortUpload(t, "handler", func(e *attackEnv, h http.Handler) (*http.Client, string) {
+		return middlewareServer(t, e, h)
+	})
+}
+
+// slowShortUpload sends a 1,000-byte body to what serve puts in front of a
+// reading handler (named what): all but the last byte while the task is
+// live, the last after its revocation; the handler must not get it whole.
+func slowShortUpload(t *testing.T, what string, serve func(*attackEnv, http.Handler) (*http.Client, string)) {
+	t.Helper()
 	e, view, wall, _ := liveEnv(t)
 	started := make(chan struct{}, 1)
 	got := make(chan string, 1)
-	client, base, _ := proxyToHandler(t, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	client, base := serve(e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -44,53 +62,14 @@ func TestProxySlowShortUploadEndsOnRevocation(t *testing.T) {
 	select {
 	case <-started:
 	case <-time.After(20 * time.Second):
-		t.Fatal("the upstream was not called in 20 s")
+		t.Fatalf("the %s was not called in 20 s", what)
 	}
 	if err := view.Apply(wall, nil, []string{plannerID}); err != nil {
 		t.Fatal(err)
 	}
 	go pw.Write([]byte("b")) // the last byte, after the revocation
 	if s := recvWithin(t, got); s != "" && s[0] != 'e' {
-		t.Fatalf("the revoked task's upload reached the upstream whole after the revocation: %s", s)
-	}
-}
-
-// The same into a handler behind Verifier.Middleware.
-func TestMiddlewareSlowShortUploadEndsOnRevocation(t *testing.T) {
-	e, view, wall, _ := liveEnv(t)
-	started := make(chan struct{}, 1)
-	got := make(chan string, 1)
-	client, base := middlewareServer(t, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		b, err := io.ReadAll(r.Body)
-		if err != nil {
-			got <- "error: " + err.Error()
-			return
-		}
-		got <- "complete: " + strconv.Itoa(len(b)) + " bytes"
-	}))
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, _ := http.NewRequest("POST", base+"/kb/transfer", pr)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.ContentLength = 1000
-	go func() {
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	pw.Write(bytes.Repeat([]byte("a"), 999))
-	select {
-	case <-started:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the handler was not called in 20 s")
-	}
-	if err := view.Apply(wall, nil, []string{plannerID}); err != nil {
-		t.Fatal(err)
-	}
-	go pw.Write([]byte("b"))
-	if s := recvWithin(t, got); s != "" && s[0] != 'e' {
-		t.Fatalf("the revoked task's upload reached the handler whole after the revocation: %s", s)
+		t.Fatalf("the revoked task's upload reached the %s whole after the revocation: %s", what, s)
 	}
 }
 
